@@ -1,0 +1,314 @@
+//! Replacement policies behind one trait, and the cache engine that drives
+//! them.
+//!
+//! The split follows libCacheSim's: the [`Cache`] engine owns capacity and
+//! byte accounting and decides *when* to evict (until the incoming object
+//! fits); a [`Policy`] owns its metadata and decides *what* to evict.
+//!
+//! Adding a policy is one file in this folder plus one line in [`REGISTRY`].
+
+mod list;
+mod lru;
+
+pub use list::{Handle, IdList};
+pub use lru::Lru;
+
+use crate::error::{Error, Result};
+use crate::request::{ObjId, Request};
+
+/// A replacement policy.
+///
+/// Invariants every implementation keeps (checked by [`Policy::debug_check`]
+/// and by the property tests in `tests/policy_invariants.rs`):
+/// - `lookup` returns true only for resident objects;
+/// - after `insert(req)`, `req.id` is resident;
+/// - `evict` removes exactly one resident object and returns it;
+/// - `len()` equals the number of resident objects.
+///
+/// The engine never calls `insert` for a resident object and calls `evict`
+/// only when at least one object is resident.
+pub trait Policy: Send {
+    /// The registry name (`"lru"`, `"s3fifo"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// If `req.id` is resident, record the hit and return true. Otherwise
+    /// return false; the resident set must not change (ghost metadata may).
+    fn lookup(&mut self, req: &Request) -> bool;
+
+    /// Admit `req.id`, which is not resident. The engine has made room.
+    fn insert(&mut self, req: &Request);
+
+    /// Evict one resident object and return `(id, size_bytes)`. `req` is the
+    /// request that caused the eviction.
+    fn evict(&mut self, req: &Request) -> (ObjId, u64);
+
+    /// Whether `id` is resident. Has no side effects.
+    fn contains(&self, id: ObjId) -> bool;
+
+    /// Number of resident objects.
+    fn len(&self) -> usize;
+
+    /// Whether no object is resident.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Check internal invariants; an `Err` names the broken one.
+    fn debug_check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Parameters of a policy beyond its capacity, by name; unknown names are
+/// rejected by [`build`] so a typo in a config never goes unnoticed.
+pub type Params = [(String, f64)];
+
+/// Signature of a policy constructor in [`REGISTRY`].
+pub type Factory = fn(capacity_bytes: u64, params: &Params) -> Result<Box<dyn Policy>>;
+
+/// Every built-in policy: registry name and constructor.
+pub const REGISTRY: &[(&str, Factory)] = &[("lru", |c, p| {
+    no_params("lru", p)?;
+    Ok(Box::new(Lru::new(c)))
+})];
+
+/// Names of the built-in policies, in registry order.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(n, _)| *n).collect()
+}
+
+/// Build a policy by registry name.
+pub fn build(name: &str, capacity_bytes: u64, params: &Params) -> Result<Box<dyn Policy>> {
+    if capacity_bytes == 0 {
+        return Err(Error::invalid("capacity", "must be at least 1"));
+    }
+    let (_, factory) =
+        REGISTRY
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "policy",
+                name: name.to_string(),
+                available: names().join(", "),
+            })?;
+    factory(capacity_bytes, params)
+}
+
+/// Reject any parameter: for policies that take none.
+pub fn no_params(policy: &str, params: &Params) -> Result<()> {
+    match params.first() {
+        None => Ok(()),
+        Some((k, _)) => Err(Error::invalid(
+            format!("{policy}.{k}"),
+            format!("{policy} takes no parameters"),
+        )),
+    }
+}
+
+/// Read an optional parameter, rejecting names not in `allowed`.
+pub fn param(policy: &str, params: &Params, allowed: &[&str], key: &str, default: f64) -> Result<f64> {
+    if let Some((k, _)) = params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            format!("{policy}.{k}"),
+            format!("unknown parameter; {policy} takes: {}", allowed.join(", ")),
+        ));
+    }
+    Ok(params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or(default))
+}
+
+/// What happened to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The object was resident.
+    Hit,
+    /// The object was not resident and is now.
+    Miss,
+    /// The object was not resident and is larger than the whole cache, so it
+    /// was not admitted (libCacheSim counts this as a miss too).
+    MissTooLarge,
+}
+
+impl Outcome {
+    /// Whether this is a hit.
+    pub fn is_hit(self) -> bool {
+        matches!(self, Outcome::Hit)
+    }
+}
+
+/// A cache: a capacity in bytes driven by one policy.
+///
+/// Invariant: `used_bytes() <= capacity_bytes()` after every request
+/// (asserted in debug builds, property-tested in release).
+pub struct Cache<P: ?Sized + Policy = dyn Policy> {
+    capacity_bytes: u64,
+    used_bytes: u64,
+    policy: Box<P>,
+}
+
+impl Cache {
+    /// A cache with a built-in policy chosen by registry name.
+    pub fn with_policy(name: &str, capacity_bytes: u64, params: &Params) -> Result<Self> {
+        Ok(Cache::new(capacity_bytes, build(name, capacity_bytes, params)?))
+    }
+}
+
+impl<P: ?Sized + Policy> Cache<P> {
+    /// A cache of `capacity_bytes` driven by `policy`.
+    pub fn new(capacity_bytes: u64, policy: Box<P>) -> Self {
+        Cache {
+            capacity_bytes,
+            used_bytes: 0,
+            policy,
+        }
+    }
+
+    /// Serve one request: a hit, or a miss that admits the object after
+    /// evicting until it fits.
+    #[inline]
+    pub fn access(&mut self, req: &Request) -> Outcome {
+        if self.policy.lookup(req) {
+            return Outcome::Hit;
+        }
+        if req.size > self.capacity_bytes {
+            return Outcome::MissTooLarge;
+        }
+        while self.used_bytes + req.size > self.capacity_bytes {
+            let (_, size) = self.policy.evict(req);
+            self.used_bytes -= size;
+        }
+        self.policy.insert(req);
+        self.used_bytes += req.size;
+        debug_assert!(self.used_bytes <= self.capacity_bytes);
+        Outcome::Miss
+    }
+
+    /// Like [`Cache::access`], but a policy that breaks its contract (evicts
+    /// from an empty cache, reports a non-resident object as hit, or does not
+    /// admit on insert) yields [`Error::Invariant`] instead of corrupting the
+    /// accounting. Used for policies written outside the core.
+    pub fn access_checked(&mut self, req: &Request) -> Result<Outcome> {
+        let component = self.policy.name();
+        let broken = |reason: String| Error::Invariant {
+            component: component.to_string(),
+            reason,
+        };
+        let was_resident = self.policy.contains(req.id);
+        if self.policy.lookup(req) {
+            if !was_resident {
+                return Err(broken(format!("reported a hit for non-resident object {}", req.id)));
+            }
+            return Ok(Outcome::Hit);
+        }
+        if was_resident {
+            return Err(broken(format!("reported a miss for resident object {}", req.id)));
+        }
+        if req.size > self.capacity_bytes {
+            return Ok(Outcome::MissTooLarge);
+        }
+        while self.used_bytes + req.size > self.capacity_bytes {
+            if self.policy.is_empty() {
+                return Err(broken("asked to evict from an empty cache".into()));
+            }
+            let before = self.policy.len();
+            let (id, size) = self.policy.evict(req);
+            if self.policy.contains(id) || self.policy.len() + 1 != before {
+                return Err(broken(format!("evict did not remove object {id}")));
+            }
+            self.used_bytes = self
+                .used_bytes
+                .checked_sub(size)
+                .ok_or_else(|| broken(format!("evicted object {id} with a wrong size {size}")))?;
+        }
+        self.policy.insert(req);
+        if !self.policy.contains(req.id) {
+            return Err(broken(format!("insert did not admit object {}", req.id)));
+        }
+        self.used_bytes += req.size;
+        Ok(Outcome::Miss)
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Capacity in bytes (in pages for unit-size traces).
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
+    }
+
+    /// Bytes held by resident objects.
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes
+    }
+
+    /// Number of resident objects.
+    pub fn len(&self) -> usize {
+        self.policy.len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_empty()
+    }
+
+    /// Whether `id` is resident.
+    pub fn contains(&self, id: ObjId) -> bool {
+        self.policy.contains(id)
+    }
+
+    /// Check the engine's and the policy's invariants.
+    pub fn debug_check(&self) -> std::result::Result<(), String> {
+        if self.used_bytes > self.capacity_bytes {
+            return Err(format!(
+                "used {} bytes > capacity {} bytes",
+                self.used_bytes, self.capacity_bytes
+            ));
+        }
+        self.policy.debug_check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_policy_lists_available() {
+        let err = build("nope", 4, &[]).err().unwrap().to_string();
+        assert!(err.contains("unknown policy \"nope\""), "{err}");
+        assert!(err.contains("lru"), "{err}");
+    }
+
+    #[test]
+    fn unknown_parameter_is_named() {
+        let err = build("lru", 4, &[("ratio".into(), 0.1)]).err().unwrap().to_string();
+        assert!(err.contains("lru.ratio"), "{err}");
+    }
+
+    #[test]
+    fn too_large_object_is_not_admitted() {
+        let mut c = Cache::with_policy("lru", 10, &[]).unwrap();
+        let mut r = Request::unit(1, 0);
+        r.size = 11;
+        assert_eq!(c.access(&r), Outcome::MissTooLarge);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn sized_objects_evict_until_fit() {
+        let mut c = Cache::with_policy("lru", 10, &[]).unwrap();
+        for (vt, (id, size)) in [(1, 4), (2, 4), (3, 2), (4, 6)].into_iter().enumerate() {
+            let mut r = Request::unit(id, vt as u64);
+            r.size = size;
+            c.access(&r);
+        }
+        // 4 (6 bytes) needed 1 and 2 (oldest, 8 bytes) gone: 3 + 4 = 8 bytes.
+        assert!(c.contains(3) && c.contains(4) && !c.contains(1) && !c.contains(2));
+        assert_eq!(c.used_bytes(), 8);
+    }
+}

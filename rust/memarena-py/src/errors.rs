@@ -1,0 +1,51 @@
+//! The one mapping from core errors to Python exceptions.
+
+use memarena_core::Error;
+use pyo3::PyErr;
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+
+create_exception!(
+    _core,
+    MemarenaError,
+    PyException,
+    "Base class of every error memarena raises on purpose."
+);
+create_exception!(
+    _core,
+    InvalidConfigError,
+    MemarenaError,
+    "A parameter or name is invalid; the message names it and the allowed values."
+);
+create_exception!(
+    _core,
+    MalformedInputError,
+    MemarenaError,
+    "An input file is malformed; the message names the file and the row or byte offset."
+);
+create_exception!(
+    _core,
+    InvariantError,
+    MemarenaError,
+    "A component broke a documented invariant (for example a Python policy that evicted a non-resident object)."
+);
+
+/// Map a core error to the matching Python exception.
+pub(crate) fn to_py_err(err: Error) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        Error::InvalidArgument { .. } | Error::UnknownName { .. } => InvalidConfigError::new_err(msg),
+        Error::Malformed { .. } => MalformedInputError::new_err(msg),
+        Error::Io { source, .. } => {
+            let kind = source.kind();
+            match kind {
+                std::io::ErrorKind::NotFound => pyo3::exceptions::PyFileNotFoundError::new_err(msg),
+                std::io::ErrorKind::PermissionDenied => {
+                    pyo3::exceptions::PyPermissionError::new_err(msg)
+                }
+                _ => pyo3::exceptions::PyOSError::new_err(msg),
+            }
+        }
+        Error::Invariant { .. } => InvariantError::new_err(msg),
+    }
+}

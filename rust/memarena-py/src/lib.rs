@@ -1,0 +1,35 @@
+//! `memarena._core`: thin pyo3 bindings over the pure-Rust crates.
+//!
+//! Conversion first, then the core call with the GIL released
+//! ([`detach::DetachExt::run_core`]), then conversion back. Core errors map to
+//! the `memarena.errors` hierarchy in exactly one place ([`errors`]). Users
+//! never import this module: `memarena` is the public facade.
+
+mod detach;
+mod errors;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use crate::errors::{InvalidConfigError, InvariantError, MalformedInputError, MemarenaError};
+
+    use pyo3::prelude::*;
+
+    /// Version of the Rust core.
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    }
+
+    /// Names of the built-in replacement policies of the core.
+    #[pyfunction]
+    fn policy_names() -> Vec<&'static str> {
+        memarena_core::policy::names()
+    }
+}
+
+#[allow(unused_imports)]
+use _core as _;
