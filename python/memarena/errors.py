@@ -1,0 +1,39 @@
+"""memarena's exception hierarchy.
+
+Every error memarena raises on purpose derives from :class:`MemarenaError`.
+The Rust core's errors arrive as the same classes (they are defined in the
+extension and re-exported here), so ``except memarena.errors.MemarenaError``
+catches both sides of the boundary.
+"""
+
+from __future__ import annotations
+
+from memarena._core import InvalidConfigError, InvariantError, MalformedInputError, MemarenaError
+
+__all__ = [
+    "InvalidConfigError",
+    "InvariantError",
+    "MalformedInputError",
+    "MemarenaError",
+    "NoRecordsError",
+    "PluginError",
+    "UnknownComponentError",
+]
+
+
+class PluginError(MemarenaError):
+    """A plugin failed to load or registered something invalid.
+
+    The message names the plugin and, where known, its distribution and version.
+    """
+
+
+class UnknownComponentError(InvalidConfigError, KeyError):
+    """A config names a component that no plugin registered; lists the available ones."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NoRecordsError(MemarenaError):
+    """``memarena report`` was pointed at a directory without memarena run records."""

@@ -1,0 +1,1 @@
+"""One runner (a :class:`memarena.api.Family`) per experiment family."""

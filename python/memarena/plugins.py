@@ -1,0 +1,164 @@
+"""The plugin manager: built-in plugins, entry points and environment switches.
+
+Built-in components are plugins too: the modules in :data:`DEFAULT_PLUGINS`
+register through the same hooks a third-party distribution implements.
+
+Environment switches:
+
+``MEMARENA_DISABLE_PLUGIN_AUTOLOAD``
+    When set (non-empty), entry points of the ``memarena`` group are not loaded.
+``MEMARENA_BLOCK_PLUGINS``
+    Comma-separated plugin names (entry-point names or built-in module names)
+    that are never registered.
+``MEMARENA_PLUGINS``
+    Comma-separated importable module names registered as plugins, for plugins
+    that are not installed as distributions (like ``PYTEST_PLUGINS``).
+``MEMARENA_TRACE_PLUGINS``
+    When set, every hook call is traced to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import ModuleType
+
+import pluggy
+
+from memarena import hookspecs
+from memarena.errors import PluginError
+
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "PluginManager", "get_plugin_manager"]
+
+ENTRY_POINT_GROUP = "memarena"
+
+#: Modules holding memarena's built-in hook implementations.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "memarena.builtin.families",
+    "memarena.builtin.policies",
+    "memarena.builtin.workloads",
+    "memarena.builtin.backends",
+    "memarena.builtin.metrics",
+)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a registered plugin came from."""
+
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    builtin: bool
+
+    def describe(self) -> str:
+        """``name (distribution version)`` for messages."""
+        if self.distribution:
+            return f"plugin {self.name!r} (distribution {self.distribution} {self.version})"
+        return f"plugin {self.name!r} (module {self.module})"
+
+
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers where each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def register_plugin(self, plugin: object, info: PluginInfo) -> None:
+        """Register ``plugin`` unless blocked, remembering ``info``."""
+        if self.is_blocked(info.name):
+            return
+        try:
+            self.register(plugin, name=info.name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"{info.describe()} could not be registered: {exc}") from exc
+        self.infos[info.name] = info
+
+    def info(self, name: str) -> PluginInfo:
+        """Origin of plugin ``name`` (built-in, entry point or module)."""
+        return self.infos.get(name) or PluginInfo(name, name, None, None, False)
+
+
+def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def _load_entry_points(pm: PluginManager) -> None:
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist, version = _dist_of(ep)
+        info = PluginInfo(ep.name, ep.value, dist, version, builtin=False)
+        if pm.is_blocked(ep.name):
+            continue
+        if ep.name in pm.infos:
+            other = pm.infos[ep.name]
+            raise PluginError(f"{info.describe()} uses the same plugin name as {other.describe()}")
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(f"{info.describe()} failed to import {ep.value!r}: {type(exc).__name__}: {exc}") from exc
+        pm.register_plugin(plugin, info)
+
+
+def _import_module(name: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise PluginError(f"{what} {name!r} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def _split_env(var: str) -> list[str]:
+    return [s.strip() for s in os.environ.get(var, "").split(",") if s.strip()]
+
+
+def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[object] = ()) -> PluginManager:
+    """Create a fresh plugin manager (a factory, not a module global).
+
+    :param autoload: Load ``memarena`` entry points. ``None`` means: unless
+        ``MEMARENA_DISABLE_PLUGIN_AUTOLOAD`` is set.
+    :param plugins: Extra plugin objects (modules or instances) to register,
+        as tests do with in-test plugin classes.
+    :returns: A manager with built-ins, entry points and extra plugins
+        registered, and every ``memarena_*`` implementation validated.
+    :raises PluginError: A plugin failed to import, or implements a hook
+        that does not exist (a typo would otherwise be ignored silently).
+    """
+    pm = PluginManager()
+    for name in _split_env("MEMARENA_BLOCK_PLUGINS"):
+        pm.set_blocked(name)
+    for modname in DEFAULT_PLUGINS:
+        module = _import_module(modname, "built-in plugin")
+        pm.register_plugin(module, PluginInfo(modname, modname, "memarena", _memarena_version(), builtin=True))
+    if autoload is None:
+        autoload = not os.environ.get("MEMARENA_DISABLE_PLUGIN_AUTOLOAD")
+    if autoload:
+        _load_entry_points(pm)
+    for modname in _split_env("MEMARENA_PLUGINS"):
+        module = _import_module(modname, "plugin module from MEMARENA_PLUGINS")
+        pm.register_plugin(module, PluginInfo(modname, modname, None, None, builtin=False))
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        pm.register_plugin(plugin, PluginInfo(name, name, None, None, builtin=False))
+    if os.environ.get("MEMARENA_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"{pm.info(exc.plugin_name or '?').describe()}: {exc}") from exc
+    return pm
+
+
+def _memarena_version() -> str:
+    from memarena import __version__
+
+    return __version__

@@ -1,0 +1,153 @@
+"""Run records: one machine-readable JSON file per run, written atomically.
+
+A record holds the result rows, the resolved config, the seed, versions of
+memarena, its core and key dependencies, wall time and host. It is written
+to a temporary file, flushed to disk and renamed into place, so a reader
+sees either no record or a whole one. A run that was interrupted or failed
+still writes its record (nothing the user ran is lost) but with ``status``
+``"interrupted"`` or ``"failed"``; ``memarena report`` reads only
+``"complete"`` records as data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RECORD_FILE", "SCHEMA_VERSION", "RunRecord", "find_records", "host_info", "versions", "write_record"]
+
+#: File name of a run record inside a run directory.
+RECORD_FILE = "memarena-record.json"
+#: Version of the record layout; bumped on incompatible changes.
+SCHEMA_VERSION = 1
+#: Distributions whose versions every record carries (when installed).
+KEY_DEPENDENCIES = ("numpy", "hydra-core", "omegaconf", "pluggy", "hydra-joblib-launcher", "matplotlib")
+
+STATUSES = ("complete", "interrupted", "failed")
+
+
+@dataclass
+class RunRecord:
+    """Everything one run produced and ran with."""
+
+    status: str
+    family: str
+    rows: list[dict[str, Any]]
+    config: dict[str, Any]
+    overrides: list[str]
+    seed: int
+    versions: dict[str, str]
+    host: dict[str, Any]
+    started_at: str
+    finished_at: str
+    wall_s: float
+    error: str | None = None
+    label_columns: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"record status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_json(self) -> str:
+        """Serialise; NaN and infinities become null (strict JSON)."""
+        return json.dumps(_finite(asdict(self)), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<record>") -> RunRecord:
+        """Parse a record; a broken file raises ValueError naming ``source``."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("schema_version") != SCHEMA_VERSION:
+                raise ValueError(f"schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+            return cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{source}: not a valid memarena run record: {exc}") from exc
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _finite(obj.item())
+    return obj
+
+
+def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
+    """Write ``record`` atomically as ``run_dir/memarena-record.json``.
+
+    The JSON is serialised first (so a serialisation error writes nothing),
+    written to a temporary file in the same directory, fsynced, then renamed
+    over the final name.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = record.to_json()
+    fd, tmp = tempfile.mkstemp(prefix=".memarena-record.", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        final = run_dir / RECORD_FILE
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def find_records(root: str | os.PathLike[str]) -> Iterator[Path]:
+    """Every record file below ``root`` (or ``root`` itself if it is one), sorted."""
+    root = Path(root)
+    if root.is_file():
+        if root.name == RECORD_FILE:
+            yield root
+        return
+    yield from sorted(root.rglob(RECORD_FILE))
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, memarena, its Rust core and key dependencies."""
+    from memarena import __version__, _core
+
+    out = {"python": platform.python_version(), "memarena": __version__, "memarena_core": _core.__version__}
+    for dist in KEY_DEPENDENCIES:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def host_info() -> dict[str, Any]:
+    """Where the run ran: host name, OS, machine, CPU count."""
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python_executable": sys.executable,
+    }
+
+
+def now_iso() -> str:
+    """The current UTC time in ISO 8601."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

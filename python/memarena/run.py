@@ -1,0 +1,227 @@
+"""One run: the context a family works in, and how a run is executed.
+
+:func:`execute` is what ``memarena``'s Hydra task calls for every job: it
+builds the :class:`Run`, calls the family, applies derived metrics to each
+row, and writes the run record — ``complete``, or ``interrupted`` on Ctrl-C
+or SIGTERM, or ``failed`` — atomically, so no half record is ever left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from memarena.api import Family, Metric
+from memarena.errors import InvalidConfigError, MemarenaError
+from memarena.results import RunRecord, host_info, now_iso, versions, write_record
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from memarena.plugins import PluginManager
+    from memarena.registry import Registry
+
+__all__ = ["Interrupted", "Run", "execute"]
+
+log = logging.getLogger("memarena")
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run received SIGTERM (Ctrl-C raises KeyboardInterrupt itself)."""
+
+
+class Run:
+    """What a family sees: the config, components, output directory and hooks.
+
+    :param config: The composed config (read-only for families).
+    :param registry: Every registered component.
+    :param pm: The plugin manager (lifecycle hooks go through it).
+    :param output_dir: The run directory; the record is written there.
+    """
+
+    def __init__(self, config: DictConfig, registry: Registry, pm: PluginManager, output_dir: Path) -> None:
+        self.config = config
+        self.registry = registry
+        self.pm = pm
+        self.output_dir = Path(output_dir)
+        self.seed = _int_key(config, "seed", 0)
+        self.threads = _int_key(config, "threads", 0) or os.cpu_count() or 1
+        self.rows: list[dict[str, Any]] = []
+        self.family_name = ""
+        self._metrics: list[Metric] = []
+
+    # -- components --------------------------------------------------------
+
+    def component(self, group: str, **kwargs: Any) -> Any:
+        """Instantiate the component configured under ``group``.
+
+        :param group: Config group (``policy``, ``workload``, ``backend``...).
+        :param kwargs: Extra constructor arguments (e.g. ``capacity``).
+        :raises InvalidConfigError: the group is not set, or a value is
+            rejected; the message names the config key.
+        """
+        return self.factory(group)(**kwargs)
+
+    def factory(self, group: str) -> functools.partial[Any]:
+        """A partial of the component under ``group``, for repeated construction."""
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        node = self.config.get(group)
+        if node is None:
+            raise InvalidConfigError(f"config key {group!r} is not set; choose one with {group}=<name>")
+        try:
+            factory = instantiate(node, _partial_=True)
+        except InstantiationException as exc:
+            raise InvalidConfigError(f"config key {group!r}: {exc}") from exc
+        if not isinstance(factory, functools.partial):
+            raise InvalidConfigError(f"config key {group!r} did not describe a component (no _target_)")
+        return _ConfigKeyErrors(group, factory)
+
+    def has(self, group: str) -> bool:
+        """Whether ``group`` is set in the config."""
+        return self.config.get(group) is not None
+
+    # -- people --------------------------------------------------------------
+
+    def progress(self, total: int | None, desc: str, unit: str = "it") -> tqdm[Any]:
+        """A progress bar on stderr; off when stderr is not a TTY or ``progress=false``."""
+        from tqdm import tqdm
+
+        setting = self.config.get("progress")
+        disable = (not sys.stderr.isatty()) if setting is None else not bool(setting)
+        return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=disable, leave=False, file=sys.stderr)
+
+    # -- results -------------------------------------------------------------
+
+    def emit(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Record one result row: add derived metrics, tell the plugins, keep it."""
+        full = dict(row)
+        for metric in self._metrics:
+            extra = metric.compute(self, full)
+            clash = sorted(set(extra) & set(full))
+            if clash:
+                raise MemarenaError(f"metric {metric.name!r} computed columns that already exist: {', '.join(clash)}")
+            full.update(extra)
+        self.pm.hook.memarena_run_result(run=self, row=full)
+        self.rows.append(full)
+        return full
+
+    def _select_metrics(self) -> None:
+        for entry in self.registry:
+            if entry.kind == "metric" and self.family_name in entry.cls.families:
+                self._metrics.append(entry.cls())  # type: ignore[call-arg]
+
+
+class _ConfigKeyErrors(functools.partial[Any]):
+    """A partial whose construction errors name the config group."""
+
+    def __new__(cls, group: str, inner: functools.partial[Any]) -> _ConfigKeyErrors:
+        self = super().__new__(cls, inner.func, *inner.args, **inner.keywords)
+        self.group = group  # type: ignore[attr-defined]
+        return self
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (ValueError, TypeError, InvalidConfigError) as exc:
+            name = getattr(self.func, "name", getattr(self.func, "__name__", "?"))
+            raise InvalidConfigError(f"config key {self.group!r} ({self.group}={name}): {exc}") from exc  # type: ignore[attr-defined]
+
+
+def _container(config: DictConfig) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    except Exception:  # an unresolvable interpolation must not hide the run's own error
+        return OmegaConf.to_container(config, resolve=False)  # type: ignore[return-value]
+
+
+def _int_key(config: DictConfig, key: str, default: int) -> int:
+    value = config.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfigError(f"config key {key!r} must be an integer, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Interrupted` while the block runs (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(f"received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute(
+    config: DictConfig, output_dir: Path, *, pm: PluginManager, registry: Registry, overrides: list[str]
+) -> RunRecord:
+    """Run the family ``config.family`` selects and write the run record.
+
+    :returns: The complete record.
+    :raises KeyboardInterrupt: after writing an ``interrupted`` record.
+    :raises Exception: whatever the family raised, after writing a ``failed`` record.
+    """
+    run = Run(config, registry, pm, output_dir)
+    started, t0 = now_iso(), time.perf_counter()
+    status, error = "failed", None
+    family: Family | None = None
+    try:
+        with sigterm_as_interrupt():
+            family = run.component("family")
+            if not isinstance(family, Family):
+                raise InvalidConfigError(f"config key 'family' built {type(family).__name__}, not a memarena Family")
+            run.family_name = family.name
+            run._select_metrics()
+            pm.hook.memarena_configure.call_historic(kwargs={"config": config})
+            pm.hook.memarena_run_start(run=run)
+            family.run(run)
+            status = "complete"
+    except KeyboardInterrupt as exc:
+        status, error = "interrupted", f"{type(exc).__name__}: {exc}"
+        raise
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        record = RunRecord(
+            status=status,
+            family=run.family_name,
+            rows=run.rows,
+            config=_container(config),
+            overrides=list(overrides),
+            seed=run.seed,
+            versions=versions(),
+            host=host_info(),
+            started_at=started,
+            finished_at=now_iso(),
+            wall_s=time.perf_counter() - t0,
+            error=error,
+            label_columns=list(family.label_columns) if family else [],
+        )
+        path = write_record(output_dir, record)
+        if status != "complete":
+            log.warning("run %s; partial record (%d rows) written to %s", status, len(run.rows), path)
+        pm.hook.memarena_run_finish(run=run, record=record)
+    return record
