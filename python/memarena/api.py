@@ -31,8 +31,8 @@ __all__ = [
     "HardwareBackend",
     "KVCompression",
     "KVManager",
-    "MemoryMethod",
     "MemoryItem",
+    "MemoryMethod",
     "Metric",
     "Optimizer",
     "PagingPolicy",
@@ -309,6 +309,8 @@ class Family(Component):
     config_group: ClassVar[str] = "family"
     #: Columns that identify a row (the rest are metrics), in table order.
     label_columns: ClassVar[tuple[str, ...]] = ()
+    #: Metric columns the summary table on stdout shows (empty: all scalar columns).
+    summary_columns: ClassVar[tuple[str, ...]] = ()
     #: Plots ``memarena report`` draws for this family.
     plots: ClassVar[tuple[PlotSpec, ...]] = ()
 

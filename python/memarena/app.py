@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
 from memarena.errors import MemarenaError
 
 __all__ = ["main"]
@@ -84,16 +87,47 @@ def _task(cfg: Any) -> None:
     if hc.mode == RunMode.MULTIRUN:
         log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), hc.runtime.output_dir)
         return
-    columns = _table_columns(record.rows, record.label_columns)
+    columns = _summary_columns(record.rows, record.label_columns, record.family)
     print(format_table(record.rows, columns))
     print(f"\nrecord: {Path(hc.runtime.output_dir) / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
 
 
-def _table_columns(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+def _summary_columns(rows: Sequence[dict[str, Any]], labels: Sequence[str], family: str) -> list[str]:
+    """Label columns, then the family's summary metrics (or every scalar column)."""
+    _, registry = _startup()
+    try:
+        wanted = list(registry.get("family", family).summary_columns)
+    except KeyError:
+        wanted = []
     cols = [c for c in labels if any(c in r for r in rows)]
     for r in rows:
-        cols.extend(k for k, v in r.items() if k not in cols and (v is None or isinstance(v, str | int | float)))
+        cols.extend(
+            k
+            for k, v in r.items()
+            if k not in cols and (v is None or isinstance(v, str | int | float)) and (not wanted or k in wanted)
+        )
+    if wanted:
+        cols = [c for c in cols if c in labels] + [c for c in wanted if c in cols]
     return cols
+
+
+class SummaryCallback(Callback):
+    """Prints one summary table over all jobs when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from memarena.errors import NoRecordsError
+        from memarena.report import format_table, load_report, sorted_rows
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            rep = load_report(sweep_dir)
+        except NoRecordsError as exc:
+            print(f"memarena: no complete runs to summarise ({exc})", file=sys.stderr)
+            return
+        print(format_table(sorted_rows(rep), _summary_columns(rep.rows, rep.label_columns, rep.families[0])))
+        n_skipped = f", {len(rep.skipped)} incomplete" if rep.skipped else ""
+        print(f"\n{len(rep.records)} run(s){n_skipped} in {sweep_dir}")
+        print(f"tables and plots: memarena report {sweep_dir}")
 
 
 def _run_hydra(argv: list[str]) -> int:

@@ -118,7 +118,9 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric, strict=True)]
         return "| " + " | ".join(parts) + " |"
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric, strict=True))
+    sep = "|" + "|".join(
+        ("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric, strict=True)
+    )
     return "\n".join([line(columns), sep + "|", *(line(c) for c in cells)])
 
 
@@ -181,7 +183,9 @@ def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
     return True
 
 
-def write_report(root: str | Path, out_dir: str | Path | None = None, registry: Registry | None = None) -> dict[str, Path]:
+def write_report(
+    root: str | Path, out_dir: str | Path | None = None, registry: Registry | None = None
+) -> dict[str, Path]:
     """Write ``report.md``, ``report.csv`` and the family plots.
 
     :param root: A run or multirun directory (or one record file).

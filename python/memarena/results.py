@@ -11,6 +11,7 @@ still writes its record (nothing the user ran is lost) but with ``status``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
@@ -130,10 +131,8 @@ def versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "memarena": __version__, "memarena_core": _core.__version__}
     for dist in KEY_DEPENDENCIES:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 

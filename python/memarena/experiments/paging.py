@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from memarena.paging import Trace
     from memarena.run import Run
 
-__all__ = ["PagingFamily", "resolve_cache_sizes"]
+__all__ = ["PREDICTION_KINDS", "PagingFamily", "resolve_cache_sizes"]
+
+#: What ``family.predictions`` may name (None: no prediction column).
+PREDICTION_KINDS = (None, "next_arrival", "discard_bit", "phase_bit")
 
 
 def resolve_cache_sizes(value: Any, trace: Trace, *, ignore_size: bool) -> list[int]:
@@ -60,7 +63,14 @@ class PagingFamily(Family):
     """Replacement policies on a trace: miss ratios per cache size."""
 
     name: ClassVar[str] = "paging"
-    label_columns: ClassVar[tuple[str, ...]] = ("workload", "policy", "cache_size")
+    label_columns: ClassVar[tuple[str, ...]] = ("workload", "policy", "predictions", "prediction_error", "cache_size")
+    summary_columns: ClassVar[tuple[str, ...]] = (
+        "miss_ratio",
+        "byte_miss_ratio",
+        "compulsory_miss_ratio",
+        "avg_access_time_s",
+        "wall_s",
+    )
     plots: ClassVar[tuple[PlotSpec, ...]] = (
         PlotSpec(x="cache_size", y="miss_ratio", hue="policy", title="Miss-ratio curve", logx=True, filename="mrc.png"),
         PlotSpec(
@@ -98,6 +108,12 @@ class PagingFamily(Family):
         #: Backend tier that holds the cache, and the tier misses go to.
         cache_tier: str = "dram"
         backing_tier: str = "nvme"
+        #: Predictions handed to learning-augmented policies: null, next_arrival,
+        #: discard_bit or phase_bit (oracle labels computed from the trace).
+        predictions: str | None = None
+        #: Prediction error: bit-flip probability for bits, Gaussian sigma
+        #: (in requests) for next-arrival times.
+        prediction_error: float = 0.0
 
     def __init__(
         self,
@@ -108,7 +124,18 @@ class PagingFamily(Family):
         page_size_bytes: int = 4096,
         cache_tier: str = "dram",
         backing_tier: str = "nvme",
+        predictions: str | None = None,
+        prediction_error: float = 0.0,
     ) -> None:
+        if predictions not in PREDICTION_KINDS:
+            raise InvalidConfigError(
+                f"config key 'family.predictions' must be one of {', '.join(map(str, PREDICTION_KINDS))}, "
+                f"got {predictions!r}"
+            )
+        if prediction_error < 0:
+            raise InvalidConfigError(f"config key 'family.prediction_error' must be >= 0, got {prediction_error}")
+        self.predictions = predictions
+        self.prediction_error = prediction_error
         for key, v in (("warmup_requests", warmup_requests), ("window_requests", window_requests)):
             if v < 0:
                 raise InvalidConfigError(f"config key 'family.{key}' must be >= 0, got {v}")
@@ -123,8 +150,6 @@ class PagingFamily(Family):
         self.backing_tier = backing_tier
 
     def run(self, run: Run) -> None:
-        from memarena.paging import simulate_many
-
         workload = run.component("workload")
         if getattr(workload, "family", None) != "paging":
             raise InvalidConfigError(
@@ -135,27 +160,53 @@ class PagingFamily(Family):
         make_policy = run.factory("policy")
         sizes = resolve_cache_sizes(run.config.family.cache_size, trace, ignore_size=self.ignore_size)
         policies: list[PagingPolicy] = [make_policy(capacity=s) for s in sizes]
-        if policies[0].uses_predictions and not trace.has_predictions:
+        name = policies[0].name
+        if policies[0].uses_predictions and self.predictions is None and not trace.has_predictions:
             raise InvalidConfigError(
-                f"policy {policies[0].name!r} reads predictions but workload {workload.name!r} has none; "
-                "set workload.predictions (e.g. workload.predictions=next_arrival)"
+                f"policy {name!r} reads predictions but neither workload {workload.name!r} has them nor "
+                "family.predictions asks for them (e.g. family.predictions=next_arrival)"
             )
-        with run.progress(len(trace) * len(policies), desc=f"paging {policies[0].name}", unit="req") as bar:
-            results = simulate_many(
-                trace,
-                policies,
-                threads=run.threads,
-                ignore_size=self.ignore_size,
-                warmup_requests=self.warmup_requests,
-                window_requests=self.window_requests,
-                progress=bar.update,
-            )
-        for res in results:
-            row: dict[str, Any] = {"workload": workload.describe(), **res.as_row()}
-            if self.ignore_size or not trace.has_sizes:  # unit-size objects are pages
-                hit_bytes = (res.requests - res.misses) * self.page_size_bytes
-                miss_bytes = res.misses * self.page_size_bytes
-            else:
-                hit_bytes, miss_bytes = res.bytes_requested - res.bytes_missed, res.bytes_missed
-            row["access_bytes_hit"], row["access_bytes_missed"] = hit_bytes, miss_bytes
-            run.emit(row)
+        labels = {"workload": workload.describe()}
+        if self.predictions is not None:
+            labels |= {"predictions": self.predictions, "prediction_error": self.prediction_error}
+        # Oracle labels that depend on the cache size (discard bits) differ per size.
+        batches = (
+            [(self._with_predictions(trace, s, run.seed), [p]) for s, p in zip(sizes, policies, strict=True)]
+            if self.predictions is not None
+            else [(trace, policies)]
+        )
+        with run.progress(len(trace) * len(policies), desc=f"paging {name}", unit="req") as bar:
+            for batch_trace, batch in batches:
+                results = self._simulate(run, batch_trace, batch, bar.update)
+                for res in results:
+                    run.emit(self._row(labels, res, trace))
+
+    def _with_predictions(self, trace: Trace, cache_size: int, seed: int) -> Trace:
+        assert self.predictions is not None
+        labelled = trace.with_oracle_predictions(self.predictions, cache_size=cache_size)
+        if self.prediction_error > 0:
+            labelled = labelled.with_noise(self.prediction_error, seed=seed)
+        return labelled
+
+    def _simulate(self, run: Run, trace: Trace, policies: list[PagingPolicy], progress: Any) -> list[Any]:
+        from memarena.paging import simulate_many
+
+        return simulate_many(
+            trace,
+            policies,
+            threads=run.threads,
+            ignore_size=self.ignore_size,
+            warmup_requests=self.warmup_requests,
+            window_requests=self.window_requests,
+            progress=progress,
+        )
+
+    def _row(self, labels: dict[str, Any], res: Any, trace: Trace) -> dict[str, Any]:
+        row: dict[str, Any] = {**labels, **res.as_row()}
+        if self.ignore_size or not trace.has_sizes:  # unit-size objects are pages
+            hit_bytes = (res.requests - res.misses) * self.page_size_bytes
+            miss_bytes = res.misses * self.page_size_bytes
+        else:
+            hit_bytes, miss_bytes = res.bytes_requested - res.bytes_missed, res.bytes_missed
+        row["access_bytes_hit"], row["access_bytes_missed"] = hit_bytes, miss_bytes
+        return row
