@@ -7,11 +7,40 @@
 //!
 //! Adding a policy is one file in this folder plus one line in [`REGISTRY`].
 
+mod arc;
+mod belady;
+mod blind_oracle;
+mod clock;
+mod fifo;
+mod lfu;
+mod lirs;
 mod list;
 mod lru;
+mod mark0;
+mod mark_and_predict;
+mod marker;
+mod marking;
+mod predictive_marker;
+mod s3fifo;
+mod sieve;
+mod twoq;
 
+pub use arc::Arc;
+pub use belady::Belady;
+pub use blind_oracle::BlindOracle;
+pub use clock::Clock;
+pub use fifo::Fifo;
+pub use lfu::Lfu;
+pub use lirs::Lirs;
 pub use list::{Handle, IdList};
 pub use lru::Lru;
+pub use mark_and_predict::MarkAndPredict;
+pub use mark0::Mark0;
+pub use marker::Marker;
+pub use predictive_marker::PredictiveMarker;
+pub use s3fifo::S3Fifo;
+pub use sieve::Sieve;
+pub use twoq::TwoQ;
 
 use crate::error::{Error, Result};
 use crate::request::{ObjId, Request};
@@ -27,13 +56,29 @@ use crate::request::{ObjId, Request};
 ///
 /// The engine never calls `insert` for a resident object and calls `evict`
 /// only when at least one object is resident.
+///
+/// Two optional hooks reproduce libCacheSim policies whose sub-caches are
+/// caches of their own: [`Policy::admits`] (libCacheSim's `can_insert`) and
+/// [`Policy::take_self_evicted_bytes`] for objects a policy evicts outside
+/// [`Policy::evict`].
 pub trait Policy: Send {
     /// The registry name (`"lru"`, `"s3fifo"`, ...).
     fn name(&self) -> &'static str;
 
     /// If `req.id` is resident, record the hit and return true. Otherwise
-    /// return false; the resident set must not change (ghost metadata may).
+    /// return false; the resident set must not change (ghost metadata may),
+    /// except for policies that self-evict (see
+    /// [`Policy::take_self_evicted_bytes`]).
     fn lookup(&mut self, req: &Request) -> bool;
+
+    /// Whether a missed `req` may be admitted at all, asked after `lookup`
+    /// and before any eviction (libCacheSim's `can_insert`: S3-FIFO refuses
+    /// objects that do not fit its small queue, 2Q those larger than Ain).
+    /// A refused request counts as [`Outcome::MissTooLarge`]. Default: true.
+    #[inline]
+    fn admits(&self, _req: &Request) -> bool {
+        true
+    }
 
     /// Admit `req.id`, which is not resident. The engine has made room.
     fn insert(&mut self, req: &Request);
@@ -53,6 +98,22 @@ pub trait Policy: Send {
         self.len() == 0
     }
 
+    /// Whether this policy may evict resident objects outside
+    /// [`Policy::evict`]; asked once, when a [`Cache`] is built. Default:
+    /// false.
+    fn self_evicts(&self) -> bool {
+        false
+    }
+
+    /// Bytes of resident objects evicted outside [`Policy::evict`] since the
+    /// last call (during `lookup` or `insert`), for policies whose
+    /// [`Policy::self_evicts`] is true: libCacheSim's 2Q admits to Am through
+    /// Am's own `get`, which evicts to fit Am's size; its LIRS demotes and
+    /// evicts on hits. The engine subtracts them from its used bytes.
+    fn take_self_evicted_bytes(&mut self) -> u64 {
+        0
+    }
+
     /// Check internal invariants; an `Err` names the broken one.
     fn debug_check(&self) -> std::result::Result<(), String> {
         Ok(())
@@ -67,10 +128,58 @@ pub type Params = [(String, f64)];
 pub type Factory = fn(capacity_bytes: u64, params: &Params) -> Result<Box<dyn Policy>>;
 
 /// Every built-in policy: registry name and constructor.
-pub const REGISTRY: &[(&str, Factory)] = &[("lru", |c, p| {
-    no_params("lru", p)?;
-    Ok(Box::new(Lru::new(c)))
-})];
+pub const REGISTRY: &[(&str, Factory)] = &[
+    ("lru", |c, p| {
+        no_params("lru", p)?;
+        Ok(Box::new(Lru::new(c)))
+    }),
+    ("fifo", |c, p| {
+        no_params("fifo", p)?;
+        Ok(Box::new(Fifo::new(c)))
+    }),
+    ("clock", |_, p| Ok(Box::new(Clock::from_params(p)?))),
+    ("lfu", |c, p| {
+        no_params("lfu", p)?;
+        Ok(Box::new(Lfu::new(c)))
+    }),
+    ("arc", |c, p| {
+        no_params("arc", p)?;
+        Ok(Box::new(Arc::new(c)))
+    }),
+    ("twoq", |c, p| Ok(Box::new(TwoQ::from_params(c, p)?))),
+    ("lirs", |c, p| Ok(Box::new(Lirs::from_params(c, p)?))),
+    ("s3fifo", |c, p| Ok(Box::new(S3Fifo::from_params(c, p)?))),
+    ("sieve", |c, p| {
+        no_params("sieve", p)?;
+        Ok(Box::new(Sieve::new(c)))
+    }),
+    ("belady", |c, p| {
+        no_params("belady", p)?;
+        Ok(Box::new(Belady::new(c)))
+    }),
+    ("marker", |c, p| {
+        Ok(Box::new(Marker::new(c, marking::seed_param("marker", p)?)))
+    }),
+    ("blind_oracle", |c, p| {
+        no_params("blind_oracle", p)?;
+        Ok(Box::new(BlindOracle::new(c)))
+    }),
+    ("predictive_marker", |c, p| {
+        Ok(Box::new(PredictiveMarker::new(
+            c,
+            marking::seed_param("predictive_marker", p)?,
+        )))
+    }),
+    ("mark0", |c, p| {
+        Ok(Box::new(Mark0::new(c, marking::seed_param("mark0", p)?)))
+    }),
+    ("mark_and_predict", |c, p| {
+        Ok(Box::new(MarkAndPredict::new(
+            c,
+            marking::seed_param("mark_and_predict", p)?,
+        )))
+    }),
+];
 
 /// Names of the built-in policies, in registry order.
 pub fn names() -> Vec<&'static str> {
@@ -106,7 +215,13 @@ pub fn no_params(policy: &str, params: &Params) -> Result<()> {
 }
 
 /// Read an optional parameter, rejecting names not in `allowed`.
-pub fn param(policy: &str, params: &Params, allowed: &[&str], key: &str, default: f64) -> Result<f64> {
+pub fn param(
+    policy: &str,
+    params: &Params,
+    allowed: &[&str],
+    key: &str,
+    default: f64,
+) -> Result<f64> {
     if let Some((k, _)) = params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         return Err(Error::invalid(
             format!("{policy}.{k}"),
@@ -127,8 +242,9 @@ pub enum Outcome {
     Hit,
     /// The object was not resident and is now.
     Miss,
-    /// The object was not resident and is larger than the whole cache, so it
-    /// was not admitted (libCacheSim counts this as a miss too).
+    /// The object was not resident and is larger than the whole cache, or
+    /// than the policy admits ([`Policy::admits`]), so it was not admitted
+    /// (libCacheSim counts this as a miss too).
     MissTooLarge,
 }
 
@@ -146,13 +262,18 @@ impl Outcome {
 pub struct Cache<P: ?Sized + Policy = dyn Policy> {
     capacity_bytes: u64,
     used_bytes: u64,
+    /// `policy.self_evicts()`, asked once.
+    self_evicts: bool,
     policy: Box<P>,
 }
 
 impl Cache {
     /// A cache with a built-in policy chosen by registry name.
     pub fn with_policy(name: &str, capacity_bytes: u64, params: &Params) -> Result<Self> {
-        Ok(Cache::new(capacity_bytes, build(name, capacity_bytes, params)?))
+        Ok(Cache::new(
+            capacity_bytes,
+            build(name, capacity_bytes, params)?,
+        ))
     }
 }
 
@@ -162,6 +283,7 @@ impl<P: ?Sized + Policy> Cache<P> {
         Cache {
             capacity_bytes,
             used_bytes: 0,
+            self_evicts: policy.self_evicts(),
             policy,
         }
     }
@@ -170,10 +292,14 @@ impl<P: ?Sized + Policy> Cache<P> {
     /// evicting until it fits.
     #[inline]
     pub fn access(&mut self, req: &Request) -> Outcome {
-        if self.policy.lookup(req) {
+        let hit = self.policy.lookup(req);
+        if self.self_evicts {
+            self.used_bytes -= self.policy.take_self_evicted_bytes();
+        }
+        if hit {
             return Outcome::Hit;
         }
-        if req.size > self.capacity_bytes {
+        if req.size > self.capacity_bytes || !self.policy.admits(req) {
             return Outcome::MissTooLarge;
         }
         while self.used_bytes + req.size > self.capacity_bytes {
@@ -182,6 +308,9 @@ impl<P: ?Sized + Policy> Cache<P> {
         }
         self.policy.insert(req);
         self.used_bytes += req.size;
+        if self.self_evicts {
+            self.used_bytes -= self.policy.take_self_evicted_bytes();
+        }
         debug_assert!(self.used_bytes <= self.capacity_bytes);
         Outcome::Miss
     }
@@ -197,16 +326,24 @@ impl<P: ?Sized + Policy> Cache<P> {
             reason,
         };
         let was_resident = self.policy.contains(req.id);
-        if self.policy.lookup(req) {
+        let hit = self.policy.lookup(req);
+        self.take_self_evicted(&broken)?;
+        if hit {
             if !was_resident {
-                return Err(broken(format!("reported a hit for non-resident object {}", req.id)));
+                return Err(broken(format!(
+                    "reported a hit for non-resident object {}",
+                    req.id
+                )));
             }
             return Ok(Outcome::Hit);
         }
         if was_resident {
-            return Err(broken(format!("reported a miss for resident object {}", req.id)));
+            return Err(broken(format!(
+                "reported a miss for resident object {}",
+                req.id
+            )));
         }
-        if req.size > self.capacity_bytes {
+        if req.size > self.capacity_bytes || !self.policy.admits(req) {
             return Ok(Outcome::MissTooLarge);
         }
         while self.used_bytes + req.size > self.capacity_bytes {
@@ -228,7 +365,28 @@ impl<P: ?Sized + Policy> Cache<P> {
             return Err(broken(format!("insert did not admit object {}", req.id)));
         }
         self.used_bytes += req.size;
+        self.take_self_evicted(&broken)?;
+        if self.used_bytes > self.capacity_bytes {
+            return Err(broken(format!(
+                "holds {} bytes > capacity {} after insert",
+                self.used_bytes, self.capacity_bytes
+            )));
+        }
         Ok(Outcome::Miss)
+    }
+
+    /// Subtract what the policy evicted on its own, refusing impossible sizes.
+    fn take_self_evicted(&mut self, broken: &impl Fn(String) -> Error) -> Result<()> {
+        if self.self_evicts {
+            let bytes = self.policy.take_self_evicted_bytes();
+            self.used_bytes = self.used_bytes.checked_sub(bytes).ok_or_else(|| {
+                broken(format!(
+                    "self-evicted {bytes} bytes > {} used",
+                    self.used_bytes
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// The policy.
@@ -286,7 +444,10 @@ mod tests {
 
     #[test]
     fn unknown_parameter_is_named() {
-        let err = build("lru", 4, &[("ratio".into(), 0.1)]).err().unwrap().to_string();
+        let err = build("lru", 4, &[("ratio".into(), 0.1)])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("lru.ratio"), "{err}");
     }
 
