@@ -8,6 +8,7 @@
 pub mod error;
 pub mod policy;
 pub mod request;
+pub mod rng;
 
 pub use error::{Error, Result};
 pub use policy::{Cache, Policy};
