@@ -9,6 +9,7 @@ pub mod error;
 pub mod policy;
 pub mod request;
 pub mod rng;
+pub mod trace;
 
 pub use error::{Error, Result};
 pub use policy::{Cache, Policy};
