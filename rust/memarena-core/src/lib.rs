@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod mrc;
 pub mod policy;
 pub mod request;
 pub mod rng;
+pub mod sim;
 pub mod trace;
 
 pub use error::{Error, Result};
