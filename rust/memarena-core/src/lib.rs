@@ -8,6 +8,7 @@
 pub mod error;
 pub mod mrc;
 pub mod policy;
+pub mod predict;
 pub mod request;
 pub mod rng;
 pub mod sim;

@@ -1,0 +1,383 @@
+//! Learning-augmented paging: consistency with perfect (oracle) predictions,
+//! robustness under heavy noise, and behaviour without predictions.
+//!
+//! Bounds checked (k = cache size in pages, OPT = Belady's misses):
+//! - blind_oracle and mark0 with oracle predictions: exactly OPT;
+//! - mark_and_predict with oracle phase bits: at most 2 OPT (paper: 2-consistent);
+//! - predictive_marker with oracle arrivals: at most 2 OPT (+ k slack);
+//! - marker: at most 2 H_k OPT (+ k slack; a single seeded run of a
+//!   randomized algorithm, so generous);
+//! - under adversarial or heavy noise, the marking-based policies stay
+//!   within a generous O(H_k) factor of OPT while blind_oracle degrades.
+
+use memarena_core::NEVER;
+use memarena_core::policy::{Cache, names};
+use memarena_core::predict::{
+    discard_bits, flip_bits, noisy_next_arrival, opt_misses, phase_bits, prediction_errors,
+};
+use memarena_core::sim::{ReplayOptions, replay, replay_checked};
+use memarena_core::trace::{SynthSpec, Trace, generate};
+use proptest::prelude::*;
+
+fn harmonic(k: u64) -> f64 {
+    (1..=k).map(|i| 1.0 / i as f64).sum()
+}
+
+fn misses(name: &str, k: u64, t: &Trace, seed: u64) -> u64 {
+    let seeded = ["marker", "predictive_marker", "mark0", "mark_and_predict"].contains(&name);
+    let params = if seeded {
+        vec![("seed".to_string(), seed as f64)]
+    } else {
+        vec![]
+    };
+    let mut c = Cache::with_policy(name, k, &params).unwrap();
+    let s = replay_checked(&t.view(), &mut c, &ReplayOptions::default()).unwrap();
+    c.debug_check().unwrap();
+    s.misses
+}
+
+fn workloads() -> Vec<(&'static str, Trace)> {
+    let n = 12_000;
+    vec![
+        (
+            "zipf",
+            generate(
+                &SynthSpec::Zipf {
+                    alpha: 0.9,
+                    n_objects: 400,
+                },
+                n,
+                1,
+            )
+            .unwrap(),
+        ),
+        (
+            "loop",
+            generate(&SynthSpec::Loop { n_objects: 70 }, n, 2).unwrap(),
+        ),
+        (
+            "mix",
+            generate(
+                &SynthSpec::Mix {
+                    components: vec![
+                        (
+                            0.6,
+                            SynthSpec::Zipf {
+                                alpha: 1.1,
+                                n_objects: 300,
+                            },
+                        ),
+                        (0.3, SynthSpec::Loop { n_objects: 40 }),
+                        (0.1, SynthSpec::Scan),
+                    ],
+                },
+                n,
+                3,
+            )
+            .unwrap(),
+        ),
+        (
+            "phases",
+            generate(
+                &SynthSpec::PhaseShift {
+                    inner: Box::new(SynthSpec::Zipf {
+                        alpha: 0.8,
+                        n_objects: 150,
+                    }),
+                    period: 3000,
+                    shift: 150,
+                },
+                n,
+                4,
+            )
+            .unwrap(),
+        ),
+    ]
+}
+
+const SIZES: &[u64] = &[4, 16, 64];
+
+#[test]
+fn perfect_predictions_reach_their_consistency_bounds() {
+    for (wname, base) in workloads() {
+        for &k in SIZES {
+            let opt = opt_misses(base.ids(), base.next_vtime(), k as usize).unwrap();
+            let arrivals = Trace::new(base.ids().to_vec())
+                .with_pred_next_vtime(Some(base.next_vtime().to_vec()))
+                .unwrap();
+            let discard = Trace::new(base.ids().to_vec())
+                .with_pred_bit(Some(
+                    discard_bits(base.ids(), base.next_vtime(), k as usize).unwrap(),
+                ))
+                .unwrap();
+            let phase = Trace::new(base.ids().to_vec())
+                .with_pred_bit(Some(phase_bits(base.ids(), k as usize).unwrap()))
+                .unwrap();
+            let ctx = format!("{wname}, k = {k}, OPT = {opt}");
+
+            assert_eq!(
+                misses("blind_oracle", k, &arrivals, 0),
+                opt,
+                "blind_oracle: {ctx}"
+            );
+            if names().contains(&"belady") {
+                assert_eq!(
+                    misses("belady", k, &arrivals, 0),
+                    opt,
+                    "belady policy vs predict::belady: {ctx}"
+                );
+            }
+            for seed in 0..3 {
+                assert_eq!(misses("mark0", k, &discard, seed), opt, "mark0: {ctx}");
+                let mp = misses("mark_and_predict", k, &phase, seed);
+                assert!(mp <= 2 * opt, "mark_and_predict {mp} > 2 OPT: {ctx}");
+                let pm = misses("predictive_marker", k, &arrivals, seed);
+                assert!(
+                    pm <= 2 * opt + k,
+                    "predictive_marker {pm} > 2 OPT + k: {ctx}"
+                );
+                let mk = misses("marker", k, &base, seed);
+                let bound = 2.0 * harmonic(k) * opt as f64 + k as f64;
+                assert!((mk as f64) <= bound, "marker {mk} > 2 H_k OPT + k: {ctx}");
+                assert!(mk >= opt, "marker beat OPT: {ctx}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mark_and_predict_with_perfect_bits_has_no_stale_faults() {
+    // Its cost is then exactly the number of clean pages per k-phase (plus
+    // the first phase's distinct pages): count those directly.
+    let t = generate(
+        &SynthSpec::Zipf {
+            alpha: 0.7,
+            n_objects: 200,
+        },
+        8000,
+        9,
+    )
+    .unwrap();
+    for k in [5usize, 20, 50] {
+        let phases = memarena_core::predict::phases(t.ids(), k).unwrap();
+        let mut clean = 0u64;
+        let mut prev: std::collections::HashSet<u64> = Default::default();
+        let mut cur: std::collections::HashSet<u64> = Default::default();
+        for (i, &id) in t.ids().iter().enumerate() {
+            if i > 0 && phases[i] != phases[i - 1] {
+                prev = std::mem::take(&mut cur);
+            }
+            if cur.insert(id) && !prev.contains(&id) {
+                clean += 1;
+            }
+        }
+        let with_bits = Trace::new(t.ids().to_vec())
+            .with_pred_bit(Some(phase_bits(t.ids(), k).unwrap()))
+            .unwrap();
+        assert_eq!(
+            misses("mark_and_predict", k as u64, &with_bits, 1),
+            clean,
+            "k = {k}"
+        );
+    }
+}
+
+/// A loop over k + 1 pages: OPT misses about once per k requests, LRU on
+/// every request. Predictions that rank pages like LRU (`NEVER - vtime`:
+/// the least recently requested page looks furthest) make BlindOracle LRU.
+#[test]
+fn adversarial_arrivals_break_blind_oracle_but_not_predictive_marker() {
+    let k = 16u64;
+    let n = 20_000;
+    let base = generate(&SynthSpec::Loop { n_objects: k + 1 }, n, 0).unwrap();
+    let opt = opt_misses(base.ids(), base.next_vtime(), k as usize).unwrap();
+    let lru_like: Vec<u64> = (0..n as u64).map(|t| NEVER - 1 - t).collect();
+    let t = Trace::new(base.ids().to_vec())
+        .with_pred_next_vtime(Some(lru_like))
+        .unwrap();
+    let blind = misses("blind_oracle", k, &t, 0);
+    assert!(
+        blind as f64 >= 0.99 * n as f64,
+        "blind_oracle {blind} should miss almost always"
+    );
+    let bound = 4.0 * harmonic(k) * opt as f64 + 2.0 * k as f64;
+    for seed in 0..3 {
+        let pm = misses("predictive_marker", k, &t, seed);
+        assert!(
+            (pm as f64) <= bound,
+            "predictive_marker {pm} > 4 H_k OPT ({opt}) + 2k"
+        );
+        assert!(
+            pm * 2 < blind,
+            "predictive_marker {pm} should beat blind_oracle {blind} clearly"
+        );
+    }
+}
+
+#[test]
+fn gaussian_noise_degrades_gracefully() {
+    for (wname, base) in workloads() {
+        let k = 16u64;
+        let opt = opt_misses(base.ids(), base.next_vtime(), k as usize).unwrap();
+        let bound = 4.0 * harmonic(k) * opt as f64 + 2.0 * k as f64;
+        for sigma in [10.0, 1000.0, 1e6] {
+            let noisy = noisy_next_arrival(base.next_vtime(), sigma, 7).unwrap();
+            let t = Trace::new(base.ids().to_vec())
+                .with_pred_next_vtime(Some(noisy))
+                .unwrap();
+            let pm = misses("predictive_marker", k, &t, 1);
+            assert!(
+                (pm as f64) <= bound,
+                "{wname} sigma {sigma}: predictive_marker {pm} > bound {bound}"
+            );
+            assert!(misses("blind_oracle", k, &t, 0) >= opt);
+        }
+    }
+}
+
+#[test]
+fn noisy_bits_stay_within_the_papers_bounds() {
+    for (wname, base) in workloads() {
+        for &k in SIZES {
+            let opt = opt_misses(base.ids(), base.next_vtime(), k as usize).unwrap() as f64;
+            let hk = harmonic(k);
+            let truth_d = discard_bits(base.ids(), base.next_vtime(), k as usize).unwrap();
+            let truth_p = phase_bits(base.ids(), k as usize).unwrap();
+            for p in [0.01, 0.1, 0.5, 1.0] {
+                let pred_d = flip_bits(&truth_d, p, 11).unwrap();
+                let (e0, e1) = prediction_errors(&pred_d, &truth_d).unwrap();
+                let t = Trace::new(base.ids().to_vec())
+                    .with_pred_bit(Some(pred_d))
+                    .unwrap();
+                let m0 = misses("mark0", k, &t, 2) as f64;
+                // Paper: (1, 2 H_k, 1)-competitive in expectation; doubled slack.
+                let bound = opt + 4.0 * hk * e0 as f64 + 2.0 * e1 as f64 + k as f64;
+                assert!(m0 <= bound, "{wname} k {k} p {p}: mark0 {m0} > {bound}");
+
+                let pred_p = flip_bits(&truth_p, p, 12).unwrap();
+                let (f0, f1) = prediction_errors(&pred_p, &truth_p).unwrap();
+                let t = Trace::new(base.ids().to_vec())
+                    .with_pred_bit(Some(pred_p))
+                    .unwrap();
+                let mp = misses("mark_and_predict", k, &t, 3) as f64;
+                // Paper: (2, H_k, 1)-competitive and O(log k)-robust; generous slack.
+                let smooth = 2.0 * opt + 2.0 * hk * f0 as f64 + 2.0 * f1 as f64 + k as f64;
+                let robust = 4.0 * hk * opt + 2.0 * k as f64;
+                assert!(
+                    mp <= smooth.min(robust),
+                    "{wname} k {k} p {p}: mark_and_predict {mp}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn without_prediction_columns_the_predictive_policies_still_run() {
+    let t = generate(
+        &SynthSpec::Zipf {
+            alpha: 0.8,
+            n_objects: 300,
+        },
+        5000,
+        5,
+    )
+    .unwrap();
+    assert!(t.pred_bit().is_none() && t.pred_next_vtime().is_none());
+    let k = 32;
+    let opt = opt_misses(t.ids(), t.next_vtime(), k as usize).unwrap();
+    // No arrival predictions: every page reads NEVER and BlindOracle is LRU.
+    assert_eq!(misses("blind_oracle", k, &t, 0), misses("lru", k, &t, 0));
+    for name in ["marker", "predictive_marker", "mark0", "mark_and_predict"] {
+        let m = misses(name, k, &t, 4);
+        assert!(
+            m >= opt && (m as f64) <= 2.0 * harmonic(k) * opt as f64 + k as f64,
+            "{name}: {m}"
+        );
+    }
+}
+
+#[test]
+fn seeds_are_validated_and_change_randomized_choices() {
+    for name in ["marker", "predictive_marker", "mark0", "mark_and_predict"] {
+        let err = Cache::with_policy(name, 8, &[("seed".into(), -1.0)])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&format!("{name}.seed")), "{err}");
+        let err = Cache::with_policy(name, 8, &[("sed".into(), 1.0)])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&format!("{name}.sed")), "{err}");
+    }
+    let t = generate(
+        &SynthSpec::Zipf {
+            alpha: 0.6,
+            n_objects: 500,
+        },
+        5000,
+        6,
+    )
+    .unwrap();
+    let a: Vec<u64> = (0..4).map(|s| misses("marker", 32, &t, s)).collect();
+    assert!(a.windows(2).any(|w| w[0] != w[1]), "{a:?}");
+    assert_eq!(misses("marker", 32, &t, 3), misses("marker", 32, &t, 3));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Contract checks on arbitrary traces, predictions and (non-unit) sizes:
+    /// replay through `access_checked` and `debug_check` after every request.
+    #[test]
+    fn la_policies_keep_their_invariants(
+        reqs in prop::collection::vec((0u64..20, 1u64..5, any::<bool>(), 0u64..100), 1..200),
+        capacity in 1u64..12,
+        sized in any::<bool>(),
+        which in 0usize..5,
+    ) {
+        let name = ["marker", "blind_oracle", "predictive_marker", "mark0", "mark_and_predict"][which];
+        let params = if name == "blind_oracle" { vec![] } else { vec![("seed".to_string(), 9.0)] };
+        let mut c = Cache::with_policy(name, capacity, &params).unwrap();
+        for (i, r) in reqs.iter().enumerate() {
+            let req = memarena_core::Request {
+                id: r.0,
+                size: if sized { r.1 } else { 1 },
+                vtime: i as u64,
+                next_vtime: NEVER,
+                pred_next_vtime: i as u64 + 1 + r.3,
+                pred_bit: r.2,
+            };
+            c.access_checked(&req).unwrap();
+            prop_assert_eq!(c.debug_check(), Ok(()));
+            prop_assert!(c.len() as u64 <= capacity);
+            prop_assert_eq!(c.policy().len(), c.len());
+        }
+    }
+}
+
+#[test]
+fn policy_names_are_registered() {
+    for name in [
+        "marker",
+        "blind_oracle",
+        "predictive_marker",
+        "mark0",
+        "mark_and_predict",
+    ] {
+        assert!(names().contains(&name), "{name} missing from REGISTRY");
+        let p = memarena_core::policy::build(name, 4, &[]).unwrap();
+        assert_eq!(p.name(), name);
+        assert!(p.is_empty());
+    }
+    // Replay with the default options too (not only the checked path).
+    let t = generate(&SynthSpec::Loop { n_objects: 5 }, 100, 0).unwrap();
+    let mut c = Cache::with_policy("mark0", 4, &[]).unwrap();
+    assert!(
+        replay(&t.view(), &mut c, &ReplayOptions::default())
+            .unwrap()
+            .misses
+            > 0
+    );
+}
