@@ -34,7 +34,9 @@ create_exception!(
 pub(crate) fn to_py_err(err: Error) -> PyErr {
     let msg = err.to_string();
     match err {
-        Error::InvalidArgument { .. } | Error::UnknownName { .. } => InvalidConfigError::new_err(msg),
+        Error::InvalidArgument { .. } | Error::UnknownName { .. } => {
+            InvalidConfigError::new_err(msg)
+        }
         Error::Malformed { .. } => MalformedInputError::new_err(msg),
         Error::Io { source, .. } => {
             let kind = source.kind();

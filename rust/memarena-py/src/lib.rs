@@ -4,9 +4,18 @@
 //! ([`detach::DetachExt::run_core`]), then conversion back. Core errors map to
 //! the `memarena.errors` hierarchy in exactly one place ([`errors`]). Users
 //! never import this module: `memarena` is the public facade.
+//!
+//! One file per core area: [`trace`] (traces, files, generators,
+//! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
+//! Python-policy adapter), [`mrc`] (miss-ratio curves).
 
+mod callback;
 mod detach;
 mod errors;
+mod mrc;
+mod replay;
+mod sim;
+mod trace;
 
 use pyo3::prelude::*;
 
@@ -14,6 +23,12 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{InvalidConfigError, InvariantError, MalformedInputError, MemarenaError};
+    #[pymodule_export]
+    use crate::mrc::lru_mrc;
+    #[pymodule_export]
+    use crate::sim::{PyPagingSim, PyPagingStats, feed_many, hit_mask, replay};
+    #[pymodule_export]
+    use crate::trace::PyTrace;
 
     use pyo3::prelude::*;
 
