@@ -21,6 +21,8 @@ use crate::request::{ObjId, Request};
 ///   its counter reached `move_to_main_threshold`, else it is evicted into the
 ///   ghost; this repeats until one object has left the cache. Main's tail is
 ///   reinserted at the head with counter `min(c, 3) - 1` while `c >= 1`.
+/// - A capacity whose small queue rounds down to 0 bytes is an error, as in
+///   libCacheSim.
 /// - Admission: an object must fit in small (`size <= small`), and a
 ///   non-ghost object must be strictly smaller than small (libCacheSim's
 ///   `can_insert` and `insert` checks together).
@@ -67,6 +69,16 @@ impl S3Fifo {
         }
         // The same double arithmetic and truncation as libCacheSim.
         let small_bytes = (capacity_bytes as f64 * small_size_ratio) as u64;
+        if small_bytes == 0 {
+            // libCacheSim refuses this configuration too.
+            return Err(Error::invalid(
+                "s3fifo.small_size_ratio",
+                format!(
+                    "the small queue would hold 0 bytes of a {capacity_bytes}-byte cache; \
+                     raise the capacity or the ratio"
+                ),
+            ));
+        }
         Ok(S3Fifo {
             small: IdList::new(),
             main: IdList::new(),
@@ -296,6 +308,11 @@ mod tests {
         );
         let h = c.policy().main.get(3).unwrap();
         assert_eq!(c.policy().main.meta(h), 2);
+    }
+
+    #[test]
+    fn empty_small_queue_is_rejected() {
+        assert!(Cache::with_policy("s3fifo", 9, &[]).is_err());
     }
 
     #[test]
