@@ -109,7 +109,7 @@ def _synthetic_config(target: str, **pattern_defaults: Any) -> type:
     import dataclasses
 
     return dataclasses.make_dataclass(
-        "Config", [(n, t, dataclasses.field(default=d)) for n, t, d in fields], module=__name__
+        "Config", [(n, t, dataclasses.field(default=d)) for n, t, d in fields], namespace={"__module__": __name__}
     )
 
 
