@@ -84,7 +84,7 @@ class CpuDdr5Nvme(TieredBackend):
                 TierConfig("dram", 512 * GiB, 8 * 38.4 * GB, 100e-9),
                 # Samsung 990 PRO 2 TB data sheet: 7,450 MB/s sequential read;
                 # 22,000 IOPS 4 KB random read at QD1 -> 45 us per access.
-                TierConfig("nvme", 2_000 * GB, 7.45 * GB, 1 / 22_000),
+                TierConfig("nvme", 2_000 * 10**9, 7.45 * GB, 1 / 22_000),
             ]
         )
         peak_flops: dict[str, float] = field(default_factory=dict)
