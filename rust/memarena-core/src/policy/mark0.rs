@@ -28,10 +28,15 @@ use crate::rng::Rng;
 /// marking. Unit-size pages are the intended use; with sizes the policy
 /// stays valid without the guarantees.
 ///
-/// Note: this is our reconstruction of the paper's MARK0 from its stated
-/// guarantees and from a public third-party implementation (which evicts
-/// predicted-1 pages eagerly; evicting them lazily, as here, never costs
-/// more); see the crate report.
+/// Provenance: the paper's pseudo-code could not be consulted line by line
+/// (no full text was reachable from this workspace); this is reconstructed
+/// from the paper's abstract and stated bounds (discard setup: deterministic
+/// `(1, k-1, 1)`, randomized `(1, 2 H_k, 1)`), from the 1-consistency
+/// argument (with perfect bits a predicted-1 page is always resident at a
+/// fault, so following the bits reproduces Belady's faults), and from a
+/// public third-party implementation that evicts predicted-1 pages eagerly
+/// (evicting them lazily, as here, never costs more). The tests check the
+/// exact 1-consistency and the `(1, 2 H_k, 1)` bound with slack.
 ///
 /// Invariant: `ones`, `marked0` and `unmarked0` are disjoint and hold
 /// exactly the resident pages; a page is in `ones` iff its latest bit is 1.

@@ -24,9 +24,15 @@ use crate::rng::Rng;
 /// exactly [`super::Marker`]-like random marking. Unit-size pages are the
 /// intended use; with sizes the policy stays valid without the guarantees.
 ///
-/// Note: the eviction rule among unmarked pages (random within the
-/// predicted-0 class first, then random within the rest) is our reading of
-/// the paper's description; see the crate report for how it was checked.
+/// Provenance: the paper's pseudo-code could not be consulted line by line
+/// (no full text was reachable from this workspace). The rule above —
+/// random within the predicted-0 class first, then random within the rest —
+/// is the one that gives both stated properties: it never evicts a page
+/// needed this phase when the bits are right (2-consistency), and being
+/// uniformly random within each class keeps the classic marking argument
+/// (O(log k) robustness) whatever the bits. The tests check the
+/// 2-consistency exactly (no stale fault with oracle bits) and the
+/// smoothness and robustness bounds with slack.
 ///
 /// Invariant: `marked`, `unmarked0` and `unmarked1` are disjoint and hold
 /// exactly the resident pages; an unmarked page sits in the set of its bit.
