@@ -1,0 +1,1 @@
+"""memarena's packaged Hydra config tree (a package so Hydra finds it as ``pkg://memarena.conf``)."""
