@@ -1,0 +1,1 @@
+//! The LLM-serving model (in progress).
