@@ -100,7 +100,11 @@ class PagingResult:
 def _make_sim(
     policy: PagingPolicy, *, ignore_size: bool, warmup_requests: int, window_requests: int
 ) -> _core.PagingSim:
-    opts = {"ignore_size": ignore_size, "warmup_requests": warmup_requests, "window_requests": window_requests}
+    opts: dict[str, Any] = {
+        "ignore_size": ignore_size,
+        "warmup_requests": warmup_requests,
+        "window_requests": window_requests,
+    }
     if policy.core_name is not None:
         return _core.PagingSim(policy.core_name, policy.capacity, policy.core_params(), **opts)
     return _core.PagingSim.from_python(policy, policy.capacity, **opts)
@@ -175,7 +179,11 @@ def simulate_many(
     _check_options(warmup_requests, window_requests)
     if threads is not None and threads < 1:
         raise InvalidConfigError(f"threads must be >= 1, got {threads}")
-    opts = {"ignore_size": ignore_size, "warmup_requests": warmup_requests, "window_requests": window_requests}
+    opts: dict[str, Any] = {
+        "ignore_size": ignore_size,
+        "warmup_requests": warmup_requests,
+        "window_requests": window_requests,
+    }
     sims = [_make_sim(p, **opts) for p in policies]
     native = [s for s in sims if not s.is_python]
     python = [s for s in sims if s.is_python]

@@ -1,0 +1,226 @@
+"""Private extension of memarena (Rust, pyo3). Users import :mod:`memarena.paging` instead.
+
+Hand-written; checked against the extension with ``python -m mypy.stubtest memarena._core``.
+"""
+
+from collections.abc import Mapping
+from os import PathLike
+from typing import Any, ClassVar, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "InvalidConfigError",
+    "InvariantError",
+    "MalformedInputError",
+    "MemarenaError",
+    "PagingSim",
+    "PagingStats",
+    "Trace",
+    "__version__",
+    "feed_many",
+    "hit_mask",
+    "lru_mrc",
+    "policy_names",
+    "replay",
+]
+
+__version__: str
+
+class MemarenaError(Exception):
+    """Base class of every error memarena raises on purpose."""
+
+class InvalidConfigError(MemarenaError):
+    """A parameter or name is invalid; the message names it and the allowed values."""
+
+class MalformedInputError(MemarenaError):
+    """An input file is malformed; the message names the file and the row or byte offset."""
+
+class InvariantError(MemarenaError):
+    """A component broke a documented invariant (for example a Python policy that evicted a non-resident object)."""
+
+def policy_names() -> list[str]:
+    """Names of the built-in replacement policies of the core."""
+
+@final
+class Trace:
+    """A request trace (struct of arrays): ids, optional sizes, timestamps and predictions,
+    and the derived next-access and first-access columns."""
+
+    NEVER: ClassVar[int]
+    @staticmethod
+    def from_arrays(
+        ids: npt.NDArray[np.uint64],
+        sizes: npt.NDArray[np.uint64] | None = None,
+        timestamps: npt.NDArray[np.uint64] | None = None,
+        pred_next_vtime: npt.NDArray[np.uint64] | None = None,
+        pred_bit: npt.NDArray[np.bool_] | None = None,
+    ) -> Trace:
+        """Wrap contiguous numpy columns without copying them."""
+
+    @staticmethod
+    def read_csv(
+        path: str | PathLike[str],
+        id_column: str | int | None = None,
+        *,
+        size_column: str | int | None = None,
+        time_column: str | int | None = None,
+        delimiter: str = ",",
+        has_header: bool = True,
+        id_format: str = "integer",
+    ) -> Trace:
+        """Read a delimited text trace; errors name the file and the row."""
+
+    @staticmethod
+    def read_oracle_general(path: str | PathLike[str], *, skip_zero_size: bool = True) -> Trace:
+        """Read a libCacheSim oracleGeneral binary trace; errors name the file and the byte offset."""
+
+    @staticmethod
+    def synthetic(spec: Mapping[str, Any], n_requests: int, seed: int) -> Trace:
+        """Generate a seeded synthetic trace from a spec dict."""
+
+    def write_oracle_general(self, path: str | PathLike[str]) -> None:
+        """Write the trace in libCacheSim's oracleGeneral format."""
+
+    def with_oracle_predictions(self, kind: str, cache_size: int) -> Trace:
+        """A trace with oracle predictions (``next_arrival``, ``discard_bit`` or ``phase_bit``)."""
+
+    def with_noise(self, error: float, *, seed: int = 0) -> Trace:
+        """A trace whose predictions are degraded by seeded noise."""
+
+    def __len__(self) -> int: ...
+    @property
+    def num_objects(self) -> int:
+        """Number of distinct object ids."""
+
+    @property
+    def ids(self) -> npt.NDArray[np.uint64]:
+        """Object ids (read-only, no copy)."""
+
+    @property
+    def sizes(self) -> npt.NDArray[np.uint64] | None:
+        """Sizes in bytes, or None for a unit-size trace."""
+
+    @property
+    def timestamps(self) -> npt.NDArray[np.uint64] | None:
+        """Timestamps, or None."""
+
+    @property
+    def pred_next_vtime(self) -> npt.NDArray[np.uint64] | None:
+        """Predicted next-arrival virtual times, or None."""
+
+    @property
+    def pred_bit(self) -> npt.NDArray[np.bool_] | None:
+        """One-bit predictions, or None."""
+
+    @property
+    def next_vtime(self) -> npt.NDArray[np.uint64]:
+        """Index of the next request to the same id (``NEVER`` = never)."""
+
+    @property
+    def first_access(self) -> npt.NDArray[np.bool_]:
+        """Whether each request is the first to its id."""
+
+@final
+class PagingStats:
+    """Counts of one replay."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def misses(self) -> int: ...
+    @property
+    def bytes_requested(self) -> int: ...
+    @property
+    def bytes_missed(self) -> int: ...
+    @property
+    def compulsory_misses(self) -> int: ...
+    @property
+    def compulsory_bytes(self) -> int: ...
+    @property
+    def too_large_misses(self) -> int: ...
+    @property
+    def window_requests(self) -> npt.NDArray[np.uint64]: ...
+    @property
+    def window_misses(self) -> npt.NDArray[np.uint64]: ...
+
+@final
+class PagingSim:
+    """A cache (policy + capacity) and the statistics of the requests fed so far."""
+
+    def __new__(
+        cls,
+        policy: str,
+        capacity: int,
+        params: Mapping[str, float] | None = None,
+        *,
+        ignore_size: bool = False,
+        warmup_requests: int = 0,
+        window_requests: int = 0,
+    ) -> PagingSim: ...
+    @staticmethod
+    def from_python(
+        policy: object,
+        capacity: int,
+        *,
+        ignore_size: bool = False,
+        warmup_requests: int = 0,
+        window_requests: int = 0,
+    ) -> PagingSim:
+        """A simulator driven by a Python policy object (the slow path)."""
+
+    def feed(self, trace: Trace, start: int, stop: int) -> None:
+        """Replay requests ``start..stop``; ``start`` must equal ``position``."""
+
+    def stats(self) -> PagingStats:
+        """Statistics of the requests fed so far."""
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds spent replaying so far."""
+
+    @property
+    def position(self) -> int:
+        """Index of the next request to feed."""
+
+    @property
+    def policy(self) -> str:
+        """Registry name of the policy (or the Python policy's ``name``)."""
+
+    @property
+    def capacity(self) -> int:
+        """Capacity in bytes (objects when sizes are ignored)."""
+
+    @property
+    def is_python(self) -> bool:
+        """Whether the policy is a Python object."""
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes held by resident objects."""
+
+    def __len__(self) -> int: ...
+
+def feed_many(sims: list[PagingSim], trace: Trace, start: int, stop: int, threads: int | None = None) -> None:
+    """Advance native simulators over requests ``start..stop`` on scoped threads, GIL released."""
+
+def replay(
+    policy: str,
+    capacity: int,
+    trace: Trace,
+    params: Mapping[str, float] | None = None,
+    *,
+    ignore_size: bool = False,
+    warmup_requests: int = 0,
+    window_requests: int = 0,
+) -> PagingStats:
+    """One-shot replay of a built-in policy through the core's ``sim::replay``."""
+
+def hit_mask(
+    policy: str, capacity: int, trace: Trace, params: Mapping[str, float] | None = None
+) -> npt.NDArray[np.bool_]:
+    """The hit mask of a built-in policy over the whole trace from an empty cache."""
+
+def lru_mrc(trace: Trace, cache_sizes: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """Exact LRU miss ratios at each cache size (objects), from one pass."""
