@@ -1,0 +1,15 @@
+"""Test support for plugin authors: conformance suites and pytest fixtures.
+
+* :mod:`memarena.testing.conformance` -- ``PolicyConformance``,
+  ``BackendConformance`` and ``AgentMemoryConformance``: subclass one in your
+  tests, provide the fixture it asks for, and every check memarena makes of
+  its own components runs against yours.
+* :mod:`memarena.testing.pytest_plugin` -- opt-in fixtures
+  (``pytest_plugins = ["memarena.testing.pytest_plugin"]``).
+
+Nothing here is imported by memarena itself; importing it needs pytest.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
