@@ -216,7 +216,7 @@ class PolicyConformance:
     PagingPolicy`` that builds a *fresh* policy each call. Optional
     overrides: ``policy_trace`` (the requests, default: a seeded Zipf trace
     of 5,000 requests over 1,000 objects, with oracle predictions when the
-    policy reads them), ``capacities`` (objects; default ``(8, 64)``) and
+    policy reads them), ``capacity`` (objects; parametrized over 32 and 128 by default) and
     ``prediction_kind``.
 
     Checks:
@@ -244,7 +244,7 @@ class PolicyConformance:
         """``capacity -> PagingPolicy``; a subclass must provide it."""
         pytest.fail(f"{type(self).__name__} must define a `make_policy` fixture (capacity -> PagingPolicy)")
 
-    @pytest.fixture(params=[8, 64], ids=lambda c: f"capacity={c}")
+    @pytest.fixture(params=[32, 128], ids=lambda c: f"capacity={c}")
     def capacity(self, request: pytest.FixtureRequest) -> int:
         """Capacities (in objects) every replay test runs at."""
         return int(request.param)
