@@ -1,0 +1,65 @@
+"""The plugin's components run from the ``memarena`` command line, selected by name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def memarena(cwd: Path, *overrides: str) -> str:
+    cmd = [sys.executable, "-c", "import sys; from memarena.app import main; sys.exit(main())", *overrides]
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{' '.join(overrides)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def records(sweep_dir: Path) -> list[dict[str, Any]]:
+    found = sorted(sweep_dir.rglob("memarena-record.json"))
+    assert found, f"no memarena-record.json under {sweep_dir}"
+    return [json.loads(p.read_text()) for p in found]
+
+
+def test_paging_experiment_with_plugin_policy_and_backend(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    out = memarena(
+        tmp_path,
+        "experiment=paging",
+        "policy=hyperbolic",
+        "backend=cxl_tiered",
+        "debug=tiny",
+        "family.backing_tier=cxl",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert "hyperbolic" in out
+    # experiment=paging sweeps ten policies; the command line's policy=hyperbolic wins: one job.
+    (record,) = records(sweep)
+    assert record["status"] == "complete"
+    assert record["family"] == "paging"
+    assert record["config"]["backend"]["_target_"] == "memarena_example.backend.CxlTiered"
+    assert len(record["rows"]) == 2  # the experiment's two cache sizes
+    for row in record["rows"]:
+        assert row["policy"] == "hyperbolic"
+        assert 0 < row["miss_ratio"] < 1
+        # A hit costs a DRAM access, a miss a CXL access: between the two latencies.
+        assert 100e-9 < row["avg_access_time_s"] < 190e-9 + 4096 / 140e9
+
+
+def test_plugin_experiment_preset_by_name(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    memarena(tmp_path, "experiment=example_tiered", "debug=tiny", f"hydra.sweep.dir={sweep}")
+    recs = records(sweep)
+    assert all(r["status"] == "complete" for r in recs)
+    chosen = sorted(r["config"]["policy"]["_target_"].rsplit(".", 1)[1] for r in recs)
+    assert chosen == ["Hyperbolic", "Hyperbolic", "LRU", "S3FIFO"]
+    samples = sorted(r["config"]["policy"].get("sample_size", 0) for r in recs)
+    assert samples == [0, 0, 8, 64]  # hyperbolic and the hyperbolic_s8 preset
+    for r in recs:
+        assert r["config"]["family"]["backing_tier"] == "cxl"
+        assert {row["cache_size"] for row in r["rows"]} == {18, 179}  # 1% and 10% of the tiny trace
