@@ -6,8 +6,11 @@ import importlib.metadata
 import importlib.resources
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 from memarena.plugins import PluginManager, get_plugin_manager
@@ -96,3 +99,37 @@ def test_memarena_plugins_respects_block_switch() -> None:
     res = _memarena("plugins", env=env)
     assert res.returncode == 0, res.stderr
     assert "memarena-example" not in res.stdout
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_yaml_and_the_entry_point(tmp_path: Path) -> None:
+    # Build from a copy, so the source tree gets no build/ folder.
+    root = tmp_path / "src"
+    ignore = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(Path(__file__).resolve().parents[1], root, ignore=ignore)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "-w",
+        str(tmp_path / "dist"),
+        str(root),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = (tmp_path / "dist").glob("memarena_example-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        (ep_file,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        entry_points = zf.read(ep_file).decode()
+    for path in (
+        "conf/__init__.py",
+        "conf/experiment/example_tiered.yaml",
+        "conf/policy/hyperbolic_s8.yaml",
+        "py.typed",
+    ):
+        assert f"memarena_example/{path}" in names
+    assert "[memarena]\nexample = memarena_example.plugin" in entry_points
