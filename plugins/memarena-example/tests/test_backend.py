@@ -9,6 +9,7 @@ from memarena.config import compose
 from memarena.plugins import get_plugin_manager
 from memarena.testing.conformance import BackendConformance
 
+import memarena_example.plugin
 from memarena_example.backend import CxlTiered
 
 
@@ -51,7 +52,8 @@ def test_every_figure_has_its_source(backend: CxlTiered) -> None:
 
 
 def test_selected_by_name_from_a_composed_config() -> None:
-    cfg = compose(["backend=cxl_tiered", "family.cache_tier=dram", "family.backing_tier=cxl"], pm=get_plugin_manager())
+    pm = get_plugin_manager(autoload=False, plugins=[memarena_example.plugin])
+    cfg = compose(["backend=cxl_tiered", "family.cache_tier=dram", "family.backing_tier=cxl"], pm=pm)
     backend = instantiate(cfg.backend)
     assert isinstance(backend, CxlTiered)
     assert backend.tier(cfg.family.backing_tier).name == "cxl"
