@@ -1,0 +1,153 @@
+//! KV-cache managers: how a serving system hands device memory to requests.
+//!
+//! - [`StaticKv`]: a contiguous max-length (or power-of-two, or oracle)
+//!   reservation per request on a first-fit allocator — Orca as the vLLM
+//!   paper models it (Kwon et al., SOSP '23, §2.3 and Fig. 2).
+//! - [`PagedKv`]: vLLM's PagedAttention block pool: fixed-size blocks,
+//!   per-sequence block tables, reference counts, copy-on-write for parallel
+//!   sampling, an admission watermark and prefix caching in vLLM v0 or v1
+//!   style.
+//! - [`VattnKv`]: vAttention: a virtual max-length buffer per request slot
+//!   with physical pages (64 KiB … 2 MiB per layer and K/V) mapped on
+//!   demand, and deferred reclamation.
+//!
+//! Every manager reports a [`KvBreakdown`] whose categories sum to its pool
+//! size, and checks its invariants in [`KvManager::check_invariants`].
+
+mod paged;
+mod static_res;
+mod vattn;
+
+pub use paged::{PagedConfig, PagedKv, PrefixCaching};
+pub use static_res::{StaticKv, StaticReservation};
+pub use vattn::{VattnConfig, VattnKv};
+
+use memarena_core::error::Result;
+
+/// What a KV manager knows of a request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KvRequest {
+    /// Prompt tokens as specified (not counting tokens recomputed after a
+    /// preemption).
+    pub prompt_tokens: u32,
+    /// Peak KV tokens of each sequence: `prompt + output - 1` (the last
+    /// generated token's KV is never computed).
+    pub max_tokens: u32,
+    /// Parallel sequences.
+    pub n_parallel: u32,
+    /// Content group for prefix caching.
+    pub prefix_group: Option<u64>,
+    /// Tokens shared with the group.
+    pub prefix_tokens: u32,
+    /// Unique salt of the request's own content (its index).
+    pub salt: u64,
+}
+
+/// The KV pool split into the categories of the vLLM paper's Fig. 2, in
+/// bytes. Invariant: the five categories sum to the pool size.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KvBreakdown {
+    /// KV of tokens actually stored.
+    pub token_states_bytes: u64,
+    /// Reserved for tokens a request will still produce (static), or
+    /// physical pages kept mapped on idle slots (vAttention deferred
+    /// reclamation).
+    pub reserved_bytes: u64,
+    /// Allocated but never to hold a token: the unused tail of a block or
+    /// page, or a static reservation beyond the request's final length.
+    pub internal_frag_bytes: u64,
+    /// Free, but in holes too small for the request waiting at the head of
+    /// the queue (contiguous allocation only).
+    pub external_frag_bytes: u64,
+    /// Free and usable (includes evictable prefix-cache blocks).
+    pub free_bytes: u64,
+    /// Part of `free_bytes` holding evictable prefix-cache blocks (not a
+    /// separate category).
+    pub cached_free_bytes: u64,
+}
+
+impl KvBreakdown {
+    /// Sum of the five categories.
+    pub fn total(&self) -> u64 {
+        self.token_states_bytes
+            + self.reserved_bytes
+            + self.internal_frag_bytes
+            + self.external_frag_bytes
+            + self.free_bytes
+    }
+}
+
+/// Cumulative counters of a manager.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KvCounters {
+    /// Copy-on-write block copies (parallel sampling).
+    pub cow_copies: u64,
+    /// Cached blocks evicted to make room (prefix caching).
+    pub cache_evictions: u64,
+    /// Physical page groups mapped (vAttention).
+    pub pages_mapped: u64,
+    /// Physical page groups unmapped by reclamation (vAttention).
+    pub pages_reclaimed: u64,
+}
+
+/// A KV-cache manager. Requests are named by a dense id `rid` (their index
+/// in the request list). Methods that return `false` leave the state
+/// unchanged.
+pub trait KvManager: Send {
+    /// Registry name (`static`, `paged`, `vattention`).
+    fn name(&self) -> &'static str;
+    /// Pool size in bytes (a whole number of the manager's units).
+    fn pool_bytes(&self) -> u64;
+    /// Whether `req` could ever be served with the whole pool to itself.
+    fn can_ever_fit(&self, req: &KvRequest) -> bool;
+    /// Informs the manager of the simulated time (LRU timestamps).
+    fn set_time(&mut self, _now_s: f64) {}
+    /// Prefix-cache lookup for `req` about to be (re)admitted with
+    /// `num_tokens` tokens to hold: the tokens found cached (whole blocks,
+    /// at most `num_tokens - 1`). Must be followed by [`admit`](Self::admit)
+    /// of the same `rid` before any other call.
+    fn lookup(&mut self, _rid: u32, _req: &KvRequest, _num_tokens: u32) -> u32 {
+        0
+    }
+    /// Admits `rid` with room for `tokens` tokens (its first sequence),
+    /// reusing the `hit_tokens` found by the preceding lookup (0 if none).
+    fn admit(&mut self, rid: u32, req: &KvRequest, hit_tokens: u32, tokens: u32) -> bool;
+    /// Grows every sequence of `rid` to `tokens` tokens, forking to
+    /// `n_seqs` sequences first if it has fewer.
+    fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool;
+    /// Releases everything `rid` holds.
+    fn free(&mut self, rid: u32);
+    /// Device bytes `rid` holds (what a swap-out moves).
+    fn resident_bytes(&self, rid: u32) -> u64;
+    /// Re-creates `rid` after a swap-in: `n_seqs` sequences of `tokens`.
+    fn swap_in(&mut self, rid: u32, req: &KvRequest, tokens: u32, n_seqs: u32) -> bool {
+        if !self.admit(rid, req, 0, tokens) {
+            return false;
+        }
+        if n_seqs > 1 && !self.grow(rid, tokens, n_seqs) {
+            self.free(rid);
+            return false;
+        }
+        true
+    }
+    /// The memory breakdown; `pending` is the request at the head of the
+    /// waiting queue (for external fragmentation).
+    fn breakdown(&self, pending: Option<&KvRequest>) -> KvBreakdown;
+    /// Extra HBM bytes and extra seconds incurred since the last call
+    /// (copy-on-write copies, page mapping).
+    fn take_step_overhead(&mut self) -> (u64, f64) {
+        (0, 0.0)
+    }
+    /// Cumulative counters.
+    fn counters(&self) -> KvCounters;
+    /// Recomputes every invariant from scratch (slow; tests and debug runs).
+    fn check_invariants(&self) -> Result<()>;
+}
+
+/// An [`Error::Invariant`](memarena_core::error::Error::Invariant) for `component`.
+pub(crate) fn invariant(component: &str, reason: String) -> memarena_core::error::Error {
+    memarena_core::error::Error::Invariant {
+        component: component.into(),
+        reason,
+    }
+}

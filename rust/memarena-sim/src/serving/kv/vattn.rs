@@ -1,0 +1,488 @@
+//! vAttention-style KV cache (Prabhu et al., "vAttention: Dynamic Memory
+//! Management for Serving LLMs without PagedAttention", ASPLOS '25):
+//! each of `max_batch_size` request slots owns a contiguous *virtual*
+//! buffer of the model's maximum length in every layer's K and V tensors;
+//! physical pages are mapped into it on demand as the request grows.
+//!
+//! Semantics follow `vattention/vattention.cu` in github:microsoft/vattention
+//! (read, not copied): `tokens_per_page = page_size / (kv_heads * head_dim *
+//! dtype_bytes)` per layer; one "KV block" is a page in each of the `2 *
+//! layers` buffers; `alloc_new_batch_idx` picks the first inactive slot,
+//! or one whose mapped pages cover the request with the fewest pages
+//! (best fit); `free_batch_idx` keeps a finished slot's pages mapped
+//! (deferred reclamation), and `reclaim_kvblocks_on_demand` unmaps pages of
+//! inactive slots, highest slot first, when the free pool runs short.
+//!
+//! Physical memory only is accounted: the virtual reservation costs none.
+//! Parallel samples each take their own slot and copy the prompt (no
+//! sharing). Mapping latency is an optional per-page cost (vAttention
+//! overlaps it with compute, so it defaults to 0).
+
+use memarena_core::error::{Error, Result};
+
+use super::{KvBreakdown, KvCounters, KvManager, KvRequest, invariant};
+
+/// Parameters of [`VattnKv`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VattnConfig {
+    /// Physical page size per layer and K/V buffer: 64 KiB, 128 KiB,
+    /// 256 KiB or 2 MiB (a power of two in that range).
+    pub page_size_bytes: u64,
+    /// Keep a finished request's pages mapped on its slot (vAttention's
+    /// default); reclaimed on demand.
+    pub deferred_reclaim: bool,
+    /// Seconds added to the iteration per page mapped (0: overlapped).
+    pub page_map_latency_s: f64,
+}
+
+impl Default for VattnConfig {
+    fn default() -> Self {
+        VattnConfig {
+            page_size_bytes: 2 << 20,
+            deferred_reclaim: true,
+            page_map_latency_s: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    mapped: u32,
+    tokens: u32,
+    active: bool,
+}
+
+/// Demand-mapped virtual reservation.
+///
+/// Invariants: `free + Σ mapped = total` page groups; every active slot has
+/// `mapped = ceil(tokens / tokens_per_page)` (at least); each request's slots
+/// are active and owned by it alone.
+#[derive(Debug)]
+pub struct VattnKv {
+    cfg: VattnConfig,
+    tokens_per_page: u32,
+    group_bytes: u64,
+    bytes_per_token: u64,
+    total_pages: u32,
+    free_pages: u32,
+    idle_mapped: u64,
+    pages_per_group: u64,
+    slots: Vec<Slot>,
+    owners: Vec<Vec<u32>>,
+    pending_maps: u64,
+    counters: KvCounters,
+}
+
+impl VattnKv {
+    /// A pool of `pool_bytes` for a model with `bytes_per_token` of KV over
+    /// all layers, `bytes_per_token_per_layer` per K (or V) buffer, and
+    /// `num_layers` layers; `max_batch_size` slots.
+    pub fn new(
+        pool_bytes: u64,
+        bytes_per_token: u64,
+        bytes_per_token_per_layer: u64,
+        num_layers: u32,
+        max_batch_size: u32,
+        cfg: VattnConfig,
+    ) -> Result<VattnKv> {
+        let p = cfg.page_size_bytes;
+        if !(p.is_power_of_two() && (64 << 10..=2 << 20).contains(&p)) {
+            return Err(Error::invalid(
+                "kv.page_size_bytes",
+                format!(
+                    "must be a power of two from 64 KiB to 2 MiB (vAttention's 64K/128K/256K/2M), got {p}"
+                ),
+            ));
+        }
+        if !(cfg.page_map_latency_s >= 0.0 && cfg.page_map_latency_s.is_finite()) {
+            return Err(Error::invalid(
+                "kv.page_map_latency_s",
+                "must be finite and >= 0",
+            ));
+        }
+        if bytes_per_token_per_layer == 0 || bytes_per_token_per_layer > p {
+            return Err(Error::invalid(
+                "kv.page_size_bytes",
+                format!("{p} bytes hold no token of {bytes_per_token_per_layer} bytes per layer"),
+            ));
+        }
+        let tokens_per_page = (p / bytes_per_token_per_layer) as u32;
+        let pages_per_group = 2 * num_layers as u64;
+        let group_bytes = p * pages_per_group;
+        let total = pool_bytes / group_bytes;
+        if total == 0 || total >= u32::MAX as u64 {
+            return Err(Error::invalid(
+                "kv.pool",
+                format!(
+                    "{pool_bytes} bytes of KV pool hold {total} page groups of {group_bytes} bytes"
+                ),
+            ));
+        }
+        if max_batch_size == 0 {
+            return Err(Error::invalid("scheduler.max_num_seqs", "must be >= 1"));
+        }
+        Ok(VattnKv {
+            cfg,
+            tokens_per_page,
+            group_bytes,
+            bytes_per_token,
+            total_pages: total as u32,
+            free_pages: total as u32,
+            idle_mapped: 0,
+            pages_per_group,
+            slots: vec![Slot::default(); max_batch_size as usize],
+            owners: Vec::new(),
+            pending_maps: 0,
+            counters: KvCounters::default(),
+        })
+    }
+
+    /// Tokens one page group holds.
+    pub fn tokens_per_page(&self) -> u32 {
+        self.tokens_per_page
+    }
+
+    /// Free page groups.
+    pub fn free_pages(&self) -> u32 {
+        self.free_pages
+    }
+
+    fn pages_for(&self, tokens: u32) -> u32 {
+        tokens.div_ceil(self.tokens_per_page)
+    }
+
+    fn owned(&self, rid: u32) -> Option<&Vec<u32>> {
+        self.owners.get(rid as usize).filter(|v| !v.is_empty())
+    }
+
+    /// vAttention's `alloc_new_batch_idx`, skipping `exclude`d slots.
+    fn pick_slot(&self, need: u32, exclude: &[u32]) -> Option<u32> {
+        let mut pick: Option<u32> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.active || exclude.contains(&(i as u32)) {
+                continue;
+            }
+            match pick {
+                None => pick = Some(i as u32),
+                Some(p) => {
+                    if s.mapped >= need && s.mapped < self.slots[p as usize].mapped {
+                        pick = Some(i as u32);
+                    }
+                }
+            }
+        }
+        pick
+    }
+
+    /// Pages obtainable for `extra` more mappings, given that the slots in
+    /// `keep` (about to become active) cannot be reclaimed.
+    fn available(&self, keep: &[u32]) -> u64 {
+        let kept: u64 = keep
+            .iter()
+            .map(|&s| self.slots[s as usize].mapped as u64)
+            .sum();
+        self.free_pages as u64 + self.idle_mapped - kept
+    }
+
+    /// Unmaps pages of inactive slots (highest first, not in `keep`) until
+    /// `want` pages are free.
+    fn reclaim(&mut self, want: u32, keep: &[u32]) {
+        for i in (0..self.slots.len()).rev() {
+            if self.free_pages >= want {
+                break;
+            }
+            let s = &mut self.slots[i];
+            if s.active || s.mapped == 0 || keep.contains(&(i as u32)) {
+                continue;
+            }
+            let k = s.mapped.min(want - self.free_pages);
+            s.mapped -= k;
+            self.free_pages += k;
+            self.idle_mapped -= k as u64;
+            self.counters.pages_reclaimed += k as u64;
+        }
+    }
+
+    fn map(&mut self, slot: u32, pages: u32) {
+        assert!(
+            self.free_pages >= pages,
+            "mapping {pages} pages with {} free",
+            self.free_pages
+        );
+        self.free_pages -= pages;
+        self.slots[slot as usize].mapped += pages;
+        self.counters.pages_mapped += pages as u64;
+        self.pending_maps += pages as u64;
+    }
+
+    fn activate(&mut self, slot: u32, tokens: u32) {
+        let s = &mut self.slots[slot as usize];
+        debug_assert!(!s.active);
+        s.active = true;
+        self.idle_mapped -= s.mapped as u64;
+        let need = self
+            .pages_for(tokens)
+            .saturating_sub(self.slots[slot as usize].mapped);
+        self.map(slot, need);
+        self.slots[slot as usize].tokens = tokens;
+    }
+}
+
+impl KvManager for VattnKv {
+    fn name(&self) -> &'static str {
+        "vattention"
+    }
+
+    fn pool_bytes(&self) -> u64 {
+        self.total_pages as u64 * self.group_bytes
+    }
+
+    fn can_ever_fit(&self, req: &KvRequest) -> bool {
+        req.n_parallel as usize <= self.slots.len()
+            && req.n_parallel as u64 * self.pages_for(req.max_tokens) as u64
+                <= self.total_pages as u64
+    }
+
+    fn admit(&mut self, rid: u32, req: &KvRequest, _hit_tokens: u32, tokens: u32) -> bool {
+        let _ = req;
+        assert!(self.owned(rid).is_none(), "request {rid} admitted twice");
+        let need = self.pages_for(tokens);
+        let Some(slot) = self.pick_slot(need, &[]) else {
+            return false;
+        };
+        let extra = need.saturating_sub(self.slots[slot as usize].mapped);
+        if extra as u64 > self.available(&[slot]) {
+            return false;
+        }
+        self.reclaim(extra, &[slot]);
+        self.activate(slot, tokens);
+        let i = rid as usize;
+        if self.owners.len() <= i {
+            self.owners.resize_with(i + 1, Vec::new);
+        }
+        self.owners[i] = vec![slot];
+        true
+    }
+
+    fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool {
+        let Some(own) = self.owned(rid).cloned() else {
+            return false;
+        };
+        let need = self.pages_for(tokens);
+        // New slots for forked samples (each copies the prompt).
+        let mut new_slots = Vec::new();
+        for _ in own.len() as u32..n_seqs {
+            let mut excl = own.clone();
+            excl.extend_from_slice(&new_slots);
+            match self.pick_slot(need, &excl) {
+                Some(s) => new_slots.push(s),
+                None => return false,
+            }
+        }
+        let mut extra = 0u64;
+        for &s in own.iter().chain(&new_slots) {
+            extra += need.saturating_sub(self.slots[s as usize].mapped) as u64;
+        }
+        if extra > self.available(&new_slots) {
+            return false;
+        }
+        if extra > self.free_pages as u64 {
+            self.reclaim(extra as u32, &new_slots);
+        }
+        let base = self.slots[own[0] as usize].tokens;
+        for &s in &new_slots {
+            self.activate(s, base);
+        }
+        for &s in own.iter().chain(&new_slots) {
+            let have = self.slots[s as usize].mapped;
+            if need > have {
+                self.map(s, need - have);
+            }
+            let slot = &mut self.slots[s as usize];
+            slot.tokens = slot.tokens.max(tokens);
+        }
+        self.owners[rid as usize].extend_from_slice(&new_slots);
+        true
+    }
+
+    fn free(&mut self, rid: u32) {
+        let Some(own) = self.owners.get_mut(rid as usize).map(std::mem::take) else {
+            return;
+        };
+        for s in own {
+            let slot = &mut self.slots[s as usize];
+            slot.active = false;
+            slot.tokens = 0;
+            if self.cfg.deferred_reclaim {
+                self.idle_mapped += slot.mapped as u64;
+            } else {
+                self.free_pages += slot.mapped;
+                self.counters.pages_reclaimed += slot.mapped as u64;
+                slot.mapped = 0;
+            }
+        }
+    }
+
+    fn resident_bytes(&self, rid: u32) -> u64 {
+        self.owned(rid).map_or(0, |own| {
+            own.iter()
+                .map(|&s| self.slots[s as usize].mapped as u64)
+                .sum::<u64>()
+                * self.group_bytes
+        })
+    }
+
+    fn breakdown(&self, _pending: Option<&KvRequest>) -> KvBreakdown {
+        let (mut tokens, mut mapped) = (0u64, 0u64);
+        for s in self.slots.iter().filter(|s| s.active) {
+            tokens += s.tokens as u64;
+            mapped += s.mapped as u64;
+        }
+        let tb = self.bytes_per_token;
+        KvBreakdown {
+            token_states_bytes: tokens * tb,
+            reserved_bytes: self.idle_mapped * self.group_bytes,
+            internal_frag_bytes: mapped * self.group_bytes - tokens * tb,
+            external_frag_bytes: 0,
+            free_bytes: self.free_pages as u64 * self.group_bytes,
+            cached_free_bytes: 0,
+        }
+    }
+
+    fn take_step_overhead(&mut self) -> (u64, f64) {
+        let maps = std::mem::take(&mut self.pending_maps);
+        (
+            0,
+            maps as f64 * self.pages_per_group as f64 * self.cfg.page_map_latency_s,
+        )
+    }
+
+    fn counters(&self) -> KvCounters {
+        self.counters
+    }
+
+    fn check_invariants(&self) -> Result<()> {
+        let c = "vattention";
+        let mapped: u64 = self.slots.iter().map(|s| s.mapped as u64).sum();
+        let idle: u64 = self
+            .slots
+            .iter()
+            .filter(|s| !s.active)
+            .map(|s| s.mapped as u64)
+            .sum();
+        if mapped + self.free_pages as u64 != self.total_pages as u64 {
+            return Err(invariant(
+                c,
+                format!(
+                    "{mapped} mapped + {} free != {} pages",
+                    self.free_pages, self.total_pages
+                ),
+            ));
+        }
+        if idle != self.idle_mapped {
+            return Err(invariant(
+                c,
+                format!("idle mapped {} vs {idle} recounted", self.idle_mapped),
+            ));
+        }
+        let mut owner = vec![u32::MAX; self.slots.len()];
+        for (rid, own) in self.owners.iter().enumerate() {
+            for &s in own {
+                if owner[s as usize] != u32::MAX {
+                    return Err(invariant(
+                        c,
+                        format!("slot {s} owned by requests {} and {rid}", owner[s as usize]),
+                    ));
+                }
+                owner[s as usize] = rid as u32;
+            }
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.active != (owner[i] != u32::MAX) {
+                return Err(invariant(
+                    c,
+                    format!("slot {i} active {} but owner {}", s.active, owner[i]),
+                ));
+            }
+            if s.active && s.mapped < self.pages_for(s.tokens) {
+                return Err(invariant(
+                    c,
+                    format!("slot {i}: {} tokens on {} pages", s.tokens, s.mapped),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serving::ModelSpec;
+
+    fn req(prompt: u32, output: u32) -> KvRequest {
+        KvRequest {
+            prompt_tokens: prompt,
+            max_tokens: prompt + output - 1,
+            n_parallel: 1,
+            ..KvRequest::default()
+        }
+    }
+
+    #[test]
+    fn pages_map_on_demand_with_2mb_pages_on_llama3_8b() {
+        let m = ModelSpec::builtin("llama3_8b").unwrap();
+        let group = (2u64 << 20) * 64; // 2 MiB in each of 64 K/V buffers
+        let mut v = VattnKv::new(
+            10 * group + 5,
+            m.kv_bytes_per_token(),
+            m.kv_bytes_per_token_per_layer(),
+            m.num_layers,
+            4,
+            VattnConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(v.tokens_per_page(), 1024); // 2 MiB / (8 heads * 128 * 2 B)
+        assert_eq!(v.pool_bytes(), 10 * group);
+        assert!(v.admit(0, &req(1500, 100), 0, 1500));
+        assert_eq!(v.free_pages(), 8);
+        let b = v.breakdown(None);
+        assert_eq!(b.token_states_bytes, 1500 * 131072);
+        assert_eq!(b.internal_frag_bytes, (2048 - 1500) * 131072);
+        assert_eq!(b.total(), v.pool_bytes());
+        assert!(v.grow(0, 2049, 1));
+        assert_eq!(v.free_pages(), 7);
+        v.free(0);
+        // Deferred reclamation: the pages stay on the slot ...
+        assert_eq!(v.free_pages(), 7);
+        assert_eq!(v.breakdown(None).reserved_bytes, 3 * group);
+        v.check_invariants().unwrap();
+        // ... and the next request reuses them (best fit) ...
+        assert!(v.admit(1, &req(100, 1), 0, 100));
+        assert_eq!(v.free_pages(), 7);
+        assert!(v.admit(2, &req(4000, 1), 0, 4000)); // slot 1, 4 pages
+        v.free(1);
+        v.free(2);
+        assert_eq!(
+            (v.free_pages(), v.breakdown(None).reserved_bytes),
+            (3, 7 * group)
+        );
+        // ... or another request reclaims them: slot 0 (3 pages) grows to 10,
+        // taking the 3 free pages and 4 unmapped from idle slot 1.
+        assert!(v.admit(3, &req(10 * 1024, 1), 0, 10 * 1024));
+        assert_eq!(v.free_pages(), 0);
+        assert_eq!(v.counters().pages_reclaimed, 4);
+        v.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn rejects_page_sizes_outside_64k_to_2m() {
+        for p in [32 << 10, 3 << 20, 100_000] {
+            let cfg = VattnConfig {
+                page_size_bytes: p,
+                ..VattnConfig::default()
+            };
+            assert!(VattnKv::new(1 << 34, 131072, 2048, 32, 4, cfg).is_err());
+        }
+    }
+}

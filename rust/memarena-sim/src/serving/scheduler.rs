@@ -1,0 +1,600 @@
+//! Continuous batching on the event engine: FCFS admission, chunked
+//! prefill, a token budget and a sequence cap per iteration, and
+//! preemption by recompute or swap with a configurable victim.
+//!
+//! One iteration, in the order of vLLM v1's `Scheduler.schedule`
+//! (`vllm/v1/core/sched/scheduler.py`): first the running requests in
+//! admission order (a decode step for each sequence, or the next prefill
+//! chunk); when one cannot grow its KV, a victim is preempted and the
+//! request retries. Then, if nothing was preempted, swapped-out requests
+//! come back (FCFS), and then waiting requests are admitted in FCFS order
+//! until the head does not fit (head-of-line blocking, no skipping).
+//! A preempted request goes back to the *front* of the waiting queue
+//! (recompute) or to the swapped queue (swap, as vLLM v0's
+//! `_preempt_by_swap`).
+
+use std::collections::VecDeque;
+
+use memarena_core::error::{Error, Result};
+
+use super::cost::{BatchWork, CostModel};
+use super::kv::{KvManager, KvRequest, invariant};
+use super::metrics::{LogHistogram, Sample};
+use crate::engine::{EventQueue, Model};
+
+/// How a preempted request gives its memory back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreemptionMode {
+    /// Drop its KV and recompute it later as a longer prompt.
+    Recompute,
+    /// Copy its KV to host memory over the host link and back later
+    /// (requests still in their first prefill are recomputed; so are
+    /// requests that do not fit in the host swap space).
+    Swap,
+}
+
+/// Which running request is preempted when memory runs out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VictimPolicy {
+    /// The most recently admitted (vLLM: `self.running.pop()`).
+    LastAdmitted,
+    /// The one holding the most KV memory.
+    MostKv,
+    /// The one with the fewest generated tokens (least work lost).
+    LeastProgress,
+}
+
+/// Limits of the batching scheduler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulerConfig {
+    /// Token budget of one iteration (vLLM `max_num_batched_tokens`).
+    pub max_num_batched_tokens: u32,
+    /// Sequences running at once (vLLM `max_num_seqs`; also vAttention's
+    /// number of request slots).
+    pub max_num_seqs: u32,
+    /// Split prompts into chunks that fit the remaining budget. Without it a
+    /// prompt is prefilled in one iteration, and a prompt longer than the
+    /// budget is rejected.
+    pub chunked_prefill: bool,
+    /// Recompute or swap.
+    pub preemption: PreemptionMode,
+    /// Victim choice.
+    pub victim: VictimPolicy,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_num_batched_tokens: 8192,
+            max_num_seqs: 256,
+            chunked_prefill: true,
+            preemption: PreemptionMode::Recompute,
+            victim: VictimPolicy::LastAdmitted,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// Checks ranges; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_num_batched_tokens == 0 {
+            return Err(Error::invalid(
+                "scheduler.max_num_batched_tokens",
+                "must be >= 1",
+            ));
+        }
+        if self.max_num_seqs == 0 {
+            return Err(Error::invalid("scheduler.max_num_seqs", "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Pending,
+    Waiting,
+    Running,
+    Swapped,
+    Done,
+    Rejected,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Req {
+    pub kv: KvRequest,
+    pub arrival_s: f64,
+    pub output_tokens: u32,
+    pub n: u32,
+    /// Current sequence length (prompt plus generated tokens).
+    pub len: u32,
+    pub generated: u32,
+    /// KV tokens computed per sequence.
+    pub kv_tokens: u32,
+    /// Active sequences (1 until the first token, then `n`).
+    pub seqs: u32,
+    pub state: State,
+    pub first_token_s: f64,
+    pub last_token_s: f64,
+    pub finish_s: f64,
+    pub swapped_bytes: u64,
+}
+
+/// Events of the serving model.
+#[derive(Clone, Copy, Debug)]
+pub enum ServingEvent {
+    /// The request with this index (in arrival order) arrives.
+    Arrival(u32),
+    /// The running iteration ends.
+    StepDone,
+    /// Take a time-series sample.
+    Sample,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    rid: u32,
+    /// KV tokens added per sequence.
+    kv_delta: u32,
+}
+
+/// Cumulative counters of the scheduler.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Counters {
+    pub iterations: u64,
+    pub busy_s: f64,
+    pub batch_seqs_sum: u64,
+    pub batch_reqs_sum: u64,
+    pub max_batch_seqs: u32,
+    pub preempt_recompute: u64,
+    pub preempt_swap: u64,
+    pub swap_bytes: u64,
+    pub recomputed_tokens: u64,
+    pub prefix_query_tokens: u64,
+    pub prefix_hit_tokens: u64,
+    pub prompt_tokens_computed: u64,
+    pub output_tokens: u64,
+    pub rejected_too_long: u64,
+    pub rejected_unservable: u64,
+}
+
+/// The serving model: requests, queues, the KV manager and the cost model.
+pub struct ServingModel {
+    pub(crate) cfg: SchedulerConfig,
+    pub(crate) kv: Box<dyn KvManager>,
+    pub(crate) cost: CostModel,
+    pub(crate) reqs: Vec<Req>,
+    /// Request indices in arrival order.
+    pub(crate) order: Vec<u32>,
+    pub(crate) waiting: VecDeque<u32>,
+    pub(crate) running: Vec<u32>,
+    pub(crate) swapped: VecDeque<u32>,
+    pub(crate) running_seqs: u32,
+    pub(crate) busy: bool,
+    pub(crate) arrivals_done: bool,
+    pub(crate) max_model_len: u32,
+    pub(crate) host_link_bytes_per_s: f64,
+    pub(crate) swap_capacity: u64,
+    pub(crate) swap_used: u64,
+    pub(crate) sample_interval_s: f64,
+    pub(crate) check: bool,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) tbt: LogHistogram,
+    pub(crate) c: Counters,
+    batch: Vec<Scheduled>,
+    step_transfer_bytes: u64,
+}
+
+impl ServingModel {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cfg: SchedulerConfig,
+        kv: Box<dyn KvManager>,
+        cost: CostModel,
+        reqs: Vec<Req>,
+        order: Vec<u32>,
+        max_model_len: u32,
+        host_link_bytes_per_s: f64,
+        swap_capacity: u64,
+        sample_interval_s: f64,
+        check: bool,
+    ) -> Self {
+        ServingModel {
+            cfg,
+            kv,
+            cost,
+            reqs,
+            order,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            swapped: VecDeque::new(),
+            running_seqs: 0,
+            busy: false,
+            arrivals_done: false,
+            max_model_len,
+            host_link_bytes_per_s,
+            swap_capacity,
+            swap_used: 0,
+            sample_interval_s,
+            check,
+            samples: Vec::new(),
+            tbt: LogHistogram::default(),
+            c: Counters::default(),
+            batch: Vec::new(),
+            step_transfer_bytes: 0,
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.arrivals_done
+            || self.busy
+            || !self.waiting.is_empty()
+            || !self.running.is_empty()
+            || !self.swapped.is_empty()
+    }
+
+    fn has_queued(&self) -> bool {
+        !self.waiting.is_empty() || !self.swapped.is_empty()
+    }
+
+    fn on_arrival(&mut self, rid: u32) {
+        let r = &mut self.reqs[rid as usize];
+        let total = r.kv.prompt_tokens as u64 + r.output_tokens as u64;
+        if total > self.max_model_len as u64 {
+            r.state = State::Rejected;
+            self.c.rejected_too_long += 1;
+            return;
+        }
+        let unservable = !self.kv.can_ever_fit(&r.kv)
+            || r.n > self.cfg.max_num_seqs
+            || r.n > self.cfg.max_num_batched_tokens
+            || (!self.cfg.chunked_prefill && r.kv.max_tokens > self.cfg.max_num_batched_tokens);
+        if unservable {
+            r.state = State::Rejected;
+            self.c.rejected_unservable += 1;
+            return;
+        }
+        r.state = State::Waiting;
+        self.waiting.push_back(rid);
+    }
+
+    fn pick_victim(&self, from: usize) -> usize {
+        let cand = from..self.running.len();
+        match self.cfg.victim {
+            VictimPolicy::LastAdmitted => self.running.len() - 1,
+            VictimPolicy::MostKv => cand
+                .rev()
+                .max_by_key(|&i| self.kv.resident_bytes(self.running[i]))
+                .expect("at least the current request"),
+            VictimPolicy::LeastProgress => cand
+                .rev()
+                .min_by_key(|&i| self.reqs[self.running[i] as usize].generated)
+                .expect("at least the current request"),
+        }
+    }
+
+    /// Preempts `running[idx]`.
+    fn preempt(&mut self, idx: usize) {
+        let rid = self.running.remove(idx);
+        let r = &self.reqs[rid as usize];
+        self.running_seqs -= r.n;
+        let bytes = self.kv.resident_bytes(rid);
+        let swap = self.cfg.preemption == PreemptionMode::Swap
+            && r.generated > 0
+            && r.kv_tokens + 1 == r.len
+            && self.swap_used + bytes <= self.swap_capacity;
+        self.kv.free(rid);
+        let r = &mut self.reqs[rid as usize];
+        if swap {
+            r.state = State::Swapped;
+            r.swapped_bytes = bytes;
+            self.swap_used += bytes;
+            self.step_transfer_bytes += bytes;
+            self.c.swap_bytes += bytes;
+            self.c.preempt_swap += 1;
+            self.swapped.push_back(rid);
+        } else {
+            self.c.recomputed_tokens += r.kv_tokens as u64;
+            r.kv_tokens = 0;
+            r.seqs = 1;
+            r.state = State::Waiting;
+            self.c.preempt_recompute += 1;
+            self.waiting.push_front(rid);
+        }
+    }
+
+    /// Plans one iteration; returns its duration (None: nothing to run).
+    fn plan_step(&mut self, now: f64) -> Result<Option<f64>> {
+        self.kv.set_time(now);
+        self.batch.clear();
+        self.step_transfer_bytes = 0;
+        let mut budget = self.cfg.max_num_batched_tokens;
+        let mut work = BatchWork::default();
+        let mut preempted = false;
+
+        // 1. Running requests.
+        let mut i = 0;
+        'running: while i < self.running.len() && budget > 0 {
+            let rid = self.running[i];
+            let r = &self.reqs[rid as usize];
+            let prefill = r.kv_tokens + 1 < r.len || r.generated == 0;
+            let (new_tokens, seqs) = if prefill {
+                let left = r.len - r.kv_tokens;
+                (left.min(budget), 1)
+            } else {
+                (r.n, r.n)
+            };
+            if new_tokens > budget || new_tokens == 0 {
+                break;
+            }
+            let kv_delta = if prefill { new_tokens } else { 1 };
+            let target = r.kv_tokens + kv_delta;
+            while !self.kv.grow(rid, target, seqs) {
+                let v = self.pick_victim(i);
+                let victim_is_self = self.running[v] == rid;
+                self.preempt(v);
+                preempted = true;
+                if victim_is_self {
+                    continue 'running;
+                }
+            }
+            let r = &self.reqs[rid as usize];
+            work.new_tokens += (kv_delta * seqs) as u64;
+            work.kv_read_tokens += r.kv_tokens as u64 * seqs as u64;
+            work.attn_pairs += seqs as f64
+                * (kv_delta as f64 * r.kv_tokens as f64
+                    + (kv_delta as f64 * (kv_delta as f64 + 1.0)) / 2.0);
+            if r.kv_tokens + kv_delta == r.len {
+                work.sampled_tokens += seqs as u64;
+            }
+            self.batch.push(Scheduled { rid, kv_delta });
+            budget -= new_tokens;
+            i += 1;
+        }
+
+        // 2. Swapped requests come back first, FCFS.
+        while !preempted && budget > 0 {
+            let Some(&rid) = self.swapped.front() else {
+                break;
+            };
+            let r = &self.reqs[rid as usize];
+            if self.running_seqs + r.n > self.cfg.max_num_seqs {
+                break;
+            }
+            let (tokens, seqs) = (r.kv_tokens, r.seqs);
+            let kvreq = r.kv.clone();
+            if !self.kv.swap_in(rid, &kvreq, tokens, seqs) {
+                break;
+            }
+            self.swapped.pop_front();
+            let r = &mut self.reqs[rid as usize];
+            self.swap_used -= r.swapped_bytes;
+            self.step_transfer_bytes += self.kv.resident_bytes(rid);
+            r.state = State::Running;
+            self.running_seqs += r.n;
+            self.running.push(rid);
+        }
+
+        // 3. Waiting requests, FCFS with head-of-line blocking.
+        while !preempted && self.swapped.is_empty() && budget > 0 {
+            let Some(&rid) = self.waiting.front() else {
+                break;
+            };
+            let r = &self.reqs[rid as usize];
+            if self.running_seqs + r.n > self.cfg.max_num_seqs {
+                break;
+            }
+            let len = r.len;
+            let kvreq = r.kv.clone();
+            let hit = self.kv.lookup(rid, &kvreq, len);
+            let left = len - hit;
+            let new_tokens = if self.cfg.chunked_prefill {
+                left.min(budget)
+            } else if left <= budget {
+                left
+            } else {
+                break;
+            };
+            if !self.kv.admit(rid, &kvreq, hit, hit + new_tokens) {
+                break;
+            }
+            self.waiting.pop_front();
+            self.c.prefix_query_tokens += len as u64;
+            self.c.prefix_hit_tokens += hit as u64;
+            let r = &mut self.reqs[rid as usize];
+            r.kv_tokens = hit;
+            r.seqs = 1;
+            r.state = State::Running;
+            self.running_seqs += r.n;
+            self.running.push(rid);
+            work.new_tokens += new_tokens as u64;
+            work.kv_read_tokens += hit as u64;
+            work.attn_pairs += new_tokens as f64 * hit as f64
+                + (new_tokens as f64 * (new_tokens as f64 + 1.0)) / 2.0;
+            if hit + new_tokens == len {
+                work.sampled_tokens += 1;
+            }
+            self.batch.push(Scheduled {
+                rid,
+                kv_delta: new_tokens,
+            });
+            budget -= new_tokens;
+        }
+
+        if self.check {
+            self.kv.check_invariants()?;
+            self.check_breakdown()?;
+        }
+        let (extra_bytes, extra_s) = self.kv.take_step_overhead();
+        work.extra_hbm_bytes += extra_bytes;
+        if self.batch.is_empty() {
+            if self.step_transfer_bytes > 0 {
+                // A transfer-only iteration (swap-ins or swap-outs).
+                let dt = self.step_transfer_bytes as f64 / self.host_link_bytes_per_s;
+                self.c.busy_s += dt;
+                return Ok(Some(dt));
+            }
+            if preempted {
+                return Ok(None);
+            }
+            if !self.running.is_empty() || self.has_queued() {
+                return Err(invariant(
+                    "scheduler",
+                    format!(
+                        "no progress at t={now}: {} running, {} waiting, {} swapped",
+                        self.running.len(),
+                        self.waiting.len(),
+                        self.swapped.len()
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
+        let mut dt = self.cost.iteration_time(&work) + extra_s;
+        dt += self.step_transfer_bytes as f64 / self.host_link_bytes_per_s;
+        self.c.iterations += 1;
+        self.c.busy_s += dt;
+        let seqs: u32 = self
+            .batch
+            .iter()
+            .map(|s| self.reqs[s.rid as usize].seqs.max(1))
+            .sum();
+        self.c.batch_seqs_sum += seqs as u64;
+        self.c.batch_reqs_sum += self.batch.len() as u64;
+        self.c.max_batch_seqs = self.c.max_batch_seqs.max(seqs);
+        Ok(Some(dt))
+    }
+
+    /// Applies the finished iteration.
+    fn finish_step(&mut self, now: f64) {
+        for k in 0..self.batch.len() {
+            let Scheduled { rid, kv_delta } = self.batch[k];
+            let r = &mut self.reqs[rid as usize];
+            let prefill = r.generated == 0 || r.kv_tokens + 1 < r.len;
+            if prefill {
+                self.c.prompt_tokens_computed += kv_delta as u64;
+            }
+            r.kv_tokens += kv_delta;
+            if r.kv_tokens < r.len {
+                continue;
+            }
+            // A token is sampled for each sequence.
+            let seqs = r.n;
+            if r.generated == 0 {
+                r.first_token_s = now;
+            } else {
+                self.tbt.record(now - r.last_token_s, seqs as u64);
+            }
+            r.seqs = r.n;
+            r.generated += 1;
+            r.len += 1;
+            r.last_token_s = now;
+            self.c.output_tokens += seqs as u64;
+            if r.generated == r.output_tokens {
+                r.state = State::Done;
+                r.finish_s = now;
+                self.running_seqs -= r.n;
+                self.kv.free(rid);
+            }
+        }
+        let reqs = &self.reqs;
+        self.running
+            .retain(|&rid| reqs[rid as usize].state == State::Running);
+    }
+
+    fn check_breakdown(&self) -> Result<()> {
+        let b = self
+            .kv
+            .breakdown(self.waiting.front().map(|&r| &self.reqs[r as usize].kv));
+        if b.total() != self.kv.pool_bytes() || b.cached_free_bytes > b.free_bytes {
+            return Err(invariant(
+                "breakdown",
+                format!(
+                    "categories sum to {} bytes, pool is {} ({b:?})",
+                    b.total(),
+                    self.kv.pool_bytes()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self, now: f64) -> Result<()> {
+        let b = self
+            .kv
+            .breakdown(self.waiting.front().map(|&r| &self.reqs[r as usize].kv));
+        if b.total() != self.kv.pool_bytes() {
+            self.check_breakdown()?;
+        }
+        self.samples.push(Sample {
+            time_s: now,
+            running_requests: self.running.len() as u32,
+            running_seqs: self.running_seqs,
+            waiting_requests: self.waiting.len() as u32,
+            swapped_requests: self.swapped.len() as u32,
+            token_states_bytes: b.token_states_bytes,
+            reserved_bytes: b.reserved_bytes,
+            internal_frag_bytes: b.internal_frag_bytes,
+            external_frag_bytes: b.external_frag_bytes,
+            free_bytes: b.free_bytes,
+            cached_free_bytes: b.cached_free_bytes,
+        });
+        Ok(())
+    }
+
+    fn try_start(&mut self, now: f64, q: &mut EventQueue<ServingEvent>) -> Result<()> {
+        if self.busy {
+            return Ok(());
+        }
+        let mut planned = self.plan_step(now)?;
+        if planned.is_none() && self.has_queued() {
+            // Everything running was preempted this round; admit next round.
+            planned = self.plan_step(now)?;
+        }
+        if let Some(dt) = planned {
+            self.busy = true;
+            q.schedule_in(dt, ServingEvent::StepDone)?;
+        }
+        Ok(())
+    }
+}
+
+impl Model for ServingModel {
+    type Event = ServingEvent;
+
+    fn handle(
+        &mut self,
+        now: f64,
+        event: ServingEvent,
+        q: &mut EventQueue<ServingEvent>,
+    ) -> Result<()> {
+        match event {
+            ServingEvent::Arrival(k) => {
+                let rid = self.order[k as usize];
+                self.on_arrival(rid);
+                match self.order.get(k as usize + 1) {
+                    Some(&next) => {
+                        q.schedule_at(
+                            self.reqs[next as usize].arrival_s,
+                            ServingEvent::Arrival(k + 1),
+                        )?;
+                    }
+                    None => self.arrivals_done = true,
+                }
+                self.try_start(now, q)
+            }
+            ServingEvent::StepDone => {
+                self.busy = false;
+                self.finish_step(now);
+                self.try_start(now, q)
+            }
+            ServingEvent::Sample => {
+                self.sample(now)?;
+                if self.has_work() {
+                    q.schedule_in(self.sample_interval_s, ServingEvent::Sample)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! `simulate(config, requests) -> report`: builds the KV manager, the cost
+//! model and the scheduler, replays the requests on the event engine, and
+//! summarises the run.
+
+use memarena_core::error::{Error, Result};
+
+use super::cost::{CostModel, CostParams};
+use super::hardware::Hardware;
+use super::kv::{
+    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, StaticKv,
+    StaticReservation, VattnConfig, VattnKv,
+};
+use super::metrics::{LatencyStats, Sample};
+use super::model_spec::ModelSpec;
+use super::scheduler::{Req, SchedulerConfig, ServingEvent, ServingModel, State};
+use super::workload::RequestSpec;
+use crate::engine::Engine;
+
+/// Which KV manager, with its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KvManagerConfig {
+    /// Contiguous static reservation (Orca-Max / Pow2 / Oracle).
+    Static(StaticReservation),
+    /// vLLM's paged blocks.
+    Paged(PagedConfig),
+    /// vAttention's demand-mapped virtual reservation.
+    Vattention(VattnConfig),
+}
+
+impl KvManagerConfig {
+    /// Registry name of the manager.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KvManagerConfig::Static(_) => "static",
+            KvManagerConfig::Paged(_) => "paged",
+            KvManagerConfig::Vattention(_) => "vattention",
+        }
+    }
+}
+
+/// Everything a serving simulation needs besides the requests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServingConfig {
+    /// The model.
+    pub model: ModelSpec,
+    /// The device.
+    pub hardware: Hardware,
+    /// Roofline calibration.
+    pub cost: CostParams,
+    /// Batching limits and preemption.
+    pub scheduler: SchedulerConfig,
+    /// KV manager.
+    pub kv: KvManagerConfig,
+    /// Share of HBM the server may use (vLLM `gpu_memory_utilization`, 0.9).
+    pub gpu_memory_utilization: f64,
+    /// HBM kept for activations and workspace, bytes.
+    pub activation_reserve_bytes: u64,
+    /// Longest request (`prompt + output`) served; `None`: the model's
+    /// maximum context. Longer requests are rejected and counted.
+    pub max_model_len: Option<u32>,
+    /// KV bytes per token; `None`: from the model spec (set it to model a
+    /// compressed or quantized KV cache).
+    pub kv_bytes_per_token: Option<u64>,
+    /// Host swap space, bytes; `None`: the hardware's host memory.
+    pub swap_space_bytes: Option<u64>,
+    /// Interval of the time series, seconds; 0 disables it.
+    pub sample_interval_s: f64,
+    /// Recorded with the run; the built-in model is deterministic (it is the
+    /// seed of any stochastic extension, via [`crate::rng_stream`]).
+    pub seed: u64,
+    /// Re-check every KV invariant and the breakdown sum at every iteration
+    /// (slow; for tests).
+    pub check_invariants: bool,
+}
+
+impl ServingConfig {
+    /// Defaults around `model` and `hardware`: vLLM-like limits, paged KV
+    /// with 16-token blocks, recompute preemption, 1 s samples.
+    pub fn new(model: ModelSpec, hardware: Hardware) -> ServingConfig {
+        ServingConfig {
+            model,
+            hardware,
+            cost: CostParams::default(),
+            scheduler: SchedulerConfig::default(),
+            kv: KvManagerConfig::Paged(PagedConfig::default()),
+            gpu_memory_utilization: 0.9,
+            activation_reserve_bytes: 0,
+            max_model_len: None,
+            kv_bytes_per_token: None,
+            swap_space_bytes: None,
+            sample_interval_s: 1.0,
+            seed: 0,
+            check_invariants: false,
+        }
+    }
+
+    /// KV bytes per token in effect.
+    pub fn effective_kv_bytes_per_token(&self) -> u64 {
+        self.kv_bytes_per_token
+            .unwrap_or_else(|| self.model.kv_bytes_per_token())
+    }
+
+    /// HBM bytes left for the KV pool; a clear error when the weights do not fit.
+    pub fn kv_budget_bytes(&self) -> Result<u64> {
+        let usable = (self.hardware.hbm_capacity_bytes as f64 * self.gpu_memory_utilization) as u64;
+        let weights = self.model.weight_bytes();
+        let need = weights + self.activation_reserve_bytes;
+        if need >= usable {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "{} needs {:.1} GB of weights{} but {} offers {:.1} GB \
+                     (hbm_capacity_bytes {} x gpu_memory_utilization {}), leaving no room for the KV cache",
+                    self.model.name,
+                    weights as f64 / 1e9,
+                    if self.activation_reserve_bytes > 0 {
+                        format!(
+                            " plus {:.1} GB of activations",
+                            self.activation_reserve_bytes as f64 / 1e9
+                        )
+                    } else {
+                        String::new()
+                    },
+                    self.hardware.name,
+                    usable as f64 / 1e9,
+                    self.hardware.hbm_capacity_bytes,
+                    self.gpu_memory_utilization
+                ),
+            ));
+        }
+        Ok(usable - need)
+    }
+
+    /// Checks every field; errors name it.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.hardware.validate()?;
+        self.cost.validate()?;
+        self.scheduler.validate()?;
+        if !(self.gpu_memory_utilization > 0.0 && self.gpu_memory_utilization <= 1.0) {
+            return Err(Error::invalid(
+                "gpu_memory_utilization",
+                format!("must be in (0, 1], got {}", self.gpu_memory_utilization),
+            ));
+        }
+        if let Some(m) = self.max_model_len
+            && (m == 0 || m > self.model.max_context)
+        {
+            return Err(Error::invalid(
+                "max_model_len",
+                format!(
+                    "must be in 1..={} (the model's context), got {m}",
+                    self.model.max_context
+                ),
+            ));
+        }
+        if self.kv_bytes_per_token == Some(0) {
+            return Err(Error::invalid("kv_bytes_per_token", "must be >= 1"));
+        }
+        if !(self.sample_interval_s >= 0.0 && self.sample_interval_s.is_finite()) {
+            return Err(Error::invalid(
+                "sample_interval_s",
+                "must be finite and >= 0",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build_kv(&self, budget: u64) -> Result<Box<dyn KvManager>> {
+        let bpt = self.effective_kv_bytes_per_token();
+        let max_len = self.max_model_len.unwrap_or(self.model.max_context);
+        Ok(match &self.kv {
+            KvManagerConfig::Static(policy) => {
+                Box::new(StaticKv::new(budget / bpt, bpt, max_len, *policy)?)
+            }
+            KvManagerConfig::Paged(cfg) => {
+                if cfg.block_size == 0 {
+                    return Err(Error::invalid("kv.block_size", "must be >= 1"));
+                }
+                let blocks = budget / (cfg.block_size as u64 * bpt);
+                if blocks == 0 {
+                    return Err(Error::invalid(
+                        "kv",
+                        format!("{budget} bytes of KV pool hold no block"),
+                    ));
+                }
+                Box::new(PagedKv::new(
+                    blocks.min(u32::MAX as u64 - 1) as u32,
+                    bpt,
+                    cfg.clone(),
+                )?)
+            }
+            KvManagerConfig::Vattention(cfg) => {
+                // A compressed KV scales the per-layer bytes with the total.
+                let per_layer = (bpt / (2 * self.model.num_layers as u64)).max(1);
+                Box::new(VattnKv::new(
+                    budget,
+                    bpt,
+                    per_layer,
+                    self.model.num_layers,
+                    self.scheduler.max_num_seqs,
+                    cfg.clone(),
+                )?)
+            }
+        })
+    }
+}
+
+/// What happened to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Served to the end.
+    Completed,
+    /// `prompt + output` exceeds the maximum model length.
+    RejectedTooLong,
+    /// Could never be served (needs more KV than the pool, more sequences
+    /// or tokens than one iteration allows).
+    RejectedUnservable,
+}
+
+/// Per-request outcome (NaN times for rejected requests).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestOutcome {
+    /// Status.
+    pub status: RequestStatus,
+    /// Time to first token, seconds.
+    pub ttft_s: f64,
+    /// Arrival to last token, seconds.
+    pub e2e_s: f64,
+}
+
+/// The result of [`simulate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServingReport {
+    /// KV manager name.
+    pub kv_manager: String,
+    /// Requests given.
+    pub num_requests: u64,
+    /// Requests served to the end.
+    pub completed: u64,
+    /// Requests rejected for exceeding the maximum model length.
+    pub rejected_too_long: u64,
+    /// Requests rejected as unservable on this configuration.
+    pub rejected_unservable: u64,
+    /// First arrival to last completion, seconds.
+    pub duration_s: f64,
+    /// Time the device was busy, seconds.
+    pub busy_s: f64,
+    /// Completed requests per second of `duration_s`.
+    pub throughput_requests_per_s: f64,
+    /// Generated tokens per second.
+    pub throughput_output_tokens_per_s: f64,
+    /// Prompt (prefill, recompute included) plus generated tokens per second.
+    pub throughput_total_tokens_per_s: f64,
+    /// Tokens generated (all sequences).
+    pub output_tokens: u64,
+    /// Prompt tokens computed (cache hits excluded, recompute included).
+    pub prompt_tokens_computed: u64,
+    /// Time to first token.
+    pub ttft_s: LatencyStats,
+    /// Time between tokens (per sequence; histogram quantiles within 0.5%).
+    pub tbt_s: LatencyStats,
+    /// End-to-end latency.
+    pub e2e_s: LatencyStats,
+    /// Iterations run.
+    pub iterations: u64,
+    /// Mean sequences per iteration.
+    pub mean_batch_seqs: f64,
+    /// Mean requests per iteration.
+    pub mean_batch_requests: f64,
+    /// Largest batch, sequences.
+    pub max_batch_seqs: u32,
+    /// Preemptions by recompute.
+    pub preemptions_recompute: u64,
+    /// Preemptions by swap.
+    pub preemptions_swap: u64,
+    /// Bytes swapped out.
+    pub swap_out_bytes: u64,
+    /// Tokens whose KV was dropped by recompute preemption.
+    pub recomputed_tokens: u64,
+    /// Tokens looked up in the prefix cache at admission.
+    pub prefix_query_tokens: u64,
+    /// Tokens found.
+    pub prefix_hit_tokens: u64,
+    /// `prefix_hit_tokens / prefix_query_tokens` (0 when none).
+    pub prefix_hit_rate: f64,
+    /// KV pool, bytes.
+    pub kv_pool_bytes: u64,
+    /// Model weights, bytes.
+    pub weight_bytes: u64,
+    /// KV bytes per token in effect.
+    pub kv_bytes_per_token: u64,
+    /// KV manager counters.
+    pub kv_counters: KvCounters,
+    /// Mean breakdown over the samples taken while requests were running
+    /// (the vLLM paper's Fig. 2 averages over the experiment).
+    pub mean_busy_breakdown: KvBreakdown,
+    /// Time series.
+    pub samples: Vec<Sample>,
+    /// Per-request outcomes, in input order.
+    pub requests: Vec<RequestOutcome>,
+}
+
+impl ServingReport {
+    /// Share of *allocated* KV memory (pool minus free) holding token
+    /// states in the mean busy breakdown: the vLLM paper's Fig. 2 metric.
+    pub fn token_state_share_of_used(&self) -> f64 {
+        let b = &self.mean_busy_breakdown;
+        let used =
+            b.token_states_bytes + b.reserved_bytes + b.internal_frag_bytes + b.external_frag_bytes;
+        if used == 0 {
+            0.0
+        } else {
+            b.token_states_bytes as f64 / used as f64
+        }
+    }
+}
+
+/// Simulates serving `requests` under `config`.
+///
+/// Errors (never panics) on invalid configs and requests, naming the field
+/// (`requests[17].prompt_tokens`), and when the weights do not fit.
+pub fn simulate(config: &ServingConfig, requests: &[RequestSpec]) -> Result<ServingReport> {
+    config.validate()?;
+    if requests.len() >= u32::MAX as usize {
+        return Err(Error::invalid(
+            "requests",
+            "too many requests (at most 2^32 - 2)",
+        ));
+    }
+    for (i, r) in requests.iter().enumerate() {
+        r.validate(i)?;
+    }
+    let budget = config.kv_budget_bytes()?;
+    let bpt = config.effective_kv_bytes_per_token();
+    let kv = config.build_kv(budget)?;
+    let cost = CostModel::new(&config.model, &config.hardware, bpt, &config.cost);
+    let reqs: Vec<Req> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Req {
+            kv: KvRequest {
+                prompt_tokens: r.prompt_tokens,
+                max_tokens: r.prompt_tokens + r.output_tokens - 1,
+                n_parallel: r.n_parallel,
+                prefix_group: r.prefix_group,
+                prefix_tokens: r.prefix_tokens,
+                salt: i as u64,
+            },
+            arrival_s: r.arrival_s,
+            output_tokens: r.output_tokens,
+            n: r.n_parallel,
+            len: r.prompt_tokens,
+            generated: 0,
+            kv_tokens: 0,
+            seqs: 1,
+            state: State::Pending,
+            first_token_s: f64::NAN,
+            last_token_s: f64::NAN,
+            finish_s: f64::NAN,
+            swapped_bytes: 0,
+        })
+        .collect();
+    let mut order: Vec<u32> = (0..requests.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        requests[a as usize]
+            .arrival_s
+            .total_cmp(&requests[b as usize].arrival_s)
+    });
+    let max_model_len = config.max_model_len.unwrap_or(config.model.max_context);
+    let swap_capacity = config
+        .swap_space_bytes
+        .unwrap_or(config.hardware.host_memory_bytes);
+    let model = ServingModel::new(
+        config.scheduler.clone(),
+        kv,
+        cost,
+        reqs,
+        order,
+        max_model_len,
+        config.hardware.host_link_bandwidth_bytes_per_s,
+        swap_capacity,
+        config.sample_interval_s,
+        config.check_invariants,
+    );
+    let mut eng = Engine::new(model);
+    let first_arrival = requests
+        .iter()
+        .map(|r| r.arrival_s)
+        .fold(f64::INFINITY, f64::min);
+    if let Some(&first) = eng.model.order.first() {
+        let t = requests[first as usize].arrival_s;
+        eng.queue_mut().schedule_at(t, ServingEvent::Arrival(0))?;
+        if config.sample_interval_s > 0.0 {
+            eng.queue_mut().schedule_at(t, ServingEvent::Sample)?;
+        }
+    }
+    eng.run_until(f64::INFINITY)?;
+    let m = eng.into_model();
+    if m.check {
+        m.kv.check_invariants()?;
+    }
+    if !m.running.is_empty() || !m.waiting.is_empty() || !m.swapped.is_empty() {
+        return Err(Error::Invariant {
+            component: "scheduler".into(),
+            reason: "the event queue drained with requests still queued".into(),
+        });
+    }
+    Ok(report(config, requests.len(), first_arrival, m))
+}
+
+fn report(config: &ServingConfig, n: usize, first_arrival: f64, m: ServingModel) -> ServingReport {
+    let mut ttft = Vec::with_capacity(n);
+    let mut e2e = Vec::with_capacity(n);
+    let mut last_finish = first_arrival;
+    let mut outcomes = Vec::with_capacity(n);
+    for r in &m.reqs {
+        let status = match r.state {
+            State::Done => RequestStatus::Completed,
+            State::Rejected if r.kv.max_tokens as u64 + 1 > m.max_model_len as u64 => {
+                RequestStatus::RejectedTooLong
+            }
+            _ => RequestStatus::RejectedUnservable,
+        };
+        let (t, e) = if status == RequestStatus::Completed {
+            last_finish = last_finish.max(r.finish_s);
+            (r.first_token_s - r.arrival_s, r.finish_s - r.arrival_s)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        if status == RequestStatus::Completed {
+            ttft.push(t);
+            e2e.push(e);
+        }
+        outcomes.push(RequestOutcome {
+            status,
+            ttft_s: t,
+            e2e_s: e,
+        });
+    }
+    let completed = ttft.len() as u64;
+    let duration = if completed > 0 {
+        last_finish - first_arrival
+    } else {
+        0.0
+    };
+    let per_s = |x: f64| if duration > 0.0 { x / duration } else { 0.0 };
+    let c = &m.c;
+    let busy: Vec<&Sample> = m
+        .samples
+        .iter()
+        .filter(|s| s.running_requests > 0)
+        .collect();
+    let mean = |f: fn(&Sample) -> u64| {
+        if busy.is_empty() {
+            0
+        } else {
+            (busy.iter().map(|s| f(s) as f64).sum::<f64>() / busy.len() as f64) as u64
+        }
+    };
+    let mut mean_busy = KvBreakdown {
+        token_states_bytes: mean(|s| s.token_states_bytes),
+        reserved_bytes: mean(|s| s.reserved_bytes),
+        internal_frag_bytes: mean(|s| s.internal_frag_bytes),
+        external_frag_bytes: mean(|s| s.external_frag_bytes),
+        free_bytes: 0,
+        cached_free_bytes: mean(|s| s.cached_free_bytes),
+    };
+    let pool = m.kv.pool_bytes();
+    let used = mean_busy.total();
+    mean_busy.free_bytes = if busy.is_empty() {
+        0
+    } else {
+        pool.saturating_sub(used)
+    };
+    ServingReport {
+        kv_manager: m.kv.name().to_string(),
+        num_requests: n as u64,
+        completed,
+        rejected_too_long: c.rejected_too_long,
+        rejected_unservable: c.rejected_unservable,
+        duration_s: duration,
+        busy_s: c.busy_s,
+        throughput_requests_per_s: per_s(completed as f64),
+        throughput_output_tokens_per_s: per_s(c.output_tokens as f64),
+        throughput_total_tokens_per_s: per_s((c.output_tokens + c.prompt_tokens_computed) as f64),
+        output_tokens: c.output_tokens,
+        prompt_tokens_computed: c.prompt_tokens_computed,
+        ttft_s: LatencyStats::exact(&mut ttft),
+        tbt_s: m.tbt.stats(),
+        e2e_s: LatencyStats::exact(&mut e2e),
+        iterations: c.iterations,
+        mean_batch_seqs: if c.iterations > 0 {
+            c.batch_seqs_sum as f64 / c.iterations as f64
+        } else {
+            0.0
+        },
+        mean_batch_requests: if c.iterations > 0 {
+            c.batch_reqs_sum as f64 / c.iterations as f64
+        } else {
+            0.0
+        },
+        max_batch_seqs: c.max_batch_seqs,
+        preemptions_recompute: c.preempt_recompute,
+        preemptions_swap: c.preempt_swap,
+        swap_out_bytes: c.swap_bytes,
+        recomputed_tokens: c.recomputed_tokens,
+        prefix_query_tokens: c.prefix_query_tokens,
+        prefix_hit_tokens: c.prefix_hit_tokens,
+        prefix_hit_rate: if c.prefix_query_tokens > 0 {
+            c.prefix_hit_tokens as f64 / c.prefix_query_tokens as f64
+        } else {
+            0.0
+        },
+        kv_pool_bytes: pool,
+        weight_bytes: config.model.weight_bytes(),
+        kv_bytes_per_token: config.effective_kv_bytes_per_token(),
+        kv_counters: m.kv.counters(),
+        mean_busy_breakdown: mean_busy,
+        samples: m.samples,
+        requests: outcomes,
+    }
+}
