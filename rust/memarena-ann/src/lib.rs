@@ -1,2 +1,43 @@
-//! memarena-ann: vector indexes (skeleton; see the retrieval issue).
+//! memarena-ann: vector indexes for the retrieval and agent families.
+//!
+//! Every index implements [`VectorIndex`] (train / add / search / delete /
+//! reset / save / load) over flat row-major `f32` data, caller-chosen `u64`
+//! ids and optional per-vector tenant sets; searches are batch-first,
+//! faiss-shaped (`nq * k` distances and ids, `-1` padding) and run in
+//! parallel with `std::thread::scope`.
+//!
+//! | name | type | idea |
+//! |---|---|---|
+//! | `flat` | [`Flat`] | exact scan (ground truth) |
+//! | `simhash` | [`SimHash`] | random hyperplanes, several tables, multi-probe, Hamming scan, exact re-rank |
+//! | `e2lsh` | [`E2Lsh`] | p-stable projections for L2, multi-probe |
+//! | `ivf` | [`Ivf`] | k-means inverted lists |
+//! | `spann` | [`Ivf`] | balanced clustering with boundary replication (SPANN) |
+//! | `hnsw` | [`Hnsw`] | hierarchical navigable small-world graph |
+//! | `curator` | [`Curator`] | shared clustering tree with per-tenant shortlists (Curator) |
 #![forbid(unsafe_code)]
+
+pub mod curator;
+pub mod dataset;
+pub mod e2lsh;
+pub mod flat;
+pub mod hnsw;
+pub mod index;
+pub mod ivf;
+mod kmeans;
+pub mod metric;
+pub mod persist;
+pub mod simhash;
+mod store;
+pub mod tenant;
+mod topk;
+
+pub use curator::{Curator, CuratorConfig};
+pub use e2lsh::{E2Lsh, E2LshConfig};
+pub use flat::Flat;
+pub use hnsw::{Hnsw, HnswConfig};
+pub use index::{INDEX_KINDS, SearchParams, SearchResult, VectorIndex, build, from_bytes, load};
+pub use ivf::{Ivf, IvfConfig};
+pub use metric::Metric;
+pub use simhash::{SimHash, SimHashConfig};
+pub use tenant::{TenantFilter, TenantLists, Tenants};

@@ -1,0 +1,116 @@
+//! Exact brute-force search: the ground truth every other index is measured against.
+
+use memarena_core::Result;
+
+use crate::index::{Engine, SearchParams, VectorIndex, scan_tenant, store_delegates};
+use crate::metric::Metric;
+use crate::persist::{Reader, Writer, encode};
+use crate::store::Store;
+use crate::tenant::Tenants;
+use crate::topk::{Scratch, TopK};
+
+/// Exact index: scores every live vector (or, for a filtered query, every
+/// vector of the tenant).
+#[derive(Clone, Debug)]
+pub struct Flat {
+    store: Store,
+}
+
+impl Flat {
+    /// An empty flat index.
+    pub fn new(metric: Metric, dim: usize) -> Self {
+        Flat {
+            store: Store::new(metric, dim, true),
+        }
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let store = Store::read(r)?;
+        if !store.keep_vectors {
+            return Err(r.err("flat index without vectors"));
+        }
+        Ok(Flat { store })
+    }
+}
+
+impl Engine for Flat {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn search_one(
+        &self,
+        q: &[f32],
+        _k: usize,
+        _p: &SearchParams,
+        tenant: Option<u32>,
+        _s: &mut Scratch,
+        top: &mut TopK,
+    ) {
+        let st = &self.store;
+        match tenant {
+            Some(t) => scan_tenant(self, q, t, top),
+            None => {
+                let metric = st.metric;
+                for (slot, v) in st.data.chunks_exact(st.dim).enumerate() {
+                    if !st.deleted[slot] {
+                        let sc = metric.score(q, v);
+                        if sc <= top.threshold() {
+                            top.push(sc, slot as u32);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl VectorIndex for Flat {
+    store_delegates!();
+
+    fn kind(&self) -> &'static str {
+        "flat"
+    }
+
+    fn train(&mut self, _data: &[f32]) -> Result<()> {
+        Ok(())
+    }
+
+    fn add_with_tenants(
+        &mut self,
+        data: &[f32],
+        ids: &[u64],
+        tenants: Option<Tenants<'_>>,
+    ) -> Result<()> {
+        let n = self.store.check_add(data, ids, tenants.as_ref())?;
+        let data = self.store.prepare(data);
+        let dim = self.store.dim;
+        for i in 0..n {
+            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
+            self.store.push(&data[i * dim..(i + 1) * dim], ids[i], t);
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.store.delete(ids).len())
+    }
+
+    fn reset(&mut self) {
+        self.store.reset();
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes()
+    }
+
+    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+        self.store.tenant_memory_bytes(tenant)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.store.write(&mut w);
+        encode(self.kind(), &w.buf)
+    }
+}

@@ -1,0 +1,507 @@
+//! HNSW (Malkov & Yashunin, TPAMI 2018), laid out like hnswlib: layer 0 is
+//! one flat neighbour array of `2 * m` slots per node, upper layers are small
+//! per-node arrays, the visited set is an epoch array reused across queries,
+//! and neighbours are chosen with the diversity heuristic.
+//!
+//! Node ids are store slots. Deleted vectors stay in the graph as waypoints
+//! and are never returned. Filtered queries either scan the tenant's own
+//! vectors (small tenants) or walk the whole graph returning only the
+//! tenant's vectors, with the beam widened by `1 / sqrt(selectivity)`.
+
+use std::cmp::Reverse;
+
+use memarena_core::rng::mix64;
+use memarena_core::{Error, Result};
+
+use crate::index::{
+    Engine, Params, SearchParams, VectorIndex, scan_tenant, store_delegates, use_exact_filter,
+};
+use crate::metric::Metric;
+use crate::persist::{Reader, Writer, encode};
+use crate::store::Store;
+use crate::tenant::Tenants;
+use crate::topk::{Cand, Scratch, TopK};
+
+/// Build parameters of [`Hnsw`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HnswConfig {
+    /// Neighbours per node on upper layers (layer 0 keeps `2 * m`).
+    pub m: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+    /// Seed of the level draws.
+    pub seed: u64,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construction: 100,
+            seed: 0,
+        }
+    }
+}
+
+impl HnswConfig {
+    /// Parameter names for [`crate::build`].
+    pub const NAMES: [&'static str; 3] = ["m", "ef_construction", "seed"];
+
+    /// Reads `m`, `ef_construction`, `seed` over the defaults.
+    pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
+        let mut p = Params::new("hnsw", pairs, &Self::NAMES)?;
+        let d = Self::default();
+        let c = HnswConfig {
+            m: p.usize("m", d.m, 2, 256)?,
+            ef_construction: p.usize("ef_construction", d.ef_construction, 1, 1 << 20)?,
+            seed: p.u64("seed", d.seed)?,
+        };
+        p.finish()?;
+        Ok(c)
+    }
+}
+
+/// Which nodes a layer search may return.
+#[derive(Clone, Copy)]
+enum Accept {
+    /// Every node, deleted ones included (construction).
+    Any,
+    /// Live nodes readable by the tenant (`None`: any live node).
+    Live(Option<u32>),
+}
+
+/// HNSW graph index. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Hnsw {
+    store: Store,
+    cfg: HnswConfig,
+    levels: Vec<u8>,
+    /// Layer 0: `n * m0` neighbour ids; `len0[i]` of them are valid.
+    links0: Vec<u32>,
+    len0: Vec<u16>,
+    /// Layers 1..=level of each node: per layer `[count, m ids]`.
+    upper: Vec<Vec<u32>>,
+    entry: Option<u32>,
+    max_level: usize,
+    scratch: Scratch,
+}
+
+impl Hnsw {
+    /// An empty graph.
+    pub fn new(metric: Metric, dim: usize, cfg: HnswConfig) -> Result<Self> {
+        if cfg.m < 2 || cfg.ef_construction == 0 {
+            return Err(Error::invalid(
+                "hnsw",
+                "need m >= 2 and ef_construction >= 1",
+            ));
+        }
+        Ok(Hnsw {
+            store: Store::new(metric, dim, true),
+            cfg,
+            levels: Vec::new(),
+            links0: Vec::new(),
+            len0: Vec::new(),
+            upper: Vec::new(),
+            entry: None,
+            max_level: 0,
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// The build parameters.
+    pub fn config(&self) -> &HnswConfig {
+        &self.cfg
+    }
+
+    fn m0(&self) -> usize {
+        2 * self.cfg.m
+    }
+
+    /// Deterministic level of a slot: `floor(-ln(U) / ln(m))`.
+    fn level_for(&self, slot: u32) -> usize {
+        let h = mix64(self.cfg.seed ^ mix64(slot as u64 + 1));
+        let u = ((h >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+        ((-u.ln() / (self.cfg.m as f64).ln()) as usize).min(32)
+    }
+
+    #[inline]
+    fn neighbors(&self, node: u32, layer: usize) -> &[u32] {
+        if layer == 0 {
+            let m0 = self.m0();
+            let s = node as usize * m0;
+            &self.links0[s..s + self.len0[node as usize] as usize]
+        } else {
+            let m = self.cfg.m;
+            let u = &self.upper[node as usize];
+            let s = (layer - 1) * (m + 1);
+            &u[s + 1..s + 1 + u[s] as usize]
+        }
+    }
+
+    fn set_neighbors(&mut self, node: u32, layer: usize, ids: &[u32]) {
+        if layer == 0 {
+            let m0 = self.m0();
+            let s = node as usize * m0;
+            self.links0[s..s + ids.len()].copy_from_slice(ids);
+            self.len0[node as usize] = ids.len() as u16;
+        } else {
+            let m = self.cfg.m;
+            let u = &mut self.upper[node as usize];
+            let s = (layer - 1) * (m + 1);
+            u[s] = ids.len() as u32;
+            u[s + 1..s + 1 + ids.len()].copy_from_slice(ids);
+        }
+    }
+
+    #[inline]
+    fn dist(&self, q: &[f32], node: u32) -> f32 {
+        self.store.metric.score(q, self.store.vector(node))
+    }
+
+    /// Greedy walk on one upper layer.
+    fn greedy(&self, q: &[f32], mut cur: u32, mut d: f32, layer: usize) -> (u32, f32) {
+        loop {
+            let mut moved = false;
+            for &nb in self.neighbors(cur, layer) {
+                let dn = self.dist(q, nb);
+                if dn < d {
+                    d = dn;
+                    cur = nb;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return (cur, d);
+            }
+        }
+    }
+
+    /// Beam search on one layer; `out` gets up to `ef` accepted nodes, ascending.
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer(
+        &self,
+        q: &[f32],
+        ep: (f32, u32),
+        ef: usize,
+        layer: usize,
+        accept: Accept,
+        s: &mut Scratch,
+        out: &mut Vec<(f32, u32)>,
+    ) {
+        let ok = |n: u32| match accept {
+            Accept::Any => true,
+            Accept::Live(t) => self.store.allows(n, t),
+        };
+        s.begin_visits(self.levels.len());
+        let mut cand = std::mem::take(&mut s.cand);
+        let mut res = std::mem::take(&mut s.res);
+        cand.clear();
+        res.clear();
+        s.visit(ep.1);
+        cand.push(Reverse(Cand(ep.0, ep.1)));
+        if ok(ep.1) {
+            res.push(Cand(ep.0, ep.1));
+        }
+        while let Some(Reverse(Cand(d, c))) = cand.pop() {
+            if res.len() >= ef && res.peek().is_some_and(|w| d > w.0) {
+                break;
+            }
+            for &nb in self.neighbors(c, layer) {
+                if !s.visit(nb) {
+                    continue;
+                }
+                let dn = self.dist(q, nb);
+                if res.len() < ef || res.peek().is_some_and(|w| dn < w.0) {
+                    cand.push(Reverse(Cand(dn, nb)));
+                    if ok(nb) {
+                        res.push(Cand(dn, nb));
+                        if res.len() > ef {
+                            res.pop();
+                        }
+                    }
+                }
+            }
+        }
+        out.clear();
+        out.extend(res.drain().map(|c| (c.0, c.1)));
+        out.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        s.cand = cand;
+        s.res = res;
+    }
+
+    /// The diversity heuristic: keep a candidate only if it is closer to the
+    /// base than to every neighbour already kept. `cands` ascending.
+    fn select(&self, cands: &[(f32, u32)], m: usize, out: &mut Vec<u32>) {
+        out.clear();
+        for &(d, c) in cands {
+            if out.len() >= m {
+                break;
+            }
+            let cv = self.store.vector(c);
+            if out
+                .iter()
+                .all(|&o| self.store.metric.score(cv, self.store.vector(o)) > d)
+            {
+                out.push(c);
+            }
+        }
+    }
+
+    fn insert(&mut self, slot: u32) {
+        let level = self.level_for(slot);
+        let m = self.cfg.m;
+        self.levels.push(level as u8);
+        self.links0.resize(self.links0.len() + self.m0(), 0);
+        self.len0.push(0);
+        self.upper.push(vec![0u32; level * (m + 1)]);
+        let Some(entry) = self.entry else {
+            self.entry = Some(slot);
+            self.max_level = level;
+            return;
+        };
+        let q = self.store.vector(slot).to_vec();
+        let mut s = std::mem::take(&mut self.scratch);
+        let mut cur = (self.dist(&q, entry), entry);
+        for layer in (level + 1..=self.max_level).rev() {
+            let (c, d) = self.greedy(&q, cur.1, cur.0, layer);
+            cur = (d, c);
+        }
+        let mut found = Vec::new();
+        let mut chosen = Vec::new();
+        let mut nbuf = Vec::new();
+        let mut scored = Vec::new();
+        for layer in (0..=level.min(self.max_level)).rev() {
+            self.search_layer(
+                &q,
+                cur,
+                self.cfg.ef_construction,
+                layer,
+                Accept::Any,
+                &mut s,
+                &mut found,
+            );
+            found.retain(|&(_, n)| n != slot);
+            self.select(&found, m, &mut chosen);
+            self.set_neighbors(slot, layer, &chosen);
+            let cap = if layer == 0 { self.m0() } else { m };
+            for &nb in &chosen {
+                nbuf.clear();
+                nbuf.extend_from_slice(self.neighbors(nb, layer));
+                if nbuf.len() < cap {
+                    nbuf.push(slot);
+                    self.set_neighbors(nb, layer, &nbuf);
+                } else {
+                    let nv = self.store.vector(nb);
+                    scored.clear();
+                    scored.push((self.store.metric.score(nv, &q), slot));
+                    scored.extend(
+                        nbuf.iter()
+                            .map(|&x| (self.store.metric.score(nv, self.store.vector(x)), x)),
+                    );
+                    scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    let mut kept = Vec::with_capacity(cap);
+                    self.select(&scored, cap, &mut kept);
+                    self.set_neighbors(nb, layer, &kept);
+                }
+            }
+            if let Some(&f) = found.first() {
+                cur = f;
+            }
+        }
+        if level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(slot);
+        }
+        self.scratch = s;
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let store = Store::read(r)?;
+        let m = r.u32("m")? as usize;
+        let ef_construction = r.u32("ef_construction")? as usize;
+        let seed = r.u64("seed")?;
+        if !store.keep_vectors || !(2..=256).contains(&m) || ef_construction == 0 {
+            return Err(r.err("bad hnsw configuration"));
+        }
+        let mut h = Hnsw::new(
+            store.metric,
+            store.dim,
+            HnswConfig {
+                m,
+                ef_construction,
+                seed,
+            },
+        )?;
+        let n = store.n_slots();
+        h.store = store;
+        let levels = r.u32s("levels")?;
+        let len0 = r.u32s("layer-0 degrees")?;
+        let links0 = r.u32s("layer-0 links")?;
+        let upper = r.u32s("upper links")?;
+        let entry = r.u64("entry point")?;
+        let max_level = r.u32("max level")? as usize;
+        let m0 = h.m0();
+        if levels.len() != n || len0.len() != n || links0.len() != n * m0 {
+            return Err(r.err("graph arrays do not match the number of vectors"));
+        }
+        if levels.iter().any(|&l| l > 32) || len0.iter().any(|&l| l as usize > m0) {
+            return Err(r.err("a node has an impossible level or degree"));
+        }
+        let mut off = 0usize;
+        for (i, &l) in levels.iter().enumerate() {
+            let len = l as usize * (m + 1);
+            if off + len > upper.len() {
+                return Err(r.err("upper links are truncated"));
+            }
+            let u = upper[off..off + len].to_vec();
+            for layer in 0..l as usize {
+                let c = u[layer * (m + 1)] as usize;
+                if c > m
+                    || u[layer * (m + 1) + 1..layer * (m + 1) + 1 + c]
+                        .iter()
+                        .any(|&x| x as usize >= n)
+                {
+                    return Err(r.err(format!("node {i}: bad links on layer {}", layer + 1)));
+                }
+            }
+            h.upper.push(u);
+            off += len;
+        }
+        if off != upper.len() {
+            return Err(r.err("upper links have trailing values"));
+        }
+        for (i, &l) in len0.iter().enumerate() {
+            if links0[i * m0..i * m0 + l as usize]
+                .iter()
+                .any(|&x| x as usize >= n)
+            {
+                return Err(r.err(format!(
+                    "node {i}: a layer-0 link points past the last node"
+                )));
+            }
+        }
+        h.levels = levels.iter().map(|&l| l as u8).collect();
+        h.len0 = len0.iter().map(|&l| l as u16).collect();
+        h.links0 = links0;
+        h.entry = if n == 0 { None } else { Some(entry as u32) };
+        h.max_level = max_level;
+        if n > 0 && (entry as usize >= n || h.levels[entry as usize] as usize != max_level) {
+            return Err(r.err("entry point is not a node of the top level"));
+        }
+        Ok(h)
+    }
+}
+
+impl Engine for Hnsw {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn search_one(
+        &self,
+        q: &[f32],
+        k: usize,
+        p: &SearchParams,
+        tenant: Option<u32>,
+        s: &mut Scratch,
+        top: &mut TopK,
+    ) {
+        let st = &self.store;
+        let Some(entry) = self.entry else { return };
+        let mut ef = p.ef_search.max(k);
+        if let Some(t) = tenant {
+            if use_exact_filter(st, t, p) {
+                scan_tenant(self, q, t, top);
+                return;
+            }
+            let sel = st.tenant_count(t) as f64 / st.live().max(1) as f64;
+            ef = ((ef as f64) / sel.max(1e-6).sqrt()).ceil() as usize;
+        }
+        let mut cur = (self.dist(q, entry), entry);
+        for layer in (1..=self.max_level).rev() {
+            let (c, d) = self.greedy(q, cur.1, cur.0, layer);
+            cur = (d, c);
+        }
+        let mut out = std::mem::take(&mut s.pairs);
+        self.search_layer(q, cur, ef, 0, Accept::Live(tenant), s, &mut out);
+        for &(d, n) in &out {
+            top.push(d, n);
+        }
+        s.pairs = out;
+    }
+}
+
+impl VectorIndex for Hnsw {
+    store_delegates!();
+
+    fn kind(&self) -> &'static str {
+        "hnsw"
+    }
+
+    fn train(&mut self, _data: &[f32]) -> Result<()> {
+        Ok(())
+    }
+
+    fn add_with_tenants(
+        &mut self,
+        data: &[f32],
+        ids: &[u64],
+        tenants: Option<Tenants<'_>>,
+    ) -> Result<()> {
+        let n = self.store.check_add(data, ids, tenants.as_ref())?;
+        let data = self.store.prepare(data);
+        let dim = self.store.dim;
+        for i in 0..n {
+            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
+            let slot = self.store.push(&data[i * dim..(i + 1) * dim], ids[i], t);
+            self.insert(slot);
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.store.delete(ids).len())
+    }
+
+    fn reset(&mut self) {
+        self.store.reset();
+        self.levels.clear();
+        self.links0.clear();
+        self.len0.clear();
+        self.upper.clear();
+        self.entry = None;
+        self.max_level = 0;
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes()
+            + self.levels.capacity()
+            + self.links0.capacity() * 4
+            + self.len0.capacity() * 2
+            + self
+                .upper
+                .iter()
+                .map(|u| u.capacity() * 4 + 24)
+                .sum::<usize>()
+    }
+
+    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+        self.store.tenant_memory_bytes(tenant)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.store.write(&mut w);
+        w.u32(self.cfg.m as u32);
+        w.u32(self.cfg.ef_construction as u32);
+        w.u64(self.cfg.seed);
+        w.u32s(&self.levels.iter().map(|&l| l as u32).collect::<Vec<_>>());
+        w.u32s(&self.len0.iter().map(|&l| l as u32).collect::<Vec<_>>());
+        w.u32s(&self.links0);
+        let upper: Vec<u32> = self.upper.iter().flatten().copied().collect();
+        w.u32s(&upper);
+        w.u64(self.entry.unwrap_or(0) as u64);
+        w.u32(self.max_level as u32);
+        encode(self.kind(), &w.buf)
+    }
+}

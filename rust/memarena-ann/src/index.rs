@@ -1,0 +1,575 @@
+//! The [`VectorIndex`] trait, search parameters and results, the batch
+//! runner every index shares, the [`build`] factory and [`load`].
+
+use std::path::Path;
+
+use memarena_core::{Error, Result};
+
+use crate::metric::{Metric, normalize};
+use crate::persist;
+use crate::store::Store;
+use crate::tenant::{TenantFilter, Tenants};
+use crate::topk::{Scratch, TopK};
+
+/// Query-time knobs. Each index reads the fields it understands and ignores
+/// the rest, so one value can drive a sweep over several indexes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchParams {
+    /// IVF/SPANN: posting lists probed per query (default 8).
+    pub nprobe: usize,
+    /// HNSW: beam width of the layer-0 search; Curator: minimum number of
+    /// candidate vectors scored (default 64).
+    pub ef_search: usize,
+    /// LSH: buckets probed per table by multi-probe (default 1 = only the
+    /// query's own bucket). SimHash with `n_probes == 0`, or with tables wider
+    /// than 32 bits, scans all codes by Hamming distance instead (faiss `IndexLSH`).
+    pub n_probes: usize,
+    /// LSH: candidates re-scored with the exact metric. SimHash: 0 ranks by
+    /// Hamming distance only; E2LSH: 0 re-scores every candidate.
+    pub rerank: usize,
+    /// SPANN: probe a list only if its centroid score is within
+    /// `(1 + prune_epsilon)` of the best one (query-aware pruning; 0 = off).
+    pub prune_epsilon: f32,
+    /// Filtered search: a tenant with at most this many live vectors is
+    /// answered by an exact scan of its own vectors. `None` picks a cut-off
+    /// from the index size; `Some(0)` never scans (pure in-index filtering).
+    pub exact_filter_max: Option<usize>,
+    /// Threads for a batch (0 = all available cores).
+    pub threads: usize,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            nprobe: 8,
+            ef_search: 64,
+            n_probes: 1,
+            rerank: 0,
+            prune_epsilon: 0.0,
+            exact_filter_max: None,
+            threads: 0,
+        }
+    }
+}
+
+impl SearchParams {
+    /// Names accepted by [`SearchParams::from_pairs`].
+    pub const NAMES: [&'static str; 7] = [
+        "nprobe",
+        "ef_search",
+        "n_probes",
+        "rerank",
+        "prune_epsilon",
+        "exact_filter_max",
+        "threads",
+    ];
+
+    /// Builds parameters from `(name, value)` pairs over the defaults
+    /// (`exact_filter_max < 0` means automatic). Unknown names are errors.
+    pub fn from_pairs(pairs: &[(&str, f64)]) -> Result<Self> {
+        let mut p = Params::new("search", pairs, &Self::NAMES)?;
+        let d = SearchParams::default();
+        let efm = p.f64("exact_filter_max", -1.0, -1.0, 1e15)?;
+        let out = SearchParams {
+            nprobe: p.usize("nprobe", d.nprobe, 1, 1 << 24)?,
+            ef_search: p.usize("ef_search", d.ef_search, 1, 1 << 24)?,
+            n_probes: p.usize("n_probes", d.n_probes, 0, 1 << 20)?,
+            rerank: p.usize("rerank", d.rerank, 0, 1 << 30)?,
+            prune_epsilon: p.f64("prune_epsilon", 0.0, 0.0, 1e6)? as f32,
+            exact_filter_max: if efm < 0.0 { None } else { Some(efm as usize) },
+            threads: p.usize("threads", d.threads, 0, 4096)?,
+        };
+        p.finish()?;
+        Ok(out)
+    }
+}
+
+/// Results of a batch search: `nq` rows of `k`, row-major, faiss-shaped.
+///
+/// Rows are sorted best first. `distances` are squared L2 distances
+/// (ascending) or inner products / cosine similarities (descending); SimHash
+/// without re-ranking reports Hamming distances. Missing results are padded
+/// with id `-1` and distance `+inf` (L2, Hamming) or `-inf` (similarities).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchResult {
+    /// Number of queries.
+    pub nq: usize,
+    /// Results per query.
+    pub k: usize,
+    /// `nq * k` distances or similarities.
+    pub distances: Vec<f32>,
+    /// `nq * k` caller ids, `-1` where fewer than `k` were found.
+    pub ids: Vec<i64>,
+}
+
+impl SearchResult {
+    /// The ids of query `i`.
+    pub fn row_ids(&self, i: usize) -> &[i64] {
+        &self.ids[i * self.k..(i + 1) * self.k]
+    }
+
+    /// The distances of query `i`.
+    pub fn row_distances(&self, i: usize) -> &[f32] {
+        &self.distances[i * self.k..(i + 1) * self.k]
+    }
+}
+
+/// One vector index. All data crosses as flat row-major `f32` slices of
+/// `n * dim` values and caller-chosen `u64` ids.
+///
+/// Contract shared by every implementation (checked by the conformance tests):
+/// - ids are unique among live vectors; adding a live id is an error, a
+///   deleted id may be added again;
+/// - a search with a [`TenantFilter`] returns only live vectors whose tenant
+///   set contains the query's tenant;
+/// - a batch returns exactly what the same queries return one at a time;
+/// - [`VectorIndex::to_bytes`] / [`load`] round-trip the index, deletes included.
+pub trait VectorIndex: Send + Sync + std::fmt::Debug {
+    /// The registry name (`"flat"`, `"simhash"`, ...).
+    fn kind(&self) -> &'static str;
+    /// The metric the index ranks by.
+    fn metric(&self) -> Metric;
+    /// Vector dimension.
+    fn dim(&self) -> usize;
+    /// Number of live vectors.
+    fn len(&self) -> usize;
+    /// True when no live vectors are held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// True once the index can accept vectors (indexes without a training
+    /// phase always are).
+    fn is_trained(&self) -> bool {
+        true
+    }
+    /// Learns the index structure (centroids, tree) from `n * dim` values.
+    /// A no-op for indexes that need no training.
+    fn train(&mut self, data: &[f32]) -> Result<()>;
+    /// Adds `n` vectors with their ids, readable by unfiltered queries only.
+    fn add(&mut self, data: &[f32], ids: &[u64]) -> Result<()> {
+        self.add_with_tenants(data, ids, None)
+    }
+    /// Adds `n` vectors, each readable by the tenants of its CSR row.
+    fn add_with_tenants(
+        &mut self,
+        data: &[f32],
+        ids: &[u64],
+        tenants: Option<Tenants<'_>>,
+    ) -> Result<()>;
+    /// Searches `nq` queries (`nq * dim` values) for their `k` nearest
+    /// neighbours; batches run on `params.threads` threads.
+    fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+        filter: Option<&TenantFilter<'_>>,
+    ) -> Result<SearchResult>;
+    /// Deletes the given ids; returns how many were present. Unknown ids are ignored.
+    fn delete(&mut self, ids: &[u64]) -> Result<usize>;
+    /// Removes every vector, keeping the training state.
+    fn reset(&mut self);
+    /// True if `id` is a live vector.
+    fn contains(&self, id: u64) -> bool;
+    /// Number of live vectors readable by `tenant`.
+    fn tenant_len(&self, tenant: u32) -> usize;
+    /// Heap bytes held by the index (vectors, ids, structure, tenant data).
+    fn memory_bytes(&self) -> usize;
+    /// Bytes of per-tenant structure attributable to `tenant`.
+    fn tenant_memory_bytes(&self, tenant: u32) -> usize;
+    /// The index in the versioned, checksummed file format.
+    fn to_bytes(&self) -> Vec<u8>;
+    /// Writes [`VectorIndex::to_bytes`] to `path` atomically (temp file + rename).
+    fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes();
+        let tmp = path.with_extension("tmp-memarena");
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::write(&tmp, &bytes).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// Registry names accepted by [`build`].
+pub const INDEX_KINDS: [&str; 7] = [
+    "flat", "simhash", "e2lsh", "ivf", "spann", "hnsw", "curator",
+];
+
+/// Builds an index by registry name with `(name, value)` build parameters
+/// (booleans as 0/1). Unknown kinds, unknown parameters and out-of-range
+/// values are errors naming them.
+pub fn build(
+    kind: &str,
+    metric: Metric,
+    dim: usize,
+    params: &[(&str, f64)],
+) -> Result<Box<dyn VectorIndex>> {
+    if dim == 0 {
+        return Err(Error::invalid("dim", "must be at least 1"));
+    }
+    Ok(match kind {
+        "flat" => {
+            Params::new("flat", params, &[])?.finish()?;
+            Box::new(crate::flat::Flat::new(metric, dim))
+        }
+        "simhash" => Box::new(crate::simhash::SimHash::new(
+            metric,
+            dim,
+            crate::simhash::SimHashConfig::from_params(params)?,
+        )?),
+        "e2lsh" => Box::new(crate::e2lsh::E2Lsh::new(
+            metric,
+            dim,
+            crate::e2lsh::E2LshConfig::from_params(params)?,
+        )?),
+        "ivf" | "spann" => Box::new(crate::ivf::Ivf::new(
+            metric,
+            dim,
+            crate::ivf::IvfConfig::from_params(kind, params)?,
+        )?),
+        "hnsw" => Box::new(crate::hnsw::Hnsw::new(
+            metric,
+            dim,
+            crate::hnsw::HnswConfig::from_params(params)?,
+        )?),
+        "curator" => Box::new(crate::curator::Curator::new(
+            metric,
+            dim,
+            crate::curator::CuratorConfig::from_params(params)?,
+        )?),
+        _ => {
+            return Err(Error::UnknownName {
+                kind: "index",
+                name: kind.to_string(),
+                available: INDEX_KINDS.join(", "),
+            });
+        }
+    })
+}
+
+/// Loads an index written by [`VectorIndex::save`].
+pub fn load(path: &Path) -> Result<Box<dyn VectorIndex>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode(&bytes, path)
+}
+
+/// Loads an index from [`VectorIndex::to_bytes`] output.
+pub fn from_bytes(bytes: &[u8]) -> Result<Box<dyn VectorIndex>> {
+    decode(bytes, Path::new("<bytes>"))
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<Box<dyn VectorIndex>> {
+    let (kind, mut r) = persist::decode(bytes, path)?;
+    let idx: Box<dyn VectorIndex> = match kind.as_str() {
+        "flat" => Box::new(crate::flat::Flat::read(&mut r)?),
+        "simhash" => Box::new(crate::simhash::SimHash::read(&mut r)?),
+        "e2lsh" => Box::new(crate::e2lsh::E2Lsh::read(&mut r)?),
+        "ivf" | "spann" => Box::new(crate::ivf::Ivf::read(&mut r)?),
+        "hnsw" => Box::new(crate::hnsw::Hnsw::read(&mut r)?),
+        "curator" => Box::new(crate::curator::Curator::read(&mut r)?),
+        other => {
+            return Err(persist::malformed(
+                path,
+                13,
+                format!("unknown index kind {other:?}"),
+            ));
+        }
+    };
+    r.finish()?;
+    Ok(idx)
+}
+
+// ---------------------------------------------------------------------------
+// Crate-internal: the per-query engine and the parallel batch runner.
+// ---------------------------------------------------------------------------
+
+/// What an index implements so [`run_batch`] can drive it.
+pub(crate) trait Engine: Sync {
+    fn store(&self) -> &Store;
+
+    /// The stored-form vector of a slot.
+    fn vector(&self, slot: u32) -> &[f32] {
+        self.store().vector(slot)
+    }
+
+    /// Fills `top` (cleared, capacity `k`) with the best slots for `q`
+    /// (already in stored form). Must only push slots allowed for `tenant`.
+    fn search_one(
+        &self,
+        q: &[f32],
+        k: usize,
+        p: &SearchParams,
+        tenant: Option<u32>,
+        s: &mut Scratch,
+        top: &mut TopK,
+    );
+
+    /// Converts an internal score to the reported value (SimHash without
+    /// re-ranking reports Hamming distances as they are).
+    fn report(&self, score: f32, _p: &SearchParams) -> f32 {
+        self.store().metric.report(score)
+    }
+}
+
+/// Runs a batch: validates, normalises cosine queries, splits the batch over
+/// threads with `std::thread::scope`, and converts slots to ids.
+pub(crate) fn run_batch<E: Engine>(
+    e: &E,
+    queries: &[f32],
+    k: usize,
+    p: &SearchParams,
+    filter: Option<&TenantFilter<'_>>,
+) -> Result<SearchResult> {
+    let st = e.store();
+    let dim = st.dim;
+    if queries.len() % dim != 0 {
+        return Err(Error::invalid(
+            "queries",
+            format!("length {} is not a multiple of dim {dim}", queries.len()),
+        ));
+    }
+    let nq = queries.len() / dim;
+    if let Some(TenantFilter::PerQuery(ts)) = filter
+        && ts.len() != nq
+    {
+        return Err(Error::invalid(
+            "filter",
+            format!("{} tenants for {nq} queries", ts.len()),
+        ));
+    }
+    if queries.iter().any(|x| !x.is_finite()) {
+        return Err(Error::invalid("queries", "contain a non-finite value"));
+    }
+    let pad = if st.metric.is_similarity() {
+        f32::NEG_INFINITY
+    } else {
+        f32::INFINITY
+    };
+    let mut distances = vec![pad; nq * k];
+    let mut ids = vec![-1i64; nq * k];
+    if k == 0 || nq == 0 {
+        return Ok(SearchResult {
+            nq,
+            k,
+            distances,
+            ids,
+        });
+    }
+    let cosine = st.metric == Metric::Cosine;
+    let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
+        let mut s = Scratch::default();
+        let mut top = TopK::new(k);
+        let mut qbuf = Vec::with_capacity(dim);
+        for (j, (dd, ii)) in dch.chunks_mut(k).zip(ich.chunks_mut(k)).enumerate() {
+            let qi = q0 + j;
+            let mut q = &queries[qi * dim..(qi + 1) * dim];
+            if cosine {
+                qbuf.clear();
+                qbuf.extend_from_slice(q);
+                normalize(&mut qbuf);
+                q = &qbuf;
+            }
+            top.clear(k);
+            e.search_one(q, k, p, filter.map(|f| f.tenant_for(qi)), &mut s, &mut top);
+            for (r, &(score, slot)) in top.items().iter().enumerate() {
+                dd[r] = e.report(score, p);
+                ii[r] = st.ids[slot as usize] as i64;
+            }
+        }
+    };
+    let threads = if p.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        p.threads
+    }
+    .clamp(1, nq);
+    if threads == 1 {
+        work(0, &mut distances, &mut ids);
+    } else {
+        let per = nq.div_ceil(threads);
+        let work = &work;
+        std::thread::scope(|sc| {
+            for (c, (dch, ich)) in distances
+                .chunks_mut(per * k)
+                .zip(ids.chunks_mut(per * k))
+                .enumerate()
+            {
+                sc.spawn(move || work(c * per, dch, ich));
+            }
+        });
+    }
+    Ok(SearchResult {
+        nq,
+        k,
+        distances,
+        ids,
+    })
+}
+
+/// Exact scan of one tenant's own vectors.
+pub(crate) fn scan_tenant<E: Engine + ?Sized>(e: &E, q: &[f32], tenant: u32, top: &mut TopK) {
+    let st = e.store();
+    if let Some(slots) = st.tenant_slots.get(&tenant) {
+        for &s in slots {
+            if st.is_live(s) {
+                top.push(st.metric.score(q, e.vector(s)), s);
+            }
+        }
+    }
+}
+
+/// Whether a filtered query is cheaper as an exact scan of the tenant's vectors.
+pub(crate) fn use_exact_filter(st: &Store, tenant: u32, p: &SearchParams) -> bool {
+    let c = st.tenant_count(tenant);
+    match p.exact_filter_max {
+        Some(m) => c <= m,
+        None => c <= 1024 || (c as f64) * (c as f64) <= st.live() as f64 * 1024.0,
+    }
+}
+
+/// Typed reader of `(name, value)` build or search parameters.
+pub(crate) struct Params<'a> {
+    kind: &'static str,
+    pairs: &'a [(&'a str, f64)],
+    known: &'static [&'static str],
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn new(
+        kind: &'static str,
+        pairs: &'a [(&'a str, f64)],
+        known: &'static [&'static str],
+    ) -> Result<Self> {
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(Error::invalid(format!("{kind}.{name}"), "given twice"));
+            }
+            if !known.contains(name) {
+                return Err(Error::UnknownName {
+                    kind: "parameter",
+                    name: format!("{kind}.{name}"),
+                    available: if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            }
+        }
+        Ok(Params { kind, pairs, known })
+    }
+
+    fn get(&mut self, name: &str) -> Option<f64> {
+        debug_assert!(self.known.contains(&name), "parameter {name} not declared");
+        self.pairs.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+
+    pub(crate) fn f64(&mut self, name: &str, default: f64, min: f64, max: f64) -> Result<f64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v >= min && v <= max => Ok(v),
+            Some(v) => Err(Error::invalid(
+                format!("{}.{name}", self.kind),
+                format!("{v} is outside [{min}, {max}]"),
+            )),
+        }
+    }
+
+    pub(crate) fn usize(
+        &mut self,
+        name: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize> {
+        let v = self.f64(name, default as f64, min as f64, max as f64)?;
+        if v.fract() != 0.0 {
+            return Err(Error::invalid(
+                format!("{}.{name}", self.kind),
+                format!("{v} is not an integer"),
+            ));
+        }
+        Ok(v as usize)
+    }
+
+    pub(crate) fn u64(&mut self, name: &str, default: u64) -> Result<u64> {
+        let v = self.f64(name, default as f64, 0.0, 9.007_199_254_740_992e15)?;
+        if v.fract() != 0.0 {
+            return Err(Error::invalid(
+                format!("{}.{name}", self.kind),
+                format!("{v} is not an integer"),
+            ));
+        }
+        Ok(v as u64)
+    }
+
+    pub(crate) fn bool(&mut self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(0.0) => Ok(false),
+            Some(1.0) => Ok(true),
+            Some(v) => Err(Error::invalid(
+                format!("{}.{name}", self.kind),
+                format!("{v} is not a boolean (0 or 1)"),
+            )),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks `n * dim` training or query data.
+pub(crate) fn rows(data: &[f32], dim: usize, what: &str) -> Result<usize> {
+    if data.len() % dim != 0 {
+        return Err(Error::invalid(
+            what.to_string(),
+            format!("length {} is not a multiple of dim {dim}", data.len()),
+        ));
+    }
+    if data.iter().any(|x| !x.is_finite()) {
+        return Err(Error::invalid(
+            what.to_string(),
+            "contains a non-finite value",
+        ));
+    }
+    Ok(data.len() / dim)
+}
+
+/// Implements the store-backed methods of [`VectorIndex`] for a type with a
+/// `store: Store` field and an [`Engine`] impl.
+macro_rules! store_delegates {
+    () => {
+        fn metric(&self) -> $crate::metric::Metric {
+            self.store.metric
+        }
+        fn dim(&self) -> usize {
+            self.store.dim
+        }
+        fn len(&self) -> usize {
+            self.store.live()
+        }
+        fn contains(&self, id: u64) -> bool {
+            self.store.id_map.contains_key(&id)
+        }
+        fn tenant_len(&self, tenant: u32) -> usize {
+            self.store.tenant_count(tenant)
+        }
+        fn search(
+            &self,
+            queries: &[f32],
+            k: usize,
+            params: &$crate::index::SearchParams,
+            filter: Option<&$crate::tenant::TenantFilter<'_>>,
+        ) -> memarena_core::Result<$crate::index::SearchResult> {
+            $crate::index::run_batch(self, queries, k, params, filter)
+        }
+    };
+}
+pub(crate) use store_delegates;

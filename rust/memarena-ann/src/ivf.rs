@@ -1,0 +1,444 @@
+//! Inverted-file indexes: `ivf` (k-means lists, faiss `IndexIVFFlat`) and
+//! `spann` (SPANN, NeurIPS'21: balanced clustering, boundary replication and
+//! query-aware list pruning).
+//!
+//! Training learns `nlist` centroids. Each added vector goes to the list of
+//! its nearest centroid; with `replicas > 1` it is also copied into up to
+//! `replicas - 1` further lists whose centroid is within `(1 + replica_epsilon)`
+//! of the nearest one's distance, subject to SPANN's RNG rule (a list is
+//! skipped when an already chosen centroid is closer to it than the vector
+//! is), so vectors on cluster boundaries are found from either side. A list
+//! keeps its vectors contiguously, so a probe is a linear scan.
+//!
+//! Deletes are tombstones: a deleted vector stays in its lists (skipped by
+//! every scan) until the index is rebuilt.
+
+use memarena_core::{Error, Result};
+
+use crate::index::{
+    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+};
+use crate::kmeans;
+use crate::metric::{Metric, l2_sq};
+use crate::persist::{Reader, Writer, encode};
+use crate::store::Store;
+use crate::tenant::Tenants;
+use crate::topk::{Scratch, TopK};
+
+/// Build parameters of [`Ivf`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct IvfConfig {
+    /// Number of lists.
+    pub nlist: usize,
+    /// Lloyd iterations of the training k-means.
+    pub kmeans_iters: usize,
+    /// Seed of the k-means sample and initialisation.
+    pub seed: u64,
+    /// Capacity-constrained (balanced) clustering.
+    pub balanced: bool,
+    /// Lists a vector may be stored in (1 = no replication).
+    pub replicas: usize,
+    /// Boundary replication tolerance on the distance ratio to the nearest centroid.
+    pub replica_epsilon: f32,
+    /// Training points used at most (a seeded sample).
+    pub max_train_points: usize,
+}
+
+impl IvfConfig {
+    /// Parameter names for [`crate::build`].
+    pub const NAMES: [&'static str; 7] = [
+        "nlist",
+        "kmeans_iters",
+        "seed",
+        "balanced",
+        "replicas",
+        "replica_epsilon",
+        "max_train_points",
+    ];
+
+    /// Defaults of `ivf` (plain k-means, no replication).
+    pub fn ivf() -> Self {
+        IvfConfig {
+            nlist: 256,
+            kmeans_iters: 10,
+            seed: 0,
+            balanced: false,
+            replicas: 1,
+            replica_epsilon: 0.0,
+            max_train_points: 131_072,
+        }
+    }
+
+    /// Defaults of `spann` (balanced, up to 4 replicas within 10%).
+    pub fn spann() -> Self {
+        IvfConfig {
+            balanced: true,
+            replicas: 4,
+            replica_epsilon: 0.1,
+            ..Self::ivf()
+        }
+    }
+
+    /// Reads parameters over the defaults of `kind` (`"ivf"` or `"spann"`).
+    pub fn from_params(kind: &str, pairs: &[(&str, f64)]) -> Result<Self> {
+        let (name, d) = if kind == "spann" {
+            ("spann", Self::spann())
+        } else {
+            ("ivf", Self::ivf())
+        };
+        let mut p = Params::new(name, pairs, &Self::NAMES)?;
+        let c = IvfConfig {
+            nlist: p.usize("nlist", d.nlist, 1, 1 << 24)?,
+            kmeans_iters: p.usize("kmeans_iters", d.kmeans_iters, 1, 1000)?,
+            seed: p.u64("seed", d.seed)?,
+            balanced: p.bool("balanced", d.balanced)?,
+            replicas: p.usize("replicas", d.replicas, 1, 16)?,
+            replica_epsilon: p.f64("replica_epsilon", d.replica_epsilon as f64, 0.0, 100.0)? as f32,
+            max_train_points: p.usize(
+                "max_train_points",
+                d.max_train_points,
+                1,
+                usize::MAX >> 1,
+            )?,
+        };
+        p.finish()?;
+        Ok(c)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct List {
+    slots: Vec<u32>,
+    data: Vec<f32>,
+}
+
+/// IVF / SPANN index. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Ivf {
+    store: Store,
+    cfg: IvfConfig,
+    centroids: Vec<f32>,
+    lists: Vec<List>,
+    /// Per slot: (list, position) of one copy of its vector.
+    loc: Vec<(u32, u32)>,
+}
+
+impl Ivf {
+    /// An untrained index.
+    pub fn new(metric: Metric, dim: usize, cfg: IvfConfig) -> Result<Self> {
+        if cfg.nlist == 0 || cfg.replicas == 0 {
+            return Err(Error::invalid(
+                "ivf",
+                "nlist and replicas must be at least 1",
+            ));
+        }
+        Ok(Ivf {
+            store: Store::new(metric, dim, false),
+            cfg,
+            centroids: Vec::new(),
+            lists: Vec::new(),
+            loc: Vec::new(),
+        })
+    }
+
+    /// The build parameters.
+    pub fn config(&self) -> &IvfConfig {
+        &self.cfg
+    }
+
+    /// Live entries per list (replicas included), for balance statistics.
+    pub fn list_sizes(&self) -> Vec<usize> {
+        self.lists
+            .iter()
+            .map(|l| l.slots.iter().filter(|&&s| self.store.is_live(s)).count())
+            .collect()
+    }
+
+    fn centroid(&self, c: usize) -> &[f32] {
+        let d = self.store.dim;
+        &self.centroids[c * d..(c + 1) * d]
+    }
+
+    /// The lists a vector goes to, given its nearest centroids (ascending).
+    fn choose_lists(&self, near: &[(f32, u32)], out: &mut Vec<u32>) {
+        out.clear();
+        let d1 = near[0].0.max(0.0).sqrt();
+        out.push(near[0].1);
+        for &(d, c) in &near[1..] {
+            if out.len() >= self.cfg.replicas {
+                break;
+            }
+            let dj = d.max(0.0).sqrt();
+            if dj > (1.0 + self.cfg.replica_epsilon) * d1 {
+                break;
+            }
+            // RNG rule: skip c if a chosen centroid is closer to it than the vector is.
+            let cv = self.centroid(c as usize);
+            if out
+                .iter()
+                .any(|&o| l2_sq(cv, self.centroid(o as usize)) < d)
+            {
+                continue;
+            }
+            out.push(c);
+        }
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let store = Store::read(r)?;
+        let dim = store.dim;
+        let cfg = IvfConfig {
+            nlist: r.u64("nlist")? as usize,
+            kmeans_iters: r.u32("kmeans_iters")? as usize,
+            seed: r.u64("seed")?,
+            balanced: r.u8("balanced")? == 1,
+            replicas: r.u32("replicas")? as usize,
+            replica_epsilon: r.f32("replica_epsilon")?,
+            max_train_points: r.u64("max_train_points")? as usize,
+        };
+        let centroids = r.f32s("centroids")?;
+        if store.keep_vectors
+            || cfg.nlist == 0
+            || cfg.replicas == 0
+            || (!centroids.is_empty() && centroids.len() != cfg.nlist.saturating_mul(dim))
+        {
+            return Err(r.err("bad ivf configuration"));
+        }
+        let n_lists = if centroids.is_empty() { 0 } else { cfg.nlist };
+        let n = store.n_slots();
+        let mut lists = Vec::with_capacity(n_lists);
+        let mut loc = vec![(u32::MAX, 0u32); n];
+        for li in 0..n_lists {
+            let slots = r.u32s("list slots")?;
+            let data = r.f32s("list vectors")?;
+            if data.len() != slots.len() * dim {
+                return Err(r.err(format!(
+                    "list {li}: {} values for {} vectors",
+                    data.len(),
+                    slots.len()
+                )));
+            }
+            for (pos, &s) in slots.iter().enumerate() {
+                if s as usize >= n {
+                    return Err(r.err(format!("list {li} names slot {s} of {n}")));
+                }
+                if loc[s as usize].0 == u32::MAX {
+                    loc[s as usize] = (li as u32, pos as u32);
+                }
+            }
+            lists.push(List { slots, data });
+        }
+        if loc.iter().any(|l| l.0 == u32::MAX) {
+            return Err(r.err("a vector is in no list"));
+        }
+        let mut idx = Ivf::new(store.metric, dim, cfg)?;
+        idx.store = store;
+        idx.centroids = centroids;
+        idx.lists = lists;
+        idx.loc = loc;
+        Ok(idx)
+    }
+}
+
+impl Engine for Ivf {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn vector(&self, slot: u32) -> &[f32] {
+        let (l, p) = self.loc[slot as usize];
+        let d = self.store.dim;
+        &self.lists[l as usize].data[p as usize * d..(p as usize + 1) * d]
+    }
+
+    fn search_one(
+        &self,
+        q: &[f32],
+        _k: usize,
+        p: &SearchParams,
+        tenant: Option<u32>,
+        s: &mut Scratch,
+        top: &mut TopK,
+    ) {
+        let st = &self.store;
+        if self.lists.is_empty() {
+            return;
+        }
+        let mut nprobe = p.nprobe.min(self.lists.len());
+        if let Some(t) = tenant {
+            if use_exact_filter(st, t, p) {
+                scan_tenant(self, q, t, top);
+                return;
+            }
+            // Probe proportionally more lists for a selective tenant.
+            let sel = st.tenant_count(t) as f64 / st.live().max(1) as f64;
+            nprobe = ((nprobe as f64 / sel.max(1e-9)).ceil() as usize).clamp(1, self.lists.len());
+        }
+        let metric = st.metric;
+        let cs = &mut s.pairs;
+        cs.clear();
+        cs.extend(
+            self.centroids
+                .chunks_exact(st.dim)
+                .enumerate()
+                .map(|(c, cv)| (metric.score(q, cv), c as u32)),
+        );
+        let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if nprobe < cs.len() {
+            cs.select_nth_unstable_by(nprobe - 1, cmp);
+            cs.truncate(nprobe);
+        }
+        cs.sort_unstable_by(cmp);
+        if p.prune_epsilon > 0.0 && metric == Metric::L2 {
+            let limit = (1.0 + p.prune_epsilon) * cs[0].0.max(0.0).sqrt();
+            cs.retain(|c| c.0.max(0.0).sqrt() <= limit);
+        }
+        let probes = std::mem::take(&mut s.pairs);
+        let dedup = self.cfg.replicas > 1;
+        if dedup {
+            s.begin_visits(st.n_slots());
+        }
+        let dim = st.dim;
+        for &(_, c) in &probes {
+            let list = &self.lists[c as usize];
+            for (&slot, v) in list.slots.iter().zip(list.data.chunks_exact(dim)) {
+                if dedup && !s.visit(slot) {
+                    continue;
+                }
+                if st.allows(slot, tenant) {
+                    top.push(metric.score(q, v), slot);
+                }
+            }
+        }
+        s.pairs = probes;
+    }
+}
+
+impl VectorIndex for Ivf {
+    store_delegates!();
+
+    fn kind(&self) -> &'static str {
+        if self.cfg.balanced || self.cfg.replicas > 1 {
+            "spann"
+        } else {
+            "ivf"
+        }
+    }
+
+    fn is_trained(&self) -> bool {
+        !self.centroids.is_empty()
+    }
+
+    fn train(&mut self, data: &[f32]) -> Result<()> {
+        let dim = self.store.dim;
+        let n = rows(data, dim, "training vectors")?;
+        if n < self.cfg.nlist {
+            return Err(Error::invalid(
+                "training vectors",
+                format!("{n} vectors cannot train nlist = {} lists", self.cfg.nlist),
+            ));
+        }
+        if self.store.n_slots() > 0 {
+            return Err(Error::invalid(
+                "train",
+                "the index already holds vectors; reset() first",
+            ));
+        }
+        let data = self.store.prepare(data);
+        self.centroids = kmeans::train(
+            &data,
+            dim,
+            self.cfg.nlist,
+            self.cfg.kmeans_iters,
+            self.cfg.seed,
+            self.cfg.balanced,
+            self.cfg.max_train_points,
+        );
+        self.lists = vec![List::default(); self.cfg.nlist];
+        Ok(())
+    }
+
+    fn add_with_tenants(
+        &mut self,
+        data: &[f32],
+        ids: &[u64],
+        tenants: Option<Tenants<'_>>,
+    ) -> Result<()> {
+        if !self.is_trained() {
+            return Err(Error::invalid(
+                self.kind(),
+                "the index is not trained; call train() first",
+            ));
+        }
+        let n = self.store.check_add(data, ids, tenants.as_ref())?;
+        let data = self.store.prepare(data);
+        let dim = self.store.dim;
+        let m = if self.cfg.replicas > 1 {
+            (2 * self.cfg.replicas).min(self.cfg.nlist)
+        } else {
+            1
+        };
+        let near = kmeans::nearest(&data, &self.centroids, dim, m, kmeans::threads());
+        let mut chosen = Vec::new();
+        for i in 0..n {
+            let v = &data[i * dim..(i + 1) * dim];
+            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
+            let slot = self.store.push(v, ids[i], t);
+            self.choose_lists(&near[i * m..(i + 1) * m], &mut chosen);
+            for (j, &c) in chosen.iter().enumerate() {
+                let list = &mut self.lists[c as usize];
+                if j == 0 {
+                    self.loc.push((c, list.slots.len() as u32));
+                }
+                list.slots.push(slot);
+                list.data.extend_from_slice(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        Ok(self.store.delete(ids).len())
+    }
+
+    fn reset(&mut self) {
+        self.store.reset();
+        self.loc.clear();
+        self.lists.iter_mut().for_each(|l| *l = List::default());
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes()
+            + self.centroids.capacity() * 4
+            + self.loc.capacity() * 8
+            + self
+                .lists
+                .iter()
+                .map(|l| l.slots.capacity() * 4 + l.data.capacity() * 4 + 48)
+                .sum::<usize>()
+    }
+
+    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+        self.store.tenant_memory_bytes(tenant)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.store.write(&mut w);
+        w.u64(self.cfg.nlist as u64);
+        w.u32(self.cfg.kmeans_iters as u32);
+        w.u64(self.cfg.seed);
+        w.u8(self.cfg.balanced as u8);
+        w.u32(self.cfg.replicas as u32);
+        w.f32(self.cfg.replica_epsilon);
+        w.u64(self.cfg.max_train_points as u64);
+        w.f32s(&self.centroids);
+        if !self.centroids.is_empty() {
+            for l in &self.lists {
+                w.u32s(&l.slots);
+                w.f32s(&l.data);
+            }
+        }
+        encode(self.kind(), &w.buf)
+    }
+}

@@ -1,0 +1,510 @@
+//! SimHash LSH (Charikar 2002): random hyperplanes, several tables,
+//! query-directed multi-probe (Lv et al., VLDB 2007) and optional exact
+//! re-ranking — the LSH organisation Think-in-Memory stores its memories in.
+//!
+//! Each table hashes a vector to an `n_bits`-bit code, bit `b` being the sign
+//! of `<plane_b, x - mean>` (the mean is learnt by [`VectorIndex::train`];
+//! untrained, the planes pass through the origin as in faiss `IndexLSH`).
+//! Two ways to find candidates:
+//!
+//! - **buckets** (tables of at most 32 bits, `n_probes >= 1`): each table maps a
+//!   code to its slots; a query probes its own bucket and the `n_probes - 1`
+//!   next most likely ones, flipping the bits whose projections were closest
+//!   to zero first;
+//! - **Hamming scan** (wider tables, or `n_probes == 0`): every code is
+//!   compared with the query's code, summing Hamming distances over tables;
+//!   with 4 tables of 64 bits this is faiss `IndexLSH(d, 256)`.
+//!
+//! Candidates are ranked by summed Hamming distance; with `rerank > 0` the
+//! best `rerank` of them are re-scored with the exact metric.
+
+use std::collections::BinaryHeap;
+
+use memarena_core::rng::Rng;
+use memarena_core::{Error, FxHashMap, Result};
+
+use crate::index::{
+    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+};
+use crate::metric::{Metric, dot};
+use crate::persist::{Reader, Writer, encode};
+use crate::store::Store;
+use crate::tenant::Tenants;
+use crate::topk::{Scratch, TopK};
+
+/// Widest table that keeps bucket maps.
+pub const MAX_BUCKET_BITS: usize = 32;
+
+/// Build parameters of [`SimHash`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimHashConfig {
+    /// Bits per table (1..=64). Tables of more than 32 bits are searched by Hamming scan.
+    pub n_bits: usize,
+    /// Number of tables (1..=64).
+    pub n_tables: usize,
+    /// Seed of the hyperplanes.
+    pub seed: u64,
+}
+
+impl Default for SimHashConfig {
+    fn default() -> Self {
+        SimHashConfig {
+            n_bits: 16,
+            n_tables: 8,
+            seed: 0,
+        }
+    }
+}
+
+impl SimHashConfig {
+    /// Parameter names for [`crate::build`].
+    pub const NAMES: [&'static str; 3] = ["n_bits", "n_tables", "seed"];
+
+    /// Reads `n_bits`, `n_tables`, `seed` over the defaults.
+    pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
+        let mut p = Params::new("simhash", pairs, &Self::NAMES)?;
+        let d = Self::default();
+        let c = SimHashConfig {
+            n_bits: p.usize("n_bits", d.n_bits, 1, 64)?,
+            n_tables: p.usize("n_tables", d.n_tables, 1, 64)?,
+            seed: p.u64("seed", d.seed)?,
+        };
+        p.finish()?;
+        Ok(c)
+    }
+}
+
+/// SimHash LSH index. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct SimHash {
+    store: Store,
+    cfg: SimHashConfig,
+    /// `n_tables * n_bits` hyperplanes of `dim` values.
+    planes: Vec<f32>,
+    /// Per hyperplane: `<plane, mean>` (0 until trained).
+    offsets: Vec<f32>,
+    trained: bool,
+    /// `n_slots * n_tables` codes, slot-major.
+    codes: Vec<u64>,
+    /// Per table: code -> slots (only when `n_bits <= MAX_BUCKET_BITS`).
+    buckets: Vec<FxHashMap<u64, Vec<u32>>>,
+}
+
+impl SimHash {
+    /// An empty index with seeded Gaussian hyperplanes.
+    pub fn new(metric: Metric, dim: usize, cfg: SimHashConfig) -> Result<Self> {
+        if cfg.n_bits == 0 || cfg.n_bits > 64 || cfg.n_tables == 0 || cfg.n_tables > 64 {
+            return Err(Error::invalid(
+                "simhash",
+                "n_bits and n_tables must be in 1..=64",
+            ));
+        }
+        let mut rng = Rng::seed_from_u64(cfg.seed);
+        let n_planes = cfg.n_bits * cfg.n_tables;
+        let planes = (0..n_planes * dim).map(|_| rng.normal() as f32).collect();
+        let with_buckets = cfg.n_bits <= MAX_BUCKET_BITS;
+        Ok(SimHash {
+            store: Store::new(metric, dim, true),
+            offsets: vec![0.0; n_planes],
+            planes,
+            trained: false,
+            codes: Vec::new(),
+            buckets: if with_buckets {
+                vec![FxHashMap::default(); cfg.n_tables]
+            } else {
+                Vec::new()
+            },
+            cfg,
+        })
+    }
+
+    /// The build parameters.
+    pub fn config(&self) -> &SimHashConfig {
+        &self.cfg
+    }
+
+    /// Projections of `x` (minus the offsets) into `proj` and codes into `codes`.
+    fn hash(&self, x: &[f32], proj: &mut Vec<f32>, codes: &mut Vec<u64>) {
+        let dim = self.store.dim;
+        proj.clear();
+        codes.clear();
+        for t in 0..self.cfg.n_tables {
+            let mut code = 0u64;
+            for b in 0..self.cfg.n_bits {
+                let i = t * self.cfg.n_bits + b;
+                let v = dot(&self.planes[i * dim..(i + 1) * dim], x) - self.offsets[i];
+                proj.push(v);
+                if v > 0.0 {
+                    code |= 1 << b;
+                }
+            }
+            codes.push(code);
+        }
+    }
+
+    #[inline]
+    fn hamming(&self, slot: u32, q: &[u64]) -> u32 {
+        let nt = self.cfg.n_tables;
+        let c = &self.codes[slot as usize * nt..(slot as usize + 1) * nt];
+        c.iter().zip(q).map(|(a, b)| (a ^ b).count_ones()).sum()
+    }
+
+    /// Ranks `cands` (distinct, allowed) by Hamming distance and fills `top`,
+    /// re-scoring the best `rerank` exactly when asked.
+    fn finish_candidates(
+        &self,
+        q: &[f32],
+        qc: &[u64],
+        p: &SearchParams,
+        s: &mut Scratch,
+        top: &mut TopK,
+    ) {
+        let total_bits = self.cfg.n_bits * self.cfg.n_tables;
+        let cands = std::mem::take(&mut s.slots);
+        s.u16s.clear();
+        s.u16s
+            .extend(cands.iter().map(|&c| self.hamming(c, qc) as u16));
+        if p.rerank == 0 {
+            for (&c, &h) in cands.iter().zip(&s.u16s) {
+                top.push(h as f32, c);
+            }
+        } else if cands.len() <= p.rerank {
+            for &c in &cands {
+                top.push(self.store.metric.score(q, self.store.vector(c)), c);
+            }
+        } else {
+            // Histogram selection of the `rerank` smallest Hamming distances;
+            // ties at the cut-off are taken in slot order.
+            let mut hist = vec![0usize; total_bits + 1];
+            for &h in &s.u16s {
+                hist[h as usize] += 1;
+            }
+            let (mut cut, mut below) = (0usize, 0usize);
+            while below + hist[cut] < p.rerank {
+                below += hist[cut];
+                cut += 1;
+            }
+            let mut at_cut = p.rerank - below;
+            for (&c, &h) in cands.iter().zip(&s.u16s) {
+                let h = h as usize;
+                if h < cut || (h == cut && at_cut > 0) {
+                    if h == cut {
+                        at_cut -= 1;
+                    }
+                    top.push(self.store.metric.score(q, self.store.vector(c)), c);
+                }
+            }
+        }
+        s.slots = cands;
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let store = Store::read(r)?;
+        let n_bits = r.u32("n_bits")? as usize;
+        let n_tables = r.u32("n_tables")? as usize;
+        let seed = r.u64("seed")?;
+        let trained = r.u8("trained")? == 1;
+        let offsets = r.f32s("offsets")?;
+        if !(1..=64).contains(&n_bits) || !(1..=64).contains(&n_tables) || !store.keep_vectors {
+            return Err(r.err("bad simhash configuration"));
+        }
+        let cfg = SimHashConfig {
+            n_bits,
+            n_tables,
+            seed,
+        };
+        let mut idx = SimHash::new(store.metric, store.dim, cfg)?;
+        if offsets.len() != idx.offsets.len() {
+            return Err(r.err("offset count does not match n_bits * n_tables"));
+        }
+        idx.offsets = offsets;
+        idx.trained = trained;
+        idx.store = store;
+        idx.rehash_all();
+        Ok(idx)
+    }
+
+    fn rehash_all(&mut self) {
+        self.codes.clear();
+        self.buckets.iter_mut().for_each(|b| b.clear());
+        let (mut proj, mut codes) = (Vec::new(), Vec::new());
+        for slot in 0..self.store.n_slots() as u32 {
+            self.hash(self.store.vector(slot), &mut proj, &mut codes);
+            self.insert_codes(slot, &codes);
+        }
+    }
+
+    fn insert_codes(&mut self, slot: u32, codes: &[u64]) {
+        self.codes.extend_from_slice(codes);
+        for (t, b) in self.buckets.iter_mut().enumerate() {
+            b.entry(codes[t]).or_default().push(slot);
+        }
+    }
+}
+
+/// Query-directed probe sequence (Lv et al. 2007): given per-candidate
+/// perturbation scores sorted ascending, emits up to `n` sets (as bitmasks
+/// over the sorted positions) in increasing total score, skipping sets that
+/// `valid` rejects. The empty set (the query's own bucket) is not emitted.
+pub(crate) fn probe_sets(
+    sorted_scores: &[f32],
+    n: usize,
+    valid: impl Fn(u64) -> bool,
+    out: &mut Vec<u64>,
+) {
+    out.clear();
+    let m = sorted_scores.len().min(64);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Min-heap on (score bits, mask, max position); scores are >= 0 so their
+    // bit patterns order like the floats.
+    let mut heap = BinaryHeap::new();
+    let key = |s: f32| std::cmp::Reverse(s.max(0.0).to_bits());
+    heap.push((key(sorted_scores[0]), std::cmp::Reverse(1u64), 0usize));
+    let mut guard = 0usize;
+    while let Some((std::cmp::Reverse(sb), std::cmp::Reverse(mask), j)) = heap.pop() {
+        let s = f32::from_bits(sb);
+        if valid(mask) {
+            out.push(mask);
+            if out.len() >= n {
+                return;
+            }
+        }
+        guard += 1;
+        if guard > 64 * n + 1024 {
+            return;
+        }
+        if j + 1 < m {
+            // shift: replace the max element j by j + 1
+            let shifted = (mask & !(1 << j)) | (1 << (j + 1));
+            heap.push((
+                key(s - sorted_scores[j] + sorted_scores[j + 1]),
+                std::cmp::Reverse(shifted),
+                j + 1,
+            ));
+            // expand: add j + 1
+            heap.push((
+                key(s + sorted_scores[j + 1]),
+                std::cmp::Reverse(mask | (1 << (j + 1))),
+                j + 1,
+            ));
+        }
+    }
+}
+
+impl Engine for SimHash {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn search_one(
+        &self,
+        q: &[f32],
+        _k: usize,
+        p: &SearchParams,
+        tenant: Option<u32>,
+        s: &mut Scratch,
+        top: &mut TopK,
+    ) {
+        let st = &self.store;
+        if let Some(t) = tenant
+            && use_exact_filter(st, t, p)
+        {
+            scan_tenant(self, q, t, top);
+            return;
+        }
+        let mut proj = std::mem::take(&mut s.f32s);
+        let mut qc = std::mem::take(&mut s.u64s);
+        self.hash(q, &mut proj, &mut qc);
+        s.slots.clear();
+        if self.buckets.is_empty() || p.n_probes == 0 {
+            for slot in 0..st.n_slots() as u32 {
+                if st.allows(slot, tenant) {
+                    s.slots.push(slot);
+                }
+            }
+        } else {
+            s.begin_visits(st.n_slots());
+            let nb = self.cfg.n_bits;
+            let mut order: Vec<usize> = (0..nb).collect();
+            let mut masks = Vec::new();
+            let mut sorted = Vec::with_capacity(nb);
+            for (t, buckets) in self.buckets.iter().enumerate() {
+                let pr = &proj[t * nb..(t + 1) * nb];
+                masks.clear();
+                masks.push(0u64);
+                if p.n_probes > 1 {
+                    order.sort_by(|&a, &b| pr[a].abs().total_cmp(&pr[b].abs()));
+                    sorted.clear();
+                    sorted.extend(order.iter().map(|&i| pr[i] * pr[i]));
+                    let mut sets = Vec::new();
+                    probe_sets(&sorted, p.n_probes - 1, |_| true, &mut sets);
+                    for set in sets {
+                        let mut flip = 0u64;
+                        for (pos, &bit) in order.iter().enumerate() {
+                            if set >> pos & 1 == 1 {
+                                flip |= 1 << bit;
+                            }
+                        }
+                        masks.push(flip);
+                    }
+                }
+                for &flip in &masks {
+                    if let Some(list) = buckets.get(&(qc[t] ^ flip)) {
+                        for &slot in list {
+                            if s.visit(slot) && st.allows(slot, tenant) {
+                                s.slots.push(slot);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.finish_candidates(q, &qc, p, s, top);
+        s.f32s = proj;
+        s.u64s = qc;
+    }
+
+    fn report(&self, score: f32, p: &SearchParams) -> f32 {
+        if p.rerank == 0 {
+            score
+        } else {
+            self.store.metric.report(score)
+        }
+    }
+}
+
+impl VectorIndex for SimHash {
+    store_delegates!();
+
+    fn kind(&self) -> &'static str {
+        "simhash"
+    }
+
+    fn is_trained(&self) -> bool {
+        true
+    }
+
+    /// Centres the hyperplanes on the mean of `data` (re-hashing any vectors
+    /// already added).
+    fn train(&mut self, data: &[f32]) -> Result<()> {
+        let dim = self.store.dim;
+        let n = rows(data, dim, "training vectors")?;
+        if n == 0 {
+            return Err(Error::invalid(
+                "training vectors",
+                "need at least one vector",
+            ));
+        }
+        let data = self.store.prepare(data);
+        let mut mean = vec![0.0f64; dim];
+        for v in data.chunks_exact(dim) {
+            mean.iter_mut().zip(v).for_each(|(m, x)| *m += *x as f64);
+        }
+        let mean: Vec<f32> = mean.iter().map(|m| (*m / n as f64) as f32).collect();
+        for (i, o) in self.offsets.iter_mut().enumerate() {
+            *o = dot(&self.planes[i * dim..(i + 1) * dim], &mean);
+        }
+        self.trained = true;
+        self.rehash_all();
+        Ok(())
+    }
+
+    fn add_with_tenants(
+        &mut self,
+        data: &[f32],
+        ids: &[u64],
+        tenants: Option<Tenants<'_>>,
+    ) -> Result<()> {
+        let n = self.store.check_add(data, ids, tenants.as_ref())?;
+        let data = self.store.prepare(data);
+        let dim = self.store.dim;
+        let (mut proj, mut codes) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let v = &data[i * dim..(i + 1) * dim];
+            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
+            let slot = self.store.push(v, ids[i], t);
+            self.hash(v, &mut proj, &mut codes);
+            self.insert_codes(slot, &codes);
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u64]) -> Result<usize> {
+        let slots = self.store.delete(ids);
+        let nt = self.cfg.n_tables;
+        for &slot in &slots {
+            for (t, b) in self.buckets.iter_mut().enumerate() {
+                let code = self.codes[slot as usize * nt + t];
+                if let Some(list) = b.get_mut(&code) {
+                    list.retain(|&x| x != slot);
+                    if list.is_empty() {
+                        b.remove(&code);
+                    }
+                }
+            }
+        }
+        Ok(slots.len())
+    }
+
+    fn reset(&mut self) {
+        self.store.reset();
+        self.codes.clear();
+        self.buckets.iter_mut().for_each(|b| b.clear());
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes()
+            + self.planes.capacity() * 4
+            + self.offsets.capacity() * 4
+            + self.codes.capacity() * 8
+            + self
+                .buckets
+                .iter()
+                .map(|b| b.capacity() * 40 + b.values().map(|v| v.capacity() * 4).sum::<usize>())
+                .sum::<usize>()
+    }
+
+    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+        self.store.tenant_memory_bytes(tenant)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.store.write(&mut w);
+        w.u32(self.cfg.n_bits as u32);
+        w.u32(self.cfg.n_tables as u32);
+        w.u64(self.cfg.seed);
+        w.u8(self.trained as u8);
+        w.f32s(&self.offsets);
+        encode(self.kind(), &w.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sets_come_in_increasing_score() {
+        let scores = [0.1f32, 0.2, 0.4, 0.8, 1.6];
+        let mut out = Vec::new();
+        probe_sets(&scores, 10, |_| true, &mut out);
+        let total = |m: u64| {
+            (0..5)
+                .filter(|i| m >> i & 1 == 1)
+                .map(|i| scores[i])
+                .sum::<f32>()
+        };
+        assert_eq!(out.len(), 10);
+        assert_eq!(out[0], 0b1);
+        for w in out.windows(2) {
+            assert!(total(w[0]) <= total(w[1]) + 1e-6);
+        }
+        let mut dedup = out.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), out.len());
+    }
+}

@@ -1,0 +1,152 @@
+//! A bounded, sorted top-k buffer and the per-thread search scratch.
+
+/// The `k` best `(score, slot)` pairs seen so far, sorted ascending by score
+/// (lower is better), ties broken by slot so the order never depends on the
+/// order of insertion.
+///
+/// Invariant: `items.len() <= k` and `items` is sorted by `(score, slot)`.
+#[derive(Clone, Debug)]
+pub(crate) struct TopK {
+    k: usize,
+    items: Vec<(f32, u32)>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        TopK {
+            k,
+            items: Vec::with_capacity(k + 1),
+        }
+    }
+
+    pub(crate) fn clear(&mut self, k: usize) {
+        self.k = k;
+        self.items.clear();
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.items.len() >= self.k
+    }
+
+    /// The score a candidate must beat to enter (infinite while not full).
+    #[inline]
+    pub(crate) fn threshold(&self) -> f32 {
+        if self.items.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.items[self.k - 1].0
+        }
+    }
+
+    /// Offers a candidate; returns true if it was kept.
+    #[inline]
+    pub(crate) fn push(&mut self, score: f32, slot: u32) -> bool {
+        if self.k == 0 || score.is_nan() {
+            return false;
+        }
+        if self.items.len() >= self.k {
+            let (ws, wslot) = self.items[self.k - 1];
+            if score > ws || (score == ws && slot >= wslot) {
+                return false;
+            }
+        }
+        let pos = self
+            .items
+            .partition_point(|&(s, i)| s < score || (s == score && i < slot));
+        self.items.insert(pos, (score, slot));
+        if self.items.len() > self.k {
+            self.items.pop();
+        }
+        true
+    }
+
+    pub(crate) fn items(&self) -> &[(f32, u32)] {
+        &self.items
+    }
+}
+
+/// A `(score, id)` pair ordered by score then id (a total order, for heaps).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Cand(pub(crate) f32, pub(crate) u32);
+
+impl Eq for Cand {}
+
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// Per-thread reusable buffers, so a query allocates nothing in steady state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scratch {
+    /// Min-heap of candidates (graph search).
+    pub(crate) cand: std::collections::BinaryHeap<std::cmp::Reverse<Cand>>,
+    /// Max-heap of results (graph search).
+    pub(crate) res: std::collections::BinaryHeap<Cand>,
+    visited: Vec<u32>,
+    epoch: u32,
+    pub(crate) u16s: Vec<u16>,
+    pub(crate) slots: Vec<u32>,
+    pub(crate) pairs: Vec<(f32, u32)>,
+    pub(crate) f32s: Vec<f32>,
+    pub(crate) u64s: Vec<u64>,
+}
+
+impl Scratch {
+    /// Starts a new visited-set generation over `n` ids (O(1) amortised).
+    pub(crate) fn begin_visits(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.visited.iter_mut().for_each(|v| *v = 0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `id` visited; true if it was not visited in this generation.
+    #[inline]
+    pub(crate) fn visit(&mut self, id: u32) -> bool {
+        let v = &mut self.visited[id as usize];
+        if *v == self.epoch {
+            false
+        } else {
+            *v = self.epoch;
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_k_smallest_sorted_with_slot_ties() {
+        let mut t = TopK::new(3);
+        for (s, i) in [(5.0, 1), (1.0, 2), (3.0, 3), (1.0, 0), (9.0, 4), (3.0, 1)] {
+            t.push(s, i);
+        }
+        assert_eq!(t.items(), &[(1.0, 0), (1.0, 2), (3.0, 1)]);
+        assert_eq!(t.threshold(), 3.0);
+        assert!(!t.push(f32::NAN, 7));
+    }
+
+    #[test]
+    fn visits_reset_per_generation() {
+        let mut s = Scratch::default();
+        s.begin_visits(4);
+        assert!(s.visit(2));
+        assert!(!s.visit(2));
+        s.begin_visits(4);
+        assert!(s.visit(2));
+    }
+}
