@@ -154,7 +154,8 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[object
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{pm.info(exc.plugin_name or '?').describe()}: {exc}") from exc
+        name = pm.get_name(exc.plugin) or type(exc.plugin).__name__
+        raise PluginError(f"{pm.info(name).describe()}: {exc}") from exc
     return pm
 
 

@@ -78,8 +78,8 @@ class Registry:
         reg = cls()
         for hook_name, kind in REGISTRATION_HOOKS.items():
             hook = getattr(pm.hook, hook_name)
-            # Oldest registration first: built-ins, then entry points, then extras.
-            for impl in reversed(hook.get_hookimpls()):
+            # Registration order: built-ins, then entry points, then extras.
+            for impl in hook.get_hookimpls():
                 info = pm.info(impl.plugin_name)
                 try:
                     result = impl.function()

@@ -24,6 +24,7 @@ YAML_OPTIONS = [
     if d.is_dir() and d.name != "local"
     for f in sorted(d.glob("*.yaml"))
 ]
+DEFAULTS_LIST_GROUPS = {"family", "workload", "policy", "backend"}
 REGISTERED = [(e.group, e.name) for e in REGISTRY]
 
 
@@ -34,7 +35,10 @@ def base_of(group: str) -> type[Component]:
 
 @pytest.mark.parametrize(("group", "option"), REGISTERED, ids=lambda v: str(v))
 def test_registered_option_composes_and_instantiates(group: str, option: str) -> None:
-    cfg = compose(["experiment=null", f"{group}={option}", "debug=tiny", *NEEDS.get((group, option), [])])
+    # Groups outside the primary defaults list (metric, agent_memory) are appended with "+".
+    prefix = "" if group in DEFAULTS_LIST_GROUPS else "+"
+    extra = NEEDS.get((group, option), ["debug=tiny"])
+    cfg = compose(["~experiment", f"{prefix}{group}={option}", *extra])
     kwargs: dict[str, Any] = {"capacity": 8} if group == "policy" else {}
     obj = instantiate(cfg[group], _partial_=True)(**kwargs)
     assert isinstance(obj, base_of(group))
@@ -48,7 +52,7 @@ def test_yaml_option_composes(group: str, option: str) -> None:
 
 
 def test_policy_preset_inherits_its_base() -> None:
-    cfg = compose(["experiment=null", "policy=s3fifo_small"])
+    cfg = compose(["~experiment", "policy=s3fifo_small"])
     assert cfg.policy.small_size_ratio == 0.05
     assert cfg.policy._target_.endswith("S3FIFO")
 
@@ -65,16 +69,16 @@ def test_unknown_option_lists_the_available() -> None:
 
 
 def test_bad_value_names_the_config_key() -> None:
-    from omegaconf.errors import ValidationError
+    from hydra.errors import ConfigCompositionException
 
-    with pytest.raises(ValidationError, match="small_size_ratio"):
-        compose(["experiment=null", "policy=s3fifo", "policy.small_size_ratio=abc"])
+    with pytest.raises(ConfigCompositionException, match=r"policy\.small_size_ratio=abc"):
+        compose(["~experiment", "policy=s3fifo", "policy.small_size_ratio=abc"])
 
 
 def test_bad_range_names_the_config_key(tmp_path: Path) -> None:
     from memarena.run import execute
 
     pm = get_plugin_manager(autoload=False)
-    cfg = compose(["experiment=null", "debug=tiny", "family.cache_size=-3"], pm=pm)
+    cfg = compose(["~experiment", "debug=tiny", "family.cache_size=-3"], pm=pm)
     with pytest.raises(InvalidConfigError, match="config key 'cache_size'"):
         execute(cfg, tmp_path, pm=pm, registry=REGISTRY, overrides=[])

@@ -50,7 +50,7 @@ def test_default_run_prints_a_table_and_writes_records(tmp_path: Path) -> None:
 
 def test_single_run_and_the_backend_cost(tmp_path: Path) -> None:
     res = memarena(
-        "experiment=null",
+        "~experiment",
         "policy=arc",
         "debug=tiny",
         "family.cache_size=[100,500]",
@@ -91,13 +91,13 @@ def test_report_refuses_a_directory_without_records(tmp_path: Path) -> None:
 
 
 def test_unknown_policy_lists_the_available(tmp_path: Path) -> None:
-    res = memarena("experiment=null", "policy=nope", cwd=tmp_path)
+    res = memarena("~experiment", "policy=nope", cwd=tmp_path)
     assert res.returncode != 0
     assert "policy/nope" in res.stderr and "s3fifo" in res.stderr
 
 
 def test_bad_value_names_the_config_key(tmp_path: Path) -> None:
-    res = memarena("experiment=null", "debug=tiny", "family.cache_size=-1", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
+    res = memarena("~experiment", "debug=tiny", "family.cache_size=-1", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
     assert res.returncode == 2
     assert "config key 'cache_size'" in res.stderr and "Traceback" not in res.stderr
     (rec,) = records(tmp_path / "r")
@@ -131,7 +131,7 @@ def test_interrupted_run_leaves_no_complete_record(tmp_path: Path, sig: signal.S
         "SLEEPY_READY_FILE": str(ready),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [sys.executable, "-m", "memarena.app", "experiment=null", "family=sleepy", f"hydra.run.dir={tmp_path}/r"]
+    cmd = [sys.executable, "-m", "memarena.app", "~experiment", "family=sleepy", f"hydra.run.dir={tmp_path}/r"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not ready.exists():

@@ -86,7 +86,7 @@ def test_write_report_makes_markdown_csv_and_plots(tmp_path: Path, registry: Any
     md = written["markdown"].read_text()
     assert "| policy" in md and "arc" in md and "![mrc.png](mrc.png)" in md
     lines = written["csv"].read_text().splitlines()
-    assert lines[0].startswith("workload,policy,cache_size") and len(lines) == 5
+    assert lines[0].startswith("policy,cache_size,workload") and len(lines) == 5
     png = written["mrc.png"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -94,6 +94,7 @@ def test_write_report_makes_markdown_csv_and_plots(tmp_path: Path, registry: Any
 def test_format_table_aligns_numbers_right() -> None:
     table = format_table([{"a": "x", "b": 1.5}, {"a": "yy", "b": 10}], ["a", "b"])
     lines = table.splitlines()
-    assert lines[0] == "| a  |    b |"
-    assert lines[1] == "|----|-----:|"
-    assert lines[2] == "| x  |  1.5 |"
+    assert lines[0] == "| a  |   b |"
+    assert lines[1] == "|----|----:|"
+    assert lines[2] == "| x  | 1.5 |"
+    assert lines[3] == "| yy |  10 |"

@@ -95,4 +95,6 @@ class CpuDdr5Nvme(TieredBackend):
         )
 
 
-BUILTIN_BACKENDS: tuple[type[TieredBackend], ...] = (TieredBackend, CpuDdr5Nvme)
+#: Registered backends. :class:`TieredBackend` itself is a base, not an option:
+#: override any backend's ``tiers`` to describe other hardware.
+BUILTIN_BACKENDS: tuple[type[TieredBackend], ...] = (CpuDdr5Nvme,)
