@@ -113,9 +113,8 @@ def test_duplicate_name_names_both_providers() -> None:
             return [Clash]
 
     pm = get_plugin_manager(autoload=False, plugins=[ClashPlugin()])
-    with pytest.raises(
-        PluginError, match=r"duplicate component policy='lru': provided by plugin 'memarena\.builtin\.policies'.*ClashPlugin"
-    ):
+    match = r"duplicate component policy='lru': provided by plugin 'memarena\.builtin\.policies'.*ClashPlugin"
+    with pytest.raises(PluginError, match=match):
         Registry.from_plugin_manager(pm)
 
 
