@@ -292,6 +292,9 @@ class PlotSpec:
     logx: bool = False
     logy: bool = False
     filename: str = ""
+    #: ``y`` holds a list per row (a time series); ``x`` is then its index
+    #: and each row is its own line, labelled by ``hue`` and the other labels.
+    series: bool = False
 
     def file(self) -> str:
         """PNG file name."""

@@ -79,7 +79,14 @@ def _task(cfg: Any) -> None:
     pm, registry = _startup()
     hc = HydraConfig.get()
     try:
-        record = execute(cfg, Path(hc.runtime.output_dir), pm=pm, registry=registry, overrides=list(hc.overrides.task))
+        record = execute(
+            cfg,
+            Path(hc.runtime.output_dir),
+            pm=pm,
+            registry=registry,
+            overrides=list(hc.overrides.task),
+            choices=dict(hc.runtime.choices),
+        )
     except MemarenaError as exc:
         # A user error: the message names what is wrong; a traceback would bury it.
         print(f"memarena: error: {exc}", file=sys.stderr)

@@ -151,19 +151,36 @@ def plot_specs(report: Report, registry: Registry | None) -> list[PlotSpec]:
     return specs
 
 
+def _series_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float, float]]]:
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for r in report.rows:
+        ys = r.get(spec.y)
+        if not isinstance(ys, list) or not ys:
+            continue
+        others = [f"{c}={r[c]}" for c in report.label_columns if c != spec.hue and c in r and c != "workload"]
+        label = " ".join([str(r.get(spec.hue, "")), *others])
+        groups[label] = [(float(i), float(y)) for i, y in enumerate(ys) if isinstance(y, int | float)]
+    return groups
+
+
+def _point_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float, float]]]:
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for r in report.rows:
+        if all(isinstance(r.get(c), int | float) for c in (spec.x, spec.y)):
+            groups.setdefault(str(r.get(spec.hue, "")), []).append((r[spec.x], r[spec.y]))
+    return groups
+
+
 def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
-    """Draw ``spec`` from the report's rows; returns False when columns are missing."""
-    rows = [r for r in report.rows if all(isinstance(r.get(c), int | float) for c in (spec.x, spec.y))]
-    if not rows:
+    """Draw ``spec`` from the report's rows; returns False when its columns are missing."""
+    groups = _series_groups(report, spec) if spec.series else _point_groups(report, spec)
+    if not groups:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[tuple[float, float]]] = {}
-    for r in rows:
-        groups.setdefault(str(r.get(spec.hue, "")), []).append((r[spec.x], r[spec.y]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for hue, pts in sorted(groups.items()):
         pts.sort()

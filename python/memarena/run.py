@@ -47,10 +47,20 @@ class Run:
     :param registry: Every registered component.
     :param pm: The plugin manager (lifecycle hooks go through it).
     :param output_dir: The run directory; the record is written there.
+    :param choices: The option chosen in each config group (Hydra's
+        ``runtime.choices``), so rows can name presets such as ``s3fifo_small``.
     """
 
-    def __init__(self, config: DictConfig, registry: Registry, pm: PluginManager, output_dir: Path) -> None:
+    def __init__(
+        self,
+        config: DictConfig,
+        registry: Registry,
+        pm: PluginManager,
+        output_dir: Path,
+        choices: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.config = config
+        self.choices = {k: v for k, v in (choices or {}).items() if v is not None}
         self.registry = registry
         self.pm = pm
         self.output_dir = Path(output_dir)
@@ -87,6 +97,10 @@ class Run:
         if not isinstance(factory, functools.partial):
             raise InvalidConfigError(f"config key {group!r} did not describe a component (no _target_)")
         return _ConfigKeyErrors(group, factory)
+
+    def label(self, group: str, default: str) -> str:
+        """The option chosen for ``group`` (a preset name where one was used), else ``default``."""
+        return self.choices.get(group, default)
 
     def has(self, group: str) -> bool:
         """Whether ``group`` is set in the config."""
@@ -175,7 +189,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def execute(
-    config: DictConfig, output_dir: Path, *, pm: PluginManager, registry: Registry, overrides: list[str]
+    config: DictConfig,
+    output_dir: Path,
+    *,
+    pm: PluginManager,
+    registry: Registry,
+    overrides: list[str],
+    choices: Mapping[str, str | None] | None = None,
 ) -> RunRecord:
     """Run the family ``config.family`` selects and write the run record.
 
@@ -183,7 +203,7 @@ def execute(
     :raises KeyboardInterrupt: after writing an ``interrupted`` record.
     :raises Exception: whatever the family raised, after writing a ``failed`` record.
     """
-    run = Run(config, registry, pm, output_dir)
+    run = Run(config, registry, pm, output_dir, choices)
     started, t0 = now_iso(), time.perf_counter()
     status, error = "failed", None
     family: Family | None = None

@@ -147,3 +147,25 @@ def test_interrupted_run_leaves_no_complete_record(tmp_path: Path, sig: signal.S
     assert not list((tmp_path / "r").glob(".memarena-record.*"))
     rep = memarena("report", str(tmp_path / "r"), cwd=tmp_path)
     assert rep.returncode == 2 and "none complete" in rep.stderr
+
+
+def test_windows_presets_and_their_plot(tmp_path: Path) -> None:
+    res = memarena(
+        "~experiment",
+        "policy=s3fifo_small",
+        "debug=tiny",
+        "family.cache_size=[200]",
+        "family.window_requests=5000",
+        f"hydra.run.dir={tmp_path}/r",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    (rec,) = records(tmp_path / "r")
+    (row,) = rec.rows
+    assert row["policy"] == "s3fifo_small"  # the preset's name, not only the class's
+    assert len(row["window_miss_ratios"]) == 4  # 20,000 requests / 5,000
+    # The windows partition the trace: their mean is the overall miss ratio.
+    assert abs(sum(row["window_miss_ratios"]) / 4 - row["miss_ratio"]) < 1e-9
+    rep = memarena("report", str(tmp_path / "r"), cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "r" / "miss_ratio_over_time.png").stat().st_size > 5000

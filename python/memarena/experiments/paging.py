@@ -82,6 +82,14 @@ class PagingFamily(Family):
             filename="byte_mrc.png",
         ),
         PlotSpec(
+            x="window",
+            y="window_miss_ratios",
+            hue="policy",
+            title="Miss ratio over time (per window of requests)",
+            series=True,
+            filename="miss_ratio_over_time.png",
+        ),
+        PlotSpec(
             x="cache_size",
             y="avg_access_time_s",
             hue="policy",
@@ -166,7 +174,7 @@ class PagingFamily(Family):
                 f"policy {name!r} reads predictions but neither workload {workload.name!r} has them nor "
                 "family.predictions asks for them (e.g. family.predictions=next_arrival)"
             )
-        labels = {"workload": workload.describe()}
+        labels = {"workload": workload.describe(), "policy": run.label("policy", name)}
         if self.predictions is not None:
             labels |= {"predictions": self.predictions, "prediction_error": self.prediction_error}
         # Oracle labels that depend on the cache size (discard bits) differ per size.
@@ -202,7 +210,10 @@ class PagingFamily(Family):
         )
 
     def _row(self, labels: dict[str, Any], res: Any, trace: Trace) -> dict[str, Any]:
-        row: dict[str, Any] = {**labels, **res.as_row()}
+        row: dict[str, Any] = {**res.as_row(), **labels}
+        if self.window_requests:
+            row["window_requests"] = self.window_requests
+            row["window_miss_ratios"] = [float(x) for x in res.window_miss_ratios]
         if self.ignore_size or not trace.has_sizes:  # unit-size objects are pages
             hit_bytes = (res.requests - res.misses) * self.page_size_bytes
             miss_bytes = res.misses * self.page_size_bytes
