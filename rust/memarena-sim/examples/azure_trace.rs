@@ -3,7 +3,7 @@
 //! simulation speed (requests per CPU-second) and the KV memory breakdown.
 //!
 //! ```text
-//! cargo run --release -p memarena-sim --example azure_trace [-- TIME_SCALE]
+//! cargo run --release -p memarena-sim --example azure_trace [-- TIME_SCALE [MANAGER]]
 //! ```
 //! The trace path comes from `MEMARENA_AZURE_CONV_CSV`, else
 //! `../shared/data/azure-llm-2023/AzureLLMInferenceTrace_conv.csv` next to the
@@ -106,7 +106,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "free",
         "tok/used"
     );
+    let only = std::env::args().nth(2);
     for (name, kv) in managers {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let mut c = ServingConfig::new(ModelSpec::builtin("llama3_8b")?, Hardware::h100_sxm());
         c.kv = kv;
         c.sample_interval_s = 1.0;

@@ -92,7 +92,7 @@ impl<E> EventQueue<E> {
     /// [`now`](Self::now).
     #[inline]
     pub fn schedule_at(&mut self, time_s: f64, event: E) -> Result<u64> {
-        if !(time_s >= self.now) {
+        if time_s.is_nan() || time_s < self.now {
             return Err(Error::invalid(
                 "time_s",
                 format!(
@@ -114,7 +114,7 @@ impl<E> EventQueue<E> {
     /// Schedules `event` `delay_s >= 0` seconds from now.
     #[inline]
     pub fn schedule_in(&mut self, delay_s: f64, event: E) -> Result<u64> {
-        if !(delay_s >= 0.0) {
+        if delay_s.is_nan() || delay_s < 0.0 {
             return Err(Error::invalid(
                 "delay_s",
                 format!("must be >= 0, got {delay_s}"),

@@ -220,7 +220,7 @@ pub fn mmc_mean_wait(arrival_rate: f64, service_rate: f64, servers: u32) -> Opti
     let c = servers as f64;
     let a = arrival_rate / service_rate;
     let rho = a / c;
-    if servers == 0 || !(rho < 1.0) {
+    if servers == 0 || rho.is_nan() || rho >= 1.0 {
         return None;
     }
     // sum_{k < c} a^k / k!, computed term by term.

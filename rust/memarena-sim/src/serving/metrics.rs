@@ -101,7 +101,7 @@ impl LogHistogram {
         self.counts[b] += count;
         self.total += count;
         self.sum += value * count as f64;
-        if !(value <= self.max) {
+        if self.max.is_nan() || value > self.max {
             self.max = value;
         }
     }

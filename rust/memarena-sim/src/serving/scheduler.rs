@@ -353,10 +353,10 @@ impl ServingModel {
         }
 
         // 2. Swapped requests come back first, FCFS.
-        while !preempted && budget > 0 {
-            let Some(&rid) = self.swapped.front() else {
+        while let Some(&rid) = self.swapped.front() {
+            if preempted || budget == 0 {
                 break;
-            };
+            }
             let r = &self.reqs[rid as usize];
             if self.running_seqs + r.n > self.cfg.max_num_seqs {
                 break;

@@ -582,6 +582,33 @@ impl KvManager for PagedKv {
     }
 
     fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool {
+        // Fast path (most decode steps): every sequence writes into its own
+        // partially filled last block, which does not become full under
+        // prefix caching.
+        let bs = self.cfg.block_size;
+        let caching = self.cfg.prefix_caching != PrefixCaching::Off;
+        if let Some(Some(g)) = self.groups.get_mut(rid as usize)
+            && g.seqs.len() as u32 >= n_seqs
+        {
+            let blocks = &mut self.blocks;
+            let fast = g.seqs.iter().all(|s| {
+                tokens <= s.tokens
+                    || (tokens <= s.blocks.len() as u32 * bs
+                        && !(caching && tokens % bs == 0)
+                        && blocks[*s.blocks.last().expect("partial block") as usize].ref_cnt == 1)
+            });
+            if fast {
+                for s in &mut g.seqs {
+                    if tokens > s.tokens {
+                        let last = *s.blocks.last().expect("partial block") as usize;
+                        blocks[last].fill += tokens - s.tokens;
+                        self.used_fill += (tokens - s.tokens) as u64;
+                        s.tokens = tokens;
+                    }
+                }
+                return true;
+            }
+        }
         let Some(mut g) = self.take_group(rid) else {
             return false;
         };

@@ -174,31 +174,47 @@ impl VattnKv {
         pick
     }
 
-    /// Pages obtainable for `extra` more mappings, given that the slots in
-    /// `keep` (about to become active) cannot be reclaimed.
-    fn available(&self, keep: &[u32]) -> u64 {
-        let kept: u64 = keep
-            .iter()
-            .map(|&s| self.slots[s as usize].mapped as u64)
-            .sum();
-        self.free_pages as u64 + self.idle_mapped - kept
+    /// Pages a slot must keep: its current tokens' pages if active, else 0.
+    fn required(&self, s: &Slot) -> u32 {
+        if s.active {
+            self.pages_for(s.tokens)
+        } else {
+            0
+        }
     }
 
-    /// Unmaps pages of inactive slots (highest first, not in `keep`) until
-    /// `want` pages are free.
+    /// Pages obtainable for more mappings: the free pool plus every slot's
+    /// pages beyond what it must keep, except the slots in `keep`.
+    fn available(&self, keep: &[u32]) -> u64 {
+        let excess: u64 = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !keep.contains(&(*i as u32)))
+            .map(|(_, s)| (s.mapped - self.required(s).min(s.mapped)) as u64)
+            .sum();
+        self.free_pages as u64 + excess
+    }
+
+    /// Unmaps pages beyond what each slot must keep (highest slot first, as
+    /// vAttention's `reclaim_kvblocks_on_demand`; slots in `keep` spared)
+    /// until `want` pages are free.
     fn reclaim(&mut self, want: u32, keep: &[u32]) {
         for i in (0..self.slots.len()).rev() {
             if self.free_pages >= want {
                 break;
             }
+            let req = self.required(&self.slots[i]);
             let s = &mut self.slots[i];
-            if s.active || s.mapped == 0 || keep.contains(&(i as u32)) {
+            if s.mapped <= req || keep.contains(&(i as u32)) {
                 continue;
             }
-            let k = s.mapped.min(want - self.free_pages);
+            let k = (s.mapped - req).min(want - self.free_pages);
             s.mapped -= k;
+            if !s.active {
+                self.idle_mapped -= k as u64;
+            }
             self.free_pages += k;
-            self.idle_mapped -= k as u64;
             self.counters.pages_reclaimed += k as u64;
         }
     }
@@ -251,10 +267,12 @@ impl KvManager for VattnKv {
             return false;
         };
         let extra = need.saturating_sub(self.slots[slot as usize].mapped);
-        if extra as u64 > self.available(&[slot]) {
-            return false;
+        if extra > self.free_pages {
+            if extra as u64 > self.available(&[slot]) {
+                return false;
+            }
+            self.reclaim(extra, &[slot]);
         }
-        self.reclaim(extra, &[slot]);
         self.activate(slot, tokens);
         let i = rid as usize;
         if self.owners.len() <= i {
@@ -265,10 +283,22 @@ impl KvManager for VattnKv {
     }
 
     fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool {
+        let need = self.pages_for(tokens);
+        // Fast path: no fork and every slot already maps enough pages.
+        if let Some(own) = self.owners.get(rid as usize)
+            && !own.is_empty()
+            && own.len() as u32 >= n_seqs
+            && own.iter().all(|&s| self.slots[s as usize].mapped >= need)
+        {
+            for &s in own {
+                let slot = &mut self.slots[s as usize];
+                slot.tokens = slot.tokens.max(tokens);
+            }
+            return true;
+        }
         let Some(own) = self.owned(rid).cloned() else {
             return false;
         };
-        let need = self.pages_for(tokens);
         // New slots for forked samples (each copies the prompt).
         let mut new_slots = Vec::new();
         for _ in own.len() as u32..n_seqs {
@@ -283,11 +313,13 @@ impl KvManager for VattnKv {
         for &s in own.iter().chain(&new_slots) {
             extra += need.saturating_sub(self.slots[s as usize].mapped) as u64;
         }
-        if extra > self.available(&new_slots) {
-            return false;
-        }
         if extra > self.free_pages as u64 {
-            self.reclaim(extra as u32, &new_slots);
+            let mut keep = own.clone();
+            keep.extend_from_slice(&new_slots);
+            if extra > self.available(&keep) {
+                return false;
+            }
+            self.reclaim(extra as u32, &keep);
         }
         let base = self.slots[own[0] as usize].tokens;
         for &s in &new_slots {
@@ -333,16 +365,20 @@ impl KvManager for VattnKv {
     }
 
     fn breakdown(&self, _pending: Option<&KvRequest>) -> KvBreakdown {
-        let (mut tokens, mut mapped) = (0u64, 0u64);
+        let (mut tokens, mut needed, mut ahead) = (0u64, 0u64, 0u64);
         for s in self.slots.iter().filter(|s| s.active) {
+            let need = self.pages_for(s.tokens);
             tokens += s.tokens as u64;
-            mapped += s.mapped as u64;
+            needed += need as u64;
+            ahead += (s.mapped - need) as u64;
         }
         let tb = self.bytes_per_token;
         KvBreakdown {
             token_states_bytes: tokens * tb,
-            reserved_bytes: self.idle_mapped * self.group_bytes,
-            internal_frag_bytes: mapped * self.group_bytes - tokens * tb,
+            // Pages mapped beyond an active request's tokens (a reused slot)
+            // and pages kept on idle slots.
+            reserved_bytes: (ahead + self.idle_mapped) * self.group_bytes,
+            internal_frag_bytes: needed * self.group_bytes - tokens * tb,
             external_frag_bytes: 0,
             free_bytes: self.free_pages as u64 * self.group_bytes,
             cached_free_bytes: 0,
