@@ -11,18 +11,25 @@ use std::collections::BinaryHeap;
 use memarena_core::error::{Error, Result};
 use memarena_core::rng::{Rng, mix64};
 
-/// One scheduled event: its time, its tie-breaking sequence number and its
-/// payload.
+/// One scheduled event. `key` packs the time's bits (high 64; for times
+/// `>= +0.0` the IEEE-754 bit order is the numeric order) and the
+/// tie-breaking sequence number (low 64), so ordering is one `u128` compare.
 #[derive(Debug)]
 struct Entry<E> {
-    time: f64,
-    seq: u64,
+    key: u128,
     event: E,
+}
+
+impl<E> Entry<E> {
+    #[inline]
+    fn time(&self) -> f64 {
+        f64::from_bits((self.key >> 64) as u64)
+    }
 }
 
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        self.key == other.key
     }
 }
 impl<E> Eq for Entry<E> {}
@@ -33,11 +40,9 @@ impl<E> PartialOrd for Entry<E> {
 }
 impl<E> Ord for Entry<E> {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest event.
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .time
-            .total_cmp(&self.time)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.key.cmp(&self.key)
     }
 }
 
@@ -90,7 +95,7 @@ impl<E> EventQueue<E> {
     /// Schedules `event` at absolute time `time_s`; returns its sequence
     /// number (the tie-breaker). Errors if `time_s` is NaN or earlier than
     /// [`now`](Self::now).
-    #[inline]
+    #[inline(always)]
     pub fn schedule_at(&mut self, time_s: f64, event: E) -> Result<u64> {
         if time_s.is_nan() || time_s < self.now {
             return Err(Error::invalid(
@@ -103,9 +108,10 @@ impl<E> EventQueue<E> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        // `+ 0.0` turns -0.0 into +0.0 so the bit order is the numeric order.
+        let bits = (time_s + 0.0).to_bits();
         self.heap.push(Entry {
-            time: time_s,
-            seq,
+            key: ((bits as u128) << 64) | seq as u128,
             event,
         });
         Ok(seq)
@@ -126,16 +132,17 @@ impl<E> EventQueue<E> {
     /// The time of the next event, if any.
     #[inline]
     pub fn peek_time(&self) -> Option<f64> {
-        self.heap.peek().map(|e| e.time)
+        self.heap.peek().map(|e| e.time())
     }
 
     /// Pops the earliest event and advances the clock to its time.
     #[inline]
     pub fn pop(&mut self) -> Option<(f64, E)> {
         let e = self.heap.pop()?;
-        debug_assert!(e.time >= self.now, "event queue went back in time");
-        self.now = e.time;
-        Some((e.time, e.event))
+        let t = e.time();
+        debug_assert!(t >= self.now, "event queue went back in time");
+        self.now = t;
+        Some((t, e.event))
     }
 
     /// Drops every pending event (the clock stays where it is).
