@@ -6,25 +6,25 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 
 create_exception!(
-    _core,
+    memarena._core,
     MemarenaError,
     PyException,
     "Base class of every error memarena raises on purpose."
 );
 create_exception!(
-    _core,
+    memarena._core,
     InvalidConfigError,
     MemarenaError,
     "A parameter or name is invalid; the message names it and the allowed values."
 );
 create_exception!(
-    _core,
+    memarena._core,
     MalformedInputError,
     MemarenaError,
     "An input file is malformed; the message names the file and the row or byte offset."
 );
 create_exception!(
-    _core,
+    memarena._core,
     InvariantError,
     MemarenaError,
     "A component broke a documented invariant (for example a Python policy that evicted a non-resident object)."
