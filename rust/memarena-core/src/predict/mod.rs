@@ -19,6 +19,13 @@
 //!   cache that starts empty), true when the page is requested again in the
 //!   *next* k-phase. Requests in the last phase get `false`.
 //!
+//! The paper's abstract defines the two bits only in words ("safe to evict
+//! this page"; "requested in the next phase, for an appropriate
+//! partitioning of the input into phases"); taking Belady as the OPT behind
+//! the discard bit and k-phases as the partition is this crate's reading,
+//! the one under which `mark0` is exactly 1-consistent and
+//! `mark_and_predict` pays exactly the clean pages (see their docs).
+//!
 //! All functions assume unit-size pages and a cache of `k` pages.
 
 use std::collections::BTreeSet;
