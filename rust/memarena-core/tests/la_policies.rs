@@ -1,14 +1,23 @@
 //! Learning-augmented paging: consistency with perfect (oracle) predictions,
-//! robustness under heavy noise, and behaviour without predictions.
+//! smoothness and robustness under noisy and adversarial ones, and behaviour
+//! without predictions.
 //!
-//! Bounds checked (k = cache size in pages, OPT = Belady's misses):
-//! - blind_oracle and mark0 with oracle predictions: exactly OPT;
-//! - mark_and_predict with oracle phase bits: at most 2 OPT (paper: 2-consistent);
+//! Bounds checked (k = cache size in pages, OPT = Belady's misses, H_k the
+//! k-th harmonic number; eta_0 / eta_1 = wrong false / wrong true bits):
+//! - blind_oracle and mark0 with oracle predictions: exactly OPT (mark0 is
+//!   1-consistent);
+//! - mark_and_predict with oracle phase bits: exactly the clean pages of the
+//!   k-phases, hence at most 2 OPT (2-consistent);
+//! - mark0 with noisy bits: the `(1, 2 H_k, 1)` bound, with slack;
+//! - mark_and_predict with noisy bits: the derived `(2, 1, H_k)` bound and
+//!   `(2 + 4 H_k) OPT`, with slack, and under inverted, constant and
+//!   adversarial bits the O(log k) robustness bound (mean over seeds) on a
+//!   loop where LRU misses every request;
+//! - the extremes: mark0 with all-1 bits is LRU (so not robust on its own),
+//!   with all-0 bits Marker; mark_and_predict with constant bits is Marker;
 //! - predictive_marker with oracle arrivals: at most 2 OPT (+ k slack);
 //! - marker: at most 2 H_k OPT (+ k slack; a single seeded run of a
-//!   randomized algorithm, so generous);
-//! - under adversarial or heavy noise, the marking-based policies stay
-//!   within a generous O(H_k) factor of OPT while blind_oracle degrades.
+//!   randomized algorithm, so generous).
 
 use memarena_core::NEVER;
 use memarena_core::policy::{Cache, names};
@@ -250,7 +259,8 @@ fn noisy_bits_stay_within_the_papers_bounds() {
                     .with_pred_bit(Some(pred_d))
                     .unwrap();
                 let m0 = misses("mark0", k, &t, 2) as f64;
-                // Paper: (1, 2 H_k, 1)-competitive in expectation; doubled slack.
+                // (1, 2 H_k, 1) in expectation (the bound reported for the
+                // paper's randomized discard algorithm); doubled slack.
                 let bound = opt + 4.0 * hk * e0 as f64 + 2.0 * e1 as f64 + k as f64;
                 assert!(m0 <= bound, "{wname} k {k} p {p}: mark0 {m0} > {bound}");
 
@@ -260,15 +270,118 @@ fn noisy_bits_stay_within_the_papers_bounds() {
                     .with_pred_bit(Some(pred_p))
                     .unwrap();
                 let mp = misses("mark_and_predict", k, &t, 3) as f64;
-                // Paper: (2, H_k, 1)-competitive and O(log k)-robust; generous slack.
-                let smooth = 2.0 * opt + 2.0 * hk * f0 as f64 + 2.0 * f1 as f64 + k as f64;
-                let robust = 4.0 * hk * opt + 2.0 * k as f64;
+                // Derived: (2, 1, H_k)-smooth and (2 + 4 H_k)-robust in
+                // expectation; doubled slack for a single seeded run.
+                let smooth = 2.0 * opt + 2.0 * (f0 as f64 + hk * f1 as f64) + k as f64;
+                let robust = 2.0 * (2.0 + 4.0 * hk) * opt + 2.0 * k as f64;
                 assert!(
                     mp <= smooth.min(robust),
                     "{wname} k {k} p {p}: mark_and_predict {mp}"
                 );
             }
         }
+    }
+}
+
+fn with_bits(base: &Trace, bits: Vec<bool>) -> Trace {
+    Trace::new(base.ids().to_vec())
+        .with_pred_bit(Some(bits))
+        .unwrap()
+}
+
+/// Constant bits reduce the one-bit policies to classic ones, exactly (same
+/// seed, same random draws): mark0 to LRU (all 1) or Marker (all 0),
+/// mark_and_predict to Marker (either constant).
+#[test]
+fn constant_bits_reduce_to_lru_and_marker() {
+    for (wname, base) in workloads() {
+        let n = base.ids().len();
+        let ones = with_bits(&base, vec![true; n]);
+        let zeros = with_bits(&base, vec![false; n]);
+        for &k in SIZES {
+            let ctx = format!("{wname}, k = {k}");
+            assert_eq!(
+                misses("mark0", k, &ones, 1),
+                misses("lru", k, &base, 0),
+                "mark0 all-1 vs lru: {ctx}"
+            );
+            for seed in 0..2 {
+                let mk = misses("marker", k, &base, seed);
+                assert_eq!(misses("mark0", k, &zeros, seed), mk, "mark0 all-0: {ctx}");
+                assert_eq!(
+                    misses("mark_and_predict", k, &zeros, seed),
+                    mk,
+                    "mark_and_predict all-false: {ctx}"
+                );
+                assert_eq!(
+                    misses("mark_and_predict", k, &ones, seed),
+                    mk,
+                    "mark_and_predict all-true: {ctx}"
+                );
+            }
+        }
+    }
+}
+
+/// Robustness: on a loop over k + 1 pages LRU misses every request while
+/// OPT misses about once per k. Whatever its bits, MARK&PREDICT stays within
+/// its O(log k) bound `(2 + 4 H_k) OPT` (mean over seeds, plus slack); MARK0
+/// with adversarial all-1 bits is LRU there, which is why it is not robust
+/// on its own.
+#[test]
+fn mark_and_predict_is_log_k_robust_under_adversarial_bits() {
+    let n = 20_000;
+    for k in [8u64, 32] {
+        let base = generate(&SynthSpec::Loop { n_objects: k + 1 }, n, 0).unwrap();
+        let opt = opt_misses(base.ids(), base.next_vtime(), k as usize).unwrap() as f64;
+        let hk = harmonic(k);
+        let lru = misses("lru", k, &base, 0);
+        assert_eq!(lru, n as u64, "LRU misses every request of the loop");
+        let truth = phase_bits(base.ids(), k as usize).unwrap();
+        let inverted: Vec<bool> = truth.iter().map(|b| !b).collect();
+        // Adversarial beyond inversion: within each phase, predict "not
+        // needed" for exactly the pages the next phase requests first.
+        let ph = memarena_core::predict::phases(base.ids(), k as usize).unwrap();
+        let mut first_of_next: Vec<bool> = Vec::with_capacity(n);
+        let mut start = 0;
+        while start < n {
+            let end = start + ph[start..].iter().take_while(|&&p| p == ph[start]).count();
+            let early: std::collections::HashSet<u64> = base.ids()[end..]
+                .iter()
+                .zip(&ph[end..])
+                .take_while(|&(_, &p)| p == ph[start] + 1)
+                .take(k as usize / 2)
+                .map(|(&id, _)| id)
+                .collect();
+            first_of_next.extend(base.ids()[start..end].iter().map(|id| !early.contains(id)));
+            start = end;
+        }
+        let bound = (2.0 + 4.0 * hk) * opt + 2.0 * k as f64;
+        for (bname, bits) in [
+            ("inverted", inverted),
+            ("all true", vec![true; n]),
+            ("all false", vec![false; n]),
+            ("early pages false", first_of_next),
+        ] {
+            let t = with_bits(&base, bits);
+            let runs: Vec<u64> = (0..5)
+                .map(|s| misses("mark_and_predict", k, &t, s))
+                .collect();
+            let mean = runs.iter().sum::<u64>() as f64 / runs.len() as f64;
+            assert!(
+                mean <= bound,
+                "k {k}, {bname}: mark_and_predict mean {mean} > (2 + 4 H_k) OPT = {bound}"
+            );
+            // LRU's ratio here is k; the O(log k) bound is below it from k = 32.
+            if k >= 32 {
+                assert!(
+                    mean * 2.0 < lru as f64,
+                    "k {k}, {bname}: mark_and_predict {mean} should clearly beat LRU {lru}"
+                );
+            }
+        }
+        let adversarial_discard = with_bits(&base, vec![true; n]);
+        assert_eq!(misses("mark0", k, &adversarial_discard, 0), lru);
     }
 }
 
