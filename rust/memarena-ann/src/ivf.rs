@@ -40,7 +40,7 @@ pub struct IvfConfig {
     pub replicas: usize,
     /// Boundary replication tolerance on the distance ratio to the nearest centroid.
     pub replica_epsilon: f32,
-    /// Training points used at most (a seeded sample).
+    /// Training points used at most (a seeded sample); 0 = `64 * nlist`.
     pub max_train_points: usize,
 }
 
@@ -65,7 +65,7 @@ impl IvfConfig {
             balanced: false,
             replicas: 1,
             replica_epsilon: 0.0,
-            max_train_points: 131_072,
+            max_train_points: 0,
         }
     }
 
@@ -352,7 +352,11 @@ impl VectorIndex for Ivf {
             self.cfg.kmeans_iters,
             self.cfg.seed,
             self.cfg.balanced,
-            self.cfg.max_train_points,
+            if self.cfg.max_train_points == 0 {
+                64 * self.cfg.nlist
+            } else {
+                self.cfg.max_train_points
+            },
         );
         self.lists = vec![List::default(); self.cfg.nlist];
         Ok(())

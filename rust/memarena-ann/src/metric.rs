@@ -100,6 +100,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let cb = b.chunks_exact(LANES);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
+        let x: &[f32; LANES] = x.try_into().expect("chunk of LANES");
+        let y: &[f32; LANES] = y.try_into().expect("chunk of LANES");
         for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
@@ -120,6 +122,8 @@ pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
     let cb = b.chunks_exact(LANES);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
+        let x: &[f32; LANES] = x.try_into().expect("chunk of LANES");
+        let y: &[f32; LANES] = y.try_into().expect("chunk of LANES");
         for i in 0..LANES {
             let d = x[i] - y[i];
             acc[i] += d * d;
@@ -139,15 +143,12 @@ pub fn norm_sq(a: &[f32]) -> f32 {
     dot(a, a)
 }
 
+/// Sums the lanes in a fixed order (deterministic). A sequential sum keeps
+/// the vectoriser on full-width registers; a pairwise tree here made LLVM
+/// fall back to 2-lane operations in the main loop.
 #[inline]
 fn reduce(acc: &[f32; LANES]) -> f32 {
-    // Pairwise tree: fixed order, so results are deterministic.
-    let mut h = [0.0f32; 8];
-    for i in 0..8 {
-        h[i] = acc[i] + acc[i + 8];
-    }
-    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
-    (q[0] + q[2]) + (q[1] + q[3])
+    acc.iter().sum()
 }
 
 /// Normalises `v` to unit length in place (a zero vector stays zero).

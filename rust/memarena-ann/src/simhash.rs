@@ -149,34 +149,26 @@ impl SimHash {
         c.iter().zip(q).map(|(a, b)| (a ^ b).count_ones()).sum()
     }
 
-    /// Ranks `cands` (distinct, allowed) by Hamming distance and fills `top`,
-    /// re-scoring the best `rerank` exactly when asked.
-    fn finish_candidates(
-        &self,
-        q: &[f32],
-        qc: &[u64],
-        p: &SearchParams,
-        s: &mut Scratch,
-        top: &mut TopK,
-    ) {
+    /// Ranks the candidates (`s.slots`, with Hamming distances in `s.u16s`)
+    /// and fills `top`, re-scoring the best `rerank` exactly when asked.
+    fn finish_candidates(&self, q: &[f32], p: &SearchParams, s: &mut Scratch, top: &mut TopK) {
         let total_bits = self.cfg.n_bits * self.cfg.n_tables;
-        let cands = std::mem::take(&mut s.slots);
-        s.u16s.clear();
-        s.u16s
-            .extend(cands.iter().map(|&c| self.hamming(c, qc) as u16));
+        let (cands, hams) = (&s.slots, &s.u16s);
         if p.rerank == 0 {
-            for (&c, &h) in cands.iter().zip(&s.u16s) {
-                top.push(h as f32, c);
+            for (&c, &h) in cands.iter().zip(hams) {
+                if (h as f32) <= top.threshold() {
+                    top.push(h as f32, c);
+                }
             }
         } else if cands.len() <= p.rerank {
-            for &c in &cands {
+            for &c in cands {
                 top.push(self.store.metric.score(q, self.store.vector(c)), c);
             }
         } else {
             // Histogram selection of the `rerank` smallest Hamming distances;
             // ties at the cut-off are taken in slot order.
             let mut hist = vec![0usize; total_bits + 1];
-            for &h in &s.u16s {
+            for &h in hams {
                 hist[h as usize] += 1;
             }
             let (mut cut, mut below) = (0usize, 0usize);
@@ -185,7 +177,7 @@ impl SimHash {
                 cut += 1;
             }
             let mut at_cut = p.rerank - below;
-            for (&c, &h) in cands.iter().zip(&s.u16s) {
+            for (&c, &h) in cands.iter().zip(hams) {
                 let h = h as usize;
                 if h < cut || (h == cut && at_cut > 0) {
                     if h == cut {
@@ -195,7 +187,6 @@ impl SimHash {
                 }
             }
         }
-        s.slots = cands;
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
@@ -318,10 +309,19 @@ impl Engine for SimHash {
         let mut qc = std::mem::take(&mut s.u64s);
         self.hash(q, &mut proj, &mut qc);
         s.slots.clear();
+        s.u16s.clear();
         if self.buckets.is_empty() || p.n_probes == 0 {
-            for slot in 0..st.n_slots() as u32 {
-                if st.allows(slot, tenant) {
-                    s.slots.push(slot);
+            // Hamming scan over all codes (one tight pass).
+            let nt = self.cfg.n_tables;
+            for (slot, c) in self.codes.chunks_exact(nt).enumerate() {
+                let h: u32 = c
+                    .iter()
+                    .zip(qc.iter())
+                    .map(|(a, b)| (a ^ b).count_ones())
+                    .sum();
+                if st.allows(slot as u32, tenant) {
+                    s.slots.push(slot as u32);
+                    s.u16s.push(h as u16);
                 }
             }
         } else {
@@ -361,7 +361,15 @@ impl Engine for SimHash {
                 }
             }
         }
-        self.finish_candidates(q, &qc, p, s, top);
+        if s.u16s.len() != s.slots.len() {
+            let hams: Vec<u16> = s
+                .slots
+                .iter()
+                .map(|&c| self.hamming(c, &qc) as u16)
+                .collect();
+            s.u16s = hams;
+        }
+        self.finish_candidates(q, p, s, top);
         s.f32s = proj;
         s.u64s = qc;
     }
