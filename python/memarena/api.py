@@ -99,8 +99,11 @@ class PagingPolicy(MemoryMethod):
     config_group: ClassVar[str] = "policy"
     #: Name of the Rust core policy this class runs, or None for Python policies.
     core_name: ClassVar[str | None] = None
-    #: Whether the policy reads prediction columns (learning-augmented).
-    uses_predictions: ClassVar[bool] = False
+    #: The prediction column a learning-augmented policy reads: ``"next_arrival"``
+    #: (predicted next-request time), ``"discard_bit"`` or ``"phase_bit"`` (the
+    #: one-bit predictions of Antoniadis et al.), or None for classic policies.
+    #: The paging family fills it with oracle labels unless the trace has its own.
+    prediction_kind: ClassVar[str | None] = None
 
     def __init__(self, capacity: int, **params: Any) -> None:
         if capacity < 1:

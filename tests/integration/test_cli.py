@@ -169,3 +169,30 @@ def test_windows_presets_and_their_plot(tmp_path: Path) -> None:
     rep = memarena("report", str(tmp_path / "r"), cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "r" / "miss_ratio_over_time.png").stat().st_size > 5000
+
+
+def test_learning_augmented_policy_gets_oracle_predictions_of_its_kind(tmp_path: Path) -> None:
+    res = memarena(
+        "~experiment",
+        "policy=mark0",
+        "debug=tiny",
+        "family.cache_size=[100]",
+        f"hydra.run.dir={tmp_path}/r",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    (rec,) = records(tmp_path / "r")
+    (row,) = rec.rows
+    assert row["predictions"] == "discard_bit"
+    assert row["prediction_error"] == 0.0
+    # With perfect discard bits Mark0 is 1-consistent: it misses exactly as often as Belady.
+    res = memarena(
+        "~experiment",
+        "policy=belady",
+        "debug=tiny",
+        "family.cache_size=[100]",
+        f"hydra.run.dir={tmp_path}/b",
+        cwd=tmp_path,
+    )
+    (belady,) = records(tmp_path / "b")
+    assert row["misses"] == belady.rows[0]["misses"]

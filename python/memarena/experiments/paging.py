@@ -116,8 +116,9 @@ class PagingFamily(Family):
         #: Backend tier that holds the cache, and the tier misses go to.
         cache_tier: str = "dram"
         backing_tier: str = "nvme"
-        #: Predictions handed to learning-augmented policies: null, next_arrival,
-        #: discard_bit or phase_bit (oracle labels computed from the trace).
+        #: Predictions handed to the policy: null (the policy's own
+        #: ``prediction_kind``, if any), next_arrival, discard_bit or phase_bit;
+        #: oracle labels computed from the trace.
         predictions: str | None = None
         #: Prediction error: bit-flip probability for bits, Gaussian sigma
         #: (in requests) for next-arrival times.
@@ -169,18 +170,16 @@ class PagingFamily(Family):
         sizes = resolve_cache_sizes(run.config.family.cache_size, trace, ignore_size=self.ignore_size)
         policies: list[PagingPolicy] = [make_policy(capacity=s) for s in sizes]
         name = policies[0].name
-        if policies[0].uses_predictions and self.predictions is None and not trace.has_predictions:
-            raise InvalidConfigError(
-                f"policy {name!r} reads predictions but neither workload {workload.name!r} has them nor "
-                "family.predictions asks for them (e.g. family.predictions=next_arrival)"
-            )
+        # A learning-augmented policy gets oracle labels of its kind (perturbed by
+        # family.prediction_error) unless the trace carries its own predictions.
+        kind = self.predictions or (None if trace.has_predictions else policies[0].prediction_kind)
         labels = {"workload": workload.describe(), "policy": run.label("policy", name)}
-        if self.predictions is not None:
-            labels |= {"predictions": self.predictions, "prediction_error": self.prediction_error}
-        # Oracle labels that depend on the cache size (discard bits) differ per size.
+        if kind is not None:
+            labels |= {"predictions": kind, "prediction_error": self.prediction_error}
+        # Oracle labels that depend on the cache size (discard and phase bits) differ per size.
         batches = (
-            [(self._with_predictions(trace, s, run.seed), [p]) for s, p in zip(sizes, policies, strict=True)]
-            if self.predictions is not None
+            [(self._with_predictions(trace, kind, s, run.seed), [p]) for s, p in zip(sizes, policies, strict=True)]
+            if kind is not None
             else [(trace, policies)]
         )
         with run.progress(len(trace) * len(policies), desc=f"paging {name}", unit="req") as bar:
@@ -189,9 +188,8 @@ class PagingFamily(Family):
                 for res in results:
                     run.emit(self._row(labels, res, trace))
 
-    def _with_predictions(self, trace: Trace, cache_size: int, seed: int) -> Trace:
-        assert self.predictions is not None
-        labelled = trace.with_oracle_predictions(self.predictions, cache_size=cache_size)
+    def _with_predictions(self, trace: Trace, kind: str, cache_size: int, seed: int) -> Trace:
+        labelled = trace.with_oracle_predictions(kind, cache_size=cache_size)
         if self.prediction_error > 0:
             labelled = labelled.with_noise(self.prediction_error, seed=seed)
         return labelled

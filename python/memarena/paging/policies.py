@@ -178,7 +178,7 @@ class BlindOracle(PagingPolicy):
 
     name: ClassVar[str] = "blind_oracle"
     core_name: ClassVar[str | None] = "blind_oracle"
-    uses_predictions: ClassVar[bool] = True
+    prediction_kind: ClassVar[str | None] = "next_arrival"
 
     @dataclass
     class Config:
@@ -190,7 +190,7 @@ class PredictiveMarker(PagingPolicy):
 
     name: ClassVar[str] = "predictive_marker"
     core_name: ClassVar[str | None] = "predictive_marker"
-    uses_predictions: ClassVar[bool] = True
+    prediction_kind: ClassVar[str | None] = "next_arrival"
 
     @dataclass
     class Config:
@@ -204,7 +204,7 @@ class Mark0(PagingPolicy):
 
     name: ClassVar[str] = "mark0"
     core_name: ClassVar[str | None] = "mark0"
-    uses_predictions: ClassVar[bool] = True
+    prediction_kind: ClassVar[str | None] = "discard_bit"
 
     @dataclass
     class Config:
@@ -218,7 +218,7 @@ class MarkAndPredict(PagingPolicy):
 
     name: ClassVar[str] = "mark_and_predict"
     core_name: ClassVar[str | None] = "mark_and_predict"
-    uses_predictions: ClassVar[bool] = True
+    prediction_kind: ClassVar[str | None] = "phase_bit"
 
     @dataclass
     class Config:

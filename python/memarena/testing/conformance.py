@@ -58,16 +58,6 @@ __all__ = [
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
 
-#: Oracle predictions a predictive built-in reads, by registry name.
-#: Other predictive policies default to ``next_arrival`` (override the
-#: ``prediction_kind`` fixture, or set ``prediction_kind`` on the class).
-PREDICTION_KINDS: dict[str, str] = {
-    "blind_oracle": "next_arrival",
-    "predictive_marker": "next_arrival",
-    "mark0": "discard_bit",
-    "mark_and_predict": "phase_bit",
-}
-
 
 def _check_name(cls: type, base: type) -> None:
     assert issubclass(cls, base), f"{cls.__qualname__} is not a memarena.api.{base.__name__}"
@@ -252,10 +242,7 @@ class PolicyConformance:
     @pytest.fixture
     def prediction_kind(self, make_policy: Callable[[int], PagingPolicy]) -> str | None:
         """Oracle predictions to put in the trace (None: the policy reads none)."""
-        cls = type(make_policy(8))
-        if not cls.uses_predictions:
-            return None
-        return getattr(cls, "prediction_kind", None) or PREDICTION_KINDS.get(cls.name, "next_arrival")
+        return type(make_policy(8)).prediction_kind
 
     @pytest.fixture
     def policy_trace(self, prediction_kind: str | None, capacity: int) -> Trace:

@@ -30,7 +30,7 @@ def test_class_contract(cls: type[PagingPolicy]) -> None:
         assert f.type is not None
     # The defaults are accepted by the core and the policy runs.
     trace = Trace.synthetic("zipf", 2000, alpha=1.0, n_objects=200, seed=0)
-    if cls.uses_predictions:
-        trace = trace.with_oracle_predictions("next_arrival", cache_size=20)
+    if cls.prediction_kind is not None:
+        trace = trace.with_oracle_predictions(cls.prediction_kind, cache_size=20)
     res = simulate(trace, cls(20, **params))
     assert res.policy == cls.name and 0 < res.misses < res.requests
