@@ -58,7 +58,7 @@ def test_policy_preset_inherits_its_base() -> None:
 
 
 def test_experiment_presets_are_all_tested() -> None:
-    assert {"paging", "paging_predictions"} <= {o for g, o in YAML_OPTIONS if g == "experiment"}
+    assert {"paging", "paging_predictions", "paging_succinct"} <= {o for g, o in YAML_OPTIONS if g == "experiment"}
 
 
 def test_unknown_option_lists_the_available() -> None:

@@ -82,6 +82,13 @@ class PagingFamily(Family):
             filename="byte_mrc.png",
         ),
         PlotSpec(
+            x="prediction_error",
+            y="miss_ratio",
+            hue="policy",
+            title="Consistency and robustness: miss ratio vs prediction error",
+            filename="prediction_error.png",
+        ),
+        PlotSpec(
             x="window",
             y="window_miss_ratios",
             hue="policy",
@@ -175,7 +182,11 @@ class PagingFamily(Family):
         kind = self.predictions or (None if trace.has_predictions else policies[0].prediction_kind)
         labels = {"workload": workload.describe(), "policy": run.label("policy", name)}
         if kind is not None:
-            labels |= {"predictions": kind, "prediction_error": self.prediction_error}
+            labels["predictions"] = kind
+        if kind is not None or self.prediction_error:
+            # Policies without predictions get the column too, so a sweep over the
+            # error draws them as flat reference lines.
+            labels["prediction_error"] = self.prediction_error
         # Oracle labels that depend on the cache size (discard and phase bits) differ per size.
         batches = (
             [(self._with_predictions(trace, kind, s, run.seed), [p]) for s, p in zip(sizes, policies, strict=True)]
