@@ -196,3 +196,18 @@ def test_learning_augmented_policy_gets_oracle_predictions_of_its_kind(tmp_path:
     )
     (belady,) = records(tmp_path / "b")
     assert row["misses"] == belady.rows[0]["misses"]
+
+
+def test_one_pass_lru_curve_equals_replay(tmp_path: Path) -> None:
+    sizes = "family.cache_size=[10,100,1000,1999]"
+    base = ("~experiment", "policy=lru", "debug=tiny", sizes)
+    assert memarena(*base, f"hydra.run.dir={tmp_path}/sim", cwd=tmp_path).returncode == 0
+    res = memarena(*base, "family.lru_stack_distances=true", f"hydra.run.dir={tmp_path}/sd", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (sim,) = records(tmp_path / "sim")
+    (sd,) = records(tmp_path / "sd")
+    assert [r["misses"] for r in sd.rows] == [r["misses"] for r in sim.rows]
+    assert all(r["method"] == "stack_distance" for r in sd.rows)
+    bad = memarena(*base[:-1], "policy=arc", "family.lru_stack_distances=true", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "applies to policy=lru" in bad.stderr

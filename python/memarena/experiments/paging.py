@@ -130,6 +130,10 @@ class PagingFamily(Family):
         #: Prediction error: bit-flip probability for bits, Gaussian sigma
         #: (in requests) for next-arrival times.
         prediction_error: float = 0.0
+        #: For ``policy=lru`` on unit-size objects: compute every cache size from
+        #: one pass of exact stack distances (Mattson et al.) instead of replaying
+        #: once per size. Same miss counts, one pass for the whole curve.
+        lru_stack_distances: bool = False
 
     def __init__(
         self,
@@ -142,7 +146,9 @@ class PagingFamily(Family):
         backing_tier: str = "nvme",
         predictions: str | None = None,
         prediction_error: float = 0.0,
+        lru_stack_distances: bool = False,
     ) -> None:
+        self.lru_stack_distances = lru_stack_distances
         if predictions not in PREDICTION_KINDS:
             raise InvalidConfigError(
                 f"config key 'family.predictions' must be one of {', '.join(map(str, PREDICTION_KINDS))}, "
@@ -187,6 +193,9 @@ class PagingFamily(Family):
             # Policies without predictions get the column too, so a sweep over the
             # error draws them as flat reference lines.
             labels["prediction_error"] = self.prediction_error
+        if self.lru_stack_distances:
+            self._emit_lru_mrc(run, trace, policies, labels)
+            return
         # Oracle labels that depend on the cache size (discard and phase bits) differ per size.
         batches = (
             [(self._with_predictions(trace, kind, s, run.seed), [p]) for s, p in zip(sizes, policies, strict=True)]
@@ -198,6 +207,50 @@ class PagingFamily(Family):
                 results = self._simulate(run, batch_trace, batch, bar.update)
                 for res in results:
                     run.emit(self._row(labels, res, trace))
+
+    def _emit_lru_mrc(self, run: Run, trace: Trace, policies: list[PagingPolicy], labels: dict[str, Any]) -> None:
+        """Rows for every size from one pass of LRU stack distances."""
+        import time
+
+        import numpy as np
+
+        from memarena.paging import lru_mrc
+
+        if policies[0].name != "lru":
+            raise InvalidConfigError(
+                f"config key 'family.lru_stack_distances' applies to policy=lru, not {policies[0].name!r}"
+            )
+        if trace.has_sizes and not self.ignore_size:
+            raise InvalidConfigError(
+                "config key 'family.lru_stack_distances' counts objects; set family.ignore_size=true for a sized trace"
+            )
+        if self.warmup_requests or self.window_requests:
+            raise InvalidConfigError(
+                "config key 'family.lru_stack_distances' does not support warmup_requests or window_requests"
+            )
+        sizes = [p.capacity for p in policies]
+        t0 = time.perf_counter()
+        ratios = lru_mrc(trace, np.asarray(sizes, dtype=np.uint64))
+        wall_s = time.perf_counter() - t0
+        n = len(trace)
+        compulsory = int(np.count_nonzero(trace.first_access))
+        for size, ratio in zip(sizes, ratios, strict=True):
+            misses = round(float(ratio) * n)
+            row: dict[str, Any] = {
+                **labels,
+                "cache_size": size,
+                "method": "stack_distance",
+                "requests": n,
+                "misses": misses,
+                "miss_ratio": float(ratio),
+                "byte_miss_ratio": float(ratio),
+                "compulsory_misses": compulsory,
+                "compulsory_miss_ratio": compulsory / n if n else 0.0,
+                "wall_s": wall_s / len(sizes),
+                "access_bytes_hit": (n - misses) * self.page_size_bytes,
+                "access_bytes_missed": misses * self.page_size_bytes,
+            }
+            run.emit(row)
 
     def _with_predictions(self, trace: Trace, kind: str, cache_size: int, seed: int) -> Trace:
         labelled = trace.with_oracle_predictions(kind, cache_size=cache_size)
