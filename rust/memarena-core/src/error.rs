@@ -38,10 +38,7 @@ pub enum Error {
     /// A component broke one of its documented invariants (a bug, or a
     /// user-written policy that returned an impossible answer).
     #[error("invariant violated in {component}: {reason}")]
-    Invariant {
-        component: String,
-        reason: String,
-    },
+    Invariant { component: String, reason: String },
 }
 
 /// Result alias of the core.
