@@ -211,3 +211,14 @@ def test_one_pass_lru_curve_equals_replay(tmp_path: Path) -> None:
     bad = memarena(*base[:-1], "policy=arc", "family.lru_stack_distances=true", cwd=tmp_path)
     assert bad.returncode == 2
     assert "applies to policy=lru" in bad.stderr
+
+
+def test_progress_bar_is_off_without_a_terminal_and_on_request(tmp_path: Path) -> None:
+    base = ("~experiment", "debug=tiny", "workload.n_requests=200000", f"hydra.run.dir={tmp_path}/r")
+    quiet = memarena(*base, "progress=null", cwd=tmp_path)  # stderr is a pipe here: no bar
+    assert quiet.returncode == 0, quiet.stderr
+    assert "paging lru" not in quiet.stderr
+    forced = memarena(*base, "progress=true", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "paging lru" in forced.stderr
+    assert "req" in forced.stderr
