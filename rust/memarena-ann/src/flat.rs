@@ -63,7 +63,33 @@ impl Engine for Flat {
             }
         }
     }
+
+    /// Cache-blocked scan: each block of vectors is scored against every
+    /// query of the group while it is in cache (the same scores and the same
+    /// slot order as the one-query path, so the results are identical).
+    fn search_block(&self, qs: &[f32], _k: usize, _p: &SearchParams, tops: &mut [TopK]) -> bool {
+        let st = &self.store;
+        let (dim, metric) = (st.dim, st.metric);
+        for (b, block) in st.data.chunks(BLOCK * dim).enumerate() {
+            let base = b * BLOCK;
+            for (q, top) in qs.chunks_exact(dim).zip(tops.iter_mut()) {
+                for (i, v) in block.chunks_exact(dim).enumerate() {
+                    let slot = base + i;
+                    if !st.deleted[slot] {
+                        let sc = metric.score(q, v);
+                        if sc <= top.threshold() {
+                            top.push(sc, slot as u32);
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
 }
+
+/// Vectors per cache block of the batched scan (64 KiB at dim 128).
+const BLOCK: usize = 128;
 
 impl VectorIndex for Flat {
     store_delegates!();

@@ -5,8 +5,9 @@
 //!
 //! Node ids are store slots. Deleted vectors stay in the graph as waypoints
 //! and are never returned. Filtered queries either scan the tenant's own
-//! vectors (small tenants) or walk the whole graph returning only the
-//! tenant's vectors, with the beam widened by `1 / sqrt(selectivity)`.
+//! vectors (small tenants) or walk the graph through every node but keep
+//! only the tenant's vectors in the beam (bitmap filtering, as hnswlib and
+//! faiss do).
 
 use std::cmp::Reverse;
 
@@ -408,14 +409,12 @@ impl Engine for Hnsw {
     ) {
         let st = &self.store;
         let Some(entry) = self.entry else { return };
-        let mut ef = p.ef_search.max(k);
-        if let Some(t) = tenant {
-            if use_exact_filter(st, t, p) {
-                scan_tenant(self, q, t, top);
-                return;
-            }
-            let sel = st.tenant_count(t) as f64 / st.live().max(1) as f64;
-            ef = ((ef as f64) / sel.max(1e-6).sqrt()).ceil() as usize;
+        let ef = p.ef_search.max(k);
+        if let Some(t) = tenant
+            && use_exact_filter(st, t, p)
+        {
+            scan_tenant(self, q, t, top);
+            return;
         }
         let mut cur = (self.dist(q, entry), entry);
         for layer in (1..=self.max_level).rev() {

@@ -309,6 +309,13 @@ pub(crate) trait Engine: Sync {
         top: &mut TopK,
     );
 
+    /// Unfiltered search of several queries at once (`qs` holds `tops.len()`
+    /// stored-form queries); returns false if the index has no such path.
+    /// Must give exactly what [`Engine::search_one`] gives per query.
+    fn search_block(&self, _qs: &[f32], _k: usize, _p: &SearchParams, _tops: &mut [TopK]) -> bool {
+        false
+    }
+
     /// Converts an internal score to the reported value (SimHash without
     /// re-ranking reports Hamming distances as they are).
     fn report(&self, score: f32, _p: &SearchParams) -> f32 {
@@ -361,25 +368,42 @@ pub(crate) fn run_batch<E: Engine>(
         });
     }
     let cosine = st.metric == Metric::Cosine;
+    const GROUP: usize = 8;
     let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
         let mut s = Scratch::default();
-        let mut top = TopK::new(k);
-        let mut qbuf = Vec::with_capacity(dim);
-        for (j, (dd, ii)) in dch.chunks_mut(k).zip(ich.chunks_mut(k)).enumerate() {
-            let qi = q0 + j;
-            let mut q = &queries[qi * dim..(qi + 1) * dim];
+        let mut tops: Vec<TopK> = (0..GROUP).map(|_| TopK::new(k)).collect();
+        let mut qbuf = Vec::with_capacity(GROUP * dim);
+        let n_here = dch.len() / k;
+        let mut j0 = 0;
+        while j0 < n_here {
+            let g = GROUP.min(n_here - j0);
+            qbuf.clear();
+            qbuf.extend_from_slice(&queries[(q0 + j0) * dim..(q0 + j0 + g) * dim]);
             if cosine {
-                qbuf.clear();
-                qbuf.extend_from_slice(q);
-                normalize(&mut qbuf);
-                q = &qbuf;
+                qbuf.chunks_exact_mut(dim).for_each(normalize);
             }
-            top.clear(k);
-            e.search_one(q, k, p, filter.map(|f| f.tenant_for(qi)), &mut s, &mut top);
-            for (r, &(score, slot)) in top.items().iter().enumerate() {
-                dd[r] = e.report(score, p);
-                ii[r] = st.ids[slot as usize] as i64;
+            tops[..g].iter_mut().for_each(|t| t.clear(k));
+            if filter.is_some() || !e.search_block(&qbuf, k, p, &mut tops[..g]) {
+                for (j, top) in tops[..g].iter_mut().enumerate() {
+                    let q = &qbuf[j * dim..(j + 1) * dim];
+                    e.search_one(
+                        q,
+                        k,
+                        p,
+                        filter.map(|f| f.tenant_for(q0 + j0 + j)),
+                        &mut s,
+                        top,
+                    );
+                }
             }
+            for (j, top) in tops[..g].iter().enumerate() {
+                let row = (j0 + j) * k;
+                for (r, &(score, slot)) in top.items().iter().enumerate() {
+                    dch[row + r] = e.report(score, p);
+                    ich[row + r] = st.ids[slot as usize] as i64;
+                }
+            }
+            j0 += g;
         }
     };
     let threads = if p.threads == 0 {
