@@ -12,6 +12,9 @@ use memarena_ann::dataset::{gaussian_mixture, ground_truth, recall_at_k};
 use memarena_ann::{Metric, SearchParams, TenantFilter, TenantLists, VectorIndex, build};
 use memarena_core::rng::Rng;
 
+/// `(kind, build parameters, search points)`.
+type Case<'a> = (&'a str, Vec<(&'a str, f64)>, Vec<SearchParams>);
+
 fn main() -> memarena_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
@@ -37,7 +40,7 @@ fn main() -> memarena_core::Result<()> {
     let ids: Vec<u64> = (0..n as u64).collect();
 
     let nlist = ((n as f64).sqrt() * 3.2) as usize; // 1024 at 100k
-    let configs: Vec<(&str, Vec<(&str, f64)>, Vec<SearchParams>)> = vec![
+    let configs: Vec<Case> = vec![
         ("flat", vec![], vec![SearchParams::default()]),
         (
             "simhash",
@@ -184,7 +187,7 @@ fn main() -> memarena_core::Result<()> {
         );
         println!("| index | search | recall@10 | QPS all cores | tenant bytes (median tenant) |");
         println!("|---|---|---|---|---|");
-        let cases: Vec<(&str, Vec<(&str, f64)>, Vec<SearchParams>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "hnsw",
                 vec![("m", 16.0), ("ef_construction", 100.0)],
