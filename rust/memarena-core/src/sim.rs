@@ -5,7 +5,7 @@
 //! slices (no allocation per request) and is generic over the policy type, so
 //! `Cache<Lru>` monomorphizes; `Cache<dyn Policy>` works too.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::policy::{Cache, Outcome, Policy};
 use crate::request::{NEVER, Request};
 use crate::trace::TraceView;
@@ -133,27 +133,49 @@ fn request_at(view: &TraceView<'_>, i: usize, ignore_size: bool) -> Request {
     }
 }
 
-/// Accumulates statistics for one replay.
-struct Counter {
-    warmup: u64,
-    window: u64,
+/// A replay in progress: the counters and the index of the next request.
+///
+/// A trace can be fed in chunks (`feed(view, cache, stop)`, then again from
+/// there), so callers can report progress or stop between chunks; the
+/// result equals one [`replay`] over the whole trace whatever the chunking.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    opts: ReplayOptions,
+    next: usize,
     in_window: u64,
     stats: PagingStats,
 }
 
-impl Counter {
-    fn new(opts: &ReplayOptions) -> Self {
-        Counter {
-            warmup: opts.warmup_requests,
-            window: opts.window_requests,
+impl Replay {
+    /// A replay that starts at request 0.
+    pub fn new(opts: &ReplayOptions) -> Self {
+        Replay {
+            opts: *opts,
+            next: 0,
             in_window: 0,
             stats: PagingStats::default(),
         }
     }
 
+    /// Index of the next request to replay.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> &PagingStats {
+        &self.stats
+    }
+
+    /// The counts, consuming the replay.
+    pub fn into_stats(self) -> PagingStats {
+        debug_assert_eq!(self.stats.check(), Ok(()));
+        self.stats
+    }
+
     #[inline(always)]
     fn record(&mut self, i: usize, req: &Request, first: bool, outcome: Outcome) {
-        if (i as u64) < self.warmup {
+        if (i as u64) < self.opts.warmup_requests {
             return;
         }
         let s = &mut self.stats;
@@ -171,7 +193,7 @@ impl Counter {
                 s.too_large_misses += 1;
             }
         }
-        if self.window != 0 {
+        if self.opts.window_requests != 0 {
             if self.in_window == 0 {
                 s.window_requests.push(0);
                 s.window_misses.push(0);
@@ -179,10 +201,57 @@ impl Counter {
             *s.window_requests.last_mut().expect("window opened above") += 1;
             *s.window_misses.last_mut().expect("window opened above") += miss as u64;
             self.in_window += 1;
-            if self.in_window == self.window {
+            if self.in_window == self.opts.window_requests {
                 self.in_window = 0;
             }
         }
+    }
+
+    fn check_stop(&self, view: &TraceView<'_>, stop: usize) -> Result<()> {
+        view.validate()?;
+        if stop < self.next || stop > view.len() {
+            return Err(Error::invalid(
+                "stop",
+                format!("must be in [{}, {}], got {stop}", self.next, view.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Replay requests `position()..stop` of `view` through `cache`.
+    pub fn feed<P: ?Sized + Policy>(
+        &mut self,
+        view: &TraceView<'_>,
+        cache: &mut Cache<P>,
+        stop: usize,
+    ) -> Result<()> {
+        self.check_stop(view, stop)?;
+        for i in self.next..stop {
+            let req = request_at(view, i, self.opts.ignore_size);
+            let outcome = cache.access(&req);
+            self.record(i, &req, view.first_access[i], outcome);
+        }
+        self.next = stop;
+        Ok(())
+    }
+
+    /// Like [`Replay::feed`], through [`Cache::access_checked`] (policies
+    /// written outside the core). On error, `position()` is the request
+    /// that failed.
+    pub fn feed_checked<P: ?Sized + Policy>(
+        &mut self,
+        view: &TraceView<'_>,
+        cache: &mut Cache<P>,
+        stop: usize,
+    ) -> Result<()> {
+        self.check_stop(view, stop)?;
+        for i in self.next..stop {
+            let req = request_at(view, i, self.opts.ignore_size);
+            let outcome = cache.access_checked(&req)?;
+            self.record(i, &req, view.first_access[i], outcome);
+            self.next = i + 1;
+        }
+        Ok(())
     }
 }
 
@@ -194,15 +263,9 @@ pub fn replay<P: ?Sized + Policy>(
     cache: &mut Cache<P>,
     opts: &ReplayOptions,
 ) -> Result<PagingStats> {
-    view.validate()?;
-    let mut counter = Counter::new(opts);
-    for i in 0..view.ids.len() {
-        let req = request_at(view, i, opts.ignore_size);
-        let outcome = cache.access(&req);
-        counter.record(i, &req, view.first_access[i], outcome);
-    }
-    debug_assert_eq!(counter.stats.check(), Ok(()));
-    Ok(counter.stats)
+    let mut r = Replay::new(opts);
+    r.feed(view, cache, view.len())?;
+    Ok(r.into_stats())
 }
 
 /// Like [`replay`], but through [`Cache::access_checked`]: a policy that
@@ -213,14 +276,9 @@ pub fn replay_checked<P: ?Sized + Policy>(
     cache: &mut Cache<P>,
     opts: &ReplayOptions,
 ) -> Result<PagingStats> {
-    view.validate()?;
-    let mut counter = Counter::new(opts);
-    for i in 0..view.ids.len() {
-        let req = request_at(view, i, opts.ignore_size);
-        let outcome = cache.access_checked(&req)?;
-        counter.record(i, &req, view.first_access[i], outcome);
-    }
-    Ok(counter.stats)
+    let mut r = Replay::new(opts);
+    r.feed_checked(view, cache, view.len())?;
+    Ok(r.into_stats())
 }
 
 /// Replay `view` through `cache` and return the hit mask (one entry per
@@ -267,6 +325,30 @@ mod tests {
         assert_eq!(s.window_requests, vec![3, 1]);
         assert_eq!(s.window_misses, vec![2, 1]);
         s.check().unwrap();
+    }
+
+    #[test]
+    fn chunked_feed_equals_one_shot() {
+        let ids: Vec<u64> = (0..500u64).map(|i| (i * 7919) % 37).collect();
+        let t = Trace::new(ids);
+        let opts = ReplayOptions {
+            warmup_requests: 13,
+            window_requests: 50,
+            ignore_size: false,
+        };
+        let mut a = Cache::with_policy("lru", 8, &[]).unwrap();
+        let whole = replay(&t.view(), &mut a, &opts).unwrap();
+        let mut b = Cache::with_policy("lru", 8, &[]).unwrap();
+        let mut r = Replay::new(&opts);
+        for stop in [1, 13, 14, 99, 250, 500] {
+            r.feed(&t.view(), &mut b, stop).unwrap();
+            assert_eq!(r.position(), stop);
+        }
+        assert!(
+            r.feed(&t.view(), &mut b, 499).is_err(),
+            "going back is refused"
+        );
+        assert_eq!(r.into_stats(), whole);
     }
 
     #[test]

@@ -13,7 +13,6 @@ mod callback;
 mod detach;
 mod errors;
 mod mrc;
-mod replay;
 mod sim;
 mod trace;
 

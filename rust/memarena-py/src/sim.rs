@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use memarena_core::sim::{PagingStats, ReplayOptions};
+use memarena_core::sim::{PagingStats, Replay, ReplayOptions};
 use memarena_core::{Cache, Error};
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
@@ -20,7 +20,7 @@ use pyo3::types::PyDict;
 use crate::callback::CallbackPolicy;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
-use crate::replay::Replay;
+
 use crate::trace::PyTrace;
 
 enum Engine {
