@@ -163,35 +163,14 @@ impl Policy for Arc {
             ("B1", &self.b1),
             ("B2", &self.b2),
         ];
-        for (i, (name, list)) in lists.iter().enumerate() {
-            let mut h = list.head();
-            while let Some(x) = h {
-                let id = list.id(x);
-                if let Some((other, _)) = lists[i + 1..].iter().find(|(_, l)| l.contains(id)) {
-                    return Err(format!("object {id} is in both {name} and {other}"));
-                }
-                h = list.next_toward_tail(x);
-            }
-        }
-        Ok(())
+        IdList::check_disjoint(&lists)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Arc;
-    use crate::policy::Cache;
-    use crate::request::Request;
-
-    fn access(c: &mut Cache<Arc>, ids: &[u64]) -> String {
-        ids.iter()
-            .map(|&id| {
-                let hit = c.access(&Request::unit(id, 0)).is_hit();
-                c.debug_check().unwrap();
-                if hit { 'H' } else { 'm' }
-            })
-            .collect()
-    }
+    use crate::policy::{Cache, hit_string as access};
 
     #[test]
     fn second_hit_promotes_to_t2_and_scan_cannot_flush_it() {

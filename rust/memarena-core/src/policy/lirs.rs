@@ -390,18 +390,7 @@ impl Policy for Lirs {
 #[cfg(test)]
 mod tests {
     use super::Lirs;
-    use crate::policy::Cache;
-    use crate::request::Request;
-
-    fn access(c: &mut Cache<Lirs>, ids: &[u64]) -> String {
-        ids.iter()
-            .map(|&id| {
-                let hit = c.access_checked(&Request::unit(id, 0)).unwrap().is_hit();
-                c.debug_check().unwrap();
-                if hit { 'H' } else { 'm' }
-            })
-            .collect()
-    }
+    use crate::policy::{Cache, hit_string as access};
 
     /// The example of the LIRS paper (Table 1 / Figure 3 setting): 2 LIR
     /// blocks and 1 resident HIR block.

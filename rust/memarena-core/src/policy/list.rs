@@ -240,4 +240,19 @@ impl IdList {
         }
         Ok(())
     }
+
+    /// Check that no id is in two of `lists` (named, for the message).
+    pub fn check_disjoint(lists: &[(&str, &IdList)]) -> Result<(), String> {
+        for (i, (name, list)) in lists.iter().enumerate() {
+            let mut h = list.head();
+            while let Some(x) = h {
+                let id = list.id(x);
+                if let Some((other, _)) = lists[i + 1..].iter().find(|(_, l)| l.contains(id)) {
+                    return Err(format!("object {id} is in both {name} and {other}"));
+                }
+                h = list.next_toward_tail(x);
+            }
+        }
+        Ok(())
+    }
 }

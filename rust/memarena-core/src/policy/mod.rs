@@ -431,6 +431,23 @@ impl<P: ?Sized + Policy> Cache<P> {
     }
 }
 
+/// Test helper: replay unit-size `ids` through `cache` (checked, with
+/// `debug_check` after every request) and spell the outcomes, `H` for a hit
+/// and `m` for a miss.
+#[cfg(test)]
+pub(crate) fn hit_string<P: ?Sized + Policy>(cache: &mut Cache<P>, ids: &[u64]) -> String {
+    ids.iter()
+        .map(|&id| {
+            let hit = cache
+                .access_checked(&Request::unit(id, 0))
+                .expect("policy contract")
+                .is_hit();
+            cache.debug_check().expect("invariants");
+            if hit { 'H' } else { 'm' }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,35 +156,15 @@ impl Policy for TwoQ {
             ));
         }
         let lists = [("Ain", &self.ain), ("Aout", &self.aout), ("Am", &self.am)];
-        for (i, (name, list)) in lists.iter().enumerate() {
-            let mut h = list.head();
-            while let Some(x) = h {
-                let id = list.id(x);
-                if let Some((other, _)) = lists[i + 1..].iter().find(|(_, l)| l.contains(id)) {
-                    return Err(format!("object {id} is in both {name} and {other}"));
-                }
-                h = list.next_toward_tail(x);
-            }
-        }
-        Ok(())
+        IdList::check_disjoint(&lists)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::TwoQ;
-    use crate::policy::Cache;
+    use crate::policy::{Cache, hit_string as access};
     use crate::request::Request;
-
-    fn access(c: &mut Cache<TwoQ>, ids: &[u64]) -> String {
-        ids.iter()
-            .map(|&id| {
-                let hit = c.access(&Request::unit(id, 0)).is_hit();
-                c.debug_check().unwrap();
-                if hit { 'H' } else { 'm' }
-            })
-            .collect()
-    }
 
     #[test]
     fn reference_after_ain_eviction_promotes_to_am() {
