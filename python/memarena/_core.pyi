@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "EventQueue",
     "InvalidConfigError",
     "InvariantError",
     "MalformedInputError",
@@ -19,11 +20,19 @@ __all__ = [
     "PagingStats",
     "Trace",
     "__version__",
+    "builtin_models",
     "feed_many",
+    "generate_requests",
     "hit_mask",
     "lru_mrc",
+    "mmc_mean_wait",
+    "model_info",
     "policy_names",
+    "read_azure_csv",
     "replay",
+    "simulate_mm1",
+    "simulate_mmc",
+    "simulate_serving",
 ]
 
 __version__: str
@@ -224,3 +233,75 @@ def hit_mask(
 
 def lru_mrc(trace: Trace, cache_sizes: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
     """Exact LRU miss ratios at each cache size (objects), from one pass."""
+
+# ---------------------------------------------------------------------------
+# Serving model and event engine (memarena-sim); users import memarena.serving.
+# ---------------------------------------------------------------------------
+
+def read_azure_csv(path: str | PathLike[str]) -> dict[str, npt.NDArray[Any]]:
+    """Read an Azure LLM inference trace CSV into request columns; errors name the file and line."""
+
+def generate_requests(spec: Mapping[str, Any], seed: int) -> dict[str, npt.NDArray[Any]]:
+    """Request columns from a generator spec (``kind``: synthetic, shared_prefix or multi_turn)."""
+
+def simulate_serving(
+    arrival_s: npt.NDArray[np.float64],
+    prompt_tokens: npt.NDArray[np.uint32],
+    output_tokens: npt.NDArray[np.uint32],
+    config: Mapping[str, Any],
+    *,
+    n_parallel: npt.NDArray[np.uint32] | None = None,
+    prefix_group: npt.NDArray[np.int64] | None = None,
+    prefix_tokens: npt.NDArray[np.uint32] | None = None,
+) -> dict[str, Any]:
+    """Simulate serving the requests under ``config`` (GIL released); the report as a dict.
+
+    Its ``samples`` and ``requests`` entries hold numpy arrays; errors name the config key
+    (``config.kv.block_size``) or the request (``requests[17].prompt_tokens``).
+    """
+
+def model_info(model: str | Mapping[str, Any]) -> dict[str, Any]:
+    """A model spec (built-in name or dict) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``."""
+
+def builtin_models() -> list[str]:
+    """Registry names of the built-in model specs."""
+
+@final
+class EventQueue:
+    """A time-ordered event queue holding Python payloads, for models written in Python
+    (the slow path: one Python call per event). Equal times pop in scheduling order."""
+
+    def __new__(cls) -> EventQueue: ...
+    def schedule(self, time_s: float, payload: Any) -> int:
+        """Schedule ``payload`` at absolute time ``time_s`` (not before ``now``); returns its sequence number."""
+
+    def schedule_in(self, delay_s: float, payload: Any) -> int:
+        """Schedule ``payload`` ``delay_s >= 0`` seconds from now."""
+
+    def pop(self) -> tuple[float, Any] | None:
+        """Pop the earliest event as ``(time_s, payload)`` and advance the clock; None when empty."""
+
+    def peek_time(self) -> float | None:
+        """Time of the next event, or None."""
+
+    def clear(self) -> None:
+        """Drop every pending event (the clock stays)."""
+
+    @property
+    def now(self) -> float:
+        """The current simulated time (of the last popped event)."""
+
+    def __len__(self) -> int: ...
+
+def simulate_mmc(
+    arrival_rate: float, service_rate: float, servers: int, jobs: int, *, warmup_jobs: int = 0, seed: int = 0
+) -> dict[str, Any]:
+    """Run an M/M/c queue natively (GIL released)."""
+
+def simulate_mm1(
+    arrival_rate: float, service_rate: float, jobs: int, *, warmup_jobs: int = 0, seed: int = 0
+) -> dict[str, Any]:
+    """Run an M/M/1 queue natively."""
+
+def mmc_mean_wait(arrival_rate: float, service_rate: float, servers: int) -> float | None:
+    """Closed-form mean wait in queue of M/M/c (Erlang C); None when unstable."""

@@ -7,12 +7,14 @@
 //!
 //! One file per core area: [`trace`] (traces, files, generators,
 //! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
-//! Python-policy adapter), [`mrc`] (miss-ratio curves).
+//! Python-policy adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
+//! serving model, its workloads and the event engine of `memarena-sim`).
 
 mod callback;
 mod detach;
 mod errors;
 mod mrc;
+mod serving;
 mod sim;
 mod trace;
 
@@ -24,6 +26,11 @@ mod _core {
     use crate::errors::{InvalidConfigError, InvariantError, MalformedInputError, MemarenaError};
     #[pymodule_export]
     use crate::mrc::lru_mrc;
+    #[pymodule_export]
+    use crate::serving::{
+        PyEventQueue, builtin_models, generate_requests, mmc_mean_wait, model_info, read_azure_csv,
+        simulate_mm1, simulate_mmc, simulate_serving,
+    };
     #[pymodule_export]
     use crate::sim::{PyPagingSim, PyPagingStats, feed_many, hit_mask, replay};
     #[pymodule_export]
