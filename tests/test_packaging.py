@@ -43,12 +43,21 @@ def test_wheel_contents(wheel: Path) -> None:
     for required in (
         "memarena/conf/config.yaml",
         "memarena/conf/experiment/paging.yaml",
+        "memarena/conf/experiment/serving.yaml",
+        "memarena/conf/model/llama3_8b.yaml",
+        "memarena/conf/kv_manager/static_pow2.yaml",
+        "memarena/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
+        "memarena/data/azure_llm_2023/LICENSE",
+        "memarena/data/azure_llm_2023/README.md",
         "memarena/_core.pyi",
         "memarena/py.typed",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     assert any(n.startswith("memarena/_core") and n.endswith(".so") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(n.endswith(".dist-info/licenses/python/memarena/data/azure_llm_2023/LICENSE") for n in names), sorted(
+        n for n in names if "dist-info" in n
+    )
 
 
 def test_clean_venv_runs_from_an_unrelated_directory(wheel: Path, tmp_path: Path) -> None:
@@ -63,10 +72,14 @@ def test_clean_venv_runs_from_an_unrelated_directory(wheel: Path, tmp_path: Path
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env['PATH']}"
 
-    out = run([exe, "debug=tiny", "progress=false"], cwd=elsewhere, env=env)
+    # The default experiment: KV managers on the shipped Azure conversation trace.
+    out = run([exe, "progress=false"], cwd=elsewhere, env=env)
     assert "| workload" in out
+    assert "azure_llm_2023_conv" in out and "static_max" in out and "vattention_64kb" in out
+    assert len(list((elsewhere / "multirun").rglob("memarena-record.json"))) == 7
+
+    out = run([exe, "experiment=paging", "debug=tiny", "progress=false", "hydra.sweep.dir=pg"], cwd=elsewhere, env=env)
     assert "belady" in out
-    assert list((elsewhere / "multirun").rglob("memarena-record.json"))
 
     plugins = run([exe, "plugins"], cwd=elsewhere, env=env)
     assert "memarena-example" in plugins

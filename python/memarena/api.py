@@ -296,8 +296,12 @@ class PlotSpec:
     logy: bool = False
     filename: str = ""
     #: ``y`` holds a list per row (a time series); ``x`` is then its index
-    #: and each row is its own line, labelled by ``hue`` and the other labels.
+    #: (or, when the row holds a list under ``x`` too, those values) and each
+    #: row is its own line, labelled by ``hue`` and the other labels.
     series: bool = False
+    #: Columns drawn as one stacked bar per row (labelled by ``hue`` and the
+    #: other labels), e.g. the shares of a memory breakdown; ``y`` is unused.
+    stack: tuple[str, ...] = ()
 
     def file(self) -> str:
         """PNG file name."""

@@ -40,6 +40,7 @@ ENTRY_POINT_GROUP = "memarena"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "memarena.builtin.families",
     "memarena.builtin.policies",
+    "memarena.builtin.serving",
     "memarena.builtin.workloads",
     "memarena.builtin.backends",
     "memarena.builtin.metrics",

@@ -151,16 +151,56 @@ def plot_specs(report: Report, registry: Registry | None) -> list[PlotSpec]:
     return specs
 
 
+def _row_label(report: Report, spec: PlotSpec, r: dict[str, Any]) -> str:
+    """``hue``, then the other label columns whose values differ between rows."""
+    varying = [
+        c
+        for c in report.label_columns
+        if c not in (spec.hue, "workload") and c in r and len({str(x.get(c)) for x in report.rows}) > 1
+    ]
+    return " ".join([str(r.get(spec.hue, "")), *(f"{c}={r[c]}" for c in varying)])
+
+
 def _series_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float, float]]]:
     groups: dict[str, list[tuple[float, float]]] = {}
     for r in report.rows:
         ys = r.get(spec.y)
         if not isinstance(ys, list) or not ys:
             continue
-        others = [f"{c}={r[c]}" for c in report.label_columns if c != spec.hue and c in r and c != "workload"]
-        label = " ".join([str(r.get(spec.hue, "")), *others])
-        groups[label] = [(float(i), float(y)) for i, y in enumerate(ys) if isinstance(y, int | float)]
+        xs = r.get(spec.x)
+        if not (isinstance(xs, list) and len(xs) == len(ys)):
+            xs = list(range(len(ys)))
+        groups[_row_label(report, spec, r)] = [
+            (float(x), float(y)) for x, y in zip(xs, ys, strict=True) if isinstance(y, int | float)
+        ]
     return groups
+
+
+def _draw_stack(report: Report, spec: PlotSpec, path: Path) -> bool:
+    """One stacked bar per row over the ``spec.stack`` columns."""
+    rows = [r for r in report.rows if all(isinstance(r.get(c), int | float) for c in spec.stack)]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: _row_label(report, spec, r))
+    labels = [_row_label(report, spec, r) for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(rows) + 2), 4.6), dpi=120)
+    bottom = [0.0] * len(rows)
+    for col in spec.stack:
+        vals = [float(r[col]) for r in rows]
+        ax.bar(range(len(rows)), vals, bottom=bottom, label=col)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize="small")
+    ax.set_title(spec.title)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def _point_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float, float]]]:
@@ -173,6 +213,8 @@ def _point_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float,
 
 def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
     """Draw ``spec`` from the report's rows; returns False when its columns are missing."""
+    if spec.stack:
+        return _draw_stack(report, spec, path)
     groups = _series_groups(report, spec) if spec.series else _point_groups(report, spec)
     if not groups:
         return False

@@ -24,7 +24,7 @@ YAML_OPTIONS = [
     if d.is_dir() and d.name != "local"
     for f in sorted(d.glob("*.yaml"))
 ]
-DEFAULTS_LIST_GROUPS = {"family", "workload", "policy", "backend"}
+DEFAULTS_LIST_GROUPS = {"family", "workload", "policy", "backend", "kv_manager", "model"}
 REGISTERED = [(e.group, e.name) for e in REGISTRY]
 
 
@@ -79,6 +79,6 @@ def test_bad_range_names_the_config_key(tmp_path: Path) -> None:
     from memarena.run import execute
 
     pm = get_plugin_manager(autoload=False)
-    cfg = compose(["~experiment", "debug=tiny", "family.cache_size=-3"], pm=pm)
+    cfg = compose(["experiment=paging", "debug=tiny", "family.cache_size=-3"], pm=pm)
     with pytest.raises(InvalidConfigError, match="config key 'cache_size'"):
         execute(cfg, tmp_path, pm=pm, registry=REGISTRY, overrides=[])

@@ -15,6 +15,8 @@ import pytest
 from memarena.results import RECORD_FILE, RunRecord
 
 ROOT = Path(__file__).resolve().parents[2]
+# One paging run (the paging experiment without its sweep); the default experiment is serving.
+PAGING = ("experiment=paging", "hydra.mode=RUN")
 
 
 def memarena(
@@ -29,8 +31,8 @@ def records(root: Path) -> list[RunRecord]:
     return [RunRecord.from_json(p.read_text()) for p in sorted(root.rglob(RECORD_FILE))]
 
 
-def test_default_run_prints_a_table_and_writes_records(tmp_path: Path) -> None:
-    res = memarena("debug=tiny", f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
+def test_paging_sweep_prints_a_table_and_writes_records(tmp_path: Path) -> None:
+    res = memarena("experiment=paging", "debug=tiny", f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "| workload" in res.stdout
     assert "miss_ratio" in res.stdout
@@ -50,7 +52,7 @@ def test_default_run_prints_a_table_and_writes_records(tmp_path: Path) -> None:
 
 def test_single_run_and_the_backend_cost(tmp_path: Path) -> None:
     res = memarena(
-        "~experiment",
+        *PAGING,
         "policy=arc",
         "debug=tiny",
         "family.cache_size=[100,500]",
@@ -67,6 +69,7 @@ def test_single_run_and_the_backend_cost(tmp_path: Path) -> None:
 
 def test_joblib_launcher_sweep_and_report(tmp_path: Path) -> None:
     res = memarena(
+        "experiment=paging",
         "debug=tiny",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
@@ -91,13 +94,13 @@ def test_report_refuses_a_directory_without_records(tmp_path: Path) -> None:
 
 
 def test_unknown_policy_lists_the_available(tmp_path: Path) -> None:
-    res = memarena("~experiment", "policy=nope", cwd=tmp_path)
+    res = memarena(*PAGING, "policy=nope", cwd=tmp_path)
     assert res.returncode != 0
     assert "policy/nope" in res.stderr and "s3fifo" in res.stderr
 
 
 def test_bad_value_names_the_config_key(tmp_path: Path) -> None:
-    res = memarena("~experiment", "debug=tiny", "family.cache_size=-1", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
+    res = memarena(*PAGING, "debug=tiny", "family.cache_size=-1", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
     assert res.returncode == 2
     assert "config key 'cache_size'" in res.stderr and "Traceback" not in res.stderr
     (rec,) = records(tmp_path / "r")
@@ -151,7 +154,7 @@ def test_interrupted_run_leaves_no_complete_record(tmp_path: Path, sig: signal.S
 
 def test_windows_presets_and_their_plot(tmp_path: Path) -> None:
     res = memarena(
-        "~experiment",
+        *PAGING,
         "policy=s3fifo_small",
         "debug=tiny",
         "family.cache_size=[200]",
@@ -173,7 +176,7 @@ def test_windows_presets_and_their_plot(tmp_path: Path) -> None:
 
 def test_learning_augmented_policy_gets_oracle_predictions_of_its_kind(tmp_path: Path) -> None:
     res = memarena(
-        "~experiment",
+        *PAGING,
         "policy=mark0",
         "debug=tiny",
         "family.cache_size=[100]",
@@ -187,7 +190,7 @@ def test_learning_augmented_policy_gets_oracle_predictions_of_its_kind(tmp_path:
     assert row["prediction_error"] == 0.0
     # With perfect discard bits Mark0 is 1-consistent: it misses exactly as often as Belady.
     res = memarena(
-        "~experiment",
+        *PAGING,
         "policy=belady",
         "debug=tiny",
         "family.cache_size=[100]",
@@ -200,7 +203,7 @@ def test_learning_augmented_policy_gets_oracle_predictions_of_its_kind(tmp_path:
 
 def test_one_pass_lru_curve_equals_replay(tmp_path: Path) -> None:
     sizes = "family.cache_size=[10,100,1000,1999]"
-    base = ("~experiment", "policy=lru", "debug=tiny", sizes)
+    base = (*PAGING, "policy=lru", "debug=tiny", sizes)
     assert memarena(*base, f"hydra.run.dir={tmp_path}/sim", cwd=tmp_path).returncode == 0
     res = memarena(*base, "family.lru_stack_distances=true", f"hydra.run.dir={tmp_path}/sd", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -214,7 +217,7 @@ def test_one_pass_lru_curve_equals_replay(tmp_path: Path) -> None:
 
 
 def test_progress_bar_is_off_without_a_terminal_and_on_request(tmp_path: Path) -> None:
-    base = ("~experiment", "debug=tiny", "workload.n_requests=200000", f"hydra.run.dir={tmp_path}/r")
+    base = (*PAGING, "debug=tiny", "workload.n_requests=200000", f"hydra.run.dir={tmp_path}/r")
     quiet = memarena(*base, "progress=null", cwd=tmp_path)  # stderr is a pipe here: no bar
     assert quiet.returncode == 0, quiet.stderr
     assert "paging lru" not in quiet.stderr

@@ -282,7 +282,7 @@ def test_lifecycle_hooks_see_run_rows_and_record(tmp_path: Path) -> None:
             seen["status"] = record.status
 
     pm = get_plugin_manager(autoload=False, plugins=[Observer()])
-    cfg = compose(["~experiment", "policy=fifo", "debug=tiny", "family.cache_size=[10,100]"], pm=pm)
+    cfg = compose(["experiment=paging", "policy=fifo", "debug=tiny", "family.cache_size=[10,100]"], pm=pm)
     record = execute(cfg, tmp_path, pm=pm, registry=Registry.from_plugin_manager(pm), overrides=[])
     assert seen == {"start": "paging", "rows": ["fifo", "fifo"], "status": "complete"}
     assert [r["cache_size"] for r in record.rows] == [10, 100]

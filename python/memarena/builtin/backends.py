@@ -10,5 +10,6 @@ from memarena import hookimpl
 @hookimpl
 def memarena_register_backends() -> list[type[Any]]:
     from memarena.backends.catalog import BUILTIN_BACKENDS
+    from memarena.backends.gpus import GPU_BACKENDS
 
-    return list(BUILTIN_BACKENDS)
+    return [*BUILTIN_BACKENDS, *GPU_BACKENDS]

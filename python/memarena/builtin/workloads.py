@@ -1,4 +1,4 @@
-"""Built-in workloads: synthetic and file traces for the paging family."""
+"""Built-in workloads: traces for the paging family, request streams for the serving family."""
 
 from __future__ import annotations
 
@@ -10,5 +10,6 @@ from memarena import hookimpl
 @hookimpl
 def memarena_register_workloads() -> list[type[Any]]:
     from memarena.workloads.paging import PAGING_WORKLOADS
+    from memarena.workloads.serving import SERVING_WORKLOADS
 
-    return list(PAGING_WORKLOADS)
+    return [*PAGING_WORKLOADS, *SERVING_WORKLOADS]

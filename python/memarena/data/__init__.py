@@ -1,0 +1,1 @@
+"""Data sets shipped with memarena, each with its own license and attribution beside it."""

@@ -1,0 +1,87 @@
+"""The default ``memarena`` run (the serving family) end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_cli import memarena, records
+
+MANAGERS = {
+    "static_max",
+    "static_pow2",
+    "static_oracle",
+    "paged",
+    "paged_prefix_v1",
+    "vattention_2mb",
+    "vattention_64kb",
+}
+
+
+def test_default_run_compares_the_kv_managers_on_the_azure_trace(tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    res = memarena(f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, res.stderr
+    assert wall < 30, f"the default run took {wall:.1f} s"
+    assert "| workload" in res.stdout and "token_states_share" in res.stdout
+    recs = records(tmp_path / "m")
+    assert all(r.status == "complete" and r.family == "serving" for r in recs)
+    rows = {r.rows[0]["kv_manager"]: r.rows[0] for r in recs}
+    assert set(rows) == MANAGERS
+    for name, row in rows.items():
+        assert row["workload"] == "azure_llm_2023_conv(x8)" and row["num_requests"] == 19_366, name
+        assert row["completed"] + row["rejected"] == 19_366
+        assert row["rejected_too_long"] == 1  # one conversation exceeds Llama-3-8B's 8192 tokens
+        assert row["token_states_share"] + row["reserved_share"] + row["internal_frag_share"] + row[
+            "external_frag_share"
+        ] + row["free_share"] == pytest.approx(1.0, abs=1e-6)
+    # Fig. 2's ordering: paged keeps almost all used KV memory for token states, static reservation far less.
+    assert rows["paged"]["token_states_share_of_used"] > 0.95
+    assert rows["static_max"]["token_states_share_of_used"] < rows["static_pow2"]["token_states_share_of_used"]
+    assert rows["static_pow2"]["token_states_share_of_used"] < rows["static_oracle"]["token_states_share_of_used"]
+    assert rows["static_oracle"]["token_states_share_of_used"] < rows["paged"]["token_states_share_of_used"]
+    assert rows["paged"]["throughput_requests_per_s"] > rows["static_max"]["throughput_requests_per_s"]
+
+    rep = memarena("report", str(tmp_path / "m"), cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    for png in ("kv_breakdown.png", "token_states_share_over_time.png", "batch_size_over_time.png"):
+        assert (tmp_path / "m" / png).stat().st_size > 5000, png
+
+
+def test_load_sweep_and_latency_vs_load_plot(tmp_path: Path) -> None:
+    res = memarena(
+        "experiment=serving",
+        "kv_manager=paged,static_max",
+        "workload.time_scale=1,4",
+        "workload.n_requests=3000",
+        f"hydra.sweep.dir={tmp_path}/m",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    recs = records(tmp_path / "m")
+    assert len(recs) == 4
+    loads = sorted({r.rows[0]["offered_load_requests_per_s"] for r in recs})
+    assert len(loads) == 2 and loads[1] == pytest.approx(4 * loads[0], rel=1e-6)
+    rep = memarena("report", str(tmp_path / "m"), cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "m" / "e2e_p99_vs_load.png").stat().st_size > 5000
+
+
+def test_debug_tiny_single_runs_and_errors(tmp_path: Path) -> None:
+    res = memarena("~experiment", "debug=tiny", "workload=shared_prefix", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (rec,) = records(tmp_path / "r")
+    assert rec.rows[0]["workload"].startswith("shared_prefix")
+    bad = memarena("~experiment", "model=llama3_70b", "backend=l4", f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "llama3_70b needs" in bad.stderr and "l4 offers" in bad.stderr and "Traceback" not in bad.stderr
+    trace = tmp_path / "neg.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6,374,44\n2023-11-16 18:15:47,-3,4\n"
+    )
+    bad = memarena("~experiment", f"workload.path={trace}", f"hydra.run.dir={tmp_path}/n", cwd=tmp_path)
+    assert bad.returncode == 2, bad.stderr
+    assert "neg.csv: line 3" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,93 @@
+"""The serving family and its workloads, composed as the CLI composes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memarena.config import compose
+from memarena.errors import InvalidConfigError
+from memarena.plugins import get_plugin_manager
+from memarena.registry import Registry
+from memarena.run import execute
+from memarena.serving import Requests
+
+PM = get_plugin_manager(autoload=False)
+REGISTRY = Registry.from_plugin_manager(PM)
+
+
+def run_once(tmp_path: Path, *overrides: str) -> dict:
+    cfg = compose(["~experiment", *overrides], pm=PM)
+    record = execute(cfg, tmp_path, pm=PM, registry=REGISTRY, overrides=list(overrides))
+    (row,) = record.rows
+    return row
+
+
+def test_default_single_run_on_a_synthetic_workload(tmp_path: Path) -> None:
+    row = run_once(tmp_path, "workload=poisson", "workload.n_requests=300", "workload.rate=20")
+    assert (row["workload"], row["model"], row["backend"], row["kv_manager"]) == (
+        "poisson(rate=20)",
+        "llama3_8b",
+        "h100_sxm",
+        "paged",
+    )
+    assert row["completed"] == 300 and row["rejected"] == 0
+    shares = sum(row[f"{k}_share"] for k in ("token_states", "reserved", "internal_frag", "external_frag", "free"))
+    assert shares == pytest.approx(1.0, abs=1e-6)
+    assert row["throughput_requests_per_s"] > 0 and row["e2e_p99_s"] >= row["e2e_p50_s"] > 0
+    assert len(row["time_s_over_time"]) == len(row["batch_seqs_over_time"]) == len(row["free_share_over_time"])
+    assert row["offered_load_requests_per_s"] == pytest.approx(20, rel=0.2)
+
+
+def test_shared_prefix_and_multi_turn_hit_the_prefix_cache(tmp_path: Path) -> None:
+    sp = run_once(tmp_path / "a", "workload=shared_prefix", "kv_manager=paged_prefix_v1", "workload.n_requests=300")
+    assert sp["kv_manager"] == "paged_prefix_v1" and sp["prefix_hit_rate"] > 0.5
+    mt = run_once(tmp_path / "b", "workload=multi_turn", "kv_manager=paged_prefix_v1", "workload.num_conversations=50")
+    assert mt["prefix_hit_rate"] > 0.3
+    off = run_once(tmp_path / "c", "workload=multi_turn", "kv_manager=paged", "workload.num_conversations=50")
+    assert off["prefix_hit_rate"] == 0
+
+
+def test_long_requests_are_counted_not_fatal(tmp_path: Path) -> None:
+    row = run_once(tmp_path, "workload=poisson", "workload.n_requests=200", "family.max_model_len=600")
+    assert row["rejected_too_long"] > 0
+    assert row["completed"] + row["rejected"] == 200
+
+
+def test_model_and_backend_by_name(tmp_path: Path) -> None:
+    row = run_once(tmp_path, "workload=gamma", "workload.n_requests=200", "model=opt_13b", "backend=a100_80gb")
+    assert (row["model"], row["backend"]) == ("opt_13b", "a100_80gb")
+    assert row["kv_bytes_per_token"] == 800 * 1024  # the vLLM paper's 800 KB per OPT-13B token
+
+
+def test_weights_that_do_not_fit_fail_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfigError, match="llama3_70b needs .* GB of weights but l4 offers"):
+        run_once(tmp_path, "workload=poisson", "model=llama3_70b", "backend=l4")
+
+
+def test_a_paging_backend_or_workload_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfigError, match="backend 'cpu_ddr5_nvme'"):
+        run_once(tmp_path / "a", "workload=poisson", "backend=cpu_ddr5_nvme")
+    with pytest.raises(InvalidConfigError, match="'zipf' is a paging workload"):
+        run_once(tmp_path / "b", "workload=zipf")
+
+
+def test_workload_caps_and_time_scale() -> None:
+    from memarena.workloads.serving import AzureLLM2023Conv
+
+    full = AzureLLM2023Conv().load(0)
+    some = AzureLLM2023Conv(n_requests=100, time_scale=4).load(0)
+    assert isinstance(some, Requests) and len(some) == 100
+    assert some.arrival_s[99] == pytest.approx(full.arrival_s[99] / 4)
+    assert AzureLLM2023Conv(time_scale=4).describe() == "azure_llm_2023_conv(x4)"
+    assert "Splitwise" in AzureLLM2023Conv.attribution and "CC-BY 4.0" in AzureLLM2023Conv.attribution
+
+
+def test_serving_experiment_composes_with_debug_tiny() -> None:
+    cfg = compose(["experiment=serving", "debug=tiny"], pm=PM)
+    assert cfg.family._target_.endswith("ServingFamily") and cfg.workload.time_scale == 8
+    assert cfg.get("policy") is None and cfg.backend._target_.endswith("H100_SXM")
+    paging = compose(["experiment=paging"], pm=PM)
+    assert paging.get("kv_manager") is None and paging.get("model") is None
+    assert paging.backend._target_.endswith("CpuDdr5Nvme") and paging.policy._target_.endswith("LRU")
