@@ -67,8 +67,8 @@ fn main() -> memarena_core::Result<()> {
                 .collect(),
         ),
         (
-            "e2lsh",
-            vec![("k", 10.0), ("l", 16.0), ("w", 8.0)],
+            "e2lsh", // width derived from the data (w = 0, w_scale = 4)
+            vec![],
             [1, 4, 16]
                 .iter()
                 .map(|&p| SearchParams {

@@ -5,14 +5,22 @@
 //! buckets one step away in the coordinates whose projections fell closest to
 //! a bucket boundary. Candidates are re-scored with the exact metric (all of
 //! them, or the first `rerank` found).
+//!
+//! The bucket width only makes sense relative to the data's distance scale
+//! (a width far below the near-neighbour distance puts every neighbour in
+//! another bucket). By default (`w = 0`) the width is derived from the data:
+//! `w = w_scale * r`, where `r` is the median distance from a sample point to
+//! its nearest other sample point (up to [`SCALE_SAMPLE`] points, seeded), so
+//! the same defaults work for unit vectors and for raw features. `train`
+//! measures it; an untrained index measures it on its first `add` batch.
 
 use memarena_core::rng::{Rng, mix64};
 use memarena_core::{Error, FxHashMap, Result};
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, scan_tenant, store_delegates, use_exact_filter,
+    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
 };
-use crate::metric::{Metric, dot};
+use crate::metric::{Metric, dot, l2_sq};
 use crate::persist::{Reader, Writer, encode};
 use crate::simhash::probe_sets;
 use crate::store::Store;
@@ -26,18 +34,26 @@ pub struct E2LshConfig {
     pub k: usize,
     /// Number of tables (1..=256).
     pub l: usize,
-    /// Bucket width, in units of the data (> 0).
+    /// Bucket width in units of the data; 0 (the default) derives it from
+    /// the data as `w_scale` times the sampled near-neighbour distance.
     pub w: f32,
-    /// Seed of the projections and offsets.
+    /// With `w = 0`: the bucket width as a multiple of the data's
+    /// near-neighbour distance scale (> 0).
+    pub w_scale: f32,
+    /// Seed of the projections, offsets and the scale sample.
     pub seed: u64,
 }
+
+/// Points sampled to measure the near-neighbour distance scale.
+pub const SCALE_SAMPLE: usize = 512;
 
 impl Default for E2LshConfig {
     fn default() -> Self {
         E2LshConfig {
-            k: 8,
+            k: 16,
             l: 16,
-            w: 4.0,
+            w: 0.0,
+            w_scale: 4.0,
             seed: 0,
         }
     }
@@ -45,16 +61,17 @@ impl Default for E2LshConfig {
 
 impl E2LshConfig {
     /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 4] = ["k", "l", "w", "seed"];
+    pub const NAMES: [&'static str; 5] = ["k", "l", "w", "w_scale", "seed"];
 
-    /// Reads `k`, `l`, `w`, `seed` over the defaults.
+    /// Reads `k`, `l`, `w`, `w_scale`, `seed` over the defaults.
     pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
         let mut p = Params::new("e2lsh", pairs, &Self::NAMES)?;
         let d = Self::default();
         let c = E2LshConfig {
             k: p.usize("k", d.k, 1, 32)?,
             l: p.usize("l", d.l, 1, 256)?,
-            w: p.f64("w", d.w as f64, 1e-9, 1e9)? as f32,
+            w: p.f64("w", d.w as f64, 0.0, 1e9)? as f32,
+            w_scale: p.f64("w_scale", d.w_scale as f64, 1e-6, 1e6)? as f32,
             seed: p.u64("seed", d.seed)?,
         };
         p.finish()?;
@@ -67,9 +84,11 @@ impl E2LshConfig {
 pub struct E2Lsh {
     store: Store,
     cfg: E2LshConfig,
+    /// The bucket width in use: `cfg.w`, or measured from the data (0 until then).
+    w: f32,
     /// `l * k` projections of `dim` values.
     proj: Vec<f32>,
-    /// `l * k` offsets in `[0, w)`.
+    /// `l * k` offsets as fractions of a bucket, in `[0, 1)`.
     offs: Vec<f32>,
     /// Per table: bucket key -> slots.
     tables: Vec<FxHashMap<u64, Vec<u32>>>,
@@ -86,21 +105,70 @@ fn key_of(h: &[i32]) -> u64 {
 impl E2Lsh {
     /// An empty index with seeded projections.
     pub fn new(metric: Metric, dim: usize, cfg: E2LshConfig) -> Result<Self> {
-        if !(1..=32).contains(&cfg.k) || cfg.l == 0 || !(cfg.w > 0.0 && cfg.w.is_finite()) {
-            return Err(Error::invalid("e2lsh", "need 1 <= k <= 32, l >= 1, w > 0"));
+        let ok = (1..=32).contains(&cfg.k)
+            && cfg.l >= 1
+            && cfg.w >= 0.0
+            && cfg.w.is_finite()
+            && cfg.w_scale > 0.0
+            && cfg.w_scale.is_finite();
+        if !ok {
+            return Err(Error::invalid(
+                "e2lsh",
+                "need 1 <= k <= 32, l >= 1, w >= 0 (0: from the data), w_scale > 0",
+            ));
         }
         let mut rng = Rng::seed_from_u64(cfg.seed);
         let m = cfg.k * cfg.l;
         let proj = (0..m * dim).map(|_| rng.normal() as f32).collect();
-        let offs = (0..m).map(|_| (rng.uniform() as f32) * cfg.w).collect();
+        let offs = (0..m).map(|_| rng.uniform() as f32).collect();
         Ok(E2Lsh {
             store: Store::new(metric, dim, true),
             tables: vec![FxHashMap::default(); cfg.l],
             keys: Vec::new(),
+            w: cfg.w,
             proj,
             offs,
             cfg,
         })
+    }
+
+    /// The bucket width in use (0 while it is still to be measured).
+    pub fn width(&self) -> f32 {
+        self.w
+    }
+
+    /// Sets the width to `w_scale` times the median nearest-neighbour
+    /// distance within a seeded sample of `data` (stored-form rows).
+    fn fit_width(&mut self, data: &[f32]) {
+        let dim = self.store.dim;
+        let n = data.len() / dim;
+        let m = n.min(SCALE_SAMPLE);
+        let mut rng = Rng::seed_from_u64(self.cfg.seed ^ 0xE2_15_C0_DE);
+        // a seeded partial Fisher-Yates shuffle picks m distinct rows
+        let mut rows: Vec<usize> = (0..n).collect();
+        for i in 0..m {
+            let j = i + rng.below((n - i) as u64) as usize;
+            rows.swap(i, j);
+        }
+        let row = |i: usize| &data[rows[i] * dim..(rows[i] + 1) * dim];
+        let mut nn: Vec<f32> = (0..m)
+            .map(|i| {
+                (0..m)
+                    .filter(|&j| j != i)
+                    .map(|j| l2_sq(row(i), row(j)))
+                    .filter(|&d| d > 0.0)
+                    .fold(f32::INFINITY, f32::min)
+            })
+            .filter(|d| d.is_finite())
+            .collect();
+        let r = if nn.is_empty() {
+            1.0 // one point, or only duplicates: any positive width will do
+        } else {
+            let mid = nn.len() / 2;
+            nn.select_nth_unstable_by(mid, f32::total_cmp);
+            nn[mid].sqrt()
+        };
+        self.w = (self.cfg.w_scale * r).max(f32::MIN_POSITIVE);
     }
 
     /// The build parameters.
@@ -112,8 +180,9 @@ impl E2Lsh {
     fn coords(&self, x: &[f32], out: &mut Vec<f32>) {
         let dim = self.store.dim;
         out.clear();
+        let inv_w = 1.0 / self.w;
         for i in 0..self.cfg.k * self.cfg.l {
-            out.push((dot(&self.proj[i * dim..(i + 1) * dim], x) + self.offs[i]) / self.cfg.w);
+            out.push(dot(&self.proj[i * dim..(i + 1) * dim], x) * inv_w + self.offs[i]);
         }
     }
 
@@ -133,17 +202,32 @@ impl E2Lsh {
         let store = Store::read(r)?;
         let k = r.u32("k")? as usize;
         let l = r.u32("l")? as usize;
-        let w = r.f32("w")?;
+        let cfg_w = r.f32("w")?;
+        let w_scale = r.f32("w_scale")?;
+        let w = r.f32("width")?;
         let seed = r.u64("seed")?;
+        let finite = |x: f32| x.is_finite() && x >= 0.0;
         let ok = store.keep_vectors
             && (1..=32).contains(&k)
             && (1..=256).contains(&l)
-            && w > 0.0
-            && w.is_finite();
+            && finite(cfg_w)
+            && finite(w_scale)
+            && w_scale > 0.0
+            && finite(w)
+            && (w > 0.0 || store.n_slots() == 0)
+            && (cfg_w == 0.0 || cfg_w == w);
         if !ok {
             return Err(r.err("bad e2lsh configuration"));
         }
-        let mut idx = E2Lsh::new(store.metric, store.dim, E2LshConfig { k, l, w, seed })?;
+        let cfg = E2LshConfig {
+            k,
+            l,
+            w: cfg_w,
+            w_scale,
+            seed,
+        };
+        let mut idx = E2Lsh::new(store.metric, store.dim, cfg)?;
+        idx.w = w;
         idx.store = store;
         let (mut buf, mut h) = (Vec::new(), Vec::new());
         for slot in 0..idx.store.n_slots() as u32 {
@@ -274,7 +358,28 @@ impl VectorIndex for E2Lsh {
         "e2lsh"
     }
 
-    fn train(&mut self, _data: &[f32]) -> Result<()> {
+    fn is_trained(&self) -> bool {
+        self.w > 0.0
+    }
+
+    /// Measures the bucket width from `data` when it is derived from the
+    /// data (`w = 0`); a no-op with a fixed width.
+    fn train(&mut self, data: &[f32]) -> Result<()> {
+        let n = rows(data, self.store.dim, "training vectors")?;
+        if self.cfg.w > 0.0 {
+            return Ok(());
+        }
+        if self.store.n_slots() > 0 {
+            return Err(Error::invalid(
+                "train",
+                "the index already holds vectors; reset() first",
+            ));
+        }
+        if n == 0 {
+            return Err(Error::invalid("training vectors", "none given"));
+        }
+        let data = self.store.prepare(data);
+        self.fit_width(&data);
         Ok(())
     }
 
@@ -287,6 +392,9 @@ impl VectorIndex for E2Lsh {
         let n = self.store.check_add(data, ids, tenants.as_ref())?;
         let data = self.store.prepare(data);
         let dim = self.store.dim;
+        if self.w == 0.0 && n > 0 {
+            self.fit_width(&data);
+        }
         let (mut buf, mut h) = (Vec::new(), Vec::new());
         for i in 0..n {
             let v = &data[i * dim..(i + 1) * dim];
@@ -305,6 +413,7 @@ impl VectorIndex for E2Lsh {
         Ok(slots.len())
     }
 
+    /// Removes every vector; a measured width is kept (as trained state).
     fn reset(&mut self) {
         self.store.reset();
         self.keys.clear();
@@ -333,7 +442,69 @@ impl VectorIndex for E2Lsh {
         w.u32(self.cfg.k as u32);
         w.u32(self.cfg.l as u32);
         w.f32(self.cfg.w);
+        w.f32(self.cfg.w_scale);
+        w.f32(self.w);
         w.u64(self.cfg.seed);
         encode(self.kind(), &w.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{gaussian_mixture, ground_truth, recall_at_k};
+
+    /// The defaults derive the width from the data, so they reach the same
+    /// recall whatever the data's scale (a fixed width cannot).
+    #[test]
+    fn default_width_follows_the_data_scale() {
+        let ds = gaussian_mixture(4000, 50, 32, 16, 0.5, 3).unwrap();
+        let ids: Vec<u64> = (0..4000).collect();
+        let p = SearchParams {
+            n_probes: 16,
+            threads: 1,
+            ..Default::default()
+        };
+        let mut recalls = Vec::new();
+        for scale in [0.01f32, 1.0, 100.0] {
+            let base: Vec<f32> = ds.base.iter().map(|x| x * scale).collect();
+            let queries: Vec<f32> = ds.queries.iter().map(|x| x * scale).collect();
+            let truth = ground_truth(&base, &queries, 32, 10, Metric::L2).unwrap();
+            let mut idx = E2Lsh::new(Metric::L2, 32, E2LshConfig::default()).unwrap();
+            assert!(!idx.is_trained());
+            idx.add(&base, &ids).unwrap(); // measures the width on the first batch
+            assert!(idx.is_trained() && idx.width() > 0.0);
+            let r = idx.search(&queries, 10, &p, None).unwrap();
+            recalls.push(recall_at_k(&r.ids, 10, &truth, 10));
+        }
+        assert!(recalls.iter().all(|&r| r >= 0.9), "{recalls:?}");
+        assert!((recalls[0] - recalls[2]).abs() < 0.05, "{recalls:?}");
+    }
+
+    #[test]
+    fn train_measures_the_width_and_a_fixed_width_is_kept() {
+        let ds = gaussian_mixture(600, 1, 8, 4, 0.5, 1).unwrap();
+        let mut auto = E2Lsh::new(Metric::L2, 8, E2LshConfig::default()).unwrap();
+        auto.train(&ds.base).unwrap();
+        let w = auto.width();
+        assert!(w > 0.0);
+        let cfg = E2LshConfig {
+            w: 2.5,
+            ..Default::default()
+        };
+        let mut fixed = E2Lsh::new(Metric::L2, 8, cfg).unwrap();
+        fixed.train(&ds.base).unwrap();
+        assert_eq!(fixed.width(), 2.5);
+        // the measured width survives a round trip through the file format
+        auto.add(&ds.base, &(0..600).collect::<Vec<u64>>()).unwrap();
+        let back = crate::from_bytes(&auto.to_bytes()).unwrap();
+        let q = &ds.queries;
+        let p = SearchParams::default();
+        assert_eq!(
+            back.search(q, 5, &p, None).unwrap(),
+            auto.search(q, 5, &p, None).unwrap()
+        );
+        // training after vectors were added is refused
+        assert!(auto.train(&ds.base).is_err());
     }
 }
