@@ -53,7 +53,9 @@ def test_every_figure_has_its_source(backend: CxlTiered) -> None:
 
 def test_selected_by_name_from_a_composed_config() -> None:
     pm = get_plugin_manager(autoload=False, plugins=[memarena_example.plugin])
-    cfg = compose(["backend=cxl_tiered", "family.cache_tier=dram", "family.backing_tier=cxl"], pm=pm)
+    cfg = compose(
+        ["experiment=paging", "backend=cxl_tiered", "family.cache_tier=dram", "family.backing_tier=cxl"], pm=pm
+    )
     backend = instantiate(cfg.backend)
     assert isinstance(backend, CxlTiered)
     assert backend.tier(cfg.family.backing_tier).name == "cxl"
