@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 __all__ = [
     "EventQueue",
+    "Index",
     "InvalidConfigError",
     "InvariantError",
     "MalformedInputError",
@@ -22,14 +23,17 @@ __all__ = [
     "__version__",
     "builtin_models",
     "feed_many",
+    "gaussian_mixture",
     "generate_requests",
     "hit_mask",
+    "index_kinds",
     "lru_mrc",
     "mmc_mean_wait",
     "model_info",
     "policy_names",
     "read_azure_csv",
     "replay",
+    "search_param_names",
     "simulate_mm1",
     "simulate_mmc",
     "simulate_serving",
@@ -305,3 +309,97 @@ def simulate_mm1(
 
 def mmc_mean_wait(arrival_rate: float, service_rate: float, servers: int) -> float | None:
     """Closed-form mean wait in queue of M/M/c (Erlang C); None when unstable."""
+
+# ---------------------------------------------------------------------------
+# Vector indexes (memarena-ann); users import memarena.retrieval instead.
+# ---------------------------------------------------------------------------
+
+@final
+class Index:
+    """A vector index (flat, simhash, e2lsh, ivf, spann, hnsw, curator) over float32 rows."""
+
+    def __new__(cls, kind: str, metric: str, dim: int, params: Mapping[str, float] | None = None) -> Index: ...
+    @staticmethod
+    def load(path: str | PathLike[str]) -> Index:
+        """Load an index written by ``save``; a bad file raises ``MalformedInputError``."""
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Index:
+        """Load an index from ``to_bytes`` output."""
+
+    @property
+    def kind(self) -> str:
+        """Registry name of the index kind."""
+
+    @property
+    def metric(self) -> str:
+        """``"l2"``, ``"ip"`` or ``"cosine"``."""
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the index can accept vectors."""
+
+    def train(self, data: npt.NDArray[np.float32]) -> None:
+        """Learn the index structure from ``(n, dim)`` rows."""
+
+    def add(
+        self,
+        data: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.uint64],
+        tenant_offsets: npt.NDArray[np.uint64] | None = None,
+        tenant_ids: npt.NDArray[np.uint32] | None = None,
+    ) -> None:
+        """Add ``(n, dim)`` rows with ids, each readable by its CSR row of tenants."""
+
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        params: Mapping[str, float] | None = None,
+        tenant: int | None = None,
+        query_tenants: npt.NDArray[np.uint32] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(distances, ids)``, each ``(nq, k)``, padded with id -1."""
+
+    def delete(self, ids: npt.NDArray[np.uint64]) -> int:
+        """Delete ids; returns how many were present."""
+
+    def reset(self) -> None:
+        """Remove every vector, keeping the training state."""
+
+    def contains(self, id: int) -> bool:
+        """Whether ``id`` is a live vector."""
+
+    def __len__(self) -> int: ...
+    def tenant_len(self, tenant: int) -> int:
+        """Live vectors readable by ``tenant``."""
+
+    def memory_bytes(self) -> int:
+        """Heap bytes of the index."""
+
+    def tenant_memory_bytes(self, tenant: int) -> int:
+        """Bytes of per-tenant structure attributable to ``tenant``."""
+
+    def tenant_memory_bytes_many(self, tenants: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+        """Per-tenant bytes of each of ``tenants``."""
+
+    def to_bytes(self) -> bytes:
+        """The index in the versioned, checksummed file format."""
+
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write the index to ``path`` atomically."""
+
+def index_kinds() -> list[str]:
+    """Registry names of the core's index kinds."""
+
+def search_param_names() -> list[str]:
+    """Search parameters every index accepts (each reads its own)."""
+
+def gaussian_mixture(
+    n_base: int, n_queries: int, dim: int, n_clusters: int, cluster_std: float, seed: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.uint32]]:
+    """A seeded Gaussian mixture: ``(base, queries, base_labels)``."""

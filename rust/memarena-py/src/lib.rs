@@ -8,8 +8,10 @@
 //! One file per core area: [`trace`] (traces, files, generators,
 //! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
 //! Python-policy adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
-//! serving model, its workloads and the event engine of `memarena-sim`).
+//! serving model, its workloads and the event engine of `memarena-sim`),
+//! [`ann`] (the vector indexes of `memarena-ann` and their datasets).
 
+mod ann;
 mod callback;
 mod detach;
 mod errors;
@@ -22,6 +24,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use crate::ann::{PyIndex, gaussian_mixture, index_kinds, search_param_names};
     #[pymodule_export]
     use crate::errors::{InvalidConfigError, InvariantError, MalformedInputError, MemarenaError};
     #[pymodule_export]
