@@ -74,7 +74,8 @@ def test_clean_venv_runs_from_an_unrelated_directory(wheel: Path, tmp_path: Path
 
     # The default experiment: KV managers on the shipped Azure conversation trace.
     out = run([exe, "progress=false"], cwd=elsewhere, env=env)
-    assert "| workload" in out
+    assert "workload: azure_llm_2023_conv" in out
+    assert "| kv_manager" in out
     assert "azure_llm_2023_conv" in out and "static_max" in out and "vattention_64kb" in out
     assert len(list((elsewhere / "multirun").rglob("memarena-record.json"))) == 7
 

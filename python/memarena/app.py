@@ -73,7 +73,6 @@ def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from memarena.report import format_table
     from memarena.run import execute
 
     pm, registry = _startup()
@@ -94,8 +93,7 @@ def _task(cfg: Any) -> None:
     if hc.mode == RunMode.MULTIRUN:
         log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), hc.runtime.output_dir)
         return
-    columns = _summary_columns(record.rows, record.label_columns, record.family)
-    print(format_table(record.rows, columns))
+    _print_summary(record.rows, record.label_columns, record.family)
     print(f"\nrecord: {Path(hc.runtime.output_dir) / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
 
 
@@ -118,12 +116,23 @@ def _summary_columns(rows: Sequence[dict[str, Any]], labels: Sequence[str], fami
     return cols
 
 
+def _print_summary(rows: Sequence[dict[str, Any]], labels: Sequence[str], family: str) -> None:
+    """The summary table; label columns with one value in every row go above it."""
+    from memarena.report import format_table
+
+    columns = _summary_columns(rows, labels, family)
+    constant = [c for c in columns if c in labels and len(rows) > 1 and len({str(r.get(c)) for r in rows}) == 1]
+    if constant:
+        print("  ".join(f"{c}: {rows[0].get(c)}" for c in constant))
+    print(format_table(rows, [c for c in columns if c not in constant]))
+
+
 class SummaryCallback(Callback):
     """Prints one summary table over all jobs when a multirun ends."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from memarena.errors import NoRecordsError
-        from memarena.report import format_table, load_report, sorted_rows
+        from memarena.report import load_report, sorted_rows
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -131,7 +140,7 @@ class SummaryCallback(Callback):
         except NoRecordsError as exc:
             print(f"memarena: no complete runs to summarise ({exc})", file=sys.stderr)
             return
-        print(format_table(sorted_rows(rep), _summary_columns(rep.rows, rep.label_columns, rep.families[0])))
+        _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
         n_skipped = f", {len(rep.skipped)} incomplete" if rep.skipped else ""
         print(f"\n{len(rep.records)} run(s){n_skipped} in {sweep_dir}")
         print(f"tables and plots: memarena report {sweep_dir}")
