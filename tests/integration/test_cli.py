@@ -159,7 +159,7 @@ def test_windows_presets_and_their_plot(tmp_path: Path) -> None:
         "policy=s3fifo_small",
         "debug=tiny",
         "family.cache_size=[200]",
-        "family.window_requests=5000",
+        "family.window_requests=1250",
         f"hydra.run.dir={tmp_path}/r",
         cwd=tmp_path,
     )
@@ -167,7 +167,7 @@ def test_windows_presets_and_their_plot(tmp_path: Path) -> None:
     (rec,) = records(tmp_path / "r")
     (row,) = rec.rows
     assert row["policy"] == "s3fifo_small"  # the preset's name, not only the class's
-    assert len(row["window_miss_ratios"]) == 4  # 20,000 requests / 5,000
+    assert len(row["window_miss_ratios"]) == 4  # 5,000 requests / 1,250
     # The windows partition the trace: their mean is the overall miss ratio.
     assert abs(sum(row["window_miss_ratios"]) / 4 - row["miss_ratio"]) < 1e-9
     rep = memarena("report", str(tmp_path / "r"), cwd=tmp_path)

@@ -60,6 +60,9 @@ def test_plugin_experiment_preset_by_name(tmp_path: Path) -> None:
     assert chosen == ["Hyperbolic", "Hyperbolic", "LRU", "S3FIFO"]
     samples = sorted(r["config"]["policy"].get("sample_size", 0) for r in recs)
     assert samples == [0, 0, 8, 64]  # hyperbolic and the hyperbolic_s8 preset
+    sizes = {tuple(row["cache_size"] for row in r["rows"]) for r in recs}
+    assert len(sizes) == 1  # every policy at the same two cache sizes (debug=tiny's fractions)
+    (pair,) = sizes
+    assert len(pair) == 2 and pair[0] < pair[1]
     for r in recs:
         assert r["config"]["family"]["backing_tier"] == "cxl"
-        assert {row["cache_size"] for row in r["rows"]} == {18, 179}  # 1% and 10% of the tiny trace
