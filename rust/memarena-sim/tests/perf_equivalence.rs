@@ -1,0 +1,177 @@
+//! Pins the complete [`ServingReport`] (every metric, every sample, every
+//! per-request outcome) of each KV manager on a small mixed workload built
+//! here, so that performance work on the simulator cannot change a result
+//! unnoticed. The workload mixes shared system prompts (prefix groups),
+//! growing multi-turn histories, unique prompts and parallel sampling on a
+//! pool small enough that prefix-cache eviction, copy-on-write and
+//! preemption (recompute and swap) all happen.
+//!
+//! A digest is an FNV-1a hash of the report's `Debug` print. If a change is
+//! *meant* to alter results, print the new digests with
+//! `cargo test -p memarena-sim --test perf_equivalence -- --nocapture`
+//! and update them together with an explanation.
+
+use memarena_sim::Rng;
+use memarena_sim::serving::*;
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// 400 requests over ~10 s (arithmetic only: no libm in the generator).
+fn workload() -> Vec<RequestSpec> {
+    let mut rng = Rng::seed_from_u64(2024);
+    let mut t = 0.0;
+    let mut history = [0u32; 6];
+    (0..400)
+        .map(|_| {
+            t += rng.uniform() * 0.05;
+            let output = 1 + rng.below(300) as u32;
+            let mut r = match rng.below(4) {
+                // A shared system prompt (5 groups) plus a unique suffix.
+                0 | 1 => {
+                    let g = rng.below(5);
+                    let prefix = 100 + 50 * g as u32;
+                    RequestSpec {
+                        prefix_group: Some(g),
+                        prefix_tokens: prefix,
+                        ..RequestSpec::new(t, prefix + 1 + rng.below(400) as u32, output)
+                    }
+                }
+                // The next turn of one of 6 conversations.
+                2 => {
+                    let c = rng.below(6) as usize;
+                    let prompt = (history[c] + 1 + rng.below(200) as u32).min(3000);
+                    history[c] = if prompt >= 3000 { 0 } else { prompt + output };
+                    RequestSpec {
+                        prefix_group: Some(100 + c as u64),
+                        prefix_tokens: prompt + output,
+                        ..RequestSpec::new(t, prompt, output)
+                    }
+                }
+                _ => RequestSpec::new(t, 1 + rng.below(1500) as u32, output),
+            };
+            if rng.below(5) == 0 {
+                r.n_parallel = 2 + rng.below(3) as u32;
+            }
+            r
+        })
+        .collect()
+}
+
+fn config(kv: KvManagerConfig, preemption: PreemptionMode) -> ServingConfig {
+    let model = ModelSpec::builtin("llama3_8b").unwrap();
+    let mut hw = Hardware::h100_sxm();
+    // 2200 blocks of 16 tokens.
+    hw.hbm_capacity_bytes = model.weight_bytes() + 2200 * 16 * model.kv_bytes_per_token();
+    let mut c = ServingConfig::new(model, hw);
+    c.gpu_memory_utilization = 1.0;
+    c.max_model_len = Some(4096);
+    c.kv = kv;
+    c.scheduler.preemption = preemption;
+    c.scheduler.max_num_batched_tokens = 2048;
+    c.scheduler.max_num_seqs = 64;
+    c.sample_interval_s = 0.1;
+    c
+}
+
+fn managers() -> Vec<(&'static str, KvManagerConfig)> {
+    let paged = |c: PrefixCaching| {
+        KvManagerConfig::Paged(PagedConfig {
+            prefix_caching: c,
+            ..PagedConfig::default()
+        })
+    };
+    vec![
+        (
+            "static_max",
+            KvManagerConfig::Static(StaticReservation::MaxLen),
+        ),
+        (
+            "static_pow2",
+            KvManagerConfig::Static(StaticReservation::Pow2),
+        ),
+        (
+            "static_oracle",
+            KvManagerConfig::Static(StaticReservation::Oracle),
+        ),
+        ("paged", paged(PrefixCaching::Off)),
+        ("paged_v0", paged(PrefixCaching::V0)),
+        ("paged_v1", paged(PrefixCaching::V1)),
+        (
+            "vattn_2mb",
+            KvManagerConfig::Vattention(VattnConfig::default()),
+        ),
+        (
+            "vattn_64kb",
+            KvManagerConfig::Vattention(VattnConfig {
+                page_size_bytes: 64 << 10,
+                ..VattnConfig::default()
+            }),
+        ),
+    ]
+}
+
+/// (manager, preemption, digest of the report).
+const PINNED: &[(&str, &str, u64)] = &[
+    ("static_max", "Recompute", 0x0f8748f1cd304a34), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_max", "Swap", 0x0f8748f1cd304a34), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_pow2", "Recompute", 0x6986eecdd90ff450), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_pow2", "Swap", 0x6986eecdd90ff450), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_oracle", "Recompute", 0x906c439c2a1c436b), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_oracle", "Swap", 0x906c439c2a1c436b), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("paged", "Recompute", 0x2d4b5e64589aeb3c), // 400 done, 36 preempted, 148 cow, 0 evictions, hit rate 0.000
+    ("paged", "Swap", 0xaedc1b62eec4e041), // 400 done, 37 preempted, 146 cow, 0 evictions, hit rate 0.000
+    ("paged_v0", "Recompute", 0x6d54a7f5bebd6fd9), // 400 done, 20 preempted, 157 cow, 13466 evictions, hit rate 0.440
+    ("paged_v0", "Swap", 0x68f5bdf01632c9c9), // 400 done, 15 preempted, 145 cow, 13958 evictions, hit rate 0.386
+    ("paged_v1", "Recompute", 0x8d27f18b69d845b4), // 400 done, 18 preempted, 157 cow, 13536 evictions, hit rate 0.434
+    ("paged_v1", "Swap", 0x60ba78c894c54ab9), // 400 done, 14 preempted, 145 cow, 14081 evictions, hit rate 0.385
+    ("vattn_2mb", "Recompute", 0xe74b574cf59fe2f8), // 400 done, 957 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_2mb", "Swap", 0x6e539b85a8126417), // 400 done, 149 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_64kb", "Recompute", 0x15176649308f3a5d), // 400 done, 686 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_64kb", "Swap", 0x654792f168ea41e6), // 400 done, 159 preempted, 0 cow, 0 evictions, hit rate 0.000
+];
+
+#[test]
+fn reports_are_pinned() {
+    let reqs = workload();
+    let mut got = Vec::new();
+    for (name, kv) in managers() {
+        for preemption in [PreemptionMode::Recompute, PreemptionMode::Swap] {
+            let mut c = config(kv.clone(), preemption);
+            let fast = simulate(&c, &reqs).unwrap();
+            c.check_invariants = true;
+            let checked = simulate(&c, &reqs).unwrap();
+            let text = format!("{fast:?}");
+            assert_eq!(
+                text,
+                format!("{checked:?}"),
+                "{name} {preemption:?}: checking invariants changed the result"
+            );
+            let p = format!("{preemption:?}");
+            println!(
+                "(\"{name}\", \"{p}\", 0x{:016x}), // {} done, {} preempted, {} cow, {} evictions, hit rate {:.3}",
+                fnv1a(&text),
+                fast.completed,
+                fast.preemptions_recompute + fast.preemptions_swap,
+                fast.kv_counters.cow_copies,
+                fast.kv_counters.cache_evictions,
+                fast.prefix_hit_rate
+            );
+            got.push((name, p, fnv1a(&text)));
+        }
+    }
+    for (name, p, h) in &got {
+        let pinned = PINNED
+            .iter()
+            .find(|(n, q, _)| n == name && q == p)
+            .unwrap_or_else(|| panic!("no pinned digest for {name} {p}"));
+        assert_eq!(
+            *h, pinned.2,
+            "{name} {p}: the report changed (digest {h:016x}, pinned {:016x})",
+            pinned.2
+        );
+    }
+}
