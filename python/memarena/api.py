@@ -8,7 +8,7 @@ Hydra's config store is derived from the registry of these classes, so
 
 Kinds (``Component.kind``): ``method`` (memory methods, with a ``sub_kind``
 such as ``paging_policy``), ``backend``, ``agent_memory``, ``workload``,
-``metric`` and ``family`` (an experiment runner). New method sub-kinds are
+``index`` (vector indexes), ``metric`` and ``family`` (an experiment runner). New method sub-kinds are
 added by subclassing :class:`MemoryMethod` with a new ``sub_kind`` and
 ``config_group``.
 """
@@ -38,6 +38,7 @@ __all__ = [
     "PagingPolicy",
     "PlotSpec",
     "Tier",
+    "VectorIndex",
     "Workload",
 ]
 
@@ -243,6 +244,50 @@ class AgentMemory(Component):
 
 
 # ---------------------------------------------------------------------------
+# Vector indexes
+# ---------------------------------------------------------------------------
+
+
+class VectorIndex(Component):
+    """A vector index for the ``retrieval`` family (faiss-shaped, batch-first).
+
+    Verbs: :meth:`train`, :meth:`add`, :meth:`search`, :meth:`reset`, and
+    optionally ``delete``/``save``. ``search`` returns ``(distances, ids)``
+    of shape ``(nq, k)``, best first, padded with id ``-1``. The family
+    constructs an index as ``cls(dim=..., metric=...)`` plus its Config
+    fields; :meth:`search_grid` lists the search-parameter settings it sweeps
+    over one built index (ann-benchmarks' query arguments).
+    """
+
+    kind: ClassVar[str] = "index"
+    config_group: ClassVar[str] = "index"
+
+    @abc.abstractmethod
+    def train(self, data: Any) -> None:
+        """Learn the structure (centroids, widths) from ``(n, dim)`` float32 rows."""
+
+    @abc.abstractmethod
+    def add(self, data: Any, ids: Any = None, tenants: Any = None) -> None:
+        """Add ``(n, dim)`` rows with uint64 ids, each readable by its tenants."""
+
+    @abc.abstractmethod
+    def search(self, queries: Any, k: int, params: Mapping[str, Any] | None = None, tenant: Any = None) -> Any:
+        """``(distances, ids)`` of the ``k`` nearest rows of each query."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Remove every vector, keeping the training state."""
+
+    def search_grid(self) -> list[dict[str, Any]]:
+        """Search settings to sweep over one built index (default: one, the defaults)."""
+        return [{}]
+
+    def memory_bytes(self) -> int:
+        """Heap bytes held by the index."""
+        raise NotImplementedError(f"{self.name} does not report its memory")
+
+
+# ---------------------------------------------------------------------------
 # Workloads, metrics, families
 # ---------------------------------------------------------------------------
 
@@ -338,6 +383,7 @@ KINDS: dict[str, type[Component]] = {
     "method": MemoryMethod,
     "backend": HardwareBackend,
     "agent_memory": AgentMemory,
+    "index": VectorIndex,
     "workload": Workload,
     "metric": Metric,
     "family": Family,

@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from memarena.api import AgentMemory, Family, HardwareBackend, MemoryMethod, Metric, Workload
+    from memarena.api import AgentMemory, Family, HardwareBackend, MemoryMethod, Metric, VectorIndex, Workload
     from memarena.results import RunRecord
     from memarena.run import Run
 
@@ -68,6 +68,21 @@ def memarena_register_agent_memories() -> list[type[AgentMemory]]:
     Selected with ``agent_memory=<name>``.
 
     :returns: A list of ``AgentMemory`` subclasses (may be empty).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def memarena_register_indexes() -> list[type[VectorIndex]]:
+    """Return the vector-index classes this plugin provides.
+
+    Each class defines a unique snake_case ``name`` and a ``Config`` whose
+    fields are its build parameters and its search parameters (a value, or
+    a list that the ``retrieval`` family sweeps). Selected with
+    ``index=<name>``.
+
+    :returns: A list of ``VectorIndex`` subclasses (may be empty).
 
     .. versionadded:: 0.1
     """

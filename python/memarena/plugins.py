@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "memarena.builtin.families",
     "memarena.builtin.policies",
     "memarena.builtin.serving",
+    "memarena.builtin.retrieval",
     "memarena.builtin.workloads",
     "memarena.builtin.backends",
     "memarena.builtin.metrics",

@@ -24,7 +24,7 @@ YAML_OPTIONS = [
     if d.is_dir() and d.name != "local"
     for f in sorted(d.glob("*.yaml"))
 ]
-DEFAULTS_LIST_GROUPS = {"family", "workload", "policy", "backend", "kv_manager", "model"}
+DEFAULTS_LIST_GROUPS = {"family", "workload", "policy", "backend", "kv_manager", "model", "index"}
 REGISTERED = [(e.group, e.name) for e in REGISTRY]
 
 
