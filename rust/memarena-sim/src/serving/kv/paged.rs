@@ -28,7 +28,6 @@
 
 use std::collections::BTreeSet;
 
-use memarena_core::FxHashMap;
 use memarena_core::error::{Error, Result};
 use memarena_core::rng::mix64;
 
@@ -71,7 +70,11 @@ impl Default for PagedConfig {
 const NIL: u32 = u32::MAX;
 const ROOT_HASH: u64 = 0x6d65_6d61_7265_6e61;
 
+/// One block's metadata: 32 bytes, aligned, so that every access to a block
+/// (allocation, release, a hit, the free queue's links) touches one cache
+/// line. A block is free exactly when its `ref_cnt` is 0.
 #[derive(Clone, Debug)]
+#[repr(C, align(32))]
 struct Block {
     ref_cnt: u32,
     /// Tokens written into the block.
@@ -80,11 +83,118 @@ struct Block {
     hash: u64,
     /// Position of the block in its sequence (v0 eviction tie-break).
     depth: u32,
-    /// Free time (v0 LRU key).
-    last_access: f64,
-    in_free: bool,
     prev: u32,
     next: u32,
+}
+
+/// The prefix cache's map from content hash to block: open addressing with
+/// linear probing and backward-shift deletion (no tombstones), sized once
+/// to at least twice the pool so that it never grows and probes stay short.
+///
+/// A slot packs the hash's high 32 bits (which also pick the home slot)
+/// and the block id; the full hash is confirmed against the block's own
+/// `hash` (the cache maps `h` to `b` exactly when `blocks[b].hash == h`).
+#[derive(Debug, Default)]
+struct BlockCache {
+    slots: Vec<u64>,
+    mask: u64,
+    len: usize,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+impl BlockCache {
+    fn new(num_blocks: u32) -> BlockCache {
+        let n = (2 * num_blocks as u64)
+            .next_power_of_two()
+            .clamp(16, 1 << 32);
+        BlockCache {
+            slots: vec![EMPTY; n as usize],
+            mask: n - 1,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn tag(h: u64) -> u64 {
+        h >> 32
+    }
+
+    /// The block registered under `h`.
+    #[inline]
+    fn get(&self, h: u64, blocks: &[Block]) -> Option<u32> {
+        let tag = Self::tag(h);
+        let mut i = tag & self.mask;
+        loop {
+            let e = self.slots[i as usize];
+            if e == EMPTY {
+                return None;
+            }
+            if e >> 32 == tag && blocks[(e as u32) as usize].hash == h {
+                return Some(e as u32);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Registers `b` under `h` unless `h` is registered already; whether it
+    /// was inserted. `blocks[b].hash` is set by the caller on success.
+    #[inline]
+    fn insert_new(&mut self, h: u64, b: u32, blocks: &[Block]) -> bool {
+        let tag = Self::tag(h);
+        let mut i = tag & self.mask;
+        loop {
+            let e = self.slots[i as usize];
+            if e == EMPTY {
+                self.slots[i as usize] = (tag << 32) | b as u64;
+                self.len += 1;
+                return true;
+            }
+            if e >> 32 == tag && blocks[(e as u32) as usize].hash == h {
+                return false;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Removes the entry of block `b`, registered under `h`.
+    #[inline]
+    fn remove(&mut self, h: u64, b: u32) {
+        let want = (Self::tag(h) << 32) | b as u64;
+        let mut i = Self::tag(h) & self.mask;
+        while self.slots[i as usize] != want {
+            assert!(
+                self.slots[i as usize] != EMPTY,
+                "block {b} missing from the prefix cache"
+            );
+            i = (i + 1) & self.mask;
+        }
+        // Backward-shift deletion: pull later entries of the probe run into
+        // the hole unless that would move them before their home slot.
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let e = self.slots[j as usize];
+            if e == EMPTY {
+                break;
+            }
+            let home = (e >> 32) & self.mask;
+            // `e` may move to the hole `i` if `home` is not cyclically in (i, j].
+            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
+                self.slots[i as usize] = e;
+                i = j;
+            }
+        }
+        self.slots[i as usize] = EMPTY;
+        self.len -= 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.slots
+            .iter()
+            .filter(|&&e| e != EMPTY)
+            .map(|&e| (e >> 32, e as u32))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -125,10 +235,12 @@ pub struct PagedKv {
     head: u32,
     tail: u32,
     evictor: BTreeSet<(u64, u32, u32)>,
+    /// Free time of each block (v0 LRU key; empty otherwise).
+    last_access: Vec<f64>,
     num_free: u32,
     free_hashed: u32,
     watermark_blocks: u32,
-    cached: FxHashMap<u64, u32>,
+    cached: BlockCache,
     groups: Vec<Option<Group>>,
     used_fill: u64,
     now: f64,
@@ -165,8 +277,6 @@ impl PagedKv {
                 fill: 0,
                 hash: 0,
                 depth: 0,
-                last_access: 0.0,
-                in_free: true,
                 prev: if i == 0 { NIL } else { i - 1 },
                 next: if i + 1 == num_blocks { NIL } else { i + 1 },
             })
@@ -177,6 +287,8 @@ impl PagedKv {
             (0..num_blocks).rev().collect()
         };
         let v1 = cfg.prefix_caching == PrefixCaching::V1;
+        let v0 = cfg.prefix_caching == PrefixCaching::V0;
+        let caching = cfg.prefix_caching != PrefixCaching::Off;
         Ok(PagedKv {
             watermark_blocks: (cfg.watermark * num_blocks as f64) as u32,
             cfg,
@@ -186,9 +298,18 @@ impl PagedKv {
             head: if v1 { 0 } else { NIL },
             tail: if v1 { num_blocks - 1 } else { NIL },
             evictor: BTreeSet::new(),
+            last_access: if v0 {
+                vec![0.0; num_blocks as usize]
+            } else {
+                Vec::new()
+            },
             num_free: num_blocks,
             free_hashed: 0,
-            cached: FxHashMap::default(),
+            cached: if caching {
+                BlockCache::new(num_blocks)
+            } else {
+                BlockCache::default()
+            },
             groups: Vec::new(),
             used_fill: 0,
             now: 0.0,
@@ -240,8 +361,11 @@ impl PagedKv {
     // ---- free structures -------------------------------------------------
 
     fn v0_key(&self, b: u32) -> (u64, u32, u32) {
-        let blk = &self.blocks[b as usize];
-        (blk.last_access.to_bits(), !blk.depth, b)
+        (
+            self.last_access[b as usize].to_bits(),
+            !self.blocks[b as usize].depth,
+            b,
+        )
     }
 
     fn list_unlink(&mut self, b: u32) {
@@ -293,18 +417,15 @@ impl PagedKv {
         self.num_free -= 1;
         let blk = &mut self.blocks[b as usize];
         assert!(
-            blk.in_free && blk.ref_cnt == 0,
+            blk.ref_cnt == 0,
             "block {b} taken from the free pool while in use"
         );
-        blk.in_free = false;
         if blk.hash != 0 {
             let h = blk.hash;
             blk.hash = 0;
             self.free_hashed -= 1;
             self.counters.cache_evictions += 1;
-            if self.cached.get(&h) == Some(&b) {
-                self.cached.remove(&h);
-            }
+            self.cached.remove(h, b);
         }
         let blk = &mut self.blocks[b as usize];
         blk.ref_cnt = 1;
@@ -322,8 +443,6 @@ impl PagedKv {
         if blk.ref_cnt > 0 {
             return;
         }
-        blk.in_free = true;
-        blk.last_access = self.now;
         self.used_fill -= blk.fill as u64;
         let hashed = blk.hash != 0;
         self.num_free += 1;
@@ -334,6 +453,7 @@ impl PagedKv {
             PrefixCaching::Off => self.stack.push(b),
             PrefixCaching::V1 => self.list_push_tail(b),
             PrefixCaching::V0 => {
+                self.last_access[b as usize] = self.now;
                 if hashed {
                     let k = self.v0_key(b);
                     self.evictor.insert(k);
@@ -358,9 +478,7 @@ impl PagedKv {
             }
             self.num_free -= 1;
             self.free_hashed -= 1;
-            let blk = &mut self.blocks[b as usize];
-            blk.in_free = false;
-            self.used_fill += blk.fill as u64;
+            self.used_fill += self.blocks[b as usize].fill as u64;
         }
         self.blocks[b as usize].ref_cnt += 1;
     }
@@ -400,9 +518,8 @@ impl PagedKv {
             seq.chain = h;
             seq.hashed += 1;
             let b = seq.blocks[i as usize];
-            if self.blocks[b as usize].hash == 0 && !self.cached.contains_key(&h) {
+            if self.blocks[b as usize].hash == 0 && self.cached.insert_new(h, b, &self.blocks) {
                 self.blocks[b as usize].hash = h;
-                self.cached.insert(h, b);
             }
         }
     }
@@ -521,8 +638,8 @@ impl KvManager for PagedKv {
         let mut h = ROOT_HASH;
         for i in 0..max_blocks {
             let nh = Self::chain(h, Self::block_key(req, 0, i, bs), i);
-            match self.cached.get(&nh) {
-                Some(&b) => {
+            match self.cached.get(nh, &self.blocks) {
+                Some(b) => {
                     self.scratch.push(b);
                     h = nh;
                 }
@@ -771,35 +888,41 @@ impl KvManager for PagedKv {
                     ),
                 ));
             }
-            if blk.in_free != (blk.ref_cnt == 0) {
-                return Err(invariant(
-                    c,
-                    format!(
-                        "block {b}: in_free {} with ref count {}",
-                        blk.in_free, blk.ref_cnt
-                    ),
-                ));
-            }
             if blk.ref_cnt == 0 {
                 free += 1;
                 free_hashed += (blk.hash != 0) as u32;
             } else {
                 fill += blk.fill as u64;
             }
-            if blk.hash != 0 && self.cached.get(&blk.hash) != Some(&(b as u32)) {
+            if blk.hash != 0 && self.cached.get(blk.hash, &self.blocks) != Some(b as u32) {
                 return Err(invariant(
                     c,
                     format!("block {b} has a hash the cache does not map to it"),
                 ));
             }
         }
-        for (&h, &b) in &self.cached {
-            if self.blocks[b as usize].hash != h {
+        let mut entries = 0;
+        for (tag, b) in self.cached.iter() {
+            entries += 1;
+            if self.blocks[b as usize].hash == 0
+                || BlockCache::tag(self.blocks[b as usize].hash) != tag
+            {
                 return Err(invariant(
                     c,
                     format!("cache maps a hash to block {b}, which holds another"),
                 ));
             }
+        }
+        if entries != self.cached.len
+            || entries != self.blocks.iter().filter(|b| b.hash != 0).count()
+        {
+            return Err(invariant(
+                c,
+                format!(
+                    "cache holds {entries} entries (counted {}), not one per hashed block",
+                    self.cached.len
+                ),
+            ));
         }
         let in_structs = match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.len(),
@@ -808,7 +931,7 @@ impl KvManager for PagedKv {
                 let mut k = 0;
                 let mut cur = self.head;
                 while cur != NIL {
-                    if !self.blocks[cur as usize].in_free {
+                    if self.blocks[cur as usize].ref_cnt != 0 {
                         return Err(invariant(c, format!("used block {cur} in the free queue")));
                     }
                     k += 1;
