@@ -20,16 +20,23 @@
 //!   `free - needed >= watermark * num_blocks`; copy-on-write when a
 //!   sequence appends to a block shared with a parallel sample).
 //!
-//! Simplifications: the content of a block is identified by a synthetic
-//! chained hash of `(prefix group or request salt, position)` instead of
-//! token ids (see [`RequestSpec`](crate::serving::RequestSpec)); when a full
-//! block's hash is already cached by another block, the new block stays
-//! uncached (vLLM v1 keeps both; lookups find one either way).
+//! Simplifications: token contents are synthetic (see
+//! [`RequestSpec`](crate::serving::RequestSpec)): a sequence's blocks are a
+//! prefix of its prefix group's shared content followed by the request's
+//! own content (per parallel sample beyond the prompt). vLLM's chained hash
+//! identifies a block by its whole prefix; here that prefix is named
+//! exactly by the block's *content run* (the group, or the request's salt
+//! and sample) and its position in the sequence, and the cache maps
+//! `(run, position)` to the block (a dense array per run, so that a
+//! request's consecutive blocks are registered and evicted in consecutive
+//! slots). When a full block's content is already cached by another block,
+//! the new block stays uncached (vLLM v1 keeps both; lookups find one
+//! either way).
 
 use std::collections::BTreeSet;
 
+use memarena_core::FxHashMap;
 use memarena_core::error::{Error, Result};
-use memarena_core::rng::mix64;
 
 use super::{KvBreakdown, KvCounters, KvManager, KvRequest, invariant};
 
@@ -68,7 +75,24 @@ impl Default for PagedConfig {
 }
 
 const NIL: u32 = u32::MAX;
-const ROOT_HASH: u64 = 0x6d65_6d61_7265_6e61;
+
+#[cold]
+#[inline(never)]
+fn no_free_block() -> ! {
+    panic!("alloc_block called with no free block: callers check num_free first")
+}
+
+#[cold]
+#[inline(never)]
+fn block_in_use(b: u32) -> ! {
+    panic!("block {b} taken from the free pool while in use")
+}
+
+#[cold]
+#[inline(never)]
+fn negative_ref_count(b: u32) -> ! {
+    panic!("ref count of block {b} would go negative")
+}
 
 /// One block's metadata: 32 bytes, aligned, so that every access to a block
 /// (allocation, release, a hit, the free queue's links) touches one cache
@@ -79,121 +103,100 @@ struct Block {
     ref_cnt: u32,
     /// Tokens written into the block.
     fill: u32,
-    /// Content hash when the block is full and registered in the cache; 0 otherwise.
-    hash: u64,
+    /// Content run of the block when it is full and registered in the
+    /// prefix cache (at position `pos`); `NIL` otherwise.
+    run: u32,
+    pos: u32,
     /// Position of the block in its sequence (v0 eviction tie-break).
     depth: u32,
     prev: u32,
     next: u32,
 }
 
-/// The prefix cache's map from content hash to block: open addressing with
-/// linear probing and backward-shift deletion (no tombstones), sized once
-/// to at least twice the pool so that it never grows and probes stay short.
-///
-/// A slot packs the hash's high 32 bits (which also pick the home slot)
-/// and the block id; the full hash is confirmed against the block's own
-/// `hash` (the cache maps `h` to `b` exactly when `blocks[b].hash == h`).
+/// What a block's content is a prefix of (see the module docs): its
+/// prefix group's shared content, or the request's own content (by salt)
+/// for one sample (0 for the prompt and the first sample's output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RunKey {
+    Group(u64),
+    Own { salt: u64, sample: u32 },
+}
+
+/// The cached blocks of one content run, by position (`NIL`: none).
 #[derive(Debug, Default)]
-struct BlockCache {
-    slots: Vec<u64>,
-    mask: u64,
+struct Run {
+    blocks: Vec<u32>,
+    live: u32,
+}
+
+/// The prefix cache: `(run, position) -> block`. Runs get dense ids on
+/// first use and keep them (so a sequence can remember its current run);
+/// a run's array is dropped when its last block is evicted.
+#[derive(Debug, Default)]
+struct PrefixCache {
+    runs: Vec<Run>,
+    ids: FxHashMap<RunKey, u32>,
     len: usize,
 }
 
-const EMPTY: u64 = u64::MAX;
-
-impl BlockCache {
-    fn new(num_blocks: u32) -> BlockCache {
-        let n = (2 * num_blocks as u64)
-            .next_power_of_two()
-            .clamp(16, 1 << 32);
-        BlockCache {
-            slots: vec![EMPTY; n as usize],
-            mask: n - 1,
-            len: 0,
+impl PrefixCache {
+    /// The id of `key`, created if new.
+    #[inline]
+    fn run_id(&mut self, key: RunKey) -> u32 {
+        let next = self.runs.len() as u32;
+        let id = *self.ids.entry(key).or_insert(next);
+        if id == next {
+            self.runs.push(Run::default());
         }
+        id
+    }
+
+    /// The block caching position `pos` of run `key`.
+    #[inline]
+    fn get(&self, key: RunKey, pos: u32) -> Option<u32> {
+        let id = *self.ids.get(&key)?;
+        self.get_in(id, pos)
     }
 
     #[inline]
-    fn tag(h: u64) -> u64 {
-        h >> 32
-    }
-
-    /// The block registered under `h`.
-    #[inline]
-    fn get(&self, h: u64, blocks: &[Block]) -> Option<u32> {
-        let tag = Self::tag(h);
-        let mut i = tag & self.mask;
-        loop {
-            let e = self.slots[i as usize];
-            if e == EMPTY {
-                return None;
-            }
-            if e >> 32 == tag && blocks[(e as u32) as usize].hash == h {
-                return Some(e as u32);
-            }
-            i = (i + 1) & self.mask;
+    fn get_in(&self, id: u32, pos: u32) -> Option<u32> {
+        match self.runs[id as usize].blocks.get(pos as usize) {
+            Some(&b) if b != NIL => Some(b),
+            _ => None,
         }
     }
 
-    /// Registers `b` under `h` unless `h` is registered already; whether it
-    /// was inserted. `blocks[b].hash` is set by the caller on success.
-    #[inline]
-    fn insert_new(&mut self, h: u64, b: u32, blocks: &[Block]) -> bool {
-        let tag = Self::tag(h);
-        let mut i = tag & self.mask;
-        loop {
-            let e = self.slots[i as usize];
-            if e == EMPTY {
-                self.slots[i as usize] = (tag << 32) | b as u64;
-                self.len += 1;
-                return true;
-            }
-            if e >> 32 == tag && blocks[(e as u32) as usize].hash == h {
-                return false;
-            }
-            i = (i + 1) & self.mask;
+    /// Registers `b` at `pos` of run `id` unless that content is cached
+    /// already; whether it was registered.
+    #[inline(always)]
+    fn insert_new(&mut self, id: u32, pos: u32, b: u32) -> bool {
+        let run = &mut self.runs[id as usize];
+        let p = pos as usize;
+        if p >= run.blocks.len() {
+            run.blocks.resize(p + 1, NIL);
+        } else if run.blocks[p] != NIL {
+            return false;
         }
+        run.blocks[p] = b;
+        run.live += 1;
+        self.len += 1;
+        true
     }
 
-    /// Removes the entry of block `b`, registered under `h`.
-    #[inline]
-    fn remove(&mut self, h: u64, b: u32) {
-        let want = (Self::tag(h) << 32) | b as u64;
-        let mut i = Self::tag(h) & self.mask;
-        while self.slots[i as usize] != want {
-            assert!(
-                self.slots[i as usize] != EMPTY,
-                "block {b} missing from the prefix cache"
-            );
-            i = (i + 1) & self.mask;
-        }
-        // Backward-shift deletion: pull later entries of the probe run into
-        // the hole unless that would move them before their home slot.
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let e = self.slots[j as usize];
-            if e == EMPTY {
-                break;
-            }
-            let home = (e >> 32) & self.mask;
-            // `e` may move to the hole `i` if `home` is not cyclically in (i, j].
-            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
-                self.slots[i as usize] = e;
-                i = j;
-            }
-        }
-        self.slots[i as usize] = EMPTY;
+    /// Removes block `b`, registered at `pos` of run `id`.
+    #[inline(always)]
+    fn remove(&mut self, id: u32, pos: u32, b: u32) {
+        let run = &mut self.runs[id as usize];
+        assert!(
+            run.blocks.get(pos as usize) == Some(&b),
+            "block {b} missing from the prefix cache"
+        );
+        run.blocks[pos as usize] = NIL;
+        run.live -= 1;
         self.len -= 1;
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.slots
-            .iter()
-            .filter(|&&e| e != EMPTY)
-            .map(|&e| (e >> 32, e as u32))
+        if run.live == 0 {
+            run.blocks = Vec::new();
+        }
     }
 }
 
@@ -203,9 +206,10 @@ struct Seq {
     tokens: u32,
     /// Index of this sequence in its group (parallel sampling).
     index: u32,
-    /// Chained hash of the last hashed block, and how many are hashed.
-    chain: u64,
+    /// How many leading blocks went through the prefix cache (registered,
+    /// or found cached already), and the run of the last one.
     hashed: u32,
+    run: Option<(RunKey, u32)>,
 }
 
 #[derive(Clone, Debug)]
@@ -224,7 +228,7 @@ struct Group {
 /// - blocks shared across requests are full (only prefix-cache hits are
 ///   shared across requests); each table holds `ceil(tokens / block_size)`
 ///   blocks;
-/// - the cache map and the blocks' hashes agree;
+/// - the prefix cache and the blocks' `(run, pos)` agree;
 /// - the running sum of used blocks' fills equals its recomputation.
 #[derive(Debug)]
 pub struct PagedKv {
@@ -240,13 +244,12 @@ pub struct PagedKv {
     num_free: u32,
     free_hashed: u32,
     watermark_blocks: u32,
-    cached: BlockCache,
+    cached: PrefixCache,
     groups: Vec<Option<Group>>,
     used_fill: u64,
     now: f64,
     scratch: Vec<u32>,
     scratch_rid: u32,
-    scratch_chain: u64,
     cow_pending: Vec<(u32, u32)>,
     extra_bytes: u64,
     counters: KvCounters,
@@ -275,7 +278,8 @@ impl PagedKv {
             .map(|i| Block {
                 ref_cnt: 0,
                 fill: 0,
-                hash: 0,
+                run: NIL,
+                pos: 0,
                 depth: 0,
                 prev: if i == 0 { NIL } else { i - 1 },
                 next: if i + 1 == num_blocks { NIL } else { i + 1 },
@@ -288,7 +292,6 @@ impl PagedKv {
         };
         let v1 = cfg.prefix_caching == PrefixCaching::V1;
         let v0 = cfg.prefix_caching == PrefixCaching::V0;
-        let caching = cfg.prefix_caching != PrefixCaching::Off;
         Ok(PagedKv {
             watermark_blocks: (cfg.watermark * num_blocks as f64) as u32,
             cfg,
@@ -305,17 +308,12 @@ impl PagedKv {
             },
             num_free: num_blocks,
             free_hashed: 0,
-            cached: if caching {
-                BlockCache::new(num_blocks)
-            } else {
-                BlockCache::default()
-            },
+            cached: PrefixCache::default(),
             groups: Vec::new(),
             used_fill: 0,
             now: 0.0,
             scratch: Vec::new(),
             scratch_rid: NIL,
-            scratch_chain: ROOT_HASH,
             cow_pending: Vec::new(),
             extra_bytes: 0,
             counters: KvCounters::default(),
@@ -368,6 +366,7 @@ impl PagedKv {
         )
     }
 
+    #[inline(always)]
     fn list_unlink(&mut self, b: u32) {
         let (p, n) = (self.blocks[b as usize].prev, self.blocks[b as usize].next);
         if p == NIL {
@@ -384,6 +383,7 @@ impl PagedKv {
         self.blocks[b as usize].next = NIL;
     }
 
+    #[inline(always)]
     fn list_push_tail(&mut self, b: u32) {
         self.blocks[b as usize].prev = self.tail;
         self.blocks[b as usize].next = NIL;
@@ -396,6 +396,7 @@ impl PagedKv {
     }
 
     /// Takes a free block for new content (evicting its cached hash).
+    #[inline(always)]
     fn alloc_block(&mut self, depth: u32) -> u32 {
         let b = match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.pop(),
@@ -408,24 +409,22 @@ impl PagedKv {
                     Some(h)
                 }
             }
-            PrefixCaching::V0 => self
-                .stack
-                .pop()
-                .or_else(|| self.evictor.pop_first().map(|k| k.2)),
+            PrefixCaching::V0 => self.v0_pop(),
         };
-        let b = b.expect("alloc_block called with no free block: callers check num_free first");
+        let Some(b) = b else {
+            no_free_block();
+        };
         self.num_free -= 1;
         let blk = &mut self.blocks[b as usize];
-        assert!(
-            blk.ref_cnt == 0,
-            "block {b} taken from the free pool while in use"
-        );
-        if blk.hash != 0 {
-            let h = blk.hash;
-            blk.hash = 0;
+        if blk.ref_cnt != 0 {
+            block_in_use(b);
+        }
+        if blk.run != NIL {
+            let (run, pos) = (blk.run, blk.pos);
+            blk.run = NIL;
             self.free_hashed -= 1;
             self.counters.cache_evictions += 1;
-            self.cached.remove(h, b);
+            self.cached.remove(run, pos, b);
         }
         let blk = &mut self.blocks[b as usize];
         blk.ref_cnt = 1;
@@ -434,17 +433,40 @@ impl PagedKv {
         b
     }
 
+    /// v0: a never-used block first, else the LRU cached one.
+    #[inline(never)]
+    fn v0_pop(&mut self) -> Option<u32> {
+        self.stack
+            .pop()
+            .or_else(|| self.evictor.pop_first().map(|k| k.2))
+    }
+
+    /// v0: a freed block goes to the stack, or to the evictor if cached.
+    #[inline(never)]
+    fn v0_release(&mut self, b: u32, hashed: bool) {
+        self.last_access[b as usize] = self.now;
+        if hashed {
+            let k = self.v0_key(b);
+            self.evictor.insert(k);
+        } else {
+            self.stack.push(b);
+        }
+    }
+
     /// Drops one reference to `b`; a block reaching 0 becomes free (and stays
     /// cached if it has a hash).
+    #[inline(always)]
     fn release_block(&mut self, b: u32) {
         let blk = &mut self.blocks[b as usize];
-        assert!(blk.ref_cnt > 0, "ref count of block {b} would go negative");
+        if blk.ref_cnt == 0 {
+            negative_ref_count(b);
+        }
         blk.ref_cnt -= 1;
         if blk.ref_cnt > 0 {
             return;
         }
         self.used_fill -= blk.fill as u64;
-        let hashed = blk.hash != 0;
+        let hashed = blk.run != NIL;
         self.num_free += 1;
         if hashed {
             self.free_hashed += 1;
@@ -452,15 +474,7 @@ impl PagedKv {
         match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.push(b),
             PrefixCaching::V1 => self.list_push_tail(b),
-            PrefixCaching::V0 => {
-                self.last_access[b as usize] = self.now;
-                if hashed {
-                    let k = self.v0_key(b);
-                    self.evictor.insert(k);
-                } else {
-                    self.stack.push(b);
-                }
-            }
+            PrefixCaching::V0 => self.v0_release(b, hashed),
         }
     }
 
@@ -485,9 +499,12 @@ impl PagedKv {
 
     // ---- content hashes --------------------------------------------------
 
-    /// Content key of block `i` of sequence `seq` of `req` (see
-    /// [`RequestSpec`](crate::serving::RequestSpec)).
-    fn block_key(req: &KvRequest, seq: u32, i: u32, bs: u32) -> u64 {
+    /// The content run of block `i` of sample `seq` of `req` (see
+    /// [`RequestSpec`](crate::serving::RequestSpec)): blocks within the
+    /// prompt are the same for every sample; blocks within the prefix group's
+    /// shared tokens (and of the first sample or the prompt) are the group's.
+    #[inline(always)]
+    fn run_key(req: &KvRequest, seq: u32, i: u32, bs: u32) -> RunKey {
         let end = (i as u64 + 1) * bs as u64;
         let seq = if end <= req.prompt_tokens as u64 {
             0
@@ -498,28 +515,43 @@ impl PagedKv {
             && end <= req.prefix_tokens as u64
             && seq == 0
         {
-            return mix64(g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x1);
+            return RunKey::Group(g);
         }
-        mix64(req.salt.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ ((seq as u64) << 40) ^ 0x2)
+        RunKey::Own {
+            salt: req.salt,
+            sample: seq,
+        }
     }
 
-    #[inline]
-    fn chain(parent: u64, key: u64, i: u32) -> u64 {
-        mix64(parent ^ key.wrapping_add(i as u64)) | 1
-    }
-
-    /// Registers newly full blocks of `g.seqs[s]` in the cache.
-    fn hash_full_blocks(&mut self, g: &mut Group, s: usize) {
-        let bs = self.cfg.block_size;
-        let seq = &mut g.seqs[s];
-        while seq.hashed < seq.tokens / bs {
+    /// Registers the newly full blocks of `seq` (of `req`) in the cache:
+    /// all of them, as `seq` has just filled its last block.
+    #[inline(always)]
+    fn hash_full_blocks(
+        blocks: &mut [Block],
+        cached: &mut PrefixCache,
+        bs: u32,
+        req: &KvRequest,
+        seq: &mut Seq,
+    ) {
+        debug_assert_eq!(seq.tokens, seq.blocks.len() as u32 * bs);
+        let full = seq.blocks.len() as u32;
+        while seq.hashed < full {
             let i = seq.hashed;
-            let h = Self::chain(seq.chain, Self::block_key(&g.req, seq.index, i, bs), i);
-            seq.chain = h;
+            let key = Self::run_key(req, seq.index, i, bs);
+            let id = match seq.run {
+                Some((k, id)) if k == key => id,
+                _ => {
+                    let id = cached.run_id(key);
+                    seq.run = Some((key, id));
+                    id
+                }
+            };
             seq.hashed += 1;
             let b = seq.blocks[i as usize];
-            if self.blocks[b as usize].hash == 0 && self.cached.insert_new(h, b, &self.blocks) {
-                self.blocks[b as usize].hash = h;
+            let blk = &mut blocks[b as usize];
+            if blk.run == NIL && cached.insert_new(id, i, b) {
+                blk.run = id;
+                blk.pos = i;
             }
         }
     }
@@ -556,152 +588,62 @@ impl PagedKv {
         need
     }
 
-    /// Writes sequence `s` of `g` up to `target` tokens (blocks are available).
-    fn write_tokens(&mut self, g: &mut Group, s: usize, target: u32) {
+    /// Writes `seq` (of `req`) up to `target` tokens (blocks are
+    /// available): first the partial last block (copied first if shared),
+    /// then whole new blocks. Each block is registered in the cache as soon
+    /// as it is full, before the next allocation can evict anything.
+    fn write_tokens(&mut self, req: &KvRequest, seq: &mut Seq, target: u32) {
         let bs = self.cfg.block_size;
-        while g.seqs[s].tokens < target {
-            let seq = &mut g.seqs[s];
-            let off = seq.tokens % bs;
-            if off == 0 {
-                let depth = seq.blocks.len() as u32;
-                let b = self.alloc_block(depth);
-                g.seqs[s].blocks.push(b);
-            } else {
-                let last = *seq.blocks.last().expect("partial block");
-                if self.blocks[last as usize].ref_cnt > 1 {
-                    // Copy-on-write: this sequence gets its own copy.
-                    let depth = seq.blocks.len() as u32 - 1;
-                    let nb = self.alloc_block(depth);
-                    let fill = self.blocks[last as usize].fill;
-                    self.blocks[nb as usize].fill = fill;
-                    self.used_fill += fill as u64;
-                    self.release_block(last);
-                    *g.seqs[s].blocks.last_mut().expect("partial block") = nb;
-                    self.counters.cow_copies += 1;
-                    self.extra_bytes += 2 * fill as u64 * self.bytes_per_token;
-                }
+        let caching = self.cfg.prefix_caching != PrefixCaching::Off;
+        if seq.tokens >= target {
+            return;
+        }
+        let off = seq.tokens % bs;
+        if off != 0 {
+            let mut last = *seq.blocks.last().expect("partial block");
+            if self.blocks[last as usize].ref_cnt > 1 {
+                // Copy-on-write: this sequence gets its own copy.
+                let depth = seq.blocks.len() as u32 - 1;
+                let nb = self.alloc_block(depth);
+                let fill = self.blocks[last as usize].fill;
+                self.blocks[nb as usize].fill = fill;
+                self.used_fill += fill as u64;
+                self.release_block(last);
+                *seq.blocks.last_mut().expect("partial block") = nb;
+                self.counters.cow_copies += 1;
+                self.extra_bytes += 2 * fill as u64 * self.bytes_per_token;
+                last = nb;
             }
-            let seq = &mut g.seqs[s];
-            let last = *seq.blocks.last().expect("a block to write into");
             let k = (target - seq.tokens).min(bs - off);
             seq.tokens += k;
             self.blocks[last as usize].fill += k;
             self.used_fill += k as u64;
-            if self.cfg.prefix_caching != PrefixCaching::Off && g.seqs[s].tokens % bs == 0 {
-                self.hash_full_blocks(g, s);
+            if caching && seq.tokens == seq.blocks.len() as u32 * bs {
+                Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
             }
         }
-    }
-
-    fn take_group(&mut self, rid: u32) -> Option<Group> {
-        self.groups.get_mut(rid as usize).and_then(|g| g.take())
-    }
-
-    fn put_group(&mut self, rid: u32, g: Group) {
-        let i = rid as usize;
-        if self.groups.len() <= i {
-            self.groups.resize_with(i + 1, || None);
+        if seq.tokens >= target {
+            return;
         }
-        self.groups[i] = Some(g);
-    }
-}
-
-impl KvManager for PagedKv {
-    fn name(&self) -> &'static str {
-        "paged"
-    }
-
-    fn pool_bytes(&self) -> u64 {
-        self.blocks.len() as u64 * self.cfg.block_size as u64 * self.bytes_per_token
-    }
-
-    fn can_ever_fit(&self, req: &KvRequest) -> bool {
-        let shared = req.prompt_tokens.min(req.max_tokens) / self.cfg.block_size;
-        let per_seq = self.blocks_for(req.max_tokens) - shared;
-        let need = shared as u64 + req.n_parallel as u64 * per_seq as u64;
-        need + self.watermark_blocks as u64 <= self.blocks.len() as u64
-    }
-
-    fn set_time(&mut self, now_s: f64) {
-        self.now = now_s;
-    }
-
-    fn lookup(&mut self, rid: u32, req: &KvRequest, num_tokens: u32) -> u32 {
-        self.scratch.clear();
-        self.scratch_rid = rid;
-        self.scratch_chain = ROOT_HASH;
-        if self.cfg.prefix_caching == PrefixCaching::Off || num_tokens == 0 {
-            return 0;
-        }
-        let bs = self.cfg.block_size;
-        let max_blocks = (num_tokens - 1) / bs;
-        let mut h = ROOT_HASH;
-        for i in 0..max_blocks {
-            let nh = Self::chain(h, Self::block_key(req, 0, i, bs), i);
-            match self.cached.get(nh, &self.blocks) {
-                Some(b) => {
-                    self.scratch.push(b);
-                    h = nh;
-                }
-                None => break,
-            }
-        }
-        self.scratch_chain = h;
-        self.scratch.len() as u32 * bs
-    }
-
-    fn admit(&mut self, rid: u32, req: &KvRequest, hit_tokens: u32, tokens: u32) -> bool {
-        assert!(self.group(rid).is_none(), "request {rid} admitted twice");
-        let bs = self.cfg.block_size;
-        let hits = if hit_tokens > 0 {
-            assert!(
-                self.scratch_rid == rid && self.scratch.len() as u32 * bs == hit_tokens,
-                "admit({rid}) with {hit_tokens} hit tokens does not follow its lookup"
-            );
-            self.scratch.len() as u32
-        } else {
-            0
-        };
-        let tokens = tokens.max(hit_tokens);
-        let evictable = self.scratch[..hits as usize]
-            .iter()
-            .filter(|&&b| self.blocks[b as usize].ref_cnt == 0)
-            .count() as u64;
-        let need = (self.blocks_for(tokens) - hits) as u64 + evictable;
-        if need + self.watermark_blocks as u64 > self.num_free as u64 {
-            return false;
-        }
-        let mut seq = Seq {
-            tokens: hit_tokens,
-            hashed: hits,
-            chain: if hits > 0 {
-                self.scratch_chain
-            } else {
-                ROOT_HASH
-            },
-            ..Seq::default()
-        };
-        let scratch = std::mem::take(&mut self.scratch);
-        for &b in &scratch[..hits as usize] {
-            self.touch(b);
+        seq.blocks
+            .reserve(self.blocks_for(target) as usize - seq.blocks.len());
+        self.used_fill += (target - seq.tokens) as u64;
+        while seq.tokens < target {
+            let b = self.alloc_block(seq.blocks.len() as u32);
             seq.blocks.push(b);
+            let k = (target - seq.tokens).min(bs);
+            seq.tokens += k;
+            self.blocks[b as usize].fill = k;
+            if caching && k == bs {
+                Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
+            }
         }
-        self.scratch = scratch;
-        self.scratch.clear();
-        self.scratch_rid = NIL;
-        let mut g = Group {
-            req: req.clone(),
-            seqs: vec![seq],
-        };
-        self.write_tokens(&mut g, 0, tokens);
-        self.put_group(rid, g);
-        true
     }
 
-    fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool {
-        // Fast path (most decode steps): every sequence writes into its own
-        // partially filled last block, which does not become full under
-        // prefix caching.
+    /// [`KvManager::grow`] beyond its fast path: several sequences, a fork,
+    /// a new block or a copy-on-write.
+    #[inline(never)]
+    fn grow_slow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool {
         let bs = self.cfg.block_size;
         let caching = self.cfg.prefix_caching != PrefixCaching::Off;
         if let Some(Some(g)) = self.groups.get_mut(rid as usize)
@@ -747,11 +689,142 @@ impl KvManager for PagedKv {
             self.put_group(rid, g);
             return false;
         }
-        for s in 0..g.seqs.len() {
-            self.write_tokens(&mut g, s, tokens);
+        let Group { req, seqs } = &mut g;
+        for s in seqs.iter_mut() {
+            self.write_tokens(req, s, tokens);
         }
         self.put_group(rid, g);
         true
+    }
+
+    fn take_group(&mut self, rid: u32) -> Option<Group> {
+        self.groups.get_mut(rid as usize).and_then(|g| g.take())
+    }
+
+    fn put_group(&mut self, rid: u32, g: Group) {
+        let i = rid as usize;
+        if self.groups.len() <= i {
+            self.groups.resize_with(i + 1, || None);
+        }
+        self.groups[i] = Some(g);
+    }
+}
+
+impl KvManager for PagedKv {
+    fn name(&self) -> &'static str {
+        "paged"
+    }
+
+    fn pool_bytes(&self) -> u64 {
+        self.blocks.len() as u64 * self.cfg.block_size as u64 * self.bytes_per_token
+    }
+
+    fn can_ever_fit(&self, req: &KvRequest) -> bool {
+        let shared = req.prompt_tokens.min(req.max_tokens) / self.cfg.block_size;
+        let per_seq = self.blocks_for(req.max_tokens) - shared;
+        let need = shared as u64 + req.n_parallel as u64 * per_seq as u64;
+        need + self.watermark_blocks as u64 <= self.blocks.len() as u64
+    }
+
+    fn set_time(&mut self, now_s: f64) {
+        self.now = now_s;
+    }
+
+    fn lookup(&mut self, rid: u32, req: &KvRequest, num_tokens: u32) -> u32 {
+        self.scratch.clear();
+        self.scratch_rid = rid;
+        if self.cfg.prefix_caching == PrefixCaching::Off || num_tokens == 0 {
+            return 0;
+        }
+        let bs = self.cfg.block_size;
+        let max_blocks = (num_tokens - 1) / bs;
+        for i in 0..max_blocks {
+            match self.cached.get(Self::run_key(req, 0, i, bs), i) {
+                Some(b) => self.scratch.push(b),
+                None => break,
+            }
+        }
+        self.scratch.len() as u32 * bs
+    }
+
+    fn admit(&mut self, rid: u32, req: &KvRequest, hit_tokens: u32, tokens: u32) -> bool {
+        assert!(self.group(rid).is_none(), "request {rid} admitted twice");
+        let bs = self.cfg.block_size;
+        let hits = if hit_tokens > 0 {
+            assert!(
+                self.scratch_rid == rid && self.scratch.len() as u32 * bs == hit_tokens,
+                "admit({rid}) with {hit_tokens} hit tokens does not follow its lookup"
+            );
+            self.scratch.len() as u32
+        } else {
+            0
+        };
+        let tokens = tokens.max(hit_tokens);
+        let evictable = self.scratch[..hits as usize]
+            .iter()
+            .filter(|&&b| self.blocks[b as usize].ref_cnt == 0)
+            .count() as u64;
+        let need = (self.blocks_for(tokens) - hits) as u64 + evictable;
+        if need + self.watermark_blocks as u64 > self.num_free as u64 {
+            return false;
+        }
+        let mut seq = Seq {
+            // Room for the request's peak, so that decoding never reallocates.
+            blocks: Vec::with_capacity(self.blocks_for(tokens.max(req.max_tokens)) as usize),
+            tokens: hit_tokens,
+            hashed: hits,
+            ..Seq::default()
+        };
+        let scratch = std::mem::take(&mut self.scratch);
+        for &b in &scratch[..hits as usize] {
+            self.touch(b);
+            seq.blocks.push(b);
+        }
+        self.scratch = scratch;
+        self.scratch.clear();
+        self.scratch_rid = NIL;
+        self.write_tokens(req, &mut seq, tokens);
+        self.put_group(
+            rid,
+            Group {
+                req: req.clone(),
+                seqs: vec![seq],
+            },
+        );
+        true
+    }
+
+    #[inline]
+    fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool {
+        // Fast path (most decode steps): one sequence writes into its own
+        // partially filled last block.
+        let bs = self.cfg.block_size;
+        if let Some(Some(g)) = self.groups.get_mut(rid as usize)
+            && n_seqs <= 1
+            && let [s] = g.seqs.as_mut_slice()
+        {
+            if tokens <= s.tokens {
+                return true;
+            }
+            if tokens <= s.blocks.len() as u32 * bs {
+                let last = *s.blocks.last().expect("partial block") as usize;
+                let blk = &mut self.blocks[last];
+                if blk.ref_cnt == 1 {
+                    blk.fill += tokens - s.tokens;
+                    self.used_fill += (tokens - s.tokens) as u64;
+                    s.tokens = tokens;
+                    // `tokens` is past the previous block, so it fills
+                    // this one exactly when it reaches its end.
+                    if self.cfg.prefix_caching != PrefixCaching::Off
+                        && tokens == s.blocks.len() as u32 * bs
+                    {
+                        Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, &g.req, s);
+                    }
+                    return true;
+                }
+            }
+        }
+        self.grow_slow(rid, tokens, n_seqs)
     }
 
     fn free(&mut self, rid: u32) {
@@ -890,37 +963,49 @@ impl KvManager for PagedKv {
             }
             if blk.ref_cnt == 0 {
                 free += 1;
-                free_hashed += (blk.hash != 0) as u32;
+                free_hashed += (blk.run != NIL) as u32;
             } else {
                 fill += blk.fill as u64;
             }
-            if blk.hash != 0 && self.cached.get(blk.hash, &self.blocks) != Some(b as u32) {
+            if blk.run != NIL && self.cached.get_in(blk.run, blk.pos) != Some(b as u32) {
                 return Err(invariant(
                     c,
-                    format!("block {b} has a hash the cache does not map to it"),
+                    format!("block {b} is registered where the cache does not name it"),
                 ));
             }
         }
         let mut entries = 0;
-        for (tag, b) in self.cached.iter() {
-            entries += 1;
-            if self.blocks[b as usize].hash == 0
-                || BlockCache::tag(self.blocks[b as usize].hash) != tag
-            {
+        for (id, run) in self.cached.runs.iter().enumerate() {
+            let mut live = 0;
+            for (pos, &b) in run.blocks.iter().enumerate() {
+                if b == NIL {
+                    continue;
+                }
+                live += 1;
+                let blk = &self.blocks[b as usize];
+                if blk.run != id as u32 || blk.pos != pos as u32 {
+                    return Err(invariant(
+                        c,
+                        format!("cache names block {b} for content it does not hold"),
+                    ));
+                }
+            }
+            if live != run.live {
                 return Err(invariant(
                     c,
-                    format!("cache maps a hash to block {b}, which holds another"),
+                    format!("run {id}: {} live blocks counted {live}", run.live),
                 ));
             }
+            entries += live as usize;
         }
-        if entries != self.cached.len
-            || entries != self.blocks.iter().filter(|b| b.hash != 0).count()
-        {
+        if entries != self.cached.len || self.cached.ids.len() != self.cached.runs.len() {
             return Err(invariant(
                 c,
                 format!(
-                    "cache holds {entries} entries (counted {}), not one per hashed block",
-                    self.cached.len
+                    "cache holds {entries} blocks (counted {}), {} run ids for {} runs",
+                    self.cached.len,
+                    self.cached.ids.len(),
+                    self.cached.runs.len()
                 ),
             ));
         }
