@@ -1,10 +1,12 @@
 //! Metrics and the distance kernels.
 //!
 //! The kernels are written so that the compiler vectorises them without
-//! `unsafe`: the inner loop walks `chunks_exact(16)` with sixteen independent
+//! intrinsics: the inner loop walks `chunks_exact(N)` with `N` independent
 //! accumulators (float addition is not associative, so a single accumulator
-//! would force a serial reduction). On x86-64 baseline (SSE2) this becomes four
-//! 4-lane registers; with `-C target-cpu=x86-64-v3` two 8-lane AVX registers.
+//! would force a serial reduction). The portable build (`N = 16`) becomes four
+//! 4-lane SSE2 registers; [`crate::simd`] compiles the same bodies with
+//! `N = 32` under `avx2,fma` (four 8-lane FMA chains) and picks that set at
+//! run time when the CPU has it.
 //!
 //! Internally every index ranks by a *score where lower is better*:
 //! squared L2 for [`Metric::L2`] and the negated inner product for
@@ -89,52 +91,26 @@ impl Metric {
     }
 }
 
-const LANES: usize = 16;
-
-/// Inner product of two equal-length slices.
+/// Inner product of two equal-length slices (runtime-dispatched kernel, see
+/// [`crate::simd`]).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: length mismatch");
-    let mut acc = [0.0f32; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        let x: &[f32; LANES] = x.try_into().expect("chunk of LANES");
-        let y: &[f32; LANES] = y.try_into().expect("chunk of LANES");
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    reduce(&acc) + tail
+    (crate::simd::kernels().dot)(a, b)
 }
 
-/// Squared Euclidean distance of two equal-length slices.
+/// Squared Euclidean distance of two equal-length slices (runtime-dispatched
+/// kernel, see [`crate::simd`]).
 #[inline]
 pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "l2_sq: length mismatch");
-    let mut acc = [0.0f32; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        let x: &[f32; LANES] = x.try_into().expect("chunk of LANES");
-        let y: &[f32; LANES] = y.try_into().expect("chunk of LANES");
-        for i in 0..LANES {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        let d = x - y;
-        tail += d * d;
-    }
-    reduce(&acc) + tail
+    (crate::simd::kernels().l2_sq)(a, b)
+}
+
+/// The distance-kernel set chosen for this CPU at run time
+/// (`"portable"` or `"avx2+fma+popcnt"`).
+pub fn kernel_set() -> &'static str {
+    crate::simd::kernels().name
 }
 
 /// Squared norm.
@@ -143,11 +119,85 @@ pub fn norm_sq(a: &[f32]) -> f32 {
     dot(a, a)
 }
 
+/// `a + x * y`, fused (one rounding) when `FMA`; only instantiated with
+/// `FMA = true` under `#[target_feature(enable = "fma")]`, where `mul_add`
+/// is one instruction rather than a libm call.
+#[inline(always)]
+fn madd<const FMA: bool>(acc: f32, x: f32, y: f32) -> f32 {
+    if FMA { x.mul_add(y, acc) } else { acc + x * y }
+}
+
+/// The inner-product body: `N` independent accumulators over
+/// `chunks_exact(N)`, then an 8-wide pass over the rest, then scalars.
+#[inline(always)]
+pub(crate) fn dot_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; N];
+    let ca = a.chunks_exact(N);
+    let cb = b.chunks_exact(N);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..N {
+            acc[i] = madd::<FMA>(acc[i], x[i], y[i]);
+        }
+    }
+    let mut acc8 = [0.0f32; 8];
+    let ca = ra.chunks_exact(8);
+    let cb = rb.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc8[i] = madd::<FMA>(acc8[i], x[i], y[i]);
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    reduce(&acc) + reduce(&acc8) + tail
+}
+
+/// The squared-L2 body, shaped like [`dot_lanes`].
+#[inline(always)]
+pub(crate) fn l2_sq_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; N];
+    let ca = a.chunks_exact(N);
+    let cb = b.chunks_exact(N);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..N {
+            let d = x[i] - y[i];
+            acc[i] = madd::<FMA>(acc[i], d, d);
+        }
+    }
+    let mut acc8 = [0.0f32; 8];
+    let ca = ra.chunks_exact(8);
+    let cb = rb.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            let d = x[i] - y[i];
+            acc8[i] = madd::<FMA>(acc8[i], d, d);
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        let d = x - y;
+        tail += d * d;
+    }
+    reduce(&acc) + reduce(&acc8) + tail
+}
+
+/// Hamming distance of two equal-length codes of 64-bit words.
+#[inline(always)]
+pub(crate) fn hamming_words(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
 /// Sums the lanes in a fixed order (deterministic). A sequential sum keeps
 /// the vectoriser on full-width registers; a pairwise tree here made LLVM
 /// fall back to 2-lane operations in the main loop.
-#[inline]
-fn reduce(acc: &[f32; LANES]) -> f32 {
+#[inline(always)]
+fn reduce<const N: usize>(acc: &[f32; N]) -> f32 {
     acc.iter().sum()
 }
 

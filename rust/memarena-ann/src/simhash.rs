@@ -28,6 +28,7 @@ use crate::index::{
 };
 use crate::metric::{Metric, dot};
 use crate::persist::{Reader, Writer, encode};
+use crate::simd::kernels;
 use crate::store::Store;
 use crate::tenant::Tenants;
 use crate::topk::{Scratch, TopK};
@@ -140,13 +141,6 @@ impl SimHash {
             }
             codes.push(code);
         }
-    }
-
-    #[inline]
-    fn hamming(&self, slot: u32, q: &[u64]) -> u32 {
-        let nt = self.cfg.n_tables;
-        let c = &self.codes[slot as usize * nt..(slot as usize + 1) * nt];
-        c.iter().zip(q).map(|(a, b)| (a ^ b).count_ones()).sum()
     }
 
     /// Ranks the candidates (`s.slots`, with Hamming distances in `s.u16s`)
@@ -311,19 +305,20 @@ impl Engine for SimHash {
         s.slots.clear();
         s.u16s.clear();
         if self.buckets.is_empty() || p.n_probes == 0 {
-            // Hamming scan over all codes (one tight pass).
-            let nt = self.cfg.n_tables;
-            for (slot, c) in self.codes.chunks_exact(nt).enumerate() {
-                let h: u32 = c
-                    .iter()
-                    .zip(qc.iter())
-                    .map(|(a, b)| (a ^ b).count_ones())
-                    .sum();
+            // Hamming scan over all codes (one tight pass, dispatched kernel),
+            // then the allowed slots are compacted in place.
+            let n = st.n_slots();
+            s.u16s.resize(n, 0);
+            (kernels().hamming_many)(&self.codes, &qc, &mut s.u16s);
+            let mut w = 0;
+            for slot in 0..n {
                 if st.allows(slot as u32, tenant) {
+                    s.u16s[w] = s.u16s[slot];
                     s.slots.push(slot as u32);
-                    s.u16s.push(h as u16);
+                    w += 1;
                 }
             }
+            s.u16s.truncate(w);
         } else {
             s.begin_visits(st.n_slots());
             let nb = self.cfg.n_bits;
@@ -362,12 +357,8 @@ impl Engine for SimHash {
             }
         }
         if s.u16s.len() != s.slots.len() {
-            let hams: Vec<u16> = s
-                .slots
-                .iter()
-                .map(|&c| self.hamming(c, &qc) as u16)
-                .collect();
-            s.u16s = hams;
+            s.u16s.resize(s.slots.len(), 0);
+            (kernels().hamming_at)(&self.codes, &s.slots, &qc, &mut s.u16s);
         }
         self.finish_candidates(q, p, s, top);
         s.f32s = proj;
