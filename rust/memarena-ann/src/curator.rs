@@ -24,7 +24,9 @@ use std::collections::BinaryHeap;
 
 use memarena_core::{Error, FxHashMap, Result};
 
-use crate::index::{Engine, Params, SearchParams, VectorIndex, rows, store_delegates};
+use crate::index::{
+    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+};
 use crate::kmeans;
 use crate::metric::{Metric, l2_sq};
 use crate::persist::{Reader, Writer, encode};
@@ -436,6 +438,13 @@ impl Engine for Curator {
             return;
         }
         let st = &self.store;
+        // A small tenant is cheaper (and exact) as one scan of its own vectors.
+        if let Some(t) = tenant
+            && use_exact_filter(st, t, p)
+        {
+            scan_tenant(self, q, t, s, top);
+            return;
+        }
         let metric = st.metric;
         let budget = p.ef_search.max(k);
         let mut heap: BinaryHeap<Reverse<Cand>> = std::mem::take(&mut s.cand);

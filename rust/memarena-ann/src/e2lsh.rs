@@ -274,7 +274,7 @@ impl Engine for E2Lsh {
         if let Some(t) = tenant
             && use_exact_filter(st, t, p)
         {
-            scan_tenant(self, q, t, top);
+            scan_tenant(self, q, t, s, top);
             return;
         }
         let mut c = std::mem::take(&mut s.f32s);

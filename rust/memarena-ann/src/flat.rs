@@ -44,22 +44,17 @@ impl Engine for Flat {
         _k: usize,
         _p: &SearchParams,
         tenant: Option<u32>,
-        _s: &mut Scratch,
+        s: &mut Scratch,
         top: &mut TopK,
     ) {
-        let st = &self.store;
         match tenant {
-            Some(t) => scan_tenant(self, q, t, top),
+            Some(t) => scan_tenant(self, q, t, s, top),
             None => {
-                let metric = st.metric;
-                for (slot, v) in st.data.chunks_exact(st.dim).enumerate() {
-                    if !st.deleted[slot] {
-                        let sc = metric.score(q, v);
-                        if sc <= top.threshold() {
-                            top.push(sc, slot as u32);
-                        }
-                    }
+                let mut sc = std::mem::take(&mut s.f32s);
+                for (b, block) in self.store.data.chunks(BLOCK * self.store.dim).enumerate() {
+                    self.scan_block(q, block, b * BLOCK, &mut sc, top);
                 }
+                s.f32s = sc;
             }
         }
     }
@@ -68,23 +63,33 @@ impl Engine for Flat {
     /// query of the group while it is in cache (the same scores and the same
     /// slot order as the one-query path, so the results are identical).
     fn search_block(&self, qs: &[f32], _k: usize, _p: &SearchParams, tops: &mut [TopK]) -> bool {
-        let st = &self.store;
-        let (dim, metric) = (st.dim, st.metric);
-        for (b, block) in st.data.chunks(BLOCK * dim).enumerate() {
-            let base = b * BLOCK;
+        let dim = self.store.dim;
+        let mut sc = Vec::new();
+        for (b, block) in self.store.data.chunks(BLOCK * dim).enumerate() {
             for (q, top) in qs.chunks_exact(dim).zip(tops.iter_mut()) {
-                for (i, v) in block.chunks_exact(dim).enumerate() {
-                    let slot = base + i;
-                    if !st.deleted[slot] {
-                        let sc = metric.score(q, v);
-                        if sc <= top.threshold() {
-                            top.push(sc, slot as u32);
-                        }
-                    }
-                }
+                self.scan_block(q, block, b * BLOCK, &mut sc, top);
             }
         }
         true
+    }
+}
+
+impl Flat {
+    /// Scores one block of stored vectors (first slot `base`) in one
+    /// dispatched call and offers the live ones that beat the threshold.
+    fn scan_block(&self, q: &[f32], block: &[f32], base: usize, sc: &mut Vec<f32>, top: &mut TopK) {
+        let st = &self.store;
+        let n = block.len() / st.dim;
+        if sc.len() < n {
+            sc.resize(n, 0.0);
+        }
+        st.metric.score_many(q, block, sc);
+        for (i, &d) in sc[..n].iter().enumerate() {
+            let slot = base + i;
+            if d <= top.threshold() && !st.deleted[slot] {
+                top.push(d, slot as u32);
+            }
+        }
     }
 }
 

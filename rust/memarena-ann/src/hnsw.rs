@@ -413,7 +413,7 @@ impl Engine for Hnsw {
         if let Some(t) = tenant
             && use_exact_filter(st, t, p)
         {
-            scan_tenant(self, q, t, top);
+            scan_tenant(self, q, t, s, top);
             return;
         }
         let mut cur = (self.dist(q, entry), entry);

@@ -435,13 +435,35 @@ pub(crate) fn run_batch<E: Engine>(
     })
 }
 
-/// Exact scan of one tenant's own vectors.
-pub(crate) fn scan_tenant<E: Engine + ?Sized>(e: &E, q: &[f32], tenant: u32, top: &mut TopK) {
+/// Exact scan of one tenant's own vectors (one dispatched gather kernel
+/// when the store keeps the vectors).
+pub(crate) fn scan_tenant<E: Engine + ?Sized>(
+    e: &E,
+    q: &[f32],
+    tenant: u32,
+    s: &mut Scratch,
+    top: &mut TopK,
+) {
     let st = e.store();
-    if let Some(slots) = st.tenant_slots.get(&tenant) {
-        for &s in slots {
-            if st.is_live(s) {
-                top.push(st.metric.score(q, e.vector(s)), s);
+    let Some(slots) = st.tenant_slots.get(&tenant) else {
+        return;
+    };
+    if st.keep_vectors {
+        let mut sc = std::mem::take(&mut s.f32s);
+        if sc.len() < slots.len() {
+            sc.resize(slots.len(), 0.0);
+        }
+        st.metric.score_at(q, &st.data, slots, &mut sc);
+        for (&slot, &d) in slots.iter().zip(&sc) {
+            if d <= top.threshold() && st.is_live(slot) {
+                top.push(d, slot);
+            }
+        }
+        s.f32s = sc;
+    } else {
+        for &slot in slots {
+            if st.is_live(slot) {
+                top.push(st.metric.score(q, e.vector(slot)), slot);
             }
         }
     }

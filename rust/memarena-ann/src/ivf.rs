@@ -267,7 +267,7 @@ impl Engine for Ivf {
         let mut nprobe = p.nprobe.min(self.lists.len());
         if let Some(t) = tenant {
             if use_exact_filter(st, t, p) {
-                scan_tenant(self, q, t, top);
+                scan_tenant(self, q, t, s, top);
                 return;
             }
             // Probe proportionally more lists for a selective tenant.
@@ -275,13 +275,18 @@ impl Engine for Ivf {
             nprobe = ((nprobe as f64 / sel.max(1e-9)).ceil() as usize).clamp(1, self.lists.len());
         }
         let metric = st.metric;
+        let mut sc = std::mem::take(&mut s.f32s);
+        if sc.len() < self.lists.len() {
+            sc.resize(self.lists.len(), 0.0);
+        }
+        metric.score_many(q, &self.centroids, &mut sc);
         let cs = &mut s.pairs;
         cs.clear();
         cs.extend(
-            self.centroids
-                .chunks_exact(st.dim)
+            sc[..self.lists.len()]
+                .iter()
                 .enumerate()
-                .map(|(c, cv)| (metric.score(q, cv), c as u32)),
+                .map(|(c, &d)| (d, c as u32)),
         );
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         if nprobe < cs.len() {
@@ -298,18 +303,28 @@ impl Engine for Ivf {
         if dedup {
             s.begin_visits(st.n_slots());
         }
-        let dim = st.dim;
+        let plain = tenant.is_none() && st.n_deleted == 0;
         for &(_, c) in &probes {
             let list = &self.lists[c as usize];
-            for (&slot, v) in list.slots.iter().zip(list.data.chunks_exact(dim)) {
+            // Score the whole list in one dispatched call, then offer only
+            // what beats the current k-th best.
+            if sc.len() < list.slots.len() {
+                sc.resize(list.slots.len(), 0.0);
+            }
+            metric.score_many(q, &list.data, &mut sc);
+            for (&slot, &d) in list.slots.iter().zip(&sc) {
+                if d > top.threshold() {
+                    continue;
+                }
                 if dedup && !s.visit(slot) {
                     continue;
                 }
-                if st.allows(slot, tenant) {
-                    top.push(metric.score(q, v), slot);
+                if plain || st.allows(slot, tenant) {
+                    top.push(d, slot);
                 }
             }
         }
+        s.f32s = sc;
         s.pairs = probes;
     }
 }

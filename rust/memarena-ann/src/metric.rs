@@ -84,6 +84,38 @@ impl Metric {
         }
     }
 
+    /// Internal scores of `q` against every row of `data` (row-major,
+    /// `q.len()` wide), written to `out[..rows]` (one dispatched call).
+    #[inline]
+    pub fn score_many(self, q: &[f32], data: &[f32], out: &mut [f32]) {
+        let d = q.len().max(1);
+        assert_eq!(data.len() % d, 0, "score_many: ragged data");
+        assert!(out.len() >= data.len() / d, "score_many: short output");
+        let k = crate::simd::kernels();
+        match self {
+            Metric::L2 => (k.l2_sq_many)(q, data, out),
+            Metric::InnerProduct | Metric::Cosine => {
+                (k.dot_many)(q, data, out);
+                out[..data.len() / d].iter_mut().for_each(|x| *x = -*x);
+            }
+        }
+    }
+
+    /// Internal scores of `q` against rows `rows` of `data` (row-major,
+    /// `q.len()` wide), written to `out[..rows.len()]` (one dispatched call).
+    #[inline]
+    pub(crate) fn score_at(self, q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        assert!(out.len() >= rows.len(), "score_at: short output");
+        let k = crate::simd::kernels();
+        match self {
+            Metric::L2 => (k.l2_sq_at)(q, data, rows, out),
+            Metric::InnerProduct | Metric::Cosine => {
+                (k.dot_at)(q, data, rows, out);
+                out[..rows.len()].iter_mut().for_each(|x| *x = -*x);
+            }
+        }
+    }
+
     /// Converts an internal score into the reported distance or similarity.
     #[inline]
     pub fn report(self, score: f32) -> f32 {
@@ -153,7 +185,7 @@ pub(crate) fn dot_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -
     for (x, y) in ra.iter().zip(rb) {
         tail += x * y;
     }
-    reduce(&acc) + reduce(&acc8) + tail
+    reduce::<N, FMA>(&acc) + reduce::<8, FMA>(&acc8) + tail
 }
 
 /// The squared-L2 body, shaped like [`dot_lanes`].
@@ -184,7 +216,34 @@ pub(crate) fn l2_sq_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32])
         let d = x - y;
         tail += d * d;
     }
-    reduce(&acc) + reduce(&acc8) + tail
+    reduce::<N, FMA>(&acc) + reduce::<8, FMA>(&acc8) + tail
+}
+
+/// Scores of `q` against every row of `data` (row-major, `q.len()` wide)
+/// into `out` with a per-row kernel; the loop is compiled into each kernel
+/// set so the per-row call is direct and inlined.
+#[inline(always)]
+pub(crate) fn many<F: Fn(&[f32], &[f32]) -> f32>(f: F, q: &[f32], data: &[f32], out: &mut [f32]) {
+    for (v, o) in data.chunks_exact(q.len().max(1)).zip(out.iter_mut()) {
+        *o = f(q, v);
+    }
+}
+
+/// Scores of `q` against the listed rows of `data` (row-major, `q.len()`
+/// wide) into `out`, like [`many`] for a gather.
+#[inline(always)]
+pub(crate) fn at<F: Fn(&[f32], &[f32]) -> f32>(
+    f: F,
+    q: &[f32],
+    data: &[f32],
+    rows: &[u32],
+    out: &mut [f32],
+) {
+    let d = q.len();
+    for (&r, o) in rows.iter().zip(out.iter_mut()) {
+        let s = r as usize * d;
+        *o = f(q, &data[s..s + d]);
+    }
 }
 
 /// Hamming distance of two equal-length codes of 64-bit words.
@@ -196,9 +255,23 @@ pub(crate) fn hamming_words(a: &[u64], b: &[u64]) -> u32 {
 /// Sums the lanes in a fixed order (deterministic). A sequential sum keeps
 /// the vectoriser on full-width registers; a pairwise tree here made LLVM
 /// fall back to 2-lane operations in the main loop.
+///
+/// The AVX2 set (`FOLD`) first adds the accumulators 8 lanes at a time
+/// (vertical vector adds), so only 8 lanes are summed one by one: a serial
+/// 32-lane sum costs more than the 128-d main loop itself.
 #[inline(always)]
-fn reduce<const N: usize>(acc: &[f32; N]) -> f32 {
-    acc.iter().sum()
+fn reduce<const N: usize, const FOLD: bool>(acc: &[f32; N]) -> f32 {
+    if FOLD && N > 8 && N % 8 == 0 {
+        let mut r = [0.0f32; 8];
+        for c in acc.chunks_exact(8) {
+            for i in 0..8 {
+                r[i] += c[i];
+            }
+        }
+        r.iter().sum()
+    } else {
+        acc.iter().sum()
+    }
 }
 
 /// Normalises `v` to unit length in place (a zero vector stays zero).

@@ -20,10 +20,12 @@
 
 use std::sync::OnceLock;
 
-use crate::metric::{dot_lanes, hamming_words, l2_sq_lanes};
+use crate::metric::{at, dot_lanes, hamming_words, l2_sq_lanes, many};
 
 /// Hamming distances of a query code to the codes of listed slots.
 type HammingAt = fn(&[u64], &[u32], &[u64], &mut [u16]);
+/// Float scores of a query against listed rows of a row-major block.
+type ScoreAt = fn(&[f32], &[f32], &[u32], &mut [f32]);
 
 /// One set of kernels; every function assumes equal-length inputs.
 pub(crate) struct Kernels {
@@ -31,6 +33,14 @@ pub(crate) struct Kernels {
     pub(crate) l2_sq: fn(&[f32], &[f32]) -> f32,
     /// Inner product.
     pub(crate) dot: fn(&[f32], &[f32]) -> f32,
+    /// Squared L2 of a query against each row of a row-major block.
+    pub(crate) l2_sq_many: fn(&[f32], &[f32], &mut [f32]),
+    /// Inner product of a query with each row of a row-major block.
+    pub(crate) dot_many: fn(&[f32], &[f32], &mut [f32]),
+    /// Squared L2 of a query against listed rows of a row-major block.
+    pub(crate) l2_sq_at: ScoreAt,
+    /// Inner product of a query with listed rows of a row-major block.
+    pub(crate) dot_at: ScoreAt,
     /// Hamming distances of a query code (`q.len()` words) to every code of
     /// `codes` (row-major, `q.len()` words each), written to `out`.
     pub(crate) hamming_many: fn(&[u64], &[u64], &mut [u16]),
@@ -47,6 +57,22 @@ fn l2_sq_portable(a: &[f32], b: &[f32]) -> f32 {
 
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes::<16, false>(a, b)
+}
+
+fn l2_sq_many_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
+    many(l2_sq_lanes::<16, false>, q, data, out)
+}
+
+fn dot_many_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
+    many(dot_lanes::<16, false>, q, data, out)
+}
+
+fn l2_sq_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+    at(l2_sq_lanes::<16, false>, q, data, rows, out)
+}
+
+fn dot_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+    at(dot_lanes::<16, false>, q, data, rows, out)
 }
 
 fn hamming_many_portable(codes: &[u64], q: &[u64], out: &mut [u16]) {
@@ -89,6 +115,10 @@ fn hamming_many_body(codes: &[u64], q: &[u64], out: &mut [u16]) {
 pub(crate) const PORTABLE: Kernels = Kernels {
     l2_sq: l2_sq_portable,
     dot: dot_portable,
+    l2_sq_many: l2_sq_many_portable,
+    dot_many: dot_many_portable,
+    l2_sq_at: l2_sq_at_portable,
+    dot_at: dot_at_portable,
     hamming_many: hamming_many_portable,
     hamming_at: hamming_at_portable,
     name: "portable",
@@ -106,6 +136,46 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         dot_lanes::<32, true>(a, b)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2_sq_many_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
+        many(l2_sq_lanes::<32, true>, q, data, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_many_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
+        many(dot_lanes::<32, true>, q, data, out)
+    }
+
+    pub(super) fn l2_sq_many(q: &[f32], data: &[f32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
+        unsafe { l2_sq_many_avx2(q, data, out) }
+    }
+
+    pub(super) fn dot_many(q: &[f32], data: &[f32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
+        unsafe { dot_many_avx2(q, data, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2_sq_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        at(l2_sq_lanes::<32, true>, q, data, rows, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        at(dot_lanes::<32, true>, q, data, rows, out)
+    }
+
+    pub(super) fn l2_sq_at(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
+        unsafe { l2_sq_at_avx2(q, data, rows, out) }
+    }
+
+    pub(super) fn dot_at(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
+        unsafe { dot_at_avx2(q, data, rows, out) }
     }
 
     #[target_feature(enable = "avx2,popcnt")]
@@ -141,6 +211,10 @@ mod x86 {
     pub(super) const AVX2: Kernels = Kernels {
         l2_sq,
         dot,
+        l2_sq_many,
+        dot_many,
+        l2_sq_at,
+        dot_at,
         hamming_many,
         hamming_at,
         name: "avx2+fma+popcnt",
@@ -192,6 +266,26 @@ mod tests {
             let k = kernels();
             prop_assert!(close((k.l2_sq)(&a, &b), l2_sq_portable(&a, &b)));
             prop_assert!(close((k.dot)(&a, &b), dot_portable(&a, &b)));
+            // Row-block kernels: rows of `b` (width 1..=len) against a prefix of `a`.
+            let w = (a.len() / 3).max(1);
+            if a.len() >= w {
+                let rows = b.len() / w;
+                let (mut got, mut want) = (vec![0.0; rows], vec![0.0; rows]);
+                (k.l2_sq_many)(&a[..w], &b[..rows * w], &mut got);
+                l2_sq_many_portable(&a[..w], &b[..rows * w], &mut want);
+                prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
+                (k.dot_many)(&a[..w], &b[..rows * w], &mut got);
+                dot_many_portable(&a[..w], &b[..rows * w], &mut want);
+                prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
+                let idx: Vec<u32> = (0..rows as u32).rev().collect();
+                (k.l2_sq_at)(&a[..w], &b[..rows * w], &idx, &mut got);
+                l2_sq_many_portable(&a[..w], &b[..rows * w], &mut want);
+                want.reverse();
+                prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
+                (k.dot_at)(&a[..w], &b[..rows * w], &idx, &mut got);
+                dot_at_portable(&a[..w], &b[..rows * w], &idx, &mut want);
+                prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
+            }
         }
 
         #[test]

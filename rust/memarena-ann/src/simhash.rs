@@ -296,7 +296,7 @@ impl Engine for SimHash {
         if let Some(t) = tenant
             && use_exact_filter(st, t, p)
         {
-            scan_tenant(self, q, t, top);
+            scan_tenant(self, q, t, s, top);
             return;
         }
         let mut proj = std::mem::take(&mut s.f32s);
