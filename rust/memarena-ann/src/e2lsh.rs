@@ -18,7 +18,8 @@ use memarena_core::rng::{Rng, mix64};
 use memarena_core::{Error, FxHashMap, Result};
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+    Engine, Params, SearchParams, VectorIndex, buckets_bytes, rows, scan_tenant, store_delegates,
+    unlink_bucket, use_exact_filter,
 };
 use crate::metric::{Metric, dot, l2_sq};
 use crate::persist::{Reader, Writer, encode};
@@ -244,14 +245,8 @@ impl E2Lsh {
 
     fn unlink(&mut self, slot: u32) {
         let l = self.cfg.l;
-        for t in 0..l {
-            let key = self.keys[slot as usize * l + t];
-            if let Some(list) = self.tables[t].get_mut(&key) {
-                list.retain(|&x| x != slot);
-                if list.is_empty() {
-                    self.tables[t].remove(&key);
-                }
-            }
+        for (t, table) in self.tables.iter_mut().enumerate() {
+            unlink_bucket(table, self.keys[slot as usize * l + t], slot);
         }
     }
 }
@@ -389,17 +384,12 @@ impl VectorIndex for E2Lsh {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let n = self.store.check_add(data, ids, tenants.as_ref())?;
-        let data = self.store.prepare(data);
-        let dim = self.store.dim;
-        if self.w == 0.0 && n > 0 {
+        let (data, first) = self.store.add_rows(data, ids, tenants.as_ref())?;
+        if self.w == 0.0 && !data.is_empty() {
             self.fit_width(&data);
         }
         let (mut buf, mut h) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let v = &data[i * dim..(i + 1) * dim];
-            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
-            let slot = self.store.push(v, ids[i], t);
+        for (slot, v) in (first..).zip(data.chunks_exact(self.store.dim)) {
             self.insert(slot, v, &mut buf, &mut h);
         }
         Ok(())
@@ -425,11 +415,7 @@ impl VectorIndex for E2Lsh {
             + self.proj.capacity() * 4
             + self.offs.capacity() * 4
             + self.keys.capacity() * 8
-            + self
-                .tables
-                .iter()
-                .map(|b| b.capacity() * 40 + b.values().map(|v| v.capacity() * 4).sum::<usize>())
-                .sum::<usize>()
+            + buckets_bytes(&self.tables)
     }
 
     fn tenant_memory_bytes(&self, tenant: u32) -> usize {

@@ -113,13 +113,7 @@ impl VectorIndex for Flat {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let n = self.store.check_add(data, ids, tenants.as_ref())?;
-        let data = self.store.prepare(data);
-        let dim = self.store.dim;
-        for i in 0..n {
-            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
-            self.store.push(&data[i * dim..(i + 1) * dim], ids[i], t);
-        }
+        self.store.add_rows(data, ids, tenants.as_ref())?;
         Ok(())
     }
 

@@ -447,12 +447,8 @@ impl VectorIndex for Hnsw {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let n = self.store.check_add(data, ids, tenants.as_ref())?;
-        let data = self.store.prepare(data);
-        let dim = self.store.dim;
-        for i in 0..n {
-            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
-            let slot = self.store.push(&data[i * dim..(i + 1) * dim], ids[i], t);
+        let (_, first) = self.store.add_rows(data, ids, tenants.as_ref())?;
+        for slot in first..self.store.n_slots() as u32 {
             self.insert(slot);
         }
         Ok(())

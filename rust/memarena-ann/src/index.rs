@@ -469,6 +469,28 @@ pub(crate) fn scan_tenant<E: Engine + ?Sized>(
     }
 }
 
+/// LSH hash tables: bucket key -> slots.
+pub(crate) type Buckets = memarena_core::FxHashMap<u64, Vec<u32>>;
+
+/// Removes `slot` from bucket `key` of an LSH table, dropping the bucket
+/// when it empties.
+pub(crate) fn unlink_bucket(table: &mut Buckets, key: u64, slot: u32) {
+    if let Some(list) = table.get_mut(&key) {
+        list.retain(|&x| x != slot);
+        if list.is_empty() {
+            table.remove(&key);
+        }
+    }
+}
+
+/// Heap bytes of LSH tables (entries at ~40 bytes plus the slot lists).
+pub(crate) fn buckets_bytes(tables: &[Buckets]) -> usize {
+    tables
+        .iter()
+        .map(|b| b.capacity() * 40 + b.values().map(|v| v.capacity() * 4).sum::<usize>())
+        .sum()
+}
+
 /// Whether a filtered query is cheaper as an exact scan of the tenant's vectors.
 pub(crate) fn use_exact_filter(st: &Store, tenant: u32, p: &SearchParams) -> bool {
     let c = st.tenant_count(tenant);

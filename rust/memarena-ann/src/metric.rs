@@ -219,33 +219,6 @@ pub(crate) fn l2_sq_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32])
     reduce::<N, FMA>(&acc) + reduce::<8, FMA>(&acc8) + tail
 }
 
-/// Scores of `q` against every row of `data` (row-major, `q.len()` wide)
-/// into `out` with a per-row kernel; the loop is compiled into each kernel
-/// set so the per-row call is direct and inlined.
-#[inline(always)]
-pub(crate) fn many<F: Fn(&[f32], &[f32]) -> f32>(f: F, q: &[f32], data: &[f32], out: &mut [f32]) {
-    for (v, o) in data.chunks_exact(q.len().max(1)).zip(out.iter_mut()) {
-        *o = f(q, v);
-    }
-}
-
-/// Scores of `q` against the listed rows of `data` (row-major, `q.len()`
-/// wide) into `out`, like [`many`] for a gather.
-#[inline(always)]
-pub(crate) fn at<F: Fn(&[f32], &[f32]) -> f32>(
-    f: F,
-    q: &[f32],
-    data: &[f32],
-    rows: &[u32],
-    out: &mut [f32],
-) {
-    let d = q.len();
-    for (&r, o) in rows.iter().zip(out.iter_mut()) {
-        let s = r as usize * d;
-        *o = f(q, &data[s..s + d]);
-    }
-}
-
 /// Hamming distance of two equal-length codes of 64-bit words.
 #[inline(always)]
 pub(crate) fn hamming_words(a: &[u64], b: &[u64]) -> u32 {

@@ -20,7 +20,32 @@
 
 use std::sync::OnceLock;
 
-use crate::metric::{at, dot_lanes, hamming_words, l2_sq_lanes, many};
+use crate::metric::{dot_lanes, hamming_words, l2_sq_lanes};
+
+/// Scores of `$q` against every row of `$data` into `$out`. A macro, not a
+/// generic function taking the kernel: a kernel passed as a value is called
+/// through a `Fn::call` shim that is compiled *without* the caller's target
+/// features, so `mul_add` turned into a libm call per element.
+macro_rules! many {
+    ($kernel:expr, $q:expr, $data:expr, $out:expr) => {{
+        let q: &[f32] = $q;
+        for (v, o) in $data.chunks_exact(q.len().max(1)).zip($out.iter_mut()) {
+            *o = $kernel(q, v);
+        }
+    }};
+}
+
+/// Scores of `$q` against the listed rows of `$data` into `$out` (see [`many`]).
+macro_rules! at {
+    ($kernel:expr, $q:expr, $data:expr, $rows:expr, $out:expr) => {{
+        let q: &[f32] = $q;
+        let d = q.len();
+        for (&r, o) in $rows.iter().zip($out.iter_mut()) {
+            let s = r as usize * d;
+            *o = $kernel(q, &$data[s..s + d]);
+        }
+    }};
+}
 
 /// Hamming distances of a query code to the codes of listed slots.
 type HammingAt = fn(&[u64], &[u32], &[u64], &mut [u16]);
@@ -60,19 +85,19 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn l2_sq_many_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
-    many(l2_sq_lanes::<16, false>, q, data, out)
+    many!(l2_sq_lanes::<16, false>, q, data, out)
 }
 
 fn dot_many_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
-    many(dot_lanes::<16, false>, q, data, out)
+    many!(dot_lanes::<16, false>, q, data, out)
 }
 
 fn l2_sq_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
-    at(l2_sq_lanes::<16, false>, q, data, rows, out)
+    at!(l2_sq_lanes::<16, false>, q, data, rows, out)
 }
 
 fn dot_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
-    at(dot_lanes::<16, false>, q, data, rows, out)
+    at!(dot_lanes::<16, false>, q, data, rows, out)
 }
 
 fn hamming_many_portable(codes: &[u64], q: &[u64], out: &mut [u16]) {
@@ -140,12 +165,12 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     fn l2_sq_many_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
-        many(l2_sq_lanes::<32, true>, q, data, out)
+        many!(l2_sq_lanes::<32, true>, q, data, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
     fn dot_many_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
-        many(dot_lanes::<32, true>, q, data, out)
+        many!(dot_lanes::<32, true>, q, data, out)
     }
 
     pub(super) fn l2_sq_many(q: &[f32], data: &[f32], out: &mut [f32]) {
@@ -160,12 +185,12 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     fn l2_sq_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
-        at(l2_sq_lanes::<32, true>, q, data, rows, out)
+        at!(l2_sq_lanes::<32, true>, q, data, rows, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
     fn dot_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
-        at(dot_lanes::<32, true>, q, data, rows, out)
+        at!(dot_lanes::<32, true>, q, data, rows, out)
     }
 
     pub(super) fn l2_sq_at(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {

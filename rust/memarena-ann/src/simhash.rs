@@ -24,7 +24,8 @@ use memarena_core::rng::Rng;
 use memarena_core::{Error, FxHashMap, Result};
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+    Engine, Params, SearchParams, VectorIndex, buckets_bytes, rows, scan_tenant, store_delegates,
+    unlink_bucket, use_exact_filter,
 };
 use crate::metric::{Metric, dot};
 use crate::persist::{Reader, Writer, encode};
@@ -416,14 +417,9 @@ impl VectorIndex for SimHash {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let n = self.store.check_add(data, ids, tenants.as_ref())?;
-        let data = self.store.prepare(data);
-        let dim = self.store.dim;
+        let (data, first) = self.store.add_rows(data, ids, tenants.as_ref())?;
         let (mut proj, mut codes) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let v = &data[i * dim..(i + 1) * dim];
-            let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
-            let slot = self.store.push(v, ids[i], t);
+        for (slot, v) in (first..).zip(data.chunks_exact(self.store.dim)) {
             self.hash(v, &mut proj, &mut codes);
             self.insert_codes(slot, &codes);
         }
@@ -435,13 +431,7 @@ impl VectorIndex for SimHash {
         let nt = self.cfg.n_tables;
         for &slot in &slots {
             for (t, b) in self.buckets.iter_mut().enumerate() {
-                let code = self.codes[slot as usize * nt + t];
-                if let Some(list) = b.get_mut(&code) {
-                    list.retain(|&x| x != slot);
-                    if list.is_empty() {
-                        b.remove(&code);
-                    }
-                }
+                unlink_bucket(b, self.codes[slot as usize * nt + t], slot);
             }
         }
         Ok(slots.len())
@@ -458,11 +448,7 @@ impl VectorIndex for SimHash {
             + self.planes.capacity() * 4
             + self.offsets.capacity() * 4
             + self.codes.capacity() * 8
-            + self
-                .buckets
-                .iter()
-                .map(|b| b.capacity() * 40 + b.values().map(|v| v.capacity() * 4).sum::<usize>())
-                .sum::<usize>()
+            + buckets_bytes(&self.buckets)
     }
 
     fn tenant_memory_bytes(&self, tenant: u32) -> usize {

@@ -171,6 +171,24 @@ impl Store {
         }
     }
 
+    /// Checks an add batch, prepares it ([`Store::prepare`]) and appends
+    /// every row with its tenants; returns the prepared rows and the slot of
+    /// the first (row `i` is slot `first + i`).
+    pub(crate) fn add_rows<'a>(
+        &mut self,
+        data: &'a [f32],
+        ids: &[u64],
+        tenants: Option<&Tenants<'_>>,
+    ) -> Result<(Cow<'a, [f32]>, u32)> {
+        let n = self.check_add(data, ids, tenants)?;
+        let data = self.prepare(data);
+        let first = self.n_slots() as u32;
+        for (i, v) in data.chunks_exact(self.dim).take(n).enumerate() {
+            self.push(v, ids[i], tenants.map_or(&[][..], |t| t.row(i)));
+        }
+        Ok((data, first))
+    }
+
     /// Appends one checked, prepared vector; returns its slot.
     pub(crate) fn push(&mut self, vector: &[f32], id: u64, tenants: &[u32]) -> u32 {
         let slot = self.ids.len() as u32;
