@@ -63,6 +63,7 @@ def test_plugin_experiment_preset_by_name(tmp_path: Path) -> None:
     sizes = {tuple(row["cache_size"] for row in r["rows"]) for r in recs}
     assert len(sizes) == 1  # every policy at the same two cache sizes (debug=tiny's fractions)
     (pair,) = sizes
-    assert len(pair) == 2 and pair[0] < pair[1]
+    assert len(pair) == 2
+    assert pair[0] < pair[1]
     for r in recs:
         assert r["config"]["family"]["backing_tier"] == "cxl"
