@@ -364,24 +364,7 @@ impl ServingModel {
             let (tokens, seqs) = (r.kv_tokens, r.seqs);
             let kvreq = r.kv.clone();
             if !self.kv.swap_in(rid, &kvreq, tokens, seqs) {
-                if !self.running.is_empty() {
-                    break; // running requests will free memory; retry later
-                }
-                // Nothing runs, so no memory will ever be freed for it: the
-                // swapped copy cannot come back as it was (a layout rebuilt
-                // after swap-in may need more pages than the grown one).
-                // Recompute it instead, first in line; without this the
-                // simulation stalls with a "no progress" error.
-                self.swapped.pop_front();
-                let r = &mut self.reqs[rid as usize];
-                self.swap_used -= r.swapped_bytes;
-                r.swapped_bytes = 0;
-                self.c.recomputed_tokens += r.kv_tokens as u64;
-                r.kv_tokens = 0;
-                r.seqs = 1;
-                r.state = State::Waiting;
-                self.waiting.push_front(rid);
-                continue;
+                break;
             }
             self.swapped.pop_front();
             let r = &mut self.reqs[rid as usize];
