@@ -227,6 +227,23 @@ class MarkAndPredict(PagingPolicy):
         seed: int = 0
 
 
+class Mark0Robust(PagingPolicy):
+    """MARK0 combined with Marker: follows the one with fewer misses so far (robust, 1-consistent)."""
+
+    name: ClassVar[str] = "mark0_robust"
+    core_name: ClassVar[str | None] = "mark0_robust"
+    prediction_kind: ClassVar[str | None] = "discard_bit"
+
+    @dataclass
+    class Config:
+        _target_: str = "memarena.paging.policies.Mark0Robust"
+        #: Seed of MARK0's random choices (Marker's is seed + 1).
+        seed: int = 0
+        #: Switch to the other candidate when the followed one has more than
+        #: this many times its misses (above 1; 2 gives the textbook bound).
+        switch_factor: float = 1.1
+
+
 #: Every native policy class, in the core's registry order.
 NATIVE_POLICIES: tuple[type[PagingPolicy], ...] = (
     LRU,
@@ -244,4 +261,5 @@ NATIVE_POLICIES: tuple[type[PagingPolicy], ...] = (
     PredictiveMarker,
     Mark0,
     MarkAndPredict,
+    Mark0Robust,
 )

@@ -13,6 +13,10 @@
 //!   `(2 + 4 H_k) OPT`, with slack, and under inverted, constant and
 //!   adversarial bits the O(log k) robustness bound (mean over seeds) on a
 //!   loop where LRU misses every request;
+//! - mark0_robust (Mark0 combined with Marker): exactly OPT with oracle
+//!   bits, and within its derived bound of the better of the two candidates
+//!   it runs (`5 m + 2 + k (J + 1)` for switch factor 2), whatever the bits
+//!   (a loop where Mark0 with all-1 bits is LRU included);
 //! - the extremes: mark0 with all-1 bits is LRU (so not robust on its own),
 //!   with all-0 bits Marker; mark_and_predict with constant bits is Marker;
 //! - predictive_marker with oracle arrivals: at most 2 OPT (+ k slack);
@@ -20,7 +24,7 @@
 //!   randomized algorithm, so generous).
 
 use memarena_core::NEVER;
-use memarena_core::policy::{Cache, names};
+use memarena_core::policy::{Cache, Combine, Mark0, Marker, names};
 use memarena_core::predict::{
     discard_bits, flip_bits, noisy_next_arrival, opt_misses, phase_bits, prediction_errors,
 };
@@ -33,7 +37,14 @@ fn harmonic(k: u64) -> f64 {
 }
 
 fn misses(name: &str, k: u64, t: &Trace, seed: u64) -> u64 {
-    let seeded = ["marker", "predictive_marker", "mark0", "mark_and_predict"].contains(&name);
+    let seeded = [
+        "marker",
+        "predictive_marker",
+        "mark0",
+        "mark_and_predict",
+        "mark0_robust",
+    ]
+    .contains(&name);
     let params = if seeded {
         vec![("seed".to_string(), seed as f64)]
     } else {
@@ -138,6 +149,11 @@ fn perfect_predictions_reach_their_consistency_bounds() {
             }
             for seed in 0..3 {
                 assert_eq!(misses("mark0", k, &discard, seed), opt, "mark0: {ctx}");
+                assert_eq!(
+                    misses("mark0_robust", k, &discard, seed),
+                    opt,
+                    "mark0_robust: {ctx}"
+                );
                 let mp = misses("mark_and_predict", k, &phase, seed);
                 assert!(mp <= 2 * opt, "mark_and_predict {mp} > 2 OPT: {ctx}");
                 let pm = misses("predictive_marker", k, &arrivals, seed);
@@ -385,6 +401,100 @@ fn mark_and_predict_is_log_k_robust_under_adversarial_bits() {
     }
 }
 
+/// Replay `t` through Mark0 combined with Marker (seeds `seed` and
+/// `seed + 1`, the registry's); returns (misses, candidates' misses).
+fn combined(k: u64, t: &Trace, seed: u64, c: f64) -> (u64, [u64; 2]) {
+    let policy = Combine::new(
+        "mark0_robust",
+        k,
+        Box::new(Mark0::new(k, seed)),
+        Box::new(Marker::new(k, seed + 1)),
+        c,
+    );
+    let mut c = Cache::new(k, Box::new(policy));
+    let s = replay_checked(&t.view(), &mut c, &ReplayOptions::default()).unwrap();
+    c.debug_check().unwrap();
+    (s.misses, c.policy().candidate_misses())
+}
+
+/// The combination's derived bound (see `Combine`), with `m` the better
+/// candidate's misses and `J <= log_c(c m + 1)` switches:
+/// `(c^2 / (c - 1) + 1) m + c / (c - 1) + k (J + 1)`.
+fn combine_bound(k: u64, candidates: [u64; 2], c: f64) -> f64 {
+    let m = candidates[0].min(candidates[1]) as f64;
+    let switches = ((c * m + 1.0).ln() / c.ln()).floor();
+    (c * c / (c - 1.0) + 1.0) * m + c / (c - 1.0) + k as f64 * (switches + 1.0)
+}
+
+/// Robustness restored: Mark0 with all-1 bits is LRU on a loop over k + 1
+/// pages (a miss on every request), the combination with Marker is not;
+/// with noisy bits it stays within its bound of the better candidate, and
+/// its candidates are exactly the standalone policies with the same seeds.
+#[test]
+fn mark0_robust_follows_the_better_of_mark0_and_marker() {
+    let n = 20_000;
+    for k in [8u64, 32] {
+        let base = generate(&SynthSpec::Loop { n_objects: k + 1 }, n, 0).unwrap();
+        let opt = opt_misses(base.ids(), base.next_vtime(), k as usize).unwrap() as f64;
+        let ones = with_bits(&base, vec![true; n]);
+        let (robust, cand) = combined(k, &ones, 0, 2.0);
+        assert_eq!(cand[0], n as u64, "Mark0 with all-1 bits is LRU here");
+        assert_eq!(cand[1], misses("marker", k, &base, 1));
+        assert!(
+            (robust as f64) <= combine_bound(k, cand, 2.0),
+            "k {k}: {robust}"
+        );
+        let hk = harmonic(k);
+        // O(log k)-robust: within the bound of Marker's 2 H_k OPT.
+        let bound = 5.0 * (2.0 * hk * opt + k as f64) + 2.0 + k as f64 * 16.0;
+        assert!((robust as f64) <= bound, "k {k}: {robust} > {bound}");
+        if k >= 32 {
+            assert!(
+                robust * 2 < n as u64,
+                "k {k}: {robust} should clearly beat LRU"
+            );
+        }
+        // The registry's default (c = 1.1) tracks Marker closely here.
+        let default = misses("mark0_robust", k, &ones, 0);
+        assert_eq!(default, combined(k, &ones, 0, 1.1).0);
+        assert!(
+            (default as f64) < 1.1 * cand[1] as f64 + 2.0 * k as f64,
+            "k {k}: {default} vs Marker {}",
+            cand[1]
+        );
+    }
+    for (wname, base) in workloads() {
+        for &k in SIZES {
+            let truth = discard_bits(base.ids(), base.next_vtime(), k as usize).unwrap();
+            for p in [0.0, 0.1, 0.5, 1.0] {
+                let t = with_bits(&base, flip_bits(&truth, p, 21).unwrap());
+                for c in [1.1, 2.0] {
+                    let (robust, cand) = combined(k, &t, 4, c);
+                    assert_eq!(cand[0], misses("mark0", k, &t, 4), "{wname} k {k} p {p}");
+                    assert!(
+                        (robust as f64) <= combine_bound(k, cand, c),
+                        "{wname} k {k} p {p} c {c}: {robust} vs candidates {cand:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn mark0_robust_rejects_a_switch_factor_not_above_one() {
+    let err = Cache::with_policy("mark0_robust", 8, &[("switch_factor".into(), 1.0)])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("mark0_robust.switch_factor"), "{err}");
+    let err = Cache::with_policy("mark0_robust", 8, &[("alpha".into(), 1.0)])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("mark0_robust.alpha"), "{err}");
+}
+
 #[test]
 fn without_prediction_columns_the_predictive_policies_still_run() {
     let t = generate(
@@ -401,7 +511,13 @@ fn without_prediction_columns_the_predictive_policies_still_run() {
     let opt = opt_misses(t.ids(), t.next_vtime(), k as usize).unwrap();
     // No arrival predictions: every page reads NEVER and BlindOracle is LRU.
     assert_eq!(misses("blind_oracle", k, &t, 0), misses("lru", k, &t, 0));
-    for name in ["marker", "predictive_marker", "mark0", "mark_and_predict"] {
+    for name in [
+        "marker",
+        "predictive_marker",
+        "mark0",
+        "mark_and_predict",
+        "mark0_robust",
+    ] {
         let m = misses(name, k, &t, 4);
         assert!(
             m >= opt && (m as f64) <= 2.0 * harmonic(k) * opt as f64 + k as f64,
@@ -412,7 +528,13 @@ fn without_prediction_columns_the_predictive_policies_still_run() {
 
 #[test]
 fn seeds_are_validated_and_change_randomized_choices() {
-    for name in ["marker", "predictive_marker", "mark0", "mark_and_predict"] {
+    for name in [
+        "marker",
+        "predictive_marker",
+        "mark0",
+        "mark_and_predict",
+        "mark0_robust",
+    ] {
         let err = Cache::with_policy(name, 8, &[("seed".into(), -1.0)])
             .err()
             .unwrap()

@@ -2,19 +2,28 @@
 //! Simon, "Paging with Succinct Predictions", ICML 2023 / arXiv 2210.02775):
 //! paging with one-bit *discard predictions*.
 //!
-//! What the paper says, and how far it was checked: only the paper's
-//! abstract and opening page could be read from this workspace (the stored
-//! full-text copies answer with their first page only), so its section and
-//! algorithm numbers and its pseudo-code are NOT cited here. The abstract
-//! defines the setup: each request carries one bit saying whether it is
-//! "safe" to evict the page; the paper gives a consistent, robust and
-//! smooth algorithm for it and lower bounds. A secondary summary of the
-//! paper (not its text) reports bounds of the form `cost <= alpha OPT +
-//! beta eta_0 + gamma eta_1` (`eta_0`/`eta_1`: wrong predictions of 0/of
-//! 1): `(1, k-1, 1)` and `(1, 2 H_k, 1)` algorithms and the lower bounds
-//! `alpha + beta >= k`, `alpha + (k-1) gamma >= k`. Cache-Coliseum (OptiSys-ZJU, a third-party
-//! benchmark, not the authors' code) implements MARK0 as below but eagerly:
-//! it drops a page whose bit is 1 right after serving it.
+//! What the paper says, and how far it was checked. The full text could
+//! not be read from this workspace: every stored public copy (arXiv
+//! abstract page, ar5iv, the ICML text, two markdown mirrors) answers with
+//! its first page only, so no section, algorithm number or pseudo-code is
+//! cited here. What could be checked:
+//! - the abstract: one bit per request saying whether it is "safe" to
+//!   evict the page; the algorithms are consistent, robust and smooth, and
+//!   lower bounds show they are essentially best possible;
+//! - a third-party literature survey quoting the paper: the bit says
+//!   "whether LFD would evict the current page before it gets requested
+//!   again" (exactly `predict::discard_bits`, 1 = evict); bounds are stated
+//!   as `cost <= alpha OPT + beta eta_0 + gamma eta_1` with `eta_0` / `eta_1`
+//!   the wrong predictions of 0 / of 1: a deterministic `(1, k-1, 1)` and a
+//!   randomized `(1, 2 H_k, 1)` algorithm, and no deterministic algorithm
+//!   with `alpha + beta < k` or `alpha + (k-1) gamma < k`.
+//!
+//! This module is the randomized algorithm; its exact 1-consistency and
+//! the `(1, 2 H_k, 1)` bound (same bit polarity as the paper) are tested
+//! in `tests/la_policies.rs`. Cache-Coliseum (OptiSys-ZJU, a third-party
+//! benchmark, not the authors' code) implements MARK0 with the same
+//! eviction classes but eagerly: it drops a page whose bit is 1 right after
+//! serving it.
 
 use super::marking::IdSet;
 use super::{IdList, Policy};

@@ -2,16 +2,29 @@
 //! Polak & Simon, "Paging with Succinct Predictions", ICML 2023 / arXiv
 //! 2210.02775): a marking algorithm driven by one-bit *phase predictions*.
 //!
-//! What the paper says, and how far it was checked: only the paper's
-//! abstract and opening page could be read from this workspace (the stored
-//! full-text copies answer with their first page only), so its section and
-//! algorithm numbers, pseudo-code and exact `(alpha, beta, gamma)` bound for
-//! this setup are NOT cited here. The abstract defines the setup: the bit
-//! of a request says whether its page will be requested in the *next
-//! phase*, for a partition of the input into phases; the paper's algorithms
-//! are consistent, robust and smooth. Cache-Coliseum (OptiSys-ZJU, a
-//! third-party benchmark, not the authors' code) implements MARK&PREDICT
-//! with the rule below (its bits are inverted: 1 = not requested).
+//! What the paper says, and how far it was checked. The full text could
+//! not be read from this workspace (every stored public copy answers with
+//! its first page only), so no section, algorithm number or pseudo-code is
+//! cited here. What could be checked:
+//! - the abstract: the bit of a request says whether its page will be
+//!   requested in the *next phase*, for a partition of the input into
+//!   phases; the algorithms are consistent, robust and smooth;
+//! - a third-party literature survey quoting the paper: the bit says
+//!   "whether the current page will be requested in the following
+//!   k-phase", and MARK&PREDICT is "(2, H_k, 1)-competitive" (`cost <= 2
+//!   OPT + H_k eta_0 + eta_1`, `eta_0` / `eta_1` the wrong 0 / 1 bits) and
+//!   O(log k)-robust.
+//!
+//! **Bit polarity.** Here `pred_bit = true` means "requested in the next
+//! phase" (`predict::phase_bits`), the reading of the quoted sentence. The
+//! paper's `(2, H_k, 1)` then matches this module's `(2, 1, H_k)` below
+//! with the roles of 0 and 1 swapped: the paper's bits are the negation of
+//! ours (1 = *not* requested, i.e. evictable, the same sense as a discard
+//! bit), so its `eta_0` (a page predicted to be needed that is not) is our
+//! `eta_1`. A trace column written in the paper's convention must be
+//! negated before use. Cache-Coliseum (OptiSys-ZJU, a third-party
+//! benchmark, not the authors' code) uses the paper's polarity and the
+//! eviction rule below.
 
 use super::Policy;
 use super::marking::IdSet;
@@ -30,8 +43,8 @@ use crate::rng::Rng;
 /// unmarked page's bit was set in the previous phase, so it predicts the
 /// current one.
 ///
-/// Guarantees, as derived for this implementation (the paper's own
-/// statements were not available); `c_i` = clean pages of phase `i`,
+/// Guarantees, as derived for this implementation (they agree with the
+/// paper's quoted bounds); `c_i` = clean pages of phase `i`,
 /// `eta_0` = wrong `false` bits, `eta_1` = wrong `true` bits:
 /// - *2-consistent*: with oracle bits the unmarked `false` pages of a phase
 ///   are exactly the `c_i` stale pages it does not request, one per clean

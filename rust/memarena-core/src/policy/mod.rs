@@ -11,6 +11,7 @@ mod arc;
 mod belady;
 mod blind_oracle;
 mod clock;
+mod combine;
 mod fifo;
 mod lfu;
 mod lirs;
@@ -29,6 +30,7 @@ pub use arc::Arc;
 pub use belady::Belady;
 pub use blind_oracle::BlindOracle;
 pub use clock::Clock;
+pub use combine::Combine;
 pub use fifo::Fifo;
 pub use lfu::Lfu;
 pub use lirs::Lirs;
@@ -177,6 +179,25 @@ pub const REGISTRY: &[(&str, Factory)] = &[
         Ok(Box::new(MarkAndPredict::new(
             c,
             marking::seed_param("mark_and_predict", p)?,
+        )))
+    }),
+    ("mark0_robust", |c, p| {
+        const ALLOWED: &[&str] = &["seed", "switch_factor"];
+        let seed = param("mark0_robust", p, ALLOWED, "seed", 0.0)?;
+        let seed = marking::seed_param("mark0_robust", &[("seed".to_string(), seed)])?;
+        let factor = param("mark0_robust", p, ALLOWED, "switch_factor", 1.1)?;
+        if !(factor.is_finite() && factor > 1.0) {
+            return Err(Error::invalid(
+                "mark0_robust.switch_factor",
+                format!("must be a finite number > 1, got {factor}"),
+            ));
+        }
+        Ok(Box::new(Combine::new(
+            "mark0_robust",
+            c,
+            Box::new(Mark0::new(c, seed)),
+            Box::new(Marker::new(c, seed + 1)),
+            factor,
         )))
     }),
 ];
