@@ -58,8 +58,9 @@ use crate::rng::Rng;
 ///   with the same seed (`2 H_k`-competitive).
 /// - *not O(log k)-robust on its own*: all-1 bits make it LRU, which
 ///   misses every request of a loop over `k + 1` pages where OPT misses
-///   once per `k`. A robust version needs a combiner with Marker, which
-///   the paper's abstract implies but whose form could not be checked.
+///   once per `k`. `mark0_robust` ([`super::Combine`] of MARK0 and
+///   Marker) is robust and still exactly 1-consistent; the paper's own
+///   robust form could not be checked.
 ///
 /// The tests check the exact 1-consistency and the extremes, and the
 /// `(1, 2 H_k, 1)` smoothness bound with slack on seeded noisy bits.
