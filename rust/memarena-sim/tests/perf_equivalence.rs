@@ -128,10 +128,10 @@ const PINNED: &[(&str, &str, u64)] = &[
     ("paged_v0", "Swap", 0x68f5bdf01632c9c9), // 400 done, 15 preempted, 145 cow, 13958 evictions, hit rate 0.386
     ("paged_v1", "Recompute", 0x8d27f18b69d845b4), // 400 done, 18 preempted, 157 cow, 13536 evictions, hit rate 0.434
     ("paged_v1", "Swap", 0x60ba78c894c54ab9), // 400 done, 14 preempted, 145 cow, 14081 evictions, hit rate 0.385
-    ("vattn_2mb", "Recompute", 0xe74b574cf59fe2f8), // 400 done, 957 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("vattn_2mb", "Swap", 0x6e539b85a8126417), // 400 done, 149 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("vattn_64kb", "Recompute", 0x15176649308f3a5d), // 400 done, 686 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("vattn_64kb", "Swap", 0x654792f168ea41e6), // 400 done, 159 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_2mb", "Recompute", 0x7f5bf3a9fb5e2cbc), // 400 done, 885 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_2mb", "Swap", 0x34d6935f8969bcf7), // 400 done, 164 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_64kb", "Recompute", 0x594ac02c330fc5eb), // 400 done, 627 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_64kb", "Swap", 0xa8b66586b432856e), // 400 done, 171 preempted, 0 cow, 0 evictions, hit rate 0.000
 ];
 
 #[test]

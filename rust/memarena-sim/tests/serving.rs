@@ -317,3 +317,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn vattention_request_alone_grows_into_its_slots_surplus_pages() {
+    // Regression (the property test's shrunk case, once intermittent): 19
+    // page groups of 32 tokens, 3 slots. The 2-sample request leaves 9 pages
+    // mapped on each of slots 0 and 1; the 3-sample request reuses them and
+    // its third slot must take pages from its own slots' surplus to reach 2
+    // pages. Growth used to spare the request's own slots entirely, so it
+    // preempted itself forever (recompute) or could never swap back in
+    // ("no progress ... 1 swapped").
+    for preemption in [PreemptionMode::Swap, PreemptionMode::Recompute] {
+        let mut c = small_config(KvManagerConfig::Vattention(VattnConfig {
+            page_size_bytes: 64 << 10,
+            deferred_reclaim: true,
+            page_map_latency_s: 1e-6,
+        }));
+        c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + 600 * 131072 + (4u64 << 20);
+        c.max_model_len = Some(1024);
+        c.scheduler = SchedulerConfig {
+            max_num_batched_tokens: 553,
+            max_num_seqs: 3,
+            chunked_prefill: false,
+            preemption,
+            victim: VictimPolicy::LastAdmitted,
+        };
+        c.swap_space_bytes = Some(300 * 131072);
+        let reqs = [
+            RequestSpec {
+                n_parallel: 2,
+                ..RequestSpec::new(0.0, 245, 13)
+            },
+            RequestSpec {
+                n_parallel: 3,
+                ..RequestSpec::new(0.0, 1, 34)
+            },
+        ];
+        let r = simulate(&c, &reqs).unwrap();
+        assert_eq!(r.completed, 2, "{preemption:?}");
+        assert_eq!((r.preemptions_recompute, r.preemptions_swap), (0, 0));
+    }
+}

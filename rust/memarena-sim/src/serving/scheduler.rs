@@ -332,6 +332,18 @@ impl ServingModel {
             while !self.kv.grow(rid, target, seqs) {
                 let v = self.pick_victim(i);
                 let victim_is_self = self.running[v] == rid;
+                if victim_is_self && self.running.len() == 1 {
+                    // Alone on the device it fits (`can_ever_fit` admitted
+                    // it): preempting it would only repeat this forever.
+                    return Err(invariant(
+                        "scheduler",
+                        format!(
+                            "request {rid} alone cannot grow to {target} tokens x {seqs} sequences \
+                             in the {} KV manager",
+                            self.kv.name()
+                        ),
+                    ));
+                }
                 self.preempt(v);
                 preempted = true;
                 if victim_is_self {
@@ -364,6 +376,17 @@ impl ServingModel {
             let (tokens, seqs) = (r.kv_tokens, r.seqs);
             let kvreq = r.kv.clone();
             if !self.kv.swap_in(rid, &kvreq, tokens, seqs) {
+                if self.running.is_empty() {
+                    // Nothing will free memory for it: it must fit now.
+                    return Err(invariant(
+                        "scheduler",
+                        format!(
+                            "swapped request {rid} ({tokens} tokens x {seqs} sequences) cannot \
+                             swap back in with nothing running in the {} KV manager",
+                            self.kv.name()
+                        ),
+                    ));
+                }
                 break;
             }
             self.swapped.pop_front();

@@ -219,6 +219,27 @@ impl VattnKv {
         }
     }
 
+    /// Unmaps pages of the `slots` beyond `need` each (last listed first)
+    /// until `want` pages are free.
+    fn trim(&mut self, want: u32, slots: &[u32], need: u32) {
+        for &i in slots.iter().rev() {
+            if self.free_pages >= want {
+                break;
+            }
+            let s = &mut self.slots[i as usize];
+            if s.mapped <= need {
+                continue;
+            }
+            let k = (s.mapped - need).min(want - self.free_pages);
+            s.mapped -= k;
+            if !s.active {
+                self.idle_mapped -= k as u64;
+            }
+            self.free_pages += k;
+            self.counters.pages_reclaimed += k as u64;
+        }
+    }
+
     fn map(&mut self, slot: u32, pages: u32) {
         assert!(
             self.free_pages >= pages,
@@ -316,10 +337,20 @@ impl KvManager for VattnKv {
         if extra > self.free_pages as u64 {
             let mut keep = own.clone();
             keep.extend_from_slice(&new_slots);
-            if extra > self.available(&keep) {
+            // Pages the request's own slots map beyond `need` (inherited
+            // from a finished request through slot reuse) hold no tokens and
+            // are reclaimable too, after every other slot's: without them a
+            // request alone on the device could fail to grow although it
+            // fits the pool, and be preempted forever.
+            let own_excess: u64 = keep
+                .iter()
+                .map(|&s| self.slots[s as usize].mapped.saturating_sub(need) as u64)
+                .sum();
+            if extra > self.available(&keep) + own_excess {
                 return false;
             }
             self.reclaim(extra as u32, &keep);
+            self.trim(extra as u32, &keep, need);
         }
         let base = self.slots[own[0] as usize].tokens;
         for &s in &new_slots {
@@ -508,6 +539,30 @@ mod tests {
         assert!(v.admit(3, &req(10 * 1024, 1), 0, 10 * 1024));
         assert_eq!(v.free_pages(), 0);
         assert_eq!(v.counters().pages_reclaimed, 4);
+        v.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn forking_takes_surplus_pages_of_the_requests_own_slots() {
+        // 3 page groups of 32 tokens (64 KiB pages), 2 slots, no free page:
+        // slot 0 keeps 3 pages from a finished request; a 1-token request
+        // reuses it and forks into slot 1, which needs a page that only
+        // slot 0's surplus can give.
+        let cfg = VattnConfig {
+            page_size_bytes: 64 << 10,
+            ..VattnConfig::default()
+        };
+        let mut v = VattnKv::new(3 * (64 << 10) * 64, 131072, 2048, 32, 2, cfg).unwrap();
+        assert!(v.admit(0, &req(90, 1), 0, 90));
+        v.free(0);
+        assert!(v.admit(1, &req(1, 10), 0, 1));
+        assert_eq!(v.free_pages(), 0);
+        assert!(v.grow(1, 2, 2));
+        assert_eq!((v.free_pages(), v.counters().pages_reclaimed), (0, 1));
+        assert_eq!(v.resident_bytes(1), 3 * (64 << 10) * 64);
+        v.check_invariants().unwrap();
+        // The request still cannot take pages its own sequences hold.
+        assert!(!v.grow(1, 33, 2)); // 2 x 2 pages > 3
         v.check_invariants().unwrap();
     }
 
