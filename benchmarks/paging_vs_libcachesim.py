@@ -28,24 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import libcachesim as lcs
-
 from memarena import _core
 from memarena.paging import Trace, simulate, simulate_many
 from memarena.paging.policies import NATIVE_POLICIES
+from memarena.testing import libcachesim
 
-LIBCACHESIM = {
-    "lru": lcs.LRU,
-    "fifo": lcs.FIFO,
-    "clock": lcs.Clock,
-    "lfu": lcs.LFU,
-    "arc": lcs.ARC,
-    "twoq": lcs.TwoQ,
-    "lirs": lcs.LIRS,
-    "s3fifo": lcs.S3FIFO,
-    "sieve": lcs.Sieve,
-    "belady": lcs.Belady,
-}
 CLASSES = {cls.name: cls for cls in NATIVE_POLICIES}
 
 
@@ -54,12 +41,9 @@ def time_ours(trace: Trace, name: str, capacity: int) -> tuple[float, int]:
     return res.wall_s, res.misses
 
 
-def time_theirs(path: Path, name: str, capacity: int, n: int) -> tuple[float, int]:
-    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE, lcs.ReaderInitParam())
-    cache = LIBCACHESIM[name](capacity)
-    t0 = time.perf_counter()
-    miss_ratio, _ = cache.process_trace(reader)
-    return time.perf_counter() - t0, round(miss_ratio * n)
+def time_theirs(path: Path, name: str, capacity: int) -> tuple[float, int]:
+    misses, _, wall_s = libcachesim.replay(name, path, capacity)
+    return wall_s, misses
 
 
 def main() -> int:
@@ -69,7 +53,7 @@ def main() -> int:
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1])
-    ap.add_argument("--policies", nargs="+", default=sorted(set(LIBCACHESIM) & set(_core.policy_names())))
+    ap.add_argument("--policies", nargs="+", default=libcachesim.shared_policies())
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin the single-threaded runs to")
     args = ap.parse_args()
 
@@ -94,12 +78,12 @@ def main() -> int:
         print("-" * len(header))
         for name in args.policies:
             for cap in sizes:
-                time_theirs(path, name, cap, len(trace))  # warm-up: page cache, allocator
+                time_theirs(path, name, cap)  # warm-up: page cache, allocator
                 ours, theirs = [], []
                 for _ in range(args.repeats):
                     s, m_ours = time_ours(trace, name, cap)
                     ours.append(s)
-                    s, m_theirs = time_theirs(path, name, cap, len(trace))
+                    s, m_theirs = time_theirs(path, name, cap)
                     theirs.append(s)
                 o = len(trace) / statistics.median(ours) / 1e6
                 t = len(trace) / statistics.median(theirs) / 1e6

@@ -17,30 +17,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import libcachesim as lcs
 import pytest
 
-from memarena import _core
 from memarena.paging import Trace, simulate
 from memarena.paging.policies import NATIVE_POLICIES
+from memarena.testing import libcachesim
 
 N_REQUESTS = 20_000
 SEED = 7
 
-#: Our registry name -> libCacheSim class.
-LIBCACHESIM: dict[str, Any] = {
-    "lru": lcs.LRU,
-    "fifo": lcs.FIFO,
-    "clock": lcs.Clock,
-    "lfu": lcs.LFU,
-    "arc": lcs.ARC,
-    "twoq": lcs.TwoQ,
-    "lirs": lcs.LIRS,
-    "s3fifo": lcs.S3FIFO,
-    "sieve": lcs.Sieve,
-    "belady": lcs.Belady,
-}
-SHARED = sorted(set(LIBCACHESIM) & set(_core.policy_names()))
+SHARED = libcachesim.shared_policies()
 
 TRACES: dict[str, dict[str, Any]] = {
     "zipf": {"kind": "zipf", "alpha": 0.9, "n_objects": 2000},
@@ -84,14 +70,6 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tu
     return out
 
 
-def libcachesim_misses(name: str, path: Path, capacity: int, n_requests: int) -> int:
-    """libCacheSim's miss count, from its object miss ratio (exact for these lengths)."""
-    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE, lcs.ReaderInitParam())
-    assert reader.get_num_of_req() == n_requests
-    miss_ratio, _ = LIBCACHESIM[name](capacity).process_trace(reader)
-    return round(miss_ratio * n_requests)
-
-
 def cases() -> list[Any]:
     out = []
     for name in SHARED:
@@ -106,7 +84,7 @@ def cases() -> list[Any]:
 
 def test_shared_policies_cover_libcachesim_map() -> None:
     """Every policy of the map exists in the core (a rename would silently drop coverage)."""
-    assert set(SHARED) == set(LIBCACHESIM)
+    assert set(SHARED) == set(libcachesim.CLASS_NAMES)
 
 
 @pytest.mark.parametrize(("name", "tname", "sname", "frac"), cases())
@@ -115,7 +93,8 @@ def test_miss_count_matches_libcachesim(name: str, tname: str, sname: str, frac:
     footprint = trace.footprint_bytes if sname == "sized" else trace.num_objects
     capacity = max(20, int(footprint * frac))
     ours = simulate(trace, POLICY_CLASSES[name](capacity))
-    theirs = libcachesim_misses(name, path, capacity, len(trace))
+    theirs, n_requests, _ = libcachesim.replay(name, path, capacity)
+    assert n_requests == len(trace)
     assert ours.misses == theirs, (
         f"{name} on {tname}/{sname} at {capacity}: memarena {ours.misses}, libCacheSim {theirs}"
     )
