@@ -62,12 +62,19 @@ impl Engine for Flat {
     /// Cache-blocked scan: each block of vectors is scored against every
     /// query of the group while it is in cache (the same scores and the same
     /// slot order as the one-query path, so the results are identical).
-    fn search_block(&self, qs: &[f32], _k: usize, _p: &SearchParams, tops: &mut [TopK]) -> bool {
+    fn search_block(
+        &self,
+        qs: &[f32],
+        _k: usize,
+        _p: &SearchParams,
+        s: &mut Scratch,
+        tops: &mut [TopK],
+    ) -> bool {
         let dim = self.store.dim;
-        let mut sc = Vec::new();
+        let sc = &mut s.f32s;
         for (b, block) in self.store.data.chunks(BLOCK * dim).enumerate() {
             for (q, top) in qs.chunks_exact(dim).zip(tops.iter_mut()) {
-                self.scan_block(q, block, b * BLOCK, &mut sc, top);
+                self.scan_block(q, block, b * BLOCK, sc, top);
             }
         }
         true

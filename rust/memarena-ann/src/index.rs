@@ -312,7 +312,14 @@ pub(crate) trait Engine: Sync {
     /// Unfiltered search of several queries at once (`qs` holds `tops.len()`
     /// stored-form queries); returns false if the index has no such path.
     /// Must give exactly what [`Engine::search_one`] gives per query.
-    fn search_block(&self, _qs: &[f32], _k: usize, _p: &SearchParams, _tops: &mut [TopK]) -> bool {
+    fn search_block(
+        &self,
+        _qs: &[f32],
+        _k: usize,
+        _p: &SearchParams,
+        _s: &mut Scratch,
+        _tops: &mut [TopK],
+    ) -> bool {
         false
     }
 
@@ -383,7 +390,7 @@ pub(crate) fn run_batch<E: Engine>(
                 qbuf.chunks_exact_mut(dim).for_each(normalize);
             }
             tops[..g].iter_mut().for_each(|t| t.clear(k));
-            if filter.is_some() || !e.search_block(&qbuf, k, p, &mut tops[..g]) {
+            if filter.is_some() || !e.search_block(&qbuf, k, p, &mut s, &mut tops[..g]) {
                 for (j, top) in tops[..g].iter_mut().enumerate() {
                     let q = &qbuf[j * dim..(j + 1) * dim];
                     e.search_one(

@@ -19,8 +19,9 @@ use crate::index::{
     Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
 };
 use crate::kmeans;
-use crate::metric::{Metric, l2_sq};
+use crate::metric::{Metric, l2_sq, norm_sq};
 use crate::persist::{Reader, Writer, encode};
+use crate::simd::kernels;
 use crate::store::Store;
 use crate::tenant::Tenants;
 use crate::topk::{Scratch, TopK};
@@ -118,6 +119,8 @@ pub struct Ivf {
     store: Store,
     cfg: IvfConfig,
     centroids: Vec<f32>,
+    /// Squared norms of the centroids (derived, not stored).
+    cnorms: Vec<f32>,
     lists: Vec<List>,
     /// Per slot: (list, position) of one copy of its vector.
     loc: Vec<(u32, u32)>,
@@ -136,6 +139,7 @@ impl Ivf {
             store: Store::new(metric, dim, false),
             cfg,
             centroids: Vec::new(),
+            cnorms: Vec::new(),
             lists: Vec::new(),
             loc: Vec::new(),
         })
@@ -152,6 +156,37 @@ impl Ivf {
             .iter()
             .map(|l| l.slots.iter().filter(|&&s| self.store.is_live(s)).count())
             .collect()
+    }
+
+    fn set_centroids(&mut self, centroids: Vec<f32>) {
+        self.cnorms = centroids
+            .chunks_exact(self.store.dim)
+            .map(norm_sq)
+            .collect();
+        self.centroids = centroids;
+    }
+
+    /// Centroid scores of a group of queries (`qs`, stored form) into
+    /// `out` (query-major, `nlist` each), as one blocked matrix product:
+    /// `|q|^2 + |c|^2 - 2 q.c` for L2, `-q.c` otherwise. A query's row does
+    /// not depend on the other queries of the group.
+    fn coarse(&self, qs: &[f32], out: &mut Vec<f32>) {
+        let dim = self.store.dim;
+        let g = qs.len() / dim;
+        let nl = self.lists.len();
+        out.clear();
+        out.resize(g * nl, 0.0);
+        (kernels().dot_block)(qs, g, &self.centroids, out);
+        for (q, row) in qs.chunks_exact(dim).zip(out.chunks_exact_mut(nl.max(1))) {
+            if self.store.metric == Metric::L2 {
+                let qn = norm_sq(q);
+                for (x, &cn) in row.iter_mut().zip(&self.cnorms) {
+                    *x = qn + cn - 2.0 * *x;
+                }
+            } else {
+                row.iter_mut().for_each(|x| *x = -*x);
+            }
+        }
     }
 
     fn centroid(&self, c: usize) -> &[f32] {
@@ -233,7 +268,7 @@ impl Ivf {
         }
         let mut idx = Ivf::new(store.metric, dim, cfg)?;
         idx.store = store;
-        idx.centroids = centroids;
+        idx.set_centroids(centroids);
         idx.lists = lists;
         idx.loc = loc;
         Ok(idx)
@@ -274,20 +309,61 @@ impl Engine for Ivf {
             let sel = st.tenant_count(t) as f64 / st.live().max(1) as f64;
             nprobe = ((nprobe as f64 / sel.max(1e-9)).ceil() as usize).clamp(1, self.lists.len());
         }
+        let mut coarse = std::mem::take(&mut s.coarse);
+        self.coarse(q, &mut coarse);
+        self.probe(q, &coarse, nprobe, p, tenant, s, top);
+        s.coarse = coarse;
+    }
+
+    /// Scans all queries of an unfiltered group after scoring their
+    /// centroids in one blocked product; per query exactly what
+    /// [`Engine::search_one`] does.
+    fn search_block(
+        &self,
+        qs: &[f32],
+        _k: usize,
+        p: &SearchParams,
+        s: &mut Scratch,
+        tops: &mut [TopK],
+    ) -> bool {
+        if self.lists.is_empty() {
+            return true;
+        }
+        let nl = self.lists.len();
+        let nprobe = p.nprobe.min(nl);
+        let mut coarse = std::mem::take(&mut s.coarse);
+        self.coarse(qs, &mut coarse);
+        for ((q, row), top) in qs
+            .chunks_exact(self.store.dim)
+            .zip(coarse.chunks_exact(nl))
+            .zip(tops.iter_mut())
+        {
+            self.probe(q, row, nprobe, p, None, s, top);
+        }
+        s.coarse = coarse;
+        true
+    }
+}
+
+impl Ivf {
+    /// Picks the `nprobe` best lists from a query's centroid scores and scans them.
+    #[allow(clippy::too_many_arguments)]
+    fn probe(
+        &self,
+        q: &[f32],
+        coarse: &[f32],
+        nprobe: usize,
+        p: &SearchParams,
+        tenant: Option<u32>,
+        s: &mut Scratch,
+        top: &mut TopK,
+    ) {
+        let st = &self.store;
         let metric = st.metric;
         let mut sc = std::mem::take(&mut s.f32s);
-        if sc.len() < self.lists.len() {
-            sc.resize(self.lists.len(), 0.0);
-        }
-        metric.score_many(q, &self.centroids, &mut sc);
         let cs = &mut s.pairs;
         cs.clear();
-        cs.extend(
-            sc[..self.lists.len()]
-                .iter()
-                .enumerate()
-                .map(|(c, &d)| (d, c as u32)),
-        );
+        cs.extend(coarse.iter().enumerate().map(|(c, &d)| (d, c as u32)));
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         if nprobe < cs.len() {
             cs.select_nth_unstable_by(nprobe - 1, cmp);
@@ -360,7 +436,7 @@ impl VectorIndex for Ivf {
             ));
         }
         let data = self.store.prepare(data);
-        self.centroids = kmeans::train(
+        let centroids = kmeans::train(
             &data,
             dim,
             self.cfg.nlist,
@@ -373,6 +449,7 @@ impl VectorIndex for Ivf {
                 self.cfg.max_train_points
             },
         );
+        self.set_centroids(centroids);
         self.lists = vec![List::default(); self.cfg.nlist];
         Ok(())
     }

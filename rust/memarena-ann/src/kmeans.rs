@@ -3,7 +3,8 @@
 
 use memarena_core::rng::Rng;
 
-use crate::metric::{dot, norm_sq};
+use crate::metric::norm_sq;
+use crate::simd::kernels;
 
 /// For each row of `data`, its `m` nearest centroids by squared L2 as
 /// `(distance, centroid)`, ascending; `n * m` pairs. Runs on `threads`.
@@ -22,21 +23,33 @@ pub(crate) fn nearest(
     if n == 0 || m == 0 {
         return out;
     }
+    // Points in blocks of `B`, each block scored against all centroids by one
+    // blocked matrix product (`|x|^2 + |c|^2 - 2 x.c`).
+    const B: usize = 16;
     let work = |row0: usize, chunk: &mut [(f32, u32)]| {
         let mut best: Vec<(f32, u32)> = Vec::with_capacity(m + 1);
-        for (j, o) in chunk.chunks_mut(m).enumerate() {
-            let x = &data[(row0 + j) * dim..(row0 + j + 1) * dim];
-            let xn = norm_sq(x);
-            best.clear();
-            for (c, cv) in centroids.chunks_exact(dim).enumerate() {
-                let d = (xn + cn[c] - 2.0 * dot(x, cv)).max(0.0);
-                if best.len() < m || d < best[m - 1].0 {
-                    let pos = best.partition_point(|b| b.0 <= d);
-                    best.insert(pos, (d, c as u32));
-                    best.truncate(m);
+        let mut dots = vec![0.0f32; B * k];
+        for (b, ob) in chunk.chunks_mut(B * m).enumerate() {
+            let nb = ob.len() / m;
+            let xs = &data[(row0 + b * B) * dim..(row0 + b * B + nb) * dim];
+            (kernels().dot_block)(xs, nb, centroids, &mut dots[..nb * k]);
+            for ((x, o), row) in xs
+                .chunks_exact(dim)
+                .zip(ob.chunks_mut(m))
+                .zip(dots.chunks_exact(k))
+            {
+                let xn = norm_sq(x);
+                best.clear();
+                for (c, &dp) in row.iter().enumerate() {
+                    let d = (xn + cn[c] - 2.0 * dp).max(0.0);
+                    if best.len() < m || d < best[m - 1].0 {
+                        let pos = best.partition_point(|b| b.0 <= d);
+                        best.insert(pos, (d, c as u32));
+                        best.truncate(m);
+                    }
                 }
+                o.copy_from_slice(&best);
             }
-            o.copy_from_slice(&best);
         }
     };
     let threads = threads.clamp(1, n);

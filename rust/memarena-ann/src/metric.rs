@@ -188,6 +188,79 @@ pub(crate) fn dot_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -
     reduce::<N, FMA>(&acc) + reduce::<8, FMA>(&acc8) + tail
 }
 
+/// Inner products of `nq` queries (`qs`, row-major) with every row of
+/// `rows` (same width), query-major into `out` (`nq * n_rows`): a register
+/// tile of 4 queries x 2 rows shares each load (the blocked matrix product
+/// faiss gets from BLAS). Every pair is computed with the same 8-lane
+/// accumulation whatever the tile, so a query's results do not depend on
+/// the other queries of the call.
+#[inline(always)]
+pub(crate) fn dot_block_lanes<const FMA: bool>(
+    qs: &[f32],
+    nq: usize,
+    rows: &[f32],
+    out: &mut [f32],
+) {
+    let d = qs.len().checked_div(nq).unwrap_or(0);
+    if d == 0 {
+        return;
+    }
+    let nr = rows.len() / d;
+    assert!(out.len() >= nq * nr, "dot_block: short output");
+    let d8 = d / 8 * 8;
+    // One pair's dot from its 8 lane accumulators plus the scalar tail.
+    let finish = |acc: &[f32; 8], q: &[f32], r: &[f32]| {
+        let mut tail = 0.0f32;
+        for (x, y) in q[d8..].iter().zip(&r[d8..]) {
+            tail = madd::<FMA>(tail, *x, *y);
+        }
+        ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])) + tail
+    };
+    let mut j = 0;
+    while j < nq {
+        let tq = if nq - j >= 4 { 4 } else { 1 };
+        let mut r = 0;
+        while r < nr {
+            let tr = if tq == 4 && nr - r >= 2 { 2 } else { 1 };
+            if tq == 4 && tr == 2 {
+                let qv: [&[f32]; 4] = std::array::from_fn(|b| &qs[(j + b) * d..(j + b + 1) * d]);
+                let rv: [&[f32]; 2] = std::array::from_fn(|t| &rows[(r + t) * d..(r + t + 1) * d]);
+                let mut acc = [[[0.0f32; 8]; 2]; 4];
+                for c in 0..d8 / 8 {
+                    let r0: [f32; 8] = rv[0][c * 8..c * 8 + 8].try_into().expect("8 lanes");
+                    let r1: [f32; 8] = rv[1][c * 8..c * 8 + 8].try_into().expect("8 lanes");
+                    for (qb, acc_b) in qv.iter().zip(acc.iter_mut()) {
+                        let x: [f32; 8] = qb[c * 8..c * 8 + 8].try_into().expect("8 lanes");
+                        for l in 0..8 {
+                            acc_b[0][l] = madd::<FMA>(acc_b[0][l], x[l], r0[l]);
+                            acc_b[1][l] = madd::<FMA>(acc_b[1][l], x[l], r1[l]);
+                        }
+                    }
+                }
+                for (b, acc_b) in acc.iter().enumerate() {
+                    for (t, acc_bt) in acc_b.iter().enumerate() {
+                        out[(j + b) * nr + r + t] = finish(acc_bt, qv[b], rv[t]);
+                    }
+                }
+            } else {
+                for b in 0..tq {
+                    let q = &qs[(j + b) * d..(j + b + 1) * d];
+                    let row = &rows[r * d..(r + 1) * d];
+                    let mut acc = [0.0f32; 8];
+                    for (x, y) in q[..d8].chunks_exact(8).zip(row[..d8].chunks_exact(8)) {
+                        for l in 0..8 {
+                            acc[l] = madd::<FMA>(acc[l], x[l], y[l]);
+                        }
+                    }
+                    out[(j + b) * nr + r] = finish(&acc, q, row);
+                }
+            }
+            r += tr;
+        }
+        j += tq;
+    }
+}
+
 /// The squared-L2 body, shaped like [`dot_lanes`].
 #[inline(always)]
 pub(crate) fn l2_sq_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {

@@ -20,7 +20,7 @@
 
 use std::sync::OnceLock;
 
-use crate::metric::{dot_lanes, hamming_words, l2_sq_lanes};
+use crate::metric::{dot_block_lanes, dot_lanes, hamming_words, l2_sq_lanes};
 
 /// Scores of `$q` against every row of `$data` into `$out`. A macro, not a
 /// generic function taking the kernel: a kernel passed as a value is called
@@ -49,6 +49,10 @@ macro_rules! at {
 
 /// Hamming distances of a query code to the codes of listed slots.
 type HammingAt = fn(&[u64], &[u32], &[u64], &mut [u16]);
+/// Inner products of several queries with a block of rows.
+type DotBlock = fn(&[f32], usize, &[f32], &mut [f32]);
+/// Hamming distances of several query codes to a block of codes.
+type HammingBlock = fn(&[u64], &[u64], usize, &mut [u16]);
 /// Float scores of a query against listed rows of a row-major block.
 type ScoreAt = fn(&[f32], &[f32], &[u32], &mut [f32]);
 
@@ -66,12 +70,16 @@ pub(crate) struct Kernels {
     pub(crate) l2_sq_at: ScoreAt,
     /// Inner product of a query with listed rows of a row-major block.
     pub(crate) dot_at: ScoreAt,
-    /// Hamming distances of a query code (`q.len()` words) to every code of
-    /// `codes` (row-major, `q.len()` words each), written to `out`.
-    pub(crate) hamming_many: fn(&[u64], &[u64], &mut [u16]),
     /// Hamming distances of a query code to the codes of the given slots
     /// (`codes` row-major, `q.len()` words per slot), written to `out`.
     pub(crate) hamming_at: HammingAt,
+    /// Hamming distances of `nq` query codes (`qs`, row-major) to every code
+    /// of `codes` (row-major, `qs.len() / nq` words each), written query-major
+    /// to `out` (`nq * n_codes`): each code is loaded once for all queries.
+    pub(crate) hamming_block: HammingBlock,
+    /// Inner products of `nq` queries with every row of a row-major block,
+    /// query-major (see [`crate::metric::dot_block_lanes`]).
+    pub(crate) dot_block: DotBlock,
     /// Which set this is (`"portable"` or `"avx2+fma+popcnt"`).
     pub(crate) name: &'static str,
 }
@@ -100,8 +108,8 @@ fn dot_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
     at!(dot_lanes::<16, false>, q, data, rows, out)
 }
 
-fn hamming_many_portable(codes: &[u64], q: &[u64], out: &mut [u16]) {
-    hamming_many_body(codes, q, out)
+fn dot_block_portable(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+    dot_block_lanes::<false>(qs, nq, rows, out)
 }
 
 fn hamming_at_portable(codes: &[u64], slots: &[u32], q: &[u64], out: &mut [u16]) {
@@ -118,22 +126,34 @@ fn hamming_at_body(codes: &[u64], slots: &[u32], q: &[u64], out: &mut [u16]) {
 }
 
 #[inline(always)]
-fn hamming_many_body(codes: &[u64], q: &[u64], out: &mut [u16]) {
-    let nt = q.len();
+fn hamming_block_body(codes: &[u64], qs: &[u64], nq: usize, out: &mut [u16]) {
+    let nt = qs.len() / nq.max(1);
+    let n = codes.len() / nt.max(1);
+    if nt == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= nq * n, "hamming_block: short output");
     if nt == 4 {
-        // The common 4 x 64-bit (256-bit) code, fully unrolled.
-        let q: &[u64; 4] = q.try_into().expect("4 words");
-        for (c, o) in codes.chunks_exact(4).zip(out.iter_mut()) {
-            *o = ((c[0] ^ q[0]).count_ones()
-                + (c[1] ^ q[1]).count_ones()
-                + (c[2] ^ q[2]).count_ones()
-                + (c[3] ^ q[3]).count_ones()) as u16;
+        for (i, c) in codes.chunks_exact(4).enumerate() {
+            let c: &[u64; 4] = c.try_into().expect("4 words");
+            for (j, q) in qs.chunks_exact(4).enumerate() {
+                out[j * n + i] = ((c[0] ^ q[0]).count_ones()
+                    + (c[1] ^ q[1]).count_ones()
+                    + (c[2] ^ q[2]).count_ones()
+                    + (c[3] ^ q[3]).count_ones()) as u16;
+            }
         }
     } else {
-        for (c, o) in codes.chunks_exact(nt.max(1)).zip(out.iter_mut()) {
-            *o = hamming_words(c, q) as u16;
+        for (i, c) in codes.chunks_exact(nt).enumerate() {
+            for (j, q) in qs.chunks_exact(nt).enumerate() {
+                out[j * n + i] = hamming_words(c, q) as u16;
+            }
         }
     }
+}
+
+fn hamming_block_portable(codes: &[u64], qs: &[u64], nq: usize, out: &mut [u16]) {
+    hamming_block_body(codes, qs, nq, out)
 }
 
 /// The portable set (always valid).
@@ -144,8 +164,9 @@ pub(crate) const PORTABLE: Kernels = Kernels {
     dot_many: dot_many_portable,
     l2_sq_at: l2_sq_at_portable,
     dot_at: dot_at_portable,
-    hamming_many: hamming_many_portable,
     hamming_at: hamming_at_portable,
+    hamming_block: hamming_block_portable,
+    dot_block: dot_block_portable,
     name: "portable",
 };
 
@@ -193,6 +214,16 @@ mod x86 {
         at!(dot_lanes::<32, true>, q, data, rows, out)
     }
 
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_block_avx2(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+        dot_block_lanes::<true>(qs, nq, rows, out)
+    }
+
+    pub(super) fn dot_block(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
+        unsafe { dot_block_avx2(qs, nq, rows, out) }
+    }
+
     pub(super) fn l2_sq_at(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
         // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
         unsafe { l2_sq_at_avx2(q, data, rows, out) }
@@ -204,13 +235,73 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,popcnt")]
-    fn hamming_many_popcnt(codes: &[u64], q: &[u64], out: &mut [u16]) {
-        hamming_many_body(codes, q, out)
-    }
-
-    #[target_feature(enable = "avx2,popcnt")]
     fn hamming_at_popcnt(codes: &[u64], slots: &[u32], q: &[u64], out: &mut [u16]) {
         hamming_at_body(codes, slots, q, out)
+    }
+
+    /// Byte-wise popcount (nibble table, `vpshufb`) of `code ^ q`, summed per
+    /// 64-bit lane (`vpsadbw`): four lane counts whose sum is the distance.
+    macro_rules! lane_counts {
+        ($codes:expr, $i:expr, $q:expr, $lut:expr, $low:expr) => {{
+            let c: &[u64] = &$codes[$i * 4..$i * 4 + 4];
+            // SAFETY: `c` is 4 in-bounds words (32 bytes); unaligned load.
+            let c = unsafe { _mm256_loadu_si256(c.as_ptr().cast()) };
+            let x = _mm256_xor_si256(c, $q);
+            let lo = _mm256_shuffle_epi8($lut, _mm256_and_si256(x, $low));
+            let hi = _mm256_shuffle_epi8($lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), $low));
+            _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
+        }};
+    }
+
+    /// 256-bit codes (4 words): four codes at a time, their per-lane counts
+    /// summed by a 4x4 transpose-add; other widths use the portable body.
+    #[target_feature(enable = "avx2,popcnt")]
+    #[allow(unused_unsafe)]
+    fn hamming_block_popcnt(codes: &[u64], qs: &[u64], nq: usize, out: &mut [u16]) {
+        use std::arch::x86_64::*;
+        let nt = qs.len() / nq.max(1);
+        if nt != 4 {
+            return hamming_block_body(codes, qs, nq, out);
+        }
+        let n = codes.len() / 4;
+        assert!(out.len() >= nq * n, "hamming_block: short output");
+        let lut = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        let n4 = n / 4 * 4;
+        for (j, qw) in qs.chunks_exact(4).enumerate() {
+            // SAFETY: `qw` is 4 in-bounds words (32 bytes); unaligned load.
+            let q = unsafe { _mm256_loadu_si256(qw.as_ptr().cast()) };
+            let o = &mut out[j * n..(j + 1) * n];
+            for i in (0..n4).step_by(4) {
+                let a = lane_counts!(codes, i, q, lut, low);
+                let b = lane_counts!(codes, i + 1, q, lut, low);
+                let c = lane_counts!(codes, i + 2, q, lut, low);
+                let d = lane_counts!(codes, i + 3, q, lut, low);
+                let ab = _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+                let cd = _mm256_add_epi64(_mm256_unpacklo_epi64(c, d), _mm256_unpackhi_epi64(c, d));
+                let sum = _mm256_add_epi64(
+                    _mm256_permute2x128_si256(ab, cd, 0x20),
+                    _mm256_permute2x128_si256(ab, cd, 0x31),
+                );
+                let mut lanes = [0u64; 4];
+                // SAFETY: `lanes` is 32 writable bytes; unaligned store.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sum) };
+                for (o, l) in o[i..i + 4].iter_mut().zip(lanes) {
+                    *o = l as u16;
+                }
+            }
+            for i in n4..n {
+                o[i] = hamming_words(&codes[i * 4..i * 4 + 4], qw) as u16;
+            }
+        }
+    }
+
+    pub(super) fn hamming_block(codes: &[u64], qs: &[u64], nq: usize, out: &mut [u16]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and popcnt.
+        unsafe { hamming_block_popcnt(codes, qs, nq, out) }
     }
 
     pub(super) fn hamming_at(codes: &[u64], slots: &[u32], q: &[u64], out: &mut [u16]) {
@@ -228,11 +319,6 @@ mod x86 {
         unsafe { dot_avx2(a, b) }
     }
 
-    pub(super) fn hamming_many(codes: &[u64], q: &[u64], out: &mut [u16]) {
-        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and popcnt.
-        unsafe { hamming_many_popcnt(codes, q, out) }
-    }
-
     pub(super) const AVX2: Kernels = Kernels {
         l2_sq,
         dot,
@@ -240,8 +326,9 @@ mod x86 {
         dot_many,
         l2_sq_at,
         dot_at,
-        hamming_many,
         hamming_at,
+        hamming_block,
+        dot_block,
         name: "avx2+fma+popcnt",
     };
 
@@ -314,6 +401,32 @@ mod tests {
         }
 
         #[test]
+        fn dot_block_is_per_pair_and_matches_dot(
+            d in 1usize..40,
+            nq in 1usize..11,
+            nr in 0usize..9,
+            seed in any::<u64>(),
+        ) {
+            let mut rng = memarena_core::rng::Rng::seed_from_u64(seed);
+            let qs: Vec<f32> = (0..nq * d).map(|_| rng.normal() as f32).collect();
+            let rows: Vec<f32> = (0..nr * d).map(|_| rng.normal() as f32).collect();
+            for k in [kernels(), &PORTABLE] {
+                let mut all = vec![0.0; nq * nr];
+                (k.dot_block)(&qs, nq, &rows, &mut all);
+                for j in 0..nq {
+                    let q = &qs[j * d..(j + 1) * d];
+                    // Alone, a query gets bit-identical results.
+                    let mut one = vec![0.0; nr];
+                    (k.dot_block)(q, 1, &rows, &mut one);
+                    prop_assert_eq!(&all[j * nr..(j + 1) * nr], &one[..]);
+                    for r in 0..nr {
+                        prop_assert!(close(one[r], dot_portable(q, &rows[r * d..(r + 1) * d])));
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn dispatched_hamming_matches_portable_exactly(
             nt in 1usize..9,
             words in prop::collection::vec(any::<u64>(), 0..400),
@@ -322,19 +435,26 @@ mod tests {
             let q = &q[..nt];
             let n = words.len() / nt;
             let codes = &words[..n * nt];
+            // Reference: the plain word-by-word distance.
+            let want: Vec<u16> = codes.chunks_exact(nt).map(|c| hamming_words(c, q) as u16).collect();
             let mut got = vec![0u16; n];
-            let mut want = vec![0u16; n];
-            (kernels().hamming_many)(codes, q, &mut got);
-            hamming_many_portable(codes, q, &mut want);
+            (kernels().hamming_block)(codes, q, 1, &mut got);
+            prop_assert_eq!(&got, &want);
+            hamming_block_portable(codes, q, 1, &mut got);
             prop_assert_eq!(&got, &want);
             let slots: Vec<u32> = (0..n as u32).rev().collect();
             let mut at = vec![0u16; n];
             (kernels().hamming_at)(codes, &slots, q, &mut at);
-            want.reverse();
+            at.reverse();
             prop_assert_eq!(&at, &want);
-            want.reverse();
-            for (i, c) in codes.chunks_exact(nt).enumerate() {
-                prop_assert_eq!(want[i] as u32, hamming_words(c, q));
+            // Block kernel: three query codes at once, query-major output.
+            let qs: Vec<u64> = (0..3).flat_map(|j| q.iter().map(move |w| w.rotate_left(j))).collect();
+            let mut block = vec![0u16; 3 * n];
+            (kernels().hamming_block)(codes, &qs, 3, &mut block);
+            for j in 0..3 {
+                let qj = &qs[j * nt..(j + 1) * nt];
+                let one: Vec<u16> = codes.chunks_exact(nt).map(|c| hamming_words(c, qj) as u16).collect();
+                prop_assert_eq!(&block[j * n..(j + 1) * n], &one[..]);
             }
         }
     }

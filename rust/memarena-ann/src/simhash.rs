@@ -32,7 +32,10 @@ use crate::persist::{Reader, Writer, encode};
 use crate::simd::kernels;
 use crate::store::Store;
 use crate::tenant::Tenants;
-use crate::topk::{Scratch, TopK};
+use crate::topk::{Reservoir, Scratch, TopK};
+
+/// Codes per chunk of the blocked Hamming scan (32 KiB of 256-bit codes).
+const SCAN_CHUNK: usize = 1024;
 
 /// Widest table that keeps bucket maps.
 pub const MAX_BUCKET_BITS: usize = 32;
@@ -144,44 +147,72 @@ impl SimHash {
         }
     }
 
-    /// Ranks the candidates (`s.slots`, with Hamming distances in `s.u16s`)
-    /// and fills `top`, re-scoring the best `rerank` exactly when asked.
-    fn finish_candidates(&self, q: &[f32], p: &SearchParams, s: &mut Scratch, top: &mut TopK) {
-        let total_bits = self.cfg.n_bits * self.cfg.n_tables;
-        let (cands, hams) = (&s.slots, &s.u16s);
-        if p.rerank == 0 {
-            for (&c, &h) in cands.iter().zip(hams) {
-                if (h as f32) <= top.threshold() {
-                    top.push(h as f32, c);
-                }
-            }
-        } else if cands.len() <= p.rerank {
-            for &c in cands {
-                top.push(self.store.metric.score(q, self.store.vector(c)), c);
-            }
-        } else {
-            // Histogram selection of the `rerank` smallest Hamming distances;
-            // ties at the cut-off are taken in slot order.
-            let mut hist = vec![0usize; total_bits + 1];
-            for &h in hams {
-                hist[h as usize] += 1;
-            }
-            let (mut cut, mut below) = (0usize, 0usize);
-            while below + hist[cut] < p.rerank {
-                below += hist[cut];
-                cut += 1;
-            }
-            let mut at_cut = p.rerank - below;
-            for (&c, &h) in cands.iter().zip(hams) {
-                let h = h as usize;
-                if h < cut || (h == cut && at_cut > 0) {
-                    if h == cut {
-                        at_cut -= 1;
+    /// Blocked Hamming scan of every code against the group's query codes
+    /// (`qc`, `res.len()` codes of `n_tables` words): each chunk of codes is
+    /// scored for all queries while it is in cache, and a slot enters a
+    /// query's reservoir only if it beats the reservoir's threshold (the
+    /// tenant and liveness check runs only for those).
+    fn scan_codes(
+        &self,
+        qc: &[u64],
+        tenant: Option<u32>,
+        dist: &mut Vec<u16>,
+        res: &mut [Reservoir],
+    ) {
+        let st = &self.store;
+        let nt = self.cfg.n_tables;
+        let n = st.n_slots();
+        let g = res.len();
+        let plain = tenant.is_none() && st.n_deleted == 0;
+        if dist.len() < g * SCAN_CHUNK {
+            dist.resize(g * SCAN_CHUNK, 0);
+        }
+        let hamming_block = kernels().hamming_block;
+        for start in (0..n).step_by(SCAN_CHUNK) {
+            let m = SCAN_CHUNK.min(n - start);
+            hamming_block(
+                &self.codes[start * nt..(start + m) * nt],
+                qc,
+                g,
+                &mut dist[..g * m],
+            );
+            for (r, row) in res.iter_mut().zip(dist.chunks_exact(m)) {
+                // Runs of 16 distances are skipped with one vectorised test
+                // when none can reach the threshold's distance.
+                for (c, run) in row.chunks(16).enumerate() {
+                    let limit = (r.threshold() >> 32).min(u16::MAX as u64) as u16;
+                    if !run.iter().fold(false, |any, &h| any | (h <= limit)) {
+                        continue;
                     }
-                    top.push(self.store.metric.score(q, self.store.vector(c)), c);
+                    for (i, &h) in run.iter().enumerate() {
+                        let slot = (start + c * 16 + i) as u32;
+                        let key = (h as u64) << 32 | slot as u64;
+                        if key < r.threshold() && (plain || st.allows(slot, tenant)) {
+                            r.push(key);
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Fills `top` from a reservoir of `(hamming << 32 | slot)` keys: by
+    /// Hamming distance, or re-scored with the exact metric when `rerank > 0`.
+    fn finish_candidates(&self, q: &[f32], p: &SearchParams, r: &mut Reservoir, top: &mut TopK) {
+        for &key in r.finish() {
+            let slot = key as u32;
+            let score = if p.rerank == 0 {
+                (key >> 32) as f32
+            } else {
+                self.store.metric.score(q, self.store.vector(slot))
+            };
+            top.push(score, slot);
+        }
+    }
+
+    /// Whether a query is answered by the Hamming scan (else by buckets).
+    fn scans(&self, p: &SearchParams) -> bool {
+        self.buckets.is_empty() || p.n_probes == 0
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
@@ -287,7 +318,7 @@ impl Engine for SimHash {
     fn search_one(
         &self,
         q: &[f32],
-        _k: usize,
+        k: usize,
         p: &SearchParams,
         tenant: Option<u32>,
         s: &mut Scratch,
@@ -302,25 +333,14 @@ impl Engine for SimHash {
         }
         let mut proj = std::mem::take(&mut s.f32s);
         let mut qc = std::mem::take(&mut s.u64s);
+        let mut res = std::mem::take(&mut s.reservoirs);
         self.hash(q, &mut proj, &mut qc);
-        s.slots.clear();
-        s.u16s.clear();
-        if self.buckets.is_empty() || p.n_probes == 0 {
-            // Hamming scan over all codes (one tight pass, dispatched kernel),
-            // then the allowed slots are compacted in place.
-            let n = st.n_slots();
-            s.u16s.resize(n, 0);
-            (kernels().hamming_many)(&self.codes, &qc, &mut s.u16s);
-            let mut w = 0;
-            for slot in 0..n {
-                if st.allows(slot as u32, tenant) {
-                    s.u16s[w] = s.u16s[slot];
-                    s.slots.push(slot as u32);
-                    w += 1;
-                }
-            }
-            s.u16s.truncate(w);
+        res.resize_with(1, Default::default);
+        res[0].reset(if p.rerank == 0 { k } else { p.rerank });
+        if self.scans(p) {
+            self.scan_codes(&qc, tenant, &mut s.u16s, &mut res[..1]);
         } else {
+            s.slots.clear();
             s.begin_visits(st.n_slots());
             let nb = self.cfg.n_bits;
             let mut order: Vec<usize> = (0..nb).collect();
@@ -356,14 +376,55 @@ impl Engine for SimHash {
                     }
                 }
             }
-        }
-        if s.u16s.len() != s.slots.len() {
             s.u16s.resize(s.slots.len(), 0);
             (kernels().hamming_at)(&self.codes, &s.slots, &qc, &mut s.u16s);
+            for (&slot, &h) in s.slots.iter().zip(&s.u16s) {
+                res[0].push((h as u64) << 32 | slot as u64);
+            }
         }
-        self.finish_candidates(q, p, s, top);
+        self.finish_candidates(q, p, &mut res[0], top);
         s.f32s = proj;
         s.u64s = qc;
+        s.reservoirs = res;
+    }
+
+    /// The Hamming scan for a group of queries at once (codes read once per
+    /// group); the same reservoirs and ranking as [`Engine::search_one`].
+    fn search_block(
+        &self,
+        qs: &[f32],
+        k: usize,
+        p: &SearchParams,
+        s: &mut Scratch,
+        tops: &mut [TopK],
+    ) -> bool {
+        if !self.scans(p) {
+            return false;
+        }
+        let dim = self.store.dim;
+        let g = tops.len();
+        let (mut proj, mut one) = (std::mem::take(&mut s.f32s), std::mem::take(&mut s.u64s));
+        let mut res = std::mem::take(&mut s.reservoirs);
+        let mut qc = Vec::with_capacity(g * self.cfg.n_tables);
+        for q in qs.chunks_exact(dim) {
+            self.hash(q, &mut proj, &mut one);
+            qc.extend_from_slice(&one);
+        }
+        res.resize_with(g, Default::default);
+        res.iter_mut()
+            .for_each(|r| r.reset(if p.rerank == 0 { k } else { p.rerank }));
+        self.scan_codes(&qc, None, &mut s.u16s, &mut res[..g]);
+        for ((q, r), top) in qs
+            .chunks_exact(dim)
+            .zip(res.iter_mut())
+            .zip(tops.iter_mut())
+        {
+            self.finish_candidates(q, p, r, top);
+        }
+        s.f32s = proj;
+        s.u64s = one;
+        s.reservoirs = res;
+        true
     }
 
     fn report(&self, score: f32, p: &SearchParams) -> f32 {

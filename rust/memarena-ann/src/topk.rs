@@ -65,6 +65,67 @@ impl TopK {
     }
 }
 
+/// The `cap` smallest distinct `u64` keys of a stream (faiss's reservoir
+/// top-n): a key below the threshold is appended, and the buffer is cut back
+/// to the `cap` smallest (`select_nth_unstable`) whenever it reaches twice
+/// that, which lowers the threshold. Keys pack `(small distance << 32) | slot`,
+/// so the result is the `cap` best by distance with ties broken by slot,
+/// whatever the order of arrival.
+///
+/// Invariant: every key ever offered and not kept is `>=` each kept key
+/// once [`Reservoir::finish`] has run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Reservoir {
+    cap: usize,
+    keys: Vec<u64>,
+    thr: u64,
+}
+
+impl Reservoir {
+    pub(crate) fn reset(&mut self, cap: usize) {
+        self.cap = cap;
+        self.keys.clear();
+        self.thr = if cap == 0 { 0 } else { u64::MAX };
+    }
+
+    /// Keys `>=` this cannot enter.
+    #[inline]
+    pub(crate) fn threshold(&self) -> u64 {
+        self.thr
+    }
+
+    /// Offers a key (distinct from every key offered before).
+    #[inline]
+    pub(crate) fn push(&mut self, key: u64) {
+        if key < self.thr {
+            self.keys.push(key);
+            if self.keys.len() >= 2 * self.cap.max(16) {
+                self.cut();
+            }
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.keys.len() > self.cap {
+            if self.cap == 0 {
+                self.keys.clear();
+                self.thr = 0;
+                return;
+            }
+            self.keys.select_nth_unstable(self.cap - 1);
+            self.keys.truncate(self.cap);
+            self.thr = self.keys[self.cap - 1];
+        }
+    }
+
+    /// The kept keys, ascending (at most `cap`).
+    pub(crate) fn finish(&mut self) -> &[u64] {
+        self.cut();
+        self.keys.sort_unstable();
+        &self.keys
+    }
+}
+
 /// A `(score, id)` pair ordered by score then id (a total order, for heaps).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Cand(pub(crate) f32, pub(crate) u32);
@@ -97,6 +158,10 @@ pub(crate) struct Scratch {
     pub(crate) pairs: Vec<(f32, u32)>,
     pub(crate) f32s: Vec<f32>,
     pub(crate) u64s: Vec<u64>,
+    /// One reservoir per query of a group (LSH Hamming scans).
+    pub(crate) reservoirs: Vec<Reservoir>,
+    /// Coarse (centroid) scores of a query group (IVF).
+    pub(crate) coarse: Vec<f32>,
 }
 
 impl Scratch {
@@ -138,6 +203,22 @@ mod tests {
         assert_eq!(t.items(), &[(1.0, 0), (1.0, 2), (3.0, 1)]);
         assert_eq!(t.threshold(), 3.0);
         assert!(!t.push(f32::NAN, 7));
+    }
+
+    #[test]
+    fn reservoir_keeps_the_smallest_keys_in_any_order() {
+        let mut r = Reservoir::default();
+        for cap in [0usize, 1, 3, 17, 40] {
+            r.reset(cap);
+            let keys: Vec<u64> = (0..200u64).map(|i| (i * 7919) % 211).collect();
+            for &k in &keys {
+                r.push(k);
+            }
+            let mut want = keys.clone();
+            want.sort_unstable();
+            want.truncate(cap);
+            assert_eq!(r.finish(), &want[..], "cap {cap}");
+        }
     }
 
     #[test]

@@ -307,3 +307,46 @@ fn bad_input_gives_errors_that_name_it() {
             .is_err()
     );
 }
+
+#[test]
+fn hamming_scan_groups_equal_single_queries_with_deletes() {
+    // The blocked scan (groups of queries, reservoir top-n) against one query
+    // at a time, with and without re-ranking, after deletes.
+    let ds = data(2500, 19, 5);
+    let ids: Vec<u64> = (0..ds.n_base() as u64).collect();
+    let mut idx = build(
+        "simhash",
+        Metric::L2,
+        DIM,
+        &[("n_bits", 64.0), ("n_tables", 4.0), ("seed", 3.0)],
+    )
+    .unwrap();
+    idx.add(&ds.base, &ids).unwrap();
+    let gone: Vec<u64> = (0..ds.n_base() as u64).step_by(3).collect();
+    idx.delete(&gone).unwrap();
+    for rerank in [0usize, 1, 40, 5000] {
+        let sp = SearchParams {
+            n_probes: 0,
+            rerank,
+            threads: 2,
+            ..SearchParams::default()
+        };
+        let batch = idx.search(&ds.queries, 7, &sp, None).unwrap();
+        assert!(
+            batch.ids.iter().all(|&i| i == -1 || i % 3 != 0),
+            "rerank {rerank}: {:?}",
+            &batch.ids[..21]
+        );
+        let one = SearchParams {
+            threads: 1,
+            ..sp.clone()
+        };
+        for q in 0..ds.n_queries() {
+            let r = idx
+                .search(&ds.queries[q * DIM..(q + 1) * DIM], 7, &one, None)
+                .unwrap();
+            assert_eq!(r.ids, batch.row_ids(q), "rerank {rerank}: query {q}");
+            assert_eq!(r.distances, batch.row_distances(q));
+        }
+    }
+}
