@@ -159,9 +159,11 @@ pub(crate) struct Counters {
 }
 
 /// The serving model: requests, queues, the KV manager and the cost model.
-pub struct ServingModel {
+/// Generic over the manager so that its per-step calls (a decode step's
+/// `grow` above all) are direct and inlined.
+pub struct ServingModel<K: KvManager> {
     pub(crate) cfg: SchedulerConfig,
-    pub(crate) kv: Box<dyn KvManager>,
+    pub(crate) kv: K,
     pub(crate) cost: CostModel,
     pub(crate) reqs: Vec<Req>,
     /// Request indices in arrival order.
@@ -185,11 +187,11 @@ pub struct ServingModel {
     step_transfer_bytes: u64,
 }
 
-impl ServingModel {
+impl<K: KvManager> ServingModel<K> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cfg: SchedulerConfig,
-        kv: Box<dyn KvManager>,
+        kv: K,
         cost: CostModel,
         reqs: Vec<Req>,
         order: Vec<u32>,
@@ -582,7 +584,7 @@ impl ServingModel {
     }
 }
 
-impl Model for ServingModel {
+impl<K: KvManager> Model for ServingModel<K> {
     type Event = ServingEvent;
 
     fn handle(

@@ -166,12 +166,12 @@ impl ServingConfig {
         Ok(())
     }
 
-    fn build_kv(&self, budget: u64) -> Result<Box<dyn KvManager>> {
+    fn build_kv(&self, budget: u64) -> Result<BuiltKv> {
         let bpt = self.effective_kv_bytes_per_token();
         let max_len = self.max_model_len.unwrap_or(self.model.max_context);
         Ok(match &self.kv {
             KvManagerConfig::Static(policy) => {
-                Box::new(StaticKv::new(budget / bpt, bpt, max_len, *policy)?)
+                BuiltKv::Static(StaticKv::new(budget / bpt, bpt, max_len, *policy)?)
             }
             KvManagerConfig::Paged(cfg) => {
                 if cfg.block_size == 0 {
@@ -184,7 +184,7 @@ impl ServingConfig {
                         format!("{budget} bytes of KV pool hold no block"),
                     ));
                 }
-                Box::new(PagedKv::new(
+                BuiltKv::Paged(PagedKv::new(
                     blocks.min(u32::MAX as u64 - 1) as u32,
                     bpt,
                     cfg.clone(),
@@ -193,7 +193,7 @@ impl ServingConfig {
             KvManagerConfig::Vattention(cfg) => {
                 // A compressed KV scales the per-layer bytes with the total.
                 let per_layer = (bpt / (2 * self.model.num_layers as u64)).max(1);
-                Box::new(VattnKv::new(
+                BuiltKv::Vattn(VattnKv::new(
                     budget,
                     bpt,
                     per_layer,
@@ -204,6 +204,15 @@ impl ServingConfig {
             }
         })
     }
+}
+
+/// A built KV manager, by concrete type (the scheduler is monomorphised
+/// over it). Built once and moved into the model, so its size is no cost.
+#[allow(clippy::large_enum_variant)]
+enum BuiltKv {
+    Static(StaticKv),
+    Paged(PagedKv),
+    Vattn(VattnKv),
 }
 
 /// What happened to one request.
@@ -332,8 +341,20 @@ pub fn simulate(config: &ServingConfig, requests: &[RequestSpec]) -> Result<Serv
         r.validate(i)?;
     }
     let budget = config.kv_budget_bytes()?;
+    match config.build_kv(budget)? {
+        BuiltKv::Static(kv) => run(config, requests, kv),
+        BuiltKv::Paged(kv) => run(config, requests, kv),
+        BuiltKv::Vattn(kv) => run(config, requests, kv),
+    }
+}
+
+/// [`simulate`] with the manager built.
+fn run<K: KvManager>(
+    config: &ServingConfig,
+    requests: &[RequestSpec],
+    kv: K,
+) -> Result<ServingReport> {
     let bpt = config.effective_kv_bytes_per_token();
-    let kv = config.build_kv(budget)?;
     let cost = CostModel::new(&config.model, &config.hardware, bpt, &config.cost);
     let reqs: Vec<Req> = requests
         .iter()
@@ -409,7 +430,12 @@ pub fn simulate(config: &ServingConfig, requests: &[RequestSpec]) -> Result<Serv
     Ok(report(config, requests.len(), first_arrival, m))
 }
 
-fn report(config: &ServingConfig, n: usize, first_arrival: f64, m: ServingModel) -> ServingReport {
+fn report<K: KvManager>(
+    config: &ServingConfig,
+    n: usize,
+    first_arrival: f64,
+    m: ServingModel<K>,
+) -> ServingReport {
     let mut ttft = Vec::with_capacity(n);
     let mut e2e = Vec::with_capacity(n);
     let mut last_finish = first_arrival;

@@ -157,6 +157,8 @@ struct PrefixCache {
     runs: Vec<Run>,
     ids: FxHashMap<RunKey, u32>,
     len: usize,
+    /// Emptied arrays of dropped runs, reused by new ones.
+    spare: Vec<Vec<u64>>,
 }
 
 impl PrefixCache {
@@ -193,11 +195,20 @@ impl PrefixCache {
         let run = &mut self.runs[id as usize];
         let p = pos as usize;
         if p >= run.slots.len() {
-            run.slots.resize(p + 1, ENTRY_NONE);
+            if run.slots.capacity() == 0
+                && let Some(v) = self.spare.pop()
+            {
+                run.slots = v;
+            }
+            if p > run.slots.len() {
+                run.slots.resize(p, ENTRY_NONE);
+            }
+            run.slots.push(b as u64);
         } else if run.slots[p] != ENTRY_NONE {
             return false;
+        } else {
+            run.slots[p] = b as u64;
         }
-        run.slots[p] = b as u64;
         run.live += 1;
         self.len += 1;
         true
@@ -223,7 +234,9 @@ impl PrefixCache {
         run.live -= 1;
         self.len -= 1;
         if run.live == 0 {
-            run.slots = Vec::new();
+            let mut v = std::mem::take(&mut run.slots);
+            v.clear();
+            self.spare.push(v);
         }
     }
 }
@@ -238,6 +251,9 @@ struct Seq {
     /// or found cached already), and the run of the last one.
     hashed: u32,
     run: Option<(RunKey, u32)>,
+    /// Blocks below this index (from `hashed` on) belong to `run` too (0:
+    /// look the run up again).
+    run_upto: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -637,14 +653,9 @@ impl PagedKv {
         let full = seq.blocks.len() as u32;
         while seq.hashed < full {
             let i = seq.hashed;
-            let key = Self::run_key(req, seq.index, i, bs);
             let id = match seq.run {
-                Some((k, id)) if k == key => id,
-                _ => {
-                    let id = cached.run_id(key);
-                    seq.run = Some((key, id));
-                    id
-                }
+                Some((_, id)) if i < seq.run_upto => id,
+                _ => Self::enter_run(cached, bs, req, seq, i),
             };
             seq.hashed += 1;
             let b = seq.blocks[i as usize];
@@ -654,6 +665,27 @@ impl PagedKv {
                 blk.pos = i;
             }
         }
+    }
+
+    /// Looks up the run of block `i` of `seq`, and how far it extends: a
+    /// run changes only where a block ends past the prompt or past the
+    /// group's shared tokens.
+    #[inline(never)]
+    fn enter_run(cached: &mut PrefixCache, bs: u32, req: &KvRequest, seq: &mut Seq, i: u32) -> u32 {
+        let key = Self::run_key(req, seq.index, i, bs);
+        let id = match seq.run {
+            Some((k, id)) if k == key => id,
+            _ => cached.run_id(key),
+        };
+        seq.run = Some((key, id));
+        let mut upto = u32::MAX;
+        for edge in [req.prompt_tokens / bs, req.prefix_tokens / bs] {
+            if edge > i {
+                upto = upto.min(edge);
+            }
+        }
+        seq.run_upto = upto;
+        id
     }
 
     // ---- growth ----------------------------------------------------------
@@ -780,6 +812,8 @@ impl PagedKv {
                 }
                 g.seqs.push(Seq {
                     index: j,
+                    // The sample's own run starts after the prompt.
+                    run_upto: 0,
                     ..base.clone()
                 });
             }
