@@ -46,13 +46,20 @@ impl<E> Ord for Entry<E> {
     }
 }
 
+/// Pending events kept in a sorted vector before they spill into the heap.
+/// Most models keep a handful pending (an M/M/1 queue two, the serving
+/// model three); a sorted vector pops with no sifting at all.
+const SMALL: usize = 8;
+
 /// A time-ordered queue of events of type `E`.
 ///
 /// Invariants: every queued event has `time >= now()` (scheduling into the
 /// past is an error); `now()` never decreases; equal times pop in scheduling
-/// order.
+/// order. Events live either all in `small` (sorted, earliest last) or all
+/// in `heap` (once more than [`SMALL`] were pending, until it drains).
 #[derive(Debug)]
 pub struct EventQueue<E> {
+    small: Vec<Entry<E>>,
     heap: BinaryHeap<Entry<E>>,
     next_seq: u64,
     now: f64,
@@ -68,6 +75,7 @@ impl<E> EventQueue<E> {
     /// An empty queue at time 0.
     pub fn new() -> Self {
         EventQueue {
+            small: Vec::with_capacity(SMALL),
             heap: BinaryHeap::new(),
             next_seq: 0,
             now: 0.0,
@@ -83,13 +91,13 @@ impl<E> EventQueue<E> {
     /// Number of pending events.
     #[inline]
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.small.len() + self.heap.len()
     }
 
     /// Whether no event is pending.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.small.is_empty() && self.heap.is_empty()
     }
 
     /// Schedules `event` at absolute time `time_s`; returns its sequence
@@ -110,11 +118,37 @@ impl<E> EventQueue<E> {
         self.next_seq += 1;
         // `+ 0.0` turns -0.0 into +0.0 so the bit order is the numeric order.
         let bits = (time_s + 0.0).to_bits();
-        self.heap.push(Entry {
+        self.push(Entry {
             key: ((bits as u128) << 64) | seq as u128,
             event,
         });
         Ok(seq)
+    }
+
+    #[inline(always)]
+    fn push(&mut self, e: Entry<E>) {
+        if !self.heap.is_empty() {
+            self.heap.push(e);
+        } else if self.small.len() < SMALL {
+            // Sorted by key, descending: the earliest event is last. One
+            // insertion-sort step from the back (a few swaps at most).
+            self.small.push(e);
+            let s = self.small.as_mut_slice();
+            let mut j = s.len() - 1;
+            while j > 0 && s[j - 1].key < s[j].key {
+                s.swap(j - 1, j);
+                j -= 1;
+            }
+        } else {
+            self.spill(e);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, e: Entry<E>) {
+        self.heap.extend(self.small.drain(..));
+        self.heap.push(e);
     }
 
     /// Schedules `event` `delay_s >= 0` seconds from now.
@@ -132,13 +166,19 @@ impl<E> EventQueue<E> {
     /// The time of the next event, if any.
     #[inline]
     pub fn peek_time(&self) -> Option<f64> {
-        self.heap.peek().map(|e| e.time())
+        match self.small.last() {
+            Some(e) => Some(e.time()),
+            None => self.heap.peek().map(|e| e.time()),
+        }
     }
 
     /// Pops the earliest event and advances the clock to its time.
     #[inline]
     pub fn pop(&mut self) -> Option<(f64, E)> {
-        let e = self.heap.pop()?;
+        let e = match self.small.pop() {
+            Some(e) => e,
+            None => self.heap.pop()?,
+        };
         let t = e.time();
         debug_assert!(t >= self.now, "event queue went back in time");
         self.now = t;
@@ -147,6 +187,7 @@ impl<E> EventQueue<E> {
 
     /// Drops every pending event (the clock stays where it is).
     pub fn clear(&mut self) {
+        self.small.clear();
         self.heap.clear();
     }
 }
@@ -268,6 +309,32 @@ mod tests {
         let order: Vec<char> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
         assert_eq!(order, vec!['a', 'b', 'c', 'd']);
         assert_eq!(q.now(), 2.0);
+    }
+
+    #[test]
+    fn many_pending_events_spill_into_the_heap_in_order() {
+        // More than SMALL pending, interleaved pops and pushes, ties.
+        let mut q = EventQueue::new();
+        let mut want = Vec::new();
+        for i in 0..40u32 {
+            let t = ((i * 7) % 13) as f64;
+            q.schedule_at(t, i).unwrap();
+            want.push((t, i));
+        }
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut got = Vec::new();
+        while let Some((t, e)) = q.pop() {
+            got.push((t, e));
+            if e < 3 {
+                // Scheduled while draining: after everything at this time.
+                q.schedule_at(t, 100 + e).unwrap();
+                let k = want.iter().rposition(|w| w.0 <= t).unwrap();
+                want.insert(k + 1, (t, 100 + e));
+            }
+        }
+        assert_eq!(got, want);
+        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
     }
 
     #[test]

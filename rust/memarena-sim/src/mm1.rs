@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use memarena_core::error::{Error, Result};
 use memarena_core::rng::Rng;
 
-use crate::dist::exponential;
+use crate::dist::ExpZiggurat;
 use crate::engine::{Engine, EventQueue, Model, rng_stream};
 
 /// Parameters of an M/M/c run.
@@ -59,13 +59,16 @@ pub enum MmcEvent {
 /// The M/M/c model state (public so other engines can embed it).
 #[derive(Debug)]
 pub struct MmcModel {
-    lambda: f64,
-    mu: f64,
+    /// Mean interarrival time `1 / λ` and mean service time `1 / μ`
+    /// (a multiply per draw instead of a divide).
+    mean_interarrival: f64,
+    mean_service: f64,
     servers: u32,
     busy: u32,
     queue: VecDeque<f64>,
     arrivals: Rng,
     services: Rng,
+    exp: &'static ExpZiggurat,
     arrivals_left: u64,
     started: u64,
     warmup: u64,
@@ -89,7 +92,7 @@ impl MmcModel {
             self.measured_left -= 1;
             self.sum_wait += now - arrived_s;
         }
-        let s = exponential(&mut self.services, self.mu);
+        let s = self.exp.sample(&mut self.services) * self.mean_service;
         q.schedule_at(
             now + s,
             MmcEvent::Departure {
@@ -110,7 +113,7 @@ impl Model for MmcModel {
             MmcEvent::Arrival => {
                 if self.arrivals_left > 1 {
                     self.arrivals_left -= 1;
-                    let dt = exponential(&mut self.arrivals, self.lambda);
+                    let dt = self.exp.sample(&mut self.arrivals) * self.mean_interarrival;
                     q.schedule_at(now + dt, MmcEvent::Arrival)?;
                 } else {
                     self.arrivals_left = 0;
@@ -160,13 +163,14 @@ pub fn simulate_mmc(cfg: &MmcConfig) -> Result<MmcReport> {
         return Err(Error::invalid("jobs", "must be >= 1"));
     }
     let model = MmcModel {
-        lambda: cfg.arrival_rate,
-        mu: cfg.service_rate,
+        mean_interarrival: 1.0 / cfg.arrival_rate,
+        mean_service: 1.0 / cfg.service_rate,
         servers: cfg.servers,
         busy: 0,
         queue: VecDeque::new(),
         arrivals: rng_stream(cfg.seed, 0),
         services: rng_stream(cfg.seed, 1),
+        exp: ExpZiggurat::get(),
         arrivals_left: cfg.jobs + cfg.warmup_jobs,
         started: 0,
         warmup: cfg.warmup_jobs,
@@ -176,7 +180,7 @@ pub fn simulate_mmc(cfg: &MmcConfig) -> Result<MmcReport> {
         measured: 0,
     };
     let mut eng = Engine::new(model);
-    let first = exponential(&mut eng.model.arrivals, cfg.arrival_rate);
+    let first = eng.model.exp.sample(&mut eng.model.arrivals) * eng.model.mean_interarrival;
     eng.queue_mut().schedule_at(first, MmcEvent::Arrival)?;
     let stats = eng.run_until(f64::INFINITY)?;
     let m = &eng.model;
