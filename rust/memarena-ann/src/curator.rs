@@ -494,7 +494,7 @@ impl Engine for Curator {
 }
 
 impl VectorIndex for Curator {
-    store_delegates!();
+    store_delegates!(own_tenant_memory);
 
     fn kind(&self) -> &'static str {
         "curator"
@@ -612,9 +612,10 @@ impl VectorIndex for Curator {
                 .sum::<usize>()
     }
 
-    /// The tenant's overlay (entries and shortlists) on the shared tree.
+    /// The tenant's overlay (entries and shortlists) on the shared tree,
+    /// plus the contiguous copy of its vectors a small tenant keeps.
     fn tenant_memory_bytes(&self, tenant: u32) -> usize {
-        self.overlay_bytes(tenant)
+        self.overlay_bytes(tenant) + self.store.tenant_block_bytes(tenant)
     }
 
     fn to_bytes(&self) -> Vec<u8> {

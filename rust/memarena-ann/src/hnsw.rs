@@ -480,10 +480,6 @@ impl VectorIndex for Hnsw {
                 .sum::<usize>()
     }
 
-    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
-        self.store.tenant_memory_bytes(tenant)
-    }
-
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
         self.store.write(&mut w);

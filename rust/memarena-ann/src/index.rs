@@ -323,6 +323,23 @@ pub(crate) trait Engine: Sync {
         false
     }
 
+    /// Filtered search of several queries of one tenant at once; returns
+    /// false if the index answers this tenant otherwise. Must give exactly
+    /// what [`Engine::search_one`] gives per query: the default covers the
+    /// indexes whose `search_one` sends a tenant that [`use_exact_filter`]
+    /// accepts to [`scan_tenant`].
+    fn search_tenant_group(
+        &self,
+        qs: &[f32],
+        p: &SearchParams,
+        tenant: u32,
+        s: &mut Scratch,
+        tops: &mut [TopK],
+    ) -> bool {
+        let st = self.store();
+        use_exact_filter(st, tenant, p) && scan_tenant_group(st, qs, tenant, s, tops)
+    }
+
     /// Converts an internal score to the reported value (SimHash without
     /// re-ranking reports Hamming distances as they are).
     fn report(&self, score: f32, _p: &SearchParams) -> f32 {
@@ -375,6 +392,18 @@ pub(crate) fn run_batch<E: Engine>(
         });
     }
     let cosine = st.metric == Metric::Cosine;
+    // Per-query tenants: queries are visited in tenant order (a stable sort),
+    // so runs of one tenant's queries share one scan of its vectors; the
+    // results are written back in the caller's order.
+    let order: Option<Vec<usize>> = match filter {
+        Some(TenantFilter::PerQuery(ts)) => {
+            let mut o: Vec<usize> = (0..nq).collect();
+            o.sort_by_key(|&i| ts[i]);
+            Some(o)
+        }
+        _ => None,
+    };
+    let at = |i: usize| order.as_ref().map_or(i, |o| o[i]);
     const GROUP: usize = 8;
     let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
         let mut s = Scratch::default();
@@ -385,22 +414,38 @@ pub(crate) fn run_batch<E: Engine>(
         while j0 < n_here {
             let g = GROUP.min(n_here - j0);
             qbuf.clear();
-            qbuf.extend_from_slice(&queries[(q0 + j0) * dim..(q0 + j0 + g) * dim]);
+            for j in 0..g {
+                let qi = at(q0 + j0 + j);
+                qbuf.extend_from_slice(&queries[qi * dim..(qi + 1) * dim]);
+            }
             if cosine {
                 qbuf.chunks_exact_mut(dim).for_each(normalize);
             }
             tops[..g].iter_mut().for_each(|t| t.clear(k));
-            if filter.is_some() || !e.search_block(&qbuf, k, p, &mut s, &mut tops[..g]) {
-                for (j, top) in tops[..g].iter_mut().enumerate() {
-                    let q = &qbuf[j * dim..(j + 1) * dim];
-                    e.search_one(
-                        q,
-                        k,
-                        p,
-                        filter.map(|f| f.tenant_for(q0 + j0 + j)),
-                        &mut s,
-                        top,
-                    );
+            match filter {
+                None if e.search_block(&qbuf, k, p, &mut s, &mut tops[..g]) => {}
+                None => {
+                    for (q, top) in qbuf.chunks_exact(dim).zip(&mut tops[..g]) {
+                        e.search_one(q, k, p, None, &mut s, top);
+                    }
+                }
+                Some(f) => {
+                    // Runs of queries with the same tenant.
+                    let mut a = 0;
+                    while a < g {
+                        let t = f.tenant_for(at(q0 + j0 + a));
+                        let mut b = a + 1;
+                        while b < g && f.tenant_for(at(q0 + j0 + b)) == t {
+                            b += 1;
+                        }
+                        let qs = &qbuf[a * dim..b * dim];
+                        if !e.search_tenant_group(qs, p, t, &mut s, &mut tops[a..b]) {
+                            for (q, top) in qs.chunks_exact(dim).zip(&mut tops[a..b]) {
+                                e.search_one(q, k, p, Some(t), &mut s, top);
+                            }
+                        }
+                        a = b;
+                    }
                 }
             }
             for (j, top) in tops[..g].iter().enumerate() {
@@ -434,6 +479,14 @@ pub(crate) fn run_batch<E: Engine>(
             }
         });
     }
+    if let Some(o) = order {
+        let (mut d2, mut i2) = (vec![pad; nq * k], vec![-1i64; nq * k]);
+        for (pos, &qi) in o.iter().enumerate() {
+            d2[qi * k..(qi + 1) * k].copy_from_slice(&distances[pos * k..(pos + 1) * k]);
+            i2[qi * k..(qi + 1) * k].copy_from_slice(&ids[pos * k..(pos + 1) * k]);
+        }
+        (distances, ids) = (d2, i2);
+    }
     Ok(SearchResult {
         nq,
         k,
@@ -442,8 +495,9 @@ pub(crate) fn run_batch<E: Engine>(
     })
 }
 
-/// Exact scan of one tenant's own vectors (one dispatched gather kernel
-/// when the store keeps the vectors).
+/// Exact scan of one tenant's own vectors: its contiguous block when it
+/// has one (see [`scan_tenant_group`]), else one dispatched gather kernel
+/// when the store keeps the vectors.
 pub(crate) fn scan_tenant<E: Engine + ?Sized>(
     e: &E,
     q: &[f32],
@@ -452,6 +506,9 @@ pub(crate) fn scan_tenant<E: Engine + ?Sized>(
     top: &mut TopK,
 ) {
     let st = e.store();
+    if scan_tenant_group(st, q, tenant, s, std::slice::from_mut(top)) {
+        return;
+    }
     let Some(slots) = st.tenant_slots.get(&tenant) else {
         return;
     };
@@ -474,6 +531,42 @@ pub(crate) fn scan_tenant<E: Engine + ?Sized>(
             }
         }
     }
+}
+
+/// Exact scan of a tenant's contiguous block for a group of queries
+/// (`qs`, `tops.len()` of them) as one blocked product, like one faiss
+/// `IndexFlat` per tenant; false (nothing done) when the tenant has no
+/// block. Each query's scores do not depend on the group.
+pub(crate) fn scan_tenant_group(
+    st: &Store,
+    qs: &[f32],
+    tenant: u32,
+    s: &mut Scratch,
+    tops: &mut [TopK],
+) -> bool {
+    let (Some(b), Some(slots)) = (st.tenant_blocks.get(&tenant), st.tenant_slots.get(&tenant))
+    else {
+        return false;
+    };
+    let n = slots.len();
+    if n == 0 {
+        return true;
+    }
+    let sc = &mut s.coarse;
+    sc.clear();
+    sc.resize(tops.len() * n, 0.0);
+    (crate::simd::kernels().dot_block)(qs, tops.len(), &b.data, sc);
+    let l2 = st.metric == Metric::L2;
+    for ((q, row), top) in qs.chunks_exact(st.dim).zip(sc.chunks_exact(n)).zip(tops) {
+        let qn = if l2 { crate::metric::norm_sq(q) } else { 0.0 };
+        for ((&slot, &dp), &vn) in slots.iter().zip(row).zip(&b.norms) {
+            let d = if l2 { qn + vn - 2.0 * dp } else { -dp };
+            if d <= top.threshold() && st.is_live(slot) {
+                top.push(d, slot);
+            }
+        }
+    }
+    true
 }
 
 /// LSH hash tables: bucket key -> slots.
@@ -618,9 +711,17 @@ pub(crate) fn rows(data: &[f32], dim: usize, what: &str) -> Result<usize> {
 }
 
 /// Implements the store-backed methods of [`VectorIndex`] for a type with a
-/// `store: Store` field and an [`Engine`] impl.
+/// `store: Store` field and an [`Engine`] impl; `store_delegates!()` also
+/// reports a tenant's memory as the store's (slot list and vector block),
+/// `store_delegates!(own_tenant_memory)` leaves that method to the index.
 macro_rules! store_delegates {
     () => {
+        $crate::index::store_delegates!(own_tenant_memory);
+        fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+            self.store.tenant_memory_bytes(tenant)
+        }
+    };
+    (own_tenant_memory) => {
         fn metric(&self) -> $crate::metric::Metric {
             self.store.metric
         }

@@ -221,8 +221,29 @@ pub(crate) fn dot_block_lanes<const FMA: bool>(
         let tq = if nq - j >= 4 { 4 } else { 1 };
         let mut r = 0;
         while r < nr {
-            let tr = if tq == 4 && nr - r >= 2 { 2 } else { 1 };
-            if tq == 4 && tr == 2 {
+            let tr = match tq {
+                4 if nr - r >= 2 => 2,
+                1 if nr - r >= 4 => 4,
+                _ => 1,
+            };
+            if tq == 1 && tr == 4 {
+                // One query against 4 rows: four independent chains.
+                let q = &qs[j * d..(j + 1) * d];
+                let rv: [&[f32]; 4] = std::array::from_fn(|t| &rows[(r + t) * d..(r + t + 1) * d]);
+                let mut acc = [[0.0f32; 8]; 4];
+                for c in 0..d8 / 8 {
+                    let x: [f32; 8] = q[c * 8..c * 8 + 8].try_into().expect("8 lanes");
+                    for (rt, acc_t) in rv.iter().zip(acc.iter_mut()) {
+                        let y: [f32; 8] = rt[c * 8..c * 8 + 8].try_into().expect("8 lanes");
+                        for l in 0..8 {
+                            acc_t[l] = madd::<FMA>(acc_t[l], x[l], y[l]);
+                        }
+                    }
+                }
+                for (t, acc_t) in acc.iter().enumerate() {
+                    out[j * nr + r + t] = finish(acc_t, q, rv[t]);
+                }
+            } else if tq == 4 && tr == 2 {
                 let qv: [&[f32]; 4] = std::array::from_fn(|b| &qs[(j + b) * d..(j + b + 1) * d]);
                 let rv: [&[f32]; 2] = std::array::from_fn(|t| &rows[(r + t) * d..(r + t + 1) * d]);
                 let mut acc = [[[0.0f32; 8]; 2]; 4];

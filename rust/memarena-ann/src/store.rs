@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use memarena_core::{Error, FxHashMap, Result};
 
-use crate::metric::{Metric, normalize};
+use crate::metric::{Metric, norm_sq, normalize};
 use crate::persist::{Reader, Writer};
 use crate::tenant::Tenants;
 
@@ -35,6 +35,21 @@ pub(crate) struct Store {
     pub(crate) tenant_slots: FxHashMap<u32, Vec<u32>>,
     /// Derived: tenant -> number of live slots.
     pub(crate) tenant_live: FxHashMap<u32, usize>,
+    /// Derived (only when vectors are kept): for each tenant with at most
+    /// [`TENANT_BLOCK_MAX`] slots, a contiguous copy of its vectors in the
+    /// order of `tenant_slots[t]`, so an exact tenant scan reads one block
+    /// (what per-tenant partitioning does); counted in the tenant's memory.
+    pub(crate) tenant_blocks: FxHashMap<u32, TenantBlock>,
+}
+
+/// Tenants with at most this many slots (live or not) keep a [`TenantBlock`].
+pub(crate) const TENANT_BLOCK_MAX: usize = 16384;
+
+/// A tenant's vectors, contiguous, with their squared norms.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TenantBlock {
+    pub(crate) data: Vec<f32>,
+    pub(crate) norms: Vec<f32>,
 }
 
 impl Store {
@@ -52,7 +67,25 @@ impl Store {
             tenant_values: Vec::new(),
             tenant_slots: FxHashMap::default(),
             tenant_live: FxHashMap::default(),
+            tenant_blocks: FxHashMap::default(),
         }
+    }
+
+    /// Records `slot` (just appended to `tenant_slots[t]`) in `t`'s block,
+    /// dropping the block for good once the tenant outgrows it.
+    fn block_append(&mut self, t: u32, slot: u32) {
+        if !self.keep_vectors {
+            return;
+        }
+        let n = self.tenant_slots.get(&t).map_or(0, Vec::len);
+        if n > TENANT_BLOCK_MAX {
+            self.tenant_blocks.remove(&t);
+            return;
+        }
+        let v = &self.data[slot as usize * self.dim..(slot as usize + 1) * self.dim];
+        let b = self.tenant_blocks.entry(t).or_default();
+        b.data.extend_from_slice(v);
+        b.norms.push(norm_sq(v));
     }
 
     pub(crate) fn reset(&mut self) {
@@ -214,6 +247,7 @@ impl Store {
             let t = self.tenant_values[i];
             self.tenant_slots.entry(t).or_default().push(slot);
             *self.tenant_live.entry(t).or_default() += 1;
+            self.block_append(t, slot);
         }
         slot
     }
@@ -252,6 +286,11 @@ impl Store {
                 .map(|v| v.capacity() * 4 + 32)
                 .sum::<usize>()
             + self.tenant_live.capacity() * 16
+            + self
+                .tenant_blocks
+                .values()
+                .map(|b| (b.data.capacity() + b.norms.capacity()) * 4 + 64)
+                .sum::<usize>()
     }
 
     /// Bytes attributable to one tenant: its share of the tenant sets and its slot list.
@@ -259,6 +298,14 @@ impl Store {
         self.tenant_slots
             .get(&tenant)
             .map_or(0, |v| v.capacity() * 4 + 32 + v.len() * 4 + 16)
+            + self.tenant_block_bytes(tenant)
+    }
+
+    /// Bytes of the tenant's contiguous vector block (0 without one).
+    pub(crate) fn tenant_block_bytes(&self, tenant: u32) -> usize {
+        self.tenant_blocks
+            .get(&tenant)
+            .map_or(0, |b| (b.data.capacity() + b.norms.capacity()) * 4 + 64)
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
@@ -338,8 +385,39 @@ impl Store {
                 if !s.deleted[slot] {
                     *s.tenant_live.entry(t).or_default() += 1;
                 }
+                s.block_append(t, slot as u32);
             }
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_blocks_mirror_small_tenants_only() {
+        let mut st = Store::new(Metric::L2, 2, true);
+        for i in 0..TENANT_BLOCK_MAX + 1 {
+            let tenants: &[u32] = if i % 100 == 0 { &[0, 1] } else { &[0] };
+            st.push(&[i as f32, 1.0], i as u64, tenants);
+        }
+        // tenant 0 outgrew its block; tenant 1's block follows its slot list
+        assert!(!st.tenant_blocks.contains_key(&0));
+        let b = &st.tenant_blocks[&1];
+        let slots = &st.tenant_slots[&1];
+        assert_eq!(b.norms.len(), slots.len());
+        for (r, &slot) in slots.iter().enumerate() {
+            assert_eq!(&b.data[r * 2..r * 2 + 2], st.vector(slot));
+            assert_eq!(b.norms[r], norm_sq(st.vector(slot)));
+        }
+        // rebuilt the same way on load
+        let mut w = Writer::default();
+        st.write(&mut w);
+        let back = Store::read(&mut Reader::new(&w.buf, 0, "<t>".into())).unwrap();
+        assert!(!back.tenant_blocks.contains_key(&0));
+        assert_eq!(back.tenant_blocks[&1].data, b.data);
+        assert!(st.tenant_memory_bytes(1) > b.data.len() * 4);
     }
 }

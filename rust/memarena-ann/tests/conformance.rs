@@ -126,6 +126,20 @@ fn tenants_never_see_other_tenants_vectors() {
                     );
                     assert!(!del.contains(&(id as u64)), "{kind}: deleted {id} returned");
                 }
+                // the tenant-grouped batch gives what the query gets alone
+                let alone = idx
+                    .search(
+                        &ds.queries[q * DIM..(q + 1) * DIM],
+                        10,
+                        &SearchParams {
+                            threads: 1,
+                            ..p.clone()
+                        },
+                        Some(&TenantFilter::Tenant(t)),
+                    )
+                    .unwrap();
+                assert_eq!(alone.ids, res.row_ids(q), "{kind}: query {q} alone");
+                assert_eq!(alone.distances, res.row_distances(q), "{kind}: query {q}");
                 // an exhaustive setting finds min(k, tenant size) results
                 if forced == Some(usize::MAX) || kind == "flat" {
                     let want = idx.tenant_len(t).min(10);
