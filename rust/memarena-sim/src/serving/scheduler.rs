@@ -313,6 +313,7 @@ impl<K: KvManager> ServingModel<K> {
         let mut budget = self.cfg.max_num_batched_tokens;
         let mut work = BatchWork::default();
         let mut preempted = false;
+        let mut batch_seqs = 0u32;
 
         // 1. Running requests.
         let mut i = 0;
@@ -361,6 +362,9 @@ impl<K: KvManager> ServingModel<K> {
             if r.kv_tokens + kv_delta == r.len {
                 work.sampled_tokens += seqs as u64;
             }
+            // (Requests already in the batch are never preempted later in
+            // the step, so their `seqs` is final here.)
+            batch_seqs += r.seqs.max(1);
             self.batch.push(Scheduled { rid, kv_delta });
             budget -= new_tokens;
             i += 1;
@@ -439,6 +443,7 @@ impl<K: KvManager> ServingModel<K> {
             if hit + new_tokens == len {
                 work.sampled_tokens += 1;
             }
+            batch_seqs += 1;
             self.batch.push(Scheduled {
                 rid,
                 kv_delta: new_tokens,
@@ -479,11 +484,7 @@ impl<K: KvManager> ServingModel<K> {
         dt += self.step_transfer_bytes as f64 / self.host_link_bytes_per_s;
         self.c.iterations += 1;
         self.c.busy_s += dt;
-        let seqs: u32 = self
-            .batch
-            .iter()
-            .map(|s| self.reqs[s.rid as usize].seqs.max(1))
-            .sum();
+        let seqs = batch_seqs;
         self.c.batch_seqs_sum += seqs as u64;
         self.c.batch_reqs_sum += self.batch.len() as u64;
         self.c.max_batch_seqs = self.c.max_batch_seqs.max(seqs);
@@ -492,6 +493,7 @@ impl<K: KvManager> ServingModel<K> {
 
     /// Applies the finished iteration.
     fn finish_step(&mut self, now: f64) {
+        let mut finished = false;
         for k in 0..self.batch.len() {
             let Scheduled { rid, kv_delta } = self.batch[k];
             let r = &mut self.reqs[rid as usize];
@@ -520,11 +522,14 @@ impl<K: KvManager> ServingModel<K> {
                 r.finish_s = now;
                 self.running_seqs -= r.n;
                 self.kv.free(rid);
+                finished = true;
             }
         }
-        let reqs = &self.reqs;
-        self.running
-            .retain(|&rid| reqs[rid as usize].state == State::Running);
+        if finished {
+            let reqs = &self.reqs;
+            self.running
+                .retain(|&rid| reqs[rid as usize].state == State::Running);
+        }
     }
 
     fn check_breakdown(&self) -> Result<()> {
