@@ -57,46 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reqs.len(),
         reqs.last().map_or(0.0, |r| r.arrival_s)
     );
-    let managers: Vec<(&str, KvManagerConfig)> = vec![
-        (
-            "static_max",
-            KvManagerConfig::Static(StaticReservation::MaxLen),
-        ),
-        (
-            "static_pow2",
-            KvManagerConfig::Static(StaticReservation::Pow2),
-        ),
-        (
-            "static_oracle",
-            KvManagerConfig::Static(StaticReservation::Oracle),
-        ),
-        ("paged_16", KvManagerConfig::Paged(PagedConfig::default())),
-        (
-            "paged_16_v0cache",
-            KvManagerConfig::Paged(PagedConfig {
-                prefix_caching: PrefixCaching::V0,
-                ..PagedConfig::default()
-            }),
-        ),
-        (
-            "paged_16_v1cache",
-            KvManagerConfig::Paged(PagedConfig {
-                prefix_caching: PrefixCaching::V1,
-                ..PagedConfig::default()
-            }),
-        ),
-        (
-            "vattn_2mb",
-            KvManagerConfig::Vattention(VattnConfig::default()),
-        ),
-        (
-            "vattn_64kb",
-            KvManagerConfig::Vattention(VattnConfig {
-                page_size_bytes: 64 << 10,
-                ..VattnConfig::default()
-            }),
-        ),
-    ];
+    let managers = KvManagerConfig::presets();
     println!(
         "{:<17} {:>13} {:>6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6}",
         "manager",

@@ -1,5 +1,6 @@
-//! Prints a digest (FNV-1a of the `Debug` print: every metric, sample and
-//! per-request outcome) of the [`ServingReport`] of each KV manager preset
+//! Prints the digest ([`ServingReport::digest`]: every metric, sample and
+//! per-request outcome) of the report of each KV manager preset
+//! ([`KvManagerConfig::presets`])
 //! on the Azure conversation trace (at 1x and 8x speed, and with swap
 //! preemption) and on synthetic shared-prefix, parallel-sampling and
 //! multi-turn workloads. Used to check that a performance change leaves
@@ -16,49 +17,6 @@
 use std::path::{Path, PathBuf};
 
 use memarena_sim::serving::*;
-
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-fn presets() -> Vec<(&'static str, KvManagerConfig)> {
-    let paged = |c: PrefixCaching| {
-        KvManagerConfig::Paged(PagedConfig {
-            prefix_caching: c,
-            ..PagedConfig::default()
-        })
-    };
-    vec![
-        (
-            "static_max",
-            KvManagerConfig::Static(StaticReservation::MaxLen),
-        ),
-        (
-            "static_pow2",
-            KvManagerConfig::Static(StaticReservation::Pow2),
-        ),
-        (
-            "static_oracle",
-            KvManagerConfig::Static(StaticReservation::Oracle),
-        ),
-        ("paged_16", paged(PrefixCaching::Off)),
-        ("paged_16_v0cache", paged(PrefixCaching::V0)),
-        ("paged_16_v1cache", paged(PrefixCaching::V1)),
-        (
-            "vattn_2mb",
-            KvManagerConfig::Vattention(VattnConfig::default()),
-        ),
-        (
-            "vattn_64kb",
-            KvManagerConfig::Vattention(VattnConfig {
-                page_size_bytes: 64 << 10,
-                ..VattnConfig::default()
-            }),
-        ),
-    ]
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dump = std::env::args().nth(1).map(PathBuf::from);
@@ -88,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for r in &mut reqs {
                 r.arrival_s /= scale;
             }
-            for (name, kv) in presets() {
+            for (name, kv) in KvManagerConfig::presets() {
                 let mut c = base();
                 c.kv = kv;
                 scenarios.push((format!("azure_x{scale}_{name}"), c, reqs.clone()));
@@ -98,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for r in &mut reqs {
             r.arrival_s /= 8.0;
         }
-        for (name, kv) in presets() {
+        for (name, kv) in KvManagerConfig::presets() {
             let mut c = base();
             c.kv = kv;
             c.scheduler.preemption = PreemptionMode::Swap;
@@ -127,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             zipf_alpha: 1.1,
         }
         .generate()?;
-        for (name, kv) in presets() {
+        for (name, kv) in KvManagerConfig::presets() {
             for preemption in [PreemptionMode::Recompute, PreemptionMode::Swap] {
                 let mut c = base();
                 c.kv = kv.clone();
@@ -157,7 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 3,
     }
     .generate()?;
-    for (name, kv) in presets() {
+    for (name, kv) in KvManagerConfig::presets() {
         let mut c = base();
         c.kv = kv;
         c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + (4u64 << 30);
@@ -167,12 +125,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut all = 0xcbf2_9ce4_8422_2325u64;
     for (name, c, reqs) in &scenarios {
-        let text = format!("{:#?}", simulate(c, reqs));
-        let h = fnv1a(&text);
+        let r = simulate(c, reqs)?;
+        let h = r.digest();
         all = (all ^ h).wrapping_mul(0x0000_0100_0000_01b3);
         println!("{name:<40} {h:016x}");
         if let Some(d) = &dump {
-            std::fs::write(d.join(format!("{name}.txt")), text)?;
+            std::fs::write(d.join(format!("{name}.txt")), format!("{r:#?}"))?;
         }
     }
     println!("{:<40} {all:016x}", "ALL");

@@ -56,7 +56,7 @@ const SMALL: usize = 8;
 /// Invariants: every queued event has `time >= now()` (scheduling into the
 /// past is an error); `now()` never decreases; equal times pop in scheduling
 /// order. Events live either all in `small` (sorted, earliest last) or all
-/// in `heap` (once more than [`SMALL`] were pending, until it drains).
+/// in `heap` (once more than `SMALL` (8) were pending, until it drains).
 #[derive(Debug)]
 pub struct EventQueue<E> {
     small: Vec<Entry<E>>,

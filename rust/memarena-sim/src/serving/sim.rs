@@ -7,7 +7,7 @@ use memarena_core::error::{Error, Result};
 use super::cost::{CostModel, CostParams};
 use super::hardware::Hardware;
 use super::kv::{
-    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, StaticKv,
+    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, PrefixCaching, StaticKv,
     StaticReservation, VattnConfig, VattnKv,
 };
 use super::metrics::{LatencyStats, Sample};
@@ -35,6 +35,48 @@ impl KvManagerConfig {
             KvManagerConfig::Paged(_) => "paged",
             KvManagerConfig::Vattention(_) => "vattention",
         }
+    }
+
+    /// The presets that speed runs and result-equivalence checks sweep
+    /// (`examples/azure_trace.rs`, `examples/report_digest.rs`,
+    /// `tests/perf_equivalence.rs`), by name: static Max/Pow2/Oracle,
+    /// 16-token paged blocks without prefix caching and with v0 and v1
+    /// caching, vAttention with 2 MiB and 64 KiB pages.
+    pub fn presets() -> Vec<(&'static str, KvManagerConfig)> {
+        let paged = |c: PrefixCaching| {
+            KvManagerConfig::Paged(PagedConfig {
+                prefix_caching: c,
+                ..PagedConfig::default()
+            })
+        };
+        vec![
+            (
+                "static_max",
+                KvManagerConfig::Static(StaticReservation::MaxLen),
+            ),
+            (
+                "static_pow2",
+                KvManagerConfig::Static(StaticReservation::Pow2),
+            ),
+            (
+                "static_oracle",
+                KvManagerConfig::Static(StaticReservation::Oracle),
+            ),
+            ("paged_16", paged(PrefixCaching::Off)),
+            ("paged_16_v0cache", paged(PrefixCaching::V0)),
+            ("paged_16_v1cache", paged(PrefixCaching::V1)),
+            (
+                "vattn_2mb",
+                KvManagerConfig::Vattention(VattnConfig::default()),
+            ),
+            (
+                "vattn_64kb",
+                KvManagerConfig::Vattention(VattnConfig {
+                    page_size_bytes: 64 << 10,
+                    ..VattnConfig::default()
+                }),
+            ),
+        ]
     }
 }
 
@@ -311,6 +353,14 @@ pub struct ServingReport {
 }
 
 impl ServingReport {
+    /// A 64-bit digest of everything in the report (FNV-1a of its `Debug`
+    /// print: every metric, every sample, every per-request outcome, floats
+    /// to the last bit). Equal digests mean identical results; the
+    /// performance work on the simulator is checked against pinned digests.
+    pub fn digest(&self) -> u64 {
+        fnv1a(format!("{self:?}").as_bytes())
+    }
+
     /// Share of *allocated* KV memory (pool minus free) holding token
     /// states in the mean busy breakdown: the vLLM paper's Fig. 2 metric.
     pub fn token_state_share_of_used(&self) -> f64 {
@@ -323,6 +373,13 @@ impl ServingReport {
             b.token_states_bytes as f64 / used as f64
         }
     }
+}
+
+/// 64-bit FNV-1a.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Simulates serving `requests` under `config`.
