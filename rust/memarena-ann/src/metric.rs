@@ -93,9 +93,9 @@ impl Metric {
         assert!(out.len() >= data.len() / d, "score_many: short output");
         let k = crate::simd::kernels();
         match self {
-            Metric::L2 => (k.l2_sq_many)(q, data, out),
+            Metric::L2 => (k.l2_sq_block)(q, 1, data, out),
             Metric::InnerProduct | Metric::Cosine => {
-                (k.dot_many)(q, data, out);
+                (k.dot_block)(q, 1, data, out);
                 out[..data.len() / d].iter_mut().for_each(|x| *x = -*x);
             }
         }
@@ -188,14 +188,15 @@ pub(crate) fn dot_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -
     reduce::<N, FMA>(&acc) + reduce::<8, FMA>(&acc8) + tail
 }
 
-/// Inner products of `nq` queries (`qs`, row-major) with every row of
-/// `rows` (same width), query-major into `out` (`nq * n_rows`): a register
+/// Inner products (or, with `L2`, squared L2 distances) of `nq` queries
+/// (`qs`, row-major) with every row of `rows` (same width), query-major into
+/// `out` (`nq * n_rows`): a register
 /// tile of 4 queries x 2 rows shares each load (the blocked matrix product
 /// faiss gets from BLAS). Every pair is computed with the same 8-lane
 /// accumulation whatever the tile, so a query's results do not depend on
 /// the other queries of the call.
 #[inline(always)]
-pub(crate) fn dot_block_lanes<const FMA: bool>(
+pub(crate) fn block_lanes<const FMA: bool, const L2: bool>(
     qs: &[f32],
     nq: usize,
     rows: &[f32],
@@ -212,7 +213,7 @@ pub(crate) fn dot_block_lanes<const FMA: bool>(
     let finish = |acc: &[f32; 8], q: &[f32], r: &[f32]| {
         let mut tail = 0.0f32;
         for (x, y) in q[d8..].iter().zip(&r[d8..]) {
-            tail = madd::<FMA>(tail, *x, *y);
+            tail = pair::<FMA, L2>(tail, *x, *y);
         }
         ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])) + tail
     };
@@ -236,7 +237,7 @@ pub(crate) fn dot_block_lanes<const FMA: bool>(
                     for (rt, acc_t) in rv.iter().zip(acc.iter_mut()) {
                         let y: [f32; 8] = rt[c * 8..c * 8 + 8].try_into().expect("8 lanes");
                         for l in 0..8 {
-                            acc_t[l] = madd::<FMA>(acc_t[l], x[l], y[l]);
+                            acc_t[l] = pair::<FMA, L2>(acc_t[l], x[l], y[l]);
                         }
                     }
                 }
@@ -253,8 +254,8 @@ pub(crate) fn dot_block_lanes<const FMA: bool>(
                     for (qb, acc_b) in qv.iter().zip(acc.iter_mut()) {
                         let x: [f32; 8] = qb[c * 8..c * 8 + 8].try_into().expect("8 lanes");
                         for l in 0..8 {
-                            acc_b[0][l] = madd::<FMA>(acc_b[0][l], x[l], r0[l]);
-                            acc_b[1][l] = madd::<FMA>(acc_b[1][l], x[l], r1[l]);
+                            acc_b[0][l] = pair::<FMA, L2>(acc_b[0][l], x[l], r0[l]);
+                            acc_b[1][l] = pair::<FMA, L2>(acc_b[1][l], x[l], r1[l]);
                         }
                     }
                 }
@@ -270,7 +271,7 @@ pub(crate) fn dot_block_lanes<const FMA: bool>(
                     let mut acc = [0.0f32; 8];
                     for (x, y) in q[..d8].chunks_exact(8).zip(row[..d8].chunks_exact(8)) {
                         for l in 0..8 {
-                            acc[l] = madd::<FMA>(acc[l], x[l], y[l]);
+                            acc[l] = pair::<FMA, L2>(acc[l], x[l], y[l]);
                         }
                     }
                     out[(j + b) * nr + r] = finish(&acc, q, row);
@@ -279,6 +280,17 @@ pub(crate) fn dot_block_lanes<const FMA: bool>(
             r += tr;
         }
         j += tq;
+    }
+}
+
+/// One lane step of [`block_lanes`]: `acc + x*y`, or `acc + (x-y)^2` for L2.
+#[inline(always)]
+fn pair<const FMA: bool, const L2: bool>(acc: f32, x: f32, y: f32) -> f32 {
+    if L2 {
+        let d = x - y;
+        madd::<FMA>(acc, d, d)
+    } else {
+        madd::<FMA>(acc, x, y)
     }
 }
 

@@ -20,22 +20,12 @@
 
 use std::sync::OnceLock;
 
-use crate::metric::{dot_block_lanes, dot_lanes, hamming_words, l2_sq_lanes};
+use crate::metric::{block_lanes, dot_lanes, hamming_words, l2_sq_lanes};
 
-/// Scores of `$q` against every row of `$data` into `$out`. A macro, not a
-/// generic function taking the kernel: a kernel passed as a value is called
-/// through a `Fn::call` shim that is compiled *without* the caller's target
+/// Scores of `$q` against the listed rows of `$data` into `$out`. A macro,
+/// not a generic function taking the kernel: a kernel passed as a value is
+/// called through a `Fn::call` shim compiled *without* the caller's target
 /// features, so `mul_add` turned into a libm call per element.
-macro_rules! many {
-    ($kernel:expr, $q:expr, $data:expr, $out:expr) => {{
-        let q: &[f32] = $q;
-        for (v, o) in $data.chunks_exact(q.len().max(1)).zip($out.iter_mut()) {
-            *o = $kernel(q, v);
-        }
-    }};
-}
-
-/// Scores of `$q` against the listed rows of `$data` into `$out` (see [`many`]).
 macro_rules! at {
     ($kernel:expr, $q:expr, $data:expr, $rows:expr, $out:expr) => {{
         let q: &[f32] = $q;
@@ -62,10 +52,6 @@ pub(crate) struct Kernels {
     pub(crate) l2_sq: fn(&[f32], &[f32]) -> f32,
     /// Inner product.
     pub(crate) dot: fn(&[f32], &[f32]) -> f32,
-    /// Squared L2 of a query against each row of a row-major block.
-    pub(crate) l2_sq_many: fn(&[f32], &[f32], &mut [f32]),
-    /// Inner product of a query with each row of a row-major block.
-    pub(crate) dot_many: fn(&[f32], &[f32], &mut [f32]),
     /// Squared L2 of a query against listed rows of a row-major block.
     pub(crate) l2_sq_at: ScoreAt,
     /// Inner product of a query with listed rows of a row-major block.
@@ -78,8 +64,10 @@ pub(crate) struct Kernels {
     /// to `out` (`nq * n_codes`): each code is loaded once for all queries.
     pub(crate) hamming_block: HammingBlock,
     /// Inner products of `nq` queries with every row of a row-major block,
-    /// query-major (see [`crate::metric::dot_block_lanes`]).
+    /// query-major (see [`crate::metric::block_lanes`]).
     pub(crate) dot_block: DotBlock,
+    /// Squared L2 of `nq` queries to every row of a row-major block, query-major.
+    pub(crate) l2_sq_block: DotBlock,
     /// Which set this is (`"portable"` or `"avx2+fma+popcnt"`).
     pub(crate) name: &'static str,
 }
@@ -92,14 +80,6 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes::<16, false>(a, b)
 }
 
-fn l2_sq_many_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
-    many!(l2_sq_lanes::<16, false>, q, data, out)
-}
-
-fn dot_many_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
-    many!(dot_lanes::<16, false>, q, data, out)
-}
-
 fn l2_sq_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
     at!(l2_sq_lanes::<16, false>, q, data, rows, out)
 }
@@ -109,7 +89,11 @@ fn dot_at_portable(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
 }
 
 fn dot_block_portable(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
-    dot_block_lanes::<false>(qs, nq, rows, out)
+    block_lanes::<false, false>(qs, nq, rows, out)
+}
+
+fn l2_sq_block_portable(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+    block_lanes::<false, true>(qs, nq, rows, out)
 }
 
 fn hamming_at_portable(codes: &[u64], slots: &[u32], q: &[u64], out: &mut [u16]) {
@@ -160,13 +144,12 @@ fn hamming_block_portable(codes: &[u64], qs: &[u64], nq: usize, out: &mut [u16])
 pub(crate) const PORTABLE: Kernels = Kernels {
     l2_sq: l2_sq_portable,
     dot: dot_portable,
-    l2_sq_many: l2_sq_many_portable,
-    dot_many: dot_many_portable,
     l2_sq_at: l2_sq_at_portable,
     dot_at: dot_at_portable,
     hamming_at: hamming_at_portable,
     hamming_block: hamming_block_portable,
     dot_block: dot_block_portable,
+    l2_sq_block: l2_sq_block_portable,
     name: "portable",
 };
 
@@ -185,26 +168,6 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn l2_sq_many_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
-        many!(l2_sq_lanes::<32, true>, q, data, out)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn dot_many_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
-        many!(dot_lanes::<32, true>, q, data, out)
-    }
-
-    pub(super) fn l2_sq_many(q: &[f32], data: &[f32], out: &mut [f32]) {
-        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
-        unsafe { l2_sq_many_avx2(q, data, out) }
-    }
-
-    pub(super) fn dot_many(q: &[f32], data: &[f32], out: &mut [f32]) {
-        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
-        unsafe { dot_many_avx2(q, data, out) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
     fn l2_sq_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
         at!(l2_sq_lanes::<32, true>, q, data, rows, out)
     }
@@ -214,9 +177,125 @@ mod x86 {
         at!(dot_lanes::<32, true>, q, data, rows, out)
     }
 
+    /// [`crate::metric::block_lanes`] with explicit AVX2/FMA intrinsics (the
+    /// autovectoriser turned the one-query tile of the L2 variant into
+    /// shuffles across rows): tiles of 4 queries x 2 rows and 1 query x 4
+    /// rows, each pair one 8-lane accumulator over the chunks of 8 in order,
+    /// then the same fixed reduction and fused scalar tail, so a pair's value
+    /// never depends on its tile.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(unused_unsafe)]
+    fn block_avx2<const L2: bool>(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let d = qs.len().checked_div(nq).unwrap_or(0);
+        if d == 0 {
+            return;
+        }
+        let nr = rows.len() / d;
+        assert!(out.len() >= nq * nr, "block kernel: short output");
+        let d8 = d / 8 * 8;
+        macro_rules! load {
+            ($v:expr, $c:expr) => {{
+                let v: &[f32] = &$v[$c..$c + 8];
+                // SAFETY: `v` is 8 in-bounds floats; unaligned load.
+                unsafe { _mm256_loadu_ps(v.as_ptr()) }
+            }};
+        }
+        macro_rules! step {
+            ($acc:expr, $x:expr, $y:expr) => {
+                if L2 {
+                    let t = _mm256_sub_ps($x, $y);
+                    $acc = _mm256_fmadd_ps(t, t, $acc);
+                } else {
+                    $acc = _mm256_fmadd_ps($x, $y, $acc);
+                }
+            };
+        }
+        macro_rules! finish {
+            ($acc:expr, $q:expr, $r:expr) => {{
+                let mut a = [0.0f32; 8];
+                // SAFETY: `a` is 8 writable floats; unaligned store.
+                unsafe { _mm256_storeu_ps(a.as_mut_ptr(), $acc) };
+                let mut tail = 0.0f32;
+                for (x, y) in $q[d8..].iter().zip(&$r[d8..]) {
+                    tail = if L2 {
+                        (x - y).mul_add(x - y, tail)
+                    } else {
+                        x.mul_add(*y, tail)
+                    };
+                }
+                ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])) + tail
+            }};
+        }
+        let row = |r: usize| &rows[r * d..(r + 1) * d];
+        let mut j = 0;
+        while j < nq {
+            let tq = if nq - j >= 4 { 4 } else { 1 };
+            let q: [&[f32]; 4] = std::array::from_fn(|b| &qs[(j + b.min(tq - 1)) * d..][..d]);
+            let mut r = 0;
+            if tq == 4 {
+                while r + 2 <= nr {
+                    let (r0, r1) = (row(r), row(r + 1));
+                    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+                    for c in (0..d8).step_by(8) {
+                        let (y0, y1) = (load!(r0, c), load!(r1, c));
+                        for b in 0..4 {
+                            let x = load!(q[b], c);
+                            step!(acc[b][0], x, y0);
+                            step!(acc[b][1], x, y1);
+                        }
+                    }
+                    for b in 0..4 {
+                        out[(j + b) * nr + r] = finish!(acc[b][0], q[b], r0);
+                        out[(j + b) * nr + r + 1] = finish!(acc[b][1], q[b], r1);
+                    }
+                    r += 2;
+                }
+            } else {
+                while r + 4 <= nr {
+                    let rr: [&[f32]; 4] = std::array::from_fn(|t| row(r + t));
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    for c in (0..d8).step_by(8) {
+                        let x = load!(q[0], c);
+                        for t in 0..4 {
+                            let y = load!(rr[t], c);
+                            step!(acc[t], x, y);
+                        }
+                    }
+                    for t in 0..4 {
+                        out[j * nr + r + t] = finish!(acc[t], q[0], rr[t]);
+                    }
+                    r += 4;
+                }
+            }
+            // Remaining rows, one pair at a time.
+            for rest in r..nr {
+                let y = row(rest);
+                for b in 0..tq {
+                    let mut acc = _mm256_setzero_ps();
+                    for c in (0..d8).step_by(8) {
+                        step!(acc, load!(q[b], c), load!(y, c));
+                    }
+                    out[(j + b) * nr + rest] = finish!(acc, q[b], y);
+                }
+            }
+            j += tq;
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn dot_block_avx2(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
-        dot_block_lanes::<true>(qs, nq, rows, out)
+        block_avx2::<false>(qs, nq, rows, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2_sq_block_avx2(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+        block_avx2::<true>(qs, nq, rows, out)
+    }
+
+    pub(super) fn l2_sq_block(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx2 and fma.
+        unsafe { l2_sq_block_avx2(qs, nq, rows, out) }
     }
 
     pub(super) fn dot_block(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
@@ -322,13 +401,12 @@ mod x86 {
     pub(super) const AVX2: Kernels = Kernels {
         l2_sq,
         dot,
-        l2_sq_many,
-        dot_many,
         l2_sq_at,
         dot_at,
         hamming_at,
         hamming_block,
         dot_block,
+        l2_sq_block,
         name: "avx2+fma+popcnt",
     };
 
@@ -383,15 +461,11 @@ mod tests {
             if a.len() >= w {
                 let rows = b.len() / w;
                 let (mut got, mut want) = (vec![0.0; rows], vec![0.0; rows]);
-                (k.l2_sq_many)(&a[..w], &b[..rows * w], &mut got);
-                l2_sq_many_portable(&a[..w], &b[..rows * w], &mut want);
-                prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
-                (k.dot_many)(&a[..w], &b[..rows * w], &mut got);
-                dot_many_portable(&a[..w], &b[..rows * w], &mut want);
-                prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
                 let idx: Vec<u32> = (0..rows as u32).rev().collect();
                 (k.l2_sq_at)(&a[..w], &b[..rows * w], &idx, &mut got);
-                l2_sq_many_portable(&a[..w], &b[..rows * w], &mut want);
+                for (r, x) in want.iter_mut().enumerate() {
+                    *x = l2_sq_portable(&a[..w], &b[r * w..(r + 1) * w]);
+                }
                 want.reverse();
                 prop_assert!(got.iter().zip(&want).all(|(x, y)| close(*x, *y)));
                 (k.dot_at)(&a[..w], &b[..rows * w], &idx, &mut got);
@@ -421,6 +495,11 @@ mod tests {
                     prop_assert_eq!(&all[j * nr..(j + 1) * nr], &one[..]);
                     for r in 0..nr {
                         prop_assert!(close(one[r], dot_portable(q, &rows[r * d..(r + 1) * d])));
+                    }
+                    let mut l2 = vec![0.0; nr];
+                    (k.l2_sq_block)(q, 1, &rows, &mut l2);
+                    for r in 0..nr {
+                        prop_assert!(close(l2[r], l2_sq_portable(q, &rows[r * d..(r + 1) * d])));
                     }
                 }
             }
