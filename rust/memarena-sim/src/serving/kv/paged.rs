@@ -772,6 +772,26 @@ impl PagedKv {
         }
     }
 
+    /// [`KvManager::grow`] of a single sequence whose blocks are all full by
+    /// one token: what [`grow_slow`](Self::grow_slow) does in that case,
+    /// without taking the group out of its slot.
+    #[inline(never)]
+    fn grow_into_new_block(&mut self, rid: u32, tokens: u32, depth: u32) -> bool {
+        if self.num_free == 0 {
+            return false;
+        }
+        let b = self.alloc_block(depth);
+        self.blocks[b as usize].fill = 1;
+        self.used_fill += 1;
+        let Some(Some(g)) = self.groups.get_mut(rid as usize) else {
+            unreachable!("request {rid} grew without a group");
+        };
+        let s = &mut g.seqs[0];
+        s.blocks.push(b);
+        s.tokens = tokens;
+        true
+    }
+
     /// [`KvManager::grow`] beyond its fast path: several sequences, a fork,
     /// a new block or a copy-on-write.
     #[inline(never)]
@@ -960,6 +980,11 @@ impl KvManager for PagedKv {
                     }
                     return true;
                 }
+            } else if bs > 1 && tokens == s.tokens + 1 && s.tokens == s.blocks.len() as u32 * bs {
+                // The next decode step after a full block: one new block
+                // with one token (not full, so nothing to register).
+                let depth = s.blocks.len() as u32;
+                return self.grow_into_new_block(rid, tokens, depth);
             }
         }
         self.grow_slow(rid, tokens, n_seqs)
