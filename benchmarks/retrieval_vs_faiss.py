@@ -179,7 +179,7 @@ def bench_ivf(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarra
     ivf.train(base)
     ivf.add(base)
     b = time.perf_counter() - t0
-    for p in (1, 2, 4, 8, 16, 32):
+    for p in (1, 2, 4, 8, 12, 16, 32):
         ivf.nprobe = p
         s, (_, ids) = timed(lambda: ivf.search(q, K), a.repeats)
         one = single_time(lambda x: ivf.search(x, K), q[: a.single], a.repeats) if a.single else None
@@ -189,7 +189,7 @@ def bench_ivf(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarra
     idx.train(base)
     idx.add(base)
     b = time.perf_counter() - t0
-    ours(rows, "ivf", "memarena ivf", idx, b, q, truth, [{"nprobe": p} for p in (1, 2, 4, 8, 16, 32)], a)
+    ours(rows, "ivf", "memarena ivf", idx, b, q, truth, [{"nprobe": p} for p in (1, 2, 4, 8, 12, 16, 32)], a)
 
 
 def bench_hnsw(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarray, a: argparse.Namespace) -> None:
