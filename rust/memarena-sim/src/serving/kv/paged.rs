@@ -760,6 +760,32 @@ impl PagedKv {
         seq.blocks
             .reserve(self.blocks_for(target) as usize - seq.blocks.len());
         self.used_fill += (target - seq.tokens) as u64;
+        if self.cfg.prefix_caching == PrefixCaching::V1 {
+            // `alloc_block` for v1 (a prompt's blocks, most of them):
+            // free v1 blocks never hold cached content (it moved to the
+            // free queue's record), so only the record is evicted.
+            while seq.tokens < target {
+                self.v1_pop_record();
+                let Some(b) = self.stack.pop() else {
+                    no_free_block();
+                };
+                self.num_free -= 1;
+                let k = (target - seq.tokens).min(bs);
+                let blk = &mut self.blocks[b as usize];
+                if blk.ref_cnt != 0 {
+                    block_in_use(b);
+                }
+                debug_assert_eq!(blk.run, NIL, "free v1 block {b} holds cached content");
+                blk.ref_cnt = 1;
+                blk.fill = k;
+                seq.blocks.push(b);
+                seq.tokens += k;
+                if k == bs {
+                    Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
+                }
+            }
+            return;
+        }
         while seq.tokens < target {
             let b = self.alloc_block(seq.blocks.len() as u32);
             seq.blocks.push(b);
