@@ -8,7 +8,11 @@
 //! of the nearest one's distance, subject to SPANN's RNG rule (a list is
 //! skipped when an already chosen centroid is closer to it than the vector
 //! is), so vectors on cluster boundaries are found from either side. A list
-//! keeps its vectors contiguously, so a probe is a linear scan.
+//! keeps its vectors contiguously, so a probe is a linear scan (one tiled
+//! block kernel per list). A batch group's centroid scores come from one
+//! blocked matrix product, `|q|^2 + |c|^2 - 2 q.c` with stored centroid norms
+//! (faiss computes them with BLAS), and training and assignment use the same
+//! kernel over blocks of points.
 //!
 //! Deletes are tombstones: a deleted vector stays in its lists (skipped by
 //! every scan) until the index is rebuilt.

@@ -13,10 +13,14 @@
 //!   to zero first;
 //! - **Hamming scan** (wider tables, or `n_probes == 0`): every code is
 //!   compared with the query's code, summing Hamming distances over tables;
-//!   with 4 tables of 64 bits this is faiss `IndexLSH(d, 256)`.
+//!   with 4 tables of 64 bits this is faiss `IndexLSH(d, 256)`. The scan is
+//!   blocked: a chunk of codes is compared with every query of a batch group
+//!   while it is in cache (AVX2 nibble-table popcount for 256-bit codes).
 //!
-//! Candidates are ranked by summed Hamming distance; with `rerank > 0` the
-//! best `rerank` of them are re-scored with the exact metric.
+//! Candidates are ranked by summed Hamming distance, ties by slot: a
+//! reservoir (faiss-style top-n with a threshold) keeps the best `k`, or the
+//! best `rerank` when `rerank > 0`, which are then re-scored with the exact
+//! metric.
 
 use std::collections::BinaryHeap;
 
