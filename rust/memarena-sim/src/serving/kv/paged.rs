@@ -214,6 +214,40 @@ impl PrefixCache {
         true
     }
 
+    /// [`insert_new`](Self::insert_new) of blocks `bs` at positions
+    /// `pos..` of run `id`, setting the registered blocks' `(run, pos)`;
+    /// positions in `skip` are left out.
+    #[inline(always)]
+    fn insert_range(&mut self, id: u32, pos: u32, bs: &[u32], blocks: &mut [Block], skip: &[u32]) {
+        let run = &mut self.runs[id as usize];
+        let p = pos as usize;
+        if p >= run.slots.len() && skip.is_empty() {
+            if run.slots.capacity() == 0
+                && let Some(v) = self.spare.pop()
+            {
+                run.slots = v;
+            }
+            run.slots.resize(p, ENTRY_NONE);
+            run.slots.extend(bs.iter().map(|&b| b as u64));
+            for (k, &b) in bs.iter().enumerate() {
+                let blk = &mut blocks[b as usize];
+                blk.run = id;
+                blk.pos = pos + k as u32;
+            }
+            run.live += bs.len() as u32;
+            self.len += bs.len();
+            return;
+        }
+        for (k, &b) in bs.iter().enumerate() {
+            let at = pos + k as u32;
+            if !skip.contains(&at) && self.insert_new(id, at, b) {
+                let blk = &mut blocks[b as usize];
+                blk.run = id;
+                blk.pos = at;
+            }
+        }
+    }
+
     /// Re-points the entry at `pos` of run `id` (a block id or a v1 record).
     #[inline(always)]
     fn set(&mut self, id: u32, pos: u32, entry: u64) {
@@ -304,6 +338,8 @@ pub struct PagedKv {
     scratch: Vec<u64>,
     scratch_rid: u32,
     cow_pending: Vec<(u32, u32)>,
+    /// v1: positions a write leaves uncached (see `v1_write_new_blocks`).
+    v1_skip: Vec<u32>,
     extra_bytes: u64,
     counters: KvCounters,
 }
@@ -371,6 +407,7 @@ impl PagedKv {
             scratch: Vec::new(),
             scratch_rid: NIL,
             cow_pending: Vec::new(),
+            v1_skip: Vec::new(),
             extra_bytes: 0,
             counters: KvCounters::default(),
         })
@@ -761,29 +798,7 @@ impl PagedKv {
             .reserve(self.blocks_for(target) as usize - seq.blocks.len());
         self.used_fill += (target - seq.tokens) as u64;
         if self.cfg.prefix_caching == PrefixCaching::V1 {
-            // `alloc_block` for v1 (a prompt's blocks, most of them):
-            // free v1 blocks never hold cached content (it moved to the
-            // free queue's record), so only the record is evicted.
-            while seq.tokens < target {
-                self.v1_pop_record();
-                let Some(b) = self.stack.pop() else {
-                    no_free_block();
-                };
-                self.num_free -= 1;
-                let k = (target - seq.tokens).min(bs);
-                let blk = &mut self.blocks[b as usize];
-                if blk.ref_cnt != 0 {
-                    block_in_use(b);
-                }
-                debug_assert_eq!(blk.run, NIL, "free v1 block {b} holds cached content");
-                blk.ref_cnt = 1;
-                blk.fill = k;
-                seq.blocks.push(b);
-                seq.tokens += k;
-                if k == bs {
-                    Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
-                }
-            }
+            self.v1_write_new_blocks(req, seq, target);
             return;
         }
         while seq.tokens < target {
@@ -796,6 +811,120 @@ impl PagedKv {
                 Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
             }
         }
+    }
+
+    /// v1: writes `seq` (of `req`, its blocks all full and registered) up
+    /// to `target` tokens in new blocks (available), in one pass per step:
+    /// evicts the free queue's head records of the blocks taken, takes
+    /// their ids, then registers the full ones run by run. The result is
+    /// the one of allocating and registering the blocks one at a time
+    /// (`alloc_block`, then `hash_full_blocks`): a registration finds its
+    /// slot occupied only when the content is cached in the free queue, and
+    /// one-at-a-time it would find it so also when a later allocation of
+    /// this write evicts that record; those blocks (`skip`) stay uncached.
+    #[inline(never)]
+    fn v1_write_new_blocks(&mut self, req: &KvRequest, seq: &mut Seq, target: u32) {
+        let bs = self.cfg.block_size;
+        let start = seq.blocks.len() as u32;
+        debug_assert_eq!(seq.tokens, start * bs, "v1 new blocks after a partial one");
+        debug_assert_eq!(
+            seq.hashed, start,
+            "v1 new blocks before the full ones are hashed"
+        );
+        let n = (target - seq.tokens).div_ceil(bs);
+        let full_end = start + (target - seq.tokens) / bs;
+        // Evict the head records of the `n` blocks taken.
+        let mut skip = std::mem::take(&mut self.v1_skip);
+        skip.clear();
+        // The ids (where they exist) of the runs the full blocks register
+        // into: the run changes only at the prompt's and the group's edges.
+        let mut runs = [NIL; 3];
+        if start < full_end {
+            let mut k = 0;
+            let mut at = |i: u32| {
+                if let Some(&id) = self.cached.ids.get(&Self::run_key(req, seq.index, i, bs)) {
+                    runs[k] = id;
+                }
+                k += 1;
+            };
+            at(start);
+            for edge in [req.prompt_tokens / bs, req.prefix_tokens / bs] {
+                if edge > start && edge < full_end {
+                    at(edge);
+                }
+            }
+        }
+        let mut j = 0;
+        while j < n {
+            let Some(rec) = self.ring.pop_front() else {
+                no_free_block();
+            };
+            let q = self.ring_base;
+            self.ring_base += 1;
+            if rec == REC_TOMB {
+                self.tombs -= 1;
+                continue;
+            }
+            if rec != REC_UNCACHED {
+                let (run, pos) = rec_split(rec);
+                self.free_hashed -= 1;
+                self.counters.cache_evictions += 1;
+                self.cached.remove(run, pos, FREE_BIT | q);
+                if (run == runs[0] || run == runs[1] || run == runs[2])
+                    && pos >= start
+                    && pos < start + j
+                    && pos < full_end
+                {
+                    let key = Self::run_key(req, seq.index, pos, bs);
+                    if self.cached.ids.get(&key) == Some(&run) {
+                        skip.push(pos);
+                    }
+                }
+            }
+            j += 1;
+        }
+        // Take `n` free ids (in the order of `n` pops).
+        let len = self.stack.len();
+        if len < n as usize {
+            no_free_block();
+        }
+        seq.blocks
+            .extend(self.stack[len - n as usize..].iter().rev());
+        self.stack.truncate(len - n as usize);
+        self.num_free -= n;
+        for &b in &seq.blocks[start as usize..] {
+            let blk = &mut self.blocks[b as usize];
+            if blk.ref_cnt != 0 {
+                block_in_use(b);
+            }
+            debug_assert_eq!(blk.run, NIL, "free v1 block {b} holds cached content");
+            blk.ref_cnt = 1;
+            blk.fill = bs;
+        }
+        if full_end < start + n {
+            let last = *seq.blocks.last().expect("a new block");
+            self.blocks[last as usize].fill = target - (start + n - 1) * bs;
+        }
+        seq.tokens = target;
+        // Register the full ones, one run at a time.
+        let mut i = start;
+        while i < full_end {
+            let id = match seq.run {
+                Some((_, id)) if i < seq.run_upto => id,
+                _ => Self::enter_run(&mut self.cached, bs, req, seq, i),
+            };
+            let end = seq.run_upto.min(full_end);
+            self.cached.insert_range(
+                id,
+                i,
+                &seq.blocks[i as usize..end as usize],
+                &mut self.blocks,
+                &skip,
+            );
+            i = end;
+        }
+        seq.hashed = seq.hashed.max(full_end);
+        self.v1_skip = skip;
     }
 
     /// [`KvManager::grow`] of a single sequence whose blocks are all full by
