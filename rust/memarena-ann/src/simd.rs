@@ -213,9 +213,11 @@ mod x86 {
         }
         macro_rules! finish {
             ($acc:expr, $q:expr, $r:expr) => {{
-                let mut a = [0.0f32; 8];
-                // SAFETY: `a` is 8 writable floats; unaligned store.
-                unsafe { _mm256_storeu_ps(a.as_mut_ptr(), $acc) };
+                // ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), in registers.
+                let acc = $acc;
+                let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+                let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let sum = _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
                 let mut tail = 0.0f32;
                 for (x, y) in $q[d8..].iter().zip(&$r[d8..]) {
                     tail = if L2 {
@@ -224,7 +226,7 @@ mod x86 {
                         x.mul_add(*y, tail)
                     };
                 }
-                ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])) + tail
+                sum + tail
             }};
         }
         let row = |r: usize| &rows[r * d..(r + 1) * d];
@@ -253,6 +255,20 @@ mod x86 {
                 }
             } else {
                 while r + 4 <= nr {
+                    // Prefetch the rows two tiles ahead (a list or tenant block
+                    // is short, so the hardware prefetcher barely ramps up).
+                    let ahead = rows.as_ptr().wrapping_add((r + 8) * d).cast::<i8>();
+                    let ahead_end = rows
+                        .as_ptr()
+                        .wrapping_add((r + 12).min(nr) * d)
+                        .cast::<i8>();
+                    let mut p = ahead;
+                    while p < ahead_end {
+                        // SAFETY: a prefetch is a hint and never faults; the
+                        // address is inside `rows` (checked by the loop bound).
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+                        p = p.wrapping_add(64);
+                    }
                     let rr: [&[f32]; 4] = std::array::from_fn(|t| row(r + t));
                     let mut acc = [_mm256_setzero_ps(); 4];
                     for c in (0..d8).step_by(8) {
