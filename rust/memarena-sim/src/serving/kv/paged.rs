@@ -43,7 +43,7 @@
 //! count the simulator reports (free, cached-free, evictions, hits) is the
 //! same as with vLLM's linked list of block objects.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use memarena_core::FxHashMap;
 use memarena_core::error::{Error, Result};
@@ -131,6 +131,65 @@ const REC_TOMB: u64 = u64::MAX - 1;
 #[inline]
 fn rec_split(rec: u64) -> (u32, u32) {
     ((rec >> 32) as u32, rec as u32)
+}
+
+/// A first-in first-out queue of `u64` in one vector: popping advances
+/// `head`; the popped prefix is dropped when it is at least half the vector
+/// and the vector is full (amortised O(1), no wrap-around arithmetic).
+#[derive(Debug, Default)]
+struct Fifo {
+    buf: Vec<u64>,
+    head: usize,
+}
+
+impl Fifo {
+    fn new(buf: Vec<u64>) -> Fifo {
+        Fifo { buf, head: 0 }
+    }
+
+    #[inline(always)]
+    fn pop_front(&mut self) -> Option<u64> {
+        let r = *self.buf.get(self.head)?;
+        self.head += 1;
+        Some(r)
+    }
+
+    #[inline(always)]
+    fn push_back(&mut self, x: u64) {
+        if self.buf.len() == self.buf.capacity() && self.head >= self.buf.len() / 2 {
+            self.drop_popped();
+        }
+        self.buf.push(x);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_popped(&mut self) {
+        self.buf.drain(..self.head);
+        self.head = 0;
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n);
+    }
+
+    fn get(&self, i: usize) -> Option<&u64> {
+        self.buf[self.head..].get(i)
+    }
+
+    #[inline(always)]
+    fn slot(&mut self, i: usize) -> &mut u64 {
+        &mut self.buf[self.head + i]
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, u64> {
+        self.buf[self.head..].iter()
+    }
 }
 
 /// What a block's content is a prefix of (see the module docs): its
@@ -318,7 +377,7 @@ pub struct PagedKv {
     stack: Vec<u32>,
     /// v1's free queue in eviction order: one record per free block (what
     /// it caches), plus tombstones of records taken by hits.
-    ring: VecDeque<u64>,
+    ring: Fifo,
     /// Absolute position of `ring`'s front, and its tombstones.
     ring_base: u64,
     tombs: usize,
@@ -380,11 +439,11 @@ impl PagedKv {
             bytes_per_token,
             blocks,
             stack,
-            ring: if v1 {
-                vec![REC_UNCACHED; num_blocks as usize].into()
+            ring: Fifo::new(if v1 {
+                vec![REC_UNCACHED; num_blocks as usize]
             } else {
-                VecDeque::new()
-            },
+                Vec::new()
+            }),
             ring_base: 0,
             tombs: 0,
             evictor: BTreeSet::new(),
@@ -488,7 +547,7 @@ impl PagedKv {
     fn v1_compact(&mut self) {
         let old = std::mem::take(&mut self.ring);
         self.ring.reserve(old.len() - self.tombs);
-        for rec in old {
+        for &rec in old.iter() {
             if rec == REC_TOMB {
                 continue;
             }
@@ -597,6 +656,42 @@ impl PagedKv {
         }
     }
 
+    /// v1: [`release_block`](Self::release_block) of every block of `g`,
+    /// in reverse order (sequences last first, each from its tail).
+    #[inline(never)]
+    fn v1_free(&mut self, g: &Group) {
+        for s in g.seqs.iter().rev() {
+            self.ring.reserve(s.blocks.len());
+            self.stack.reserve(s.blocks.len());
+            for &b in s.blocks.iter().rev() {
+                let blk = &mut self.blocks[b as usize];
+                if blk.ref_cnt == 0 {
+                    negative_ref_count(b);
+                }
+                blk.ref_cnt -= 1;
+                if blk.ref_cnt > 0 {
+                    continue;
+                }
+                self.used_fill -= blk.fill as u64;
+                self.num_free += 1;
+                // The content moves to the free queue's record; the block
+                // id becomes anonymous.
+                let rec = if blk.run != NIL {
+                    let (run, pos) = (blk.run, blk.pos);
+                    blk.run = NIL;
+                    self.free_hashed += 1;
+                    let q = self.ring_base + self.ring.len() as u64;
+                    self.cached.set(run, pos, FREE_BIT | q);
+                    ((run as u64) << 32) | pos as u64
+                } else {
+                    REC_UNCACHED
+                };
+                self.ring.push_back(rec);
+                self.stack.push(b);
+            }
+        }
+    }
+
     /// Takes a reference to the cached block of entry `e` found by a
     /// lookup; its id.
     fn touch(&mut self, e: u64) -> u32 {
@@ -604,7 +699,7 @@ impl PagedKv {
             // v1: free cached content; its record leaves the free queue
             // and any free block takes it (cached blocks are full).
             let q = e & !FREE_BIT;
-            let rec = std::mem::replace(&mut self.ring[(q - self.ring_base) as usize], REC_TOMB);
+            let rec = std::mem::replace(self.ring.slot((q - self.ring_base) as usize), REC_TOMB);
             assert!(
                 rec != REC_TOMB && rec != REC_UNCACHED,
                 "prefix cache names a free-queue record without content"
@@ -854,35 +949,60 @@ impl PagedKv {
                 }
             }
         }
-        let mut j = 0;
-        while j < n {
-            let Some(rec) = self.ring.pop_front() else {
-                no_free_block();
-            };
-            let q = self.ring_base;
-            self.ring_base += 1;
-            if rec == REC_TOMB {
-                self.tombs -= 1;
-                continue;
-            }
-            if rec != REC_UNCACHED {
-                let (run, pos) = rec_split(rec);
-                self.free_hashed -= 1;
-                self.counters.cache_evictions += 1;
-                self.cached.remove(run, pos, FREE_BIT | q);
-                if (run == runs[0] || run == runs[1] || run == runs[2])
-                    && pos >= start
-                    && pos < start + j
-                    && pos < full_end
-                {
-                    let key = Self::run_key(req, seq.index, pos, bs);
-                    if self.cached.ids.get(&key) == Some(&run) {
-                        skip.push(pos);
+        let (mut k, mut tombs, mut evicted) = (0usize, 0usize, 0u32);
+        {
+            let recs = &self.ring.buf[self.ring.head..];
+            let cache = &mut self.cached;
+            let mut j = 0;
+            while j < n {
+                let Some(&rec) = recs.get(k) else {
+                    no_free_block();
+                };
+                let q = self.ring_base + k as u64;
+                k += 1;
+                if rec == REC_TOMB {
+                    tombs += 1;
+                    continue;
+                }
+                if rec != REC_UNCACHED {
+                    // `PrefixCache::remove`, its counts summed below.
+                    let (run, pos) = rec_split(rec);
+                    evicted += 1;
+                    let r = &mut cache.runs[run as usize];
+                    let slot = r.slots.get_mut(pos as usize);
+                    assert!(
+                        slot.as_deref() == Some(&(FREE_BIT | q)),
+                        "free-queue record {q} missing from the prefix cache"
+                    );
+                    if let Some(slot) = slot {
+                        *slot = ENTRY_NONE;
+                    }
+                    r.live -= 1;
+                    if r.live == 0 {
+                        let mut v = std::mem::take(&mut r.slots);
+                        v.clear();
+                        cache.spare.push(v);
+                    }
+                    if (run == runs[0] || run == runs[1] || run == runs[2])
+                        && pos >= start
+                        && pos < start + j
+                        && pos < full_end
+                    {
+                        let key = Self::run_key(req, seq.index, pos, bs);
+                        if cache.ids.get(&key) == Some(&run) {
+                            skip.push(pos);
+                        }
                     }
                 }
+                j += 1;
             }
-            j += 1;
         }
+        self.ring.head += k;
+        self.ring_base += k as u64;
+        self.tombs -= tombs;
+        self.free_hashed -= evicted;
+        self.counters.cache_evictions += evicted as u64;
+        self.cached.len -= evicted as usize;
         // Take `n` free ids (in the order of `n` pops).
         let len = self.stack.len();
         if len < n as usize {
@@ -1149,6 +1269,10 @@ impl KvManager for PagedKv {
         let Some(g) = self.take_group(rid) else {
             return;
         };
+        if self.cfg.prefix_caching == PrefixCaching::V1 {
+            self.v1_free(&g);
+            return;
+        }
         for s in g.seqs.iter().rev() {
             for &b in s.blocks.iter().rev() {
                 self.release_block(b);
