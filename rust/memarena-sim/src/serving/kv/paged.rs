@@ -983,10 +983,10 @@ impl PagedKv {
                         v.clear();
                         cache.spare.push(v);
                     }
-                    if (run == runs[0] || run == runs[1] || run == runs[2])
-                        && pos >= start
-                        && pos < start + j
-                        && pos < full_end
+                    // `start <= pos < min(start + j, full_end)`, in this
+                    // write's runs.
+                    if pos.wrapping_sub(start) < j.min(full_end - start)
+                        && (run == runs[0] || run == runs[1] || run == runs[2])
                     {
                         let key = Self::run_key(req, seq.index, pos, bs);
                         if cache.ids.get(&key) == Some(&run) {
@@ -1239,7 +1239,8 @@ impl KvManager for PagedKv {
             if tokens <= s.tokens {
                 return true;
             }
-            if tokens <= s.blocks.len() as u32 * bs {
+            let cap = s.blocks.len() as u32 * bs;
+            if tokens <= cap {
                 let last = *s.blocks.last().expect("partial block") as usize;
                 let blk = &mut self.blocks[last];
                 if blk.ref_cnt == 1 {
@@ -1248,9 +1249,7 @@ impl KvManager for PagedKv {
                     s.tokens = tokens;
                     // `tokens` is past the previous block, so it fills
                     // this one exactly when it reaches its end.
-                    if self.cfg.prefix_caching != PrefixCaching::Off
-                        && tokens == s.blocks.len() as u32 * bs
-                    {
+                    if tokens == cap && self.cfg.prefix_caching != PrefixCaching::Off {
                         Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, &g.req, s);
                     }
                     return true;
