@@ -203,15 +203,27 @@ impl Hnsw {
         if ok(ep.1) {
             res.push(Cand(ep.0, ep.1));
         }
+        let mut fresh = std::mem::take(&mut s.slots);
+        let mut dists = std::mem::take(&mut s.f32s);
         while let Some(Reverse(Cand(d, c))) = cand.pop() {
             if res.len() >= ef && res.peek().is_some_and(|w| d > w.0) {
                 break;
             }
-            for &nb in self.neighbors(c, layer) {
-                if !s.visit(nb) {
-                    continue;
-                }
-                let dn = self.dist(q, nb);
+            // Score the unvisited neighbours in one gather call (rows are
+            // prefetched ahead, and the loads of different rows overlap),
+            // then take them in list order exactly as one at a time would.
+            fresh.clear();
+            fresh.extend(
+                self.neighbors(c, layer)
+                    .iter()
+                    .copied()
+                    .filter(|&nb| s.visit(nb)),
+            );
+            dists.resize(fresh.len(), 0.0);
+            self.store
+                .metric
+                .score_at(q, &self.store.data, &fresh, &mut dists);
+            for (&nb, &dn) in fresh.iter().zip(&dists) {
                 if res.len() < ef || res.peek().is_some_and(|w| dn < w.0) {
                     cand.push(Reverse(Cand(dn, nb)));
                     if ok(nb) {
@@ -228,6 +240,8 @@ impl Hnsw {
         out.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         s.cand = cand;
         s.res = res;
+        s.slots = fresh;
+        s.f32s = dists;
     }
 
     /// The diversity heuristic: keep a candidate only if it is closer to the

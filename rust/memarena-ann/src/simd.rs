@@ -157,6 +157,36 @@ pub(crate) const PORTABLE: Kernels = Kernels {
 mod x86 {
     use super::*;
 
+    /// `at!` that first prefetches the rows two positions ahead (a graph
+    /// search scores scattered rows, which the hardware prefetcher cannot
+    /// predict); same values as `at!`.
+    macro_rules! at_prefetched {
+        ($kernel:expr, $q:expr, $data:expr, $rows:expr, $out:expr) => {{
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let q: &[f32] = $q;
+            let data: &[f32] = $data;
+            let rows: &[u32] = $rows;
+            let d = q.len();
+            let fetch = |i: usize| {
+                if let Some(&r) = rows.get(i) {
+                    let row = &data[r as usize * d..(r as usize + 1) * d];
+                    for line in row.chunks(16) {
+                        // SAFETY: a prefetch is a hint and never faults; the
+                        // address is inside `data` (a bounds-checked slice).
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+                    }
+                }
+            };
+            fetch(0);
+            fetch(1);
+            for (i, (&r, o)) in rows.iter().zip($out.iter_mut()).enumerate() {
+                fetch(i + 2);
+                let s = r as usize * d;
+                *o = $kernel(q, &data[s..s + d]);
+            }
+        }};
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
         l2_sq_lanes::<32, true>(a, b)
@@ -168,13 +198,15 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
+    #[allow(unused_unsafe)]
     fn l2_sq_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
-        at!(l2_sq_lanes::<32, true>, q, data, rows, out)
+        at_prefetched!(l2_sq_lanes::<32, true>, q, data, rows, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
+    #[allow(unused_unsafe)]
     fn dot_at_avx2(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
-        at!(dot_lanes::<32, true>, q, data, rows, out)
+        at_prefetched!(dot_lanes::<32, true>, q, data, rows, out)
     }
 
     /// [`crate::metric::block_lanes`] with explicit AVX2/FMA intrinsics (the
