@@ -457,6 +457,8 @@ impl Engine for Curator {
             heap.push(Reverse(Cand(0.0, 0)));
         }
         let mut scored = 0usize;
+        let mut live = std::mem::take(&mut s.slots);
+        let mut dists = std::mem::take(&mut s.f32s);
         while let Some(Reverse(Cand(_, node))) = heap.pop() {
             if scored >= budget && top.is_full() {
                 break;
@@ -473,12 +475,16 @@ impl Engine for Curator {
             };
             match scan {
                 Some(list) => {
-                    for &slot in list {
-                        if st.is_live(slot) {
-                            top.push(metric.score(q, st.vector(slot)), slot);
-                            scored += 1;
-                        }
+                    // One gather call over the live slots (rows prefetched
+                    // ahead), pushed in list order as one at a time would.
+                    live.clear();
+                    live.extend(list.iter().copied().filter(|&slot| st.is_live(slot)));
+                    dists.resize(live.len(), 0.0);
+                    metric.score_at(q, &st.data, &live, &mut dists);
+                    for (&slot, &d) in live.iter().zip(&dists) {
+                        top.push(d, slot);
                     }
+                    scored += live.len();
                 }
                 None => {
                     for &c in &self.children[node as usize] {
@@ -490,6 +496,8 @@ impl Engine for Curator {
             }
         }
         s.cand = heap;
+        s.slots = live;
+        s.f32s = dists;
     }
 }
 
