@@ -358,7 +358,7 @@ impl ServingReport {
     /// to the last bit). Equal digests mean identical results; the
     /// performance work on the simulator is checked against pinned digests.
     pub fn digest(&self) -> u64 {
-        fnv1a(format!("{self:?}").as_bytes())
+        memarena_core::trace::hash_str(&format!("{self:?}"))
     }
 
     /// Share of *allocated* KV memory (pool minus free) holding token
@@ -373,13 +373,6 @@ impl ServingReport {
             b.token_states_bytes as f64 / used as f64
         }
     }
-}
-
-/// 64-bit FNV-1a.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Simulates serving `requests` under `config`.
