@@ -636,22 +636,7 @@ impl PagedKv {
         }
         match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.push(b),
-            PrefixCaching::V1 => {
-                // The content moves to the free queue's record; the block
-                // id becomes anonymous.
-                let rec = if hashed {
-                    let blk = &mut self.blocks[b as usize];
-                    let (run, pos) = (blk.run, blk.pos);
-                    blk.run = NIL;
-                    let q = self.ring_base + self.ring.len() as u64;
-                    self.cached.set(run, pos, FREE_BIT | q);
-                    ((run as u64) << 32) | pos as u64
-                } else {
-                    REC_UNCACHED
-                };
-                self.ring.push_back(rec);
-                self.stack.push(b);
-            }
+            PrefixCaching::V1 => self.v1_enqueue(b, hashed),
             PrefixCaching::V0 => self.v0_release(b, hashed),
         }
     }
@@ -674,22 +659,32 @@ impl PagedKv {
                 }
                 self.used_fill -= blk.fill as u64;
                 self.num_free += 1;
-                // The content moves to the free queue's record; the block
-                // id becomes anonymous.
-                let rec = if blk.run != NIL {
-                    let (run, pos) = (blk.run, blk.pos);
-                    blk.run = NIL;
+                let hashed = blk.run != NIL;
+                if hashed {
                     self.free_hashed += 1;
-                    let q = self.ring_base + self.ring.len() as u64;
-                    self.cached.set(run, pos, FREE_BIT | q);
-                    ((run as u64) << 32) | pos as u64
-                } else {
-                    REC_UNCACHED
-                };
-                self.ring.push_back(rec);
-                self.stack.push(b);
+                }
+                self.v1_enqueue(b, hashed);
             }
         }
+    }
+
+    /// v1: the freed block `b` joins the free queue. Its content (if
+    /// `hashed`) moves to the queue's record and the block id becomes
+    /// anonymous.
+    #[inline(always)]
+    fn v1_enqueue(&mut self, b: u32, hashed: bool) {
+        let rec = if hashed {
+            let blk = &mut self.blocks[b as usize];
+            let (run, pos) = (blk.run, blk.pos);
+            blk.run = NIL;
+            let q = self.ring_base + self.ring.len() as u64;
+            self.cached.set(run, pos, FREE_BIT | q);
+            ((run as u64) << 32) | pos as u64
+        } else {
+            REC_UNCACHED
+        };
+        self.ring.push_back(rec);
+        self.stack.push(b);
     }
 
     /// Takes a reference to the cached block of entry `e` found by a
