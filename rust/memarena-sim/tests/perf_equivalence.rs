@@ -74,22 +74,22 @@ fn config(kv: KvManagerConfig, preemption: PreemptionMode) -> ServingConfig {
 
 /// (manager, preemption, digest of the report).
 const PINNED: &[(&str, &str, u64)] = &[
-    ("static_max", "Recompute", 0x0f8748f1cd304a34), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("static_max", "Swap", 0x0f8748f1cd304a34), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("static_pow2", "Recompute", 0x6986eecdd90ff450), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("static_pow2", "Swap", 0x6986eecdd90ff450), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("static_oracle", "Recompute", 0x906c439c2a1c436b), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("static_oracle", "Swap", 0x906c439c2a1c436b), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("paged_16", "Recompute", 0x2d4b5e64589aeb3c), // 400 done, 36 preempted, 148 cow, 0 evictions, hit rate 0.000
-    ("paged_16", "Swap", 0xaedc1b62eec4e041), // 400 done, 37 preempted, 146 cow, 0 evictions, hit rate 0.000
-    ("paged_16_v0cache", "Recompute", 0x6d54a7f5bebd6fd9), // 400 done, 20 preempted, 157 cow, 13466 evictions, hit rate 0.440
-    ("paged_16_v0cache", "Swap", 0x68f5bdf01632c9c9), // 400 done, 15 preempted, 145 cow, 13958 evictions, hit rate 0.386
-    ("paged_16_v1cache", "Recompute", 0x8d27f18b69d845b4), // 400 done, 18 preempted, 157 cow, 13536 evictions, hit rate 0.434
-    ("paged_16_v1cache", "Swap", 0x60ba78c894c54ab9), // 400 done, 14 preempted, 145 cow, 14081 evictions, hit rate 0.385
-    ("vattn_2mb", "Recompute", 0x7f5bf3a9fb5e2cbc), // 400 done, 885 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("vattn_2mb", "Swap", 0x34d6935f8969bcf7), // 400 done, 164 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("vattn_64kb", "Recompute", 0x594ac02c330fc5eb), // 400 done, 627 preempted, 0 cow, 0 evictions, hit rate 0.000
-    ("vattn_64kb", "Swap", 0xa8b66586b432856e), // 400 done, 171 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_max", "Recompute", 0xeb7247e79daf8910), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_max", "Swap", 0xeb7247e79daf8910), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_pow2", "Recompute", 0xbb238b584ea2e1d8), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_pow2", "Swap", 0xbb238b584ea2e1d8), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_oracle", "Recompute", 0xc3d149f2727a9ffe), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("static_oracle", "Swap", 0xc3d149f2727a9ffe), // 400 done, 0 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("paged_16", "Recompute", 0x092ba9e62413a09a), // 400 done, 36 preempted, 148 cow, 0 evictions, hit rate 0.000
+    ("paged_16", "Swap", 0xd9113834726a3894), // 400 done, 37 preempted, 146 cow, 0 evictions, hit rate 0.000
+    ("paged_16_v0cache", "Recompute", 0xe9869af202f07609), // 400 done, 20 preempted, 157 cow, 13466 evictions, hit rate 0.440
+    ("paged_16_v0cache", "Swap", 0xa7354780374f6a26), // 400 done, 15 preempted, 145 cow, 13958 evictions, hit rate 0.386
+    ("paged_16_v1cache", "Recompute", 0x4151dc2cf59ed69e), // 400 done, 18 preempted, 157 cow, 13536 evictions, hit rate 0.434
+    ("paged_16_v1cache", "Swap", 0x803183d0d2ec2b99), // 400 done, 14 preempted, 145 cow, 14081 evictions, hit rate 0.385
+    ("vattn_2mb", "Recompute", 0x253b8f689d43b500), // 400 done, 885 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_2mb", "Swap", 0xb786b3f607a6f63d), // 400 done, 164 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_64kb", "Recompute", 0xc3da87ae6d4d0d1b), // 400 done, 627 preempted, 0 cow, 0 evictions, hit rate 0.000
+    ("vattn_64kb", "Swap", 0x446ffbcd35e580f6), // 400 done, 171 preempted, 0 cow, 0 evictions, hit rate 0.000
 ];
 
 #[test]

@@ -80,7 +80,8 @@ impl Default for LogHistogram {
 }
 
 impl LogHistogram {
-    /// Records `count` observations of `value` seconds.
+    /// Records `count` observations of `value` seconds (nothing when
+    /// `count` is 0, whatever `value`).
     #[inline]
     pub fn record(&mut self, value: f64, count: u64) {
         if count == 0 {

@@ -494,6 +494,9 @@ impl<K: KvManager> ServingModel<K> {
     /// Applies the finished iteration.
     fn finish_step(&mut self, now: f64) {
         let mut finished = false;
+        // Sequences that got a token after the same gap are recorded as one
+        // histogram entry (in a decode batch: all of them).
+        let (mut gap_s, mut gap_seqs) = (f64::NAN, 0u64);
         for k in 0..self.batch.len() {
             let Scheduled { rid, kv_delta } = self.batch[k];
             let r = &mut self.reqs[rid as usize];
@@ -510,7 +513,13 @@ impl<K: KvManager> ServingModel<K> {
             if r.generated == 0 {
                 r.first_token_s = now;
             } else {
-                self.tbt.record(now - r.last_token_s, seqs as u64);
+                let gap = now - r.last_token_s;
+                if gap == gap_s {
+                    gap_seqs += seqs as u64;
+                } else {
+                    self.tbt.record(gap_s, gap_seqs);
+                    (gap_s, gap_seqs) = (gap, seqs as u64);
+                }
             }
             r.seqs = r.n;
             r.generated += 1;
@@ -525,6 +534,7 @@ impl<K: KvManager> ServingModel<K> {
                 finished = true;
             }
         }
+        self.tbt.record(gap_s, gap_seqs);
         if finished {
             let reqs = &self.reqs;
             self.running
