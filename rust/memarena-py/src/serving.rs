@@ -285,6 +285,7 @@ fn parse_scheduler(mut f: Fields<'_>) -> PyResult<SchedulerConfig> {
                 ("least_progress", VictimPolicy::LeastProgress),
             ],
         )?,
+        fast_decode_runs: d.fast_decode_runs,
     };
     f.finish()?;
     Ok(s)

@@ -285,6 +285,7 @@ proptest! {
             chunked_prefill: chunked,
             preemption: if swap { PreemptionMode::Swap } else { PreemptionMode::Recompute },
             victim: [VictimPolicy::LastAdmitted, VictimPolicy::MostKv, VictimPolicy::LeastProgress][victim as usize],
+            fast_decode_runs: true,
         };
         c.swap_space_bytes = Some(300 * 131072);
         let specs: Vec<RequestSpec> = reqs
@@ -299,6 +300,10 @@ proptest! {
             })
             .collect();
         let r = simulate(&c, &specs).unwrap();
+        // Decode runs skip the event queue and quiet KV calls, and change
+        // nothing: the step-by-step path gives the same report, bit for bit.
+        c.scheduler.fast_decode_runs = false;
+        prop_assert_eq!(r.digest(), simulate(&c, &specs).unwrap().digest(), "decode runs changed the result");
         prop_assert_eq!(r.completed + r.rejected_too_long + r.rejected_unservable, specs.len() as u64);
         for s in &r.samples {
             let sum = s.token_states_bytes + s.reserved_bytes + s.internal_frag_bytes + s.external_frag_bytes + s.free_bytes;
@@ -341,6 +346,7 @@ fn vattention_request_alone_grows_into_its_slots_surplus_pages() {
             chunked_prefill: false,
             preemption,
             victim: VictimPolicy::LastAdmitted,
+            ..SchedulerConfig::default()
         };
         c.swap_space_bytes = Some(300 * 131072);
         let reqs = [

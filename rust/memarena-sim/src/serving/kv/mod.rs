@@ -115,6 +115,20 @@ pub trait KvManager: Send {
     /// Grows every sequence of `rid` to `tokens` tokens, forking to
     /// `n_seqs` sequences first if it has fewer.
     fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool;
+    /// Decode steps `rid` can take with the manager only counting tokens:
+    /// for every `1 <= i <= q` (`q` the answer, `c` the tokens each of its
+    /// `n_seqs` sequences holds now), `grow(rid, c + i, n_seqs)` allocates,
+    /// maps, copies, hashes and evicts nothing, succeeds, and leaves the
+    /// same state as the one-token grows before it; and until it is made,
+    /// no call for any request depends on whether those grows were made,
+    /// except [`breakdown`](Self::breakdown) and
+    /// [`check_invariants`](Self::check_invariants). The scheduler skips
+    /// those calls in a run of decode iterations and makes the last one
+    /// only. 0 (the default) promises nothing; smaller than the truth is
+    /// always safe.
+    fn quiet_decode_tokens(&self, _rid: u32, _n_seqs: u32) -> u32 {
+        0
+    }
     /// Releases everything `rid` holds.
     fn free(&mut self, rid: u32);
     /// Device bytes `rid` holds (what a swap-out moves).

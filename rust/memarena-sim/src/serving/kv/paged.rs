@@ -1259,6 +1259,35 @@ impl KvManager for PagedKv {
         self.grow_slow(rid, tokens, n_seqs)
     }
 
+    fn quiet_decode_tokens(&self, rid: u32, n_seqs: u32) -> u32 {
+        // `grow`'s counting paths: every sequence writes into its own
+        // (`ref_cnt == 1`) partial last block; with prefix caching, filling
+        // a block registers it, so the step that fills it is not quiet.
+        let Some(g) = self.group(rid) else {
+            return 0;
+        };
+        if (g.seqs.len() as u32) < n_seqs {
+            return 0;
+        }
+        let caching = self.cfg.prefix_caching != PrefixCaching::Off;
+        let mut quiet = u32::MAX;
+        for s in &g.seqs {
+            let Some(&last) = s.blocks.last() else {
+                return 0;
+            };
+            if self.blocks[last as usize].ref_cnt != 1 {
+                return 0;
+            }
+            let room = s.blocks.len() as u32 * self.cfg.block_size - s.tokens;
+            quiet = quiet.min(if caching {
+                room.saturating_sub(1)
+            } else {
+                room
+            });
+        }
+        quiet
+    }
+
     fn free(&mut self, rid: u32) {
         let Some(g) = self.take_group(rid) else {
             return;

@@ -197,6 +197,17 @@ impl KvManager for StaticKv {
         true
     }
 
+    fn quiet_decode_tokens(&self, rid: u32, n_seqs: u32) -> u32 {
+        // Growth within the reservation only moves `used_tokens`.
+        match self.chunk(rid) {
+            Some(c) if n_seqs <= c.seqs => c
+                .per_seq
+                .saturating_sub(c.tokens as u64)
+                .min(u32::MAX as u64) as u32,
+            _ => 0,
+        }
+    }
+
     fn free(&mut self, rid: u32) {
         let Some(c) = self.chunks.get_mut(rid as usize).and_then(|c| c.take()) else {
             return;

@@ -416,6 +416,25 @@ impl KvManager for VattnKv {
         }
     }
 
+    fn quiet_decode_tokens(&self, rid: u32, n_seqs: u32) -> u32 {
+        // `grow`'s fast path (every slot maps the pages already), and only
+        // within each slot's last token-holding page: what a slot must keep
+        // (`required`) is what other requests' reclamation reads of it.
+        let Some(own) = self.owned(rid) else {
+            return 0;
+        };
+        if (own.len() as u32) < n_seqs {
+            return 0;
+        }
+        let mut quiet = u32::MAX;
+        for &s in own {
+            let slot = &self.slots[s as usize];
+            let held = self.required(slot).min(slot.mapped) as u64 * self.tokens_per_page as u64;
+            quiet = quiet.min(held.saturating_sub(slot.tokens as u64).min(u32::MAX as u64) as u32);
+        }
+        quiet
+    }
+
     fn take_step_overhead(&mut self) -> (u64, f64) {
         let maps = std::mem::take(&mut self.pending_maps);
         (
