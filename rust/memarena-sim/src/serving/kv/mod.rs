@@ -14,6 +14,7 @@
 //! Every manager reports a [`KvBreakdown`] whose categories sum to its pool
 //! size, and checks its invariants in [`KvManager::check_invariants`].
 
+mod lru;
 mod paged;
 mod static_res;
 mod vattn;

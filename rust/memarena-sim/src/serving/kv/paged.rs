@@ -43,11 +43,10 @@
 //! count the simulator reports (free, cached-free, evictions, hits) is the
 //! same as with vLLM's linked list of block objects.
 
-use std::collections::BTreeSet;
-
 use memarena_core::FxHashMap;
 use memarena_core::error::{Error, Result};
 
+use super::lru::LruEvictor;
 use super::{KvBreakdown, KvCounters, KvManager, KvRequest, invariant};
 
 /// Prefix-caching style.
@@ -381,7 +380,7 @@ pub struct PagedKv {
     /// Absolute position of `ring`'s front, and its tombstones.
     ring_base: u64,
     tombs: usize,
-    evictor: BTreeSet<(u64, u32, u32)>,
+    evictor: LruEvictor,
     /// Free time and position in its sequence of each block (v0 LRU key and
     /// tie-break; empty otherwise).
     last_access: Vec<f64>,
@@ -446,7 +445,7 @@ impl PagedKv {
             }),
             ring_base: 0,
             tombs: 0,
-            evictor: BTreeSet::new(),
+            evictor: LruEvictor::new(if v0 { num_blocks as usize } else { 0 }),
             last_access: if v0 {
                 vec![0.0; num_blocks as usize]
             } else {
@@ -599,9 +598,7 @@ impl PagedKv {
     /// v0: a never-used block first, else the LRU cached one.
     #[inline(never)]
     fn v0_pop(&mut self) -> Option<u32> {
-        self.stack
-            .pop()
-            .or_else(|| self.evictor.pop_first().map(|k| k.2))
+        self.stack.pop().or_else(|| self.evictor.pop_first())
     }
 
     /// v0: a freed block goes to the stack, or to the evictor if cached.
@@ -726,8 +723,7 @@ impl PagedKv {
             match self.cfg.prefix_caching {
                 PrefixCaching::V1 => unreachable!("the v1 cache names free content by record"),
                 PrefixCaching::V0 => {
-                    let k = self.v0_key(b);
-                    let removed = self.evictor.remove(&k);
+                    let removed = self.evictor.remove(b);
                     assert!(removed, "cached free block {b} missing from the v0 evictor");
                 }
                 PrefixCaching::Off => unreachable!("no cache hits without prefix caching"),
@@ -1363,6 +1359,7 @@ impl KvManager for PagedKv {
 
     fn check_invariants(&self) -> Result<()> {
         let c = "paged";
+        self.evictor.check().map_err(|e| invariant(c, e))?;
         let bs = self.cfg.block_size;
         let n = self.blocks.len();
         let mut refs = vec![0u32; n];
