@@ -5,7 +5,7 @@ use std::path::Path;
 
 use memarena_core::{Error, Result};
 
-use crate::metric::{Metric, normalize};
+use crate::metric::{Metric, norm_sq, normalize};
 use crate::persist;
 use crate::store::Store;
 use crate::tenant::{TenantFilter, Tenants};
@@ -393,7 +393,7 @@ pub(crate) fn run_batch<E: Engine>(
     }
     let cosine = st.metric == Metric::Cosine;
     // Per-query tenants: queries are visited in tenant order (a stable sort),
-    // so runs of one tenant's queries share one scan of its vectors; the
+    // so a tenant's run of queries shares one scan of its vectors; the
     // results are written back in the caller's order.
     let order: Option<Vec<usize>> = match filter {
         Some(TenantFilter::PerQuery(ts)) => {
@@ -404,17 +404,24 @@ pub(crate) fn run_batch<E: Engine>(
         _ => None,
     };
     let at = |i: usize| order.as_ref().map_or(i, |o| o[i]);
-    // Queries per group: 8 unfiltered (cache blocking of the scans); with
-    // per-query tenants 32, so a tenant's run of queries is rarely cut.
-    let group = if order.is_some() { 32 } else { 8 };
+    // Queries per group: 8 unfiltered (cache blocking of the scans); with a
+    // filter up to 64 of one tenant, so a tenant's block is read once for
+    // (nearly) all of its queries.
+    let group = if filter.is_some() { 64 } else { 8 };
     let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
         let mut s = Scratch::default();
-        let mut tops: Vec<TopK> = (0..group).map(|_| TopK::new(k)).collect();
-        let mut qbuf = Vec::with_capacity(group * dim);
+        let mut tops: Vec<TopK> = (0..group.min(nq)).map(|_| TopK::new(k)).collect();
+        let mut qbuf = Vec::with_capacity(group.min(nq) * dim);
         let n_here = dch.len() / k;
         let mut j0 = 0;
         while j0 < n_here {
-            let g = group.min(n_here - j0);
+            let mut g = group.min(n_here - j0);
+            let tenant = filter.map(|f| f.tenant_for(at(q0 + j0)));
+            if let (Some(f), Some(t)) = (filter, tenant) {
+                g = (1..g)
+                    .find(|&j| f.tenant_for(at(q0 + j0 + j)) != t)
+                    .unwrap_or(g);
+            }
             qbuf.clear();
             for j in 0..g {
                 let qi = at(q0 + j0 + j);
@@ -423,34 +430,18 @@ pub(crate) fn run_batch<E: Engine>(
             if cosine {
                 qbuf.chunks_exact_mut(dim).for_each(normalize);
             }
-            tops[..g].iter_mut().for_each(|t| t.clear(k));
-            match filter {
-                None if e.search_block(&qbuf, k, p, &mut s, &mut tops[..g]) => {}
-                None => {
-                    for (q, top) in qbuf.chunks_exact(dim).zip(&mut tops[..g]) {
-                        e.search_one(q, k, p, None, &mut s, top);
-                    }
-                }
-                Some(f) => {
-                    // Runs of queries with the same tenant.
-                    let mut a = 0;
-                    while a < g {
-                        let t = f.tenant_for(at(q0 + j0 + a));
-                        let mut b = a + 1;
-                        while b < g && f.tenant_for(at(q0 + j0 + b)) == t {
-                            b += 1;
-                        }
-                        let qs = &qbuf[a * dim..b * dim];
-                        if !e.search_tenant_group(qs, p, t, &mut s, &mut tops[a..b]) {
-                            for (q, top) in qs.chunks_exact(dim).zip(&mut tops[a..b]) {
-                                e.search_one(q, k, p, Some(t), &mut s, top);
-                            }
-                        }
-                        a = b;
+            let tops = &mut tops[..g];
+            tops.iter_mut().for_each(|t| t.clear(k));
+            match tenant {
+                None if e.search_block(&qbuf, k, p, &mut s, tops) => {}
+                Some(t) if e.search_tenant_group(&qbuf, p, t, &mut s, tops) => {}
+                _ => {
+                    for (q, top) in qbuf.chunks_exact(dim).zip(tops.iter_mut()) {
+                        e.search_one(q, k, p, tenant, &mut s, top);
                     }
                 }
             }
-            for (j, top) in tops[..g].iter().enumerate() {
+            for (j, top) in tops.iter().enumerate() {
                 let row = (j0 + j) * k;
                 for (r, &(score, slot)) in top.items().iter().enumerate() {
                     dch[row + r] = e.report(score, p);
@@ -466,18 +457,47 @@ pub(crate) fn run_batch<E: Engine>(
         p.threads
     }
     .clamp(1, nq);
-    if threads == 1 {
-        work(0, &mut distances, &mut ids);
-    } else {
-        let per = nq.div_ceil(threads);
+    // Thread c visits positions cuts[c]..cuts[c + 1]: equal counts, or with
+    // per-query tenants equal estimated work (tenant sizes are skewed, and a
+    // long run of one tenant's queries may be cut between two threads).
+    let cuts: Vec<usize> = match filter {
+        Some(TenantFilter::PerQuery(ts)) if threads > 1 => {
+            let o = order.as_deref().unwrap_or(&[]);
+            let mut cost = Vec::with_capacity(nq + 1);
+            cost.push(0u64);
+            let mut i = 0;
+            while i < nq {
+                let t = ts[o[i]];
+                let w = query_cost(st, t, p);
+                while i < nq && ts[o[i]] == t {
+                    cost.push(cost[i] + w);
+                    i += 1;
+                }
+            }
+            balanced_cuts(&cost, threads)
+        }
+        _ => (0..=threads).map(|c| c * nq / threads).collect(),
+    };
+    {
+        let (mut dr, mut ir) = (&mut distances[..], &mut ids[..]);
+        let mut chunks = Vec::with_capacity(threads);
+        for w in cuts.windows(2) {
+            let (d, d2) = std::mem::take(&mut dr).split_at_mut((w[1] - w[0]) * k);
+            let (i, i2) = std::mem::take(&mut ir).split_at_mut((w[1] - w[0]) * k);
+            (dr, ir) = (d2, i2);
+            chunks.push((w[0], d, i));
+        }
         let work = &work;
         std::thread::scope(|sc| {
-            for (c, (dch, ich)) in distances
-                .chunks_mut(per * k)
-                .zip(ids.chunks_mut(per * k))
-                .enumerate()
-            {
-                sc.spawn(move || work(c * per, dch, ich));
+            let mut it = chunks.into_iter();
+            let first = it.next();
+            for (q0, d, i) in it {
+                if !d.is_empty() {
+                    sc.spawn(move || work(q0, d, i));
+                }
+            }
+            if let Some((q0, d, i)) = first {
+                work(q0, d, i);
             }
         });
     }
@@ -495,6 +515,35 @@ pub(crate) fn run_batch<E: Engine>(
         distances,
         ids,
     })
+}
+
+/// Rough relative work of one query for `tenant`, for balancing threads: an
+/// exact scan reads the tenant's vectors; an in-index search (large
+/// tenants) is taken as a capped constant.
+fn query_cost(st: &Store, tenant: u32, p: &SearchParams) -> u64 {
+    let c = st.tenant_count(tenant);
+    let w = if use_exact_filter(st, tenant, p) {
+        c
+    } else {
+        c.min(4096)
+    };
+    w as u64 + 64
+}
+
+/// `parts + 1` cut positions into `0..n` (`cost` is the `n + 1` prefix sums
+/// of per-position work) so each part holds about `1 / parts` of the work.
+fn balanced_cuts(cost: &[u64], parts: usize) -> Vec<usize> {
+    let n = cost.len() - 1;
+    let total = cost[n];
+    let mut cuts = Vec::with_capacity(parts + 1);
+    cuts.push(0);
+    for c in 1..parts {
+        let goal = (total as u128 * c as u128 / parts as u128) as u64;
+        let at = cost.partition_point(|&x| x < goal).clamp(cuts[c - 1], n);
+        cuts.push(at);
+    }
+    cuts.push(n);
+    cuts
 }
 
 /// Exact scan of one tenant's own vectors: its contiguous block when it
@@ -535,10 +584,17 @@ pub(crate) fn scan_tenant<E: Engine + ?Sized>(
     }
 }
 
+/// Rows of a tenant block scored per blocked product: the scores of a group
+/// of up to 64 queries stay in L1/L2 and the rows in L2 while every query
+/// tile passes over them.
+const BLOCK_ROWS: usize = 256;
+
 /// Exact scan of a tenant's contiguous block for a group of queries
-/// (`qs`, `tops.len()` of them) as one blocked product, like one faiss
-/// `IndexFlat` per tenant; false (nothing done) when the tenant has no
-/// block. Each query's scores do not depend on the group.
+/// (`qs`, `tops.len()` of them) as blocked products over row chunks, like
+/// one faiss `IndexFlat` per tenant; false (nothing done) when the tenant
+/// has no block. Each query's scores do not depend on the group or the
+/// chunking (the block kernels compute each pair alone), so a batch returns
+/// what the queries return one at a time.
 pub(crate) fn scan_tenant_group(
     st: &Store,
     qs: &[f32],
@@ -550,25 +606,80 @@ pub(crate) fn scan_tenant_group(
     else {
         return false;
     };
-    let n = slots.len();
-    if n == 0 {
+    let (n, nq, dim) = (slots.len(), tops.len(), st.dim);
+    if n == 0 || nq == 0 {
         return true;
     }
-    let sc = &mut s.coarse;
-    sc.clear();
-    sc.resize(tops.len() * n, 0.0);
-    (crate::simd::kernels().dot_block)(qs, tops.len(), &b.data, sc);
     let l2 = st.metric == Metric::L2;
-    for ((q, row), top) in qs.chunks_exact(st.dim).zip(sc.chunks_exact(n)).zip(tops) {
-        let qn = if l2 { crate::metric::norm_sq(q) } else { 0.0 };
-        for ((&slot, &dp), &vn) in slots.iter().zip(row).zip(&b.norms) {
-            let d = if l2 { qn + vn - 2.0 * dp } else { -dp };
-            if d <= top.threshold() && st.is_live(slot) {
-                top.push(d, slot);
+    let qn = &mut s.f32s;
+    qn.clear();
+    qn.extend(
+        qs.chunks_exact(dim)
+            .map(|q| if l2 { norm_sq(q) } else { 0.0 }),
+    );
+    let sc = &mut s.coarse;
+    if sc.len() < nq * BLOCK_ROWS.min(n) {
+        sc.resize(nq * BLOCK_ROWS.min(n), 0.0);
+    }
+    let dot_block = crate::simd::kernels().dot_block;
+    let mut r0 = 0;
+    while r0 < n {
+        let m = BLOCK_ROWS.min(n - r0);
+        let out = &mut sc[..nq * m];
+        dot_block(qs, nq, &b.data[r0 * dim..(r0 + m) * dim], out);
+        let (norms, ids) = (&b.norms[r0..r0 + m], &slots[r0..r0 + m]);
+        for ((row, top), &qn) in out.chunks_exact_mut(m).zip(tops.iter_mut()).zip(qn.iter()) {
+            offer_scores(st, row, l2.then_some((qn, norms)), ids, top);
+        }
+        r0 += m;
+    }
+    true
+}
+
+/// Turns the inner products `dps` of a query with block rows into scores
+/// in place (`|q|^2 + |x|^2 - 2 q.x` with `l2 = Some((|q|^2, row norms))`,
+/// else `-q.x`) and offers `(score, slots[i])` to `top`, skipping deleted
+/// slots. Eight rows at a time are scored and compared with the threshold
+/// (vectorised), and only a chunk with a score under it goes through the
+/// top-k, so once `top` is full most chunks cost a few vector instructions.
+#[inline]
+fn offer_scores(
+    st: &Store,
+    dps: &mut [f32],
+    l2: Option<(f32, &[f32])>,
+    slots: &[u32],
+    top: &mut TopK,
+) {
+    let score = |x: &mut [f32], r0: usize| match l2 {
+        Some((qn, norms)) => {
+            let n = x.len();
+            for (x, &vn) in x.iter_mut().zip(&norms[r0..r0 + n]) {
+                *x = qn + vn - 2.0 * *x;
+            }
+        }
+        None => x.iter_mut().for_each(|x| *x = -*x),
+    };
+    let mut thr = top.threshold();
+    let mut offer = |d: f32, slot: u32, thr: &mut f32| {
+        if d <= *thr && st.is_live(slot) {
+            top.push(d, slot);
+            *thr = top.threshold();
+        }
+    };
+    let full = dps.len() / 8 * 8;
+    for c in (0..full).step_by(8) {
+        let ch: &mut [f32; 8] = (&mut dps[c..c + 8]).try_into().expect("8 scores");
+        score(ch, c);
+        if ch.iter().fold(false, |h, &d| h | (d <= thr)) {
+            for (l, &d) in ch.iter().enumerate() {
+                offer(d, slots[c + l], &mut thr);
             }
         }
     }
-    true
+    score(&mut dps[full..], full);
+    for (&d, &slot) in dps[full..].iter().zip(&slots[full..]) {
+        offer(d, slot, &mut thr);
+    }
 }
 
 /// LSH hash tables: bucket key -> slots.
@@ -751,3 +862,27 @@ macro_rules! store_delegates {
     };
 }
 pub(crate) use store_delegates;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_cuts_split_work_not_counts() {
+        // one heavy position, then light ones
+        let w = [100u64, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+        let mut cost = vec![0u64];
+        for x in w {
+            cost.push(cost.last().unwrap() + x);
+        }
+        assert_eq!(balanced_cuts(&cost, 2), vec![0, 1, 10]);
+        assert_eq!(balanced_cuts(&cost, 1), vec![0, 10]);
+        // more parts than positions: empty parts, still ordered and covering
+        let c = balanced_cuts(&cost[..3], 5);
+        assert_eq!((c[0], c[5]), (0, 2));
+        assert!(c.windows(2).all(|p| p[0] <= p[1]), "{c:?}");
+        // uniform work: equal counts
+        let uniform: Vec<u64> = (0..=12).collect();
+        assert_eq!(balanced_cuts(&uniform, 3), vec![0, 4, 8, 12]);
+    }
+}
