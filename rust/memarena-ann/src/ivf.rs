@@ -20,14 +20,15 @@
 use memarena_core::{Error, Result};
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+    Engine, Params, SearchParams, SearchResult, VectorIndex, rows, run_batch, scan_tenant,
+    use_exact_filter,
 };
 use crate::kmeans;
-use crate::metric::{Metric, l2_sq, norm_sq};
+use crate::metric::{Metric, l2_sq, norm_sq, normalize};
 use crate::persist::{Reader, Writer, encode};
 use crate::simd::kernels;
 use crate::store::Store;
-use crate::tenant::Tenants;
+use crate::tenant::{TenantFilter, Tenants};
 use crate::topk::{Scratch, TopK};
 
 /// Build parameters of [`Ivf`].
@@ -115,6 +116,9 @@ impl IvfConfig {
 struct List {
     slots: Vec<u32>,
     data: Vec<f32>,
+    /// Squared norms of the rows of `data` (derived, not stored), so an L2
+    /// scan is one inner-product pass: `|q|^2 + |x|^2 - 2 q.x`.
+    norms: Vec<f32>,
 }
 
 /// IVF / SPANN index. See the module documentation.
@@ -265,7 +269,8 @@ impl Ivf {
                     loc[s as usize] = (li as u32, pos as u32);
                 }
             }
-            lists.push(List { slots, data });
+            let norms = data.chunks_exact(dim).map(norm_sq).collect();
+            lists.push(List { slots, data, norms });
         }
         if loc.iter().any(|l| l.0 == u32::MAX) {
             return Err(r.err("a vector is in no list"));
@@ -333,6 +338,10 @@ impl Engine for Ivf {
         if self.lists.is_empty() {
             return true;
         }
+        if self.cfg.replicas == 1 {
+            self.search_grouped(qs, p, s, tops);
+            return true;
+        }
         let nl = self.lists.len();
         let nprobe = p.nprobe.min(nl);
         let mut coarse = std::mem::take(&mut s.coarse);
@@ -350,6 +359,141 @@ impl Engine for Ivf {
 }
 
 impl Ivf {
+    /// Scores of `m` queries `qs` (squared norms `qns`) against every row
+    /// of `list`, query-major into `out[..m * len]`: one blocked
+    /// inner-product pass, then `|q|^2 + |x|^2 - 2 q.x` for L2 (the form
+    /// faiss's BLAS path uses; within float rounding of the direct
+    /// distance), `-q.x` otherwise. A query's scores do not depend on the
+    /// other queries of the call (the block kernel's per-pair guarantee).
+    fn scan_rows(&self, qs: &[f32], qns: &[f32], list: &List, out: &mut [f32]) {
+        let (m, n) = (qns.len(), list.slots.len());
+        assert!(
+            qs.len() == m * self.store.dim
+                && list.data.len() == n * self.store.dim
+                && list.norms.len() == n
+                && out.len() >= m * n,
+            "ivf scan: {m} queries, {} values and {} norms for {n} rows",
+            list.data.len(),
+            list.norms.len()
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        (kernels().dot_block)(qs, m, &list.data, out);
+        for (row, &qn) in out.chunks_exact_mut(n).zip(qns) {
+            if self.store.metric == Metric::L2 {
+                for (x, &xn) in row.iter_mut().zip(&list.norms) {
+                    *x = qn + xn - 2.0 * *x;
+                }
+            } else {
+                row.iter_mut().for_each(|x| *x = -*x);
+            }
+        }
+    }
+
+    /// The lists a query probes, best first: its `nprobe` best centroid
+    /// scores, cut by SPANN's query-aware pruning when that is on.
+    fn select_probes(
+        &self,
+        coarse: &[f32],
+        nprobe: usize,
+        p: &SearchParams,
+        out: &mut Vec<(f32, u32)>,
+    ) {
+        nearest_lists(coarse, nprobe, out);
+        if p.prune_epsilon > 0.0 && self.store.metric == Metric::L2 && !out.is_empty() {
+            let limit = (1.0 + p.prune_epsilon) * out[0].0.max(0.0).sqrt();
+            out.retain(|c| c.0.max(0.0).sqrt() <= limit);
+        }
+    }
+
+    /// Unfiltered search of a group of queries (`qs`, stored form, one per
+    /// `tops` entry) for an index without replicas, scanning each probed
+    /// list once for all the group's queries that probe it (faiss scans it
+    /// once per query): the group's centroid scores are one blocked
+    /// product, the `(list, query)` probes are sorted by list, and each
+    /// list is one blocked product with the queries probing it. Per query
+    /// exactly what [`Ivf::probe`] gives: the same probes, the same score
+    /// per pair, and a [`TopK`] that does not depend on the order of offers.
+    fn search_grouped(&self, qs: &[f32], p: &SearchParams, s: &mut Scratch, tops: &mut [TopK]) {
+        let st = &self.store;
+        let dim = st.dim;
+        let nl = self.lists.len();
+        assert!(
+            self.cfg.replicas == 1,
+            "grouped search needs one copy per vector"
+        );
+        assert_eq!(qs.len(), tops.len() * dim, "one query per result buffer");
+        if nl == 0 || tops.is_empty() {
+            return;
+        }
+        assert!(tops.len() <= u32::MAX as usize, "group too large");
+        let nprobe = p.nprobe.min(nl);
+        let mut coarse = std::mem::take(&mut s.coarse);
+        self.coarse(qs, &mut coarse);
+        // (list << 32 | query): sorted, the probes of one list are adjacent.
+        let mut keys = std::mem::take(&mut s.u64s);
+        keys.clear();
+        for (j, row) in coarse.chunks_exact(nl).enumerate() {
+            self.select_probes(row, nprobe, p, &mut s.pairs);
+            keys.extend(
+                s.pairs
+                    .iter()
+                    .map(|&(_, c)| (u64::from(c) << 32) | j as u64),
+            );
+        }
+        s.coarse = coarse;
+        keys.sort_unstable();
+        let qns: Vec<f32> = qs.chunks_exact(dim).map(norm_sq).collect();
+        let (mut qg, mut qng, mut who) = (Vec::new(), Vec::new(), Vec::new());
+        let mut sc = std::mem::take(&mut s.f32s);
+        let plain = st.n_deleted == 0;
+        let prefetch = kernels().prefetch;
+        let mut a = 0;
+        while a < keys.len() {
+            let c = (keys[a] >> 32) as usize;
+            let b = a + keys[a..].partition_point(|&key| (key >> 32) as usize == c);
+            // Start loading the next list's head while this one is scanned.
+            if let Some(&next) = keys.get(b) {
+                let data = &self.lists[(next >> 32) as usize].data;
+                prefetch(&data[..data.len().min(8 * dim)]);
+            }
+            let list = &self.lists[c];
+            let n = list.slots.len();
+            who.clear();
+            who.extend(keys[a..b].iter().map(|&key| (key & 0xffff_ffff) as usize));
+            a = b;
+            if n == 0 {
+                continue;
+            }
+            qg.clear();
+            qng.clear();
+            for &j in &who {
+                qg.extend_from_slice(&qs[j * dim..(j + 1) * dim]);
+                qng.push(qns[j]);
+            }
+            let m = who.len();
+            if sc.len() < m * n {
+                sc.resize(m * n, 0.0);
+            }
+            self.scan_rows(&qg, &qng, list, &mut sc[..m * n]);
+            for (&j, row) in who.iter().zip(sc.chunks_exact(n)) {
+                let top = &mut tops[j];
+                for (&slot, &d) in list.slots.iter().zip(row) {
+                    // Offer only what beats the current k-th best.
+                    if d > top.threshold() {
+                        continue;
+                    }
+                    if plain || st.allows(slot, None) {
+                        top.push(d, slot);
+                    }
+                }
+            }
+        }
+        s.f32s = sc;
+        s.u64s = keys;
+    }
+
     /// Picks the `nprobe` best lists from a query's centroid scores and scans them.
     #[allow(clippy::too_many_arguments)]
     fn probe(
@@ -363,35 +507,31 @@ impl Ivf {
         top: &mut TopK,
     ) {
         let st = &self.store;
-        let metric = st.metric;
         let mut sc = std::mem::take(&mut s.f32s);
-        let cs = &mut s.pairs;
-        cs.clear();
-        cs.extend(coarse.iter().enumerate().map(|(c, &d)| (d, c as u32)));
-        let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        if nprobe < cs.len() {
-            cs.select_nth_unstable_by(nprobe - 1, cmp);
-            cs.truncate(nprobe);
-        }
-        cs.sort_unstable_by(cmp);
-        if p.prune_epsilon > 0.0 && metric == Metric::L2 {
-            let limit = (1.0 + p.prune_epsilon) * cs[0].0.max(0.0).sqrt();
-            cs.retain(|c| c.0.max(0.0).sqrt() <= limit);
-        }
+        self.select_probes(coarse, nprobe, p, &mut s.pairs);
         let probes = std::mem::take(&mut s.pairs);
         let dedup = self.cfg.replicas > 1;
         if dedup {
             s.begin_visits(st.n_slots());
         }
         let plain = tenant.is_none() && st.n_deleted == 0;
-        for &(_, c) in &probes {
+        let prefetch = kernels().prefetch;
+        let qn = norm_sq(q);
+        for (i, &(_, c)) in probes.iter().enumerate() {
             let list = &self.lists[c as usize];
+            // Start loading the head of the next list while this one is
+            // scanned (lists sit at unrelated addresses; the kernel's own
+            // prefetching covers the rest of a list).
+            if let Some(&(_, next)) = probes.get(i + 1) {
+                let data = &self.lists[next as usize].data;
+                prefetch(&data[..data.len().min(8 * st.dim)]);
+            }
             // Score the whole list in one dispatched call, then offer only
             // what beats the current k-th best.
             if sc.len() < list.slots.len() {
                 sc.resize(list.slots.len(), 0.0);
             }
-            metric.score_many(q, &list.data, &mut sc);
+            self.scan_rows(q, &[qn], list, &mut sc[..list.slots.len()]);
             for (&slot, &d) in list.slots.iter().zip(&sc) {
                 if d > top.threshold() {
                     continue;
@@ -409,8 +549,168 @@ impl Ivf {
     }
 }
 
+/// The `nprobe` best `(score, list)` pairs of a query's centroid scores,
+/// ascending by `(score, list)` (a total order, so ties go to the lower
+/// list), into `out`. One pass with a sorted insertion buffer: a score is
+/// compared with the current `nprobe`-th best and almost always rejected
+/// there (the probe set of a 1024-list index is ~1% of it).
+fn nearest_lists(coarse: &[f32], nprobe: usize, out: &mut Vec<(f32, u32)>) {
+    out.clear();
+    if nprobe == 0 {
+        return;
+    }
+    let mut worst = f32::INFINITY;
+    for (c, &d) in coarse.iter().enumerate() {
+        // Lists arrive in increasing order, so an equal score never beats
+        // a kept pair (its list is lower).
+        if out.len() == nprobe && d.total_cmp(&worst).is_ge() {
+            continue;
+        }
+        let pos = out.partition_point(|&(s, _)| s.total_cmp(&d).is_le());
+        if out.len() == nprobe {
+            out.pop();
+        }
+        out.insert(pos, (d, c as u32));
+        if out.len() == nprobe {
+            worst = out[nprobe - 1].0;
+        }
+    }
+    debug_assert!(
+        out.windows(2).all(|w| w[0].0.total_cmp(&w[1].0).is_le()),
+        "probe order"
+    );
+}
+
+/// Queries per thread scanned as one group by the batch path: large enough
+/// that a probed list is shared by many queries (on a 64-cluster mixture
+/// with 1024 lists and nprobe 12, 512 queries probe ~6x fewer distinct
+/// lists than they make probes), small enough that the group's centroid
+/// scores (`512 * nlist` floats) stay a few MB.
+const BATCH_GROUP: usize = 512;
+
+impl Ivf {
+    /// [`VectorIndex::search`] without a filter on an index without
+    /// replicas: each thread answers its share of the queries in groups of
+    /// [`BATCH_GROUP`] with [`Ivf::search_grouped`]. Everything else (and
+    /// invalid input, for the same errors) goes through [`run_batch`].
+    fn search_unfiltered(
+        &self,
+        queries: &[f32],
+        k: usize,
+        p: &SearchParams,
+    ) -> Result<SearchResult> {
+        let st = &self.store;
+        let dim = st.dim;
+        if self.cfg.replicas != 1
+            || self.lists.is_empty()
+            || k == 0
+            || queries.is_empty()
+            || queries.len() % dim != 0
+            || queries.iter().any(|x| !x.is_finite())
+        {
+            return run_batch(self, queries, k, p, None);
+        }
+        let nq = queries.len() / dim;
+        let pad = if st.metric.is_similarity() {
+            f32::NEG_INFINITY
+        } else {
+            f32::INFINITY
+        };
+        let mut distances = vec![pad; nq * k];
+        let mut ids = vec![-1i64; nq * k];
+        let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
+            let mut s = Scratch::default();
+            let n_here = dch.len() / k;
+            let mut tops: Vec<TopK> = (0..BATCH_GROUP.min(n_here)).map(|_| TopK::new(k)).collect();
+            let mut qbuf = Vec::new();
+            for j0 in (0..n_here).step_by(BATCH_GROUP) {
+                let g = BATCH_GROUP.min(n_here - j0);
+                qbuf.clear();
+                qbuf.extend_from_slice(&queries[(q0 + j0) * dim..(q0 + j0 + g) * dim]);
+                if st.metric == Metric::Cosine {
+                    qbuf.chunks_exact_mut(dim).for_each(normalize);
+                }
+                let tops = &mut tops[..g];
+                tops.iter_mut().for_each(|t| t.clear(k));
+                self.search_grouped(&qbuf, p, &mut s, tops);
+                for (j, top) in tops.iter().enumerate() {
+                    let row = (j0 + j) * k;
+                    for (r, &(score, slot)) in top.items().iter().enumerate() {
+                        dch[row + r] = st.metric.report(score);
+                        ich[row + r] = st.ids[slot as usize] as i64;
+                    }
+                }
+            }
+        };
+        let threads = if p.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            p.threads
+        }
+        .clamp(1, nq);
+        if threads == 1 {
+            work(0, &mut distances, &mut ids);
+        } else {
+            let per = nq.div_ceil(threads);
+            let work = &work;
+            std::thread::scope(|sc| {
+                for (c, (dch, ich)) in distances
+                    .chunks_mut(per * k)
+                    .zip(ids.chunks_mut(per * k))
+                    .enumerate()
+                {
+                    sc.spawn(move || work(c * per, dch, ich));
+                }
+            });
+        }
+        Ok(SearchResult {
+            nq,
+            k,
+            distances,
+            ids,
+        })
+    }
+}
+
 impl VectorIndex for Ivf {
-    store_delegates!();
+    fn metric(&self) -> Metric {
+        self.store.metric
+    }
+
+    fn dim(&self) -> usize {
+        self.store.dim
+    }
+
+    fn len(&self) -> usize {
+        self.store.live()
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.store.id_map.contains_key(&id)
+    }
+
+    fn tenant_len(&self, tenant: u32) -> usize {
+        self.store.tenant_count(tenant)
+    }
+
+    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+        self.store.tenant_memory_bytes(tenant)
+    }
+
+    /// Unfiltered batches take the list-grouped path
+    /// ([`Ivf::search_unfiltered`]); filtered ones the shared batch runner.
+    fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+        filter: Option<&TenantFilter<'_>>,
+    ) -> Result<SearchResult> {
+        match filter {
+            None => self.search_unfiltered(queries, k, params),
+            Some(_) => run_batch(self, queries, k, params, filter),
+        }
+    }
 
     fn kind(&self) -> &'static str {
         if self.cfg.balanced || self.cfg.replicas > 1 {
@@ -492,6 +792,7 @@ impl VectorIndex for Ivf {
                 }
                 list.slots.push(slot);
                 list.data.extend_from_slice(v);
+                list.norms.push(norm_sq(v));
             }
         }
         Ok(())
@@ -514,7 +815,7 @@ impl VectorIndex for Ivf {
             + self
                 .lists
                 .iter()
-                .map(|l| l.slots.capacity() * 4 + l.data.capacity() * 4 + 48)
+                .map(|l| (l.slots.capacity() + l.data.capacity() + l.norms.capacity()) * 4 + 72)
                 .sum::<usize>()
     }
 
@@ -536,5 +837,39 @@ impl VectorIndex for Ivf {
             }
         }
         encode(self.kind(), &w.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_lists;
+    use memarena_core::rng::Rng;
+
+    /// The reference: sort every `(score, list)` pair, keep the first `nprobe`.
+    fn by_sorting(coarse: &[f32], nprobe: usize) -> Vec<(f32, u32)> {
+        let mut all: Vec<(f32, u32)> = coarse
+            .iter()
+            .enumerate()
+            .map(|(c, &d)| (d, c as u32))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.truncate(nprobe);
+        all
+    }
+
+    #[test]
+    fn nearest_lists_equals_a_full_sort_with_ties() {
+        let mut rng = Rng::seed_from_u64(7);
+        let mut out = Vec::new();
+        for trial in 0..200 {
+            let n = 1 + rng.below(300) as usize;
+            // Few distinct values, so ties are common.
+            let levels = 1 + rng.below(if trial % 2 == 0 { 5 } else { 1000 });
+            let coarse: Vec<f32> = (0..n).map(|_| rng.below(levels) as f32 - 2.0).collect();
+            for nprobe in [1, 2, 3, 12, n, n + 5] {
+                nearest_lists(&coarse, nprobe, &mut out);
+                assert_eq!(out, by_sorting(&coarse, nprobe), "n {n} nprobe {nprobe}");
+            }
+        }
     }
 }

@@ -68,8 +68,26 @@ pub(crate) struct Kernels {
     pub(crate) dot_block: DotBlock,
     /// Squared L2 of `nq` queries to every row of a row-major block, query-major.
     pub(crate) l2_sq_block: DotBlock,
+    /// Hints the cache lines of a slice into L1 (a no-op where the target
+    /// has no prefetch instruction); never changes a value.
+    pub(crate) prefetch: fn(&[f32]),
     /// Which set this is (`"portable"` or `"avx2+fma+popcnt"`).
     pub(crate) name: &'static str,
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch_none(_: &[f32]) {}
+
+/// [`Kernels::prefetch`] on x86-64 (SSE, part of the baseline target).
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)]
+fn prefetch_x86(v: &[f32]) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    for line in v.chunks(16) {
+        // SAFETY: a prefetch is a hint and never faults; the address is the
+        // start of a bounds-checked chunk of `v`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
 }
 
 fn l2_sq_portable(a: &[f32], b: &[f32]) -> f32 {
@@ -150,6 +168,10 @@ pub(crate) const PORTABLE: Kernels = Kernels {
     hamming_block: hamming_block_portable,
     dot_block: dot_block_portable,
     l2_sq_block: l2_sq_block_portable,
+    #[cfg(target_arch = "x86_64")]
+    prefetch: prefetch_x86,
+    #[cfg(not(target_arch = "x86_64"))]
+    prefetch: prefetch_none,
     name: "portable",
 };
 
@@ -227,11 +249,18 @@ mod x86 {
         assert!(out.len() >= nq * nr, "block kernel: short output");
         let d8 = d / 8 * 8;
         macro_rules! load {
-            ($v:expr, $c:expr) => {{
-                let v: &[f32] = &$v[$c..$c + 8];
+            ($v:expr) => {{
+                // A chunk of `chunks_exact(8)`: the length check folds away.
+                let v: &[f32; 8] = $v.try_into().expect("8 lanes");
                 // SAFETY: `v` is 8 in-bounds floats; unaligned load.
                 unsafe { _mm256_loadu_ps(v.as_ptr()) }
             }};
+        }
+        // The 8-lane chunks of a vector's first `d8` values.
+        macro_rules! lanes {
+            ($v:expr) => {
+                $v[..d8].chunks_exact(8)
+            };
         }
         macro_rules! step {
             ($acc:expr, $x:expr, $y:expr) => {
@@ -265,16 +294,21 @@ mod x86 {
         let mut j = 0;
         while j < nq {
             let tq = if nq - j >= 4 { 4 } else { 1 };
-            let q: [&[f32]; 4] = std::array::from_fn(|b| &qs[(j + b.min(tq - 1)) * d..][..d]);
+            let q_at = |b: usize| &qs[(j + b.min(tq - 1)) * d..][..d];
+            let q = [q_at(0), q_at(1), q_at(2), q_at(3)];
             let mut r = 0;
             if tq == 4 {
                 while r + 2 <= nr {
                     let (r0, r1) = (row(r), row(r + 1));
                     let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-                    for c in (0..d8).step_by(8) {
-                        let (y0, y1) = (load!(r0, c), load!(r1, c));
-                        for b in 0..4 {
-                            let x = load!(q[b], c);
+                    let chunks = lanes!(r0)
+                        .zip(lanes!(r1))
+                        .zip(lanes!(q[0]).zip(lanes!(q[1])))
+                        .zip(lanes!(q[2]).zip(lanes!(q[3])));
+                    for (((y0, y1), (x0, x1)), (x2, x3)) in chunks {
+                        let (y0, y1) = (load!(y0), load!(y1));
+                        for (b, x) in [x0, x1, x2, x3].into_iter().enumerate() {
+                            let x = load!(x);
                             step!(acc[b][0], x, y0);
                             step!(acc[b][1], x, y1);
                         }
@@ -301,14 +335,19 @@ mod x86 {
                         unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
                         p = p.wrapping_add(64);
                     }
-                    let rr: [&[f32]; 4] = std::array::from_fn(|t| row(r + t));
+                    let rr = [row(r), row(r + 1), row(r + 2), row(r + 3)];
                     let mut acc = [_mm256_setzero_ps(); 4];
-                    for c in (0..d8).step_by(8) {
-                        let x = load!(q[0], c);
-                        for t in 0..4 {
-                            let y = load!(rr[t], c);
-                            step!(acc[t], x, y);
-                        }
+                    let chunks = lanes!(q[0])
+                        .zip(lanes!(rr[0]))
+                        .zip(lanes!(rr[1]))
+                        .zip(lanes!(rr[2]))
+                        .zip(lanes!(rr[3]));
+                    for ((((x, y0), y1), y2), y3) in chunks {
+                        let x = load!(x);
+                        step!(acc[0], x, load!(y0));
+                        step!(acc[1], x, load!(y1));
+                        step!(acc[2], x, load!(y2));
+                        step!(acc[3], x, load!(y3));
                     }
                     for t in 0..4 {
                         out[j * nr + r + t] = finish!(acc[t], q[0], rr[t]);
@@ -321,8 +360,8 @@ mod x86 {
                 let y = row(rest);
                 for b in 0..tq {
                     let mut acc = _mm256_setzero_ps();
-                    for c in (0..d8).step_by(8) {
-                        step!(acc, load!(q[b], c), load!(y, c));
+                    for (x, y) in lanes!(q[b]).zip(lanes!(y)) {
+                        step!(acc, load!(x), load!(y));
                     }
                     out[(j + b) * nr + rest] = finish!(acc, q[b], y);
                 }
@@ -455,6 +494,7 @@ mod x86 {
         hamming_block,
         dot_block,
         l2_sq_block,
+        prefetch: super::prefetch_x86,
         name: "avx2+fma+popcnt",
     };
 

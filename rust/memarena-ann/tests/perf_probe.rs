@@ -1,0 +1,79 @@
+//! Workload drivers for profiling (`valgrind --tool=callgrind`), ignored by
+//! default: `MEMARENA_PROBE=ivf|lsh4x64|lsh16x16 cargo test --release -p
+//! memarena-ann --test perf_probe -- --ignored`. The index is built once and
+//! cached in `MEMARENA_PROBE_DIR` (default the system temp dir), so a
+//! profiled run only loads it and searches 1000 queries on one thread.
+
+use memarena_ann::dataset::gaussian_mixture;
+use memarena_ann::{SearchParams, VectorIndex, build, from_bytes};
+
+fn pairs(s: &str) -> Vec<(&str, f64)> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("name=value");
+            (k, v.parse().expect("number"))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "profiling driver"]
+fn probe() {
+    let which = std::env::var("MEMARENA_PROBE").unwrap_or_else(|_| "ivf".into());
+    let (kind, build_p, search_p) = match which.as_str() {
+        "ivf" => ("ivf", "nlist=1024", "nprobe=12"),
+        "lsh4x64" => ("simhash", "n_bits=64,n_tables=4", "n_probes=0,rerank=20"),
+        "lsh16x16" => ("simhash", "n_bits=16,n_tables=16", "n_probes=4,rerank=4000"),
+        other => panic!("unknown probe {other}"),
+    };
+    let search_p = std::env::var("MEMARENA_PROBE_SEARCH").unwrap_or_else(|_| search_p.into());
+    let data = gaussian_mixture(100_000, 1000, 128, 64, 0.5, 42).expect("data");
+    let dir = std::env::var("MEMARENA_PROBE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let path = dir.join(format!("memarena_probe_{which}.bin"));
+    let idx: Box<dyn VectorIndex> = match std::fs::read(&path) {
+        Ok(bytes) => from_bytes(&bytes).expect("cached index"),
+        Err(_) => {
+            let mut idx =
+                build(kind, memarena_ann::Metric::L2, 128, &pairs(build_p)).expect("build");
+            idx.train(&data.base).expect("train");
+            let ids: Vec<u64> = (0..data.n_base() as u64).collect();
+            idx.add(&data.base, &ids).expect("add");
+            std::fs::write(&path, idx.to_bytes()).expect("cache");
+            idx
+        }
+    };
+    let mut p = SearchParams::from_pairs(&pairs(&search_p)).expect("params");
+    p.threads = 1;
+    // `MEMARENA_PROBE_REPS` timed repeats; the median is reported.
+    let reps: usize = std::env::var("MEMARENA_PROBE_REPS").map_or(1, |v| v.parse().expect("reps"));
+    let mut times = Vec::new();
+    let mut r = None;
+    for _ in 0..reps.max(1) {
+        let t0 = std::time::Instant::now();
+        r = Some(idx.search(&data.queries, 10, &p, None).expect("search"));
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let s = times[times.len() / 2];
+    let r = r.expect("searched");
+    if std::env::var_os("MEMARENA_PROBE_RECALL").is_none() {
+        eprintln!("{which} {search_p}: {:.0} q/s (1 thread)", 1000.0 / s);
+        return;
+    }
+    let truth = memarena_ann::dataset::ground_truth(
+        &data.base,
+        &data.queries,
+        128,
+        10,
+        memarena_ann::Metric::L2,
+    )
+    .expect("truth");
+    let rec = memarena_ann::dataset::recall_at_k(&r.ids, 10, &truth, 10);
+    eprintln!(
+        "{which} {search_p}: recall {rec:.3}, {:.0} q/s (1 thread)",
+        1000.0 / s
+    );
+}
