@@ -659,6 +659,18 @@ fn offer_scores(
         }
         None => x.iter_mut().for_each(|x| *x = -*x),
     };
+    // The same arithmetic on fixed-size chunks, which vectorises.
+    let score8 = |x: &mut [f32; 8], r0: usize| match l2 {
+        Some((qn, norms)) => {
+            // a local copy: the optimiser cannot tell that `norms` (behind
+            // an `Option`) does not alias `x`, and would not vectorise
+            let nv: [f32; 8] = norms[r0..r0 + 8].try_into().expect("8 norms");
+            for (x, vn) in x.iter_mut().zip(nv) {
+                *x = qn + vn - 2.0 * *x;
+            }
+        }
+        None => x.iter_mut().for_each(|x| *x = -*x),
+    };
     let mut thr = top.threshold();
     let mut offer = |d: f32, slot: u32, thr: &mut f32| {
         if d <= *thr && st.is_live(slot) {
@@ -669,7 +681,7 @@ fn offer_scores(
     let full = dps.len() / 8 * 8;
     for c in (0..full).step_by(8) {
         let ch: &mut [f32; 8] = (&mut dps[c..c + 8]).try_into().expect("8 scores");
-        score(ch, c);
+        score8(ch, c);
         if ch.iter().fold(false, |h, &d| h | (d <= thr)) {
             for (l, &d) in ch.iter().enumerate() {
                 offer(d, slots[c + l], &mut thr);
