@@ -30,6 +30,7 @@ MANAGERS = {
     "static_pow2": StaticKV("pow2"),
     "static_oracle": StaticKV("oracle"),
     "paged": PagedKV(),
+    "paged_prefix_v0": PagedKV(prefix_caching="v0"),
     "paged_prefix_v1": PagedKV(prefix_caching="v1"),
     "vattention_2mb": VAttentionKV(2 * 2**20),
     "vattention_64kb": VAttentionKV(64 * 2**10),
