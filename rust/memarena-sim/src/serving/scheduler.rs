@@ -60,10 +60,11 @@ pub struct SchedulerConfig {
     pub preemption: PreemptionMode,
     /// Victim choice.
     pub victim: VictimPolicy,
-    /// Run stretches of decode-only iterations between events without the
-    /// event queue, calling the KV manager only where it must act
-    /// ([`KvManager::quiet_decode_tokens`]). Results are identical either
-    /// way (tested); off only to check that.
+    /// Skip the KV manager's quiet decode grows
+    /// ([`KvManager::quiet_decode_tokens`]; it is told of the tokens later,
+    /// in one call) and run stretches of decode-only iterations between
+    /// events without the event queue. Results are identical either way
+    /// (tested); off only to check that.
     pub fast_decode_runs: bool,
 }
 
@@ -117,6 +118,12 @@ pub(crate) struct Req {
     pub generated: u32,
     /// KV tokens computed per sequence.
     pub kv_tokens: u32,
+    /// Tokens per sequence the KV manager was last grown (or admitted) to:
+    /// behind the scheduler's count while quiet decode grows are skipped.
+    pub kv_grown: u32,
+    /// Decode grows up to this many tokens per sequence are quiet (the
+    /// manager's promise at the last grow); `kv_grown` when none.
+    pub quiet_end: u32,
     /// Active sequences (1 until the first token, then `n`).
     pub seqs: u32,
     pub state: State,
@@ -308,6 +315,7 @@ impl<K: KvManager> ServingModel<K> {
             && self.swap_used + bytes <= self.swap_capacity;
         self.kv.free(rid);
         let r = &mut self.reqs[rid as usize];
+        (r.kv_grown, r.quiet_end) = (0, 0);
         if swap {
             r.state = State::Swapped;
             r.swapped_bytes = bytes;
@@ -353,7 +361,15 @@ impl<K: KvManager> ServingModel<K> {
             }
             let kv_delta = if prefill { new_tokens } else { 1 };
             let target = r.kv_tokens + kv_delta;
-            while !self.kv.grow(rid, target, seqs) {
+            let quiet = !prefill && target <= r.quiet_end;
+            if !quiet && !prefill && r.kv_grown + 1 < target {
+                // The skipped quiet grows, before this one.
+                if !self.kv.grow(rid, target - 1, seqs) {
+                    return Err(self.broken_quiet_promise(rid, target - 1));
+                }
+                self.reqs[rid as usize].kv_grown = target - 1;
+            }
+            while !quiet && !self.kv.grow(rid, target, seqs) {
                 let v = self.pick_victim(i);
                 let victim_is_self = self.running[v] == rid;
                 if victim_is_self && self.running.len() == 1 {
@@ -373,6 +389,15 @@ impl<K: KvManager> ServingModel<K> {
                 if victim_is_self {
                     continue 'running;
                 }
+            }
+            if !quiet {
+                let ahead = if self.cfg.fast_decode_runs {
+                    self.kv.quiet_decode_tokens(rid, self.reqs[rid as usize].n)
+                } else {
+                    0
+                };
+                let r = &mut self.reqs[rid as usize];
+                (r.kv_grown, r.quiet_end) = (target, target + ahead);
             }
             let r = &self.reqs[rid as usize];
             work.new_tokens += (kv_delta * seqs) as u64;
@@ -418,6 +443,7 @@ impl<K: KvManager> ServingModel<K> {
             }
             self.swapped.pop_front();
             let r = &mut self.reqs[rid as usize];
+            (r.kv_grown, r.quiet_end) = (tokens, tokens);
             self.swap_used -= r.swapped_bytes;
             self.step_transfer_bytes += self.kv.resident_bytes(rid);
             r.state = State::Running;
@@ -453,6 +479,7 @@ impl<K: KvManager> ServingModel<K> {
             self.c.prefix_hit_tokens += hit as u64;
             let r = &mut self.reqs[rid as usize];
             r.kv_tokens = hit;
+            (r.kv_grown, r.quiet_end) = (hit + new_tokens, hit + new_tokens);
             r.seqs = 1;
             r.state = State::Running;
             self.running_seqs += r.n;
@@ -580,7 +607,45 @@ impl<K: KvManager> ServingModel<K> {
         Ok(())
     }
 
+    /// Tells the KV manager of the tokens whose quiet decode grows were
+    /// skipped (every running request's computed tokens, plus the iteration
+    /// in flight), so that its breakdown is exact.
+    fn sync_kv(&mut self) -> Result<()> {
+        for k in 0..self.running.len() {
+            let rid = self.running[k];
+            let (want, n) = {
+                let r = &self.reqs[rid as usize];
+                (r.kv_tokens, r.n)
+            };
+            self.grow_quietly(rid, want, n)?;
+        }
+        if self.busy {
+            for k in 0..self.batch.len() {
+                let Scheduled { rid, kv_delta } = self.batch[k];
+                let (want, n) = {
+                    let r = &self.reqs[rid as usize];
+                    (r.kv_tokens + kv_delta, r.n)
+                };
+                self.grow_quietly(rid, want, n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows `rid` to `tokens` if the manager was told of fewer: a grow
+    /// that `quiet_decode_tokens` promised to be quiet.
+    fn grow_quietly(&mut self, rid: u32, tokens: u32, n: u32) -> Result<()> {
+        if self.reqs[rid as usize].kv_grown < tokens {
+            if !self.kv.grow(rid, tokens, n) {
+                return Err(self.broken_quiet_promise(rid, tokens));
+            }
+            self.reqs[rid as usize].kv_grown = tokens;
+        }
+        Ok(())
+    }
+
     fn sample(&mut self, now: f64) -> Result<()> {
+        self.sync_kv()?;
         let b = self
             .kv
             .breakdown(self.waiting.front().map(|&r| &self.reqs[r as usize].kv));
@@ -673,9 +738,9 @@ impl<K: KvManager> ServingModel<K> {
             self.run.push(RunSeq {
                 rid,
                 kv_tokens: r.kv_tokens,
-                grown: r.kv_tokens,
+                grown: r.kv_grown,
                 n: r.n,
-                due: self.kv.quiet_decode_tokens(rid, r.n),
+                due: r.quiet_end.saturating_sub(r.kv_tokens),
             });
         }
         let mut next_due = self.run.iter().map(|s| s.due).min().unwrap_or(u32::MAX);
@@ -690,8 +755,11 @@ impl<K: KvManager> ServingModel<K> {
                     if s.due == j {
                         let target = s.kv_tokens + j + 1;
                         // The skipped quiet grows, then this iteration's.
-                        if s.grown + 1 < target && !self.kv.grow(s.rid, target - 1, s.n) {
-                            return Err(self.broken_quiet_promise(s.rid, target - 1));
+                        if s.grown + 1 < target {
+                            if !self.kv.grow(s.rid, target - 1, s.n) {
+                                return Err(self.broken_quiet_promise(s.rid, target - 1));
+                            }
+                            self.run[i].grown = target - 1;
                         }
                         if !self.kv.grow(s.rid, target, s.n) {
                             // Out of memory: this iteration preempts, the
@@ -728,16 +796,8 @@ impl<K: KvManager> ServingModel<K> {
             let end = t + dt;
             // (A NaN end goes to the queue, which rejects it.)
             if j + 1 == left || end >= horizon || end.is_nan() {
-                // This iteration ends through the queue: bring every
-                // request's KV to this iteration's tokens (quiet grows) so
-                // that events during it see the exact state.
-                for i in 0..self.run.len() {
-                    let s = self.run[i];
-                    let target = s.kv_tokens + j + 1;
-                    if s.grown < target && !self.kv.grow(s.rid, target, s.n) {
-                        return Err(self.broken_quiet_promise(s.rid, target));
-                    }
-                }
+                // This iteration ends through the queue (a sample during it
+                // tells the manager of the skipped grows first).
                 self.end_decode_run(j, t);
                 self.batch.clear();
                 self.batch.extend(self.run.iter().map(|s| Scheduled {
@@ -760,15 +820,15 @@ impl<K: KvManager> ServingModel<K> {
     /// Brings the requests of a decode run up to date after its first
     /// `iterations` iterations, the last of which ended at `t`.
     fn end_decode_run(&mut self, iterations: u32, t: f64) {
-        if iterations == 0 {
-            return;
-        }
         for s in &self.run {
             let r = &mut self.reqs[s.rid as usize];
-            r.kv_tokens += iterations;
-            r.generated += iterations;
-            r.len += iterations;
-            r.last_token_s = t;
+            (r.kv_grown, r.quiet_end) = (s.grown, s.kv_tokens + s.due);
+            if iterations > 0 {
+                r.kv_tokens += iterations;
+                r.generated += iterations;
+                r.len += iterations;
+                r.last_token_s = t;
+            }
         }
     }
 

@@ -424,6 +424,8 @@ fn run<K: KvManager>(
             len: r.prompt_tokens,
             generated: 0,
             kv_tokens: 0,
+            kv_grown: 0,
+            quiet_end: 0,
             seqs: 1,
             state: State::Pending,
             first_token_s: f64::NAN,
