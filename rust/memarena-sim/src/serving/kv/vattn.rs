@@ -56,7 +56,8 @@ struct Slot {
 ///
 /// Invariants: `free + Σ mapped = total` page groups; every active slot has
 /// `mapped = ceil(tokens / tokens_per_page)` (at least); each request's slots
-/// are active and owned by it alone.
+/// are active and owned by it alone; `excess` is the sum over slots of the
+/// pages mapped beyond what the slot must keep.
 #[derive(Debug)]
 pub struct VattnKv {
     cfg: VattnConfig,
@@ -66,6 +67,8 @@ pub struct VattnKv {
     total_pages: u32,
     free_pages: u32,
     idle_mapped: u64,
+    /// Σ over slots of `mapped - required` (what reclamation can take).
+    excess: u64,
     pages_per_group: u64,
     slots: Vec<Slot>,
     owners: Vec<Vec<u32>>,
@@ -129,6 +132,7 @@ impl VattnKv {
             total_pages: total as u32,
             free_pages: total as u32,
             idle_mapped: 0,
+            excess: 0,
             pages_per_group,
             slots: vec![Slot::default(); max_batch_size as usize],
             owners: Vec::new(),
@@ -186,14 +190,24 @@ impl VattnKv {
     /// Pages obtainable for more mappings: the free pool plus every slot's
     /// pages beyond what it must keep, except the slots in `keep`.
     fn available(&self, keep: &[u32]) -> u64 {
-        let excess: u64 = self
-            .slots
+        let kept: u64 = keep
             .iter()
-            .enumerate()
-            .filter(|(i, _)| !keep.contains(&(*i as u32)))
-            .map(|(_, s)| (s.mapped - self.required(s).min(s.mapped)) as u64)
+            .map(|&i| self.excess_of(&self.slots[i as usize]))
             .sum();
-        self.free_pages as u64 + excess
+        self.free_pages as u64 + self.excess - kept
+    }
+
+    /// Pages of `s` beyond what it must keep.
+    fn excess_of(&self, s: &Slot) -> u64 {
+        (s.mapped - self.required(s).min(s.mapped)) as u64
+    }
+
+    /// Changes slot `i` by `f`, keeping `excess` up to date.
+    #[inline]
+    fn update_slot(&mut self, i: usize, f: impl FnOnce(&mut Slot)) {
+        let before = self.excess_of(&self.slots[i]);
+        f(&mut self.slots[i]);
+        self.excess = self.excess + self.excess_of(&self.slots[i]) - before;
     }
 
     /// Unmaps pages beyond what each slot must keep (highest slot first, as
@@ -211,6 +225,7 @@ impl VattnKv {
             }
             let k = (s.mapped - req).min(want - self.free_pages);
             s.mapped -= k;
+            self.excess -= k as u64;
             if !s.active {
                 self.idle_mapped -= k as u64;
             }
@@ -226,13 +241,13 @@ impl VattnKv {
             if self.free_pages >= want {
                 break;
             }
-            let s = &mut self.slots[i as usize];
+            let s = &self.slots[i as usize];
             if s.mapped <= need {
                 continue;
             }
             let k = (s.mapped - need).min(want - self.free_pages);
-            s.mapped -= k;
-            if !s.active {
+            self.update_slot(i as usize, |s| s.mapped -= k);
+            if !self.slots[i as usize].active {
                 self.idle_mapped -= k as u64;
             }
             self.free_pages += k;
@@ -247,21 +262,20 @@ impl VattnKv {
             self.free_pages
         );
         self.free_pages -= pages;
-        self.slots[slot as usize].mapped += pages;
+        self.update_slot(slot as usize, |s| s.mapped += pages);
         self.counters.pages_mapped += pages as u64;
         self.pending_maps += pages as u64;
     }
 
     fn activate(&mut self, slot: u32, tokens: u32) {
-        let s = &mut self.slots[slot as usize];
-        debug_assert!(!s.active);
-        s.active = true;
-        self.idle_mapped -= s.mapped as u64;
+        debug_assert!(!self.slots[slot as usize].active);
+        self.update_slot(slot as usize, |s| s.active = true);
+        self.idle_mapped -= self.slots[slot as usize].mapped as u64;
         let need = self
             .pages_for(tokens)
             .saturating_sub(self.slots[slot as usize].mapped);
         self.map(slot, need);
-        self.slots[slot as usize].tokens = tokens;
+        self.update_slot(slot as usize, |s| s.tokens = tokens);
     }
 }
 
@@ -311,9 +325,9 @@ impl KvManager for VattnKv {
             && own.len() as u32 >= n_seqs
             && own.iter().all(|&s| self.slots[s as usize].mapped >= need)
         {
-            for &s in own {
-                let slot = &mut self.slots[s as usize];
-                slot.tokens = slot.tokens.max(tokens);
+            for k in 0..own.len() {
+                let s = self.owners[rid as usize][k] as usize;
+                self.update_slot(s, |slot| slot.tokens = slot.tokens.max(tokens));
             }
             return true;
         }
@@ -361,8 +375,7 @@ impl KvManager for VattnKv {
             if need > have {
                 self.map(s, need - have);
             }
-            let slot = &mut self.slots[s as usize];
-            slot.tokens = slot.tokens.max(tokens);
+            self.update_slot(s as usize, |slot| slot.tokens = slot.tokens.max(tokens));
         }
         self.owners[rid as usize].extend_from_slice(&new_slots);
         true
@@ -372,16 +385,21 @@ impl KvManager for VattnKv {
         let Some(own) = self.owners.get_mut(rid as usize).map(std::mem::take) else {
             return;
         };
+        let deferred = self.cfg.deferred_reclaim;
         for s in own {
-            let slot = &mut self.slots[s as usize];
-            slot.active = false;
-            slot.tokens = 0;
-            if self.cfg.deferred_reclaim {
-                self.idle_mapped += slot.mapped as u64;
+            let mapped = self.slots[s as usize].mapped;
+            self.update_slot(s as usize, |slot| {
+                slot.active = false;
+                slot.tokens = 0;
+                if !deferred {
+                    slot.mapped = 0;
+                }
+            });
+            if deferred {
+                self.idle_mapped += mapped as u64;
             } else {
-                self.free_pages += slot.mapped;
-                self.counters.pages_reclaimed += slot.mapped as u64;
-                slot.mapped = 0;
+                self.free_pages += mapped;
+                self.counters.pages_reclaimed += mapped as u64;
             }
         }
     }
@@ -469,6 +487,13 @@ impl KvManager for VattnKv {
             return Err(invariant(
                 c,
                 format!("idle mapped {} vs {idle} recounted", self.idle_mapped),
+            ));
+        }
+        let excess: u64 = self.slots.iter().map(|s| self.excess_of(s)).sum();
+        if excess != self.excess {
+            return Err(invariant(
+                c,
+                format!("reclaimable pages {} vs {excess} recounted", self.excess),
             ));
         }
         let mut owner = vec![u32::MAX; self.slots.len()];
