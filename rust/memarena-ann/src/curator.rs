@@ -30,7 +30,7 @@ use crate::index::{
 use crate::kmeans;
 use crate::metric::{Metric, l2_sq};
 use crate::persist::{Reader, Writer, encode};
-use crate::store::Store;
+use crate::store::{Store, TENANT_BLOCK_MAX};
 use crate::tenant::Tenants;
 use crate::topk::{Cand, Scratch, TopK};
 
@@ -52,6 +52,12 @@ pub struct CuratorConfig {
     pub seed: u64,
     /// Training points used at most.
     pub max_train_points: usize,
+    /// Tenants with at most this many vectors keep a contiguous copy of
+    /// them, scanned as one block by exact tenant searches (about one more
+    /// copy of the vectors on tenant-heavy data); 0 keeps no copies (exact
+    /// tenant scans then gather rows from the shared vectors: less memory,
+    /// slower). Default 16384.
+    pub tenant_block_max: usize,
 }
 
 impl Default for CuratorConfig {
@@ -63,19 +69,21 @@ impl Default for CuratorConfig {
             kmeans_iters: 8,
             seed: 0,
             max_train_points: 131_072,
+            tenant_block_max: TENANT_BLOCK_MAX,
         }
     }
 }
 
 impl CuratorConfig {
     /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "branching",
         "leaf_size",
         "split_threshold",
         "kmeans_iters",
         "seed",
         "max_train_points",
+        "tenant_block_max",
     ];
 
     /// Reads parameters over the defaults.
@@ -93,6 +101,12 @@ impl CuratorConfig {
                 d.max_train_points,
                 1,
                 usize::MAX >> 1,
+            )?,
+            tenant_block_max: p.usize(
+                "tenant_block_max",
+                d.tenant_block_max,
+                0,
+                u32::MAX as usize,
             )?,
         };
         p.finish()?;
@@ -135,8 +149,10 @@ impl Curator {
                 "need branching >= 2, leaf_size >= 1, split_threshold >= 1",
             ));
         }
+        let mut store = Store::new(metric, dim, true);
+        store.set_block_max(cfg.tenant_block_max);
         Ok(Curator {
-            store: Store::new(metric, dim, true),
+            store,
             cfg,
             centroids: Vec::new(),
             parent: Vec::new(),
@@ -350,6 +366,8 @@ impl Curator {
             kmeans_iters: r.u32("kmeans_iters")? as usize,
             seed: r.u64("seed")?,
             max_train_points: r.u64("max_train_points")? as usize,
+            // written at the end of the payload (see `to_bytes`)
+            tenant_block_max: TENANT_BLOCK_MAX,
         };
         if !store.keep_vectors {
             return Err(r.err("curator index without vectors"));
@@ -416,6 +434,7 @@ impl Curator {
                 }
             }
         }
+        c.cfg.tenant_block_max = c.store.read_block_max(r)?;
         Ok(c)
     }
 }
@@ -653,6 +672,47 @@ impl VectorIndex for Curator {
                 }
             }
         }
+        w.u64(self.cfg.tenant_block_max as u64);
         encode(self.kind(), &w.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::TenantLists;
+
+    #[test]
+    fn files_from_before_tenant_block_max_load_with_the_default() {
+        let dim = 4;
+        let data: Vec<f32> = (0..400).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+        let rows: Vec<Vec<u32>> = (0..100).map(|i| vec![i % 3]).collect();
+        let csr = TenantLists::from_lists(&rows);
+        let ids: Vec<u64> = (0..100).collect();
+        let cfg = CuratorConfig {
+            tenant_block_max: 10,
+            ..CuratorConfig::default()
+        };
+        let mut c = Curator::new(Metric::L2, dim, cfg).unwrap();
+        c.train(&data).unwrap();
+        c.add_with_tenants(&data, &ids, Some(csr.as_tenants()))
+            .unwrap();
+        assert!(c.store.tenant_blocks.is_empty(), "34 slots per tenant > 10");
+        let bytes = c.to_bytes();
+        // the same file without the trailing field, as written before it
+        let header = 8 + 4 + 1 + "curator".len() + 8;
+        let payload = &bytes[header..bytes.len() - 4];
+        let old = encode("curator", &payload[..payload.len() - 8]);
+        let back = crate::from_bytes(&old).unwrap();
+        let again = crate::from_bytes(&bytes).unwrap();
+        assert!(
+            back.memory_bytes() > again.memory_bytes(),
+            "default keeps copies"
+        );
+        let mut w = Writer::default();
+        w.u64(TENANT_BLOCK_MAX as u64);
+        let mut with_default = payload[..payload.len() - 8].to_vec();
+        with_default.extend_from_slice(&w.buf);
+        assert_eq!(back.to_bytes(), encode("curator", &with_default));
     }
 }

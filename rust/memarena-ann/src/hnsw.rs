@@ -19,7 +19,7 @@ use crate::index::{
 };
 use crate::metric::Metric;
 use crate::persist::{Reader, Writer, encode};
-use crate::store::Store;
+use crate::store::{Store, TENANT_BLOCK_MAX};
 use crate::tenant::Tenants;
 use crate::topk::{Cand, Scratch, TopK};
 
@@ -32,6 +32,12 @@ pub struct HnswConfig {
     pub ef_construction: usize,
     /// Seed of the level draws.
     pub seed: u64,
+    /// Tenants with at most this many vectors keep a contiguous copy of
+    /// them, scanned as one block by exact tenant searches (about one more
+    /// copy of the vectors on tenant-heavy data); 0 keeps no copies (exact
+    /// tenant scans then gather rows from the shared vectors: less memory,
+    /// slower). Default 16384.
+    pub tenant_block_max: usize,
 }
 
 impl Default for HnswConfig {
@@ -40,15 +46,16 @@ impl Default for HnswConfig {
             m: 16,
             ef_construction: 100,
             seed: 0,
+            tenant_block_max: TENANT_BLOCK_MAX,
         }
     }
 }
 
 impl HnswConfig {
     /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 3] = ["m", "ef_construction", "seed"];
+    pub const NAMES: [&'static str; 4] = ["m", "ef_construction", "seed", "tenant_block_max"];
 
-    /// Reads `m`, `ef_construction`, `seed` over the defaults.
+    /// Reads `m`, `ef_construction`, `seed`, `tenant_block_max` over the defaults.
     pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
         let mut p = Params::new("hnsw", pairs, &Self::NAMES)?;
         let d = Self::default();
@@ -56,6 +63,12 @@ impl HnswConfig {
             m: p.usize("m", d.m, 2, 256)?,
             ef_construction: p.usize("ef_construction", d.ef_construction, 1, 1 << 20)?,
             seed: p.u64("seed", d.seed)?,
+            tenant_block_max: p.usize(
+                "tenant_block_max",
+                d.tenant_block_max,
+                0,
+                u32::MAX as usize,
+            )?,
         };
         p.finish()?;
         Ok(c)
@@ -96,8 +109,10 @@ impl Hnsw {
                 "need m >= 2 and ef_construction >= 1",
             ));
         }
+        let mut store = Store::new(metric, dim, true);
+        store.set_block_max(cfg.tenant_block_max);
         Ok(Hnsw {
-            store: Store::new(metric, dim, true),
+            store,
             cfg,
             levels: Vec::new(),
             links0: Vec::new(),
@@ -345,6 +360,8 @@ impl Hnsw {
                 m,
                 ef_construction,
                 seed,
+                // written at the end of the payload (see `to_bytes`)
+                tenant_block_max: TENANT_BLOCK_MAX,
             },
         )?;
         let n = store.n_slots();
@@ -403,6 +420,7 @@ impl Hnsw {
         if n > 0 && (entry as usize >= n || h.levels[entry as usize] as usize != max_level) {
             return Err(r.err("entry point is not a node of the top level"));
         }
+        h.cfg.tenant_block_max = h.store.read_block_max(r)?;
         Ok(h)
     }
 }
@@ -507,6 +525,7 @@ impl VectorIndex for Hnsw {
         w.u32s(&upper);
         w.u64(self.entry.unwrap_or(0) as u64);
         w.u32(self.max_level as u32);
+        w.u64(self.cfg.tenant_block_max as u64);
         encode(self.kind(), &w.buf)
     }
 }

@@ -17,6 +17,10 @@
 //! loader panic or allocate more than the file holds), then validates the
 //! index's invariants. Every failure is [`Error::Malformed`] naming the byte
 //! offset.
+//!
+//! A field added to an index's payload without a version bump is appended
+//! at its end and read with [`Reader::trailing_u64`] (its default when
+//! absent), so files written before it still load.
 
 use std::path::{Path, PathBuf};
 
@@ -220,6 +224,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless the whole payload was consumed.
+    /// A field appended to the end of a payload after files without it were
+    /// written: read when bytes remain, else `default`.
+    pub(crate) fn trailing_u64(&mut self, what: &str, default: u64) -> Result<u64> {
+        if self.remaining() == 0 {
+            Ok(default)
+        } else {
+            self.u64(what)
+        }
+    }
+
     pub(crate) fn finish(&self) -> Result<()> {
         if self.remaining() != 0 {
             return Err(self.err(format!("{} unexpected trailing bytes", self.remaining())));

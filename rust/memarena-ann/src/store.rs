@@ -36,13 +36,17 @@ pub(crate) struct Store {
     /// Derived: tenant -> number of live slots.
     pub(crate) tenant_live: FxHashMap<u32, usize>,
     /// Derived (only when vectors are kept): for each tenant with at most
-    /// [`TENANT_BLOCK_MAX`] slots, a contiguous copy of its vectors in the
-    /// order of `tenant_slots[t]`, so an exact tenant scan reads one block
-    /// (what per-tenant partitioning does); counted in the tenant's memory.
+    /// `block_max` slots, a contiguous copy of its vectors in the order of
+    /// `tenant_slots[t]`, so an exact tenant scan reads one block (what
+    /// per-tenant partitioning does); counted in the tenant's memory.
     pub(crate) tenant_blocks: FxHashMap<u32, TenantBlock>,
+    /// Tenants with at most this many slots (live or not) keep a
+    /// [`TenantBlock`]; 0 keeps none (no vector copies, exact tenant scans
+    /// gather the rows from `data`). Default [`TENANT_BLOCK_MAX`].
+    pub(crate) block_max: usize,
 }
 
-/// Tenants with at most this many slots (live or not) keep a [`TenantBlock`].
+/// Default of [`Store::block_max`].
 pub(crate) const TENANT_BLOCK_MAX: usize = 16384;
 
 /// A tenant's vectors, contiguous, with their squared norms.
@@ -68,17 +72,49 @@ impl Store {
             tenant_slots: FxHashMap::default(),
             tenant_live: FxHashMap::default(),
             tenant_blocks: FxHashMap::default(),
+            block_max: TENANT_BLOCK_MAX,
         }
     }
 
-    /// Records `slot` (just appended to `tenant_slots[t]`) in `t`'s block,
+    /// Sets [`Store::block_max`] and rebuilds the tenant blocks for it.
+    pub(crate) fn set_block_max(&mut self, block_max: usize) {
+        if block_max == self.block_max {
+            return;
+        }
+        self.block_max = block_max;
+        self.tenant_blocks.clear();
+        let mut ts: Vec<u32> = self.tenant_slots.keys().copied().collect();
+        ts.sort_unstable();
+        for t in ts {
+            let slots = std::mem::take(self.tenant_slots.get_mut(&t).expect("listed tenant"));
+            if slots.len() <= block_max {
+                for (i, &slot) in slots.iter().enumerate() {
+                    self.block_append(t, slot, i + 1);
+                }
+            }
+            self.tenant_slots.insert(t, slots);
+        }
+    }
+
+    /// Reads [`Store::block_max`], written by an index at the end of its
+    /// payload ([`Reader::trailing_u64`]: the default in files from before
+    /// it), and rebuilds the tenant blocks for it; returns it.
+    pub(crate) fn read_block_max(&mut self, r: &mut Reader<'_>) -> Result<usize> {
+        let m = r.trailing_u64("tenant_block_max", TENANT_BLOCK_MAX as u64)?;
+        if m > u32::MAX as u64 {
+            return Err(r.err(format!("tenant_block_max {m} is out of range")));
+        }
+        self.set_block_max(m as usize);
+        Ok(m as usize)
+    }
+
+    /// Records `slot`, the `n`-th slot of tenant `t`, in `t`'s block,
     /// dropping the block for good once the tenant outgrows it.
-    fn block_append(&mut self, t: u32, slot: u32) {
+    fn block_append(&mut self, t: u32, slot: u32, n: usize) {
         if !self.keep_vectors {
             return;
         }
-        let n = self.tenant_slots.get(&t).map_or(0, Vec::len);
-        if n > TENANT_BLOCK_MAX {
+        if n > self.block_max {
             self.tenant_blocks.remove(&t);
             return;
         }
@@ -89,7 +125,9 @@ impl Store {
     }
 
     pub(crate) fn reset(&mut self) {
+        let block_max = self.block_max;
         *self = Store::new(self.metric, self.dim, self.keep_vectors);
+        self.block_max = block_max;
     }
 
     pub(crate) fn n_slots(&self) -> usize {
@@ -245,9 +283,11 @@ impl Store {
         self.tenant_offsets.push(end as u64);
         for i in start..end {
             let t = self.tenant_values[i];
-            self.tenant_slots.entry(t).or_default().push(slot);
+            let list = self.tenant_slots.entry(t).or_default();
+            list.push(slot);
+            let n = list.len();
             *self.tenant_live.entry(t).or_default() += 1;
-            self.block_append(t, slot);
+            self.block_append(t, slot, n);
         }
         slot
     }
@@ -319,7 +359,9 @@ impl Store {
         w.f32s(&self.data);
     }
 
-    /// Reads and validates a store; rebuilds the derived maps.
+    /// Reads and validates a store; rebuilds the derived maps (tenant blocks
+    /// for the default [`TENANT_BLOCK_MAX`]: an index with another
+    /// [`Store::block_max`] sets it once its own parameters are read).
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Store> {
         let dim = r.u32("dim")? as usize;
         if dim == 0 {
@@ -381,11 +423,13 @@ impl Store {
             }
             for i in a..b {
                 let t = s.tenant_values[i];
-                s.tenant_slots.entry(t).or_default().push(slot as u32);
+                let list = s.tenant_slots.entry(t).or_default();
+                list.push(slot as u32);
+                let n = list.len();
                 if !s.deleted[slot] {
                     *s.tenant_live.entry(t).or_default() += 1;
                 }
-                s.block_append(t, slot as u32);
+                s.block_append(t, slot as u32, n);
             }
         }
         Ok(s)

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{DIM, data, kinds, make};
-use memarena_ann::{Metric, SearchParams, TenantFilter, TenantLists};
+use memarena_ann::{Metric, SearchParams, TenantFilter, TenantLists, VectorIndex};
 use memarena_core::rng::Rng;
 
 /// Brute-force `k` best `(score, id)` of `q` among `tenant`'s live rows
@@ -215,5 +215,98 @@ fn one_tenant_batches_and_empty_tenants() {
                 .unwrap();
             assert!(none.ids.iter().all(|&i| i == -1), "{kind}");
         }
+    }
+}
+
+#[test]
+fn tenant_block_max_trades_memory_for_the_same_answers_and_is_saved() {
+    let ds = data(1500, 60, 8);
+    let n = ds.n_base();
+    let mut rng = Rng::seed_from_u64(3);
+    // tenant 0 ~700 vectors, tenants 1..10 ~80 each
+    let rows: Vec<Vec<u32>> = (0..n)
+        .map(|_| {
+            if rng.bernoulli(0.5) {
+                vec![0]
+            } else {
+                vec![1 + rng.below(9) as u32]
+            }
+        })
+        .collect();
+    let csr = TenantLists::from_lists(&rows);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let qt: Vec<u32> = (0..ds.n_queries()).map(|i| (i % 10) as u32).collect();
+    for (kind, bp, sp) in kinds()
+        .into_iter()
+        .filter(|c| ["hnsw", "curator"].contains(&c.0))
+    {
+        let exact = SearchParams {
+            exact_filter_max: Some(usize::MAX),
+            ..sp
+        };
+        let f = TenantFilter::PerQuery(&qt);
+        let mut runs = Vec::new();
+        for block_max in [None, Some(0.0), Some(200.0)] {
+            let mut p = bp.clone();
+            p.extend(block_max.map(|m| ("tenant_block_max", m)));
+            let mut idx = make(kind, &p, Metric::L2, &ds.base);
+            idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
+                .unwrap();
+            idx.delete(&[3, 4, 5]).unwrap();
+            let res = idx.search(&ds.queries, 10, &exact, Some(&f)).unwrap();
+            // saved with the index: same bytes, memory and answers after a load
+            let bytes = idx.to_bytes();
+            let back = memarena_ann::from_bytes(&bytes).unwrap();
+            assert_eq!(back.to_bytes(), bytes, "{kind} {block_max:?}");
+            assert_eq!(
+                back.search(&ds.queries, 10, &exact, Some(&f)).unwrap(),
+                res,
+                "{kind} {block_max:?}"
+            );
+            runs.push((idx, back, res));
+        }
+        let [
+            (def, def_back, r_def),
+            (zero, zero_back, r0),
+            (mid, mid_back, r200),
+        ] = &runs[..]
+        else {
+            unreachable!()
+        };
+        // no copies at 0; at 200 only the small tenants keep theirs (also
+        // after a load, which rebuilds the copies for the saved setting)
+        for (d, z, m) in [(def, zero, mid), (def_back, zero_back, mid_back)] {
+            let small =
+                |i: &dyn VectorIndex| -> usize { (1..10).map(|t| i.tenant_memory_bytes(t)).sum() };
+            assert!(z.memory_bytes() < m.memory_bytes(), "{kind}");
+            assert!(m.memory_bytes() < d.memory_bytes(), "{kind}");
+            let (d, z, m) = (d.as_ref(), z.as_ref(), m.as_ref());
+            assert!(small(z) < small(m) && small(m) == small(d), "{kind}");
+            assert!(
+                z.tenant_memory_bytes(0) == m.tenant_memory_bytes(0),
+                "{kind}"
+            );
+            assert!(
+                m.tenant_memory_bytes(0) < d.tenant_memory_bytes(0),
+                "{kind}"
+            );
+        }
+        // exact either way: the same neighbours (distances up to rounding)
+        for r in [r0, r200] {
+            for (a, b) in r.distances.iter().zip(&r_def.distances) {
+                assert!(
+                    (a - b).abs() <= 1e-3 * (1.0 + b.abs()),
+                    "{kind}: {a} vs {b}"
+                );
+            }
+            let same = r.ids.iter().zip(&r_def.ids).filter(|(a, b)| a == b).count();
+            assert!(
+                same * 100 >= r.ids.len() * 99,
+                "{kind}: {same} of {}",
+                r.ids.len()
+            );
+        }
+        let bad = memarena_ann::build(kind, Metric::L2, DIM, &[("tenant_block_max", -1.0)]);
+        assert!(bad.is_err(), "{kind}");
     }
 }
