@@ -397,7 +397,7 @@ impl<K: KvManager> ServingModel<K> {
                     0
                 };
                 let r = &mut self.reqs[rid as usize];
-                (r.kv_grown, r.quiet_end) = (target, target + ahead);
+                (r.kv_grown, r.quiet_end) = (target, target.saturating_add(ahead));
             }
             let r = &self.reqs[rid as usize];
             work.new_tokens += (kv_delta * seqs) as u64;
@@ -768,7 +768,8 @@ impl<K: KvManager> ServingModel<K> {
                             return self.try_start(t, q);
                         }
                         self.run[i].grown = target;
-                        self.run[i].due = j + 1 + self.kv.quiet_decode_tokens(s.rid, s.n);
+                        self.run[i].due =
+                            (j + 1).saturating_add(self.kv.quiet_decode_tokens(s.rid, s.n));
                     }
                     next_due = next_due.min(self.run[i].due);
                 }
@@ -822,7 +823,7 @@ impl<K: KvManager> ServingModel<K> {
     fn end_decode_run(&mut self, iterations: u32, t: f64) {
         for s in &self.run {
             let r = &mut self.reqs[s.rid as usize];
-            (r.kv_grown, r.quiet_end) = (s.grown, s.kv_tokens + s.due);
+            (r.kv_grown, r.quiet_end) = (s.grown, s.kv_tokens.saturating_add(s.due));
             if iterations > 0 {
                 r.kv_tokens += iterations;
                 r.generated += iterations;
