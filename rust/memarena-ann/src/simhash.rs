@@ -135,14 +135,21 @@ impl SimHash {
     /// Projections of `x` (minus the offsets) into `proj` and codes into `codes`.
     fn hash(&self, x: &[f32], proj: &mut Vec<f32>, codes: &mut Vec<u64>) {
         let dim = self.store.dim;
-        proj.clear();
         codes.clear();
-        for t in 0..self.cfg.n_tables {
+        // Every plane's inner product with `x` in one blocked call (a row's
+        // value does not depend on the others, so adds, loads and queries
+        // hash alike).
+        let n_planes = self.offsets.len();
+        assert_eq!(self.planes.len(), n_planes * dim, "one plane per offset");
+        proj.clear();
+        proj.resize(n_planes, 0.0);
+        (kernels().dot_block)(x, 1, &self.planes, proj);
+        for (v, &o) in proj.iter_mut().zip(&self.offsets) {
+            *v -= o;
+        }
+        for pt in proj.chunks_exact(self.cfg.n_bits) {
             let mut code = 0u64;
-            for b in 0..self.cfg.n_bits {
-                let i = t * self.cfg.n_bits + b;
-                let v = dot(&self.planes[i * dim..(i + 1) * dim], x) - self.offsets[i];
-                proj.push(v);
+            for (b, &v) in pt.iter().enumerate() {
                 if v > 0.0 {
                     code |= 1 << b;
                 }
@@ -201,15 +208,31 @@ impl SimHash {
     }
 
     /// Fills `top` from a reservoir of `(hamming << 32 | slot)` keys: by
-    /// Hamming distance, or re-scored with the exact metric when `rerank > 0`.
-    fn finish_candidates(&self, q: &[f32], p: &SearchParams, r: &mut Reservoir, top: &mut TopK) {
-        for &key in r.finish() {
-            let slot = key as u32;
-            let score = if p.rerank == 0 {
-                (key >> 32) as f32
-            } else {
-                self.store.metric.score(q, self.store.vector(slot))
-            };
+    /// Hamming distance, or re-scored with the exact metric when `rerank > 0`
+    /// (one gather call over the candidates, whose rows it prefetches ahead;
+    /// the same kernel as one call per row, so the same scores).
+    fn finish_candidates(
+        &self,
+        q: &[f32],
+        p: &SearchParams,
+        r: &mut Reservoir,
+        top: &mut TopK,
+        slots: &mut Vec<u32>,
+        scores: &mut Vec<f32>,
+    ) {
+        let keys = r.finish();
+        if p.rerank == 0 {
+            for &key in keys {
+                top.push((key >> 32) as f32, key as u32);
+            }
+            return;
+        }
+        slots.clear();
+        slots.extend(keys.iter().map(|&key| key as u32));
+        scores.resize(slots.len(), 0.0);
+        let st = &self.store;
+        st.metric.score_at(q, &st.data, slots, scores);
+        for (&slot, &score) in slots.iter().zip(scores.iter()) {
             top.push(score, slot);
         }
     }
@@ -386,7 +409,9 @@ impl Engine for SimHash {
                 res[0].push((h as u64) << 32 | slot as u64);
             }
         }
-        self.finish_candidates(q, p, &mut res[0], top);
+        let mut scores = std::mem::take(&mut s.scores);
+        self.finish_candidates(q, p, &mut res[0], top, &mut s.slots, &mut scores);
+        s.scores = scores;
         s.f32s = proj;
         s.u64s = qc;
         s.reservoirs = res;
@@ -423,7 +448,7 @@ impl Engine for SimHash {
             .zip(res.iter_mut())
             .zip(tops.iter_mut())
         {
-            self.finish_candidates(q, p, r, top);
+            self.finish_candidates(q, p, r, top, &mut s.slots, &mut s.scores);
         }
         s.f32s = proj;
         s.u64s = one;

@@ -162,6 +162,8 @@ pub(crate) struct Scratch {
     pub(crate) reservoirs: Vec<Reservoir>,
     /// Coarse (centroid) scores of a query group (IVF).
     pub(crate) coarse: Vec<f32>,
+    /// Exact scores of gathered candidates (LSH re-ranking).
+    pub(crate) scores: Vec<f32>,
 }
 
 impl Scratch {
