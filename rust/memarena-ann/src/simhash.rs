@@ -220,7 +220,9 @@ impl SimHash {
         slots: &mut Vec<u32>,
         scores: &mut Vec<f32>,
     ) {
-        let keys = r.finish();
+        // `top` does not depend on the order of offers, so the kept keys
+        // need no sort.
+        let keys = r.finish_unordered();
         if p.rerank == 0 {
             for &key in keys {
                 top.push((key >> 32) as f32, key as u32);
@@ -369,6 +371,7 @@ impl Engine for SimHash {
         } else {
             s.slots.clear();
             s.begin_visits(st.n_slots());
+            let plain = tenant.is_none() && st.n_deleted == 0;
             let nb = self.cfg.n_bits;
             let mut order: Vec<usize> = (0..nb).collect();
             let mut masks = Vec::new();
@@ -396,7 +399,7 @@ impl Engine for SimHash {
                 for &flip in &masks {
                     if let Some(list) = buckets.get(&(qc[t] ^ flip)) {
                         for &slot in list {
-                            if s.visit(slot) && st.allows(slot, tenant) {
+                            if s.visit(slot) && (plain || st.allows(slot, tenant)) {
                                 s.slots.push(slot);
                             }
                         }

@@ -73,7 +73,7 @@ impl TopK {
 /// whatever the order of arrival.
 ///
 /// Invariant: every key ever offered and not kept is `>=` each kept key
-/// once [`Reservoir::finish`] has run.
+/// once [`Reservoir::finish_unordered`] has run.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Reservoir {
     cap: usize,
@@ -118,10 +118,10 @@ impl Reservoir {
         }
     }
 
-    /// The kept keys, ascending (at most `cap`).
-    pub(crate) fn finish(&mut self) -> &[u64] {
+    /// The kept keys in no particular order (at most `cap`); callers rank
+    /// them by key (or rescore them) themselves.
+    pub(crate) fn finish_unordered(&mut self) -> &[u64] {
         self.cut();
-        self.keys.sort_unstable();
         &self.keys
     }
 }
@@ -219,7 +219,9 @@ mod tests {
             let mut want = keys.clone();
             want.sort_unstable();
             want.truncate(cap);
-            assert_eq!(r.finish(), &want[..], "cap {cap}");
+            let mut unordered = r.finish_unordered().to_vec();
+            unordered.sort_unstable();
+            assert_eq!(unordered, want, "cap {cap}");
         }
     }
 
