@@ -10,6 +10,7 @@ import pytest
 
 from memarena.errors import InvalidConfigError
 from memarena.retrieval import Index, ground_truth, recall_at_k, tenants_to_csr
+from memarena.retrieval.indexes import HNSW, Curator
 from tests.unit.retrieval.conftest import DIM, data, make
 
 
@@ -106,3 +107,21 @@ def test_delete_reset_contains() -> None:
     assert len(idx) == 0 and idx.is_trained
     idx.add(base[:5])  # trained state kept
     assert len(idx) == 5
+
+
+@pytest.mark.parametrize("cls", [HNSW, Curator], ids=["hnsw", "curator"])
+def test_tenant_block_max_from_config_trades_memory_not_answers(cls: type[Any]) -> None:
+    base, queries = data(1200, 20)
+    rows = [[i % 6] for i in range(len(base))]
+    qt = np.arange(len(queries), dtype=np.uint32) % 6
+    built = {}
+    for block_max in (16384, 0):
+        idx = make(cls, {"tenant_block_max": block_max, "ef_search": 64}, base)
+        idx.add(base, tenants=rows)
+        built[block_max] = (idx.memory_bytes(), idx.search(queries, 5, tenant=qt))
+    (mem_copies, (d_a, i_a)), (mem_none, (d_b, i_b)) = built[16384], built[0]
+    # Small tenants are scanned exactly either way: the same answers.
+    np.testing.assert_array_equal(i_a, i_b)
+    np.testing.assert_allclose(d_a, d_b, rtol=1e-5)
+    # Without the per-tenant copies the index holds about one copy of the vectors less.
+    assert mem_none < mem_copies - 0.8 * base.nbytes, (mem_none, mem_copies, base.nbytes)
