@@ -837,8 +837,9 @@ pub(crate) fn rows(data: &[f32], dim: usize, what: &str) -> Result<usize> {
 
 /// Implements the store-backed methods of [`VectorIndex`] for a type with a
 /// `store: Store` field and an [`Engine`] impl; `store_delegates!()` also
-/// reports a tenant's memory as the store's (slot list and vector block),
-/// `store_delegates!(own_tenant_memory)` leaves that method to the index.
+/// reports a tenant's memory as the store's (slot list and vector block)
+/// and searches with [`run_batch`]; `store_delegates!(own_tenant_memory)`
+/// and `store_delegates!(own_search)` leave that method to the index.
 macro_rules! store_delegates {
     () => {
         $crate::index::store_delegates!(own_tenant_memory);
@@ -847,6 +848,24 @@ macro_rules! store_delegates {
         }
     };
     (own_tenant_memory) => {
+        $crate::index::store_delegates!(accessors);
+        fn search(
+            &self,
+            queries: &[f32],
+            k: usize,
+            params: &$crate::index::SearchParams,
+            filter: Option<&$crate::tenant::TenantFilter<'_>>,
+        ) -> memarena_core::Result<$crate::index::SearchResult> {
+            $crate::index::run_batch(self, queries, k, params, filter)
+        }
+    };
+    (own_search) => {
+        $crate::index::store_delegates!(accessors);
+        fn tenant_memory_bytes(&self, tenant: u32) -> usize {
+            self.store.tenant_memory_bytes(tenant)
+        }
+    };
+    (accessors) => {
         fn metric(&self) -> $crate::metric::Metric {
             self.store.metric
         }
@@ -861,15 +880,6 @@ macro_rules! store_delegates {
         }
         fn tenant_len(&self, tenant: u32) -> usize {
             self.store.tenant_count(tenant)
-        }
-        fn search(
-            &self,
-            queries: &[f32],
-            k: usize,
-            params: &$crate::index::SearchParams,
-            filter: Option<&$crate::tenant::TenantFilter<'_>>,
-        ) -> memarena_core::Result<$crate::index::SearchResult> {
-            $crate::index::run_batch(self, queries, k, params, filter)
         }
     };
 }

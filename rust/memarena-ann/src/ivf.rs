@@ -21,7 +21,7 @@ use memarena_core::{Error, Result};
 
 use crate::index::{
     Engine, Params, SearchParams, SearchResult, VectorIndex, rows, run_batch, scan_tenant,
-    use_exact_filter,
+    store_delegates, use_exact_filter,
 };
 use crate::kmeans;
 use crate::metric::{Metric, l2_sq, norm_sq, normalize};
@@ -673,29 +673,7 @@ impl Ivf {
 }
 
 impl VectorIndex for Ivf {
-    fn metric(&self) -> Metric {
-        self.store.metric
-    }
-
-    fn dim(&self) -> usize {
-        self.store.dim
-    }
-
-    fn len(&self) -> usize {
-        self.store.live()
-    }
-
-    fn contains(&self, id: u64) -> bool {
-        self.store.id_map.contains_key(&id)
-    }
-
-    fn tenant_len(&self, tenant: u32) -> usize {
-        self.store.tenant_count(tenant)
-    }
-
-    fn tenant_memory_bytes(&self, tenant: u32) -> usize {
-        self.store.tenant_memory_bytes(tenant)
-    }
+    store_delegates!(own_search);
 
     /// Unfiltered batches take the list-grouped path
     /// ([`Ivf::search_unfiltered`]); filtered ones the shared batch runner.
