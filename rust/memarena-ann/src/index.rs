@@ -103,6 +103,22 @@ pub struct SearchResult {
 }
 
 impl SearchResult {
+    /// `nq x k` results with nothing found yet: ids `-1`, distances the
+    /// metric's padding.
+    pub(crate) fn unfilled(metric: Metric, nq: usize, k: usize) -> SearchResult {
+        let pad = if metric.is_similarity() {
+            f32::NEG_INFINITY
+        } else {
+            f32::INFINITY
+        };
+        SearchResult {
+            nq,
+            k,
+            distances: vec![pad; nq * k],
+            ids: vec![-1; nq * k],
+        }
+    }
+
     /// The ids of query `i`.
     pub fn row_ids(&self, i: usize) -> &[i64] {
         &self.ids[i * self.k..(i + 1) * self.k]
@@ -376,21 +392,14 @@ pub(crate) fn run_batch<E: Engine>(
     if queries.iter().any(|x| !x.is_finite()) {
         return Err(Error::invalid("queries", "contain a non-finite value"));
     }
-    let pad = if st.metric.is_similarity() {
-        f32::NEG_INFINITY
-    } else {
-        f32::INFINITY
-    };
-    let mut distances = vec![pad; nq * k];
-    let mut ids = vec![-1i64; nq * k];
     if k == 0 || nq == 0 {
-        return Ok(SearchResult {
-            nq,
-            k,
-            distances,
-            ids,
-        });
+        return Ok(SearchResult::unfilled(st.metric, nq, k));
     }
+    let SearchResult {
+        mut distances,
+        mut ids,
+        ..
+    } = SearchResult::unfilled(st.metric, nq, k);
     let cosine = st.metric == Metric::Cosine;
     // Per-query tenants: queries are visited in tenant order (a stable sort),
     // so a tenant's run of queries shares one scan of its vectors; the
@@ -451,12 +460,7 @@ pub(crate) fn run_batch<E: Engine>(
             j0 += g;
         }
     };
-    let threads = if p.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        p.threads
-    }
-    .clamp(1, nq);
+    let threads = search_threads(p, nq);
     // Thread c visits positions cuts[c]..cuts[c + 1]: equal counts, or with
     // per-query tenants equal estimated work (tenant sizes are skewed, and a
     // long run of one tenant's queries may be cut between two threads).
@@ -502,7 +506,8 @@ pub(crate) fn run_batch<E: Engine>(
         });
     }
     if let Some(o) = order {
-        let (mut d2, mut i2) = (vec![pad; nq * k], vec![-1i64; nq * k]);
+        // (`o` is a permutation: every row is overwritten.)
+        let (mut d2, mut i2) = (vec![0.0; nq * k], vec![0i64; nq * k]);
         for (pos, &qi) in o.iter().enumerate() {
             d2[qi * k..(qi + 1) * k].copy_from_slice(&distances[pos * k..(pos + 1) * k]);
             i2[qi * k..(qi + 1) * k].copy_from_slice(&ids[pos * k..(pos + 1) * k]);
@@ -833,6 +838,17 @@ pub(crate) fn rows(data: &[f32], dim: usize, what: &str) -> Result<usize> {
         ));
     }
     Ok(data.len() / dim)
+}
+
+/// Threads a search of `nq` queries runs on: `p.threads` (0: every core),
+/// at most one per query.
+pub(crate) fn search_threads(p: &SearchParams, nq: usize) -> usize {
+    if p.threads == 0 {
+        crate::kmeans::threads()
+    } else {
+        p.threads
+    }
+    .clamp(1, nq)
 }
 
 /// Implements the store-backed methods of [`VectorIndex`] for a type with a

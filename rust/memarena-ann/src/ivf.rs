@@ -21,7 +21,7 @@ use memarena_core::{Error, Result};
 
 use crate::index::{
     Engine, Params, SearchParams, SearchResult, VectorIndex, rows, run_batch, scan_tenant,
-    store_delegates, use_exact_filter,
+    search_threads, store_delegates, use_exact_filter,
 };
 use crate::kmeans;
 use crate::metric::{Metric, l2_sq, norm_sq, normalize};
@@ -611,13 +611,11 @@ impl Ivf {
             return run_batch(self, queries, k, p, None);
         }
         let nq = queries.len() / dim;
-        let pad = if st.metric.is_similarity() {
-            f32::NEG_INFINITY
-        } else {
-            f32::INFINITY
-        };
-        let mut distances = vec![pad; nq * k];
-        let mut ids = vec![-1i64; nq * k];
+        let SearchResult {
+            mut distances,
+            mut ids,
+            ..
+        } = SearchResult::unfilled(st.metric, nq, k);
         let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
             let mut s = Scratch::default();
             let n_here = dch.len() / k;
@@ -642,12 +640,7 @@ impl Ivf {
                 }
             }
         };
-        let threads = if p.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            p.threads
-        }
-        .clamp(1, nq);
+        let threads = search_threads(p, nq);
         if threads == 1 {
             work(0, &mut distances, &mut ids);
         } else {
