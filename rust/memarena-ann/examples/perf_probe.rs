@@ -1,6 +1,6 @@
-//! Workload drivers for profiling (`valgrind --tool=callgrind`), ignored by
-//! default: `MEMARENA_PROBE=ivf|lsh4x64|lsh16x16 cargo test --release -p
-//! memarena-ann --test perf_probe -- --ignored`. The index is built once and
+//! Workload drivers for profiling (`valgrind --tool=callgrind`):
+//! `MEMARENA_PROBE=ivf|lsh4x64|lsh16x16 cargo run --release -p memarena-ann
+//! --example perf_probe`. The index is built once and
 //! cached in `MEMARENA_PROBE_DIR` (default the system temp dir), so a
 //! profiled run only loads it and searches 1000 queries on one thread.
 
@@ -17,9 +17,7 @@ fn pairs(s: &str) -> Vec<(&str, f64)> {
         .collect()
 }
 
-#[test]
-#[ignore = "profiling driver"]
-fn probe() {
+fn main() {
     let which = std::env::var("MEMARENA_PROBE").unwrap_or_else(|_| "ivf".into());
     let (kind, build_p, search_p) = match which.as_str() {
         "ivf" => ("ivf", "nlist=1024", "nprobe=12"),
