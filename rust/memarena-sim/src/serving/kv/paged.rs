@@ -613,17 +613,18 @@ impl PagedKv {
         }
     }
 
-    /// Drops one reference to `b`; a block reaching 0 becomes free (and stays
-    /// cached if it has a hash).
+    /// Drops one reference to `b`. When that was the last, counts the block
+    /// free and returns whether it has a hash (it stays cached); the caller
+    /// puts it in its free structure.
     #[inline(always)]
-    fn release_block(&mut self, b: u32) {
+    fn drop_ref(&mut self, b: u32) -> Option<bool> {
         let blk = &mut self.blocks[b as usize];
         if blk.ref_cnt == 0 {
             negative_ref_count(b);
         }
         blk.ref_cnt -= 1;
         if blk.ref_cnt > 0 {
-            return;
+            return None;
         }
         self.used_fill -= blk.fill as u64;
         let hashed = blk.run != NIL;
@@ -631,6 +632,16 @@ impl PagedKv {
         if hashed {
             self.free_hashed += 1;
         }
+        Some(hashed)
+    }
+
+    /// Drops one reference to `b`; a block reaching 0 becomes free (and stays
+    /// cached if it has a hash).
+    #[inline(always)]
+    fn release_block(&mut self, b: u32) {
+        let Some(hashed) = self.drop_ref(b) else {
+            return;
+        };
         match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.push(b),
             PrefixCaching::V1 => self.v1_enqueue(b, hashed),
@@ -646,21 +657,9 @@ impl PagedKv {
             self.ring.reserve(s.blocks.len());
             self.stack.reserve(s.blocks.len());
             for &b in s.blocks.iter().rev() {
-                let blk = &mut self.blocks[b as usize];
-                if blk.ref_cnt == 0 {
-                    negative_ref_count(b);
+                if let Some(hashed) = self.drop_ref(b) {
+                    self.v1_enqueue(b, hashed);
                 }
-                blk.ref_cnt -= 1;
-                if blk.ref_cnt > 0 {
-                    continue;
-                }
-                self.used_fill -= blk.fill as u64;
-                self.num_free += 1;
-                let hashed = blk.run != NIL;
-                if hashed {
-                    self.free_hashed += 1;
-                }
-                self.v1_enqueue(b, hashed);
             }
         }
     }
