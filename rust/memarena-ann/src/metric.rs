@@ -195,6 +195,24 @@ pub(crate) fn dot_lanes<const N: usize, const FMA: bool>(a: &[f32], b: &[f32]) -
 /// faiss gets from BLAS). Every pair is computed with the same 8-lane
 /// accumulation whatever the tile, so a query's results do not depend on
 /// the other queries of the call.
+/// `(dim, rows)` of a block product of `nq` queries `qs` against `rows`
+/// into `out` (asserted large enough); `None` when there is nothing to do.
+#[inline(always)]
+pub(crate) fn block_shape(
+    qs: &[f32],
+    nq: usize,
+    rows: &[f32],
+    out: &[f32],
+) -> Option<(usize, usize)> {
+    let d = qs.len().checked_div(nq).unwrap_or(0);
+    if d == 0 {
+        return None;
+    }
+    let nr = rows.len() / d;
+    assert!(out.len() >= nq * nr, "block product: short output");
+    Some((d, nr))
+}
+
 #[inline(always)]
 pub(crate) fn block_lanes<const FMA: bool, const L2: bool>(
     qs: &[f32],
@@ -202,12 +220,9 @@ pub(crate) fn block_lanes<const FMA: bool, const L2: bool>(
     rows: &[f32],
     out: &mut [f32],
 ) {
-    let d = qs.len().checked_div(nq).unwrap_or(0);
-    if d == 0 {
+    let Some((d, nr)) = block_shape(qs, nq, rows, out) else {
         return;
-    }
-    let nr = rows.len() / d;
-    assert!(out.len() >= nq * nr, "dot_block: short output");
+    };
     let d8 = d / 8 * 8;
     // One pair's dot from its 8 lane accumulators plus the scalar tail.
     let finish = |acc: &[f32; 8], q: &[f32], r: &[f32]| {

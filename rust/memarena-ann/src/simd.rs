@@ -241,12 +241,9 @@ mod x86 {
     #[allow(unused_unsafe)]
     fn block_avx2<const L2: bool>(qs: &[f32], nq: usize, rows: &[f32], out: &mut [f32]) {
         use std::arch::x86_64::*;
-        let d = qs.len().checked_div(nq).unwrap_or(0);
-        if d == 0 {
+        let Some((d, nr)) = crate::metric::block_shape(qs, nq, rows, out) else {
             return;
-        }
-        let nr = rows.len() / d;
-        assert!(out.len() >= nq * nr, "block kernel: short output");
+        };
         let d8 = d / 8 * 8;
         macro_rules! load {
             ($v:expr) => {{
