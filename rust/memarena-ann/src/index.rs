@@ -361,6 +361,13 @@ pub(crate) trait Engine: Sync {
     fn report(&self, score: f32, _p: &SearchParams) -> f32 {
         self.store().metric.report(score)
     }
+
+    /// Queries [`run_batch`] hands to one [`Engine::search_block`] call
+    /// (8: cache blocking of a scan; an index that shares more work across
+    /// a group asks for more).
+    fn block_group(&self) -> usize {
+        8
+    }
 }
 
 /// Runs a batch: validates, normalises cosine queries, splits the batch over
@@ -413,10 +420,14 @@ pub(crate) fn run_batch<E: Engine>(
         _ => None,
     };
     let at = |i: usize| order.as_ref().map_or(i, |o| o[i]);
-    // Queries per group: 8 unfiltered (cache blocking of the scans); with a
-    // filter up to 64 of one tenant, so a tenant's block is read once for
-    // (nearly) all of its queries.
-    let group = if filter.is_some() { 64 } else { 8 };
+    // Queries per group: the engine's block group unfiltered; with a filter
+    // up to 64 of one tenant, so a tenant's block is read once for (nearly)
+    // all of its queries.
+    let group = if filter.is_some() {
+        64
+    } else {
+        e.block_group()
+    };
     let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
         let mut s = Scratch::default();
         let mut tops: Vec<TopK> = (0..group.min(nq)).map(|_| TopK::new(k)).collect();
@@ -855,7 +866,7 @@ pub(crate) fn search_threads(p: &SearchParams, nq: usize) -> usize {
 /// `store: Store` field and an [`Engine`] impl; `store_delegates!()` also
 /// reports a tenant's memory as the store's (slot list and vector block)
 /// and searches with [`run_batch`]; `store_delegates!(own_tenant_memory)`
-/// and `store_delegates!(own_search)` leave that method to the index.
+/// leaves the tenant memory to the index.
 macro_rules! store_delegates {
     () => {
         $crate::index::store_delegates!(own_tenant_memory);
@@ -873,12 +884,6 @@ macro_rules! store_delegates {
             filter: Option<&$crate::tenant::TenantFilter<'_>>,
         ) -> memarena_core::Result<$crate::index::SearchResult> {
             $crate::index::run_batch(self, queries, k, params, filter)
-        }
-    };
-    (own_search) => {
-        $crate::index::store_delegates!(accessors);
-        fn tenant_memory_bytes(&self, tenant: u32) -> usize {
-            self.store.tenant_memory_bytes(tenant)
         }
     };
     (accessors) => {

@@ -20,15 +20,14 @@
 use memarena_core::{Error, Result};
 
 use crate::index::{
-    Engine, Params, SearchParams, SearchResult, VectorIndex, rows, run_batch, scan_tenant,
-    search_threads, store_delegates, use_exact_filter,
+    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
 };
 use crate::kmeans;
-use crate::metric::{Metric, l2_sq, norm_sq, normalize};
+use crate::metric::{Metric, l2_sq, norm_sq};
 use crate::persist::{Reader, Writer, encode};
 use crate::simd::kernels;
 use crate::store::Store;
-use crate::tenant::{TenantFilter, Tenants};
+use crate::tenant::Tenants;
 use crate::topk::{Scratch, TopK};
 
 /// Build parameters of [`Ivf`].
@@ -324,6 +323,16 @@ impl Engine for Ivf {
         s.coarse = coarse;
     }
 
+    /// Without replicas, a group shares list scans ([`Ivf::search_grouped`]):
+    /// [`BATCH_GROUP`] queries.
+    fn block_group(&self) -> usize {
+        if self.cfg.replicas == 1 {
+            BATCH_GROUP
+        } else {
+            8
+        }
+    }
+
     /// Scans all queries of an unfiltered group after scoring their
     /// centroids in one blocked product; per query exactly what
     /// [`Engine::search_one`] does.
@@ -581,107 +590,15 @@ fn nearest_lists(coarse: &[f32], nprobe: usize, out: &mut Vec<(f32, u32)>) {
     );
 }
 
-/// Queries per thread scanned as one group by the batch path: large enough
+/// Queries scanned as one group by the batch path: large enough
 /// that a probed list is shared by many queries (on a 64-cluster mixture
 /// with 1024 lists and nprobe 12, 512 queries probe ~6x fewer distinct
 /// lists than they make probes), small enough that the group's centroid
 /// scores (`512 * nlist` floats) stay a few MB.
 const BATCH_GROUP: usize = 512;
 
-impl Ivf {
-    /// [`VectorIndex::search`] without a filter on an index without
-    /// replicas: each thread answers its share of the queries in groups of
-    /// [`BATCH_GROUP`] with [`Ivf::search_grouped`]. Everything else (and
-    /// invalid input, for the same errors) goes through [`run_batch`].
-    fn search_unfiltered(
-        &self,
-        queries: &[f32],
-        k: usize,
-        p: &SearchParams,
-    ) -> Result<SearchResult> {
-        let st = &self.store;
-        let dim = st.dim;
-        if self.cfg.replicas != 1
-            || self.lists.is_empty()
-            || k == 0
-            || queries.is_empty()
-            || queries.len() % dim != 0
-            || queries.iter().any(|x| !x.is_finite())
-        {
-            return run_batch(self, queries, k, p, None);
-        }
-        let nq = queries.len() / dim;
-        let SearchResult {
-            mut distances,
-            mut ids,
-            ..
-        } = SearchResult::unfilled(st.metric, nq, k);
-        let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
-            let mut s = Scratch::default();
-            let n_here = dch.len() / k;
-            let mut tops: Vec<TopK> = (0..BATCH_GROUP.min(n_here)).map(|_| TopK::new(k)).collect();
-            let mut qbuf = Vec::new();
-            for j0 in (0..n_here).step_by(BATCH_GROUP) {
-                let g = BATCH_GROUP.min(n_here - j0);
-                qbuf.clear();
-                qbuf.extend_from_slice(&queries[(q0 + j0) * dim..(q0 + j0 + g) * dim]);
-                if st.metric == Metric::Cosine {
-                    qbuf.chunks_exact_mut(dim).for_each(normalize);
-                }
-                let tops = &mut tops[..g];
-                tops.iter_mut().for_each(|t| t.clear(k));
-                self.search_grouped(&qbuf, p, &mut s, tops);
-                for (j, top) in tops.iter().enumerate() {
-                    let row = (j0 + j) * k;
-                    for (r, &(score, slot)) in top.items().iter().enumerate() {
-                        dch[row + r] = st.metric.report(score);
-                        ich[row + r] = st.ids[slot as usize] as i64;
-                    }
-                }
-            }
-        };
-        let threads = search_threads(p, nq);
-        if threads == 1 {
-            work(0, &mut distances, &mut ids);
-        } else {
-            let per = nq.div_ceil(threads);
-            let work = &work;
-            std::thread::scope(|sc| {
-                for (c, (dch, ich)) in distances
-                    .chunks_mut(per * k)
-                    .zip(ids.chunks_mut(per * k))
-                    .enumerate()
-                {
-                    sc.spawn(move || work(c * per, dch, ich));
-                }
-            });
-        }
-        Ok(SearchResult {
-            nq,
-            k,
-            distances,
-            ids,
-        })
-    }
-}
-
 impl VectorIndex for Ivf {
-    store_delegates!(own_search);
-
-    /// Unfiltered batches take the list-grouped path
-    /// ([`Ivf::search_unfiltered`]); filtered ones the shared batch runner.
-    fn search(
-        &self,
-        queries: &[f32],
-        k: usize,
-        params: &SearchParams,
-        filter: Option<&TenantFilter<'_>>,
-    ) -> Result<SearchResult> {
-        match filter {
-            None => self.search_unfiltered(queries, k, params),
-            Some(_) => run_batch(self, queries, k, params, filter),
-        }
-    }
+    store_delegates!();
 
     fn kind(&self) -> &'static str {
         if self.cfg.balanced || self.cfg.replicas > 1 {
