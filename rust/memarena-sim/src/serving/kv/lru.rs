@@ -7,130 +7,143 @@
 //! or a binary search and a short move within the blocks released at the
 //! same time (a freed request's blocks come tail first, deepest first,
 //! already in order; two requests freed together interleave). Eviction pops
-//! the head; a cache hit removes a block by id, leaving a dead entry that
-//! the head skips and a compaction drops. Where a `BTreeSet` paid a tree
-//! walk and node allocations per freed block, this pays an append.
+//! the head. A cache hit removes a block by its key (found by binary
+//! search), marking the entry dead in place; the head skips dead entries
+//! and a compaction drops them once they outnumber the live ones. Nothing
+//! is indexed by block id, so the hot paths (an append per freed block, a
+//! pop per evicted one) read and write only the queue, in order.
 
-/// A key: (last access time as `f64` bits, `!depth`, block id); smallest
+/// A key: (release time as `f64` bits, `!depth`, block id); smallest
 /// evicted first. (Non-negative times order like their bits.)
 pub(crate) type LruKey = (u64, u32, u32);
 
-const ABSENT: u64 = u64::MAX;
+/// Marks a dead entry in its time bits: times are non-negative, so a live
+/// key never has the sign bit.
+const DEAD: u64 = 1 << 63;
+
+/// Popped or dead entries below this many stay (small so that the tests
+/// reach the compactions).
+const COMPACT_MIN: usize = if cfg!(test) { 4 } else { 1024 };
+
+#[inline]
+fn key_of(e: &LruKey) -> LruKey {
+    (e.0 & !DEAD, e.1, e.2)
+}
 
 /// Free cached blocks in eviction order.
 ///
-/// Invariants (`check`): `keys[head..]` is sorted by key; a block `b` is in
-/// the evictor iff `held[b]` is the stamp of an entry of `keys[head..]`
-/// naming `b` (its other entries are dead); `live` counts them.
+/// Invariants (`check`): `keys[head..]` is sorted by key (dead marks
+/// aside); `dead` of its entries are marked dead and `live` are not, no
+/// two of them for the same block.
 #[derive(Debug, Default)]
 pub(crate) struct LruEvictor {
-    /// (key, insertion stamp).
-    keys: Vec<(LruKey, u64)>,
+    keys: Vec<LruKey>,
     head: usize,
-    held: Vec<u64>,
-    next_stamp: u64,
     live: usize,
+    dead: usize,
 }
 
 impl LruEvictor {
-    /// An empty evictor for blocks `0..num_blocks`.
-    pub(crate) fn new(num_blocks: usize) -> Self {
-        LruEvictor {
-            held: vec![ABSENT; num_blocks],
-            ..LruEvictor::default()
-        }
-    }
-
     /// Blocks held.
     pub(crate) fn len(&self) -> usize {
         self.live
     }
 
-    fn is_live(&self, e: &(LruKey, u64)) -> bool {
-        self.held[e.0.2 as usize] == e.1
-    }
-
-    /// Adds block `key.2`, which must not be held.
+    /// Adds the block `key.2`, which must not be held, with its key.
+    #[inline]
     pub(crate) fn insert(&mut self, key: LruKey) {
-        let b = key.2 as usize;
         assert!(
-            self.held[b] == ABSENT,
-            "block {b} is already in the evictor"
+            key.0 & DEAD == 0,
+            "block {} released at a negative time",
+            key.2
         );
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        self.held[b] = stamp;
         self.live += 1;
         match self.keys.last() {
-            Some(last) if last.0 > key => {
-                let at = self.head + self.keys[self.head..].partition_point(|e| e.0 <= key);
-                self.keys.insert(at, (key, stamp));
+            Some(last) if self.keys.len() > self.head && key_of(last) > key => {
+                let at = self.head + self.keys[self.head..].partition_point(|e| key_of(e) <= key);
+                self.keys.insert(at, key);
             }
-            _ => self.keys.push((key, stamp)),
+            _ => self.keys.push(key),
         }
     }
 
-    /// Removes block `b`; false if it was not held.
-    pub(crate) fn remove(&mut self, b: u32) -> bool {
-        if self.held[b as usize] == ABSENT {
+    /// Removes the block held with `key`; false if there is none.
+    pub(crate) fn remove(&mut self, key: LruKey) -> bool {
+        let tail = &mut self.keys[self.head..];
+        let lo = tail.partition_point(|e| key_of(e) < key);
+        let Some(e) = tail[lo..]
+            .iter_mut()
+            .take_while(|e| key_of(e) == key)
+            .find(|e| e.0 & DEAD == 0)
+        else {
             return false;
-        }
-        self.held[b as usize] = ABSENT;
+        };
+        e.0 |= DEAD;
         self.live -= 1;
+        self.dead += 1;
         self.maybe_compact();
         true
     }
 
     /// Takes the block to evict: the smallest key.
+    #[inline]
     pub(crate) fn pop_first(&mut self) -> Option<u32> {
         while let Some(&e) = self.keys.get(self.head) {
             self.head += 1;
-            if self.is_live(&e) {
-                self.held[e.0.2 as usize] = ABSENT;
-                self.live -= 1;
-                self.maybe_compact();
-                return Some(e.0.2);
+            if e.0 & DEAD != 0 {
+                self.dead -= 1;
+                continue;
             }
+            self.live -= 1;
+            if self.head >= COMPACT_MIN && 2 * self.head >= self.keys.len() {
+                self.keys.drain(..self.head);
+                self.head = 0;
+            }
+            return Some(e.2);
         }
         None
     }
 
-    /// Drops the popped and dead entries once they outnumber the live ones
-    /// (amortised O(1) per operation).
+    /// Drops the dead entries once they outnumber the live ones (amortised
+    /// O(1) per removal).
     fn maybe_compact(&mut self) {
-        let garbage = self.keys.len() - self.live;
-        if garbage < 1024 || garbage < self.live {
+        if self.dead < COMPACT_MIN || self.dead < self.live {
             return;
         }
-        let mut w = 0;
-        for i in self.head..self.keys.len() {
-            let e = self.keys[i];
-            if self.is_live(&e) {
-                self.keys[w] = e;
-                w += 1;
-            }
-        }
-        self.keys.truncate(w);
+        self.keys.drain(..self.head);
         self.head = 0;
+        self.keys.retain(|e| e.0 & DEAD == 0);
+        self.dead = 0;
+    }
+
+    /// The held blocks' keys, in eviction order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &LruKey> {
+        self.keys[self.head..].iter().filter(|e| e.0 & DEAD == 0)
     }
 
     /// Recomputes every invariant; a description of the first broken one.
     pub(crate) fn check(&self) -> Result<(), String> {
         let keys = &self.keys[self.head..];
-        if let Some(w) = keys.windows(2).find(|w| w[0].0 > w[1].0) {
+        if let Some(w) = keys.windows(2).find(|w| key_of(&w[0]) > key_of(&w[1])) {
             return Err(format!(
                 "evictor keys out of order: {:?} before {:?}",
-                w[0].0, w[1].0
+                key_of(&w[0]),
+                key_of(&w[1])
             ));
         }
-        let live: Vec<&(LruKey, u64)> = keys.iter().filter(|e| self.is_live(e)).collect();
-        let held = self.held.iter().filter(|&&h| h != ABSENT).count();
-        if live.len() != held || held != self.live {
+        let dead = keys.iter().filter(|e| e.0 & DEAD != 0).count();
+        let mut live: Vec<u32> = self.iter().map(|e| e.2).collect();
+        if live.len() != self.live || dead != self.dead {
             return Err(format!(
-                "evictor counts {} blocks, {held} are marked held, {} entries are live",
+                "evictor counts {} live and {} dead entries, holds {} and {dead}",
                 self.live,
+                self.dead,
                 live.len()
             ));
+        }
+        live.sort_unstable();
+        if let Some(w) = live.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("block {} is in the evictor twice", w[0]));
         }
         Ok(())
     }
@@ -149,34 +162,36 @@ mod tests {
         /// invariants after every step, under inserts with times that mostly
         /// repeat or grow (as in the simulator) and sometimes go back.
         #[test]
-        fn behaves_like_an_ordered_set(ops in prop::collection::vec((0u8..10, 0u32..64, 0u64..4, 0u32..8), 1..400)) {
-            let mut e = LruEvictor::new(64);
+        fn behaves_like_an_ordered_set(ops in prop::collection::vec((0u8..10, 0u32..16, 0u64..4, 0u32..8), 1..400)) {
+            let mut e = LruEvictor::default();
             let mut model: BTreeSet<LruKey> = BTreeSet::new();
-            let mut key_of: Vec<Option<LruKey>> = vec![None; 64];
+            let mut held_key: Vec<Option<LruKey>> = vec![None; 16];
             let mut now = 0u64;
             for (op, b, dt, depth) in ops {
                 match op {
-                    0..=4 => {
+                    0..=3 => {
                         now = if dt == 3 { now.saturating_sub(1) } else { now + dt };
-                        if key_of[b as usize].is_none() {
+                        if held_key[b as usize].is_none() {
                             let k = (now, !depth, b);
                             e.insert(k);
                             model.insert(k);
-                            key_of[b as usize] = Some(k);
+                            held_key[b as usize] = Some(k);
                         }
                     }
-                    5..=7 => {
-                        let held = key_of[b as usize].take();
-                        prop_assert_eq!(e.remove(b), held.is_some());
-                        if let Some(k) = held {
-                            model.remove(&k);
+                    4..=7 => {
+                        match held_key[b as usize].take() {
+                            Some(k) => {
+                                prop_assert!(e.remove(k));
+                                model.remove(&k);
+                            }
+                            None => prop_assert!(!e.remove((now, !depth, b))),
                         }
                     }
                     _ => {
                         let want = model.pop_first();
                         prop_assert_eq!(e.pop_first(), want.map(|k| k.2));
                         if let Some(k) = want {
-                            key_of[k.2 as usize] = None;
+                            held_key[k.2 as usize] = None;
                         }
                     }
                 }
@@ -192,14 +207,14 @@ mod tests {
 
     #[test]
     fn a_freed_request_appends_in_order_and_hits_leave_dead_entries() {
-        let mut e = LruEvictor::new(8);
+        let mut e = LruEvictor::default();
         // Released tail first at t=1: depths 3, 2, 1 -> keys ascending.
         for (b, d) in [(5u32, 3u32), (6, 2), (7, 1)] {
             e.insert((1, !d, b));
         }
         e.insert((0, !0, 2)); // an earlier time sorts first
-        assert!(e.remove(6));
-        assert!(!e.remove(6));
+        assert!(e.remove((1, !2, 6)));
+        assert!(!e.remove((1, !2, 6)));
         assert_eq!(e.len(), 3);
         assert_eq!(e.check(), Ok(()));
         assert_eq!(

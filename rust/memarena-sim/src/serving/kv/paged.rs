@@ -46,7 +46,7 @@
 use memarena_core::FxHashMap;
 use memarena_core::error::{Error, Result};
 
-use super::lru::LruEvictor;
+use super::lru::{LruEvictor, LruKey};
 use super::{KvBreakdown, KvCounters, KvManager, KvRequest, invariant};
 
 /// Prefix-caching style.
@@ -381,10 +381,9 @@ pub struct PagedKv {
     ring_base: u64,
     tombs: usize,
     evictor: LruEvictor,
-    /// Free time and position in its sequence of each block (v0 LRU key and
-    /// tie-break; empty otherwise).
+    /// v0: each block's last release time (its LRU key with its depth,
+    /// which is its cache position `pos`); empty otherwise.
     last_access: Vec<f64>,
-    depth: Vec<u32>,
     num_free: u32,
     free_hashed: u32,
     watermark_blocks: u32,
@@ -445,14 +444,9 @@ impl PagedKv {
             }),
             ring_base: 0,
             tombs: 0,
-            evictor: LruEvictor::new(if v0 { num_blocks as usize } else { 0 }),
+            evictor: LruEvictor::default(),
             last_access: if v0 {
                 vec![0.0; num_blocks as usize]
-            } else {
-                Vec::new()
-            },
-            depth: if v0 {
-                vec![0; num_blocks as usize]
             } else {
                 Vec::new()
             },
@@ -509,10 +503,13 @@ impl PagedKv {
 
     // ---- free structures -------------------------------------------------
 
-    fn v0_key(&self, b: u32) -> (u64, u32, u32) {
+    /// v0: the LRU key of the free cached block `b` (vLLM v0 evicts the
+    /// least recently released block, among those the one holding the most
+    /// hashed tokens: the deepest, at cache position `pos`).
+    fn v0_key(&self, b: u32) -> LruKey {
         (
             self.last_access[b as usize].to_bits(),
-            !self.depth[b as usize],
+            !self.blocks[b as usize].pos,
             b,
         )
     }
@@ -562,7 +559,7 @@ impl PagedKv {
 
     /// Takes a free block for new content (evicting its cached hash).
     #[inline(always)]
-    fn alloc_block(&mut self, depth: u32) -> u32 {
+    fn alloc_block(&mut self) -> u32 {
         let b = match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.pop(),
             PrefixCaching::V1 => {
@@ -589,9 +586,6 @@ impl PagedKv {
         let blk = &mut self.blocks[b as usize];
         blk.ref_cnt = 1;
         blk.fill = 0;
-        if self.cfg.prefix_caching == PrefixCaching::V0 {
-            self.depth[b as usize] = depth;
-        }
         b
     }
 
@@ -604,10 +598,10 @@ impl PagedKv {
     /// v0: a freed block goes to the stack, or to the evictor if cached.
     #[inline(never)]
     fn v0_release(&mut self, b: u32, hashed: bool) {
-        self.last_access[b as usize] = self.now;
         if hashed {
-            let k = self.v0_key(b);
-            self.evictor.insert(k);
+            self.last_access[b as usize] = self.now;
+            let pos = self.blocks[b as usize].pos;
+            self.evictor.insert((self.now.to_bits(), !pos, b));
         } else {
             self.stack.push(b);
         }
@@ -722,7 +716,7 @@ impl PagedKv {
             match self.cfg.prefix_caching {
                 PrefixCaching::V1 => unreachable!("the v1 cache names free content by record"),
                 PrefixCaching::V0 => {
-                    let removed = self.evictor.remove(b);
+                    let removed = self.evictor.remove(self.v0_key(b));
                     assert!(removed, "cached free block {b} missing from the v0 evictor");
                 }
                 PrefixCaching::Off => unreachable!("no cache hits without prefix caching"),
@@ -857,8 +851,7 @@ impl PagedKv {
             let mut last = *seq.blocks.last().expect("partial block");
             if self.blocks[last as usize].ref_cnt > 1 {
                 // Copy-on-write: this sequence gets its own copy.
-                let depth = seq.blocks.len() as u32 - 1;
-                let nb = self.alloc_block(depth);
+                let nb = self.alloc_block();
                 let fill = self.blocks[last as usize].fill;
                 self.blocks[nb as usize].fill = fill;
                 self.used_fill += fill as u64;
@@ -887,7 +880,7 @@ impl PagedKv {
             return;
         }
         while seq.tokens < target {
-            let b = self.alloc_block(seq.blocks.len() as u32);
+            let b = self.alloc_block();
             seq.blocks.push(b);
             let k = (target - seq.tokens).min(bs);
             seq.tokens += k;
@@ -1041,11 +1034,11 @@ impl PagedKv {
     /// one token: what [`grow_slow`](Self::grow_slow) does in that case,
     /// without taking the group out of its slot.
     #[inline(never)]
-    fn grow_into_new_block(&mut self, rid: u32, tokens: u32, depth: u32) -> bool {
+    fn grow_into_new_block(&mut self, rid: u32, tokens: u32) -> bool {
         if self.num_free == 0 {
             return false;
         }
-        let b = self.alloc_block(depth);
+        let b = self.alloc_block();
         self.blocks[b as usize].fill = 1;
         self.used_fill += 1;
         let Some(Some(g)) = self.groups.get_mut(rid as usize) else {
@@ -1247,8 +1240,7 @@ impl KvManager for PagedKv {
             } else if bs > 1 && tokens == s.tokens + 1 && s.tokens == s.blocks.len() as u32 * bs {
                 // The next decode step after a full block: one new block
                 // with one token (not full, so nothing to register).
-                let depth = s.blocks.len() as u32;
-                return self.grow_into_new_block(rid, tokens, depth);
+                return self.grow_into_new_block(rid, tokens);
             }
         }
         self.grow_slow(rid, tokens, n_seqs)
@@ -1497,7 +1489,29 @@ impl KvManager for PagedKv {
         }
         let in_structs = match self.cfg.prefix_caching {
             PrefixCaching::Off => self.stack.len(),
-            PrefixCaching::V0 => self.stack.len() + self.evictor.len(),
+            PrefixCaching::V0 => {
+                // The evictor holds exactly the free cached blocks, each
+                // under its key; the stack the free uncached ones.
+                for &(t, d, b) in self.evictor.iter() {
+                    let blk = &self.blocks[b as usize];
+                    if blk.ref_cnt != 0 || blk.run == NIL || (t, d, b) != self.v0_key(b) {
+                        return Err(invariant(
+                            c,
+                            format!("v0 evictor entry {:?} names block {b} = {blk:?}", (t, d, b)),
+                        ));
+                    }
+                }
+                if let Some(b) = self.stack.iter().find(|&&b| {
+                    let blk = &self.blocks[b as usize];
+                    blk.ref_cnt != 0 || blk.run != NIL
+                }) {
+                    return Err(invariant(
+                        c,
+                        format!("v0 free stack holds block {b}, in use or cached"),
+                    ));
+                }
+                self.stack.len() + self.evictor.len()
+            }
             PrefixCaching::V1 => {
                 let mut live = 0;
                 let mut tombs = 0;
