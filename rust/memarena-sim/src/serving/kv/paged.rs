@@ -395,10 +395,40 @@ pub struct PagedKv {
     scratch: Vec<u64>,
     scratch_rid: u32,
     cow_pending: Vec<(u32, u32)>,
-    /// v1: positions a write leaves uncached (see `v1_write_new_blocks`).
-    v1_skip: Vec<u32>,
+    /// Positions a write leaves uncached (see `write_new_blocks`).
+    skip: Vec<u32>,
+    /// Whether prefix-cached writes of new blocks take them in one pass
+    /// (false in tests only: one block at a time, the reference).
+    batch_writes: bool,
     extra_bytes: u64,
     counters: KvCounters,
+}
+
+/// A write of new blocks (see `PagedKv::write_new_blocks`): blocks
+/// `start..` of sample `seq_index` of `req`, the full ones `..full_end`, in
+/// the runs `runs` (ids that exist already, else `NIL`).
+struct NewBlocks<'a> {
+    req: &'a KvRequest,
+    seq_index: u32,
+    bs: u32,
+    start: u32,
+    full_end: u32,
+    runs: [u32; 3],
+}
+
+impl NewBlocks<'_> {
+    /// Whether evicting the cached content `(run, pos)` at this write's
+    /// `j`-th allocation frees the slot of one of its own full blocks
+    /// allocated before (which then stays uncached).
+    #[inline(always)]
+    fn evicts_own(&self, cache: &PrefixCache, run: u32, pos: u32, j: u32) -> bool {
+        pos.wrapping_sub(self.start) < j.min(self.full_end - self.start)
+            && self.runs.contains(&run)
+            && cache
+                .ids
+                .get(&PagedKv::run_key(self.req, self.seq_index, pos, self.bs))
+                == Some(&run)
+    }
 }
 
 impl PagedKv {
@@ -459,7 +489,8 @@ impl PagedKv {
             scratch: Vec::new(),
             scratch_rid: NIL,
             cow_pending: Vec::new(),
-            v1_skip: Vec::new(),
+            skip: Vec::new(),
+            batch_writes: true,
             extra_bytes: 0,
             counters: KvCounters::default(),
         })
@@ -875,8 +906,8 @@ impl PagedKv {
         seq.blocks
             .reserve(self.blocks_for(target) as usize - seq.blocks.len());
         self.used_fill += (target - seq.tokens) as u64;
-        if self.cfg.prefix_caching == PrefixCaching::V1 {
-            self.v1_write_new_blocks(req, seq, target);
+        if caching && self.batch_writes {
+            self.write_new_blocks(req, seq, target);
             return;
         }
         while seq.tokens < target {
@@ -891,116 +922,63 @@ impl PagedKv {
         }
     }
 
-    /// v1: writes `seq` (of `req`, its blocks all full and registered) up
-    /// to `target` tokens in new blocks (available), in one pass per step:
-    /// evicts the free queue's head records of the blocks taken, takes
-    /// their ids, then registers the full ones run by run. The result is
-    /// the one of allocating and registering the blocks one at a time
-    /// (`alloc_block`, then `hash_full_blocks`): a registration finds its
-    /// slot occupied only when the content is cached in the free queue, and
-    /// one-at-a-time it would find it so also when a later allocation of
-    /// this write evicts that record; those blocks (`skip`) stay uncached.
+    /// Prefix caching: writes `seq` (of `req`, its blocks all full and
+    /// registered) up to `target` tokens in new blocks (available), in one
+    /// pass per step: takes the blocks (evicting what they cached, in the
+    /// order of one-at-a-time allocation), then registers the full ones run
+    /// by run. The result is the one of allocating and registering the
+    /// blocks one at a time (`alloc_block`, then `hash_full_blocks`): a
+    /// registration finds its slot occupied only when the content is cached
+    /// in a free block, and one-at-a-time it would find it so also when a
+    /// later allocation of this write evicts that content; those blocks
+    /// (`skip`) stay uncached.
     #[inline(never)]
-    fn v1_write_new_blocks(&mut self, req: &KvRequest, seq: &mut Seq, target: u32) {
+    fn write_new_blocks(&mut self, req: &KvRequest, seq: &mut Seq, target: u32) {
         let bs = self.cfg.block_size;
         let start = seq.blocks.len() as u32;
-        debug_assert_eq!(seq.tokens, start * bs, "v1 new blocks after a partial one");
+        debug_assert_eq!(seq.tokens, start * bs, "new blocks after a partial one");
         debug_assert_eq!(
             seq.hashed, start,
-            "v1 new blocks before the full ones are hashed"
+            "new blocks before the full ones are hashed"
         );
         let n = (target - seq.tokens).div_ceil(bs);
         let full_end = start + (target - seq.tokens) / bs;
-        // Evict the head records of the `n` blocks taken.
-        let mut skip = std::mem::take(&mut self.v1_skip);
-        skip.clear();
+        let mut w = NewBlocks {
+            req,
+            seq_index: seq.index,
+            bs,
+            start,
+            full_end,
+            runs: [NIL; 3],
+        };
         // The ids (where they exist) of the runs the full blocks register
         // into: the run changes only at the prompt's and the group's edges.
-        let mut runs = [NIL; 3];
         if start < full_end {
-            let mut k = 0;
-            let mut at = |i: u32| {
+            let edges = [req.prompt_tokens / bs, req.prefix_tokens / bs];
+            let firsts = std::iter::once(start)
+                .chain(edges.into_iter().filter(|&e| e > start && e < full_end));
+            for (k, i) in firsts.enumerate() {
                 if let Some(&id) = self.cached.ids.get(&Self::run_key(req, seq.index, i, bs)) {
-                    runs[k] = id;
-                }
-                k += 1;
-            };
-            at(start);
-            for edge in [req.prompt_tokens / bs, req.prefix_tokens / bs] {
-                if edge > start && edge < full_end {
-                    at(edge);
+                    w.runs[k] = id;
                 }
             }
         }
-        let (mut k, mut tombs, mut evicted) = (0usize, 0usize, 0u32);
-        {
-            let recs = &self.ring.buf[self.ring.head..];
-            let cache = &mut self.cached;
-            let mut j = 0;
-            while j < n {
-                let Some(&rec) = recs.get(k) else {
-                    no_free_block();
-                };
-                let q = self.ring_base + k as u64;
-                k += 1;
-                if rec == REC_TOMB {
-                    tombs += 1;
-                    continue;
-                }
-                if rec != REC_UNCACHED {
-                    // `PrefixCache::remove`, its counts summed below.
-                    let (run, pos) = rec_split(rec);
-                    evicted += 1;
-                    let r = &mut cache.runs[run as usize];
-                    let slot = r.slots.get_mut(pos as usize);
-                    assert!(
-                        slot.as_deref() == Some(&(FREE_BIT | q)),
-                        "free-queue record {q} missing from the prefix cache"
-                    );
-                    if let Some(slot) = slot {
-                        *slot = ENTRY_NONE;
-                    }
-                    r.live -= 1;
-                    if r.live == 0 {
-                        let mut v = std::mem::take(&mut r.slots);
-                        v.clear();
-                        cache.spare.push(v);
-                    }
-                    // `start <= pos < min(start + j, full_end)`, in this
-                    // write's runs.
-                    if pos.wrapping_sub(start) < j.min(full_end - start)
-                        && (run == runs[0] || run == runs[1] || run == runs[2])
-                    {
-                        let key = Self::run_key(req, seq.index, pos, bs);
-                        if cache.ids.get(&key) == Some(&run) {
-                            skip.push(pos);
-                        }
-                    }
-                }
-                j += 1;
-            }
-        }
-        self.ring.head += k;
-        self.ring_base += k as u64;
-        self.tombs -= tombs;
+        let mut skip = std::mem::take(&mut self.skip);
+        skip.clear();
+        let evicted = match self.cfg.prefix_caching {
+            PrefixCaching::V1 => self.v1_take_blocks(n, &w, &mut skip, &mut seq.blocks),
+            PrefixCaching::V0 => self.v0_take_blocks(n, &w, &mut skip, &mut seq.blocks),
+            PrefixCaching::Off => unreachable!("a cached write without prefix caching"),
+        };
+        self.num_free -= n;
         self.free_hashed -= evicted;
         self.counters.cache_evictions += evicted as u64;
-        self.cached.len -= evicted as usize;
-        // Take `n` free ids (in the order of `n` pops).
-        let len = self.stack.len();
-        if len < n as usize {
-            no_free_block();
-        }
-        seq.blocks
-            .extend(self.stack[len - n as usize..].iter().rev());
-        self.stack.truncate(len - n as usize);
-        self.num_free -= n;
         for &b in &seq.blocks[start as usize..] {
             let blk = &mut self.blocks[b as usize];
             if blk.ref_cnt != 0 {
                 block_in_use(b);
             }
-            debug_assert_eq!(blk.run, NIL, "free v1 block {b} holds cached content");
+            debug_assert_eq!(blk.run, NIL, "a taken block {b} holds cached content");
             blk.ref_cnt = 1;
             blk.fill = bs;
         }
@@ -1027,7 +1005,86 @@ impl PagedKv {
             i = end;
         }
         seq.hashed = seq.hashed.max(full_end);
-        self.v1_skip = skip;
+        self.skip = skip;
+    }
+
+    /// v1 [`write_new_blocks`](Self::write_new_blocks): evicts the free
+    /// queue's head records of the `n` blocks taken, then takes `n` free
+    /// ids (in the order of `n` pops) into `out`; the evictions.
+    #[inline(always)]
+    fn v1_take_blocks(
+        &mut self,
+        n: u32,
+        w: &NewBlocks,
+        skip: &mut Vec<u32>,
+        out: &mut Vec<u32>,
+    ) -> u32 {
+        let (mut k, mut tombs, mut evicted) = (0usize, 0usize, 0u32);
+        let recs = &self.ring.buf[self.ring.head..];
+        let cache = &mut self.cached;
+        let mut j = 0;
+        while j < n {
+            let Some(&rec) = recs.get(k) else {
+                no_free_block();
+            };
+            let q = self.ring_base + k as u64;
+            k += 1;
+            if rec == REC_TOMB {
+                tombs += 1;
+                continue;
+            }
+            if rec != REC_UNCACHED {
+                let (run, pos) = rec_split(rec);
+                evicted += 1;
+                cache.remove(run, pos, FREE_BIT | q);
+                if w.evicts_own(cache, run, pos, j) {
+                    skip.push(pos);
+                }
+            }
+            j += 1;
+        }
+        self.ring.head += k;
+        self.ring_base += k as u64;
+        self.tombs -= tombs;
+        let len = self.stack.len();
+        if len < n as usize {
+            no_free_block();
+        }
+        out.extend(self.stack[len - n as usize..].iter().rev());
+        self.stack.truncate(len - n as usize);
+        evicted
+    }
+
+    /// v0 [`write_new_blocks`](Self::write_new_blocks): takes `n` blocks
+    /// into `out`, never-used ones first, then the least recently used
+    /// cached ones (evicting their content); the evictions.
+    #[inline(always)]
+    fn v0_take_blocks(
+        &mut self,
+        n: u32,
+        w: &NewBlocks,
+        skip: &mut Vec<u32>,
+        out: &mut Vec<u32>,
+    ) -> u32 {
+        let len = self.stack.len();
+        let from_stack = len.min(n as usize);
+        out.extend(self.stack[len - from_stack..].iter().rev());
+        self.stack.truncate(len - from_stack);
+        for j in from_stack as u32..n {
+            let Some(b) = self.evictor.pop_first() else {
+                no_free_block();
+            };
+            let blk = &mut self.blocks[b as usize];
+            // Only cached blocks enter the evictor.
+            let (run, pos) = (blk.run, blk.pos);
+            blk.run = NIL;
+            self.cached.remove(run, pos, b as u64);
+            if w.evicts_own(&self.cached, run, pos, j) {
+                skip.push(pos);
+            }
+            out.push(b);
+        }
+        n - from_stack as u32
     }
 
     /// [`KvManager::grow`] of a single sequence whose blocks are all full by
@@ -1657,6 +1714,121 @@ mod tests {
             assert_eq!(p.lookup(3, &d, 200), 64, "{style:?}");
             assert!(p.admit(3, &d, 64, 200));
             p.check_invariants().unwrap();
+        }
+    }
+
+    /// Everything a later operation or report can observe.
+    fn state(p: &PagedKv) -> String {
+        // (A run's slots past its last entry are storage, not content.)
+        let runs: Vec<(&[u64], u32)> = p
+            .cached
+            .runs
+            .iter()
+            .map(|r| {
+                let end = r
+                    .slots
+                    .iter()
+                    .rposition(|&e| e != ENTRY_NONE)
+                    .map_or(0, |i| i + 1);
+                (&r.slots[..end], r.live)
+            })
+            .collect();
+        let evictor: Vec<&LruKey> = p.evictor.iter().collect();
+        let ring: Vec<&u64> = p.ring.iter().collect();
+        format!(
+            "{:?}",
+            (
+                (&p.blocks, &p.stack, evictor, &p.last_access),
+                (ring, p.ring_base, p.tombs),
+                (runs, p.cached.len, &p.cached.ids),
+                (
+                    &p.groups,
+                    p.counters,
+                    p.num_free,
+                    p.free_hashed,
+                    p.used_fill,
+                    p.extra_bytes
+                ),
+            )
+        )
+    }
+
+    proptest::proptest! {
+        /// Writes of new blocks in one pass (the default) leave every
+        /// structure as allocating and registering one block at a time does,
+        /// on small pools where writes evict content they would re-register.
+        #[test]
+        fn batched_writes_equal_one_block_at_a_time(
+            v1 in proptest::bool::ANY,
+            blocks in 8u32..64,
+            ops in proptest::collection::vec(
+                (0u8..8, 0usize..8, 1u32..160, 1u32..48, 1u32..3, proptest::option::of(0u64..2), 0u32..120),
+                1..120,
+            ),
+        ) {
+            let caching = if v1 { PrefixCaching::V1 } else { PrefixCaching::V0 };
+            let mut fast = pool(blocks, caching);
+            let mut slow = pool(blocks, caching);
+            slow.batch_writes = false;
+            // (rid, request, tokens): running, and freed (preempted).
+            let mut live: Vec<(u32, KvRequest, u32)> = Vec::new();
+            let mut freed: Vec<(u32, KvRequest, u32)> = Vec::new();
+            let (mut next, mut now) = (0u32, 0.0);
+            for (op, pick, prompt, grow, n, group, prefix) in ops {
+                match op {
+                    0..=2 => {
+                        // A new request, or a preempted one again: by
+                        // recompute (looking up its prefix) or by swap-in
+                        // (rebuilt without a lookup).
+                        let (rid, r, tokens) = match op {
+                            1 | 2 if !freed.is_empty() => freed.swap_remove(pick % freed.len()),
+                            _ => {
+                                next += 1;
+                                (next - 1, req(prompt, grow, n, group, prefix.min(prompt), next as u64), prompt)
+                            }
+                        };
+                        let ok = if op == 2 {
+                            let ok = fast.swap_in(rid, &r, tokens, r.n_parallel);
+                            proptest::prop_assert_eq!(ok, slow.swap_in(rid, &r, tokens, r.n_parallel));
+                            ok
+                        } else {
+                            let hit = fast.lookup(rid, &r, tokens);
+                            proptest::prop_assert_eq!(hit, slow.lookup(rid, &r, tokens));
+                            let ok = fast.admit(rid, &r, hit, tokens);
+                            proptest::prop_assert_eq!(ok, slow.admit(rid, &r, hit, tokens));
+                            ok
+                        };
+                        if ok {
+                            live.push((rid, r, tokens));
+                        } else {
+                            freed.push((rid, r, tokens));
+                        }
+                    }
+                    3..=5 if !live.is_empty() => {
+                        let i = pick % live.len();
+                        let (rid, r, tokens) = &mut live[i];
+                        let to = (*tokens + grow).min(r.max_tokens.max(*tokens));
+                        let ok = fast.grow(*rid, to, r.n_parallel);
+                        proptest::prop_assert_eq!(ok, slow.grow(*rid, to, r.n_parallel));
+                        if ok {
+                            *tokens = to;
+                        }
+                    }
+                    6 if !live.is_empty() => {
+                        let (rid, r, tokens) = live.swap_remove(pick % live.len());
+                        fast.free(rid);
+                        slow.free(rid);
+                        freed.push((rid, r, tokens));
+                    }
+                    _ => {
+                        now += 1.0;
+                        fast.set_time(now);
+                        slow.set_time(now);
+                    }
+                }
+                fast.check_invariants().unwrap();
+                proptest::prop_assert_eq!(state(&fast), state(&slow));
+            }
         }
     }
 
