@@ -67,6 +67,30 @@ impl LruEvictor {
         }
     }
 
+    /// [`insert`](Self::insert) of each of `keys`: one append when they
+    /// are sorted and sort after the held ones (a freed sequence's blocks).
+    pub(crate) fn insert_all(&mut self, keys: &[LruKey]) {
+        let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
+        let after = match (
+            self.keys.get(self.head..).and_then(|t| t.last()),
+            keys.first(),
+        ) {
+            (Some(last), Some(first)) => key_of(last) <= *first,
+            _ => true,
+        };
+        if !(sorted && after) {
+            keys.iter().for_each(|&k| self.insert(k));
+            return;
+        }
+        // (Sorted: the last key has the largest time.)
+        assert!(
+            keys.last().is_none_or(|k| k.0 & DEAD == 0),
+            "a block released at a negative time"
+        );
+        self.keys.extend_from_slice(keys);
+        self.live += keys.len();
+    }
+
     /// Removes the block held with `key`; false if there is none.
     pub(crate) fn remove(&mut self, key: LruKey) -> bool {
         let tail = &mut self.keys[self.head..];
@@ -185,6 +209,20 @@ mod tests {
                                 model.remove(&k);
                             }
                             None => prop_assert!(!e.remove((now, !depth, b))),
+                        }
+                    }
+                    8 => {
+                        // A freed sequence: blocks b.. not held, deepest first.
+                        let batch: Vec<LruKey> = (b..16)
+                            .filter(|&x| held_key[x as usize].is_none())
+                            .take(3)
+                            .enumerate()
+                            .map(|(i, x)| (now, !(depth + 3 - i as u32), x))
+                            .collect();
+                        e.insert_all(&batch);
+                        for &k in &batch {
+                            model.insert(k);
+                            held_key[k.2 as usize] = Some(k);
                         }
                     }
                     _ => {

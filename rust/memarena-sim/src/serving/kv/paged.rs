@@ -397,6 +397,8 @@ pub struct PagedKv {
     cow_pending: Vec<(u32, u32)>,
     /// Positions a write leaves uncached (see `write_new_blocks`).
     skip: Vec<u32>,
+    /// v0: scratch for the evictor keys of a freed sequence.
+    v0_keys: Vec<LruKey>,
     /// Whether prefix-cached writes of new blocks take them in one pass
     /// (false in tests only: one block at a time, the reference).
     batch_writes: bool,
@@ -490,6 +492,7 @@ impl PagedKv {
             scratch_rid: NIL,
             cow_pending: Vec::new(),
             skip: Vec::new(),
+            v0_keys: Vec::new(),
             batch_writes: true,
             extra_bytes: 0,
             counters: KvCounters::default(),
@@ -687,6 +690,31 @@ impl PagedKv {
                 }
             }
         }
+    }
+
+    /// v0: [`release_block`](Self::release_block) of every block of `g`,
+    /// in reverse order (sequences last first, each from its tail); each
+    /// sequence's cached blocks enter the evictor as one sorted run (same
+    /// time, positions descending).
+    #[inline(never)]
+    fn v0_free(&mut self, g: &Group) {
+        let now = self.now;
+        let mut keys = std::mem::take(&mut self.v0_keys);
+        for s in g.seqs.iter().rev() {
+            keys.clear();
+            for &b in s.blocks.iter().rev() {
+                match self.drop_ref(b) {
+                    Some(true) => {
+                        self.last_access[b as usize] = now;
+                        keys.push((now.to_bits(), !self.blocks[b as usize].pos, b));
+                    }
+                    Some(false) => self.stack.push(b),
+                    None => {}
+                }
+            }
+            self.evictor.insert_all(&keys);
+        }
+        self.v0_keys = keys;
     }
 
     /// v1: the freed block `b` joins the free queue. Its content (if
@@ -1336,9 +1364,10 @@ impl KvManager for PagedKv {
         let Some(g) = self.take_group(rid) else {
             return;
         };
-        if self.cfg.prefix_caching == PrefixCaching::V1 {
-            self.v1_free(&g);
-            return;
+        match self.cfg.prefix_caching {
+            PrefixCaching::V1 => return self.v1_free(&g),
+            PrefixCaching::V0 => return self.v0_free(&g),
+            PrefixCaching::Off => {}
         }
         for s in g.seqs.iter().rev() {
             for &b in s.blocks.iter().rev() {
