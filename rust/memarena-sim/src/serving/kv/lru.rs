@@ -3,15 +3,16 @@
 //! holding the most hashed tokens), as a sorted queue.
 //!
 //! Blocks enter with the simulated time of their release, which only moves
-//! forward, so a new key sorts among the last ones: insertion is an append,
-//! or a binary search and a short move within the blocks released at the
-//! same time (a freed request's blocks come tail first, deepest first,
-//! already in order; two requests freed together interleave). Eviction pops
-//! the head. A cache hit removes a block by its key (found by binary
-//! search), marking the entry dead in place; the head skips dead entries
-//! and a compaction drops them once they outnumber the live ones. Nothing
-//! is indexed by block id, so the hot paths (an append per freed block, a
-//! pop per evicted one) read and write only the queue, in order.
+//! forward, so new keys sort among the last ones. They wait unsorted in a
+//! pending list (an append per freed block) until the next pop or removal,
+//! which sorts them (a freed sequence's blocks come tail first, deepest
+//! first, already in order; requests freed at the same time interleave)
+//! and merges them into the queue's tail of equal times. Eviction pops the
+//! head. A cache hit removes a block by its key (found by binary search),
+//! marking the entry dead in place; the head skips dead entries and a
+//! compaction drops them once they outnumber the live ones. Nothing is
+//! indexed by block id, so the hot paths read and write only the queue, in
+//! order.
 
 /// A key: (release time as `f64` bits, `!depth`, block id); smallest
 /// evicted first. (Non-negative times order like their bits.)
@@ -33,14 +34,18 @@ fn key_of(e: &LruKey) -> LruKey {
 /// Free cached blocks in eviction order.
 ///
 /// Invariants (`check`): `keys[head..]` is sorted by key (dead marks
-/// aside); `dead` of its entries are marked dead and `live` are not, no
-/// two of them for the same block.
+/// aside); `dead` of its entries are marked dead; `live` counts the others
+/// and `pending`, no two of them for the same block.
 #[derive(Debug, Default)]
 pub(crate) struct LruEvictor {
     keys: Vec<LruKey>,
     head: usize,
     live: usize,
     dead: usize,
+    /// Inserted keys not yet merged into `keys`, in any order.
+    pending: Vec<LruKey>,
+    /// Scratch for merging.
+    merged: Vec<LruKey>,
 }
 
 impl LruEvictor {
@@ -52,47 +57,61 @@ impl LruEvictor {
     /// Adds the block `key.2`, which must not be held, with its key.
     #[inline]
     pub(crate) fn insert(&mut self, key: LruKey) {
-        assert!(
-            key.0 & DEAD == 0,
-            "block {} released at a negative time",
-            key.2
-        );
-        self.live += 1;
-        match self.keys.last() {
-            Some(last) if self.keys.len() > self.head && key_of(last) > key => {
-                let at = self.head + self.keys[self.head..].partition_point(|e| key_of(e) <= key);
-                self.keys.insert(at, key);
-            }
-            _ => self.keys.push(key),
-        }
+        self.insert_all(&[key]);
     }
 
-    /// [`insert`](Self::insert) of each of `keys`: one append when they
-    /// are sorted and sort after the held ones (a freed sequence's blocks).
+    /// [`insert`](Self::insert) of each of `keys`.
+    #[inline]
     pub(crate) fn insert_all(&mut self, keys: &[LruKey]) {
-        let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
-        let after = match (
-            self.keys.get(self.head..).and_then(|t| t.last()),
-            keys.first(),
-        ) {
-            (Some(last), Some(first)) => key_of(last) <= *first,
-            _ => true,
-        };
-        if !(sorted && after) {
-            keys.iter().for_each(|&k| self.insert(k));
-            return;
-        }
-        // (Sorted: the last key has the largest time.)
-        assert!(
-            keys.last().is_none_or(|k| k.0 & DEAD == 0),
-            "a block released at a negative time"
-        );
-        self.keys.extend_from_slice(keys);
+        self.pending.extend_from_slice(keys);
         self.live += keys.len();
+    }
+
+    /// Merges the pending keys into the queue.
+    #[inline(never)]
+    fn flush(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        // (A stable sort merges the freed sequences' sorted runs.)
+        pending.sort();
+        let last = pending.last().expect("flush with pending keys");
+        assert!(
+            last.0 & DEAD == 0,
+            "block {} released at a negative time",
+            last.2
+        );
+        // The queue's entries from the first that sorts after a pending key.
+        let first = pending[0];
+        let at = self.head + self.keys[self.head..].partition_point(|e| key_of(e) <= first);
+        if at == self.keys.len() {
+            self.keys.extend_from_slice(&pending);
+        } else {
+            let mut merged = std::mem::take(&mut self.merged);
+            merged.clear();
+            let (mut a, mut b) = (self.keys[at..].iter().peekable(), pending.iter().peekable());
+            while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+                if key_of(&x) <= y {
+                    merged.push(x);
+                    a.next();
+                } else {
+                    merged.push(y);
+                    b.next();
+                }
+            }
+            merged.extend(a);
+            merged.extend(b);
+            self.keys.truncate(at);
+            self.keys.extend_from_slice(&merged);
+            self.merged = merged;
+        }
+        pending.clear();
+        self.pending = pending;
     }
 
     /// Removes the block held with `key`; false if there is none.
     pub(crate) fn remove(&mut self, key: LruKey) -> bool {
+        if !self.pending.is_empty() {
+            self.flush();
+        }
         let tail = &mut self.keys[self.head..];
         let lo = tail.partition_point(|e| key_of(e) < key);
         let Some(e) = tail[lo..]
@@ -112,6 +131,9 @@ impl LruEvictor {
     /// Takes the block to evict: the smallest key.
     #[inline]
     pub(crate) fn pop_first(&mut self) -> Option<u32> {
+        if !self.pending.is_empty() {
+            self.flush();
+        }
         while let Some(&e) = self.keys.get(self.head) {
             self.head += 1;
             if e.0 & DEAD != 0 {
@@ -140,9 +162,13 @@ impl LruEvictor {
         self.dead = 0;
     }
 
-    /// The held blocks' keys, in eviction order.
+    /// The held blocks' keys (in eviction order but for the pending ones,
+    /// which come last).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &LruKey> {
-        self.keys[self.head..].iter().filter(|e| e.0 & DEAD == 0)
+        self.keys[self.head..]
+            .iter()
+            .filter(|e| e.0 & DEAD == 0)
+            .chain(&self.pending)
     }
 
     /// Recomputes every invariant; a description of the first broken one.
