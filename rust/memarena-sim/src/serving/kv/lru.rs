@@ -18,12 +18,14 @@
 /// evicted first. (Non-negative times order like their bits.)
 pub(crate) type LruKey = (u64, u32, u32);
 
+use std::collections::VecDeque;
+
 /// Marks a dead entry in its time bits: times are non-negative, so a live
 /// key never has the sign bit.
 const DEAD: u64 = 1 << 63;
 
-/// Popped or dead entries below this many stay (small so that the tests
-/// reach the compactions).
+/// Dead entries below this many stay (small so that the tests reach the
+/// compactions).
 const COMPACT_MIN: usize = if cfg!(test) { 4 } else { 1024 };
 
 #[inline]
@@ -33,13 +35,15 @@ fn key_of(e: &LruKey) -> LruKey {
 
 /// Free cached blocks in eviction order.
 ///
-/// Invariants (`check`): `keys[head..]` is sorted by key (dead marks
-/// aside); `dead` of its entries are marked dead; `live` counts the others
-/// and `pending`, no two of them for the same block.
+/// Invariants (`check`): `keys` is sorted by key (dead marks aside);
+/// `dead` of its entries are marked dead; `live` counts the others and
+/// `pending`, no two of them for the same block.
 #[derive(Debug, Default)]
 pub(crate) struct LruEvictor {
-    keys: Vec<LruKey>,
-    head: usize,
+    /// A ring buffer: pops and appends never move the queue (a vector
+    /// dropping its popped prefix moved the whole queue through the caches
+    /// every time).
+    keys: VecDeque<LruKey>,
     live: usize,
     dead: usize,
     /// Inserted keys not yet merged into `keys`, in any order.
@@ -81,13 +85,13 @@ impl LruEvictor {
         );
         // The queue's entries from the first that sorts after a pending key.
         let first = pending[0];
-        let at = self.head + self.keys[self.head..].partition_point(|e| key_of(e) <= first);
+        let at = self.keys.partition_point(|e| key_of(e) <= first);
         if at == self.keys.len() {
-            self.keys.extend_from_slice(&pending);
+            self.keys.extend(&pending);
         } else {
             let mut merged = std::mem::take(&mut self.merged);
             merged.clear();
-            let (mut a, mut b) = (self.keys[at..].iter().peekable(), pending.iter().peekable());
+            let (mut a, mut b) = (self.keys.range(at..).peekable(), pending.iter().peekable());
             while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
                 if key_of(&x) <= y {
                     merged.push(x);
@@ -100,7 +104,7 @@ impl LruEvictor {
             merged.extend(a);
             merged.extend(b);
             self.keys.truncate(at);
-            self.keys.extend_from_slice(&merged);
+            self.keys.extend(&merged);
             self.merged = merged;
         }
         pending.clear();
@@ -112,10 +116,10 @@ impl LruEvictor {
         if !self.pending.is_empty() {
             self.flush();
         }
-        let tail = &mut self.keys[self.head..];
-        let lo = tail.partition_point(|e| key_of(e) < key);
-        let Some(e) = tail[lo..]
-            .iter_mut()
+        let lo = self.keys.partition_point(|e| key_of(e) < key);
+        let Some(e) = self
+            .keys
+            .range_mut(lo..)
             .take_while(|e| key_of(e) == key)
             .find(|e| e.0 & DEAD == 0)
         else {
@@ -134,17 +138,12 @@ impl LruEvictor {
         if !self.pending.is_empty() {
             self.flush();
         }
-        while let Some(&e) = self.keys.get(self.head) {
-            self.head += 1;
+        while let Some(e) = self.keys.pop_front() {
             if e.0 & DEAD != 0 {
                 self.dead -= 1;
                 continue;
             }
             self.live -= 1;
-            if self.head >= COMPACT_MIN && 2 * self.head >= self.keys.len() {
-                self.keys.drain(..self.head);
-                self.head = 0;
-            }
             return Some(e.2);
         }
         None
@@ -156,8 +155,6 @@ impl LruEvictor {
         if self.dead < COMPACT_MIN || self.dead < self.live {
             return;
         }
-        self.keys.drain(..self.head);
-        self.head = 0;
         self.keys.retain(|e| e.0 & DEAD == 0);
         self.dead = 0;
     }
@@ -165,7 +162,7 @@ impl LruEvictor {
     /// The held blocks' keys (in eviction order but for the pending ones,
     /// which come last).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &LruKey> {
-        self.keys[self.head..]
+        self.keys
             .iter()
             .filter(|e| e.0 & DEAD == 0)
             .chain(&self.pending)
@@ -173,12 +170,16 @@ impl LruEvictor {
 
     /// Recomputes every invariant; a description of the first broken one.
     pub(crate) fn check(&self) -> Result<(), String> {
-        let keys = &self.keys[self.head..];
-        if let Some(w) = keys.windows(2).find(|w| key_of(&w[0]) > key_of(&w[1])) {
+        let keys = &self.keys;
+        if let Some((a, b)) = keys
+            .iter()
+            .zip(keys.iter().skip(1))
+            .find(|(a, b)| key_of(a) > key_of(b))
+        {
             return Err(format!(
                 "evictor keys out of order: {:?} before {:?}",
-                key_of(&w[0]),
-                key_of(&w[1])
+                key_of(a),
+                key_of(b)
             ));
         }
         let dead = keys.iter().filter(|e| e.0 & DEAD != 0).count();
