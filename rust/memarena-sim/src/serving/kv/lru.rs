@@ -132,6 +132,14 @@ impl LruEvictor {
         true
     }
 
+    /// The blocks of the next `n` entries to pop (dead ones included).
+    pub(crate) fn peek(&mut self, n: usize) -> impl Iterator<Item = u32> {
+        if !self.pending.is_empty() {
+            self.flush();
+        }
+        self.keys.iter().take(n).map(|e| e.2)
+    }
+
     /// Takes the block to evict: the smallest key.
     #[inline]
     pub(crate) fn pop_first(&mut self) -> Option<u32> {

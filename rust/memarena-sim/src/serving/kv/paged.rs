@@ -1098,6 +1098,13 @@ impl PagedKv {
         let from_stack = len.min(n as usize);
         out.extend(self.stack[len - from_stack..].iter().rev());
         self.stack.truncate(len - from_stack);
+        // The evicted blocks are the least recently used, far out of the
+        // caches: start loading them all before the first is needed.
+        for b in self.evictor.peek(n as usize - from_stack) {
+            // (Independent loads: they overlap, unlike the dependent
+            // chain below.)
+            std::hint::black_box(self.blocks[b as usize].run);
+        }
         for j in from_stack as u32..n {
             let Some(b) = self.evictor.pop_first() else {
                 no_free_block();
@@ -1762,7 +1769,10 @@ mod tests {
                 (&r.slots[..end], r.live)
             })
             .collect();
-        let evictor: Vec<&LruKey> = p.evictor.iter().collect();
+        // (Its pops come in key order; when it merges the pending keys is
+        // its own business.)
+        let mut evictor: Vec<&LruKey> = p.evictor.iter().collect();
+        evictor.sort();
         let ring: Vec<&u64> = p.ring.iter().collect();
         format!(
             "{:?}",
