@@ -58,8 +58,11 @@ pub struct LogHistogram {
     total: u64,
     sum: f64,
     max: f64,
-    last_value: f64,
+    /// The last bucket computed, and the values safely inside it (a
+    /// decode's token gaps change slowly, so most land there again).
     last_bucket: usize,
+    last_lo: f64,
+    last_hi: f64,
 }
 
 const H_MIN: f64 = 1e-6;
@@ -73,8 +76,9 @@ impl Default for LogHistogram {
             total: 0,
             sum: 0.0,
             max: f64::NAN,
-            last_value: f64::NAN,
             last_bucket: 0,
+            last_lo: f64::NAN,
+            last_hi: f64::NAN,
         }
     }
 }
@@ -87,17 +91,10 @@ impl LogHistogram {
         if count == 0 {
             return;
         }
-        let b = if value == self.last_value {
+        let b = if self.last_lo <= value && value <= self.last_hi {
             self.last_bucket
         } else {
-            let b = if value <= H_MIN {
-                0
-            } else {
-                (((value / H_MIN).ln() / H_LN_RATIO) as usize + 1).min(H_BUCKETS - 1)
-            };
-            self.last_value = value;
-            self.last_bucket = b;
-            b
+            self.bucket_of(value)
         };
         self.counts[b] += count;
         self.total += count;
@@ -105,6 +102,29 @@ impl LogHistogram {
         if self.max.is_nan() || value > self.max {
             self.max = value;
         }
+    }
+
+    /// The bucket of `value` (the logarithm's floor), remembered with the
+    /// values certainly in the same bucket: the bucket's bounds shrunk by
+    /// 1e-9 relative, far beyond the rounding of the formula, so that a
+    /// remembered bucket is always the one the formula gives.
+    #[inline(never)]
+    fn bucket_of(&mut self, value: f64) -> usize {
+        if value <= H_MIN {
+            (self.last_lo, self.last_hi) = (f64::NAN, f64::NAN);
+            return 0;
+        }
+        let b = (((value / H_MIN).ln() / H_LN_RATIO) as usize + 1).min(H_BUCKETS - 1);
+        (self.last_lo, self.last_hi) = if b < H_BUCKETS - 1 {
+            (
+                H_MIN * ((b - 1) as f64 * H_LN_RATIO).exp() * (1.0 + 1e-9),
+                H_MIN * (b as f64 * H_LN_RATIO).exp() * (1.0 - 1e-9),
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        self.last_bucket = b;
+        b
     }
 
     fn bucket_value(b: usize) -> f64 {
@@ -189,5 +209,34 @@ mod tests {
         }
         assert!((s.mean - e.mean).abs() < 1e-12);
         assert!(LatencyStats::exact(&mut []).mean.is_nan());
+    }
+
+    proptest::proptest! {
+        /// The remembered bucket is the formula's: slowly drifting values
+        /// (as a decode's token gaps), some on the bucket bounds exactly.
+        #[test]
+        fn remembered_buckets_are_the_formulas(
+            start in 1e-7f64..1e3,
+            steps in proptest::collection::vec((-1e-3f64..1e-3, 0u8..8), 1..300),
+        ) {
+            let formula = |v: f64| {
+                if v <= H_MIN {
+                    0
+                } else {
+                    (((v / H_MIN).ln() / H_LN_RATIO) as usize + 1).min(H_BUCKETS - 1)
+                }
+            };
+            let mut h = LogHistogram::default();
+            let mut v = start;
+            for (step, k) in steps {
+                v *= 1.0 + step;
+                // Now and then exactly a bucket's lower bound.
+                let x = if k == 0 { H_MIN * ((formula(v) as f64 - 1.0) * H_LN_RATIO).exp() } else { v };
+                let before = h.counts.clone();
+                h.record(x, 1);
+                let b = formula(x);
+                proptest::prop_assert_eq!(h.counts[b], before[b] + 1, "value {}", x);
+            }
+        }
     }
 }
