@@ -14,11 +14,11 @@
 //! indexed by block id, so the hot paths read and write only the queue, in
 //! order.
 
+use std::collections::VecDeque;
+
 /// A key: (release time as `f64` bits, `!depth`, block id); smallest
 /// evicted first. (Non-negative times order like their bits.)
 pub(crate) type LruKey = (u64, u32, u32);
-
-use std::collections::VecDeque;
 
 /// Marks a dead entry in its time bits: times are non-negative, so a live
 /// key never has the sign bit.
@@ -262,6 +262,11 @@ mod tests {
                     }
                     _ => {
                         let want = model.pop_first();
+                        // `peek` shows what comes next (the first live entry
+                        // among its dead ones: at most 16 + 16 in all).
+                        if let Some(k) = want {
+                            prop_assert!(e.peek(64).any(|b| b == k.2));
+                        }
                         prop_assert_eq!(e.pop_first(), want.map(|k| k.2));
                         if let Some(k) = want {
                             held_key[k.2 as usize] = None;
