@@ -629,13 +629,19 @@ impl PagedKv {
         self.stack.pop().or_else(|| self.evictor.pop_first())
     }
 
+    /// v0: records that the cached block `b` is released now; its LRU key.
+    #[inline(always)]
+    fn v0_released_key(&mut self, b: u32) -> LruKey {
+        self.last_access[b as usize] = self.now;
+        (self.now.to_bits(), !self.blocks[b as usize].pos, b)
+    }
+
     /// v0: a freed block goes to the stack, or to the evictor if cached.
     #[inline(never)]
     fn v0_release(&mut self, b: u32, hashed: bool) {
         if hashed {
-            self.last_access[b as usize] = self.now;
-            let pos = self.blocks[b as usize].pos;
-            self.evictor.insert((self.now.to_bits(), !pos, b));
+            let k = self.v0_released_key(b);
+            self.evictor.insert(k);
         } else {
             self.stack.push(b);
         }
@@ -698,16 +704,12 @@ impl PagedKv {
     /// time, positions descending).
     #[inline(never)]
     fn v0_free(&mut self, g: &Group) {
-        let now = self.now;
         let mut keys = std::mem::take(&mut self.v0_keys);
         for s in g.seqs.iter().rev() {
             keys.clear();
             for &b in s.blocks.iter().rev() {
                 match self.drop_ref(b) {
-                    Some(true) => {
-                        self.last_access[b as usize] = now;
-                        keys.push((now.to_bits(), !self.blocks[b as usize].pos, b));
-                    }
+                    Some(true) => keys.push(self.v0_released_key(b)),
                     Some(false) => self.stack.push(b),
                     None => {}
                 }
