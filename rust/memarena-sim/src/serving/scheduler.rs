@@ -351,11 +351,38 @@ impl<K: KvManager> ServingModel<K> {
         let mut preempted = false;
         let mut batch_seqs = 0u32;
 
-        // 1. Running requests.
+        // 1. Running requests: at most one entry each, written in place
+        // (`nb` of them) rather than pushed.
+        let unset = Scheduled {
+            rid: u32::MAX,
+            kv_delta: 0,
+        };
+        self.batch.resize(self.running.len(), unset);
+        let mut nb = 0;
         let mut i = 0;
         'running: while i < self.running.len() && budget > 0 {
             let rid = self.running[i];
             let r = &self.reqs[rid as usize];
+            // Fast path (most of a busy batch): a decode step whose grow is
+            // quiet and that fits the budget; the same sums as below.
+            if r.generated > 0
+                && r.kv_tokens + 1 == r.len
+                && r.len <= r.quiet_end
+                && r.n > 0
+                && r.n <= budget
+            {
+                let (n, kv) = (r.n, r.kv_tokens);
+                work.new_tokens += n as u64;
+                work.kv_read_tokens += kv as u64 * n as u64;
+                work.attn_pairs += n as f64 * (kv as f64 + 1.0);
+                work.sampled_tokens += n as u64;
+                batch_seqs += r.seqs.max(1);
+                self.batch[nb] = Scheduled { rid, kv_delta: 1 };
+                nb += 1;
+                budget -= n;
+                i += 1;
+                continue;
+            }
             let prefill = r.kv_tokens + 1 < r.len || r.generated == 0;
             let (new_tokens, seqs) = if prefill {
                 let left = r.len - r.kv_tokens;
@@ -418,10 +445,12 @@ impl<K: KvManager> ServingModel<K> {
             // (Requests already in the batch are never preempted later in
             // the step, so their `seqs` is final here.)
             batch_seqs += r.seqs.max(1);
-            self.batch.push(Scheduled { rid, kv_delta });
+            self.batch[nb] = Scheduled { rid, kv_delta };
+            nb += 1;
             budget -= new_tokens;
             i += 1;
         }
+        self.batch.truncate(nb);
 
         // 2. Swapped requests come back first, FCFS.
         while let Some(&rid) = self.swapped.front() {
@@ -552,8 +581,8 @@ impl<K: KvManager> ServingModel<K> {
         // Sequences that got a token after the same gap are recorded as one
         // histogram entry (in a decode batch: all of them).
         let (mut gap_s, mut gap_seqs) = (f64::NAN, 0u64);
-        for k in 0..self.batch.len() {
-            let Scheduled { rid, kv_delta } = self.batch[k];
+        let batch = std::mem::take(&mut self.batch);
+        for &Scheduled { rid, kv_delta } in &batch {
             let r = &mut self.reqs[rid as usize];
             let prefill = r.generated == 0 || r.kv_tokens + 1 < r.len;
             if prefill {
@@ -589,6 +618,7 @@ impl<K: KvManager> ServingModel<K> {
                 finished = true;
             }
         }
+        self.batch = batch;
         self.tbt.record(gap_s, gap_seqs);
         if finished {
             let reqs = &self.reqs;
