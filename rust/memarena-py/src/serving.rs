@@ -286,6 +286,7 @@ fn parse_scheduler(mut f: Fields<'_>) -> PyResult<SchedulerConfig> {
             ],
         )?,
         fast_decode_runs: d.fast_decode_runs,
+        cohort_min_running: d.cohort_min_running,
     };
     f.finish()?;
     Ok(s)

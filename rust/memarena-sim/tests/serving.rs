@@ -267,6 +267,7 @@ proptest! {
         block in prop::sample::select(vec![1u32, 8, 16, 32]),
         swap in any::<bool>(),
         victim in 0u8..3,
+        cohort_min in prop::sample::select(vec![0u32, 0, 3, 16]),
         chunked in any::<bool>(),
         budget in 64u32..2048,
         max_seqs in 2u32..16,
@@ -286,6 +287,7 @@ proptest! {
             preemption: if swap { PreemptionMode::Swap } else { PreemptionMode::Recompute },
             victim: [VictimPolicy::LastAdmitted, VictimPolicy::MostKv, VictimPolicy::LeastProgress][victim as usize],
             fast_decode_runs: true,
+            cohort_min_running: cohort_min,
         };
         c.swap_space_bytes = Some(300 * 131072);
         let specs: Vec<RequestSpec> = reqs
@@ -300,8 +302,9 @@ proptest! {
             })
             .collect();
         let r = simulate(&c, &specs).unwrap();
-        // Decode runs skip the event queue and quiet KV calls, and change
-        // nothing: the step-by-step path gives the same report, bit for bit.
+        // Decode runs skip the event queue and quiet KV calls, the cohort
+        // skips visiting its members, and neither changes anything: the
+        // step-by-step path gives the same report, bit for bit.
         c.scheduler.fast_decode_runs = false;
         prop_assert_eq!(r.digest(), simulate(&c, &specs).unwrap().digest(), "decode runs changed the result");
         prop_assert_eq!(r.completed + r.rejected_too_long + r.rejected_unservable, specs.len() as u64);
@@ -320,6 +323,69 @@ proptest! {
         if let Some(last) = r.samples.last() {
             prop_assert!(last.time_s >= 0.0);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Under load (a burst of requests, most of them queued) the batch is
+    /// mostly a cohort of decoding requests that the scheduler does not
+    /// visit; long prompts and small budgets (below the decodes of a full
+    /// batch) make the token budget bind (the cohort dissolves), a small pool preempts members, frequent samples
+    /// dissolve it mid-iteration. The report is the step-by-step path's,
+    /// bit for bit.
+    #[test]
+    fn saturated_batches_equal_the_step_by_step_path(
+        k in 0u8..7,
+        block in prop::sample::select(vec![8u32, 16, 32]),
+        swap in any::<bool>(),
+        victim in 0u8..3,
+        cohort_min in prop::sample::select(vec![0u32, 1, 4]),
+        chunked in any::<bool>(),
+        budget in prop::sample::select(vec![32u32, 96, 512, 3072]),
+        max_seqs in 8u32..64,
+        pool_tokens in 3000u64..12000,
+        sample_interval_s in prop::sample::select(vec![0.0, 0.02, 0.3]),
+        reqs in prop::collection::vec(
+            (0.0f64..2.0, 1u32..300, any::<bool>(), 2u32..150, 1u32..4, prop::option::of(0u64..3)),
+            40..160,
+        ),
+    ) {
+        let mut c = small_config(manager(k, block));
+        c.check_invariants = false;
+        c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + pool_tokens * 131072 + (4u64 << 20);
+        c.max_model_len = Some(4096);
+        c.sample_interval_s = sample_interval_s;
+        c.scheduler = SchedulerConfig {
+            max_num_batched_tokens: budget,
+            max_num_seqs: max_seqs,
+            chunked_prefill: chunked,
+            preemption: if swap { PreemptionMode::Swap } else { PreemptionMode::Recompute },
+            victim: [VictimPolicy::LastAdmitted, VictimPolicy::MostKv, VictimPolicy::LeastProgress][victim as usize],
+            fast_decode_runs: true,
+            cohort_min_running: cohort_min,
+        };
+        c.swap_space_bytes = Some(2000 * 131072);
+        let specs: Vec<RequestSpec> = reqs
+            .iter()
+            .map(|&(t, p, long, o, n, g)| {
+                // Some prompts longer than the budget (chunked) or the pool.
+                let prompt = if long { p * 10 } else { p };
+                RequestSpec {
+                    arrival_s: t,
+                    prompt_tokens: prompt,
+                    output_tokens: o,
+                    n_parallel: n,
+                    prefix_group: g,
+                    prefix_tokens: if g.is_some() { prompt.min(200) } else { 0 },
+                }
+            })
+            .collect();
+        let fast = simulate(&c, &specs).unwrap();
+        c.scheduler.fast_decode_runs = false;
+        let reference = simulate(&c, &specs).unwrap();
+        prop_assert_eq!(fast.digest(), reference.digest(), "the cohort changed the result");
     }
 }
 

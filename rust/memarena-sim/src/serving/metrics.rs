@@ -107,7 +107,15 @@ impl LogHistogram {
         self.total += count;
         // Scaling by a power of two is exact; the cast drops what is below
         // 2⁻⁶⁴ s (nothing for values above 2⁻¹² s, 53 bits of mantissa).
-        self.sum_fixed += (value * SUM_UNITS_PER_S) as i128 * count as i128;
+        // Values below 0.25 s (most) fit an i64, whose cast is one
+        // instruction (the i128 cast is a library call).
+        let scaled = value * SUM_UNITS_PER_S;
+        let units = if value.abs() < 0.25 {
+            scaled as i64 as i128
+        } else {
+            scaled as i128
+        };
+        self.sum_fixed += units * count as i128;
         if self.max.is_nan() || value > self.max {
             self.max = value;
         }

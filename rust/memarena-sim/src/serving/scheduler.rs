@@ -17,10 +17,26 @@
 //! manager promises to be quiet ([`KvManager::quiet_decode_tokens`]) and
 //! tells it of the tokens at the next grow that is not (or before a
 //! sample); between events, a stretch of decode-only iterations runs in
-//! O(1) each without the event queue (`decode_run`). Both are off with
-//! [`SchedulerConfig::fast_decode_runs`], and the property tests compare.
+//! O(1) each without the event queue (`decode_run`).
+//!
+//! Under load (requests queued) the decode steps of most running requests
+//! are alike: one token per sequence, a quiet grow, the same gap between
+//! tokens. Such requests join the *cohort* (`Cohort`): their progress is
+//! implicit (a count of cohort iterations since they joined) and the
+//! iteration's work sums over them in O(1). An iteration only touches the
+//! other running requests (the *actives*: prefills, non-quiet grows,
+//! requests sampling their last token, newly admitted ones), in running
+//! order, so the KV manager sees the same calls in the same order. A
+//! member returns to the actives at the iteration its grow is not quiet or
+//! it samples its last token; the cohort dissolves (every member made
+//! explicit) where the general path needs them all: a sample, a decode
+//! run, or an iteration whose token budget could cut the batch.
+//!
+//! All of this is off with [`SchedulerConfig::fast_decode_runs`], and the
+//! property tests compare: the same report, bit for bit.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use memarena_core::error::{Error, Result};
 
@@ -73,6 +89,12 @@ pub struct SchedulerConfig {
     /// events without the event queue. Results are identical either way
     /// (tested); off only to check that.
     pub fast_decode_runs: bool,
+    /// With `fast_decode_runs`, the running requests below which none
+    /// joins the cohort (see the module docs): a small batch is cheap to
+    /// visit, and a cohort formed while one request waits for a moment (a
+    /// lightly loaded server) would dissolve at once. Speed only: results
+    /// are the same for any value (tested).
+    pub cohort_min_running: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -84,6 +106,7 @@ impl Default for SchedulerConfig {
             preemption: PreemptionMode::Recompute,
             victim: VictimPolicy::LastAdmitted,
             fast_decode_runs: true,
+            cohort_min_running: 16,
         }
     }
 }
@@ -138,6 +161,38 @@ pub(crate) struct Req {
     pub last_token_s: f64,
     pub finish_s: f64,
     pub swapped_bytes: u64,
+    /// Admission stamp: `running` is in increasing stamp order.
+    pub seq_no: u64,
+    /// The cohort epoch it joined at ([`Cohort`]; its `kv_tokens`,
+    /// `generated`, `len` and `last_token_s` are as of then), or
+    /// [`NOT_IN_COHORT`].
+    pub cohort_e0: u64,
+}
+
+pub(crate) const NOT_IN_COHORT: u64 = u64::MAX;
+
+/// Running requests whose decode steps are implicit: each iteration adds
+/// one token per sequence to every member. Member `r` that joined at epoch
+/// `e0` has, at epoch `epoch`, `kv_tokens + (epoch - e0)` KV tokens (and as
+/// many more generated tokens and sequence length); the sums below give the
+/// iteration's work without visiting the members.
+#[derive(Debug, Default)]
+struct Cohort {
+    /// Members.
+    len: u32,
+    /// Sequences of the members (each decodes all of them).
+    seqs: u64,
+    /// Sum over members of `n * (kv_tokens - e0)`: the KV tokens read at
+    /// epoch `e` are `kv_base + seqs * e`.
+    kv_base: i64,
+    /// Cohort iterations run (the epoch of the next one).
+    epoch: u64,
+    /// When the members' last token was sampled (the last iteration's end).
+    last_end_s: f64,
+    /// (epoch at which the member must be active again, its `seq_no`, rid).
+    /// Entries of members that left are skipped (their `seq_no` or
+    /// membership no longer matches).
+    due: BinaryHeap<Reverse<(u64, u64, u32)>>,
 }
 
 /// Events of the serving model.
@@ -203,6 +258,13 @@ pub struct ServingModel<K: KvManager> {
     pub(crate) order: Vec<u32>,
     pub(crate) waiting: VecDeque<u32>,
     pub(crate) running: Vec<u32>,
+    /// The running requests not in the cohort, in running order.
+    actives: Vec<u32>,
+    cohort: Cohort,
+    next_seq_no: u64,
+    /// Scratch lists of `wake_due`.
+    woken: Vec<u32>,
+    merged: Vec<u32>,
     pub(crate) swapped: VecDeque<u32>,
     pub(crate) running_seqs: u32,
     pub(crate) busy: bool,
@@ -243,6 +305,11 @@ impl<K: KvManager> ServingModel<K> {
             order,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            actives: Vec::new(),
+            cohort: Cohort::default(),
+            next_seq_no: 0,
+            woken: Vec::new(),
+            merged: Vec::new(),
             swapped: VecDeque::new(),
             running_seqs: 0,
             busy: false,
@@ -272,6 +339,182 @@ impl<K: KvManager> ServingModel<K> {
 
     fn has_queued(&self) -> bool {
         !self.waiting.is_empty() || !self.swapped.is_empty()
+    }
+
+    fn in_cohort(&self, rid: u32) -> bool {
+        self.reqs[rid as usize].cohort_e0 != NOT_IN_COHORT
+    }
+
+    /// Tokens generated so far by running request `rid` (a member's are
+    /// implicit).
+    fn generated_now(&self, rid: u32) -> u32 {
+        let r = &self.reqs[rid as usize];
+        if r.cohort_e0 == NOT_IN_COHORT {
+            r.generated
+        } else {
+            r.generated + (self.cohort.epoch - r.cohort_e0) as u32
+        }
+    }
+
+    /// Starts running `rid`, last in running order.
+    fn push_running(&mut self, rid: u32) {
+        self.reqs[rid as usize].seq_no = self.next_seq_no;
+        self.next_seq_no += 1;
+        self.running.push(rid);
+        self.actives.push(rid);
+    }
+
+    /// Index of running request `rid` in `list` (a list in running order
+    /// that holds it).
+    fn position_in(&self, list: &[u32], rid: u32) -> usize {
+        let seq = self.reqs[rid as usize].seq_no;
+        list.binary_search_by_key(&seq, |&x| self.reqs[x as usize].seq_no)
+            .expect("the list holds the request")
+    }
+
+    /// Makes `rid` (it just sampled a token and decodes on) a cohort
+    /// member if its next decode step is quiet and not its last; returns
+    /// whether it joined.
+    fn try_join_cohort(&mut self, rid: u32) -> bool {
+        let epoch = self.cohort.epoch;
+        let r = &mut self.reqs[rid as usize];
+        if r.generated == 0 || r.kv_tokens + 1 != r.len || r.seqs != r.n {
+            return false;
+        }
+        // Iterations from the next one until the first grow that is not
+        // quiet, and until the one that samples the last token: the
+        // member is active again at the earlier.
+        let quiet = r.quiet_end.saturating_sub(r.kv_tokens);
+        let due = quiet.min(r.output_tokens - r.generated - 1);
+        if due == 0 {
+            return false;
+        }
+        r.cohort_e0 = epoch;
+        let c = &mut self.cohort;
+        c.len += 1;
+        c.seqs += r.n as u64;
+        c.kv_base += r.n as i64 * (r.kv_tokens as i64 - epoch as i64);
+        c.due.push(Reverse((epoch + due as u64, r.seq_no, rid)));
+        true
+    }
+
+    /// Makes member `rid` explicit again: its fields brought to the
+    /// current epoch, its share taken out of the cohort's sums.
+    fn leave_cohort(&mut self, rid: u32) {
+        let c = &mut self.cohort;
+        let r = &mut self.reqs[rid as usize];
+        c.len -= 1;
+        c.seqs -= r.n as u64;
+        c.kv_base -= r.n as i64 * (r.kv_tokens as i64 - r.cohort_e0 as i64);
+        let d = (c.epoch - r.cohort_e0) as u32;
+        if d > 0 {
+            r.kv_tokens += d;
+            r.generated += d;
+            r.len += d;
+            r.last_token_s = c.last_end_s;
+        }
+        r.cohort_e0 = NOT_IN_COHORT;
+        if c.len == 0 {
+            debug_assert_eq!((c.seqs, c.kv_base), (0, 0));
+            c.due.clear();
+        }
+    }
+
+    /// Returns the members due at this epoch to the actives, in running
+    /// order.
+    fn wake_due(&mut self) {
+        let epoch = self.cohort.epoch;
+        let mut woken = std::mem::take(&mut self.woken);
+        woken.clear();
+        while let Some(&Reverse((due, seq, rid))) = self.cohort.due.peek() {
+            if due > epoch {
+                break;
+            }
+            self.cohort.due.pop();
+            let r = &self.reqs[rid as usize];
+            if r.cohort_e0 == NOT_IN_COHORT || r.seq_no != seq {
+                continue; // Left the cohort earlier (preempted).
+            }
+            self.leave_cohort(rid);
+            woken.push(rid);
+        }
+        if !woken.is_empty() {
+            let reqs = &self.reqs;
+            let seq = |rid: u32| reqs[rid as usize].seq_no;
+            // (Heap order: already by `seq_no` within one epoch.)
+            woken.sort_unstable_by_key(|&r| seq(r));
+            let mut merged = std::mem::take(&mut self.merged);
+            merged.clear();
+            let (mut a, mut b) = (0, 0);
+            while a < self.actives.len() && b < woken.len() {
+                if seq(self.actives[a]) < seq(woken[b]) {
+                    merged.push(self.actives[a]);
+                    a += 1;
+                } else {
+                    merged.push(woken[b]);
+                    b += 1;
+                }
+            }
+            merged.extend_from_slice(&self.actives[a..]);
+            merged.extend_from_slice(&woken[b..]);
+            self.merged = std::mem::replace(&mut self.actives, merged);
+        }
+        self.woken = woken;
+    }
+
+    /// Whether every running request fits this iteration's token budget
+    /// at once (the cohort's decodes, the actives' decodes and whole
+    /// remaining prefills): then no request's place in running order can
+    /// change what it gets, and the members need not be visited.
+    fn cohort_fits(&self) -> bool {
+        let mut need = self.cohort.seqs;
+        for &rid in &self.actives {
+            let r = &self.reqs[rid as usize];
+            need += if r.kv_tokens + 1 < r.len || r.generated == 0 {
+                (r.len - r.kv_tokens) as u64
+            } else {
+                r.n as u64
+            };
+        }
+        need <= self.cfg.max_num_batched_tokens as u64
+    }
+
+    /// Makes every member explicit. `in_flight`: the iteration running now
+    /// includes the members (one token per sequence each), so they get
+    /// their entries in its batch, in running order.
+    fn dissolve_cohort(&mut self, in_flight: bool) -> Result<()> {
+        if self.cohort.len == 0 {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(if in_flight { self.running.len() } else { 0 });
+        let mut p = 0;
+        for k in 0..self.running.len() {
+            let rid = self.running[k];
+            if self.in_cohort(rid) {
+                self.leave_cohort(rid);
+                if in_flight {
+                    batch.push(Scheduled { rid, kv_delta: 1 });
+                }
+            } else if in_flight && self.batch.get(p).is_some_and(|e| e.rid == rid) {
+                // (The batch's entries are in running order; a request
+                // swapped in by this iteration has none.)
+                batch.push(self.batch[p]);
+                p += 1;
+            }
+        }
+        if in_flight {
+            if p != self.batch.len() {
+                return Err(invariant(
+                    "scheduler",
+                    "the iteration in flight holds a request that is not running, or out of order"
+                        .into(),
+                ));
+            }
+            self.batch = batch;
+        }
+        self.actives.clear();
+        self.actives.extend_from_slice(&self.running);
+        Ok(())
     }
 
     fn on_arrival(&mut self, rid: u32) {
@@ -305,7 +548,7 @@ impl<K: KvManager> ServingModel<K> {
                 .expect("at least the current request"),
             VictimPolicy::LeastProgress => cand
                 .rev()
-                .min_by_key(|&i| self.reqs[self.running[i] as usize].generated)
+                .min_by_key(|&i| self.generated_now(self.running[i]))
                 .expect("at least the current request"),
         }
     }
@@ -313,6 +556,12 @@ impl<K: KvManager> ServingModel<K> {
     /// Preempts `running[idx]`.
     fn preempt(&mut self, idx: usize) {
         let rid = self.running.remove(idx);
+        if self.in_cohort(rid) {
+            self.leave_cohort(rid);
+        } else {
+            let p = self.position_in(&self.actives, rid);
+            self.actives.remove(p);
+        }
         let r = &self.reqs[rid as usize];
         self.running_seqs -= r.n;
         let bytes = self.kv.resident_bytes(rid);
@@ -350,18 +599,27 @@ impl<K: KvManager> ServingModel<K> {
         let mut work = BatchWork::default();
         let mut preempted = false;
         let mut batch_seqs = 0u32;
+        if self.cohort.len > 0 {
+            self.wake_due();
+            if self.cohort_fits() {
+                budget -= self.cohort.seqs as u32;
+            } else {
+                self.dissolve_cohort(false)?;
+            }
+        }
 
-        // 1. Running requests: at most one entry each, written in place
-        // (`nb` of them) rather than pushed.
+        // 1. Running requests (the actives; the cohort's decode steps are
+        // added after them): at most one entry each, written in place (`nb`
+        // of them) rather than pushed.
         let unset = Scheduled {
             rid: u32::MAX,
             kv_delta: 0,
         };
-        self.batch.resize(self.running.len(), unset);
+        self.batch.resize(self.actives.len(), unset);
         let mut nb = 0;
         let mut i = 0;
-        'running: while i < self.running.len() && budget > 0 {
-            let rid = self.running[i];
+        'running: while i < self.actives.len() && budget > 0 {
+            let rid = self.actives[i];
             let r = &self.reqs[rid as usize];
             // Fast path (most of a busy batch): a decode step whose grow is
             // quiet and that fits the budget; the same sums as below.
@@ -404,7 +662,7 @@ impl<K: KvManager> ServingModel<K> {
                 self.reqs[rid as usize].kv_grown = target - 1;
             }
             while !quiet && !self.kv.grow(rid, target, seqs) {
-                let v = self.pick_victim(i);
+                let v = self.pick_victim(self.position_in(&self.running, rid));
                 let victim_is_self = self.running[v] == rid;
                 if victim_is_self && self.running.len() == 1 {
                     // Alone on the device it fits (`can_ever_fit` admitted
@@ -451,6 +709,18 @@ impl<K: KvManager> ServingModel<K> {
             i += 1;
         }
         self.batch.truncate(nb);
+        if self.cohort.len > 0 {
+            // Every member decodes all its sequences, one token each, with
+            // the KV of its epoch: whole numbers below 2^53, so these sums
+            // are the bits of adding the members one by one.
+            let c = &self.cohort;
+            let kv_read = (c.kv_base + c.seqs as i64 * c.epoch as i64) as u64;
+            work.new_tokens += c.seqs;
+            work.sampled_tokens += c.seqs;
+            work.kv_read_tokens += kv_read;
+            work.attn_pairs += (kv_read + c.seqs) as f64;
+            batch_seqs += c.seqs as u32;
+        }
 
         // 2. Swapped requests come back first, FCFS.
         while let Some(&rid) = self.swapped.front() {
@@ -484,7 +754,7 @@ impl<K: KvManager> ServingModel<K> {
             self.step_transfer_bytes += self.kv.resident_bytes(rid);
             r.state = State::Running;
             self.running_seqs += r.n;
-            self.running.push(rid);
+            self.push_running(rid);
         }
 
         // 3. Waiting requests, FCFS with head-of-line blocking.
@@ -519,7 +789,7 @@ impl<K: KvManager> ServingModel<K> {
             r.seqs = 1;
             r.state = State::Running;
             self.running_seqs += r.n;
-            self.running.push(rid);
+            self.push_running(rid);
             work.new_tokens += new_tokens as u64;
             work.kv_read_tokens += hit as u64;
             work.attn_pairs += new_tokens as f64 * hit as f64
@@ -538,10 +808,11 @@ impl<K: KvManager> ServingModel<K> {
         if self.check {
             self.kv.check_invariants()?;
             self.check_breakdown()?;
+            self.check_cohort()?;
         }
         let (extra_bytes, extra_s) = self.kv.take_step_overhead();
         work.extra_hbm_bytes += extra_bytes;
-        if self.batch.is_empty() {
+        if self.batch.is_empty() && self.cohort.len == 0 {
             if self.step_transfer_bytes > 0 {
                 // A transfer-only iteration (swap-ins or swap-outs).
                 let dt = self.step_transfer_bytes as f64 / self.host_link_bytes_per_s;
@@ -570,14 +841,27 @@ impl<K: KvManager> ServingModel<K> {
         self.c.busy_s += dt;
         let seqs = batch_seqs;
         self.c.batch_seqs_sum += seqs as u64;
-        self.c.batch_reqs_sum += self.batch.len() as u64;
+        self.c.batch_reqs_sum += self.batch.len() as u64 + self.cohort.len as u64;
         self.c.max_batch_seqs = self.c.max_batch_seqs.max(seqs);
         Ok(Some(dt))
     }
 
     /// Applies the finished iteration.
     fn finish_step(&mut self, now: f64) {
-        let mut finished = false;
+        if self.cohort.len > 0 {
+            // Every member sampled a token per sequence, after the same gap.
+            self.tbt
+                .record(now - self.cohort.last_end_s, self.cohort.seqs);
+            self.c.output_tokens += self.cohort.seqs;
+            self.cohort.epoch += 1;
+        }
+        self.cohort.last_end_s = now;
+        // Under load (requests queued, a batch large enough to be worth it),
+        // decoding requests join the cohort.
+        let may_join = self.cfg.fast_decode_runs
+            && self.has_queued()
+            && self.running.len() >= self.cfg.cohort_min_running as usize;
+        let mut joined = false;
         // Sequences that got a token after the same gap are recorded as one
         // histogram entry (in a decode batch: all of them).
         let (mut gap_s, mut gap_seqs) = (f64::NAN, 0u64);
@@ -615,16 +899,78 @@ impl<K: KvManager> ServingModel<K> {
                 r.finish_s = now;
                 self.running_seqs -= r.n;
                 self.kv.free(rid);
-                finished = true;
+                let p = self.position_in(&self.running, rid);
+                self.running.remove(p);
+                let p = self.position_in(&self.actives, rid);
+                self.actives.remove(p);
+            } else if may_join && self.try_join_cohort(rid) {
+                joined = true;
             }
         }
         self.batch = batch;
         self.tbt.record(gap_s, gap_seqs);
-        if finished {
+        if joined {
             let reqs = &self.reqs;
-            self.running
-                .retain(|&rid| reqs[rid as usize].state == State::Running);
+            self.actives
+                .retain(|&rid| reqs[rid as usize].cohort_e0 == NOT_IN_COHORT);
         }
+    }
+
+    /// The cohort's invariants: `running` is in admission-stamp order and
+    /// is the members and the actives merged; the sums are the members'; a
+    /// member is due no earlier than the current epoch, and decodes.
+    fn check_cohort(&self) -> Result<()> {
+        let bad = |reason: String| Err(invariant("cohort", reason));
+        let (mut len, mut seqs, mut kv_base) = (0u32, 0u64, 0i64);
+        let mut actives = self.actives.iter();
+        for (k, &rid) in self.running.iter().enumerate() {
+            let r = &self.reqs[rid as usize];
+            if k > 0 && self.reqs[self.running[k - 1] as usize].seq_no >= r.seq_no {
+                return bad(format!("running is out of admission order at {k}"));
+            }
+            if r.state != State::Running {
+                return bad(format!(
+                    "request {rid} is listed running in state {:?}",
+                    r.state
+                ));
+            }
+            if r.cohort_e0 == NOT_IN_COHORT {
+                if actives.next() != Some(&rid) {
+                    return bad(format!(
+                        "running request {rid} is neither active nor a member"
+                    ));
+                }
+                continue;
+            }
+            if r.cohort_e0 > self.cohort.epoch || r.kv_tokens + 1 != r.len || r.seqs != r.n {
+                return bad(format!(
+                    "member {rid} is not a decoding request of an epoch so far"
+                ));
+            }
+            len += 1;
+            seqs += r.n as u64;
+            kv_base += r.n as i64 * (r.kv_tokens as i64 - r.cohort_e0 as i64);
+        }
+        if actives.next().is_some() {
+            return bad("an active request is not running".into());
+        }
+        let c = &self.cohort;
+        if (len, seqs, kv_base) != (c.len, c.seqs, c.kv_base) {
+            return bad(format!(
+                "sums (members, sequences, KV base) are ({}, {}, {}), recomputed ({len}, {seqs}, {kv_base})",
+                c.len, c.seqs, c.kv_base
+            ));
+        }
+        if len > 0
+            && let Some(Reverse((due, _, _))) = c.due.peek()
+            && *due <= c.epoch
+        {
+            return bad(format!(
+                "a member due at epoch {due} was not woken by epoch {}",
+                c.epoch
+            ));
+        }
+        Ok(())
     }
 
     fn check_breakdown(&self) -> Result<()> {
@@ -648,6 +994,7 @@ impl<K: KvManager> ServingModel<K> {
     /// skipped (every running request's computed tokens, plus the iteration
     /// in flight), so that its breakdown is exact.
     fn sync_kv(&mut self) -> Result<()> {
+        self.dissolve_cohort(self.busy)?;
         for k in 0..self.running.len() {
             let rid = self.running[k];
             let (want, n) = {
@@ -727,7 +1074,11 @@ impl<K: KvManager> ServingModel<K> {
     /// request decoding all its sequences, fitting the token budget
     /// together, with its last token sampled at `now`.
     fn decode_run_ready(&self, now: f64) -> bool {
-        if !self.cfg.fast_decode_runs || self.running.is_empty() || self.has_queued() {
+        if !self.cfg.fast_decode_runs
+            || self.running.is_empty()
+            || self.has_queued()
+            || self.cohort.len > 0
+        {
             return false;
         }
         let mut seqs = 0u64;
@@ -909,6 +1260,9 @@ impl<K: KvManager> Model for ServingModel<K> {
             ServingEvent::StepDone => {
                 self.busy = false;
                 self.finish_step(now);
+                if self.cohort.len > 0 && !self.has_queued() {
+                    self.dissolve_cohort(false)?;
+                }
                 if self.decode_run_ready(now) {
                     self.decode_run(now, q)
                 } else {

@@ -12,7 +12,7 @@ use super::kv::{
 };
 use super::metrics::{LatencyStats, Sample};
 use super::model_spec::ModelSpec;
-use super::scheduler::{Req, SchedulerConfig, ServingEvent, ServingModel, State};
+use super::scheduler::{NOT_IN_COHORT, Req, SchedulerConfig, ServingEvent, ServingModel, State};
 use super::workload::RequestSpec;
 use crate::engine::Engine;
 
@@ -432,6 +432,8 @@ fn run<K: KvManager>(
             last_token_s: f64::NAN,
             finish_s: f64::NAN,
             swapped_bytes: 0,
+            seq_no: 0,
+            cohort_e0: NOT_IN_COHORT,
         })
         .collect();
     let mut order: Vec<u32> = (0..requests.len() as u32).collect();
