@@ -189,10 +189,88 @@ struct Cohort {
     epoch: u64,
     /// When the members' last token was sampled (the last iteration's end).
     last_end_s: f64,
-    /// (epoch at which the member must be active again, its `seq_no`, rid).
-    /// Entries of members that left are skipped (their `seq_no` or
-    /// membership no longer matches).
-    due: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// When each member must be active again. Entries of members that left
+    /// are skipped (their `seq_no` or membership no longer matches).
+    due: DueQueue,
+}
+
+/// Buckets of [`DueQueue`]'s wheel: members due within this many epochs
+/// (within a block's tokens, mostly) skip the heap.
+const DUE_WHEEL: u64 = 64;
+
+/// The epochs at which cohort members must be active again, drained at
+/// every epoch in turn: a wheel of [`DUE_WHEEL`] buckets for the near ones
+/// (bucket `e % DUE_WHEEL` holds exactly the entries due at `e`, the next
+/// epoch of its residue) and a heap for the far ones.
+#[derive(Debug)]
+struct DueQueue {
+    /// (due epoch, `seq_no`, rid) per bucket.
+    wheel: Vec<Vec<(u64, u64, u32)>>,
+    /// Entries in the wheel.
+    near: usize,
+    far: BinaryHeap<Reverse<(u64, u64, u32)>>,
+}
+
+impl Default for DueQueue {
+    fn default() -> Self {
+        DueQueue {
+            wheel: vec![Vec::new(); DUE_WHEEL as usize],
+            near: 0,
+            far: BinaryHeap::new(),
+        }
+    }
+}
+
+impl DueQueue {
+    /// Adds `rid` (stamp `seq`), due at epoch `due`, after epoch `now`.
+    fn push(&mut self, now: u64, due: u64, seq: u64, rid: u32) {
+        debug_assert!(due > now);
+        if due - now < DUE_WHEEL {
+            self.wheel[(due % DUE_WHEEL) as usize].push((due, seq, rid));
+            self.near += 1;
+        } else {
+            self.far.push(Reverse((due, seq, rid)));
+        }
+    }
+
+    /// Appends the entries due at `epoch` to `out` as (`seq_no`, rid), in
+    /// no particular order; every earlier epoch must have been drained.
+    fn drain(&mut self, epoch: u64, out: &mut Vec<(u64, u32)>) -> Result<()> {
+        let bucket = &mut self.wheel[(epoch % DUE_WHEEL) as usize];
+        self.near -= bucket.len();
+        for (due, seq, rid) in bucket.drain(..) {
+            if due != epoch {
+                return Err(invariant(
+                    "cohort",
+                    format!("request {rid}, due at epoch {due}, was still queued at epoch {epoch}"),
+                ));
+            }
+            out.push((seq, rid));
+        }
+        while let Some(&Reverse((due, seq, rid))) = self.far.peek() {
+            if due > epoch {
+                break;
+            }
+            self.far.pop();
+            out.push((seq, rid));
+        }
+        Ok(())
+    }
+
+    /// The earliest due epoch queued.
+    fn min_due(&self) -> Option<u64> {
+        let near = self.wheel.iter().flatten().map(|e| e.0).min();
+        let far = self.far.peek().map(|Reverse(e)| e.0);
+        near.into_iter().chain(far).min()
+    }
+
+    fn clear(&mut self) {
+        if self.near > 0 {
+            self.wheel.iter_mut().for_each(Vec::clear);
+            self.near = 0;
+        }
+        self.far.clear();
+    }
 }
 
 /// Events of the serving model.
@@ -263,7 +341,7 @@ pub struct ServingModel<K: KvManager> {
     cohort: Cohort,
     next_seq_no: u64,
     /// Scratch lists of `wake_due`.
-    woken: Vec<u32>,
+    woken: Vec<(u64, u32)>,
     merged: Vec<u32>,
     pub(crate) swapped: VecDeque<u32>,
     pub(crate) running_seqs: u32,
@@ -394,7 +472,7 @@ impl<K: KvManager> ServingModel<K> {
         c.len += 1;
         c.seqs += r.n as u64;
         c.kv_base += r.n as i64 * (r.kv_tokens as i64 - epoch as i64);
-        c.due.push(Reverse((epoch + due as u64, r.seq_no, rid)));
+        c.due.push(epoch, epoch + due as u64, r.seq_no, rid);
         true
     }
 
@@ -422,44 +500,40 @@ impl<K: KvManager> ServingModel<K> {
 
     /// Returns the members due at this epoch to the actives, in running
     /// order.
-    fn wake_due(&mut self) {
-        let epoch = self.cohort.epoch;
+    fn wake_due(&mut self) -> Result<()> {
         let mut woken = std::mem::take(&mut self.woken);
         woken.clear();
-        while let Some(&Reverse((due, seq, rid))) = self.cohort.due.peek() {
-            if due > epoch {
-                break;
-            }
-            self.cohort.due.pop();
+        self.cohort.due.drain(self.cohort.epoch, &mut woken)?;
+        woken.retain(|&(seq, rid)| {
             let r = &self.reqs[rid as usize];
-            if r.cohort_e0 == NOT_IN_COHORT || r.seq_no != seq {
-                continue; // Left the cohort earlier (preempted).
-            }
+            // (Not those that left the cohort earlier: preempted.)
+            r.cohort_e0 != NOT_IN_COHORT && r.seq_no == seq
+        });
+        woken.sort_unstable();
+        for &(_, rid) in &woken {
             self.leave_cohort(rid);
-            woken.push(rid);
         }
         if !woken.is_empty() {
             let reqs = &self.reqs;
             let seq = |rid: u32| reqs[rid as usize].seq_no;
-            // (Heap order: already by `seq_no` within one epoch.)
-            woken.sort_unstable_by_key(|&r| seq(r));
             let mut merged = std::mem::take(&mut self.merged);
             merged.clear();
             let (mut a, mut b) = (0, 0);
             while a < self.actives.len() && b < woken.len() {
-                if seq(self.actives[a]) < seq(woken[b]) {
+                if seq(self.actives[a]) < woken[b].0 {
                     merged.push(self.actives[a]);
                     a += 1;
                 } else {
-                    merged.push(woken[b]);
+                    merged.push(woken[b].1);
                     b += 1;
                 }
             }
             merged.extend_from_slice(&self.actives[a..]);
-            merged.extend_from_slice(&woken[b..]);
+            merged.extend(woken[b..].iter().map(|&(_, rid)| rid));
             self.merged = std::mem::replace(&mut self.actives, merged);
         }
         self.woken = woken;
+        Ok(())
     }
 
     /// Whether every running request fits this iteration's token budget
@@ -600,7 +674,7 @@ impl<K: KvManager> ServingModel<K> {
         let mut preempted = false;
         let mut batch_seqs = 0u32;
         if self.cohort.len > 0 {
-            self.wake_due();
+            self.wake_due()?;
             if self.cohort_fits() {
                 budget -= self.cohort.seqs as u32;
             } else {
@@ -962,8 +1036,8 @@ impl<K: KvManager> ServingModel<K> {
             ));
         }
         if len > 0
-            && let Some(Reverse((due, _, _))) = c.due.peek()
-            && *due <= c.epoch
+            && let Some(due) = c.due.min_due()
+            && due <= c.epoch
         {
             return bad(format!(
                 "a member due at epoch {due} was not woken by epoch {}",
@@ -1275,6 +1349,53 @@ impl<K: KvManager> Model for ServingModel<K> {
                     q.schedule_in(self.sample_interval_s, ServingEvent::Sample)?;
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    proptest::proptest! {
+        /// Drained at every epoch, the due queue gives exactly the entries
+        /// due then (near ones through the wheel, far ones through the
+        /// heap), across wheel laps and clears.
+        #[test]
+        fn due_queue_drains_what_is_due(
+            ops in proptest::collection::vec((0u8..8, 1u64..200), 1..400),
+        ) {
+            let (mut q, mut reference) = (DueQueue::default(), BTreeSet::new());
+            let (mut epoch, mut seq) = (0u64, 0u64);
+            for (op, ahead) in ops {
+                match op {
+                    // Mostly pushes (some beyond the wheel), then epochs.
+                    0..=4 => {
+                        q.push(epoch, epoch + ahead, seq, seq as u32);
+                        reference.insert((epoch + ahead, seq));
+                        seq += 1;
+                    }
+                    5 if ahead < 5 => {
+                        q.clear();
+                        reference.clear();
+                    }
+                    _ => {
+                        epoch += 1;
+                        let mut got = Vec::new();
+                        q.drain(epoch, &mut got).unwrap();
+                        got.sort_unstable();
+                        let want: Vec<(u64, u32)> = reference
+                            .iter()
+                            .take_while(|e| e.0 <= epoch)
+                            .map(|&(_, s)| (s, s as u32))
+                            .collect();
+                        reference.retain(|e| e.0 > epoch);
+                        proptest::prop_assert_eq!(&got, &want, "epoch {}", epoch);
+                        proptest::prop_assert_eq!(q.min_due(), reference.first().map(|e| e.0));
+                    }
+                }
             }
         }
     }
