@@ -327,14 +327,14 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Under load (a burst of requests, most of them queued) the batch is
     /// mostly a cohort of decoding requests that the scheduler does not
-    /// visit; long prompts and small budgets (below the decodes of a full
-    /// batch) make the token budget bind (the cohort dissolves), a small pool preempts members, frequent samples
-    /// dissolve it mid-iteration. The report is the step-by-step path's,
-    /// bit for bit.
+    /// visit. Long prompts and small budgets (below the decodes of a full
+    /// batch) make the token budget bind (the cohort dissolves), a small
+    /// pool preempts members, and frequent samples catch members up
+    /// mid-iteration. The report is the step-by-step path's, bit for bit.
     #[test]
     fn saturated_batches_equal_the_step_by_step_path(
         k in 0u8..7,

@@ -29,8 +29,9 @@
 //! order, so the KV manager sees the same calls in the same order. A
 //! member returns to the actives at the iteration its grow is not quiet or
 //! it samples its last token; the cohort dissolves (every member made
-//! explicit) where the general path needs them all: a sample, a decode
-//! run, or an iteration whose token budget could cut the batch.
+//! explicit) where the general path needs them all: a decode run, or an
+//! iteration whose token budget could cut the batch. (A sample tells the
+//! manager of every member's skipped grows without dissolving it.)
 //!
 //! All of this is off with [`SchedulerConfig::fast_decode_runs`], and the
 //! property tests compare: the same report, bit for bit.
@@ -423,15 +424,26 @@ impl<K: KvManager> ServingModel<K> {
         self.reqs[rid as usize].cohort_e0 != NOT_IN_COHORT
     }
 
+    /// Cohort iterations member `rid` has run since it joined (0 for a
+    /// request outside the cohort).
+    fn cohort_steps(&self, rid: u32) -> u32 {
+        let e0 = self.reqs[rid as usize].cohort_e0;
+        if e0 == NOT_IN_COHORT {
+            0
+        } else {
+            (self.cohort.epoch - e0) as u32
+        }
+    }
+
     /// Tokens generated so far by running request `rid` (a member's are
     /// implicit).
     fn generated_now(&self, rid: u32) -> u32 {
-        let r = &self.reqs[rid as usize];
-        if r.cohort_e0 == NOT_IN_COHORT {
-            r.generated
-        } else {
-            r.generated + (self.cohort.epoch - r.cohort_e0) as u32
-        }
+        self.reqs[rid as usize].generated + self.cohort_steps(rid)
+    }
+
+    /// KV tokens computed so far for running request `rid`.
+    fn kv_tokens_now(&self, rid: u32) -> u32 {
+        self.reqs[rid as usize].kv_tokens + self.cohort_steps(rid)
     }
 
     /// Starts running `rid`, last in running order.
@@ -553,42 +565,19 @@ impl<K: KvManager> ServingModel<K> {
         need <= self.cfg.max_num_batched_tokens as u64
     }
 
-    /// Makes every member explicit. `in_flight`: the iteration running now
-    /// includes the members (one token per sequence each), so they get
-    /// their entries in its batch, in running order.
-    fn dissolve_cohort(&mut self, in_flight: bool) -> Result<()> {
+    /// Makes every member explicit (between iterations).
+    fn dissolve_cohort(&mut self) {
         if self.cohort.len == 0 {
-            return Ok(());
+            return;
         }
-        let mut batch = Vec::with_capacity(if in_flight { self.running.len() } else { 0 });
-        let mut p = 0;
         for k in 0..self.running.len() {
             let rid = self.running[k];
             if self.in_cohort(rid) {
                 self.leave_cohort(rid);
-                if in_flight {
-                    batch.push(Scheduled { rid, kv_delta: 1 });
-                }
-            } else if in_flight && self.batch.get(p).is_some_and(|e| e.rid == rid) {
-                // (The batch's entries are in running order; a request
-                // swapped in by this iteration has none.)
-                batch.push(self.batch[p]);
-                p += 1;
             }
-        }
-        if in_flight {
-            if p != self.batch.len() {
-                return Err(invariant(
-                    "scheduler",
-                    "the iteration in flight holds a request that is not running, or out of order"
-                        .into(),
-                ));
-            }
-            self.batch = batch;
         }
         self.actives.clear();
         self.actives.extend_from_slice(&self.running);
-        Ok(())
     }
 
     fn on_arrival(&mut self, rid: u32) {
@@ -678,7 +667,7 @@ impl<K: KvManager> ServingModel<K> {
             if self.cohort_fits() {
                 budget -= self.cohort.seqs as u32;
             } else {
-                self.dissolve_cohort(false)?;
+                self.dissolve_cohort();
             }
         }
 
@@ -1068,16 +1057,38 @@ impl<K: KvManager> ServingModel<K> {
     /// skipped (every running request's computed tokens, plus the iteration
     /// in flight), so that its breakdown is exact.
     fn sync_kv(&mut self) -> Result<()> {
-        self.dissolve_cohort(self.busy)?;
         for k in 0..self.running.len() {
             let rid = self.running[k];
-            let (want, n) = {
-                let r = &self.reqs[rid as usize];
-                (r.kv_tokens, r.n)
-            };
-            self.grow_quietly(rid, want, n)?;
+            let want = self.kv_tokens_now(rid);
+            self.grow_quietly(rid, want, self.reqs[rid as usize].n)?;
         }
-        if self.busy {
+        if self.busy && self.cohort.len > 0 {
+            // The iteration in flight: its entries and the members (a token
+            // each), in running order, as the batch would list them all.
+            let mut p = 0;
+            for k in 0..self.running.len() {
+                let rid = self.running[k];
+                let kv_delta = if self.in_cohort(rid) {
+                    1
+                } else if let Some(e) = self.batch.get(p)
+                    && e.rid == rid
+                {
+                    p += 1;
+                    e.kv_delta
+                } else {
+                    continue; // (Swapped in by this iteration: no entry.)
+                };
+                let want = self.kv_tokens_now(rid) + kv_delta;
+                self.grow_quietly(rid, want, self.reqs[rid as usize].n)?;
+            }
+            if p != self.batch.len() {
+                return Err(invariant(
+                    "scheduler",
+                    "the iteration in flight holds a request that is not running, or out of order"
+                        .into(),
+                ));
+            }
+        } else if self.busy {
             for k in 0..self.batch.len() {
                 let Scheduled { rid, kv_delta } = self.batch[k];
                 let (want, n) = {
@@ -1335,7 +1346,7 @@ impl<K: KvManager> Model for ServingModel<K> {
                 self.busy = false;
                 self.finish_step(now);
                 if self.cohort.len > 0 && !self.has_queued() {
-                    self.dissolve_cohort(false)?;
+                    self.dissolve_cohort();
                 }
                 if self.decode_run_ready(now) {
                     self.decode_run(now, q)
