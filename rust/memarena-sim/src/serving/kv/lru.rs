@@ -16,13 +16,37 @@
 
 use std::collections::VecDeque;
 
-/// A key: (release time as `f64` bits, `!depth`, block id); smallest
+/// A key: (release time as `f64` bits, `!depth`, block id) packed into
+/// one integer in that order, so that keys compare in one step; smallest
 /// evicted first. (Non-negative times order like their bits.)
-pub(crate) type LruKey = (u64, u32, u32);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct LruKey(u128);
+
+impl LruKey {
+    #[inline(always)]
+    pub(crate) fn new(time_bits: u64, not_depth: u32, block: u32) -> LruKey {
+        LruKey((time_bits as u128) << 64 | (not_depth as u128) << 32 | block as u128)
+    }
+
+    #[inline(always)]
+    pub(crate) fn block(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// (release time bits, `!depth`, block id).
+    pub(crate) fn parts(self) -> (u64, u32, u32) {
+        ((self.0 >> 64) as u64, (self.0 >> 32) as u32, self.0 as u32)
+    }
+
+    #[inline(always)]
+    fn is_dead(self) -> bool {
+        self.0 & DEAD != 0
+    }
+}
 
 /// Marks a dead entry in its time bits: times are non-negative, so a live
 /// key never has the sign bit.
-const DEAD: u64 = 1 << 63;
+const DEAD: u128 = 1 << 127;
 
 /// Dead entries below this many stay (small so that the tests reach the
 /// compactions).
@@ -30,7 +54,7 @@ const COMPACT_MIN: usize = if cfg!(test) { 4 } else { 1024 };
 
 #[inline]
 fn key_of(e: &LruKey) -> LruKey {
-    (e.0 & !DEAD, e.1, e.2)
+    LruKey(e.0 & !DEAD)
 }
 
 /// Free cached blocks in eviction order.
@@ -58,7 +82,7 @@ impl LruEvictor {
         self.live
     }
 
-    /// Adds the block `key.2`, which must not be held, with its key.
+    /// Adds the block `key.block()`, which must not be held, with its key.
     #[inline]
     pub(crate) fn insert(&mut self, key: LruKey) {
         self.insert_all(&[key]);
@@ -79,9 +103,9 @@ impl LruEvictor {
         pending.sort();
         let last = pending.last().expect("flush with pending keys");
         assert!(
-            last.0 & DEAD == 0,
+            !last.is_dead(),
             "block {} released at a negative time",
-            last.2
+            last.block()
         );
         // The queue's entries from the first that sorts after a pending key.
         let first = pending[0];
@@ -121,7 +145,7 @@ impl LruEvictor {
             .keys
             .range_mut(lo..)
             .take_while(|e| key_of(e) == key)
-            .find(|e| e.0 & DEAD == 0)
+            .find(|e| !e.is_dead())
         else {
             return false;
         };
@@ -137,7 +161,7 @@ impl LruEvictor {
         if !self.pending.is_empty() {
             self.flush();
         }
-        self.keys.iter().take(n).map(|e| e.2)
+        self.keys.iter().take(n).map(|e| e.block())
     }
 
     /// Takes the block to evict: the smallest key.
@@ -147,12 +171,12 @@ impl LruEvictor {
             self.flush();
         }
         while let Some(e) = self.keys.pop_front() {
-            if e.0 & DEAD != 0 {
+            if e.is_dead() {
                 self.dead -= 1;
                 continue;
             }
             self.live -= 1;
-            return Some(e.2);
+            return Some(e.block());
         }
         None
     }
@@ -163,7 +187,7 @@ impl LruEvictor {
         if self.dead < COMPACT_MIN || self.dead < self.live {
             return;
         }
-        self.keys.retain(|e| e.0 & DEAD == 0);
+        self.keys.retain(|e| !e.is_dead());
         self.dead = 0;
     }
 
@@ -172,7 +196,7 @@ impl LruEvictor {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &LruKey> {
         self.keys
             .iter()
-            .filter(|e| e.0 & DEAD == 0)
+            .filter(|e| !e.is_dead())
             .chain(&self.pending)
     }
 
@@ -190,8 +214,8 @@ impl LruEvictor {
                 key_of(b)
             ));
         }
-        let dead = keys.iter().filter(|e| e.0 & DEAD != 0).count();
-        let mut live: Vec<u32> = self.iter().map(|e| e.2).collect();
+        let dead = keys.iter().filter(|e| e.is_dead()).count();
+        let mut live: Vec<u32> = self.iter().map(|e| e.block()).collect();
         if live.len() != self.live || dead != self.dead {
             return Err(format!(
                 "evictor counts {} live and {} dead entries, holds {} and {dead}",
@@ -231,7 +255,7 @@ mod tests {
                     0..=3 => {
                         now = if dt == 3 { now.saturating_sub(1) } else { now + dt };
                         if held_key[b as usize].is_none() {
-                            let k = (now, !depth, b);
+                            let k = LruKey::new(now, !depth, b);
                             e.insert(k);
                             model.insert(k);
                             held_key[b as usize] = Some(k);
@@ -243,7 +267,7 @@ mod tests {
                                 prop_assert!(e.remove(k));
                                 model.remove(&k);
                             }
-                            None => prop_assert!(!e.remove((now, !depth, b))),
+                            None => prop_assert!(!e.remove(LruKey::new(now, !depth, b))),
                         }
                     }
                     8 => {
@@ -252,12 +276,12 @@ mod tests {
                             .filter(|&x| held_key[x as usize].is_none())
                             .take(3)
                             .enumerate()
-                            .map(|(i, x)| (now, !(depth + 3 - i as u32), x))
+                            .map(|(i, x)| LruKey::new(now, !(depth + 3 - i as u32), x))
                             .collect();
                         e.insert_all(&batch);
                         for &k in &batch {
                             model.insert(k);
-                            held_key[k.2 as usize] = Some(k);
+                            held_key[k.block() as usize] = Some(k);
                         }
                     }
                     _ => {
@@ -265,11 +289,11 @@ mod tests {
                         // `peek` shows what comes next (the first live entry
                         // among its dead ones: at most 16 + 16 in all).
                         if let Some(k) = want {
-                            prop_assert!(e.peek(64).any(|b| b == k.2));
+                            prop_assert!(e.peek(64).any(|b| b == k.block()));
                         }
-                        prop_assert_eq!(e.pop_first(), want.map(|k| k.2));
+                        prop_assert_eq!(e.pop_first(), want.map(|k| k.block()));
                         if let Some(k) = want {
-                            held_key[k.2 as usize] = None;
+                            held_key[k.block() as usize] = None;
                         }
                     }
                 }
@@ -277,7 +301,7 @@ mod tests {
                 prop_assert_eq!(e.check(), Ok(()));
             }
             while let Some(k) = model.pop_first() {
-                prop_assert_eq!(e.pop_first(), Some(k.2));
+                prop_assert_eq!(e.pop_first(), Some(k.block()));
             }
             prop_assert_eq!(e.pop_first(), None);
         }
@@ -288,11 +312,11 @@ mod tests {
         let mut e = LruEvictor::default();
         // Released tail first at t=1: depths 3, 2, 1 -> keys ascending.
         for (b, d) in [(5u32, 3u32), (6, 2), (7, 1)] {
-            e.insert((1, !d, b));
+            e.insert(LruKey::new(1, !d, b));
         }
-        e.insert((0, !0, 2)); // an earlier time sorts first
-        assert!(e.remove((1, !2, 6)));
-        assert!(!e.remove((1, !2, 6)));
+        e.insert(LruKey::new(0, !0, 2)); // an earlier time sorts first
+        assert!(e.remove(LruKey::new(1, !2, 6)));
+        assert!(!e.remove(LruKey::new(1, !2, 6)));
         assert_eq!(e.len(), 3);
         assert_eq!(e.check(), Ok(()));
         assert_eq!(

@@ -541,7 +541,7 @@ impl PagedKv {
     /// least recently released block, among those the one holding the most
     /// hashed tokens: the deepest, at cache position `pos`).
     fn v0_key(&self, b: u32) -> LruKey {
-        (
+        LruKey::new(
             self.last_access[b as usize].to_bits(),
             !self.blocks[b as usize].pos,
             b,
@@ -633,7 +633,7 @@ impl PagedKv {
     #[inline(always)]
     fn v0_released_key(&mut self, b: u32) -> LruKey {
         self.last_access[b as usize] = self.now;
-        (self.now.to_bits(), !self.blocks[b as usize].pos, b)
+        LruKey::new(self.now.to_bits(), !self.blocks[b as usize].pos, b)
     }
 
     /// v0: a freed block goes to the stack, or to the evictor if cached.
@@ -1587,12 +1587,13 @@ impl KvManager for PagedKv {
             PrefixCaching::V0 => {
                 // The evictor holds exactly the free cached blocks, each
                 // under its key; the stack the free uncached ones.
-                for &(t, d, b) in self.evictor.iter() {
+                for &k in self.evictor.iter() {
+                    let b = k.block();
                     let blk = &self.blocks[b as usize];
-                    if blk.ref_cnt != 0 || blk.run == NIL || (t, d, b) != self.v0_key(b) {
+                    if blk.ref_cnt != 0 || blk.run == NIL || k != self.v0_key(b) {
                         return Err(invariant(
                             c,
-                            format!("v0 evictor entry {:?} names block {b} = {blk:?}", (t, d, b)),
+                            format!("v0 evictor entry {:?} names block {b} = {blk:?}", k.parts()),
                         ));
                     }
                 }
