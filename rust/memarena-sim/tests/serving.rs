@@ -255,6 +255,35 @@ fn manager(k: u8, block: u32) -> KvManagerConfig {
     }
 }
 
+/// The scheduler of the random-workload tests, from the drawn knobs
+/// (`victim`: 0, 1, 2 for last admitted, most KV, least progress).
+fn mix_scheduler(
+    budget: u32,
+    max_seqs: u32,
+    chunked: bool,
+    swap: bool,
+    victim: u8,
+    cohort_min: u32,
+) -> SchedulerConfig {
+    SchedulerConfig {
+        max_num_batched_tokens: budget,
+        max_num_seqs: max_seqs,
+        chunked_prefill: chunked,
+        preemption: if swap {
+            PreemptionMode::Swap
+        } else {
+            PreemptionMode::Recompute
+        },
+        victim: [
+            VictimPolicy::LastAdmitted,
+            VictimPolicy::MostKv,
+            VictimPolicy::LeastProgress,
+        ][victim as usize],
+        fast_decode_runs: true,
+        cohort_min_running: cohort_min,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -280,15 +309,7 @@ proptest! {
         let mut c = small_config(manager(k, block));
         c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + pool_tokens * 131072 + (4u64 << 20);
         c.max_model_len = Some(1024);
-        c.scheduler = SchedulerConfig {
-            max_num_batched_tokens: budget,
-            max_num_seqs: max_seqs,
-            chunked_prefill: chunked,
-            preemption: if swap { PreemptionMode::Swap } else { PreemptionMode::Recompute },
-            victim: [VictimPolicy::LastAdmitted, VictimPolicy::MostKv, VictimPolicy::LeastProgress][victim as usize],
-            fast_decode_runs: true,
-            cohort_min_running: cohort_min,
-        };
+        c.scheduler = mix_scheduler(budget, max_seqs, chunked, swap, victim, cohort_min);
         c.swap_space_bytes = Some(300 * 131072);
         let specs: Vec<RequestSpec> = reqs
             .iter()
@@ -357,15 +378,7 @@ proptest! {
         c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + pool_tokens * 131072 + (4u64 << 20);
         c.max_model_len = Some(4096);
         c.sample_interval_s = sample_interval_s;
-        c.scheduler = SchedulerConfig {
-            max_num_batched_tokens: budget,
-            max_num_seqs: max_seqs,
-            chunked_prefill: chunked,
-            preemption: if swap { PreemptionMode::Swap } else { PreemptionMode::Recompute },
-            victim: [VictimPolicy::LastAdmitted, VictimPolicy::MostKv, VictimPolicy::LeastProgress][victim as usize],
-            fast_decode_runs: true,
-            cohort_min_running: cohort_min,
-        };
+        c.scheduler = mix_scheduler(budget, max_seqs, chunked, swap, victim, cohort_min);
         c.swap_space_bytes = Some(2000 * 131072);
         let specs: Vec<RequestSpec> = reqs
             .iter()
