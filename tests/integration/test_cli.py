@@ -136,7 +136,17 @@ def test_interrupted_run_leaves_no_complete_record(tmp_path: Path, sig: signal.S
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     cmd = [sys.executable, "-m", "memarena.app", "~experiment", "family=sleepy", f"hydra.run.dir={tmp_path}/r"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # (A run launched in the background by a shell without job control
+    # inherits SIGINT ignored; the run under test must see it as a user would.)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert proc.poll() is None, proc.communicate()
