@@ -5,8 +5,9 @@ on one H100 SXM once per KV manager preset, and prints requests simulated
 per CPU-second (``time.process_time``; the simulation runs in Rust with the
 GIL released, on one thread) as the median and best of the repeats, with
 the run's throughput and token-state share so that the numbers belong to a
-real run. ``--time-scale 8`` replays the trace 8x faster (the default
-experiment's load). Prints, never asserts.
+real run. The repeats go round robin over the managers, so that the
+machine's drifts in speed reach them alike. ``--time-scale 8`` replays the
+trace 8x faster (the default experiment's load). Prints, never asserts.
 
 Run with a release build::
 
@@ -57,15 +58,20 @@ def main() -> None:
     print(
         f"{'kv_manager':<17} {'median req/cpu-s':>17} {'best req/cpu-s':>15} {'req/s served':>13} {'token share':>12}"
     )
-    medians = []
-    for name, kv in MANAGERS.items():
-        cpu = []
-        for _ in range(args.repeats):
+    # Round robin over the managers, so that the machine's drifts in speed
+    # (up to 2x within minutes on a shared host) reach every manager alike.
+    cpu: dict[str, list[float]] = {name: [] for name in MANAGERS}
+    reports = {}
+    for _ in range(args.repeats):
+        for name, kv in MANAGERS.items():
             t0 = time.process_time()
-            rep = simulate(requests, model=model, hardware=hw, kv_manager=kv)
-            cpu.append(max(time.process_time() - t0, 1e-9))
-        med, best = n / statistics.median(cpu), n / min(cpu)
+            reports[name] = simulate(requests, model=model, hardware=hw, kv_manager=kv)
+            cpu[name].append(max(time.process_time() - t0, 1e-9))
+    medians = []
+    for name, times in cpu.items():
+        med, best = n / statistics.median(times), n / min(times)
         medians.append(med)
+        rep = reports[name]
         print(
             f"{name:<17} {med:>17,.0f} {best:>15,.0f} {rep.throughput_requests_per_s:>13.2f} "
             f"{rep.row()['token_states_share_of_used']:>12.3f}"
