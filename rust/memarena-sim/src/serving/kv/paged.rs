@@ -91,6 +91,19 @@ fn no_free_block() -> ! {
     panic!("alloc_block called with no free block: callers check num_free first")
 }
 
+/// Loads the metadata of blocks `ids` before a loop over them needs it.
+/// The loads are independent, so their cache misses overlap; in the loop
+/// they would wait behind its branches. (A load, not a prefetch
+/// instruction, so that this crate stays free of `unsafe`.)
+#[inline(always)]
+fn load_ahead(blocks: &[Block], ids: &[u32]) {
+    let mut acc = 0u32;
+    for &b in ids {
+        acc ^= blocks[b as usize].ref_cnt;
+    }
+    std::hint::black_box(acc);
+}
+
 #[cold]
 #[inline(never)]
 fn block_in_use(b: u32) -> ! {
@@ -173,7 +186,13 @@ impl Fifo {
         self.buf.len() - self.head
     }
 
+    /// Room for `n` more pushes; like [`push_back`](Self::push_back), drops
+    /// the popped prefix rather than growing the vector while that prefix
+    /// is at least half of it (so the vector stays within twice the queue).
     fn reserve(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() < n && self.head >= self.buf.len() / 2 {
+            self.drop_popped();
+        }
         self.buf.reserve(n);
     }
 
@@ -351,7 +370,50 @@ struct Seq {
 #[derive(Clone, Debug)]
 struct Group {
     req: KvRequest,
-    seqs: Vec<Seq>,
+    seqs: Seqs,
+}
+
+/// A group's sequences: the first one inline (most groups have only it, and
+/// the decode fast path then reaches its table without another load), the
+/// forked samples after it.
+#[derive(Clone, Debug)]
+struct Seqs {
+    first: Seq,
+    forks: Vec<Seq>,
+}
+
+impl Seqs {
+    fn new(first: Seq) -> Seqs {
+        Seqs {
+            first,
+            forks: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        1 + self.forks.len()
+    }
+
+    fn get(&self, i: usize) -> Option<&Seq> {
+        match i {
+            0 => Some(&self.first),
+            _ => self.forks.get(i - 1),
+        }
+    }
+
+    /// The only sequence, if there are no forks.
+    #[inline(always)]
+    fn only_mut(&mut self) -> Option<&mut Seq> {
+        self.forks.is_empty().then_some(&mut self.first)
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Seq> {
+        std::iter::once(&self.first).chain(&self.forks)
+    }
+
+    fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut Seq> {
+        std::iter::once(&mut self.first).chain(&mut self.forks)
+    }
 }
 
 /// The paged block pool.
@@ -684,17 +746,56 @@ impl PagedKv {
     }
 
     /// v1: [`release_block`](Self::release_block) of every block of `g`,
-    /// in reverse order (sequences last first, each from its tail).
+    /// in reverse order (sequences last first, each from its tail): what
+    /// [`drop_ref`](Self::drop_ref) and [`v1_enqueue`](Self::v1_enqueue)
+    /// do per block, with the pool's fields held in locals and its counts
+    /// added once per sequence.
     #[inline(never)]
     fn v1_free(&mut self, g: &Group) {
+        let Self {
+            blocks,
+            stack,
+            ring,
+            ring_base,
+            cached,
+            num_free,
+            free_hashed,
+            used_fill,
+            ..
+        } = self;
         for s in g.seqs.iter().rev() {
-            self.ring.reserve(s.blocks.len());
-            self.stack.reserve(s.blocks.len());
+            ring.reserve(s.blocks.len());
+            stack.reserve(s.blocks.len());
+            load_ahead(blocks, &s.blocks);
+            let mut q = *ring_base + ring.len() as u64;
+            let (mut freed, mut hashed, mut fill) = (0u32, 0u32, 0u64);
             for &b in s.blocks.iter().rev() {
-                if let Some(hashed) = self.drop_ref(b) {
-                    self.v1_enqueue(b, hashed);
+                let blk = &mut blocks[b as usize];
+                if blk.ref_cnt == 0 {
+                    negative_ref_count(b);
                 }
+                blk.ref_cnt -= 1;
+                if blk.ref_cnt > 0 {
+                    continue;
+                }
+                freed += 1;
+                fill += blk.fill as u64;
+                let rec = if blk.run != NIL {
+                    let (run, pos) = (blk.run, blk.pos);
+                    blk.run = NIL;
+                    hashed += 1;
+                    cached.set(run, pos, FREE_BIT | q);
+                    ((run as u64) << 32) | pos as u64
+                } else {
+                    REC_UNCACHED
+                };
+                ring.push_back(rec);
+                stack.push(b);
+                q += 1;
             }
+            *num_free += freed;
+            *free_hashed += hashed;
+            *used_fill -= fill;
         }
     }
 
@@ -873,7 +974,7 @@ impl PagedKv {
         let bs = self.cfg.block_size;
         let mut need = 0;
         self.cow_pending.clear();
-        for s in &g.seqs {
+        for s in g.seqs.iter() {
             if tokens <= s.tokens {
                 continue;
             }
@@ -1138,7 +1239,7 @@ impl PagedKv {
         let Some(Some(g)) = self.groups.get_mut(rid as usize) else {
             unreachable!("request {rid} grew without a group");
         };
-        let s = &mut g.seqs[0];
+        let s = &mut g.seqs.first;
         s.blocks.push(b);
         s.tokens = tokens;
         true
@@ -1161,7 +1262,7 @@ impl PagedKv {
                         && blocks[*s.blocks.last().expect("partial block") as usize].ref_cnt == 1)
             });
             if fast {
-                for s in &mut g.seqs {
+                for s in g.seqs.iter_mut() {
                     if tokens > s.tokens {
                         let last = *s.blocks.last().expect("partial block") as usize;
                         blocks[last].fill += tokens - s.tokens;
@@ -1177,12 +1278,12 @@ impl PagedKv {
         };
         if (g.seqs.len() as u32) < n_seqs {
             // Fork: every new sequence shares the first one's blocks.
-            let base = g.seqs[0].clone();
+            let base = g.seqs.first.clone();
             for j in g.seqs.len() as u32..n_seqs {
                 for &b in &base.blocks {
                     self.blocks[b as usize].ref_cnt += 1;
                 }
-                g.seqs.push(Seq {
+                g.seqs.forks.push(Seq {
                     index: j,
                     // The sample's own run starts after the prompt.
                     run_upto: 0,
@@ -1298,7 +1399,7 @@ impl KvManager for PagedKv {
             rid,
             Group {
                 req: req.clone(),
-                seqs: vec![seq],
+                seqs: Seqs::new(seq),
             },
         );
         true
@@ -1311,26 +1412,32 @@ impl KvManager for PagedKv {
         let bs = self.cfg.block_size;
         if let Some(Some(g)) = self.groups.get_mut(rid as usize)
             && n_seqs <= 1
-            && let [s] = g.seqs.as_mut_slice()
+            && let Some(s) = g.seqs.only_mut()
         {
             if tokens <= s.tokens {
                 return true;
             }
             let cap = s.blocks.len() as u32 * bs;
             if tokens <= cap {
+                // The last block is partial (`s.tokens < tokens <= cap`),
+                // so it is this sequence's own: only full blocks are
+                // shared across requests, and a partial one within a
+                // group only after a fork, which makes several sequences.
                 let last = *s.blocks.last().expect("partial block") as usize;
                 let blk = &mut self.blocks[last];
-                if blk.ref_cnt == 1 {
-                    blk.fill += tokens - s.tokens;
-                    self.used_fill += (tokens - s.tokens) as u64;
-                    s.tokens = tokens;
-                    // `tokens` is past the previous block, so it fills
-                    // this one exactly when it reaches its end.
-                    if tokens == cap && self.cfg.prefix_caching != PrefixCaching::Off {
-                        Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, &g.req, s);
-                    }
-                    return true;
+                debug_assert_eq!(
+                    blk.ref_cnt, 1,
+                    "a lone sequence's partial block {last} is shared"
+                );
+                blk.fill += tokens - s.tokens;
+                self.used_fill += (tokens - s.tokens) as u64;
+                s.tokens = tokens;
+                // `tokens` is past the previous block, so it fills
+                // this one exactly when it reaches its end.
+                if tokens == cap && self.cfg.prefix_caching != PrefixCaching::Off {
+                    Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, &g.req, s);
                 }
+                return true;
             } else if bs > 1 && tokens == s.tokens + 1 && s.tokens == s.blocks.len() as u32 * bs {
                 // The next decode step after a full block: one new block
                 // with one token (not full, so nothing to register).
@@ -1352,7 +1459,7 @@ impl KvManager for PagedKv {
         }
         let caching = self.cfg.prefix_caching != PrefixCaching::Off;
         let mut quiet = u32::MAX;
-        for s in &g.seqs {
+        for s in g.seqs.iter() {
             let Some(&last) = s.blocks.last() else {
                 return 0;
             };
@@ -1389,9 +1496,9 @@ impl KvManager for PagedKv {
         let Some(g) = self.group(rid) else {
             return 0;
         };
-        let base = &g.seqs[0].blocks;
+        let base = &g.seqs.first.blocks;
         let mut n = base.len() as u64;
-        for s in &g.seqs[1..] {
+        for s in &g.seqs.forks {
             n += s
                 .blocks
                 .iter()
@@ -1453,7 +1560,7 @@ impl KvManager for PagedKv {
         let mut fill = 0u64;
         for (rid, g) in self.groups.iter().enumerate() {
             let Some(g) = g else { continue };
-            for s in &g.seqs {
+            for s in g.seqs.iter() {
                 if s.blocks.len() as u32 != self.blocks_for(s.tokens) {
                     return Err(invariant(
                         c,
@@ -1699,6 +1806,32 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_free_queue_stays_within_twice_its_length() {
+        // Freeing (reserve, then push) and allocating (pop) forever: the
+        // popped prefix is dropped instead of the vector growing.
+        let mut f = Fifo::default();
+        let mut next = 0u64;
+        for round in 0..2000u64 {
+            let n = 1 + (round * 7919 % 97) as usize;
+            f.reserve(n);
+            for _ in 0..n {
+                f.push_back(next);
+                next += 1;
+            }
+            while f.len() > 100 {
+                let first = next - f.len() as u64;
+                assert_eq!(f.pop_front(), Some(first), "FIFO order");
+            }
+            assert!(
+                f.buf.capacity() <= 4 * 200,
+                "round {round}: capacity {} for {} queued",
+                f.buf.capacity(),
+                f.len()
+            );
+        }
     }
 
     #[test]
