@@ -355,7 +355,10 @@ proptest! {
     /// visit. Long prompts and small budgets (below the decodes of a full
     /// batch) make the token budget bind (the cohort dissolves), a small
     /// pool preempts members, and frequent samples catch members up
-    /// mid-iteration. The report is the step-by-step path's, bit for bit.
+    /// mid-iteration. Some prefix groups share whole conversations (the
+    /// output too, as multi-turn turns do), so decode steps fill blocks
+    /// that other requests look up. The report is the step-by-step path's,
+    /// bit for bit.
     #[test]
     fn saturated_batches_equal_the_step_by_step_path(
         k in 0u8..7,
@@ -369,7 +372,15 @@ proptest! {
         pool_tokens in 3000u64..12000,
         sample_interval_s in prop::sample::select(vec![0.0, 0.02, 0.3]),
         reqs in prop::collection::vec(
-            (0.0f64..2.0, 1u32..300, any::<bool>(), 2u32..150, 1u32..4, prop::option::of(0u64..3)),
+            (
+                0.0f64..2.0,
+                1u32..300,
+                any::<bool>(),
+                2u32..150,
+                1u32..4,
+                prop::option::of(0u64..3),
+                any::<bool>(),
+            ),
             40..160,
         ),
     ) {
@@ -382,7 +393,7 @@ proptest! {
         c.swap_space_bytes = Some(2000 * 131072);
         let specs: Vec<RequestSpec> = reqs
             .iter()
-            .map(|&(t, p, long, o, n, g)| {
+            .map(|&(t, p, long, o, n, g, whole)| {
                 // Some prompts longer than the budget (chunked) or the pool.
                 let prompt = if long { p * 10 } else { p };
                 RequestSpec {
@@ -391,7 +402,11 @@ proptest! {
                     output_tokens: o,
                     n_parallel: n,
                     prefix_group: g,
-                    prefix_tokens: if g.is_some() { prompt.min(200) } else { 0 },
+                    prefix_tokens: match (g, whole) {
+                        (None, _) => 0,
+                        (Some(_), true) => prompt + o,
+                        (Some(_), false) => prompt.min(200),
+                    },
                 }
             })
             .collect();

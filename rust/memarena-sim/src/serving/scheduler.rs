@@ -617,7 +617,7 @@ impl<K: KvManager> ServingModel<K> {
     }
 
     /// Preempts `running[idx]`.
-    fn preempt(&mut self, idx: usize) {
+    fn preempt(&mut self, idx: usize) -> Result<()> {
         let rid = self.running.remove(idx);
         if self.in_cohort(rid) {
             self.leave_cohort(rid);
@@ -625,6 +625,7 @@ impl<K: KvManager> ServingModel<K> {
             let p = self.position_in(&self.actives, rid);
             self.actives.remove(p);
         }
+        self.free_kv(rid)?;
         let r = &self.reqs[rid as usize];
         self.running_seqs -= r.n;
         let bytes = self.kv.resident_bytes(rid);
@@ -651,6 +652,15 @@ impl<K: KvManager> ServingModel<K> {
             self.c.preempt_recompute += 1;
             self.waiting.push_front(rid);
         }
+        Ok(())
+    }
+
+    /// Before `rid`'s KV is freed: the decode grows skipped as quiet are
+    /// made (the manager may defer work to them that shows after a free,
+    /// such as caching a block's content; [`KvManager::quiet_decode_tokens`]).
+    fn free_kv(&mut self, rid: u32) -> Result<()> {
+        let r = &self.reqs[rid as usize];
+        self.grow_quietly(rid, r.kv_tokens, r.n)
     }
 
     /// Plans one iteration; returns its duration (None: nothing to run).
@@ -739,7 +749,7 @@ impl<K: KvManager> ServingModel<K> {
                         ),
                     ));
                 }
-                self.preempt(v);
+                self.preempt(v)?;
                 preempted = true;
                 if victim_is_self {
                     continue 'running;
@@ -910,7 +920,7 @@ impl<K: KvManager> ServingModel<K> {
     }
 
     /// Applies the finished iteration.
-    fn finish_step(&mut self, now: f64) {
+    fn finish_step(&mut self, now: f64) -> Result<()> {
         if self.cohort.len > 0 {
             // Every member sampled a token per sequence, after the same gap.
             self.tbt
@@ -961,6 +971,7 @@ impl<K: KvManager> ServingModel<K> {
                 r.state = State::Done;
                 r.finish_s = now;
                 self.running_seqs -= r.n;
+                self.free_kv(rid)?;
                 self.kv.free(rid);
                 let p = self.position_in(&self.running, rid);
                 self.running.remove(p);
@@ -977,6 +988,7 @@ impl<K: KvManager> ServingModel<K> {
             self.actives
                 .retain(|&rid| reqs[rid as usize].cohort_e0 == NOT_IN_COHORT);
         }
+        Ok(())
     }
 
     /// The cohort's invariants: `running` is in admission-stamp order and
@@ -1344,7 +1356,7 @@ impl<K: KvManager> Model for ServingModel<K> {
             }
             ServingEvent::StepDone => {
                 self.busy = false;
-                self.finish_step(now);
+                self.finish_step(now)?;
                 if self.cohort.len > 0 && !self.has_queued() {
                     self.dissolve_cohort();
                 }

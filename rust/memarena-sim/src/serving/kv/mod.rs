@@ -119,14 +119,16 @@ pub trait KvManager: Send {
     /// Decode steps `rid` can take with the manager only counting tokens:
     /// for every `1 <= i <= q` (`q` the answer, `c` the tokens each of its
     /// `n_seqs` sequences holds now), `grow(rid, c + i, n_seqs)` allocates,
-    /// maps, copies, hashes and evicts nothing, succeeds, and leaves the
-    /// same state as the one-token grows before it; and until it is made,
-    /// no call for any request depends on whether those grows were made,
-    /// except [`breakdown`](Self::breakdown) and
-    /// [`check_invariants`](Self::check_invariants). The scheduler skips
-    /// those calls in a run of decode iterations and makes the last one
-    /// only. 0 (the default) promises nothing; smaller than the truth is
-    /// always safe.
+    /// maps, copies and evicts nothing, caches no content that another
+    /// request could look up, succeeds, and leaves the same state as the
+    /// one-token grows before it; and until it is made, no call for any
+    /// other request depends on whether those grows were made, nor any
+    /// call for `rid` but [`free`](Self::free) (with
+    /// [`breakdown`](Self::breakdown) and
+    /// [`check_invariants`](Self::check_invariants) excepted). The
+    /// scheduler skips those calls in a run of decode iterations and makes
+    /// the last one only, at the latest right before `free(rid)`. 0 (the
+    /// default) promises nothing; smaller than the truth is always safe.
     fn quiet_decode_tokens(&self, _rid: u32, _n_seqs: u32) -> u32 {
         0
     }

@@ -96,9 +96,9 @@ fn no_free_block() -> ! {
 /// they would wait behind its branches. (A load, not a prefetch
 /// instruction, so that this crate stays free of `unsafe`.)
 #[inline(always)]
-fn load_ahead(blocks: &[Block], ids: &[u32]) {
+fn load_ahead(blocks: &[Block], ids: impl IntoIterator<Item = u32>) {
     let mut acc = 0u32;
-    for &b in ids {
+    for b in ids {
         acc ^= blocks[b as usize].ref_cnt;
     }
     std::hint::black_box(acc);
@@ -328,7 +328,13 @@ impl PrefixCache {
     /// Re-points the entry at `pos` of run `id` (a block id or a v1 record).
     #[inline(always)]
     fn set(&mut self, id: u32, pos: u32, entry: u64) {
-        let slot = &mut self.runs[id as usize].slots[pos as usize];
+        Self::set_in(&mut self.runs, id, pos, entry);
+    }
+
+    /// [`set`](Self::set) given the cache's runs.
+    #[inline(always)]
+    fn set_in(runs: &mut [Run], id: u32, pos: u32, entry: u64) {
+        let slot = &mut runs[id as usize].slots[pos as usize];
         debug_assert!(*slot != ENTRY_NONE);
         *slot = entry;
     }
@@ -764,13 +770,23 @@ impl PagedKv {
             ..
         } = self;
         for s in g.seqs.iter().rev() {
-            ring.reserve(s.blocks.len());
-            stack.reserve(s.blocks.len());
-            load_ahead(blocks, &s.blocks);
-            let mut q = *ring_base + ring.len() as u64;
-            let (mut freed, mut hashed, mut fill) = (0u32, 0u32, 0u64);
+            let n = s.blocks.len();
+            ring.reserve(n);
+            load_ahead(blocks, s.blocks.iter().copied());
+            // The records and ids are written into room made at the ends
+            // (then cut to what was freed), and the vectors' buffers held
+            // as slices: no stores to the vectors' lengths in the loop
+            // that the compiler would have to reload the fields after.
+            let (rec_at, id_at) = (ring.buf.len(), stack.len());
+            ring.buf.resize(rec_at + n, REC_UNCACHED);
+            stack.resize(id_at + n, NIL);
+            let recs = &mut ring.buf[rec_at..];
+            let ids = &mut stack[id_at..];
+            let (pool, runs) = (&mut blocks[..], &mut cached.runs[..]);
+            let q0 = *ring_base + (rec_at - ring.head) as u64;
+            let (mut freed, mut hashed, mut fill) = (0usize, 0u32, 0u64);
             for &b in s.blocks.iter().rev() {
-                let blk = &mut blocks[b as usize];
+                let blk = &mut pool[b as usize];
                 if blk.ref_cnt == 0 {
                     negative_ref_count(b);
                 }
@@ -778,22 +794,22 @@ impl PagedKv {
                 if blk.ref_cnt > 0 {
                     continue;
                 }
-                freed += 1;
                 fill += blk.fill as u64;
-                let rec = if blk.run != NIL {
+                recs[freed] = if blk.run != NIL {
                     let (run, pos) = (blk.run, blk.pos);
                     blk.run = NIL;
                     hashed += 1;
-                    cached.set(run, pos, FREE_BIT | q);
+                    PrefixCache::set_in(runs, run, pos, FREE_BIT | (q0 + freed as u64));
                     ((run as u64) << 32) | pos as u64
                 } else {
                     REC_UNCACHED
                 };
-                ring.push_back(rec);
-                stack.push(b);
-                q += 1;
+                ids[freed] = b;
+                freed += 1;
             }
-            *num_free += freed;
+            ring.buf.truncate(rec_at + freed);
+            stack.truncate(id_at + freed);
+            *num_free += freed as u32;
             *free_hashed += hashed;
             *used_fill -= fill;
         }
@@ -1203,11 +1219,7 @@ impl PagedKv {
         self.stack.truncate(len - from_stack);
         // The evicted blocks are the least recently used, far out of the
         // caches: start loading them all before the first is needed.
-        for b in self.evictor.peek(n as usize - from_stack) {
-            // (Independent loads: they overlap, unlike the dependent
-            // chain below.)
-            std::hint::black_box(self.blocks[b as usize].run);
-        }
+        load_ahead(&self.blocks, self.evictor.peek(n as usize - from_stack));
         for j in from_stack as u32..n {
             let Some(b) = self.evictor.pop_first() else {
                 no_free_block();
@@ -1302,6 +1314,30 @@ impl PagedKv {
         }
         self.put_group(rid, g);
         true
+    }
+
+    /// Whether registering the content of `seq`'s partial last block (when
+    /// a grow fills it) can wait until the request's next grow without any
+    /// other call seeing the difference: the content is the request's own
+    /// (its salt's run, not its prefix group's, so only this request's
+    /// lookup could find it, and it looks up only after its `free`, which
+    /// the scheduler precedes with the skipped grows), and it is not
+    /// cached already (so its registration succeeds whenever it is made,
+    /// as no one else can cache it meanwhile).
+    fn private_fill(&self, req: &KvRequest, seq: &Seq) -> bool {
+        let i = seq.blocks.len() as u32 - 1;
+        let key = Self::run_key(req, seq.index, i, self.cfg.block_size);
+        if !matches!(key, RunKey::Own { .. }) {
+            return false;
+        }
+        let id = match seq.run {
+            Some((k, id)) if k == key => id,
+            _ => match self.cached.ids.get(&key) {
+                Some(&id) => id,
+                None => return true,
+            },
+        };
+        self.cached.get_in(id, i).is_none()
     }
 
     fn take_group(&mut self, rid: u32) -> Option<Group> {
@@ -1449,8 +1485,10 @@ impl KvManager for PagedKv {
 
     fn quiet_decode_tokens(&self, rid: u32, n_seqs: u32) -> u32 {
         // `grow`'s counting paths: every sequence writes into its own
-        // (`ref_cnt == 1`) partial last block; with prefix caching, filling
-        // a block registers it, so the step that fills it is not quiet.
+        // (`ref_cnt == 1`) partial last block. With prefix caching, filling
+        // a block registers it, so the step that fills it is quiet only
+        // where no other request can find that content (see
+        // `private_fill`).
         let Some(g) = self.group(rid) else {
             return 0;
         };
@@ -1467,7 +1505,7 @@ impl KvManager for PagedKv {
                 return 0;
             }
             let room = s.blocks.len() as u32 * self.cfg.block_size - s.tokens;
-            quiet = quiet.min(if caching {
+            quiet = quiet.min(if caching && !self.private_fill(&g.req, s) {
                 room.saturating_sub(1)
             } else {
                 room
@@ -2087,5 +2125,35 @@ mod tests {
         assert!(p.grow(0, 16 * 100, 1));
         assert!(!p.grow(0, 16 * 100 + 1, 1));
         p.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn filling_a_block_is_quiet_only_for_content_no_one_else_can_find() {
+        for caching in [PrefixCaching::V0, PrefixCaching::V1] {
+            // Own content: the step that fills the block is quiet too.
+            let mut p = pool(100, caching);
+            let own = req(20, 30, 1, None, 0, 1);
+            assert!(p.admit(0, &own, 0, 21));
+            assert_eq!(p.quiet_decode_tokens(0, 1), 11, "{caching:?}");
+            // Content shared with a group (a conversation's next turn
+            // looks its output up): the fill registers it at once.
+            let turn = req(20, 30, 1, Some(7), 50, 2);
+            assert!(p.admit(1, &turn, 0, 21));
+            assert_eq!(p.quiet_decode_tokens(1, 1), 10, "{caching:?}");
+            // Own content cached already (the request's earlier blocks,
+            // freed and cached, then re-admitted without a lookup): the
+            // fill would find it cached, which may change before a
+            // deferred grow.
+            let mut p = pool(100, caching);
+            assert!(p.admit(0, &own, 0, 48));
+            p.free(0);
+            assert!(p.admit(0, &own, 0, 40));
+            assert_eq!(p.quiet_decode_tokens(0, 1), 7, "{caching:?}");
+            // Without caching every token of the block's room is quiet.
+            let mut p = pool(100, PrefixCaching::Off);
+            assert!(p.admit(0, &turn, 0, 21));
+            assert_eq!(p.quiet_decode_tokens(0, 1), 11);
+            p.check_invariants().unwrap();
+        }
     }
 }
