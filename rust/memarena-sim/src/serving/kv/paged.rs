@@ -28,8 +28,9 @@
 //! exactly by the block's *content run* (the group, or the request's salt
 //! and sample) and its position in the sequence, and the cache maps
 //! `(run, position)` to the block (a dense array per run, so that a
-//! request's consecutive blocks are registered and evicted in consecutive
-//! slots). When a full block's content is already cached by another block,
+//! request's consecutive blocks are registered in consecutive slots; an
+//! eviction leaves its entry in place, stale, rather than visit a slot
+//! long out of the CPU caches). When a full block's content is already cached by another block,
 //! the new block stays uncached (vLLM v1 keeps both; lookups find one
 //! either way).
 //!
@@ -196,17 +197,19 @@ impl Fifo {
         self.buf.reserve(n);
     }
 
-    fn get(&self, i: usize) -> Option<&u64> {
-        self.buf[self.head..].get(i)
-    }
-
     #[inline(always)]
     fn slot(&mut self, i: usize) -> &mut u64 {
         &mut self.buf[self.head + i]
     }
 
     fn iter(&self) -> std::slice::Iter<'_, u64> {
-        self.buf[self.head..].iter()
+        self.live().iter()
+    }
+
+    /// The queued records, front first.
+    #[inline(always)]
+    fn live(&self) -> &[u64] {
+        &self.buf[self.head..]
     }
 }
 
@@ -223,19 +226,47 @@ enum RunKey {
 #[derive(Debug, Default)]
 struct Run {
     slots: Vec<u64>,
-    live: u32,
 }
 
 /// The prefix cache: `(run, position) -> block`. Runs get dense ids on
 /// first use and keep them (so a sequence can remember its current run);
 /// a run's array is dropped when its last block is evicted.
+///
+/// An eviction leaves the content's entry in its slot (a cache miss that
+/// evictions of long-unused content would otherwise pay): the entry is
+/// stale from then on, and every read checks that what it names still
+/// holds the content ([`holds`]). Only the run's count of live entries
+/// changes, kept apart from the slot arrays in one small vector.
 #[derive(Debug, Default)]
 struct PrefixCache {
     runs: Vec<Run>,
+    /// Live entries per run id.
+    live: Vec<u32>,
     ids: FxHashMap<RunKey, u32>,
+    /// Live entries in all.
     len: usize,
     /// Emptied arrays of dropped runs, reused by new ones.
     spare: Vec<Vec<u64>>,
+}
+
+/// Whether cache entry `e` at position `pos` of run `id` is live: the
+/// block it names is registered with that content, or (v1, `FREE_BIT`)
+/// the free-queue record it names (`ring` from `ring_base` on) holds it.
+#[inline]
+fn holds(blocks: &[Block], ring: &[u64], ring_base: u64, id: u32, pos: u32, e: u64) -> bool {
+    if e & FREE_BIT != 0 {
+        let q = e & !FREE_BIT;
+        q >= ring_base && ring.get((q - ring_base) as usize) == Some(&rec_of(id, pos))
+    } else {
+        let blk = &blocks[e as usize];
+        blk.run == id && blk.pos == pos
+    }
+}
+
+/// The v1 free-queue record of cached content `(run, pos)`.
+#[inline(always)]
+fn rec_of(run: u32, pos: u32) -> u64 {
+    ((run as u64) << 32) | pos as u64
 }
 
 impl PrefixCache {
@@ -246,17 +277,19 @@ impl PrefixCache {
         let id = *self.ids.entry(key).or_insert(next);
         if id == next {
             self.runs.push(Run::default());
+            self.live.push(0);
         }
         id
     }
 
-    /// The entry caching position `pos` of run `key`.
+    /// The entry in the slot of position `pos` of run `key`, live or stale.
     #[inline]
-    fn get(&self, key: RunKey, pos: u32) -> Option<u64> {
+    fn get(&self, key: RunKey, pos: u32) -> Option<(u32, u64)> {
         let id = *self.ids.get(&key)?;
-        self.get_in(id, pos)
+        Some((id, self.get_in(id, pos)?))
     }
 
+    /// The entry in the slot of position `pos` of run `id`, live or stale.
     #[inline]
     fn get_in(&self, id: u32, pos: u32) -> Option<u64> {
         match self.runs[id as usize].slots.get(pos as usize) {
@@ -266,9 +299,10 @@ impl PrefixCache {
     }
 
     /// Registers block `b` at `pos` of run `id` unless that content is
-    /// cached already; whether it was registered.
+    /// cached already (the slot's entry is live: `live(entry)`); whether
+    /// it was registered.
     #[inline(always)]
-    fn insert_new(&mut self, id: u32, pos: u32, b: u32) -> bool {
+    fn insert_new(&mut self, id: u32, pos: u32, b: u32, live: impl FnOnce(u64) -> bool) -> bool {
         let run = &mut self.runs[id as usize];
         let p = pos as usize;
         if p >= run.slots.len() {
@@ -281,21 +315,30 @@ impl PrefixCache {
                 run.slots.resize(p, ENTRY_NONE);
             }
             run.slots.push(b as u64);
-        } else if run.slots[p] != ENTRY_NONE {
+        } else if run.slots[p] != ENTRY_NONE && live(run.slots[p]) {
             return false;
         } else {
             run.slots[p] = b as u64;
         }
-        run.live += 1;
+        self.live[id as usize] += 1;
         self.len += 1;
         true
     }
 
     /// [`insert_new`](Self::insert_new) of blocks `bs` at positions
     /// `pos..` of run `id`, setting the registered blocks' `(run, pos)`;
-    /// positions in `skip` are left out.
+    /// positions in `skip` are left out. `ring` and `ring_base` are v1's
+    /// free queue (see [`holds`]).
     #[inline(always)]
-    fn insert_range(&mut self, id: u32, pos: u32, bs: &[u32], blocks: &mut [Block], skip: &[u32]) {
+    fn insert_range(
+        &mut self,
+        id: u32,
+        pos: u32,
+        bs: &[u32],
+        blocks: &mut [Block],
+        skip: &[u32],
+        (ring, ring_base): (&[u64], u64),
+    ) {
         let run = &mut self.runs[id as usize];
         let p = pos as usize;
         if p >= run.slots.len() && skip.is_empty() {
@@ -311,13 +354,15 @@ impl PrefixCache {
                 blk.run = id;
                 blk.pos = pos + k as u32;
             }
-            run.live += bs.len() as u32;
+            self.live[id as usize] += bs.len() as u32;
             self.len += bs.len();
             return;
         }
         for (k, &b) in bs.iter().enumerate() {
             let at = pos + k as u32;
-            if !skip.contains(&at) && self.insert_new(id, at, b) {
+            if !skip.contains(&at)
+                && self.insert_new(id, at, b, |e| holds(blocks, ring, ring_base, id, at, e))
+            {
                 let blk = &mut blocks[b as usize];
                 blk.run = id;
                 blk.pos = at;
@@ -339,23 +384,29 @@ impl PrefixCache {
         *slot = entry;
     }
 
-    /// Removes the entry `entry` at `pos` of run `id`.
+    /// Counts out one live entry of run `id`, whose content was just
+    /// evicted (its entry stays, stale); drops the run's array when that
+    /// was its last.
     #[inline(always)]
-    fn remove(&mut self, id: u32, pos: u32, entry: u64) {
-        let run = &mut self.runs[id as usize];
-        assert!(
-            run.slots.get(pos as usize) == Some(&entry),
-            "entry {entry:#x} missing from the prefix cache"
-        );
-        run.slots[pos as usize] = ENTRY_NONE;
-        run.live -= 1;
+    fn evict(&mut self, id: u32) {
+        let live = &mut self.live[id as usize];
+        if *live == 0 {
+            no_live_entry(id);
+        }
+        *live -= 1;
         self.len -= 1;
-        if run.live == 0 {
-            let mut v = std::mem::take(&mut run.slots);
+        if *live == 0 {
+            let mut v = std::mem::take(&mut self.runs[id as usize].slots);
             v.clear();
             self.spare.push(v);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn no_live_entry(id: u32) -> ! {
+    panic!("eviction from run {id}, which caches nothing")
 }
 
 #[derive(Clone, Debug, Default)]
@@ -623,17 +674,15 @@ impl PagedKv {
             let Some(rec) = self.ring.pop_front() else {
                 no_free_block();
             };
-            let q = self.ring_base;
             self.ring_base += 1;
             if rec == REC_TOMB {
                 self.tombs -= 1;
                 continue;
             }
             if rec != REC_UNCACHED {
-                let (run, pos) = rec_split(rec);
                 self.free_hashed -= 1;
                 self.counters.cache_evictions += 1;
-                self.cached.remove(run, pos, FREE_BIT | q);
+                self.cached.evict(rec_split(rec).0);
             }
             return;
         }
@@ -679,11 +728,11 @@ impl PagedKv {
             block_in_use(b);
         }
         if blk.run != NIL {
-            let (run, pos) = (blk.run, blk.pos);
+            let run = blk.run;
             blk.run = NIL;
             self.free_hashed -= 1;
             self.counters.cache_evictions += 1;
-            self.cached.remove(run, pos, b as u64);
+            self.cached.evict(run);
         }
         let blk = &mut self.blocks[b as usize];
         blk.ref_cnt = 1;
@@ -800,7 +849,7 @@ impl PagedKv {
                     blk.run = NIL;
                     hashed += 1;
                     PrefixCache::set_in(runs, run, pos, FREE_BIT | (q0 + freed as u64));
-                    ((run as u64) << 32) | pos as u64
+                    rec_of(run, pos)
                 } else {
                     REC_UNCACHED
                 };
@@ -847,7 +896,7 @@ impl PagedKv {
             blk.run = NIL;
             let q = self.ring_base + self.ring.len() as u64;
             self.cached.set(run, pos, FREE_BIT | q);
-            ((run as u64) << 32) | pos as u64
+            rec_of(run, pos)
         } else {
             REC_UNCACHED
         };
@@ -939,6 +988,7 @@ impl PagedKv {
     fn hash_full_blocks(
         blocks: &mut [Block],
         cached: &mut PrefixCache,
+        (ring, ring_base): (&[u64], u64),
         bs: u32,
         req: &KvRequest,
         seq: &mut Seq,
@@ -953,8 +1003,10 @@ impl PagedKv {
             };
             seq.hashed += 1;
             let b = seq.blocks[i as usize];
-            let blk = &mut blocks[b as usize];
-            if blk.run == NIL && cached.insert_new(id, i, b) {
+            if blocks[b as usize].run == NIL
+                && cached.insert_new(id, i, b, |e| holds(blocks, ring, ring_base, id, i, e))
+            {
+                let blk = &mut blocks[b as usize];
                 blk.run = id;
                 blk.pos = i;
             }
@@ -1044,7 +1096,14 @@ impl PagedKv {
             self.blocks[last as usize].fill += k;
             self.used_fill += k as u64;
             if caching && seq.tokens == seq.blocks.len() as u32 * bs {
-                Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
+                Self::hash_full_blocks(
+                    &mut self.blocks,
+                    &mut self.cached,
+                    (self.ring.live(), self.ring_base),
+                    bs,
+                    req,
+                    seq,
+                );
             }
         }
         if seq.tokens >= target {
@@ -1064,7 +1123,14 @@ impl PagedKv {
             seq.tokens += k;
             self.blocks[b as usize].fill = k;
             if caching && k == bs {
-                Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, req, seq);
+                Self::hash_full_blocks(
+                    &mut self.blocks,
+                    &mut self.cached,
+                    (self.ring.live(), self.ring_base),
+                    bs,
+                    req,
+                    seq,
+                );
             }
         }
     }
@@ -1148,6 +1214,7 @@ impl PagedKv {
                 &seq.blocks[i as usize..end as usize],
                 &mut self.blocks,
                 &skip,
+                (self.ring.live(), self.ring_base),
             );
             i = end;
         }
@@ -1167,14 +1234,13 @@ impl PagedKv {
         out: &mut Vec<u32>,
     ) -> u32 {
         let (mut k, mut tombs, mut evicted) = (0usize, 0usize, 0u32);
-        let recs = &self.ring.buf[self.ring.head..];
+        let recs = self.ring.live();
         let cache = &mut self.cached;
         let mut j = 0;
         while j < n {
             let Some(&rec) = recs.get(k) else {
                 no_free_block();
             };
-            let q = self.ring_base + k as u64;
             k += 1;
             if rec == REC_TOMB {
                 tombs += 1;
@@ -1183,7 +1249,7 @@ impl PagedKv {
             if rec != REC_UNCACHED {
                 let (run, pos) = rec_split(rec);
                 evicted += 1;
-                cache.remove(run, pos, FREE_BIT | q);
+                cache.evict(run);
                 if w.evicts_own(cache, run, pos, j) {
                     skip.push(pos);
                 }
@@ -1228,7 +1294,7 @@ impl PagedKv {
             // Only cached blocks enter the evictor.
             let (run, pos) = (blk.run, blk.pos);
             blk.run = NIL;
-            self.cached.remove(run, pos, b as u64);
+            self.cached.evict(run);
             if w.evicts_own(&self.cached, run, pos, j) {
                 skip.push(pos);
             }
@@ -1337,7 +1403,13 @@ impl PagedKv {
                 None => return true,
             },
         };
-        self.cached.get_in(id, i).is_none()
+        self.live_entry(id, i).is_none()
+    }
+
+    /// The live cache entry of position `pos` of run `id` (see [`holds`]).
+    fn live_entry(&self, id: u32, pos: u32) -> Option<u64> {
+        let e = self.cached.get_in(id, pos)?;
+        holds(&self.blocks, self.ring.live(), self.ring_base, id, pos, e).then_some(e)
     }
 
     fn take_group(&mut self, rid: u32) -> Option<Group> {
@@ -1383,8 +1455,12 @@ impl KvManager for PagedKv {
         let max_blocks = (num_tokens - 1) / bs;
         for i in 0..max_blocks {
             match self.cached.get(Self::run_key(req, 0, i, bs), i) {
-                Some(b) => self.scratch.push(b),
-                None => break,
+                Some((id, e))
+                    if holds(&self.blocks, self.ring.live(), self.ring_base, id, i, e) =>
+                {
+                    self.scratch.push(e)
+                }
+                _ => break,
             }
         }
         self.scratch.len() as u32 * bs
@@ -1471,7 +1547,14 @@ impl KvManager for PagedKv {
                 // `tokens` is past the previous block, so it fills
                 // this one exactly when it reaches its end.
                 if tokens == cap && self.cfg.prefix_caching != PrefixCaching::Off {
-                    Self::hash_full_blocks(&mut self.blocks, &mut self.cached, bs, &g.req, s);
+                    Self::hash_full_blocks(
+                        &mut self.blocks,
+                        &mut self.cached,
+                        (self.ring.live(), self.ring_base),
+                        bs,
+                        &g.req,
+                        s,
+                    );
                 }
                 return true;
             } else if bs > 1 && tokens == s.tokens + 1 && s.tokens == s.blocks.len() as u32 * bs {
@@ -1677,46 +1760,41 @@ impl KvManager for PagedKv {
             } else {
                 fill += blk.fill as u64;
             }
-            if blk.run != NIL && self.cached.get_in(blk.run, blk.pos) != Some(b as u64) {
+            if blk.run != NIL && self.live_entry(blk.run, blk.pos) != Some(b as u64) {
                 return Err(invariant(
                     c,
                     format!("block {b} is registered where the cache does not name it"),
                 ));
             }
         }
+        // Live entries (the others are stale: evicted content), per run;
+        // the blocks and records above name theirs.
         let mut entries = 0;
         for (id, run) in self.cached.runs.iter().enumerate() {
-            let mut live = 0;
-            for (pos, &e) in run.slots.iter().enumerate() {
-                if e == ENTRY_NONE {
-                    continue;
-                }
-                live += 1;
-                let rec = ((id as u64) << 32) | pos as u64;
-                let ok = if e & FREE_BIT != 0 {
-                    let q = e & !FREE_BIT;
-                    q >= self.ring_base
-                        && self.ring.get((q - self.ring_base) as usize) == Some(&rec)
-                } else {
-                    let blk = &self.blocks[e as usize];
-                    blk.run == id as u32 && blk.pos == pos as u32
-                };
-                if !ok {
-                    return Err(invariant(
-                        c,
-                        format!("cache entry {e:#x} for content it does not hold"),
-                    ));
-                }
-            }
-            if live != run.live {
+            let live = (0..run.slots.len() as u32)
+                .filter(|&pos| self.live_entry(id as u32, pos).is_some())
+                .count();
+            if live != self.cached.live[id] as usize {
                 return Err(invariant(
                     c,
-                    format!("run {id}: {} live blocks counted {live}", run.live),
+                    format!(
+                        "run {id}: {} live entries counted {live}",
+                        self.cached.live[id]
+                    ),
                 ));
             }
-            entries += live as usize;
+            if live == 0 && run.slots.capacity() > 0 {
+                return Err(invariant(
+                    c,
+                    format!("run {id} caches nothing but keeps its array"),
+                ));
+            }
+            entries += live;
         }
-        if entries != self.cached.len || self.cached.ids.len() != self.cached.runs.len() {
+        if entries != self.cached.len
+            || self.cached.ids.len() != self.cached.runs.len()
+            || self.cached.live.len() != self.cached.runs.len()
+        {
             return Err(invariant(
                 c,
                 format!(
@@ -1767,7 +1845,7 @@ impl KvManager for PagedKv {
                         let (run, pos) = rec_split(rec);
                         let q = self.ring_base + k as u64;
                         if self.cached.runs.get(run as usize).is_none()
-                            || self.cached.get_in(run, pos) != Some(FREE_BIT | q)
+                            || self.live_entry(run, pos) != Some(FREE_BIT | q)
                         {
                             return Err(invariant(
                                 c,
@@ -1929,18 +2007,17 @@ mod tests {
 
     /// Everything a later operation or report can observe.
     fn state(p: &PagedKv) -> String {
-        // (A run's slots past its last entry are storage, not content.)
-        let runs: Vec<(&[u64], u32)> = p
-            .cached
-            .runs
-            .iter()
-            .map(|r| {
-                let end = r
-                    .slots
-                    .iter()
-                    .rposition(|&e| e != ENTRY_NONE)
-                    .map_or(0, |i| i + 1);
-                (&r.slots[..end], r.live)
+        // (A run's live entries are its content; stale ones, and slots
+        // past its last entry, are storage.)
+        let runs: Vec<(Vec<Option<u64>>, u32)> = (0..p.cached.runs.len() as u32)
+            .map(|id| {
+                let mut live: Vec<Option<u64>> = (0..p.cached.runs[id as usize].slots.len() as u32)
+                    .map(|pos| p.live_entry(id, pos))
+                    .collect();
+                while live.last() == Some(&None) {
+                    live.pop();
+                }
+                (live, p.cached.live[id as usize])
             })
             .collect();
         // (Its pops come in key order; when it merges the pending keys is
