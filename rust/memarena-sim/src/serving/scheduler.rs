@@ -176,7 +176,10 @@ pub(crate) const NOT_IN_COHORT: u64 = u64::MAX;
 /// one token per sequence to every member. Member `r` that joined at epoch
 /// `e0` has, at epoch `epoch`, `kv_tokens + (epoch - e0)` KV tokens (and as
 /// many more generated tokens and sequence length); the sums below give the
-/// iteration's work without visiting the members.
+/// iteration's work without visiting the members. A member is visited only
+/// at the epochs its queue entry names: for a grow that is not quiet (made
+/// in running order, among the actives; it stays a member), or to sample
+/// its last token (it leaves).
 #[derive(Debug, Default)]
 struct Cohort {
     /// Members.
@@ -344,6 +347,9 @@ pub struct ServingModel<K: KvManager> {
     /// Scratch lists of `wake_due`.
     woken: Vec<(u64, u32)>,
     merged: Vec<u32>,
+    /// Members due this iteration for a grow that is not quiet, as
+    /// (`seq_no`, rid) in running order (see `wake_due`).
+    due_now: Vec<(u64, u32)>,
     pub(crate) swapped: VecDeque<u32>,
     pub(crate) running_seqs: u32,
     pub(crate) busy: bool,
@@ -389,6 +395,7 @@ impl<K: KvManager> ServingModel<K> {
             next_seq_no: 0,
             woken: Vec::new(),
             merged: Vec::new(),
+            due_now: Vec::new(),
             swapped: VecDeque::new(),
             running_seqs: 0,
             busy: false,
@@ -510,18 +517,66 @@ impl<K: KvManager> ServingModel<K> {
         }
     }
 
-    /// Returns the members due at this epoch to the actives, in running
-    /// order.
+    /// Grows cohort member `rid` for its decode step in this iteration, a
+    /// grow that is not quiet, without its leaving the cohort: the skipped
+    /// quiet grows, then this one (the calls the active path makes), and
+    /// queues it again for the first iteration after this one whose grow
+    /// is not quiet or that samples its last token (as `try_join_cohort`
+    /// would). False if the manager cannot grow it (the skipped grows are
+    /// made; nothing else changed).
+    fn grow_member(&mut self, rid: u32) -> Result<bool> {
+        let epoch = self.cohort.epoch;
+        let r = &self.reqs[rid as usize];
+        let steps = (epoch - r.cohort_e0) as u32;
+        let (target, n) = (r.kv_tokens + steps + 1, r.n);
+        if r.kv_grown + 1 < target {
+            if !self.kv.grow(rid, target - 1, n) {
+                return Err(self.broken_quiet_promise(rid, target - 1));
+            }
+            self.reqs[rid as usize].kv_grown = target - 1;
+        }
+        if !self.kv.grow(rid, target, n) {
+            return Ok(false);
+        }
+        let ahead = self.kv.quiet_decode_tokens(rid, n);
+        let r = &mut self.reqs[rid as usize];
+        (r.kv_grown, r.quiet_end) = (target, target.saturating_add(ahead));
+        let generated = r.generated + steps + 1;
+        let due = ahead.min(r.output_tokens - generated - 1);
+        self.cohort
+            .due
+            .push(epoch, epoch + 1 + due as u64, r.seq_no, rid);
+        Ok(true)
+    }
+
+    /// Takes the members due at this epoch out of the due queue. Those
+    /// that sample their last token in this iteration return to the
+    /// actives, in running order. The others, whose decode grow in this
+    /// iteration is not quiet, stay members: they are listed in `due_now`
+    /// (in running order), and step 1 of `plan_step` grows them where the
+    /// step-by-step path would (`grow_member`).
     fn wake_due(&mut self) -> Result<()> {
         let mut woken = std::mem::take(&mut self.woken);
         woken.clear();
-        self.cohort.due.drain(self.cohort.epoch, &mut woken)?;
+        self.due_now.clear();
+        let epoch = self.cohort.epoch;
+        self.cohort.due.drain(epoch, &mut woken)?;
         woken.retain(|&(seq, rid)| {
             let r = &self.reqs[rid as usize];
             // (Not those that left the cohort earlier: preempted.)
             r.cohort_e0 != NOT_IN_COHORT && r.seq_no == seq
         });
         woken.sort_unstable();
+        let reqs = &self.reqs;
+        let due_now = &mut self.due_now;
+        woken.retain(|&(seq, rid)| {
+            let r = &reqs[rid as usize];
+            let last = r.generated + (epoch - r.cohort_e0) as u32 + 1 == r.output_tokens;
+            if !last {
+                due_now.push((seq, rid));
+            }
+            last
+        });
         for &(_, rid) in &woken {
             self.leave_cohort(rid);
         }
@@ -567,6 +622,7 @@ impl<K: KvManager> ServingModel<K> {
 
     /// Makes every member explicit (between iterations).
     fn dissolve_cohort(&mut self) {
+        self.due_now.clear();
         if self.cohort.len == 0 {
             return;
         }
@@ -691,7 +747,33 @@ impl<K: KvManager> ServingModel<K> {
         self.batch.resize(self.actives.len(), unset);
         let mut nb = 0;
         let mut i = 0;
-        'running: while i < self.actives.len() && budget > 0 {
+        let mut d = 0;
+        'running: loop {
+            // A member due for a grow comes first where it precedes the
+            // next active in running order (its tokens are the cohort's,
+            // already out of the budget).
+            if let Some(&(seq, m)) = self.due_now.get(d)
+                && (i >= self.actives.len()
+                    || budget == 0
+                    || seq < self.reqs[self.actives[i] as usize].seq_no)
+            {
+                d += 1;
+                let r = &self.reqs[m as usize];
+                if r.cohort_e0 == NOT_IN_COHORT || r.seq_no != seq {
+                    continue; // (Preempted earlier in this loop.)
+                }
+                if !self.grow_member(m)? {
+                    // Out of memory: it takes the active path, which
+                    // tries the grow again and preempts.
+                    self.leave_cohort(m);
+                    self.actives.insert(i, m);
+                    self.batch.push(unset);
+                }
+                continue;
+            }
+            if i >= self.actives.len() || budget == 0 {
+                break;
+            }
             let rid = self.actives[i];
             let r = &self.reqs[rid as usize];
             // Fast path (most of a busy batch): a decode step whose grow is
@@ -782,6 +864,15 @@ impl<K: KvManager> ServingModel<K> {
             i += 1;
         }
         self.batch.truncate(nb);
+        if let Some(&(_, m)) = self.due_now[d..]
+            .iter()
+            .find(|&&(seq, m)| self.in_cohort(m) && self.reqs[m as usize].seq_no == seq)
+        {
+            return Err(invariant(
+                "cohort",
+                format!("member {m}, due for a grow, was left out of the iteration"),
+            ));
+        }
         if self.cohort.len > 0 {
             // Every member decodes all its sequences, one token each, with
             // the KV of its epoch: whole numbers below 2^53, so these sums
@@ -1020,6 +1111,16 @@ impl<K: KvManager> ServingModel<K> {
             if r.cohort_e0 > self.cohort.epoch || r.kv_tokens + 1 != r.len || r.seqs != r.n {
                 return bad(format!(
                     "member {rid} is not a decoding request of an epoch so far"
+                ));
+            }
+            // (Checked after planning: this iteration's step is quiet, or
+            // the manager was grown for it.)
+            let target = r.kv_tokens + (self.cohort.epoch - r.cohort_e0) as u32 + 1;
+            if target > r.quiet_end && r.kv_grown < target {
+                return bad(format!(
+                    "member {rid} decodes to {target} tokens in this iteration, past its quiet \
+                     grows ({}), but the KV manager was grown to {}",
+                    r.quiet_end, r.kv_grown
                 ));
             }
             len += 1;
