@@ -868,21 +868,52 @@ impl PagedKv {
     /// in reverse order (sequences last first, each from its tail); each
     /// sequence's cached blocks enter the evictor as one sorted run (same
     /// time, positions descending).
+    /// (What [`drop_ref`](Self::drop_ref) and
+    /// [`v0_released_key`](Self::v0_released_key) do per block, with the
+    /// pool's fields in locals and its counts added once per sequence.)
     #[inline(never)]
     fn v0_free(&mut self, g: &Group) {
-        let mut keys = std::mem::take(&mut self.v0_keys);
+        let Self {
+            blocks,
+            stack,
+            evictor,
+            last_access,
+            num_free,
+            free_hashed,
+            used_fill,
+            v0_keys: keys,
+            now,
+            ..
+        } = self;
+        let (pool, released) = (&mut blocks[..], &mut last_access[..]);
+        let time_bits = now.to_bits();
         for s in g.seqs.iter().rev() {
             keys.clear();
+            load_ahead(pool, s.blocks.iter().copied());
+            let (mut freed, mut fill) = (0u32, 0u64);
             for &b in s.blocks.iter().rev() {
-                match self.drop_ref(b) {
-                    Some(true) => keys.push(self.v0_released_key(b)),
-                    Some(false) => self.stack.push(b),
-                    None => {}
+                let blk = &mut pool[b as usize];
+                if blk.ref_cnt == 0 {
+                    negative_ref_count(b);
+                }
+                blk.ref_cnt -= 1;
+                if blk.ref_cnt > 0 {
+                    continue;
+                }
+                freed += 1;
+                fill += blk.fill as u64;
+                if blk.run != NIL {
+                    released[b as usize] = *now;
+                    keys.push(LruKey::new(time_bits, !blk.pos, b));
+                } else {
+                    stack.push(b);
                 }
             }
-            self.evictor.insert_all(&keys);
+            *num_free += freed;
+            *free_hashed += keys.len() as u32;
+            *used_fill -= fill;
+            evictor.insert_all(keys);
         }
-        self.v0_keys = keys;
     }
 
     /// v1: the freed block `b` joins the free queue. Its content (if
