@@ -242,7 +242,13 @@ struct PrefixCache {
     runs: Vec<Run>,
     /// Live entries per run id.
     live: Vec<u32>,
+    /// Ids of the runs other than those in `own`.
     ids: FxHashMap<RunKey, u32>,
+    /// Ids of the runs `Own { salt, sample: 0 }` (a request's prompt and
+    /// first sample: the most common runs) by salt below [`DENSE_SALTS`]
+    /// (the simulator's salts are request indices), `NIL` for none: one
+    /// load instead of a hash probe into a table of every run so far.
+    own: Vec<u32>,
     /// Live entries in all.
     len: usize,
     /// Emptied arrays of dropped runs, reused by new ones.
@@ -269,12 +275,44 @@ fn rec_of(run: u32, pos: u32) -> u64 {
     ((run as u64) << 32) | pos as u64
 }
 
+/// Salts below this have their `own` run ids in a vector (see
+/// [`PrefixCache::own`]).
+const DENSE_SALTS: u64 = 1 << 24;
+
 impl PrefixCache {
+    /// The id of `key`, if it has one.
+    #[inline]
+    fn id(&self, key: &RunKey) -> Option<u32> {
+        match *key {
+            RunKey::Own { salt, sample: 0 } if salt < DENSE_SALTS => {
+                self.own.get(salt as usize).copied().filter(|&id| id != NIL)
+            }
+            _ => self.ids.get(key).copied(),
+        }
+    }
+
+    /// Run ids given out.
+    fn num_ids(&self) -> usize {
+        self.ids.len() + self.own.iter().filter(|&&id| id != NIL).count()
+    }
+
     /// The id of `key`, created if new.
     #[inline]
     fn run_id(&mut self, key: RunKey) -> u32 {
         let next = self.runs.len() as u32;
-        let id = *self.ids.entry(key).or_insert(next);
+        let id = match key {
+            RunKey::Own { salt, sample: 0 } if salt < DENSE_SALTS => {
+                let i = salt as usize;
+                if self.own.len() <= i {
+                    self.own.resize(i + 1, NIL);
+                }
+                if self.own[i] == NIL {
+                    self.own[i] = next;
+                }
+                self.own[i]
+            }
+            _ => *self.ids.entry(key).or_insert(next),
+        };
         if id == next {
             self.runs.push(Run::default());
             self.live.push(0);
@@ -285,7 +323,7 @@ impl PrefixCache {
     /// The entry in the slot of position `pos` of run `key`, live or stale.
     #[inline]
     fn get(&self, key: RunKey, pos: u32) -> Option<(u32, u64)> {
-        let id = *self.ids.get(&key)?;
+        let id = self.id(&key)?;
         Some((id, self.get_in(id, pos)?))
     }
 
@@ -545,10 +583,7 @@ impl NewBlocks<'_> {
     fn evicts_own(&self, cache: &PrefixCache, run: u32, pos: u32, j: u32) -> bool {
         pos.wrapping_sub(self.start) < j.min(self.full_end - self.start)
             && self.runs.contains(&run)
-            && cache
-                .ids
-                .get(&PagedKv::run_key(self.req, self.seq_index, pos, self.bs))
-                == Some(&run)
+            && cache.id(&PagedKv::run_key(self.req, self.seq_index, pos, self.bs)) == Some(run)
     }
 }
 
@@ -1202,7 +1237,7 @@ impl PagedKv {
             let firsts = std::iter::once(start)
                 .chain(edges.into_iter().filter(|&e| e > start && e < full_end));
             for (k, i) in firsts.enumerate() {
-                if let Some(&id) = self.cached.ids.get(&Self::run_key(req, seq.index, i, bs)) {
+                if let Some(id) = self.cached.id(&Self::run_key(req, seq.index, i, bs)) {
                     w.runs[k] = id;
                 }
             }
@@ -1429,8 +1464,8 @@ impl PagedKv {
         }
         let id = match seq.run {
             Some((k, id)) if k == key => id,
-            _ => match self.cached.ids.get(&key) {
-                Some(&id) => id,
+            _ => match self.cached.id(&key) {
+                Some(id) => id,
                 None => return true,
             },
         };
@@ -1823,7 +1858,7 @@ impl KvManager for PagedKv {
             entries += live;
         }
         if entries != self.cached.len
-            || self.cached.ids.len() != self.cached.runs.len()
+            || self.cached.num_ids() != self.cached.runs.len()
             || self.cached.live.len() != self.cached.runs.len()
         {
             return Err(invariant(
@@ -1831,7 +1866,7 @@ impl KvManager for PagedKv {
                 format!(
                     "cache holds {entries} blocks (counted {}), {} run ids for {} runs",
                     self.cached.len,
-                    self.cached.ids.len(),
+                    self.cached.num_ids(),
                     self.cached.runs.len()
                 ),
             ));
@@ -2061,7 +2096,7 @@ mod tests {
             (
                 (&p.blocks, &p.stack, evictor, &p.last_access),
                 (ring, p.ring_base, p.tombs),
-                (runs, p.cached.len, &p.cached.ids),
+                (runs, p.cached.len, &p.cached.ids, &p.cached.own),
                 (
                     &p.groups,
                     p.counters,
@@ -2233,6 +2268,25 @@ mod tests {
         assert!(p.grow(0, 16 * 100, 1));
         assert!(!p.grow(0, 16 * 100 + 1, 1));
         p.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn own_content_hits_by_any_salt() {
+        // Salts below DENSE_SALTS keep their run ids in a vector, larger
+        // ones (and later samples) in the map: both find their content.
+        for caching in [PrefixCaching::V0, PrefixCaching::V1] {
+            let mut p = pool(100, caching);
+            for (rid, salt) in [(0, 3), (1, DENSE_SALTS + 3), (2, u64::MAX)] {
+                let r = req(64, 10, 1, None, 0, salt);
+                assert!(p.admit(rid, &r, 0, 64));
+                p.free(rid);
+                assert_eq!(p.lookup(rid, &r, 64), 48, "{caching:?} salt {salt}");
+                assert!(p.admit(rid, &r, 48, 64));
+            }
+            assert_eq!(p.cached.num_ids(), 3);
+            assert_eq!(p.cached.ids.len(), 2);
+            p.check_invariants().unwrap();
+        }
     }
 
     #[test]
