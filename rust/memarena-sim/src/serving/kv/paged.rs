@@ -132,6 +132,19 @@ struct Block {
     pos: u32,
 }
 
+impl Block {
+    /// Drops one reference to this block (`b`); whether that was its last
+    /// (the block is free now).
+    #[inline(always)]
+    fn unref(&mut self, b: u32) -> bool {
+        if self.ref_cnt == 0 {
+            negative_ref_count(b);
+        }
+        self.ref_cnt -= 1;
+        self.ref_cnt == 0
+    }
+}
+
 /// A prefix-cache entry: a block id (below 2^32), or under v1, `FREE_BIT`
 /// plus the absolute position of a free-queue record.
 const FREE_BIT: u64 = 1 << 63;
@@ -805,11 +818,7 @@ impl PagedKv {
     #[inline(always)]
     fn drop_ref(&mut self, b: u32) -> Option<bool> {
         let blk = &mut self.blocks[b as usize];
-        if blk.ref_cnt == 0 {
-            negative_ref_count(b);
-        }
-        blk.ref_cnt -= 1;
-        if blk.ref_cnt > 0 {
+        if !blk.unref(b) {
             return None;
         }
         self.used_fill -= blk.fill as u64;
@@ -871,11 +880,7 @@ impl PagedKv {
             let (mut freed, mut hashed, mut fill) = (0usize, 0u32, 0u64);
             for &b in s.blocks.iter().rev() {
                 let blk = &mut pool[b as usize];
-                if blk.ref_cnt == 0 {
-                    negative_ref_count(b);
-                }
-                blk.ref_cnt -= 1;
-                if blk.ref_cnt > 0 {
+                if !blk.unref(b) {
                     continue;
                 }
                 fill += blk.fill as u64;
@@ -928,11 +933,7 @@ impl PagedKv {
             let (mut freed, mut fill) = (0u32, 0u64);
             for &b in s.blocks.iter().rev() {
                 let blk = &mut pool[b as usize];
-                if blk.ref_cnt == 0 {
-                    negative_ref_count(b);
-                }
-                blk.ref_cnt -= 1;
-                if blk.ref_cnt > 0 {
+                if !blk.unref(b) {
                     continue;
                 }
                 freed += 1;
@@ -1079,6 +1080,19 @@ impl PagedKv {
         }
     }
 
+    /// [`hash_full_blocks`](Self::hash_full_blocks) of `seq` (not one of
+    /// the pool's groups).
+    fn hash_full(&mut self, req: &KvRequest, seq: &mut Seq) {
+        Self::hash_full_blocks(
+            &mut self.blocks,
+            &mut self.cached,
+            (self.ring.live(), self.ring_base),
+            self.cfg.block_size,
+            req,
+            seq,
+        );
+    }
+
     /// Looks up the run of block `i` of `seq`, and how far it extends: a
     /// run changes only where a block ends past the prompt or past the
     /// group's shared tokens.
@@ -1162,14 +1176,7 @@ impl PagedKv {
             self.blocks[last as usize].fill += k;
             self.used_fill += k as u64;
             if caching && seq.tokens == seq.blocks.len() as u32 * bs {
-                Self::hash_full_blocks(
-                    &mut self.blocks,
-                    &mut self.cached,
-                    (self.ring.live(), self.ring_base),
-                    bs,
-                    req,
-                    seq,
-                );
+                self.hash_full(req, seq);
             }
         }
         if seq.tokens >= target {
@@ -1189,14 +1196,7 @@ impl PagedKv {
             seq.tokens += k;
             self.blocks[b as usize].fill = k;
             if caching && k == bs {
-                Self::hash_full_blocks(
-                    &mut self.blocks,
-                    &mut self.cached,
-                    (self.ring.live(), self.ring_base),
-                    bs,
-                    req,
-                    seq,
-                );
+                self.hash_full(req, seq);
             }
         }
     }
