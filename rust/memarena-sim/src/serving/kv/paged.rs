@@ -30,9 +30,9 @@
 //! `(run, position)` to the block (a dense array per run, so that a
 //! request's consecutive blocks are registered in consecutive slots; an
 //! eviction leaves its entry in place, stale, rather than visit a slot
-//! long out of the CPU caches). When a full block's content is already cached by another block,
-//! the new block stays uncached (vLLM v1 keeps both; lookups find one
-//! either way).
+//! long out of the CPU caches). When a full block's content is already
+//! cached by another block, the new block stays uncached (vLLM v1 keeps
+//! both; lookups find one either way).
 //!
 //! Representation of v1's free queue: block ids are interchangeable, so a
 //! free block's id is anonymous (free ids are reused last-in first-out,
