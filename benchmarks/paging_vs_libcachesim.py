@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from memarena import _core
-from memarena.paging import Trace, simulate, simulate_many
-from memarena.paging.policies import NATIVE_POLICIES
+from memarena.families.paging import Trace, simulate, simulate_many
+from memarena.families.paging.policies import NATIVE_POLICIES
 from memarena.testing import libcachesim
 
 CLASSES = {cls.name: cls for cls in NATIVE_POLICIES}

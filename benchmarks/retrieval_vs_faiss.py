@@ -45,7 +45,7 @@ import faiss
 import hnswlib
 import numpy as np
 
-from memarena.retrieval import Index, assign_tenants, gaussian_mixture, ground_truth, recall_at_k
+from memarena.families.retrieval import Index, assign_tenants, gaussian_mixture, ground_truth, recall_at_k
 
 K = 10
 Row = dict[str, Any]

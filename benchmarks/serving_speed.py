@@ -23,8 +23,8 @@ import statistics
 import time
 
 from memarena.backends import H100_SXM
-from memarena.serving import Hardware, ModelSpec, PagedKV, StaticKV, VAttentionKV, read_azure_csv, simulate
-from memarena.workloads.serving import azure_conv_path
+from memarena.families.serving import Hardware, ModelSpec, PagedKV, StaticKV, VAttentionKV, read_azure_csv, simulate
+from memarena.families.serving.workloads import azure_conv_path
 
 MANAGERS = {
     "static_max": StaticKV("max"),

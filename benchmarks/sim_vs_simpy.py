@@ -4,7 +4,7 @@ Both sides run the same model: Poisson arrivals (lambda = 0.9), one server
 with exponential service (mu = 1.0), FIFO; the mean wait in queue is
 measured over the jobs after a warm-up and compared with the closed form
 W_q = rho / (mu - lambda) = 9 s. memarena runs the model natively in Rust
-(``memarena.serving.simulate_mm1``, GIL released); SimPy runs it twice:
+(``memarena.families.serving.simulate_mm1``, GIL released); SimPy runs it twice:
 as its textbook process-based model (a ``Resource`` and one process per
 job) and in a leaner form (an arrival process feeding a ``Store``, one
 server loop); the ratio is taken against the faster of the two.
@@ -34,7 +34,7 @@ import time
 
 import simpy
 
-from memarena.serving import mm1_mean_wait, simulate_mm1
+from memarena.families.serving import mm1_mean_wait, simulate_mm1
 
 LAMBDA, MU = 0.9, 1.0
 

@@ -1,4 +1,4 @@
-"""Private extension of memarena (Rust, pyo3). Users import :mod:`memarena.paging` instead.
+"""Private extension of memarena (Rust, pyo3). Users import :mod:`memarena.families.paging` instead.
 
 Hand-written; checked against the extension with ``python -m mypy.stubtest memarena._core``.
 """
@@ -239,7 +239,7 @@ def lru_mrc(trace: Trace, cache_sizes: npt.NDArray[np.uint64]) -> npt.NDArray[np
     """Exact LRU miss ratios at each cache size (objects), from one pass."""
 
 # ---------------------------------------------------------------------------
-# Serving model and event engine (memarena-sim); users import memarena.serving.
+# Serving model and event engine (memarena-sim); users import memarena.families.serving.
 # ---------------------------------------------------------------------------
 
 def read_azure_csv(path: str | PathLike[str]) -> dict[str, npt.NDArray[Any]]:
@@ -311,7 +311,7 @@ def mmc_mean_wait(arrival_rate: float, service_rate: float, servers: int) -> flo
     """Closed-form mean wait in queue of M/M/c (Erlang C); None when unstable."""
 
 # ---------------------------------------------------------------------------
-# Vector indexes (memarena-ann); users import memarena.retrieval instead.
+# Vector indexes (memarena-ann); users import memarena.families.retrieval instead.
 # ---------------------------------------------------------------------------
 
 @final

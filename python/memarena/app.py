@@ -25,16 +25,18 @@ __all__ = ["main"]
 log = logging.getLogger("memarena")
 
 USAGE = """\
-usage: memarena [OVERRIDE ...]        run an experiment (Hydra overrides; -m for a sweep)
+usage: memarena [OVERRIDE ...]        one run (Hydra overrides), in outputs/<date>/<time>
+       memarena -m [OVERRIDE ...]     a sweep (comma lists, the experiment's sweeper params, sweep=<preset>)
+       memarena                       = memarena -m: the default experiment's comparison
        memarena plugins [--json]      list plugins, versions and the components each provides
        memarena report DIR [--out D]  aggregate run records under DIR into tables and plots
        memarena --version             versions of memarena, its core and dependencies
        memarena --hydra-help          Hydra's own options (--cfg job, --multirun, ...)
 
 examples:
-  memarena                                        the default experiment, offline
-  memarena experiment=paging policy=arc cache_size=[100,1000]
-  memarena -m experiment=paging policy=lru,arc,s3fifo,belady
+  memarena                                        every KV manager on the Azure trace, offline
+  memarena experiment=paging policy=arc cache_size=100       one run
+  memarena -m experiment=paging policy=lru,arc,s3fifo,belady  a sweep
   memarena sweep=paging_mrc                       a miss-ratio-curve sweep, then:
   memarena report multirun/<date>/<time>
 """
@@ -152,6 +154,9 @@ def _run_hydra(argv: list[str]) -> int:
     from memarena.config import search_path_override
 
     pm, _ = _startup()
+    if not argv:
+        # The bare command runs the default experiment's comparison sweep.
+        argv = ["-m"]
     argv = search_path_override(pm, argv)
     app = hydra.main(config_path="conf", config_name="config", version_base="1.3")(_task)
     saved = sys.argv
@@ -232,17 +237,18 @@ def _cmd_version() -> int:
 
 def _print_help() -> int:
     print(USAGE)
-    _, registry = _startup()
-    from memarena.config import conf_dir
+    pm, registry = _startup()
+    from memarena.config import conf_dir, search_path_dirs
 
     print("config groups (<group>=<option>):")
     groups: dict[str, set[str]] = {g: set(registry.names(g)) for g in registry.groups()}
-    for sub in sorted(p for p in conf_dir().iterdir() if p.is_dir()):
-        opts = {f.stem for f in sub.glob("*.yaml")}
-        if opts:
-            groups.setdefault(sub.name, set()).update(opts)
+    for root in [conf_dir(), *search_path_dirs(pm)]:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            opts = {f.stem for f in sub.glob("*.yaml")}
+            if opts:
+                groups.setdefault(sub.name, set()).update(opts)
     for g in sorted(groups):
-        if g in ("hydra", "local"):
+        if g in ("hydra", "local", "family_debug"):
             continue
         print(f"  {g}: {', '.join(sorted(groups[g]))}")
     return 0

@@ -2,7 +2,7 @@
 
 Implement a hook with ``@memarena.hookimpl`` in a module that your
 distribution lists under ``[project.entry-points.memarena]``. memarena's own
-components register through these same hooks (``memarena.builtin.*``).
+components register through these same hooks (:data:`memarena.plugins.DEFAULT_PLUGINS`).
 
 Hooks are grouped in this order: registration, configuration, run
 lifecycle. Arguments may be added to a hook in later versions; none is ever

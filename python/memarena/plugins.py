@@ -36,15 +36,13 @@ __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "PluginManager"
 
 ENTRY_POINT_GROUP = "memarena"
 
-#: Modules holding memarena's built-in hook implementations.
+#: Modules holding memarena's built-in hook implementations: the shared hardware
+#: backends, then one ``plugin`` module per family (:mod:`memarena.families`).
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "memarena.builtin.families",
-    "memarena.builtin.policies",
-    "memarena.builtin.serving",
-    "memarena.builtin.retrieval",
-    "memarena.builtin.workloads",
-    "memarena.builtin.backends",
-    "memarena.builtin.metrics",
+    "memarena.backends.plugin",
+    "memarena.families.paging.plugin",
+    "memarena.families.serving.plugin",
+    "memarena.families.retrieval.plugin",
 )
 
 

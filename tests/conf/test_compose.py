@@ -9,23 +9,50 @@ import pytest
 from hydra.utils import instantiate
 
 from memarena.api import KINDS, Component, MemoryMethod
-from memarena.config import compose, conf_dir
+from memarena.config import compose, conf_dir, search_path_dirs
 from memarena.errors import InvalidConfigError
 from memarena.plugins import get_plugin_manager
 from memarena.registry import Registry
 
-REGISTRY = Registry.from_plugin_manager(get_plugin_manager(autoload=False))
+PM = get_plugin_manager(autoload=False)
+REGISTRY = Registry.from_plugin_manager(PM)
 # Options whose required fields (file paths) have no default.
 NEEDS = {("workload", "csv_trace"): ["workload.path=t.csv"], ("workload", "oracle_general"): ["workload.path=t.bin"]}
-# local/ holds only the user's untracked overrides.
-YAML_OPTIONS = [
-    (d.name, f.stem)
-    for d in sorted(conf_dir().iterdir())
-    if d.is_dir() and d.name != "local"
-    for f in sorted(d.glob("*.yaml"))
-]
-DEFAULTS_LIST_GROUPS = {"family", "workload", "policy", "backend", "kv_manager", "model", "index"}
+# The primary tree plus every family's own tree (on the search path through its plugin).
+# local/ holds only the user's untracked overrides; family_debug/ is selected by `debug`.
+ROOTS = [conf_dir(), *search_path_dirs(PM)]
+YAML_OPTIONS = sorted(
+    {
+        (d.name, f.stem)
+        for root in ROOTS
+        for d in root.iterdir()
+        if d.is_dir() and d.name not in ("local", "family_debug")
+        for f in d.glob("*.yaml")
+    }
+)
+EXPERIMENTS = sorted(o for g, o in YAML_OPTIONS if g == "experiment")
 REGISTERED = [(e.group, e.name) for e in REGISTRY]
+
+
+def experiment_with(group: str, option: str) -> list[str]:
+    """Overrides choosing an experiment whose defaults list holds ``group`` (none when the primary does)."""
+    if group in ("experiment", "sweep", "debug", "backend"):
+        return []
+    if group == "family":
+        return [f"experiment={option}"]
+    if group == "workload" and option in REGISTRY.names("workload"):
+        return [f"experiment={REGISTRY.get('workload', option).family}"]  # type: ignore[attr-defined]
+    for name in EXPERIMENTS:
+        if group not in compose([f"experiment={name}"], pm=PM):
+            continue
+        if option in REGISTRY.names(group):
+            return [f"experiment={name}"]
+        try:  # a YAML preset: the experiment whose family it fits
+            compose([f"experiment={name}", f"{group}={option}"], pm=PM)
+        except Exception:
+            continue
+        return [f"experiment={name}"]
+    return ["~experiment", f"+{group}={option}"]
 
 
 def base_of(group: str) -> type[Component]:
@@ -35,10 +62,10 @@ def base_of(group: str) -> type[Component]:
 
 @pytest.mark.parametrize(("group", "option"), REGISTERED, ids=lambda v: str(v))
 def test_registered_option_composes_and_instantiates(group: str, option: str) -> None:
-    # Groups outside the primary defaults list (metric, agent_memory) are appended with "+".
-    prefix = "" if group in DEFAULTS_LIST_GROUPS else "+"
+    context = experiment_with(group, option)
+    choice = [] if any(c.startswith("+") for c in context) else [f"{group}={option}"]
     extra = NEEDS.get((group, option), ["debug=tiny"])
-    cfg = compose(["~experiment", f"{prefix}{group}={option}", *extra])
+    cfg = compose([*context, *choice, *extra], pm=PM)
     kwargs: dict[str, Any] = {"capacity": 8} if group == "policy" else {}
     obj = instantiate(cfg[group], _partial_=True)(**kwargs)
     assert isinstance(obj, base_of(group))
@@ -47,12 +74,34 @@ def test_registered_option_composes_and_instantiates(group: str, option: str) ->
 
 @pytest.mark.parametrize(("group", "option"), YAML_OPTIONS, ids=lambda v: str(v))
 def test_yaml_option_composes(group: str, option: str) -> None:
-    cfg = compose([f"{group}={option}"])
+    cfg = compose([*experiment_with(group, option), f"{group}={option}"], pm=PM)
     assert cfg.family is not None
 
 
+def test_each_family_brings_its_own_groups() -> None:
+    # The primary config holds no family's groups; choosing an experiment brings them.
+    bare = compose(["~experiment"], pm=PM)
+    assert not {"kv_manager", "model", "policy", "index", "workload"} & set(bare)
+    assert {"kv_manager", "model"} <= set(compose(["experiment=serving"], pm=PM))
+    assert "policy" in compose(["experiment=paging"], pm=PM)
+    assert "kv_manager" not in compose(["experiment=paging"], pm=PM)
+    assert "index" in compose(["experiment=retrieval"], pm=PM)
+
+
+def test_debug_tiny_takes_each_familys_own_sizes() -> None:
+    paging = compose(["experiment=paging", "debug=tiny"], pm=PM)
+    assert paging.workload.n_objects == 1000
+    assert list(paging.cache_size) == [0.05, 0.2]
+    serving = compose(["experiment=serving", "debug=tiny"], pm=PM)
+    assert serving.workload.n_requests == 5000
+    assert "n_objects" not in serving.workload and "cache_size" not in serving
+    retrieval = compose(["experiment=retrieval", "debug=tiny"], pm=PM)
+    assert retrieval.workload.n_vectors == 1000
+    assert "n_requests" not in retrieval.workload
+
+
 def test_policy_preset_inherits_its_base() -> None:
-    cfg = compose(["~experiment", "policy=s3fifo_small"])
+    cfg = compose(["experiment=paging", "policy=s3fifo_small"], pm=PM)
     assert cfg.policy.small_size_ratio == 0.05
     assert cfg.policy._target_.endswith("S3FIFO")
 
@@ -65,14 +114,14 @@ def test_unknown_option_lists_the_available() -> None:
     from hydra.errors import MissingConfigException
 
     with pytest.raises(MissingConfigException, match=r"(?s)policy/nope.*lru"):
-        compose(["policy=nope"])
+        compose(["experiment=paging", "policy=nope"], pm=PM)
 
 
 def test_bad_value_names_the_config_key() -> None:
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException, match=r"policy\.small_size_ratio=abc"):
-        compose(["~experiment", "policy=s3fifo", "policy.small_size_ratio=abc"])
+        compose(["experiment=paging", "policy=s3fifo", "policy.small_size_ratio=abc"], pm=PM)
 
 
 def test_bad_range_names_the_config_key(tmp_path: Path) -> None:

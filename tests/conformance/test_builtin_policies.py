@@ -43,6 +43,6 @@ class TestPythonReferencePolicy(PolicyConformance):
 
     @pytest.fixture
     def make_policy(self) -> Callable[[int], PagingPolicy]:
-        from memarena.paging.reference import PyLRU
+        from memarena.families.paging.reference import PyLRU
 
         return lambda capacity: PyLRU(capacity=capacity)

@@ -12,9 +12,9 @@ import pytest
 
 from memarena.api import PagingPolicy
 from memarena.errors import InvariantError
-from memarena.paging import Trace, simulate
-from memarena.paging.policies import Belady
-from memarena.paging.reference import PyLRU
+from memarena.families.paging import Trace, simulate
+from memarena.families.paging.policies import Belady
+from memarena.families.paging.reference import PyLRU
 from memarena.testing.conformance import PolicyConformance, offline_optimum_misses, reference_replay
 
 

@@ -32,7 +32,7 @@ def records(root: Path) -> list[RunRecord]:
 
 
 def test_paging_sweep_prints_a_table_and_writes_records(tmp_path: Path) -> None:
-    res = memarena("experiment=paging", "debug=tiny", f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
+    res = memarena("-m", "experiment=paging", "debug=tiny", f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "workload: zipf" in res.stdout  # the same in every row: printed once above the table
     assert "| policy" in res.stdout
@@ -70,6 +70,7 @@ def test_single_run_and_the_backend_cost(tmp_path: Path) -> None:
 
 def test_joblib_launcher_sweep_and_report(tmp_path: Path) -> None:
     res = memarena(
+        "-m",
         "experiment=paging",
         "debug=tiny",
         "hydra/launcher=joblib",
@@ -112,7 +113,7 @@ def test_plugins_help_and_version(tmp_path: Path) -> None:
     res = memarena("plugins", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert (
-        "memarena.builtin.policies" in res.stdout
+        "memarena.families.paging.plugin" in res.stdout
         and "policy=s3fifo" in res.stdout
         and "backend=cpu_ddr5_nvme" in res.stdout
     )

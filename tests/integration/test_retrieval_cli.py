@@ -9,6 +9,7 @@ from tests.integration.test_cli import memarena, records
 
 def test_retrieval_sweep_rows_and_the_recall_vs_qps_plot(tmp_path: Path) -> None:
     res = memarena(
+        "-m",
         "experiment=retrieval",
         "debug=tiny",
         "index=ivf,hnsw_m32,flat",
@@ -39,7 +40,6 @@ def test_tenant_experiment_reports_isolation_and_per_tenant_bytes(tmp_path: Path
     res = memarena(
         "experiment=retrieval_tenants",
         "debug=tiny",
-        "hydra.mode=RUN",
         "index=curator",
         "index.ef_search=[100,400]",
         "family.repeats=1",
@@ -56,6 +56,6 @@ def test_tenant_experiment_reports_isolation_and_per_tenant_bytes(tmp_path: Path
 
 
 def test_unknown_index_lists_the_available(tmp_path: Path) -> None:
-    res = memarena("experiment=retrieval", "hydra.mode=RUN", "index=annoy", cwd=tmp_path)
+    res = memarena("experiment=retrieval", "index=annoy", cwd=tmp_path)
     assert res.returncode != 0
     assert "index/annoy" in res.stderr and "hnsw" in res.stderr

@@ -22,13 +22,14 @@ MANAGERS = {
 
 def test_default_run_compares_the_kv_managers_on_the_azure_trace(tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    res = memarena(f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
+    res = memarena(cwd=tmp_path)  # the bare command: memarena -m, the default experiment's comparison
     wall = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr
     assert wall < 30, f"the default run took {wall:.1f} s"
     assert "workload: azure_llm_2023_conv" in res.stdout  # one value in every row: printed above
     assert "| kv_manager" in res.stdout and "token_states_share" in res.stdout
-    recs = records(tmp_path / "m")
+    (sweep_dir,) = (p.parent for p in (tmp_path / "multirun").glob("*/*/multirun.yaml"))
+    recs = records(sweep_dir)
     assert all(r.status == "complete" and r.family == "serving" for r in recs)
     rows = {r.rows[0]["kv_manager"]: r.rows[0] for r in recs}
     assert set(rows) == MANAGERS
@@ -46,14 +47,15 @@ def test_default_run_compares_the_kv_managers_on_the_azure_trace(tmp_path: Path)
     assert rows["static_oracle"]["token_states_share_of_used"] < rows["paged"]["token_states_share_of_used"]
     assert rows["paged"]["throughput_requests_per_s"] > rows["static_max"]["throughput_requests_per_s"]
 
-    rep = memarena("report", str(tmp_path / "m"), cwd=tmp_path)
+    rep = memarena("report", str(sweep_dir), cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
     for png in ("kv_breakdown.png", "token_states_share_over_time.png", "batch_size_over_time.png"):
-        assert (tmp_path / "m" / png).stat().st_size > 5000, png
+        assert (sweep_dir / png).stat().st_size > 5000, png
 
 
 def test_load_sweep_and_latency_vs_load_plot(tmp_path: Path) -> None:
     res = memarena(
+        "-m",
         "experiment=serving",
         "kv_manager=paged,static_max",
         "workload.time_scale=1,4",
@@ -72,17 +74,19 @@ def test_load_sweep_and_latency_vs_load_plot(tmp_path: Path) -> None:
 
 
 def test_debug_tiny_single_runs_and_errors(tmp_path: Path) -> None:
-    res = memarena("~experiment", "debug=tiny", "workload=shared_prefix", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
+    res = memarena(
+        "experiment=serving", "debug=tiny", "workload=shared_prefix", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr
     (rec,) = records(tmp_path / "r")
     assert rec.rows[0]["workload"].startswith("shared_prefix")
-    bad = memarena("~experiment", "model=llama3_70b", "backend=l4", f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
+    bad = memarena("experiment=serving", "model=llama3_70b", "backend=l4", f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
     assert bad.returncode == 2
     assert "llama3_70b needs" in bad.stderr and "l4 offers" in bad.stderr and "Traceback" not in bad.stderr
     trace = tmp_path / "neg.csv"
     trace.write_text(
         "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6,374,44\n2023-11-16 18:15:47,-3,4\n"
     )
-    bad = memarena("~experiment", f"workload.path={trace}", f"hydra.run.dir={tmp_path}/n", cwd=tmp_path)
+    bad = memarena("experiment=serving", f"workload.path={trace}", f"hydra.run.dir={tmp_path}/n", cwd=tmp_path)
     assert bad.returncode == 2, bad.stderr
     assert "neg.csv: line 3" in bad.stderr and "Traceback" not in bad.stderr

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from memarena.paging import Trace, simulate
-from memarena.paging.policies import NATIVE_POLICIES
+from memarena.families.paging import Trace, simulate
+from memarena.families.paging.policies import NATIVE_POLICIES
 from memarena.testing import libcachesim
 
 N_REQUESTS = 20_000

@@ -113,7 +113,7 @@ def test_duplicate_name_names_both_providers() -> None:
             return [Clash]
 
     pm = get_plugin_manager(autoload=False, plugins=[ClashPlugin()])
-    match = r"duplicate component policy='lru': provided by plugin 'memarena\.builtin\.policies'.*ClashPlugin"
+    match = r"duplicate component policy='lru': provided by plugin 'memarena\.families\.paging\.plugin'.*ClashPlugin"
     with pytest.raises(PluginError, match=match):
         Registry.from_plugin_manager(pm)
 
@@ -179,9 +179,9 @@ def test_misspelt_hook_is_an_error_not_a_silent_noop() -> None:
 
 
 def test_block_plugins_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEMARENA_BLOCK_PLUGINS", "memarena.builtin.metrics")
+    monkeypatch.setenv("MEMARENA_BLOCK_PLUGINS", "memarena.families.paging.plugin")
     pm = get_plugin_manager(autoload=False)
-    assert "memarena.builtin.metrics" not in pm.infos
+    assert "memarena.families.paging.plugin" not in pm.infos
     assert "avg_access_time" not in Registry.from_plugin_manager(pm).names("metric")
 
 

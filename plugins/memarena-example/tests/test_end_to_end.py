@@ -30,6 +30,7 @@ def test_paging_experiment_with_plugin_policy_and_backend(tmp_path: Path) -> Non
     sweep = tmp_path / "sweep"
     out = memarena(
         tmp_path,
+        "-m",
         "experiment=paging",
         "policy=hyperbolic",
         "backend=cxl_tiered",
@@ -38,7 +39,7 @@ def test_paging_experiment_with_plugin_policy_and_backend(tmp_path: Path) -> Non
         f"hydra.sweep.dir={sweep}",
     )
     assert "hyperbolic" in out
-    # experiment=paging sweeps ten policies; the command line's policy=hyperbolic wins: one job.
+    # -m experiment=paging sweeps ten policies; the command line's policy=hyperbolic wins: one job.
     (record,) = records(sweep)
     assert record["status"] == "complete"
     assert record["family"] == "paging"
@@ -53,7 +54,7 @@ def test_paging_experiment_with_plugin_policy_and_backend(tmp_path: Path) -> Non
 
 def test_plugin_experiment_preset_by_name(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    memarena(tmp_path, "experiment=example_tiered", "debug=tiny", f"hydra.sweep.dir={sweep}")
+    memarena(tmp_path, "-m", "experiment=example_tiered", "debug=tiny", f"hydra.sweep.dir={sweep}")
     recs = records(sweep)
     assert all(r["status"] == "complete" for r in recs)
     chosen = sorted(r["config"]["policy"]["_target_"].rsplit(".", 1)[1] for r in recs)

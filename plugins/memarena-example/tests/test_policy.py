@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from memarena.errors import InvalidConfigError
-from memarena.paging import Trace, simulate
-from memarena.paging.policies import LRU
+from memarena.families.paging import Trace, simulate
+from memarena.families.paging.policies import LRU
 from memarena.testing.conformance import PolicyConformance, reference_replay
 
 from memarena_example.policy import Hyperbolic

@@ -120,5 +120,5 @@ class L4(TieredBackend):
         )
 
 
-#: The accelerator backends, registered by :mod:`memarena.builtin.backends`.
+#: The accelerator backends, registered by :mod:`memarena.backends.plugin`.
 GPU_BACKENDS: tuple[type[TieredBackend], ...] = (A100_80GB, H100_SXM, H200, L4)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from memarena.plugins import PluginManager
 
-__all__ = ["compose", "conf_dir", "plugin_search_path", "search_path_override"]
+__all__ = ["compose", "conf_dir", "plugin_search_path", "search_path_dirs", "search_path_override"]
 
 
 def conf_dir() -> Path:
@@ -33,6 +33,27 @@ def plugin_search_path(pm: PluginManager) -> list[str]:
                 raise TypeError(f"memarena_config_search_path must return strings, got {entry!r}")
             if entry not in out:
                 out.append(entry)
+    return out
+
+
+def search_path_dirs(pm: PluginManager) -> list[Path]:
+    """The plugins' ``pkg://`` and ``file://`` search-path entries as directories (for listings)."""
+    import importlib.resources
+
+    out: list[Path] = []
+    for entry in plugin_search_path(pm):
+        scheme, _, rest = entry.partition("://")
+        if scheme == "file":
+            path = Path(rest)
+        elif scheme == "pkg":
+            try:
+                path = Path(str(importlib.resources.files(rest)))
+            except (ModuleNotFoundError, TypeError):
+                continue
+        else:
+            continue
+        if path.is_dir():
+            out.append(path)
     return out
 
 

@@ -45,7 +45,7 @@ import pytest
 from memarena.api import AgentMemory, HardwareBackend, MemoryItem, PagingPolicy
 
 if TYPE_CHECKING:
-    from memarena.paging import Trace
+    from memarena.families.paging import Trace
 
 __all__ = [
     "AgentMemoryConformance",
@@ -193,8 +193,8 @@ def offline_optimum_misses(ids: Sequence[int] | np.ndarray, capacity: int) -> in
 
 
 def _engine(policy: PagingPolicy) -> Any:
-    """The core simulator :func:`memarena.paging.simulate` would use, to watch its resident set."""
-    from memarena.paging.sim import _make_sim
+    """The core simulator :func:`memarena.families.paging.simulate` would use, to watch its resident set."""
+    from memarena.families.paging.sim import _make_sim
 
     return _make_sim(policy, ignore_size=True, warmup_requests=0, window_requests=0)
 
@@ -247,7 +247,7 @@ class PolicyConformance:
     @pytest.fixture
     def policy_trace(self, prediction_kind: str | None, capacity: int) -> Trace:
         """A seeded Zipf trace (5,000 requests, 1,000 objects), with predictions if needed."""
-        from memarena.paging import Trace
+        from memarena.families.paging import Trace
 
         trace = Trace.synthetic({"kind": "zipf", "alpha": 1.0, "n_objects": 1000}, n_requests=5000, seed=7)
         if prediction_kind is not None:
@@ -294,7 +294,7 @@ class PolicyConformance:
     def test_hit_implies_resident(
         self, make_policy: Callable[[int], PagingPolicy], policy_trace: Trace, capacity: int
     ) -> None:
-        from memarena.paging import simulate
+        from memarena.families.paging import simulate
 
         policy = make_policy(capacity)
         # Python policies go through the engine's checked path: a hit on a
@@ -311,7 +311,7 @@ class PolicyConformance:
     def test_never_beats_offline_optimum(
         self, make_policy: Callable[[int], PagingPolicy], policy_trace: Trace, capacity: int
     ) -> None:
-        from memarena.paging import simulate
+        from memarena.families.paging import simulate
 
         res = simulate(policy_trace, make_policy(capacity), ignore_size=True)
         opt = offline_optimum_misses(policy_trace.ids, capacity)
@@ -320,7 +320,7 @@ class PolicyConformance:
     def test_deterministic(
         self, make_policy: Callable[[int], PagingPolicy], policy_trace: Trace, capacity: int
     ) -> None:
-        from memarena.paging import simulate
+        from memarena.families.paging import simulate
 
         a = simulate(policy_trace, make_policy(capacity), ignore_size=True)
         b = simulate(policy_trace, make_policy(capacity), ignore_size=True)
@@ -331,7 +331,7 @@ class PolicyConformance:
     def test_python_and_batch_paths_agree(
         self, make_policy: Callable[[int], PagingPolicy], policy_trace: Trace, capacity: int
     ) -> None:
-        from memarena.paging import simulate
+        from memarena.families.paging import simulate
 
         policy = make_policy(capacity)
         batch = simulate(policy_trace, policy, ignore_size=True)

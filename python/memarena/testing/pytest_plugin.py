@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from memarena.paging import Trace
+    from memarena.families.paging import Trace
     from memarena.plugins import PluginManager
     from memarena.registry import Registry
 
@@ -57,6 +57,6 @@ def memarena_registry(memarena_pm: PluginManager) -> Registry:
 @pytest.fixture
 def zipf_trace() -> Trace:
     """A seeded Zipf trace: alpha 1.0 over 1,000 objects, 5,000 requests."""
-    from memarena.paging import Trace
+    from memarena.families.paging import Trace
 
     return Trace.synthetic(ZIPF_SPEC, n_requests=ZIPF_REQUESTS, seed=ZIPF_SEED)

@@ -9,8 +9,8 @@ import pytest
 
 from memarena import _core
 from memarena.api import PagingPolicy
-from memarena.paging import Trace, simulate
-from memarena.paging.policies import NATIVE_POLICIES
+from memarena.families.paging import Trace, simulate
+from memarena.families.paging.policies import NATIVE_POLICIES
 
 
 def test_python_classes_equal_core_registry() -> None:

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memarena import _core
-from memarena.paging import Trace
-from memarena.paging.reference import REFERENCES, reference_hit_mask
+from memarena.families.paging import Trace
+from memarena.families.paging.reference import REFERENCES, reference_hit_mask
 
 NAMES = sorted(REFERENCES)
 
@@ -40,7 +40,7 @@ def test_rust_hit_mask_equals_reference(case: tuple[str, list[int], list[int] | 
 
 
 def test_clock_with_wider_counters_matches_reference() -> None:
-    from memarena.paging.reference import RefCache, RefCLOCK, next_access
+    from memarena.families.paging.reference import RefCache, RefCLOCK, next_access
 
     rng = np.random.default_rng(0)
     ids = rng.zipf(1.3, 5000) % 200

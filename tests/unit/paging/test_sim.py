@@ -10,9 +10,9 @@ import pytest
 from memarena import _core
 from memarena.api import PagingPolicy
 from memarena.errors import InvalidConfigError, InvariantError, MemarenaError
-from memarena.paging import PagingResult, Trace, lru_mrc, simulate, simulate_many
-from memarena.paging.policies import LRU, NATIVE_POLICIES, S3FIFO
-from memarena.paging.reference import PyLRU
+from memarena.families.paging import PagingResult, Trace, lru_mrc, simulate, simulate_many
+from memarena.families.paging.policies import LRU, NATIVE_POLICIES, S3FIFO
+from memarena.families.paging.reference import PyLRU
 
 SIZED = {"kind": "uniform", "min_bytes": 1, "max_bytes": 64}
 

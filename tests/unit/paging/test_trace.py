@@ -1,4 +1,4 @@
-"""memarena.paging.Trace: zero-copy columns, derived columns, readers, writers, generators, errors."""
+"""memarena.families.paging.Trace: zero-copy columns, derived columns, readers, writers, generators, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from memarena.errors import InvalidConfigError, MalformedInputError, MemarenaError
-from memarena.paging import NEVER, Trace
-from memarena.paging.reference import next_access
+from memarena.families.paging import NEVER, Trace
+from memarena.families.paging.reference import next_access
 
 
 def test_from_arrays_does_not_copy_uint64_columns() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from memarena.retrieval import gaussian_mixture
-from memarena.retrieval.indexes import E2LSH, HNSW, IVF, SPANN, Curator, Flat, SimHash
+from memarena.families.retrieval import gaussian_mixture
+from memarena.families.retrieval.indexes import E2LSH, HNSW, IVF, SPANN, Curator, Flat, SimHash
 
 DIM = 16
 

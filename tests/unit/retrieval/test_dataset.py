@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from memarena.errors import InvalidConfigError
-from memarena.retrieval import assign_tenants, gaussian_mixture, ground_truth, recall_at_k
-from memarena.workloads.retrieval import GaussianMixture384Cosine, GaussianMixtureDataset
+from memarena.families.retrieval import assign_tenants, gaussian_mixture, ground_truth, recall_at_k
+from memarena.families.retrieval.workloads import GaussianMixture384Cosine, GaussianMixtureDataset
 
 
 def test_mixture_is_seeded_and_queries_are_held_out() -> None:
@@ -45,10 +45,8 @@ def test_tenants_are_skewed_and_selective() -> None:
     np.testing.assert_array_equal(again[1], ids)
 
 
-def test_workload_caps_filtered_truth_and_cosine() -> None:
-    ds = GaussianMixtureDataset(dim=8, n_vectors=5000, n_queries=300, n_tenants=10, n_objects=400, n_requests=30).load(
-        0
-    )
+def test_workload_filtered_truth_and_cosine() -> None:
+    ds = GaussianMixtureDataset(dim=8, n_vectors=400, n_queries=30, n_tenants=10).load(0)
     assert ds.n_base == 400 and ds.n_queries == 30 and ds.query_tenants is not None
     assert ds.tenant_offsets is not None and ds.tenant_ids is not None
     for q in range(ds.n_queries):

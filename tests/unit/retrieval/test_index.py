@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from memarena.errors import InvalidConfigError
-from memarena.retrieval import Index, ground_truth, recall_at_k, tenants_to_csr
-from memarena.retrieval.indexes import HNSW, Curator
+from memarena.families.retrieval import Index, ground_truth, recall_at_k, tenants_to_csr
+from memarena.families.retrieval.indexes import HNSW, Curator
 from tests.unit.retrieval.conftest import DIM, data, make
 
 

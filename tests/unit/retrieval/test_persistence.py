@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from memarena.errors import MalformedInputError
-from memarena.retrieval import Index
+from memarena.families.retrieval import Index
 from tests.unit.retrieval.conftest import data, make
 
 

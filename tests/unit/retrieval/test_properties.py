@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memarena.retrieval import Index
+from memarena.families.retrieval import Index
 from tests.unit.retrieval.conftest import DIM, KINDS
 
 N_TENANTS = 6

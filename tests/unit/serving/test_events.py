@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from memarena.errors import InvalidConfigError
-from memarena.serving import EventQueue, mm1_mean_wait, mmc_mean_wait, simulate_mm1, simulate_mmc
+from memarena.families.serving import EventQueue, mm1_mean_wait, mmc_mean_wait, simulate_mm1, simulate_mmc
 
 
 def test_queue_pops_in_time_order_and_ties_in_scheduling_order() -> None:

@@ -8,24 +8,24 @@ import pytest
 
 from memarena.config import compose
 from memarena.errors import InvalidConfigError
+from memarena.families.serving import Requests
 from memarena.plugins import get_plugin_manager
 from memarena.registry import Registry
 from memarena.run import execute
-from memarena.serving import Requests
 
 PM = get_plugin_manager(autoload=False)
 REGISTRY = Registry.from_plugin_manager(PM)
 
 
 def run_once(tmp_path: Path, *overrides: str) -> dict:
-    cfg = compose(["~experiment", *overrides], pm=PM)
+    cfg = compose(["experiment=serving", *overrides], pm=PM)
     record = execute(cfg, tmp_path, pm=PM, registry=REGISTRY, overrides=list(overrides))
     (row,) = record.rows
     return row
 
 
 def test_default_single_run_on_a_synthetic_workload(tmp_path: Path) -> None:
-    row = run_once(tmp_path, "workload=poisson", "workload.n_requests=300", "workload.rate=20")
+    row = run_once(tmp_path, "workload=poisson", "workload.n_requests=300", "workload.rate=20", "workload.time_scale=1")
     assert (row["workload"], row["model"], row["backend"], row["kv_manager"]) == (
         "poisson(rate=20)",
         "llama3_8b",
@@ -74,7 +74,7 @@ def test_a_paging_backend_or_workload_is_refused_by_name(tmp_path: Path) -> None
 
 
 def test_workload_caps_and_time_scale() -> None:
-    from memarena.workloads.serving import AzureLLM2023Conv
+    from memarena.families.serving.workloads import AzureLLM2023Conv
 
     full = AzureLLM2023Conv().load(0)
     some = AzureLLM2023Conv(n_requests=100, time_scale=4).load(0)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from hydra.utils import instantiate
 
+import memarena.families.serving
 from memarena import _core
-from memarena.config import conf_dir
-from memarena.serving import ModelSpec
+from memarena.families.serving import ModelSpec
 
-PRESETS = sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+# The serving family's own config tree holds the model presets.
+MODEL_DIR = Path(memarena.families.serving.__file__).parent / "conf" / "model"
+PRESETS = sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
 
 
 def test_every_core_model_has_a_preset() -> None:
@@ -20,7 +24,7 @@ def test_every_core_model_has_a_preset() -> None:
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_matches_the_core_spec(name: str) -> None:
-    node = yaml.safe_load((conf_dir() / "model" / f"{name}.yaml").read_text())
+    node = yaml.safe_load((MODEL_DIR / f"{name}.yaml").read_text())
     spec = instantiate(node)
     assert isinstance(spec, ModelSpec) and spec.name == name
     assert "config.json" in spec.source

@@ -10,7 +10,7 @@ import pytest
 
 from memarena.backends import A100_80GB, H100_SXM, H200, L4
 from memarena.errors import InvalidConfigError, MalformedInputError
-from memarena.serving import (
+from memarena.families.serving import (
     BREAKDOWN,
     Hardware,
     ModelSpec,
@@ -22,7 +22,7 @@ from memarena.serving import (
     read_azure_csv,
     simulate,
 )
-from memarena.workloads.serving import azure_conv_path
+from memarena.families.serving.workloads import azure_conv_path
 
 
 def backend(cls: type) -> Hardware:

@@ -1,1 +1,0 @@
-"""One runner (a :class:`memarena.api.Family`) per experiment family."""

@@ -1,0 +1,1 @@
+"""The paging family's Hydra config tree (on the search path through its plugin)."""

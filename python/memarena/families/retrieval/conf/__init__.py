@@ -1,0 +1,1 @@
+"""The retrieval family's Hydra config tree (on the search path through its plugin)."""

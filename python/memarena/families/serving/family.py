@@ -1,0 +1,312 @@
+"""The ``serving`` family: KV-cache managers under an LLM-serving workload.
+
+One run simulates the configured workload (trace replay or synthetic) with
+one KV manager, one model and one accelerator backend, natively in the Rust
+core: continuous batching with chunked prefill, a roofline cost per
+iteration from the backend's figures, preemption by recompute or swap (over
+the backend's host link). Rows carry throughput, TTFT / time between tokens
+/ end-to-end latency percentiles, batch size, preemptions, prefix-cache hit
+rate and the KV memory breakdown of the vLLM paper's Fig. 2 (token states /
+reserved / internal fragmentation / external fragmentation / free), in
+bytes and as shares of the pool, averaged over the samples with requests
+running; the same breakdown and the batch size over time are kept as
+series for ``memarena report``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from memarena.api import Family, PlotSpec
+from memarena.errors import InvalidConfigError
+
+if TYPE_CHECKING:
+    from memarena.families.serving import ServingReport
+    from memarena.run import Run
+
+__all__ = ["ServingFamily"]
+
+PREEMPTION = ("recompute", "swap")
+VICTIMS = ("last_admitted", "most_kv", "least_progress")
+#: Fig. 2 categories, stacked in this order.
+SHARES = ("token_states_share", "reserved_share", "internal_frag_share", "external_frag_share", "free_share")
+
+
+def _downsample(n: int, points: int) -> np.ndarray:
+    """Indices of at most ``points`` evenly spaced samples (first and last kept)."""
+    if points <= 0 or n <= points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, points).round().astype(np.int64))
+
+
+class ServingFamily(Family):
+    """KV-cache managers on a serving workload: throughput, latency, memory breakdown."""
+
+    name: ClassVar[str] = "serving"
+    label_columns: ClassVar[tuple[str, ...]] = ("workload", "model", "backend", "kv_manager", "preemption")
+    summary_columns: ClassVar[tuple[str, ...]] = (
+        "completed",
+        "rejected",
+        "throughput_requests_per_s",
+        "throughput_output_tokens_per_s",
+        "ttft_p50_s",
+        "ttft_p99_s",
+        "tbt_p99_s",
+        "e2e_p99_s",
+        "mean_batch_seqs",
+        "preemptions",
+        "prefix_hit_rate",
+        "token_states_share",
+        "token_states_share_of_used",
+        "wall_s",
+    )
+    plots: ClassVar[tuple[PlotSpec, ...]] = (
+        PlotSpec(
+            x="kv_manager",
+            y="token_states_share",
+            hue="kv_manager",
+            title="KV memory breakdown (mean over busy samples; cf. vLLM paper Fig. 2)",
+            stack=SHARES,
+            filename="kv_breakdown.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="token_states_share_over_time",
+            hue="kv_manager",
+            title="Share of the KV pool holding token states over time",
+            series=True,
+            filename="token_states_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="reserved_share_over_time",
+            hue="kv_manager",
+            title="Share of the KV pool reserved but unused over time",
+            series=True,
+            filename="reserved_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="internal_frag_share_over_time",
+            hue="kv_manager",
+            title="Share of the KV pool lost to internal fragmentation over time",
+            series=True,
+            filename="internal_frag_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="external_frag_share_over_time",
+            hue="kv_manager",
+            title="Share of the KV pool lost to external fragmentation over time",
+            series=True,
+            filename="external_frag_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="free_share_over_time",
+            hue="kv_manager",
+            title="Free share of the KV pool over time",
+            series=True,
+            filename="free_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="batch_seqs_over_time",
+            hue="kv_manager",
+            title="Batch size (running sequences) over time",
+            series=True,
+            filename="batch_size_over_time.png",
+        ),
+        PlotSpec(
+            x="offered_load_requests_per_s",
+            y="e2e_p99_s",
+            hue="kv_manager",
+            title="End-to-end latency (p99) vs load",
+            logy=True,
+            filename="e2e_p99_vs_load.png",
+        ),
+        PlotSpec(
+            x="offered_load_requests_per_s",
+            y="e2e_p50_s",
+            hue="kv_manager",
+            title="End-to-end latency (p50) vs load",
+            logy=True,
+            filename="e2e_p50_vs_load.png",
+        ),
+        PlotSpec(
+            x="offered_load_requests_per_s",
+            y="ttft_p99_s",
+            hue="kv_manager",
+            title="Time to first token (p99) vs load",
+            logy=True,
+            filename="ttft_p99_vs_load.png",
+        ),
+        PlotSpec(
+            x="offered_load_requests_per_s",
+            y="tbt_p99_s",
+            hue="kv_manager",
+            title="Time between tokens (p99) vs load",
+            filename="tbt_p99_vs_load.png",
+        ),
+        PlotSpec(
+            x="offered_load_requests_per_s",
+            y="throughput_requests_per_s",
+            hue="kv_manager",
+            title="Throughput vs load",
+            filename="throughput_vs_load.png",
+        ),
+    )
+
+    @dataclass
+    class Config:
+        _target_: str = "memarena.families.serving.family.ServingFamily"
+        #: Dtype of weights and KV cache (selects the backend's peak_flops entry).
+        dtype: str = "bf16"
+        #: Share of device memory the server may use (vLLM gpu_memory_utilization).
+        gpu_memory_utilization: float = 0.9
+        #: Device memory kept for activations and workspace, bytes.
+        activation_reserve_bytes: int = 0
+        #: Longest prompt + output served (null: the model's context); longer requests are rejected and counted.
+        max_model_len: int | None = None
+        #: KV bytes per token (null: from the model; set it for a compressed KV cache).
+        kv_bytes_per_token: int | None = None
+        #: Token budget per iteration (vLLM max_num_batched_tokens).
+        max_num_batched_tokens: int = 8192
+        #: Sequences running at once (vLLM max_num_seqs; vAttention's request slots).
+        max_num_seqs: int = 256
+        #: Split prompts into chunks that fit the token budget.
+        chunked_prefill: bool = True
+        #: recompute or swap (over the backend's host link).
+        preemption: str = "recompute"
+        #: last_admitted, most_kv or least_progress.
+        victim: str = "last_admitted"
+        #: Host swap space, bytes (null: the backend's host tier).
+        swap_space_bytes: int | None = None
+        #: Roofline calibration: achieved shares of peak FLOP/s and bandwidth, fixed cost per iteration.
+        compute_efficiency: float = 1.0
+        bandwidth_efficiency: float = 1.0
+        iteration_overhead_s: float = 0.0
+        #: Interval of the time series, seconds (0: none).
+        sample_interval_s: float = 1.0
+        #: Keep at most this many points of each series in the record (0: all).
+        series_points: int = 400
+        #: Backend tiers: the device memory and the host reached over the link.
+        device_tier: str = "hbm"
+        host_tier: str = "host"
+        #: Re-check every KV invariant at every iteration (slow; for tests).
+        check_invariants: bool = False
+
+    def __init__(
+        self,
+        dtype: str = "bf16",
+        gpu_memory_utilization: float = 0.9,
+        activation_reserve_bytes: int = 0,
+        max_model_len: int | None = None,
+        kv_bytes_per_token: int | None = None,
+        max_num_batched_tokens: int = 8192,
+        max_num_seqs: int = 256,
+        chunked_prefill: bool = True,
+        preemption: str = "recompute",
+        victim: str = "last_admitted",
+        swap_space_bytes: int | None = None,
+        compute_efficiency: float = 1.0,
+        bandwidth_efficiency: float = 1.0,
+        iteration_overhead_s: float = 0.0,
+        sample_interval_s: float = 1.0,
+        series_points: int = 400,
+        device_tier: str = "hbm",
+        host_tier: str = "host",
+        check_invariants: bool = False,
+    ) -> None:
+        if preemption not in PREEMPTION:
+            raise InvalidConfigError(
+                f"config key 'family.preemption' must be one of {', '.join(PREEMPTION)}, got {preemption!r}"
+            )
+        if victim not in VICTIMS:
+            raise InvalidConfigError(f"config key 'family.victim' must be one of {', '.join(VICTIMS)}, got {victim!r}")
+        if series_points < 0:
+            raise InvalidConfigError(f"config key 'family.series_points' must be >= 0, got {series_points}")
+        self.dtype = dtype
+        self.device_tier, self.host_tier = device_tier, host_tier
+        self.series_points = series_points
+        self.scheduler = {
+            "max_num_batched_tokens": max_num_batched_tokens,
+            "max_num_seqs": max_num_seqs,
+            "chunked_prefill": chunked_prefill,
+            "preemption": preemption,
+            "victim": victim,
+        }
+        self.cost = {
+            "compute_efficiency": compute_efficiency,
+            "bandwidth_efficiency": bandwidth_efficiency,
+            "iteration_overhead_s": iteration_overhead_s,
+        }
+        self.options: dict[str, Any] = {
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "activation_reserve_bytes": activation_reserve_bytes,
+            "max_model_len": max_model_len,
+            "kv_bytes_per_token": kv_bytes_per_token,
+            "swap_space_bytes": swap_space_bytes,
+            "sample_interval_s": sample_interval_s,
+            "check_invariants": check_invariants,
+        }
+
+    def run(self, run: Run) -> None:
+        from memarena.families.serving import Hardware, ModelSpec, simulate
+        from memarena.families.serving.kv import ServingKVManager
+
+        workload = run.component("workload")
+        if getattr(workload, "family", None) != "serving":
+            raise InvalidConfigError(
+                f"config key 'workload': {workload.name!r} is a {getattr(workload, 'family', '?')} workload, "
+                "not a serving request stream (e.g. workload=azure_llm_2023_conv)"
+            )
+        model = run.component("model")
+        if not isinstance(model, ModelSpec):
+            raise InvalidConfigError(f"config key 'model' built {type(model).__name__}, not a memarena ModelSpec")
+        kv = run.component("kv_manager")
+        if not isinstance(kv, ServingKVManager):
+            raise InvalidConfigError(
+                f"config key 'kv_manager': {getattr(kv, 'name', kv)!r} does not describe a KV manager of the core"
+            )
+        backend = run.component("backend")
+        hardware = Hardware.from_backend(
+            backend, dtype=self.dtype, device_tier=self.device_tier, host_tier=self.host_tier
+        )
+        requests = workload.load(run.seed)
+        with run.progress(None, desc=f"serving {kv.describe()}", unit="run"):
+            report = simulate(
+                requests,
+                model=model,
+                hardware=hardware,
+                kv_manager=kv,
+                scheduler=self.scheduler,
+                cost=self.cost,
+                seed=run.seed,
+                **self.options,
+            )
+        labels = {
+            "workload": workload.describe(),
+            "model": run.label("model", model.name),
+            "backend": run.label("backend", backend.name),
+            "kv_manager": run.label("kv_manager", kv.describe()),
+            "preemption": self.scheduler["preemption"],
+        }
+        run.emit(self._row(labels, report, requests))
+
+    def _row(self, labels: dict[str, Any], report: ServingReport, requests: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {**labels, **report.row()}
+        row["offered_load_requests_per_s"] = requests.offered_load_requests_per_s
+        row["arrival_span_s"] = requests.span_s
+        samples = report.samples
+        idx = _downsample(len(samples["time_s"]), self.series_points)
+        pool = report.pool_bytes or 1
+        row["time_s_over_time"] = [float(t) for t in samples["time_s"][idx]]
+        row["batch_seqs_over_time"] = [int(x) for x in samples["running_seqs"][idx]]
+        row["waiting_requests_over_time"] = [int(x) for x in samples["waiting_requests"][idx]]
+        for cat in ("token_states", "reserved", "internal_frag", "external_frag", "free"):
+            row[f"{cat}_share_over_time"] = [float(x) / pool for x in samples[f"{cat}_bytes"][idx]]
+        return row
