@@ -9,6 +9,9 @@ lifecycle. Arguments may be added to a hook in later versions; none is ever
 renamed or removed, and an implementation may accept any subset of them.
 """
 
+# Hook specifications are bodiless by design: pluggy calls the implementations.
+# mypy: disable-error-code="empty-body"
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -133,8 +133,9 @@ class Run:
 
     def _select_metrics(self) -> None:
         for entry in self.registry:
-            if entry.kind == "metric" and self.family_name in entry.cls.families:
-                self._metrics.append(entry.cls())  # type: ignore[call-arg]
+            cls = entry.cls
+            if entry.kind == "metric" and issubclass(cls, Metric) and self.family_name in cls.families:
+                self._metrics.append(cls())
 
 
 class _ConfigKeyErrors(functools.partial[Any]):

@@ -8,7 +8,7 @@ field (and so in every run record). A backend is plain data plus the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,7 +51,7 @@ class TieredBackend(HardwareBackend):
     ) -> None:
         built = []
         for i, t in enumerate(tiers):
-            get = t.get if isinstance(t, Mapping) else lambda k, t=t: getattr(t, k)  # type: ignore[misc]
+            get: Callable[[str], Any] = t.get if isinstance(t, Mapping) else lambda k, t=t: getattr(t, k)  # type: ignore[misc]
             tier = Tier(
                 name=str(get("name")),
                 capacity_bytes=int(get("capacity_bytes")),

@@ -16,6 +16,7 @@
 //! | `hnsw` | [`Hnsw`] | hierarchical navigable small-world graph |
 //! | `curator` | [`Curator`] | shared clustering tree with per-tenant shortlists (Curator) |
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod curator;
 pub mod dataset;

@@ -4,7 +4,7 @@
 //! intrinsics: the inner loop walks `chunks_exact(N)` with `N` independent
 //! accumulators (float addition is not associative, so a single accumulator
 //! would force a serial reduction). The portable build (`N = 16`) becomes four
-//! 4-lane SSE2 registers; [`crate::simd`] compiles the same bodies with
+//! 4-lane SSE2 registers; the crate-private `simd` module compiles the same bodies with
 //! `N = 32` under `avx2,fma` (four 8-lane FMA chains) and picks that set at
 //! run time when the CPU has it.
 //!
@@ -124,7 +124,11 @@ impl Metric {
 }
 
 /// Inner product of two equal-length slices (runtime-dispatched kernel, see
-/// [`crate::simd`]).
+/// the crate-private `simd` module).
+///
+/// # Panics
+///
+/// If `a` and `b` differ in length.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: length mismatch");
@@ -132,7 +136,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Squared Euclidean distance of two equal-length slices (runtime-dispatched
-/// kernel, see [`crate::simd`]).
+/// kernel, see the crate-private `simd` module).
+///
+/// # Panics
+///
+/// If `a` and `b` differ in length.
 #[inline]
 pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "l2_sq: length mismatch");

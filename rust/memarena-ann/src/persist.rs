@@ -12,14 +12,14 @@
 //! | 4 | CRC-32 (IEEE) of every byte before it |
 //!
 //! Loading checks the magic, version, exact length and checksum before it
-//! parses anything, then parses with a [`Reader`] that bounds-checks every
+//! parses anything, then parses with a crate-private `Reader` that bounds-checks every
 //! read (so even a file whose checksum happens to match never makes the
 //! loader panic or allocate more than the file holds), then validates the
 //! index's invariants. Every failure is [`Error::Malformed`] naming the byte
 //! offset.
 //!
 //! A field added to an index's payload without a version bump is appended
-//! at its end and read with [`Reader::trailing_u64`] (its default when
+//! at its end and read with `Reader::trailing_u64` (its default when
 //! absent), so files written before it still load.
 
 use std::path::{Path, PathBuf};

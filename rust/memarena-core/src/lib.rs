@@ -4,6 +4,7 @@
 //! This crate knows nothing of Python; `memarena-py` binds it. Every public
 //! type is `Send`, so a sweep can run one cache per thread.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod error;
 pub mod mrc;

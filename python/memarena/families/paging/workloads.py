@@ -60,11 +60,12 @@ class SyntheticTrace(PagingWorkload):
             )
         self.n_requests = n_requests
         self.sizes = sizes
-        self.size_params = {
+        params_by_sizes: dict[str, dict[str, Any]] = {
             "constant": {"bytes": size_bytes},
             "uniform": {"min_bytes": min_size_bytes, "max_bytes": max_size_bytes},
             "lognormal": {"mu": size_mu, "sigma": size_sigma},
-        }.get(sizes)
+        }
+        self.size_params = params_by_sizes.get(sizes)
         self.seed_offset = seed_offset
         self.pattern = pattern
 
@@ -199,7 +200,7 @@ class CsvTrace(PagingWorkload):
     def load(self, seed: int) -> Any:
         from memarena.families.paging import Trace
 
-        cols = {k: _column(v) for k, v in self.columns.items()}
+        cols: dict[str, Any] = {k: _column(v) for k, v in self.columns.items()}
         return Trace.from_csv(self.path, delimiter=self.delimiter, header=self.header, **cols)
 
     def describe(self) -> str:
