@@ -253,14 +253,27 @@ class VectorIndex(Component):
 
     Verbs: :meth:`train`, :meth:`add`, :meth:`search`, :meth:`reset`, and
     optionally ``delete``/``save``. ``search`` returns ``(distances, ids)``
-    of shape ``(nq, k)``, best first, padded with id ``-1``. The family
-    constructs an index as ``cls(dim=..., metric=...)`` plus its Config
-    fields; :meth:`search_grid` lists the search-parameter settings it sweeps
-    over one built index (ann-benchmarks' query arguments).
+    of shape ``(nq, k)``, best first, padded with id ``-1``. Metrics are
+    ``l2`` (squared distances, ascending), ``ip`` and ``cosine``
+    (similarities, descending). The family constructs an index as
+    ``cls(dim=..., metric=...)`` plus its Config fields; :meth:`search_grid`
+    lists the search-parameter settings it sweeps over one built index
+    (ann-benchmarks' query arguments).
+
+    **Tenants** (optional capability, used by ``experiment=retrieval_tenants``
+    and any workload with tenants): an index with ``supports_tenants = True``
+    accepts ``tenants`` in :meth:`add` (who may read each row: a list of
+    ``n`` tenant lists, or CSR ``(offsets, tenant_ids)`` arrays) and
+    ``tenant`` in :meth:`search` (one tenant id for every query, or one per
+    query), returns only rows the query's tenant may read, and reports
+    :meth:`tenant_len` and :meth:`tenant_memory_bytes`. The family uses only
+    these declared methods.
     """
 
     kind: ClassVar[str] = "index"
     config_group: ClassVar[str] = "index"
+    #: Whether :meth:`add` takes tenant sets and :meth:`search` filters by tenant.
+    supports_tenants: ClassVar[bool] = False
 
     @abc.abstractmethod
     def train(self, data: Any) -> None:
@@ -285,6 +298,17 @@ class VectorIndex(Component):
     def memory_bytes(self) -> int:
         """Heap bytes held by the index."""
         raise NotImplementedError(f"{self.name} does not report its memory")
+
+    def tenant_len(self, tenant: int) -> int:
+        """Live vectors ``tenant`` may read (tenants capability)."""
+        raise NotImplementedError(f"{self.name} does not support tenants")
+
+    def tenant_memory_bytes(self, tenants: Any) -> Any:
+        """Heap bytes attributable to each tenant of the uint32 array ``tenants`` (tenants capability).
+
+        :returns: One non-negative count per tenant, in the order given.
+        """
+        raise NotImplementedError(f"{self.name} does not support tenants")
 
 
 # ---------------------------------------------------------------------------

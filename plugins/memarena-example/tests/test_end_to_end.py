@@ -68,3 +68,26 @@ def test_plugin_experiment_preset_by_name(tmp_path: Path) -> None:
     assert pair[0] < pair[1]
     for r in recs:
         assert r["config"]["family"]["backing_tier"] == "cxl"
+
+
+@pytest.mark.parametrize("experiment", ["retrieval", "retrieval_tenants"])
+def test_both_retrieval_experiments_run_the_python_index(tmp_path: Path, experiment: str) -> None:
+    out_dir = tmp_path / "run"
+    memarena(
+        tmp_path,
+        f"experiment={experiment}",
+        "index=numpy_flat",
+        "debug=tiny",
+        "family.repeats=1",
+        "family.single_queries=20",
+        f"hydra.run.dir={out_dir}",
+    )
+    (record,) = records(out_dir)
+    assert record["status"] == "complete"
+    (row,) = record["rows"]
+    assert row["index"] == "numpy_flat"
+    assert row["recall_at_10"] == 1.0
+    assert row["tenant_violations"] == 0
+    if experiment == "retrieval_tenants":
+        assert row["n_tenants"] == 100
+        assert row["tenant_bytes_total"] > 0

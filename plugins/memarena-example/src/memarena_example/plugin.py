@@ -38,6 +38,14 @@ def memarena_register_agent_memories() -> list[type[Any]]:
 
 
 @hookimpl
+def memarena_register_indexes() -> list[type[Any]]:
+    """Vector indexes: exact search in numpy, tenants included (``index=numpy_flat``)."""
+    from memarena_example.index import NumpyFlat
+
+    return [NumpyFlat]
+
+
+@hookimpl
 def memarena_config_search_path() -> list[str]:
     """YAML presets shipped in this package (``experiment=example_tiered`` ...)."""
     return ["pkg://memarena_example.conf"]

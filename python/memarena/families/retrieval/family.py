@@ -125,6 +125,11 @@ class RetrievalFamily(Family):
         if not isinstance(index, VectorIndex):
             raise InvalidConfigError(f"config key 'index' built {type(index).__name__}, not a memarena VectorIndex")
         filtered = self.filter and ds.query_tenants is not None
+        if filtered and not index.supports_tenants:
+            raise InvalidConfigError(
+                f"config key 'index': {index.name!r} does not support tenants (VectorIndex.supports_tenants), "
+                f"but workload {workload.name!r} has {ds.n_tenants}; use family.filter=false for an unfiltered run"
+            )
         tenant = ds.query_tenants if filtered else None
         truth = ds.truth if filtered or ds.query_tenants is None else None
         if truth is None:  # tenants in the data, but an unfiltered search: unfiltered truth
@@ -134,7 +139,7 @@ class RetrievalFamily(Family):
 
         t0 = time.perf_counter()
         index.train(ds.base)
-        index.add(ds.base, np.arange(ds.n_base, dtype=np.uint64), tenants=ds.tenants)
+        index.add(ds.base, np.arange(ds.n_base, dtype=np.uint64), tenants=ds.tenants if index.supports_tenants else None)
         build_s = time.perf_counter() - t0
         index_bytes = index.memory_bytes()
         labels = {"workload": workload.describe(), "index": run.label("index", index.name)}

@@ -106,6 +106,7 @@ class Index(VectorIndex):
     """
 
     name: ClassVar[str] = "index"
+    supports_tenants: ClassVar[bool] = True
     #: The core kind a registered subclass builds.
     core_kind: ClassVar[str] = ""
 
