@@ -1,0 +1,145 @@
+"""The template renders with copier into a plugin that lints clean, registers, and passes its own tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from memarena.plugins import get_plugin_manager
+from memarena.registry import Registry
+
+copier = pytest.importorskip("copier", reason="copier renders the template (memarena's `test` extra has it)")
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+ALL_KINDS = ["policy", "backend", "agent_memory", "index", "family"]
+#: kind -> (module file, test file, config group, component name suffix)
+FILES = {
+    "policy": ("policy.py", "test_policy.py", "policy", "fifo"),
+    "backend": ("backend.py", "test_backend.py", "backend", "box"),
+    "agent_memory": ("memory.py", "test_memory.py", "agent_memory", "overlap"),
+    "index": ("index.py", "test_index.py", "index", "exact"),
+    "family": ("family.py", "test_family.py", "family", "sweep"),
+}
+
+
+def render(dst: Path, plugin_name: str, kinds: list[str], **data: str) -> Path:
+    copier.run_copy(
+        str(TEMPLATE),
+        str(dst),
+        data={"plugin_name": plugin_name, "kinds": kinds, **data},
+        defaults=True,
+        unsafe=False,
+        quiet=True,
+    )
+    return dst
+
+
+def expected_files(plugin_name: str, kinds: list[str]) -> set[str]:
+    pkg = f"src/memarena_{plugin_name}"
+    files = {
+        ".copier-answers.yml",
+        ".gitignore",
+        "README.md",
+        "pyproject.toml",
+        f"{pkg}/__init__.py",
+        f"{pkg}/py.typed",
+        f"{pkg}/plugin.py",
+        f"{pkg}/conf/__init__.py",
+        "tests/conftest.py",
+        "tests/test_discovery.py",
+    }
+    for kind in kinds:
+        module, test, _, _ = FILES[kind]
+        files |= {f"{pkg}/{module}", f"tests/{test}"}
+    if "family" in kinds:
+        files.add(f"{pkg}/conf/experiment/{plugin_name}_sweep.yaml")
+    return files
+
+
+def rendered_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str] | None:
+    exe = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+    if exe is None:
+        return None
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def run_rendered_tests(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
+    for var in ("MEMARENA_PLUGINS", "MEMARENA_BLOCK_PLUGINS"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+def registered(root: Path, module: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    monkeypatch.syspath_prepend(str(root / "src"))
+    plugin = __import__(f"{module}.plugin", fromlist=["plugin"])
+    return Registry.from_plugin_manager(get_plugin_manager(autoload=False, plugins=[plugin]))
+
+
+def test_every_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = render(tmp_path / "out", "tpl_all", ALL_KINDS, author="Ada Lovelace", author_email="ada@example.org")
+    assert rendered_files(root) == expected_files("tpl_all", ALL_KINDS)
+
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "memarena-tpl-all"
+    assert meta["project"]["authors"] == [{"name": "Ada Lovelace", "email": "ada@example.org"}]
+    assert meta["project"]["entry-points"]["memarena"] == {"tpl_all": "memarena_tpl_all.plugin"}
+    assert meta["tool"]["setuptools"]["package-data"]["memarena_tpl_all"] == ["py.typed", "conf/**/*.yaml"]
+    assert "kinds:\n- policy\n- backend" in (root / ".copier-answers.yml").read_text()
+
+    registry = registered(root, "memarena_tpl_all", monkeypatch)
+    for kind in ALL_KINDS:
+        _, _, group, suffix = FILES[kind]
+        entry = registry.entry(group, f"tpl_all_{suffix}")
+        assert entry.plugin.module == "memarena_tpl_all.plugin"
+
+    for args in (["check", "."], ["format", "--check", "."]):
+        res = ruff(*args, cwd=root)
+        assert res is None or res.returncode == 0, f"ruff {' '.join(args)} on the rendered plugin:\n{res.stdout}"
+
+    res = run_rendered_tests(root)
+    assert res.returncode == 0, f"the rendered plugin's tests failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
+    assert " passed" in res.stdout, res.stdout[-2000:]
+    assert "skipped" not in res.stdout, res.stdout[-2000:]  # the exact index supports tenants: nothing skips
+
+
+def test_one_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = render(tmp_path / "out", "tpl_index", ["index"])
+    assert rendered_files(root) == expected_files("tpl_index", ["index"])
+    plugin_src = (root / "src" / "memarena_tpl_index" / "plugin.py").read_text()
+    assert "def memarena_register_indexes" in plugin_src
+    assert "memarena_register_methods" not in plugin_src
+    assert "memarena_register_families" not in plugin_src
+
+    registry = registered(root, "memarena_tpl_index", monkeypatch)
+    assert "tpl_index_exact" in registry.names("index")
+    assert "tpl_index_fifo" not in registry.names("policy")
+
+    res = ruff("check", ".", cwd=root)
+    assert res is None or res.returncode == 0, res.stdout if res else ""
+    res = run_rendered_tests(root)
+    assert res.returncode == 0, f"the rendered plugin's tests failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"plugin_name": "Bad-Name"}, "snake_case"),
+        ({"plugin_name": "ok", "kinds": []}, "at least one kind"),
+        ({"plugin_name": "ok", "module": "memarena-ok"}, "module name"),
+    ],
+)
+def test_answers_are_validated(tmp_path: Path, data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        copier.run_copy(str(TEMPLATE), str(tmp_path / "out"), data=data, defaults=True, unsafe=False, quiet=True)
+    assert not (tmp_path / "out" / "pyproject.toml").exists()
