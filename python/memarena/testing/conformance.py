@@ -1126,7 +1126,8 @@ class FamilyConformance:
         tmp_path_factory: pytest.TempPathFactory,
     ) -> FamilyRun:
         """The family's run (made once per class, overrides and plugins; shared by the checks)."""
-        key = (family_class, tuple(family_overrides), tuple(id(p) for p in family_plugins))
+        plugins = tuple(getattr(p, "__name__", None) or type(p).__qualname__ for p in family_plugins)
+        key = (family_class, tuple(family_overrides), plugins)
         if key not in _FAMILY_RUNS:
             out = tmp_path_factory.mktemp(f"family-{family_class.name}")
             _FAMILY_RUNS[key] = run_family(family_overrides, out, plugins=family_plugins)
