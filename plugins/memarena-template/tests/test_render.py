@@ -26,6 +26,15 @@ FILES = {
     "family": ("family.py", "test_family.py", "family", "sweep"),
 }
 
+#: kind -> the registration hook its plugin.py implements
+HOOK_OF = {
+    "policy": "memarena_register_methods",
+    "backend": "memarena_register_backends",
+    "agent_memory": "memarena_register_agent_memories",
+    "index": "memarena_register_indexes",
+    "family": "memarena_register_families",
+}
+
 
 def render(dst: Path, plugin_name: str, kinds: list[str], **data: str) -> Path:
     copier.run_copy(
@@ -87,21 +96,22 @@ def registered(root: Path, module: str, monkeypatch: pytest.MonkeyPatch) -> Regi
 
 
 def test_every_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = render(tmp_path / "out", "tpl_all", ALL_KINDS, author="Ada Lovelace", author_email="ada@example.org")
-    assert rendered_files(root) == expected_files("tpl_all", ALL_KINDS)
+    name = "a_rather_long_plugin_name"  # long names still give lines that lint clean
+    module = f"memarena_{name}"
+    root = render(tmp_path / "out", name, ALL_KINDS, author="Ada Lovelace", author_email="ada@example.org")
+    assert rendered_files(root) == expected_files(name, ALL_KINDS)
 
     meta = tomllib.loads((root / "pyproject.toml").read_text())
-    assert meta["project"]["name"] == "memarena-tpl-all"
+    assert meta["project"]["name"] == "memarena-a-rather-long-plugin-name"
     assert meta["project"]["authors"] == [{"name": "Ada Lovelace", "email": "ada@example.org"}]
-    assert meta["project"]["entry-points"]["memarena"] == {"tpl_all": "memarena_tpl_all.plugin"}
-    assert meta["tool"]["setuptools"]["package-data"]["memarena_tpl_all"] == ["py.typed", "conf/**/*.yaml"]
+    assert meta["project"]["entry-points"]["memarena"] == {name: f"{module}.plugin"}
+    assert meta["tool"]["setuptools"]["package-data"][module] == ["py.typed", "conf/**/*.yaml"]
     assert "kinds:\n- policy\n- backend" in (root / ".copier-answers.yml").read_text()
 
-    registry = registered(root, "memarena_tpl_all", monkeypatch)
+    registry = registered(root, module, monkeypatch)
     for kind in ALL_KINDS:
         _, _, group, suffix = FILES[kind]
-        entry = registry.entry(group, f"tpl_all_{suffix}")
-        assert entry.plugin.module == "memarena_tpl_all.plugin"
+        assert registry.entry(group, f"{name}_{suffix}").plugin.module == f"{module}.plugin"
 
     for args in (["check", "."], ["format", "--check", "."]):
         res = ruff(*args, cwd=root)
@@ -113,20 +123,23 @@ def test_every_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "skipped" not in res.stdout, res.stdout[-2000:]  # the exact index supports tenants: nothing skips
 
 
-def test_one_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = render(tmp_path / "out", "tpl_index", ["index"])
-    assert rendered_files(root) == expected_files("tpl_index", ["index"])
-    plugin_src = (root / "src" / "memarena_tpl_index" / "plugin.py").read_text()
-    assert "def memarena_register_indexes" in plugin_src
-    assert "memarena_register_methods" not in plugin_src
-    assert "memarena_register_families" not in plugin_src
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_one_kind(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"tpl_{kind}"
+    root = render(tmp_path / "out", name, [kind])
+    assert rendered_files(root) == expected_files(name, [kind])
+    plugin_src = (root / "src" / f"memarena_{name}" / "plugin.py").read_text()
+    hooks = {h for h in HOOK_OF.values() if f"def {h}" in plugin_src}
+    assert hooks == {HOOK_OF[kind]}, f"plugin.py of a {kind}-only plugin implements {sorted(hooks)}"
+    assert "def memarena_config_search_path" in plugin_src
 
-    registry = registered(root, "memarena_tpl_index", monkeypatch)
-    assert "tpl_index_exact" in registry.names("index")
-    assert "tpl_index_fifo" not in registry.names("policy")
+    _, _, group, suffix = FILES[kind]
+    registry = registered(root, f"memarena_{name}", monkeypatch)
+    assert f"{name}_{suffix}" in registry.names(group)
 
-    res = ruff("check", ".", cwd=root)
-    assert res is None or res.returncode == 0, res.stdout if res else ""
+    for args in (["check", "."], ["format", "--check", "."]):
+        res = ruff(*args, cwd=root)
+        assert res is None or res.returncode == 0, f"ruff {' '.join(args)} on the rendered plugin:\n{res.stdout}"
     res = run_rendered_tests(root)
     assert res.returncode == 0, f"the rendered plugin's tests failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
 
