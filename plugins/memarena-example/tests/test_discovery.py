@@ -18,7 +18,7 @@ from memarena.registry import Registry
 
 import memarena_example.plugin
 
-COMPONENTS = {"policy": "hyperbolic", "backend": "cxl_tiered", "agent_memory": "memorybank_lite"}
+COMPONENTS = {"policy": "hyperbolic", "backend": "cxl_tiered", "agent_memory": "memorybank_lite", "index": "numpy_flat"}
 
 
 def _entry_point() -> importlib.metadata.EntryPoint:

@@ -1,9 +1,10 @@
 """Test support for plugin authors: conformance suites and pytest fixtures.
 
 * :mod:`memarena.testing.conformance` -- ``PolicyConformance``,
-  ``BackendConformance`` and ``AgentMemoryConformance``: subclass one in your
-  tests, provide the fixture it asks for, and every check memarena makes of
-  its own components runs against yours.
+  ``BackendConformance``, ``AgentMemoryConformance``, ``IndexConformance``
+  and ``FamilyConformance``: subclass one in your tests, provide the fixture
+  it asks for, and every check memarena makes of its own components runs
+  against yours.
 * :mod:`memarena.testing.pytest_plugin` -- opt-in fixtures
   (``pytest_plugins = ["memarena.testing.pytest_plugin"]``).
 * :mod:`memarena.testing.libcachesim` -- libCacheSim as a peer: the policy

@@ -24,10 +24,25 @@ or, to run one suite over several variants, parametrize the fixture:
     class TestFooVariants(PolicyConformance):
         pass
 
+The suites, one per component kind a plugin adds:
+
+* :class:`PolicyConformance` (``make_policy``: capacity -> paging policy);
+* :class:`BackendConformance` (``backend_class``);
+* :class:`AgentMemoryConformance` (``make_memory``);
+* :class:`IndexConformance` (``make_index``: (dim, metric) -> vector index);
+* :class:`FamilyConformance` (``family_class`` and ``family_overrides``, the
+  overrides of a small run).
+
 Every other fixture of a suite (the trace, the capacities, the items to
-store) has a default that a subclass may override. Everything is seeded and
-small: a suite takes well under a second per component on the native path
-and a few seconds on the Python-policy path.
+store, the vectors) has a default that a subclass may override. Everything
+is seeded and small: a suite takes about a second per component on the
+native path and a few seconds on the Python paths; a family suite costs two
+small runs of the family.
+
+The suites use memarena's public API only (``memarena.api``, the family
+facades, ``memarena.config.compose``, ``memarena.run.execute``); the one
+exception is :func:`resident_counts`, which reads the paging engine's
+resident set between steps, something no facade offers.
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from memarena import hookimpl
 from memarena.api import AgentMemory, HardwareBackend, MemoryItem, PagingPolicy
 
 if TYPE_CHECKING:
@@ -50,10 +66,19 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentMemoryConformance",
     "BackendConformance",
+    "FamilyConformance",
+    "FamilyRun",
+    "IndexConformance",
+    "IndexData",
     "PolicyConformance",
     "ReferenceReplay",
+    "RunObserver",
+    "brute_force",
+    "index_data",
     "offline_optimum_misses",
     "reference_replay",
+    "resident_counts",
+    "run_family",
 ]
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -192,11 +217,47 @@ def offline_optimum_misses(ids: Sequence[int] | np.ndarray, capacity: int) -> in
     return misses
 
 
-def _engine(policy: PagingPolicy) -> Any:
-    """The core simulator :func:`memarena.families.paging.simulate` would use, to watch its resident set."""
-    from memarena.families.paging.sim import _make_sim
+def resident_counts(
+    trace: Trace, policy: PagingPolicy, *, step: int = 97, ignore_size: bool = True
+) -> list[tuple[int, int]]:
+    """Replay ``trace`` through ``policy`` in the engine :func:`memarena.families.paging.simulate` uses, watching it.
 
-    return _make_sim(policy, ignore_size=True, warmup_requests=0, window_requests=0)
+    The requests are fed ``step`` at a time; after each step the engine's
+    resident set is read back. A native policy runs in the Rust core, a
+    Python one through the callback adapter, exactly as in a run.
+
+    The paging facade offers no stepwise replay, so this helper is the one
+    place of the suites that talks to ``memarena._core`` (memarena's own
+    extension), through the same constructors ``simulate`` uses.
+
+    :param trace: The requests.
+    :param policy: A freshly built policy (its ``capacity`` is the cache size).
+    :param step: Requests fed between two observations.
+    :param ignore_size: Count objects rather than bytes (as the suites do).
+    :returns: ``(resident objects, used units)`` after each step, in order.
+    :raises ValueError: ``step`` is below one.
+    """
+    from memarena import _core
+
+    if step < 1:
+        raise ValueError(f"resident_counts: step must be >= 1, got {step}")
+    opts: dict[str, Any] = {"ignore_size": ignore_size, "warmup_requests": 0, "window_requests": 0}
+    if policy.core_name is not None:
+        sim = _core.PagingSim(policy.core_name, policy.capacity, policy.core_params(), **opts)
+    else:
+        sim = _core.PagingSim.from_python(policy, policy.capacity, **opts)
+    core_trace = _core.Trace.from_arrays(*_trace_columns(trace))
+    out: list[tuple[int, int]] = []
+    n = len(trace)
+    for start in range(0, n, step):
+        sim.feed(core_trace, start, min(start + step, n))
+        out.append((len(sim), sim.used_bytes))
+    return out
+
+
+def _trace_columns(trace: Trace) -> tuple[Any, ...]:
+    """The trace's public columns, in the order the core's ``Trace.from_arrays`` takes them."""
+    return (trace.ids, trace.sizes, trace.timestamps, trace.pred_next_vtime, trace.pred_bit)
 
 
 class PolicyConformance:
@@ -281,12 +342,11 @@ class PolicyConformance:
     def test_resident_set_never_exceeds_capacity(
         self, make_policy: Callable[[int], PagingPolicy], policy_trace: Trace, capacity: int
     ) -> None:
-        sim = _engine(make_policy(capacity))
-        n, step = len(policy_trace), 97
-        for start in range(0, n, step):
-            sim.feed(policy_trace._core, start, min(start + step, n))
-            assert len(sim) <= capacity, f"{sim.policy}: {len(sim)} objects resident > capacity {capacity}"
-            assert sim.used_bytes <= capacity, f"{sim.policy}: {sim.used_bytes} units used > capacity {capacity}"
+        policy = make_policy(capacity)
+        for step, (resident, used) in enumerate(resident_counts(policy_trace, policy, step=97)):
+            where = f"after request {min((step + 1) * 97, len(policy_trace))}"
+            assert resident <= capacity, f"{policy.name}: {resident} objects resident > capacity {capacity} {where}"
+            assert used <= capacity, f"{policy.name}: {used} units used > capacity {capacity} {where}"
         if make_policy(capacity).core_name is None:
             ref = reference_replay(make_policy(capacity), policy_trace.ids)
             assert ref.max_resident <= capacity
@@ -534,3 +594,633 @@ class AgentMemoryConformance:
             assert got[0].text == item.text, (
                 f"{filled_memory.name}: querying {item.text!r} returned {got[0].text!r} first"
             )
+
+
+# ---------------------------------------------------------------------------
+# Vector indexes
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexData:
+    """A seeded vector set for :class:`IndexConformance`: base rows, queries, ids and tenants."""
+
+    #: ``(n, dim)`` float32 base rows.
+    base: np.ndarray
+    #: ``(nq, dim)`` float32 queries, held out from the base rows.
+    queries: np.ndarray
+    #: ``n`` unique uint64 ids of the base rows (large and not contiguous on purpose).
+    ids: np.ndarray
+    #: The tenants allowed to read each base row (one or two of ``n_tenants``).
+    tenants: list[list[int]]
+    #: One tenant per query.
+    query_tenants: np.ndarray
+    n_tenants: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.base.shape[1])
+
+
+def index_data(
+    n_base: int = 2000, n_queries: int = 100, dim: int = 32, *, n_clusters: int = 16, n_tenants: int = 5, seed: int = 0
+) -> IndexData:
+    """A seeded Gaussian mixture with uint64 ids above 2**40 and one or two tenants per row.
+
+    Pure numpy, so the reference the suite checks an index against shares
+    no code with any index.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim)).astype(np.float32) * 3.0
+
+    def draw(n: int) -> np.ndarray:
+        pick = rng.integers(0, n_clusters, n)
+        return np.ascontiguousarray(centres[pick] + rng.standard_normal((n, dim)).astype(np.float32))
+
+    base, queries = draw(n_base), draw(n_queries)
+    # Large, shuffled, non-contiguous ids: an index must hand back exactly these.
+    ids = (np.uint64(2**40) + rng.permutation(n_base).astype(np.uint64) * np.uint64(7919)).astype(np.uint64)
+    tenants = [
+        sorted({int(i % n_tenants), *([int(rng.integers(n_tenants))] if rng.random() < 0.3 else [])})
+        for i in range(n_base)
+    ]
+    query_tenants = rng.integers(0, n_tenants, n_queries).astype(np.uint32)
+    return IndexData(base, queries, ids, tenants, query_tenants, n_tenants)
+
+
+def brute_force(
+    base: np.ndarray, queries: np.ndarray, k: int, metric: str, *, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Row positions of the exact ``k`` best base rows of each query, ``-1``-padded.
+
+    :param metric: ``l2`` (smallest squared distance first), ``ip`` or
+        ``cosine`` (largest similarity first).
+    :param allowed: Optional ``(nq, n)`` boolean mask of the rows each query may see.
+    :raises ValueError: an unknown metric.
+    """
+    b = base.astype(np.float64)
+    q = queries.astype(np.float64)
+    if metric == "l2":
+        score = (q * q).sum(1)[:, None] - 2 * q @ b.T + (b * b).sum(1)[None, :]
+    elif metric in ("ip", "cosine"):
+        if metric == "cosine":
+            b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
+            q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+        score = -(q @ b.T)
+    else:
+        raise ValueError(f"brute_force: unknown metric {metric!r}; known: l2, ip, cosine")
+    if allowed is not None:
+        score = np.where(allowed, score, np.inf)
+    order = np.argsort(score, axis=1, kind="stable")[:, :k]
+    found = np.take_along_axis(score, order, axis=1)
+    return np.where(np.isfinite(found), order, -1).astype(np.int64)
+
+
+def _recall(found_ids: np.ndarray, truth_ids: list[set[int]], k: int) -> float:
+    hits = total = 0
+    for row, truth in zip(found_ids, truth_ids, strict=True):
+        got = {int(i) for i in row[:k]}
+        hits += len(got & truth)
+        total += len(truth)
+    return hits / total if total else 1.0
+
+
+def _as_u64(ids: np.ndarray) -> np.ndarray:
+    """Result ids as uint64 (the ``-1`` padding becomes 2**64 - 1)."""
+    return np.asarray(ids).astype(np.int64).view(np.uint64)
+
+
+class IndexConformance:
+    """The contract of a vector index (``memarena.api.VectorIndex``), as the ``retrieval`` family uses it.
+
+    Provide ``make_index``: a fixture returning a callable ``(dim, metric)
+    -> VectorIndex`` that builds a *fresh*, empty index each call, as the
+    family does (``cls(dim=..., metric=...)`` plus the Config fields).
+    Optional overrides: ``metric`` (default ``l2``; parametrize it over the
+    metrics your index supports), ``data`` (default :func:`index_data`: 2,000
+    seeded 32-d rows in 16 clusters, 100 queries, ids above 2**40, five
+    tenants), ``k`` (10) and ``recall_floor`` (0.9: recall@k of a plain
+    ``search`` against an exact numpy scan).
+
+    Checks:
+
+    * the class is a ``VectorIndex`` with a snake_case ``name`` and the
+      ``index`` group, and its ``Config``'s ``_target_`` builds the same
+      class through ``hydra.utils.instantiate`` with ``dim`` and ``metric``;
+    * ``search`` returns ``(distances, ids)`` of shape ``(nq, k)``, integer
+      ids, best first; a single ``(dim,)`` query returns ``(1, k)`` and the
+      same ids as in a batch; every search setting of ``search_grid()``
+      works, also with the ``threads`` key the family adds;
+    * fewer than ``k`` vectors: the results are padded with id ``-1`` after
+      the real ones;
+    * ids round-trip: the ids given to ``add`` (uint64, here from 2**32 to
+      2**64 - 2; ``search`` returns int64, read back with
+      ``ids.view(np.uint64)``) are the ids ``search`` returns, each vector
+      finding its exact best match (itself, for ``l2`` and ``cosine``) first;
+    * recall@k against brute force on the seeded set is at least
+      ``recall_floor``;
+    * ``reset`` removes every vector and keeps the training: adding again
+      needs no ``train`` and reaches the same recall floor;
+    * ``memory_bytes`` is a non-negative int, above zero once vectors are held;
+    * tenants, when the index supports them (``tenant_len`` and
+      ``tenant_memory_bytes``; otherwise these tests skip, saying so): a
+      filtered search returns only rows the query's tenant may read, for one
+      tenant per batch and one per query, with the same recall floor against
+      the filtered brute force; ``tenant_len`` counts a tenant's rows;
+      ``tenant_memory_bytes`` is non-negative, per tenant and as an array.
+    """
+
+    # -- fixtures a subclass provides or overrides -------------------------------
+
+    @pytest.fixture
+    def make_index(self) -> Callable[[int, str], Any]:
+        """``(dim, metric) -> VectorIndex``; a subclass must provide it."""
+        pytest.fail(f"{type(self).__name__} must define a `make_index` fixture ((dim, metric) -> VectorIndex)")
+
+    @pytest.fixture
+    def metric(self) -> str:
+        """The metric every test builds the index with."""
+        return "l2"
+
+    @pytest.fixture
+    def data(self) -> IndexData:
+        """The seeded vectors (see :func:`index_data`)."""
+        return index_data()
+
+    @pytest.fixture
+    def k(self) -> int:
+        """Results per query."""
+        return 10
+
+    @pytest.fixture
+    def recall_floor(self) -> float:
+        """Least recall@k of a plain ``search`` against brute force."""
+        return 0.9
+
+    @pytest.fixture
+    def filled_index(self, make_index: Callable[[int, str], Any], data: IndexData, metric: str) -> Any:
+        """A fresh index, trained on and holding ``data.base`` under ``data.ids`` (no tenants)."""
+        index = make_index(data.dim, metric)
+        index.train(data.base)
+        index.add(data.base, data.ids)
+        return index
+
+    # -- checks ----------------------------------------------------------------------
+
+    def test_name_kind_and_group(self, make_index: Callable[[int, str], Any], metric: str) -> None:
+        from memarena.api import VectorIndex
+
+        cls = type(make_index(8, metric))
+        _check_name(cls, VectorIndex)
+        assert cls.kind == "index", f"{cls.name}: kind must be 'index', got {cls.kind!r}"
+        assert cls.config_group == "index", f"{cls.name}: config_group must be 'index', got {cls.config_group!r}"
+
+    def test_config_target_builds_same_class(self, make_index: Callable[[int, str], Any], metric: str) -> None:
+        from hydra.utils import instantiate
+
+        cls = type(make_index(8, metric))
+        _check_built(instantiate(_check_config(cls), dim=8, metric=metric), cls)
+
+    def test_search_shapes_and_order(self, filled_index: Any, data: IndexData, metric: str, k: int) -> None:
+        name = filled_index.name
+        dist, ids = filled_index.search(data.queries, k)
+        nq = len(data.queries)
+        assert np.shape(dist) == (nq, k), f"{name}: distances have shape {np.shape(dist)}, expected {(nq, k)}"
+        assert np.shape(ids) == (nq, k), f"{name}: ids have shape {np.shape(ids)}, expected {(nq, k)}"
+        assert np.issubdtype(np.asarray(ids).dtype, np.integer), f"{name}: ids must be integers, got {ids.dtype}"
+        assert np.issubdtype(np.asarray(dist).dtype, np.floating), f"{name}: distances must be floats"
+        for q, (d_row, i_row) in enumerate(zip(np.asarray(dist), np.asarray(ids), strict=True)):
+            d = d_row[i_row != -1].astype(np.float64)
+            steps = np.diff(d) if metric == "l2" else -np.diff(d)
+            assert (steps >= -1e-4 * (1 + np.abs(d[1:]))).all(), (
+                f"{name}: results of query {q} are not best first for metric {metric}: {d.tolist()}"
+            )
+
+    def test_single_query_equals_batch(self, filled_index: Any, data: IndexData, k: int) -> None:
+        _, batch = filled_index.search(data.queries, k)
+        for q in range(10):
+            _, one = filled_index.search(data.queries[q], k)
+            assert np.shape(one) == (1, k), f"{filled_index.name}: a (dim,) query gave shape {np.shape(one)}"
+            assert np.array_equal(np.asarray(one)[0], np.asarray(batch)[q]), (
+                f"{filled_index.name}: query {q} alone found {one[0].tolist()}, in the batch {batch[q].tolist()}"
+            )
+
+    def test_every_search_setting_runs(self, filled_index: Any, data: IndexData, k: int) -> None:
+        grid = filled_index.search_grid()
+        assert isinstance(grid, list) and grid, f"{filled_index.name}: search_grid() must be a non-empty list"
+        for setting in grid:
+            assert isinstance(setting, dict), f"{filled_index.name}: search_grid() entry {setting!r} is not a dict"
+            _, ids = filled_index.search(data.queries[:5], k, {**setting, "threads": 1})
+            assert np.shape(ids) == (5, k), f"{filled_index.name}: setting {setting} gave shape {np.shape(ids)}"
+
+    def test_pads_with_minus_one(self, make_index: Callable[[int, str], Any], data: IndexData, metric: str) -> None:
+        index = make_index(data.dim, metric)
+        index.train(data.base)
+        few = 5
+        index.add(data.base[:few], data.ids[:few])
+        k = 2 * few
+        _, ids = index.search(data.queries, k)
+        held = {int(i) for i in data.ids[:few]}
+        for q, row in enumerate(_as_u64(ids)):
+            real = [int(i) for i in row if int(i) != 2**64 - 1]
+            assert len(real) <= few, (
+                f"{index.name}: query {q} got {len(real)} results from {few} vectors; "
+                f"fewer than k={k} results must be padded with -1"
+            )
+            assert set(real) <= held, f"{index.name}: query {q} got ids never added: {sorted(set(real) - held)}"
+            assert len(set(real)) == len(real), f"{index.name}: query {q} got an id twice: {real}"
+            assert (np.asarray(ids)[q, len(real) :] == -1).all(), (
+                f"{index.name}: query {q}: fewer than k={k} results must be padded with -1 at the end, "
+                f"got {np.asarray(ids)[q].tolist()}"
+            )
+
+    def test_ids_round_trip(self, make_index: Callable[[int, str], Any], data: IndexData, metric: str) -> None:
+        index = make_index(data.dim, metric)
+        index.train(data.base)
+        # Rows spread over the set, under ids across the uint64 range; 2**64 - 1
+        # is left out: as int64 it is the -1 that pads short results.
+        rows = data.base[:: max(1, len(data.base) // 8)][:8]
+        big = np.array([2**32, 2**40 + 1, 2**53 + 1, 2**62, 2**63 - 1, 2**63, 2**63 + 5, 2**64 - 2], dtype=np.uint64)
+        big = big[: len(rows)]
+        index.add(rows, big)
+        _, ids = index.search(rows, 1)
+        got = _as_u64(ids)[:, 0]
+        expected = big[brute_force(rows, rows, 1, metric)[:, 0]]  # each row itself, for l2 and cosine
+        assert got.tolist() == expected.tolist(), (
+            f"{index.name}: searching the added vectors returned ids {got.tolist()}, expected {expected.tolist()}"
+        )
+
+    def test_recall_floor_against_brute_force(
+        self, filled_index: Any, data: IndexData, metric: str, k: int, recall_floor: float
+    ) -> None:
+        _, ids = filled_index.search(data.queries, k)
+        truth = brute_force(data.base, data.queries, k, metric)
+        truth_ids = [{int(data.ids[p]) for p in row if p >= 0} for row in truth]
+        found = _as_u64(ids)
+        known = {int(i) for i in data.ids} | {2**64 - 1}
+        stray = {int(i) for i in found.ravel()} - known
+        assert not stray, f"{filled_index.name}: returned ids never added: {sorted(stray)[:5]}"
+        recall = _recall(found, truth_ids, k)
+        assert recall >= recall_floor, (
+            f"{filled_index.name}: recall@{k} {recall:.3f} < floor {recall_floor} against brute force ({metric})"
+        )
+
+    def test_reset_keeps_training(
+        self, filled_index: Any, data: IndexData, metric: str, k: int, recall_floor: float
+    ) -> None:
+        before = filled_index.memory_bytes()
+        filled_index.reset()
+        _, ids = filled_index.search(data.queries[:5], k)
+        assert (np.asarray(ids) == -1).all(), f"{filled_index.name}: reset() left vectors: {ids[0].tolist()}"
+        assert filled_index.memory_bytes() <= before, f"{filled_index.name}: memory grew after reset()"
+        filled_index.add(data.base, data.ids)  # no train(): reset keeps the training state
+        _, ids = filled_index.search(data.queries, k)
+        truth = brute_force(data.base, data.queries, k, metric)
+        recall = _recall(_as_u64(ids), [{int(data.ids[p]) for p in row} for row in truth], k)
+        assert recall >= recall_floor, (
+            f"{filled_index.name}: after reset() and add() again, recall@{k} is {recall:.3f} < {recall_floor}"
+        )
+
+    def test_memory_bytes(
+        self, make_index: Callable[[int, str], Any], filled_index: Any, data: IndexData, metric: str
+    ) -> None:
+        empty = make_index(data.dim, metric).memory_bytes()
+        held = filled_index.memory_bytes()
+        for value, what in ((empty, "an empty index"), (held, "a filled index")):
+            assert isinstance(value, int | np.integer) and not isinstance(value, bool), (
+                f"{filled_index.name}: memory_bytes() of {what} must be an int, got {value!r}"
+            )
+            assert value >= 0, f"{filled_index.name}: memory_bytes() of {what} is negative: {value}"
+        assert held > 0, f"{filled_index.name}: memory_bytes() is 0 while holding vectors"
+
+    # -- tenants (optional capability) -----------------------------------------
+
+    @pytest.fixture
+    def tenant_index(self, make_index: Callable[[int, str], Any], data: IndexData, metric: str) -> Any:
+        """A fresh index holding ``data`` with its tenants; skips when the index has no tenant support."""
+        index = make_index(data.dim, metric)
+        _skip_without_tenants(index)
+        index.train(data.base)
+        try:
+            index.add(data.base, data.ids, tenants=data.tenants)
+        except NotImplementedError as exc:
+            pytest.skip(str(exc) or f"{index.name} does not support tenants")
+        return index
+
+    def _allowed(self, data: IndexData, query_tenants: np.ndarray) -> np.ndarray:
+        readers = np.zeros((data.n_tenants, len(data.base)), dtype=bool)
+        for row, ts in enumerate(data.tenants):
+            readers[ts, row] = True
+        return readers[query_tenants]
+
+    def test_tenant_filter_per_query(
+        self, tenant_index: Any, data: IndexData, metric: str, k: int, recall_floor: float
+    ) -> None:
+        _, ids = tenant_index.search(data.queries, k, tenant=data.query_tenants)
+        self._check_filtered(tenant_index, data, metric, k, recall_floor, data.query_tenants, ids)
+
+    def test_tenant_filter_one_tenant(
+        self, tenant_index: Any, data: IndexData, metric: str, k: int, recall_floor: float
+    ) -> None:
+        for t in range(data.n_tenants):
+            _, ids = tenant_index.search(data.queries, k, tenant=t)
+            qt = np.full(len(data.queries), t, dtype=np.uint32)
+            self._check_filtered(tenant_index, data, metric, k, recall_floor, qt, ids)
+
+    def _check_filtered(
+        self,
+        index: Any,
+        data: IndexData,
+        metric: str,
+        k: int,
+        recall_floor: float,
+        query_tenants: np.ndarray,
+        ids: np.ndarray,
+    ) -> None:
+        assert np.shape(ids) == (len(data.queries), k), f"{index.name}: filtered search gave shape {np.shape(ids)}"
+        readable = {
+            t: {int(data.ids[r]) for r, ts in enumerate(data.tenants) if t in ts} for t in range(data.n_tenants)
+        }
+        found = _as_u64(ids)
+        for q, row in enumerate(found):
+            t = int(query_tenants[q])
+            bad = [int(i) for i in row if int(i) != 2**64 - 1 and int(i) not in readable[t]]
+            assert not bad, f"{index.name}: query {q} of tenant {t} got rows the tenant may not read: {bad}"
+        truth = brute_force(data.base, data.queries, k, metric, allowed=self._allowed(data, query_tenants))
+        truth_ids = [{int(data.ids[p]) for p in row if p >= 0} for row in truth]
+        recall = _recall(found, truth_ids, k)
+        assert recall >= recall_floor, (
+            f"{index.name}: filtered recall@{k} {recall:.3f} < floor {recall_floor} against brute force"
+        )
+
+    def test_tenant_len(self, tenant_index: Any, data: IndexData) -> None:
+        for t in range(data.n_tenants):
+            expected = sum(t in ts for ts in data.tenants)
+            got = tenant_index.tenant_len(t)
+            assert got == expected, f"{tenant_index.name}: tenant_len({t}) is {got}, the tenant can read {expected}"
+        assert tenant_index.tenant_len(data.n_tenants + 100) == 0, f"{tenant_index.name}: an unknown tenant holds rows"
+
+    def test_tenant_memory_bytes(self, tenant_index: Any, data: IndexData) -> None:
+        tenants = np.arange(data.n_tenants, dtype=np.uint32)
+        many = np.asarray(tenant_index.tenant_memory_bytes(tenants))
+        assert many.shape == (data.n_tenants,), (
+            f"{tenant_index.name}: tenant_memory_bytes(array of {data.n_tenants}) gave shape {many.shape}"
+        )
+        assert (many >= 0).all(), f"{tenant_index.name}: negative tenant_memory_bytes {many.tolist()}"
+        for t in range(data.n_tenants):
+            one = tenant_index.tenant_memory_bytes(t)
+            assert int(one) == int(many[t]), (
+                f"{tenant_index.name}: tenant_memory_bytes({t}) is {one}, {many[t]} in the array form"
+            )
+
+
+def _skip_without_tenants(index: Any) -> None:
+    """Skip (visibly) unless ``index`` declares the tenants capability (``VectorIndex.supports_tenants``)."""
+    if not getattr(index, "supports_tenants", False):
+        pytest.skip(f"{index.name} does not support tenants (supports_tenants is False)")
+
+
+# ---------------------------------------------------------------------------
+# Experiment families
+# ---------------------------------------------------------------------------
+
+
+class RunObserver:
+    """A plugin that records the run-lifecycle hooks it sees, in order (for :class:`FamilyConformance`)."""
+
+    def __init__(self) -> None:
+        #: ``("start", None)``, ``("result", row)``, ``("finish", record)`` in call order.
+        self.events: list[tuple[str, Any]] = []
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows ``memarena_run_result`` received."""
+        return [payload for kind, payload in self.events if kind == "result"]
+
+    @hookimpl
+    def memarena_run_start(self, run: Any) -> None:
+        self.events.append(("start", None))
+
+    @hookimpl
+    def memarena_run_result(self, run: Any, row: dict[str, Any]) -> None:
+        self.events.append(("result", dict(row)))
+
+    @hookimpl
+    def memarena_run_finish(self, run: Any, record: Any) -> None:
+        self.events.append(("finish", record))
+
+
+@dataclass
+class FamilyRun:
+    """One run of a family on a small config, as :class:`FamilyConformance` makes it."""
+
+    #: The record :func:`memarena.run.execute` returned.
+    record: Any
+    #: The record file written into the run directory.
+    record_path: Any
+    #: What the lifecycle hooks saw.
+    observer: RunObserver
+    #: The composed config the run used.
+    config: Any
+
+
+#: Runs already made, per (family class, overrides, plugins): the checks share one run each.
+_FAMILY_RUNS: dict[tuple[Any, ...], FamilyRun] = {}
+
+
+def run_family(
+    overrides: Sequence[str], output_dir: Any, *, plugins: Sequence[object] = (), seed: int | None = None
+) -> FamilyRun:
+    """Compose ``overrides`` as the command line would and run the family they select, in-process.
+
+    Built on public API only: :func:`memarena.plugins.get_plugin_manager`
+    (built-ins plus ``plugins``; installed entry points are not loaded),
+    :func:`memarena.config.compose` and :func:`memarena.run.execute`.
+
+    :param overrides: Hydra overrides selecting a family and a small config,
+        e.g. ``["experiment=paging", "debug=tiny"]``. Sweeps in a preset are
+        not expanded: the run is the preset's first point.
+    :param output_dir: The run directory (the record is written there).
+    :param plugins: Plugin modules or objects to register besides the built-ins.
+    :param seed: Override the config's ``seed``.
+    :returns: The record, its file and what the lifecycle hooks saw.
+    """
+    from pathlib import Path
+
+    from memarena.config import compose
+    from memarena.plugins import get_plugin_manager
+    from memarena.registry import Registry
+    from memarena.results import RECORD_FILE
+    from memarena.run import execute
+
+    observer = RunObserver()
+    pm = get_plugin_manager(autoload=False, plugins=[*plugins, observer])
+    all_overrides = [*overrides, *([] if seed is None else [f"seed={seed}"])]
+    config = compose(all_overrides, pm=pm)
+    out = Path(output_dir)
+    record = execute(config, out, pm=pm, registry=Registry.from_plugin_manager(pm), overrides=all_overrides)
+    return FamilyRun(record=record, record_path=out / RECORD_FILE, observer=observer, config=config)
+
+
+class FamilyConformance:
+    """The contract of an experiment family (``memarena.api.Family``).
+
+    Provide ``family_class`` and ``family_overrides``: the Hydra overrides of
+    a *small* run of the family (seconds, not minutes), e.g.
+    ``["experiment=foo", "workload.n_items=100"]``. Override
+    ``family_plugins`` with your plugin module(s) so that its components and
+    YAML presets are registered (installed entry points are not loaded).
+    The suite runs the family once in-process, as the ``memarena`` command
+    would (:func:`run_family`), and checks the run and its record.
+
+    Checks:
+
+    * the class is a ``Family`` with a snake_case ``name`` and the ``family``
+      group; ``label_columns`` and ``summary_columns`` are tuples of names,
+      ``plots`` a tuple of ``PlotSpec``; its ``Config``'s ``_target_`` builds
+      the same class from the defaults alone;
+    * the overrides select this family (``family._target_``);
+    * the run completes: record status ``complete``, no error, at least one
+      row, the family's name and label columns in the record, the record
+      file written and readable (``RunRecord.from_json``);
+    * every row holds every label column (``optional_label_columns`` may
+      be left out where they do not apply, in all rows of a run or none);
+    * the family respects ``run.emit``: ``memarena_run_result`` saw exactly
+      the record's rows in order, between one ``memarena_run_start`` and one
+      ``memarena_run_finish`` (which received the record);
+    * rows are JSON-ready: label values are str, int, float, bool or None;
+    * a second run with the same seed produces the same labels in the same order.
+    """
+
+    @pytest.fixture
+    def family_class(self) -> type[Any]:
+        """The family class under test; a subclass must provide it."""
+        pytest.fail(f"{type(self).__name__} must define a `family_class` fixture")
+
+    @pytest.fixture
+    def family_overrides(self, family_class: type[Any]) -> list[str]:
+        """Overrides of a small run (default: ``experiment=<name>``, the family's own preset)."""
+        return [f"experiment={family_class.name}"]
+
+    @pytest.fixture
+    def family_plugins(self) -> list[object]:
+        """Plugin modules to register besides the built-ins (none by default)."""
+        return []
+
+    @pytest.fixture
+    def optional_label_columns(self) -> tuple[str, ...]:
+        """Label columns the family leaves out of a run's rows where they do not apply (default: none)."""
+        return ()
+
+    @pytest.fixture
+    def family_run(
+        self,
+        family_class: type[Any],
+        family_overrides: list[str],
+        family_plugins: list[object],
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> FamilyRun:
+        """The family's run (made once per class, overrides and plugins; shared by the checks)."""
+        plugins = tuple(getattr(p, "__name__", None) or type(p).__qualname__ for p in family_plugins)
+        key = (family_class, tuple(family_overrides), plugins)
+        if key not in _FAMILY_RUNS:
+            out = tmp_path_factory.mktemp(f"family-{family_class.name}")
+            _FAMILY_RUNS[key] = run_family(family_overrides, out, plugins=family_plugins)
+        return _FAMILY_RUNS[key]
+
+    # -- checks ----------------------------------------------------------------------
+
+    def test_name_kind_and_group(self, family_class: type[Any]) -> None:
+        from memarena.api import Family, PlotSpec
+
+        _check_name(family_class, Family)
+        name = family_class.name
+        assert family_class.kind == "family", f"{name}: kind must be 'family', got {family_class.kind!r}"
+        assert family_class.config_group == "family", f"{name}: config_group must be 'family'"
+        for attr in ("label_columns", "summary_columns"):
+            value = getattr(family_class, attr)
+            assert isinstance(value, tuple) and all(isinstance(c, str) for c in value), (
+                f"{name}.{attr} must be a tuple of column names, got {value!r}"
+            )
+        assert family_class.label_columns, f"{name}.label_columns is empty: rows could not be told apart"
+        assert isinstance(family_class.plots, tuple) and all(isinstance(p, PlotSpec) for p in family_class.plots), (
+            f"{name}.plots must be a tuple of memarena.api.PlotSpec"
+        )
+
+    def test_config_target_builds_same_class(self, family_class: type[Any]) -> None:
+        from hydra.utils import instantiate
+
+        _check_built(instantiate(_check_config(family_class)), family_class)
+
+    def test_overrides_select_the_family(self, family_class: type[Any], family_run: FamilyRun) -> None:
+        target = family_run.config.family.get("_target_") if family_run.config.get("family") else None
+        expected = _check_config(family_class)._target_
+        assert target == expected, (
+            f"{family_class.name}: the overrides compose family._target_={target!r}, not {expected!r}"
+        )
+
+    def test_run_completes(self, family_class: type[Any], family_run: FamilyRun) -> None:
+        from memarena.results import RunRecord
+
+        record = family_run.record
+        name = family_class.name
+        assert record.status == "complete", f"{name}: run ended {record.status}: {record.error}"
+        assert record.error is None
+        assert record.family == name, f"{name}: the record names family {record.family!r}"
+        assert record.rows, f"{name}: the run emitted no rows"
+        assert record.label_columns == list(family_class.label_columns)
+        assert family_run.record_path.is_file(), f"{name}: no record at {family_run.record_path}"
+        written = RunRecord.from_json(family_run.record_path.read_text(), source=str(family_run.record_path))
+        assert written.status == "complete" and len(written.rows) == len(record.rows)
+
+    def test_rows_hold_every_label_column(
+        self, family_class: type[Any], family_run: FamilyRun, optional_label_columns: tuple[str, ...]
+    ) -> None:
+        labels = family_class.label_columns
+        unknown = sorted(set(optional_label_columns) - set(labels))
+        assert not unknown, f"optional_label_columns {unknown} are not label columns of {family_class.name}"
+        rows = family_run.record.rows
+        for i, row in enumerate(rows):
+            missing = [c for c in labels if c not in row and c not in optional_label_columns]
+            assert not missing, f"{family_class.name}: row {i} lacks label columns {missing}"
+            for c in labels:
+                assert row.get(c) is None or isinstance(row[c], str | int | float | bool), (
+                    f"{family_class.name}: row {i} label {c}={row[c]!r} is not a str, number, bool or None"
+                )
+        for c in optional_label_columns:
+            holding = sum(c in row for row in rows)
+            assert holding in (0, len(rows)), (
+                f"{family_class.name}: label {c!r} is in {holding} of {len(rows)} rows of one run (all or none)"
+            )
+
+    def test_respects_run_emit(self, family_class: type[Any], family_run: FamilyRun) -> None:
+        name = family_class.name
+        events = [kind for kind, _ in family_run.observer.events]
+        assert events[0] == "start" and events.count("start") == 1, f"{name}: run-start hook calls: {events[:3]}"
+        assert events[-1] == "finish" and events.count("finish") == 1, f"{name}: run-finish hook calls: {events[-3:]}"
+        seen = family_run.observer.rows
+        assert len(seen) == len(family_run.record.rows), (
+            f"{name}: memarena_run_result saw {len(seen)} rows, the record holds {len(family_run.record.rows)}: "
+            "every row must go through run.emit(row)"
+        )
+        for i, (a, b) in enumerate(zip(seen, family_run.record.rows, strict=True)):
+            assert a.keys() == b.keys(), f"{name}: row {i} differs between run.emit and the record"
+        assert family_run.observer.events[-1][1] is family_run.record
+
+    def test_same_seed_same_labels(
+        self,
+        family_class: type[Any],
+        family_run: FamilyRun,
+        family_overrides: list[str],
+        family_plugins: list[object],
+        tmp_path: Any,
+    ) -> None:
+        again = run_family(family_overrides, tmp_path, plugins=family_plugins)
+        labels = family_class.label_columns
+
+        def key(record: Any) -> list[tuple[Any, ...]]:
+            return [tuple(row.get(c) for c in labels) for row in record.rows]
+
+        assert key(again.record) == key(family_run.record), (
+            f"{family_class.name}: two runs with seed {family_run.record.seed} emitted different labels"
+        )

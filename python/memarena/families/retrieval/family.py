@@ -139,7 +139,9 @@ class RetrievalFamily(Family):
 
         t0 = time.perf_counter()
         index.train(ds.base)
-        index.add(ds.base, np.arange(ds.n_base, dtype=np.uint64), tenants=ds.tenants if index.supports_tenants else None)
+        index.add(
+            ds.base, np.arange(ds.n_base, dtype=np.uint64), tenants=ds.tenants if index.supports_tenants else None
+        )
         build_s = time.perf_counter() - t0
         index_bytes = index.memory_bytes()
         labels = {"workload": workload.describe(), "index": run.label("index", index.name)}
