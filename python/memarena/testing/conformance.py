@@ -226,10 +226,6 @@ def resident_counts(
     resident set is read back. A native policy runs in the Rust core, a
     Python one through the callback adapter, exactly as in a run.
 
-    The paging facade offers no stepwise replay, so this helper is the one
-    place of the suites that talks to ``memarena._core`` (memarena's own
-    extension), through the same constructors ``simulate`` uses.
-
     :param trace: The requests.
     :param policy: A freshly built policy (its ``capacity`` is the cache size).
     :param step: Requests fed between two observations.
@@ -237,27 +233,17 @@ def resident_counts(
     :returns: ``(resident objects, used units)`` after each step, in order.
     :raises ValueError: ``step`` is below one.
     """
-    from memarena import _core
+    from memarena.families.paging import Replay
 
     if step < 1:
         raise ValueError(f"resident_counts: step must be >= 1, got {step}")
-    opts: dict[str, Any] = {"ignore_size": ignore_size, "warmup_requests": 0, "window_requests": 0}
-    if policy.core_name is not None:
-        sim = _core.PagingSim(policy.core_name, policy.capacity, policy.core_params(), **opts)
-    else:
-        sim = _core.PagingSim.from_python(policy, policy.capacity, **opts)
-    core_trace = _core.Trace.from_arrays(*_trace_columns(trace))
+    replay = Replay(trace, policy, ignore_size=ignore_size)
     out: list[tuple[int, int]] = []
     n = len(trace)
     for start in range(0, n, step):
-        sim.feed(core_trace, start, min(start + step, n))
-        out.append((len(sim), sim.used_bytes))
+        replay.feed(min(start + step, n))
+        out.append((replay.resident_objects, replay.used))
     return out
-
-
-def _trace_columns(trace: Trace) -> tuple[Any, ...]:
-    """The trace's public columns, in the order the core's ``Trace.from_arrays`` takes them."""
-    return (trace.ids, trace.sizes, trace.timestamps, trace.pred_next_vtime, trace.pred_bit)
 
 
 class PolicyConformance:

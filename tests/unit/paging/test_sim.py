@@ -198,3 +198,20 @@ def test_too_large_objects_count_as_misses() -> None:
     t = Trace.from_arrays([1, 2, 1, 2], sizes=[5, 50, 5, 50])
     res = simulate(t, LRU(10))
     assert (res.misses, res.too_large_misses, res.bytes_missed) == (3, 2, 105)
+
+
+def test_replay_fed_in_steps_equals_simulate_and_refuses_bad_stops() -> None:
+    from memarena.families.paging import Replay
+
+    trace = Trace.synthetic("zipf", 3000, alpha=0.9, n_objects=300, seed=5)
+    whole = simulate(trace, LRU(capacity=40), ignore_size=True)
+    replay = Replay(trace, LRU(capacity=40), ignore_size=True)
+    assert (replay.position, replay.resident_objects, replay.used) == (0, 0, 0)
+    for stop in (1, 7, 500, 2999, 3000):
+        replay.feed(stop)
+        assert replay.position == stop
+        assert replay.resident_objects == replay.used <= 40
+    assert replay.resident_objects == 40
+    assert replay.result().misses == whole.misses and replay.result().requests == 3000
+    with pytest.raises(InvalidConfigError, match=r"stop must be in \[3000, 3000\], got 10"):
+        replay.feed(10)

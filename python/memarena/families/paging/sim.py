@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from memarena.api import PagingPolicy
     from memarena.families.paging.trace import Trace
 
-__all__ = ["PagingResult", "lru_mrc", "simulate", "simulate_many"]
+__all__ = ["PagingResult", "Replay", "lru_mrc", "simulate", "simulate_many"]
 
 
 def _ratio(a: int, b: int) -> float:
@@ -145,15 +145,72 @@ def simulate(
     :param progress: Called with the number of requests just replayed.
     :raises InvariantError: when a Python policy evicts a non-resident object.
     """
-    _check_options(warmup_requests, window_requests)
-    sim = _make_sim(policy, ignore_size=ignore_size, warmup_requests=warmup_requests, window_requests=window_requests)
+    replay = Replay(
+        trace, policy, ignore_size=ignore_size, warmup_requests=warmup_requests, window_requests=window_requests
+    )
     n = len(trace)
     for start in _chunks(n, chunk_requests):
         stop = min(n, start + chunk_requests)
-        sim.feed(trace._core, start, stop)
+        replay.feed(stop)
         if progress is not None:
             progress(stop - start)
-    return PagingResult.from_sim(sim)
+    return replay.result()
+
+
+class Replay:
+    """One policy replaying a trace step by step, watchable between steps.
+
+    :func:`simulate` is a replay fed to the end; a conformance suite or a
+    notebook feeds it in steps and reads the cache between them. Results do
+    not depend on the steps.
+
+    Invariants: ``0 <= position <= len(trace)``; ``resident_objects`` and
+    ``used`` describe the cache after the first ``position`` requests.
+    """
+
+    def __init__(
+        self,
+        trace: Trace,
+        policy: PagingPolicy,
+        *,
+        ignore_size: bool = False,
+        warmup_requests: int = 0,
+        window_requests: int = 0,
+    ) -> None:
+        _check_options(warmup_requests, window_requests)
+        self.trace = trace
+        self._sim = _make_sim(
+            policy, ignore_size=ignore_size, warmup_requests=warmup_requests, window_requests=window_requests
+        )
+
+    @property
+    def position(self) -> int:
+        """Requests replayed so far."""
+        return self._sim.position
+
+    @property
+    def resident_objects(self) -> int:
+        """Objects in the cache now."""
+        return len(self._sim)
+
+    @property
+    def used(self) -> int:
+        """Capacity units in use now: bytes, or objects with ``ignore_size``."""
+        return self._sim.used_bytes
+
+    def feed(self, stop: int) -> None:
+        """Replay the requests from :attr:`position` up to (not including) ``stop``.
+
+        :raises InvalidConfigError: ``stop`` is before the position or past the trace.
+        :raises InvariantError: a Python policy evicted a non-resident object.
+        """
+        if not self.position <= stop <= len(self.trace):
+            raise InvalidConfigError(f"Replay.feed: stop must be in [{self.position}, {len(self.trace)}], got {stop}")
+        self._sim.feed(self.trace._core, self.position, stop)
+
+    def result(self) -> PagingResult:
+        """Counts and ratios over the requests replayed so far."""
+        return PagingResult.from_sim(self._sim)
 
 
 def simulate_many(
