@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KINDS",
     "AgentMemory",
+    "BackendRequirements",
     "Component",
     "Family",
     "HardwareBackend",
@@ -172,6 +173,21 @@ class Tier:
         return self.latency_s + size_bytes / self.bandwidth_bytes_per_s
 
 
+@dataclass(frozen=True)
+class BackendRequirements:
+    """What a family needs from the selected hardware backend (:meth:`Family.backend_requirements`).
+
+    memarena checks it before the family runs, with
+    :meth:`HardwareBackend.check`: a missing tier or dtype stops the run with
+    an error naming the backend, the family and what the backend has.
+    """
+
+    #: Tier names the backend must have (``HardwareBackend.tier(name)``).
+    tiers: tuple[str, ...] = ()
+    #: Dtypes the backend must give a peak FLOP/s for (``HardwareBackend.peak_flops[dtype]``).
+    peak_flops: tuple[str, ...] = ()
+
+
 class HardwareBackend(Component):
     """Data plus a cost model: memory tiers and compute.
 
@@ -192,6 +208,25 @@ class HardwareBackend(Component):
         self.tiers = tuple(tiers)
         self.peak_flops = dict(peak_flops or {})
         self.source = source
+
+    def check(self, needs: BackendRequirements, who: str) -> None:
+        """Raise ``InvalidConfigError`` unless this backend has every tier and dtype ``needs`` lists.
+
+        :param needs: The tiers and peak-FLOP/s dtypes required.
+        :param who: Who requires them, for the message (e.g. ``"family 'serving'"``).
+        """
+        from memarena.errors import InvalidConfigError
+
+        names = [t.name for t in self.tiers]
+        missing = [f"tier {t!r}" for t in needs.tiers if t not in names]
+        missing += [f"peak_flops[{d!r}]" for d in needs.peak_flops if d not in self.peak_flops]
+        if missing:
+            have = ", ".join(names)
+            flops = ", ".join(sorted(self.peak_flops)) or "none"
+            raise InvalidConfigError(
+                f"config key 'backend': {self.name!r} lacks {', '.join(missing)}, which {who} requires "
+                f"(it has tiers {have}; peak_flops for {flops})"
+            )
 
     def tier(self, name: str) -> Tier:
         """The tier called ``name``; the error lists the available tiers."""
@@ -392,6 +427,14 @@ class Family(Component):
     summary_columns: ClassVar[tuple[str, ...]] = ()
     #: Plots ``memarena report`` draws for this family.
     plots: ClassVar[tuple[PlotSpec, ...]] = ()
+
+    def backend_requirements(self) -> BackendRequirements:
+        """The tiers and dtypes this family needs from the selected backend (default: none).
+
+        memarena checks them before :meth:`run` when a backend is selected,
+        so a family never meets a backend that cannot serve it.
+        """
+        return BackendRequirements()
 
     @abc.abstractmethod
     def run(self, run: Run) -> None:

@@ -189,6 +189,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _check_backend(run: Run, family: Family) -> None:
+    """The selected backend has what the family declares it needs (:meth:`Family.backend_requirements`)."""
+    from memarena.api import HardwareBackend
+
+    backend = run.component("backend")
+    if not isinstance(backend, HardwareBackend):
+        raise InvalidConfigError(f"config key 'backend' built {type(backend).__name__}, not a memarena HardwareBackend")
+    backend.check(family.backend_requirements(), f"family {family.name!r}")
+
+
 def execute(
     config: DictConfig,
     output_dir: Path,
@@ -214,6 +224,8 @@ def execute(
             if not isinstance(family, Family):
                 raise InvalidConfigError(f"config key 'family' built {type(family).__name__}, not a memarena Family")
             run.family_name = family.name
+            if run.has("backend"):
+                _check_backend(run, family)
             run._select_metrics()
             pm.hook.memarena_configure.call_historic(kwargs={"config": config})
             pm.hook.memarena_run_start(run=run)

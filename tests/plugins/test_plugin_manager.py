@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from memarena import hookimpl
-from memarena.api import AgentMemory, HardwareBackend, MemoryItem, PagingPolicy, Tier
+from memarena.api import AgentMemory, BackendRequirements, Family, HardwareBackend, MemoryItem, PagingPolicy, Tier
 from memarena.errors import PluginError, UnknownComponentError
 from memarena.plugins import DEFAULT_PLUGINS, get_plugin_manager
 from memarena.registry import Registry
@@ -286,3 +286,47 @@ def test_lifecycle_hooks_see_run_rows_and_record(tmp_path: Path) -> None:
     record = execute(cfg, tmp_path, pm=pm, registry=Registry.from_plugin_manager(pm), overrides=[])
     assert seen == {"start": "paging", "rows": ["fifo", "fifo"], "status": "complete"}
     assert [r["cache_size"] for r in record.rows] == [10, 100]
+
+
+class NeedsCxl(Family):
+    """A family declaring what it needs from the backend; records the backend it ran on."""
+
+    name: ClassVar[str] = "needs_cxl"
+    ran: ClassVar[list[str]] = []
+
+    @dataclass
+    class Config:
+        _target_: str = "tests.plugins.test_plugin_manager.NeedsCxl"
+
+    def backend_requirements(self) -> BackendRequirements:
+        return BackendRequirements(tiers=("dram", "cxl"), peak_flops=("fp8",))
+
+    def run(self, run: Any) -> None:
+        NeedsCxl.ran.append(run.config.get("backend") and run.component("backend").name)
+
+
+def test_a_familys_declared_backend_needs_are_checked_before_it_runs(tmp_path: Path) -> None:
+    from memarena.config import compose
+    from memarena.errors import InvalidConfigError
+    from memarena.run import execute
+
+    class Plugin:
+        @hookimpl
+        def memarena_register_families(self) -> list[type[Any]]:
+            return [NeedsCxl]
+
+    pm = get_plugin_manager(autoload=False, plugins=[Plugin()])
+    registry = Registry.from_plugin_manager(pm)
+    NeedsCxl.ran.clear()
+    bad = ["~experiment", "family=needs_cxl", "backend=cpu_ddr5_nvme"]
+    expected = (
+        r"config key 'backend': 'cpu_ddr5_nvme' lacks tier 'cxl', peak_flops\['fp8'\], which family 'needs_cxl' "
+        r"requires \(it has tiers dram, nvme; peak_flops for none\)"
+    )
+    with pytest.raises(InvalidConfigError, match=expected):
+        execute(compose(bad, pm=pm), tmp_path / "a", pm=pm, registry=registry, overrides=bad)
+    assert NeedsCxl.ran == []  # refused before the family ran
+    ok = ["~experiment", "family=needs_cxl"]
+    record = execute(compose(ok, pm=pm), tmp_path / "b", pm=pm, registry=registry, overrides=ok)
+    assert record.status == "complete"
+    assert NeedsCxl.ran == [None]  # no backend selected: nothing to check

@@ -67,7 +67,9 @@ def test_weights_that_do_not_fit_fail_with_a_clear_error(tmp_path: Path) -> None
 
 
 def test_a_paging_backend_or_workload_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(InvalidConfigError, match="backend 'cpu_ddr5_nvme'"):
+    # The serving family declares what it needs (Family.backend_requirements); memarena checks it first.
+    need = r"'cpu_ddr5_nvme' lacks tier 'hbm', tier 'host', peak_flops\['bf16'\], which family 'serving' requires"
+    with pytest.raises(InvalidConfigError, match=need + r" \(it has tiers dram, nvme; peak_flops for none\)"):
         run_once(tmp_path / "a", "workload=poisson", "backend=cpu_ddr5_nvme")
     with pytest.raises(InvalidConfigError, match="'zipf' is a paging workload"):
         run_once(tmp_path / "b", "workload=zipf")

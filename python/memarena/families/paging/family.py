@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import ListConfig, OmegaConf
 
-from memarena.api import Family, PagingPolicy, PlotSpec
+from memarena.api import BackendRequirements, Family, PagingPolicy, PlotSpec
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -170,6 +170,10 @@ class PagingFamily(Family):
         self.page_size_bytes = page_size_bytes
         self.cache_tier = cache_tier
         self.backing_tier = backing_tier
+
+    def backend_requirements(self) -> BackendRequirements:
+        """The cache and backing tiers the access-time metric costs hits and misses on."""
+        return BackendRequirements(tiers=(self.cache_tier, self.backing_tier))
 
     def run(self, run: Run) -> None:
         workload = run.component("workload")

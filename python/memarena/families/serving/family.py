@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from memarena.api import Family, PlotSpec
+from memarena.api import BackendRequirements, Family, PlotSpec
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -253,6 +253,10 @@ class ServingFamily(Family):
             "sample_interval_s": sample_interval_s,
             "check_invariants": check_invariants,
         }
+
+    def backend_requirements(self) -> BackendRequirements:
+        """The device and host tiers (the swap link between them) and the dtype's peak FLOP/s."""
+        return BackendRequirements(tiers=(self.device_tier, self.host_tier), peak_flops=(self.dtype,))
 
     def run(self, run: Run) -> None:
         from memarena.families.serving import Hardware, ModelSpec, simulate
