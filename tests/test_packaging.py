@@ -42,10 +42,14 @@ def test_wheel_contents(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "memarena/conf/config.yaml",
-        "memarena/conf/experiment/paging.yaml",
-        "memarena/conf/experiment/serving.yaml",
-        "memarena/conf/model/llama3_8b.yaml",
-        "memarena/conf/kv_manager/static_pow2.yaml",
+        "memarena/conf/debug/tiny.yaml",
+        # Each family's own tree, on the search path through its plugin.
+        "memarena/families/paging/conf/experiment/paging.yaml",
+        "memarena/families/paging/conf/family_debug/paging_tiny.yaml",
+        "memarena/families/serving/conf/experiment/serving.yaml",
+        "memarena/families/serving/conf/model/llama3_8b.yaml",
+        "memarena/families/serving/conf/kv_manager/static_pow2.yaml",
+        "memarena/families/retrieval/conf/sweep/retrieval_pareto.yaml",
         "memarena/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
         "memarena/data/azure_llm_2023/LICENSE",
         "memarena/data/azure_llm_2023/README.md",
@@ -72,22 +76,30 @@ def test_clean_venv_runs_from_an_unrelated_directory(wheel: Path, tmp_path: Path
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env['PATH']}"
 
-    # The default experiment: KV managers on the shipped Azure conversation trace.
-    out = run([exe, "progress=false"], cwd=elsewhere, env=env)
+    # The bare command: the default experiment's comparison, KV managers on the shipped Azure trace.
+    out = run([exe], cwd=elsewhere, env=env)
     assert "workload: azure_llm_2023_conv" in out
     assert "| kv_manager" in out
     assert "azure_llm_2023_conv" in out and "static_max" in out and "vattention_64kb" in out
     assert len(list((elsewhere / "multirun").rglob("memarena-record.json"))) == 7
 
-    out = run([exe, "experiment=paging", "debug=tiny", "progress=false", "hydra.sweep.dir=pg"], cwd=elsewhere, env=env)
+    out = run(
+        [exe, "-m", "experiment=paging", "debug=tiny", "progress=false", "hydra.sweep.dir=pg"], cwd=elsewhere, env=env
+    )
     assert "belady" in out
+    out = run(
+        [exe, "sweep=paging_mrc", "debug=tiny", "hydra.sweep.dir=mrc", "hydra.launcher.n_jobs=1"],
+        cwd=elsewhere,
+        env=env,
+    )
+    assert "| policy" in out and "kv_manager" not in out  # the sweep preset selects its own experiment
 
     plugins = run([exe, "plugins"], cwd=elsewhere, env=env)
     assert "memarena-example" in plugins
     assert "policy=hyperbolic" in plugins
 
     out = run(
-        [exe, "experiment=paging", "policy=hyperbolic", "backend=cxl_tiered", "debug=tiny", "hydra.sweep.dir=sw"],
+        [exe, "experiment=paging", "policy=hyperbolic", "backend=cxl_tiered", "debug=tiny", "hydra.run.dir=one"],
         cwd=elsewhere,
         env=env,
     )

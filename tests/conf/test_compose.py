@@ -131,3 +131,11 @@ def test_bad_range_names_the_config_key(tmp_path: Path) -> None:
     cfg = compose(["experiment=paging", "debug=tiny", "family.cache_size=-3"], pm=pm)
     with pytest.raises(InvalidConfigError, match="config key 'cache_size'"):
         execute(cfg, tmp_path, pm=pm, registry=REGISTRY, overrides=[])
+
+
+@pytest.mark.parametrize("sweep", [o for g, o in YAML_OPTIONS if g == "sweep"])
+def test_each_sweep_preset_selects_its_own_experiment(sweep: str) -> None:
+    # `memarena sweep=paging_mrc` must run paging whatever the default experiment is.
+    cfg = compose([f"sweep={sweep}"], pm=PM)
+    family = cfg.family._target_.rsplit(".", 1)[1].removesuffix("Family").lower()
+    assert sweep.startswith(family), f"sweep={sweep} runs the {family} family"
