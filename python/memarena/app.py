@@ -48,6 +48,8 @@ examples:
 class _State:
     pm: Any = None
     registry: Any = None
+    #: Jobs of the last multirun that did not complete (set by SummaryCallback).
+    failed_jobs: int = 0
 
 
 def _startup() -> tuple[Any, Any]:
@@ -69,7 +71,37 @@ def _startup() -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------
 
 
-def _task(cfg: Any) -> None:
+def _prior_record(output_dir: Path) -> Any:
+    """The record already in ``output_dir`` (None if there is none or it is unreadable)."""
+    from memarena.results import RECORD_FILE, RunRecord
+
+    path = output_dir / RECORD_FILE
+    try:
+        return RunRecord.from_json(path.read_text(encoding="utf-8"), source=str(path))
+    except (OSError, ValueError):
+        return None
+
+
+def _refusal(output_dir: Path) -> str:
+    return (
+        f"{output_dir} already holds a complete run record; pass resume=true to skip complete runs "
+        "(for a sweep: the same overrides and hydra.sweep.dir), or choose another output directory "
+        "(hydra.run.dir=... or hydra.sweep.dir=...)"
+    )
+
+
+def _task(cfg: Any) -> dict[str, Any]:
+    """One Hydra job: run it and write its record.
+
+    In a multirun, a job that fails is recorded as ``failed`` and the sweep
+    goes on (the summary lists it, and ``memarena`` exits 1); a single run
+    that fails with a memarena error prints one ``memarena: error:`` line and
+    exits 2. With ``resume=true`` a job whose output directory holds a
+    complete record is skipped; without it, that record is never overwritten.
+
+    :returns: A small picklable summary (launchers such as Ray send it back to
+        the driver): ``status``, ``dir``, ``rows`` and ``error``.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -77,10 +109,23 @@ def _task(cfg: Any) -> None:
 
     pm, registry = _startup()
     hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    prior = _prior_record(out)
+    if prior is not None and prior.status == "complete":
+        if not cfg.get("resume", False):
+            print(f"memarena: error: {_refusal(out)}", file=sys.stderr)
+            if not multirun:
+                raise SystemExit(2)
+            return {"status": "refused", "dir": str(out), "rows": 0, "error": _refusal(out)}
+        log.info("job %s: complete record in %s; skipped (resume=true)", hc.job.num if multirun else "", out)
+        if not multirun:
+            print(f"memarena: {out} is complete; skipped (resume=true)")
+        return {"status": "skipped", "dir": str(out), "rows": len(prior.rows), "error": None}
     try:
         record = execute(
             cfg,
-            Path(hc.runtime.output_dir),
+            out,
             pm=pm,
             registry=registry,
             overrides=list(hc.overrides.task),
@@ -89,12 +134,25 @@ def _task(cfg: Any) -> None:
     except MemarenaError as exc:
         # A user error: the message names what is wrong; a traceback would bury it.
         print(f"memarena: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
-    if hc.mode == RunMode.MULTIRUN:
-        log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), hc.runtime.output_dir)
-        return
-    _print_summary(record.rows, record.label_columns, record.family)
-    print(f"\nrecord: {Path(hc.runtime.output_dir) / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
+        if not multirun:
+            raise SystemExit(2) from exc
+        return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:
+        if not multirun:
+            raise  # a bug in a plugin or in memarena: the traceback helps
+        # The record says `failed`; the other jobs of the sweep still run.
+        log.error("job %s failed; the sweep goes on", hc.job.num, exc_info=exc)
+        print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
+    if multirun:
+        log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), out)
+    else:
+        from memarena.report import report_of
+
+        rep = report_of([(out, record)])
+        _print_summary(rep.rows, rep.label_columns, record.family)
+        print(f"\nrecord: {out / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
+    return {"status": record.status, "dir": str(out), "rows": len(record.rows), "error": record.error}
 
 
 def _summary_columns(rows: Sequence[dict[str, Any]], labels: Sequence[str], family: str) -> list[str]:
@@ -128,22 +186,55 @@ def _print_summary(rows: Sequence[dict[str, Any]], labels: Sequence[str], family
 
 
 class SummaryCallback(Callback):
-    """Prints one summary table over all jobs when a multirun ends."""
+    """Guards a sweep's directory when it starts; prints the summary when it ends.
+
+    At the start, a sweep directory that already holds complete records is
+    refused unless ``resume=true``. At the end: one table per family over the
+    complete jobs, then every job that did not complete, with its error.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from memarena.results import find_records
+
+        _State.failed_jobs = 0
+        if config.get("resume", False):
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        done = [p.parent for p in find_records(sweep_dir) if (r := _prior_record(p.parent)) and r.status == "complete"]
+        if done:
+            print(f"memarena: error: {_refusal(sweep_dir)} ({len(done)} complete job(s))", file=sys.stderr)
+            raise SystemExit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from memarena.errors import NoRecordsError
-        from memarena.report import load_report, sorted_rows
+        from memarena.report import load_reports, sorted_rows
+        from memarena.results import find_records
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        failed = []
+        for path in find_records(sweep_dir):
+            rec = _prior_record(path.parent)
+            if rec is None or rec.status != "complete":
+                why = "unreadable record" if rec is None else f"{rec.status}: {rec.error}"
+                failed.append(f"{path.parent}: {why}")
+        _State.failed_jobs = len(failed)
         try:
-            rep = load_report(sweep_dir)
+            reports = load_reports(sweep_dir)
         except NoRecordsError as exc:
             print(f"memarena: no complete runs to summarise ({exc})", file=sys.stderr)
-            return
-        _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
-        n_skipped = f", {len(rep.skipped)} incomplete" if rep.skipped else ""
-        print(f"\n{len(rep.records)} run(s){n_skipped} in {sweep_dir}")
-        print(f"tables and plots: memarena report {sweep_dir}")
+            reports = []
+        for i, rep in enumerate(reports):
+            if len(reports) > 1:
+                print(f"{'' if i == 0 else chr(10)}family {rep.families[0]}:")
+            _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
+        n_complete = sum(len(rep.records) for rep in reports)
+        print(f"\n{n_complete} complete run(s) in {sweep_dir}")
+        if failed:
+            print(f"memarena: {len(failed)} job(s) did not complete:", file=sys.stderr)
+            for line in failed:
+                print(f"  {line}", file=sys.stderr)
+        if reports:
+            print(f"tables and plots: memarena report {sweep_dir}")
 
 
 def _run_hydra(argv: list[str]) -> int:
@@ -156,11 +247,12 @@ def _run_hydra(argv: list[str]) -> int:
     app = hydra.main(config_path="conf", config_name="config", version_base="1.3")(_task)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "memarena", *argv]
+    _State.failed_jobs = 0
     try:
         app()
     finally:
         sys.argv = saved
-    return 0
+    return 1 if _State.failed_jobs else 0
 
 
 # ---------------------------------------------------------------------------
@@ -206,7 +298,7 @@ def _cmd_plugins(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-    from memarena.report import format_table, load_report, sorted_rows, write_report
+    from memarena.report import format_table, load_reports, sorted_rows, write_report
 
     parser = argparse.ArgumentParser(prog="memarena report", description="Aggregate memarena run records.")
     parser.add_argument("dir", help="a run or multirun directory (searched recursively for records)")
@@ -214,9 +306,12 @@ def _cmd_report(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _, registry = _startup()
     written = write_report(args.dir, args.out, registry)
-    rep = load_report(args.dir)
-    print(format_table(sorted_rows(rep), rep.scalar_columns()))
-    print()
+    reports = load_reports(args.dir)
+    for rep in reports:
+        if len(reports) > 1:
+            print(f"family {rep.families[0]} ({len(rep.records)} record(s)):")
+        print(format_table(sorted_rows(rep), rep.scalar_columns()))
+        print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
     return 0
@@ -227,6 +322,12 @@ def _cmd_version() -> int:
 
     for k, v in versions().items():
         print(f"{k} {v}")
+    pm, _ = _startup()
+    print("plugins:")
+    for p in pm.plugin_versions():
+        dist = p["distribution"]
+        origin = f"{dist} {p['version']}" if dist else f"module {p['module']}, no distribution"
+        print(f"  {p['name']} ({origin}{', built-in' if p['builtin'] else ''})")
     return 0
 
 
@@ -270,4 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m memarena.app`: run the importable module's main, so that the
+    # Hydra callback (memarena.app.SummaryCallback) shares its state.
+    from memarena.app import main as _main
+
+    sys.exit(_main())

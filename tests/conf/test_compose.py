@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hydra.utils import instantiate
 
+from memarena import hookimpl
 from memarena.api import KINDS, Component, MemoryMethod
 from memarena.config import compose, conf_dir
 from memarena.errors import InvalidConfigError
@@ -82,3 +83,32 @@ def test_bad_range_names_the_config_key(tmp_path: Path) -> None:
     cfg = compose(["experiment=paging", "debug=tiny", "family.cache_size=-3"], pm=pm)
     with pytest.raises(InvalidConfigError, match="config key 'cache_size'"):
         execute(cfg, tmp_path, pm=pm, registry=REGISTRY, overrides=[])
+
+
+class _SearchPathPlugin:
+    @hookimpl
+    def memarena_config_search_path(self) -> list[str]:
+        return ["pkg://plugin.conf"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["a=1"], ["a=1", "SP"]),
+        (["a=1", "--cfg", "job"], ["a=1", "SP", "--cfg", "job"]),
+        (["a=1", "b=2", "-m"], ["a=1", "b=2", "SP", "-m"]),
+        (["-m", "a=1"], ["-m", "a=1", "SP"]),
+        (["a=1", "--info"], ["a=1", "SP", "--info"]),
+        (["a=1", "--info", "searchpath"], ["a=1", "SP", "--info", "searchpath"]),
+        (["--cfg", "job"], ["SP", "--cfg", "job"]),
+        (["--info"], ["SP", "--info"]),
+        (["-cn", "config", "a=1", "-m"], ["-cn", "config", "a=1", "SP", "-m"]),
+        (["hydra.searchpath=[file://x]", "a=1", "-m"], ["a=1", "SP_USER", "-m"]),
+    ],
+)
+def test_search_path_joins_the_overrides_before_hydras_flags(argv: list[str], expected: list[str]) -> None:
+    from memarena.config import search_path_override
+
+    pm = get_plugin_manager(autoload=False, plugins=[_SearchPathPlugin()])
+    sp = {"SP": "hydra.searchpath=[pkg://plugin.conf]", "SP_USER": "hydra.searchpath=[file://x,pkg://plugin.conf]"}
+    assert search_path_override(pm, argv) == [sp.get(a, a) for a in expected]

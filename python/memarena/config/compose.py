@@ -25,27 +25,74 @@ def conf_dir() -> Path:
 
 
 def plugin_search_path(pm: PluginManager) -> list[str]:
-    """Search-path entries from every plugin, in registration order, deduplicated."""
+    """Search-path entries from every plugin, in registration order, deduplicated.
+
+    :raises PluginError: a plugin's hook raised or returned something that
+        is not a list of strings (the message names the plugin).
+    """
+    from memarena.errors import PluginError
+
     out: list[str] = []
-    for entries in reversed(pm.hook.memarena_config_search_path()):
-        for entry in entries or ():
-            if not isinstance(entry, str):
-                raise TypeError(f"memarena_config_search_path must return strings, got {entry!r}")
-            if entry not in out:
-                out.append(entry)
+    for info, caller in pm.per_plugin("memarena_config_search_path"):
+        try:
+            results = caller()
+        except Exception as exc:
+            raise PluginError(
+                f"{info.describe()}: memarena_config_search_path() raised {type(exc).__name__}: {exc}"
+            ) from exc
+        for entries in results:
+            if not isinstance(entries, list | tuple) or not all(isinstance(e, str) for e in entries):
+                raise PluginError(
+                    f"{info.describe()}: memarena_config_search_path() must return a list of strings, got {entries!r}"
+                )
+            out.extend(e for e in entries if e not in out)
     return out
 
 
-def search_path_override(pm: PluginManager, overrides: Sequence[str] = ()) -> list[str]:
-    """Return ``overrides`` with the plugins' search paths added to ``hydra.searchpath``.
+def _override_span(argv: Sequence[str]) -> tuple[int, int]:
+    """Where the overrides sit in a Hydra command line: ``argv[start:stop]``.
 
-    A user's own ``hydra.searchpath=[...]`` override is kept and extended.
+    Hydra's parser takes the overrides as one run of positional arguments
+    among its flags (``--cfg job``, ``-m``, ``--info``...); the run is found by
+    parsing ``argv`` with that parser. Without overrides the span is empty at
+    the front (before any flag, so a flag with an optional value such as
+    ``--info`` cannot take what is inserted there).
+    """
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            parsed, _ = get_args_parser().parse_known_args(list(argv))
+    except SystemExit:  # Hydra will report the same error itself
+        return len(argv), len(argv)
+    overrides = list(parsed.overrides or [])
+    n = len(overrides)
+    if n == 0:
+        return 0, 0
+    for start in range(len(argv) - n + 1):
+        if list(argv[start : start + n]) == overrides:
+            return start, start + n
+    return len(argv), len(argv)
+
+
+def search_path_override(pm: PluginManager, argv: Sequence[str] = ()) -> list[str]:
+    """Return ``argv`` with the plugins' search paths added to ``hydra.searchpath``.
+
+    ``argv`` is a Hydra command line: overrides, possibly among Hydra's flags.
+    The ``hydra.searchpath=[...]`` override joins the other overrides (after
+    them), so a flag after the overrides (``--cfg job``, ``-m``, ``--info``)
+    still parses. A user's own ``hydra.searchpath=[...]`` override is kept
+    and extended.
     """
     paths = plugin_search_path(pm)
     if not paths:
-        return list(overrides)
+        return list(argv)
+    start, stop = _override_span(argv)
     out, user = [], []
-    for o in overrides:
+    for o in argv[start:stop]:
         key = o.split("=", 1)[0].lstrip("+~")
         if key == "hydra.searchpath":
             value = o.split("=", 1)[1].strip()
@@ -53,8 +100,7 @@ def search_path_override(pm: PluginManager, overrides: Sequence[str] = ()) -> li
         else:
             out.append(o)
     merged = user + [p for p in paths if p not in user]
-    out.append("hydra.searchpath=[" + ",".join(merged) + "]")
-    return out
+    return [*argv[:start], *out, "hydra.searchpath=[" + ",".join(merged) + "]", *argv[stop:]]
 
 
 def compose(
