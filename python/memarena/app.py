@@ -55,12 +55,13 @@ class _State:
 def _startup() -> tuple[Any, Any]:
     """Load plugins and build the registry once per process (joblib workers too)."""
     if _State.pm is None:
-        from memarena.config import register_configs
+        from memarena.config import check_preset_names, register_configs
         from memarena.plugins import get_plugin_manager
         from memarena.registry import Registry
 
         pm = get_plugin_manager()
         registry = Registry.from_plugin_manager(pm)
+        check_preset_names(pm, registry)
         register_configs(registry)
         _State.pm, _State.registry = pm, registry
     return _State.pm, _State.registry
@@ -237,8 +238,53 @@ class SummaryCallback(Callback):
             print(f"tables and plots: memarena report {sweep_dir}")
 
 
+def _one_line(text: str) -> str:
+    """Hydra's multi-line messages on one line; an indented list after ``...:`` becomes ``a, b, c``."""
+    parts: list[str] = []
+    listing = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Config search path"):
+            break  # Hydra's list of search-path entries: noise in a one-line error
+        if not line:
+            continue
+        if parts and (listing or parts[-1].endswith(":")):
+            parts[-1] += (", " if listing else " ") + line
+            listing = raw.startswith(("\t", "  ")) or listing
+        else:
+            parts.append(line)
+            listing = False
+    return "; ".join(parts)
+
+
+def _config_error(exc: Exception) -> str:
+    """One line for a config that does not compose: what, the key, and the component it belongs to."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause: BaseException | None = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
+    head = _one_line(str(exc)) if cause is not exc else ""
+    if not isinstance(cause, OmegaConfBaseException):
+        return head
+    msg = str(cause).strip().split("\n", 1)[0]  # the rest repeats full_key and object_type
+    where = []
+    full_key = getattr(cause, "full_key", None)
+    if full_key:
+        where.append(f"config key {full_key!r}")
+    object_type = getattr(cause, "object_type", None)
+    _, registry = _startup()
+    owner = next((e for e in registry if object_type is not None and e.cls.Config is object_type), None)
+    if owner is not None:
+        where.append(f"{owner.group}={owner.name}")
+    text = f"{head}: {msg}" if head else msg
+    return f"{text} ({', '.join(where)})" if where else text
+
+
 def _run_hydra(argv: list[str]) -> int:
+    import os
+
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from memarena.config import search_path_override
 
@@ -248,10 +294,20 @@ def _run_hydra(argv: list[str]) -> int:
     saved = sys.argv
     sys.argv = [saved[0] if saved else "memarena", *argv]
     _State.failed_jobs = 0
+    # Hydra's errors reach us whole (it would print a trimmed traceback and
+    # exit 1): a config that does not compose becomes one `memarena: error:` line.
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if user_full_error:
+            raise
+        raise MemarenaError(_config_error(exc)) from exc
     finally:
         sys.argv = saved
+        if user_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
     return 1 if _State.failed_jobs else 0
 
 

@@ -150,8 +150,9 @@ class Run:
 
     def _select_metrics(self) -> None:
         for entry in self.registry:
-            if entry.kind == "metric" and self.family_name in entry.cls.families:
-                self._metrics.append(entry.cls())  # type: ignore[call-arg]
+            cls = entry.cls
+            if entry.kind == "metric" and issubclass(cls, Metric) and self.family_name in cls.families:
+                self._metrics.append(cls())
 
 
 class _ConfigKeyErrors(functools.partial[Any]):
@@ -165,7 +166,7 @@ class _ConfigKeyErrors(functools.partial[Any]):
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except (ValueError, TypeError, InvalidConfigError) as exc:
+        except (ValueError, TypeError, OverflowError, InvalidConfigError) as exc:
             name = getattr(self.func, "name", getattr(self.func, "__name__", "?"))
             raise InvalidConfigError(f"config key {self.group!r} ({self.group}={name}): {exc}") from exc  # type: ignore[attr-defined]
 
@@ -186,6 +187,41 @@ def _int_key(config: DictConfig, key: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise InvalidConfigError(f"config key {key!r} must be an integer in [{lo}, {hi}], got {value!r}")
     return value
+
+
+def _numbers(node: Any, path: str = "") -> Iterator[tuple[str, int | float]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(node, int | float) and not isinstance(node, bool):
+        yield path, node
+
+
+def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: OverflowError) -> InvalidConfigError:
+    """An :class:`InvalidConfigError` naming the config keys whose numbers ``exc`` could be about.
+
+    The core takes 64-bit integers: a negative value where it wants an
+    unsigned one, or one of magnitude 2**63 or more, cannot cross. The keys
+    holding such a number are named, with the component chosen for their group.
+    """
+    text = " ".join([str(exc), *getattr(exc, "__notes__", ())])
+    negative = "negative" in text
+    suspects = [
+        (key, value) for key, value in _numbers(_container(config)) if (value < 0 if negative else abs(value) >= 2**63)
+    ]
+    if not suspects:
+        return InvalidConfigError(f"a config value is out of range for memarena's core ({text})")
+
+    def name(key: str) -> str:
+        group = key.split(".", 1)[0].split("[", 1)[0]
+        return f"{key!r} ({group}={choices[group]})" if group in choices and "." in key else repr(key)
+
+    keys = ", ".join(f"{name(k)} = {v:g}" if isinstance(v, float) else f"{name(k)} = {v}" for k, v in suspects)
+    bound = "must not be negative" if negative else "must be below 2**63"
+    return InvalidConfigError(f"config key {keys}: out of range, {bound} ({text})")
 
 
 def _configure(pm: PluginManager, config: DictConfig) -> None:
@@ -246,7 +282,10 @@ def execute(
             run.family_name = family.name
             run._select_metrics()
             run._notify("memarena_run_start")
-            family.run(run)
+            try:
+                family.run(run)
+            except OverflowError as exc:  # a number the core cannot hold: name the config key
+                raise out_of_range_error(config, run.choices, exc) from exc
             status = "complete"
     except KeyboardInterrupt as exc:
         status, error = "interrupted", f"{type(exc).__name__}: {exc}"

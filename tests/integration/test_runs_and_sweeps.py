@@ -156,3 +156,41 @@ def test_resume_skips_complete_jobs_and_a_rerun_is_refused(tmp_path: Path) -> No
     assert refused.returncode == 2 and "already holds a complete run record" in refused.stderr
     assert memarena(*run, "resume=true", cwd=tmp_path).returncode == 0
     assert (tmp_path / "r" / RECORD_FILE).read_text() == before
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def test_bad_config_values_give_one_error_line_naming_the_key(tmp_path: Path) -> None:
+    run = (*TINY_PAGING, "hydra.mode=RUN", "policy=lru")
+    cases = [
+        ("workload.n_requests=abc", "config key 'workload.n_requests', workload=zipf"),
+        ("workload.n_requests=99999999999999999999", "config key 'workload.n_requests' (workload=zipf)"),
+        ("cache_size=2e19", "'cache_size' = 2e+19"),
+        ("seed=-1", "config key 'seed' must be an integer in [0, 18446744073709551615], got -1"),
+        ("policy=nope", "Could not find 'policy/nope'; Available options in 'policy': arc, belady"),
+    ]
+    for i, (override, expected) in enumerate(cases):
+        res = memarena(*run, override, f"hydra.run.dir={tmp_path}/{i}", cwd=tmp_path)
+        assert res.returncode == 2, (override, res.stderr)
+        assert _error_lines(res.stderr) == [res.stderr.strip()], (override, res.stderr)  # one line
+        assert res.stderr.startswith("memarena: error: ") and expected in res.stderr, (override, res.stderr)
+        assert "Traceback" not in res.stdout + res.stderr and "HYDRA_FULL_ERROR" not in res.stderr
+
+
+def test_a_plugin_preset_named_like_a_component_is_refused(tmp_path: Path) -> None:
+    res = memarena(
+        *TINY_PAGING,
+        "hydra.mode=RUN",
+        "policy=lru",
+        cwd=tmp_path,
+        env=env(**SEARCHPATH, SEARCHPATH_PLUGIN_CLASH="1"),
+    )
+    assert res.returncode == 2
+    assert _error_lines(res.stderr) == [
+        "memarena: error: plugin 'tests.integration.searchpath_plugin' (module tests.integration.searchpath_plugin): "
+        f"its config preset policy/lru.yaml (search path file://{ROOT}/tests/integration/clash_conf) has the name "
+        "of the registered component policy=lru from plugin 'memarena.builtin.policies' (distribution memarena "
+        f"{__import__('memarena').__version__}); give the preset a name of its own"
+    ]

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from omegaconf import DictConfig
 
     from memarena.plugins import PluginManager
+    from memarena.registry import Registry
 
-__all__ = ["compose", "conf_dir", "plugin_search_path", "search_path_override"]
+__all__ = ["check_preset_names", "compose", "conf_dir", "plugin_search_path", "search_path_override"]
 
 
 def conf_dir() -> Path:
@@ -47,6 +50,54 @@ def plugin_search_path(pm: PluginManager) -> list[str]:
                 )
             out.extend(e for e in entries if e not in out)
     return out
+
+
+def _search_dir(entry: str) -> Traversable | None:
+    """The directory a ``pkg://`` or ``file://`` search-path entry names (None if it cannot be read)."""
+    import importlib.resources
+
+    try:
+        if entry.startswith("pkg://"):
+            root = importlib.resources.files(entry[len("pkg://") :].replace("/", "."))
+        elif entry.startswith("file://"):
+            root = Path(entry[len("file://") :])
+        else:
+            return None
+        return root if root.is_dir() else None
+    except (ImportError, TypeError, ValueError, OSError):
+        return None  # Hydra reports a search path it cannot read
+
+
+def check_preset_names(pm: PluginManager, registry: Registry) -> None:
+    """Refuse a plugin YAML preset named like a registered component of its group.
+
+    Hydra would see two configs ``<group>/<name>`` (the component's structured
+    config and the YAML) and silently use one, or fail with an unrelated
+    message; a preset must have a name of its own.
+
+    :raises PluginError: naming the plugin, the preset and the component's provider.
+    """
+    from memarena.errors import PluginError
+
+    for info, caller in pm.per_plugin("memarena_config_search_path"):
+        for entries in caller():
+            for entry in entries if isinstance(entries, list | tuple) else ():
+                root = _search_dir(entry) if isinstance(entry, str) else None
+                if root is None:
+                    continue
+                for group in registry.groups():
+                    sub = root / group
+                    if not sub.is_dir():
+                        continue
+                    for f in sorted(sub.iterdir(), key=lambda t: t.name):
+                        name = f.name.removesuffix(".yaml")
+                        if f.name.endswith(".yaml") and name in registry.names(group):
+                            owner = registry.entry(group, name).plugin
+                            raise PluginError(
+                                f"{info.describe()}: its config preset {group}/{f.name} (search path {entry}) "
+                                f"has the name of the registered component {group}={name} from "
+                                f"{owner.describe()}; give the preset a name of its own"
+                            )
 
 
 def _override_span(argv: Sequence[str]) -> tuple[int, int]:
@@ -123,7 +174,9 @@ def compose(
     from .store import register_configs
 
     pm = pm or get_plugin_manager()
-    register_configs(Registry.from_plugin_manager(pm))
+    registry = Registry.from_plugin_manager(pm)
+    check_preset_names(pm, registry)
+    register_configs(registry)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=search_path_override(pm, overrides))
