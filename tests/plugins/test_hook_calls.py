@@ -201,3 +201,20 @@ def test_a_module_plugin_from_an_installed_distribution_gets_its_version(
     pm = get_plugin_manager(autoload=False)
     (entry,) = [p for p in pm.plugin_versions() if p["name"] == "memarena_versioned_plugin"]
     assert (entry["distribution"], entry["version"]) == ("memarena-versioned", "2.5.0")
+
+
+def test_out_of_range_numbers_name_their_config_keys() -> None:
+    from omegaconf import OmegaConf
+
+    from memarena.run import out_of_range_error
+
+    cfg = OmegaConf.create({"seed": 0, "workload": {"n_requests": 2**70, "alpha": -0.5}, "cache_size": [2e19, 0.1]})
+    err = out_of_range_error(cfg, {"workload": "zipf"}, OverflowError("int too big to convert"))
+    assert str(err) == (
+        "config key 'workload.n_requests' (workload=zipf) = 1180591620717411303424, 'cache_size[0]' = 2e+19: "
+        "out of range, must be below 2**63 (int too big to convert)"
+    )
+    err = out_of_range_error(cfg, {"workload": "zipf"}, OverflowError("can't convert negative int to unsigned"))
+    assert "config key 'workload.alpha' (workload=zipf) = -0.5: out of range, must not be negative" in str(err)
+    err = out_of_range_error(OmegaConf.create({"a": 1}), {}, OverflowError("odd"))
+    assert str(err) == "a config value is out of range for memarena's core (odd)"
