@@ -109,6 +109,13 @@ class PluginManager(pluggy.PluginManager):
         if self.is_blocked(info.name):
             return
         try:
+            hash(plugin)  # hooks are called per plugin (pm.subset_hook_caller keeps plugins in a set)
+        except TypeError:
+            raise PluginError(
+                f"{info.describe()} could not be registered: the plugin object must be hashable "
+                f"({type(plugin).__name__} is not; a dataclass plugin needs eq=False or frozen=True)"
+            ) from None
+        try:
             self.register(plugin, name=info.name)
         except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"{info.describe()} could not be registered: {exc}") from exc

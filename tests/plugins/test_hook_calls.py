@@ -218,3 +218,16 @@ def test_out_of_range_numbers_name_their_config_keys() -> None:
     assert "config key 'workload.alpha' (workload=zipf) = -0.5: out of range, must not be negative" in str(err)
     err = out_of_range_error(OmegaConf.create({"a": 1}), {}, OverflowError("odd"))
     assert str(err) == "a config value is out of range for memarena's core (odd)"
+
+
+def test_an_unhashable_plugin_is_refused_with_its_name() -> None:
+    @dataclass
+    class DataPlugin:  # eq=True: instances are unhashable
+        n: int = 0
+
+        @hookimpl
+        def memarena_register_methods(self) -> list[type[Any]]:
+            return []
+
+    with pytest.raises(PluginError, match=r"plugin 'DataPlugin'.*must be hashable.*eq=False"):
+        get_plugin_manager(autoload=False, plugins=[DataPlugin()])
