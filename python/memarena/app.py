@@ -13,12 +13,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from memarena.errors import MemarenaError
+
+if TYPE_CHECKING:
+    from memarena.results import RunRecord
 
 __all__ = ["main"]
 
@@ -72,7 +75,7 @@ def _startup() -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------
 
 
-def _prior_record(output_dir: Path) -> Any:
+def _prior_record(output_dir: Path) -> RunRecord | None:
     """The record already in ``output_dir`` (None if there is none or it is unreadable)."""
     from memarena.results import RECORD_FILE, RunRecord
 
@@ -134,9 +137,10 @@ def _task(cfg: Any) -> dict[str, Any]:
         )
     except MemarenaError as exc:
         # A user error: the message names what is wrong; a traceback would bury it.
-        print(f"memarena: error: {exc}", file=sys.stderr)
         if not multirun:
+            print(f"memarena: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
+        print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
         if not multirun:
