@@ -112,8 +112,10 @@ def _override_span(argv: Sequence[str]) -> tuple[int, int]:
     import contextlib
     import io
 
-    from hydra._internal.utils import get_args_parser
-
+    try:
+        from hydra._internal.utils import get_args_parser  # the parser hydra.main uses
+    except ImportError:  # a Hydra without it: plain overrides still work
+        return len(argv), len(argv)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             parsed, _ = get_args_parser().parse_known_args(list(argv))
