@@ -66,8 +66,8 @@ def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, str | int | float | bool)
 
 
-def _read(root: str | Path) -> tuple[list[tuple[Path, RunRecord]], list[tuple[Path, str]], list[Path]]:
-    """Complete records below ``root``, the skipped ones with why, and every record path.
+def _read(root: str | Path) -> tuple[list[tuple[Path, RunRecord]], list[tuple[Path, str]]]:
+    """Complete records below ``root``, and the skipped ones with why.
 
     :raises NoRecordsError: ``root`` does not exist or holds no memarena records.
     """
@@ -95,19 +95,20 @@ def _read(root: str | Path) -> tuple[list[tuple[Path, RunRecord]], list[tuple[Pa
     if not used:
         reasons = "; ".join(f"{p}: {why}" for p, why in skipped[:5])
         raise NoRecordsError(f"{root}: {len(paths)} record(s) found but none complete ({reasons})")
-    return used, skipped, paths
+    return used, skipped
+
+
+_MISSING = object()
 
 
 def _config_value(config: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` in a record's config, or ``_MISSING``."""
     node: Any = config
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return _MISSING
         node = node[part]
     return node
-
-
-_MISSING = object()
 
 
 def _override_values(rec: RunRecord) -> dict[str, tuple[Any, bool]]:
@@ -180,7 +181,7 @@ def load_report(root: str | Path) -> Report:
     :raises NoRecordsError: ``root`` does not exist, holds no memarena
         records, or holds only incomplete ones.
     """
-    used, skipped, _ = _read(root)
+    used, skipped = _read(root)
     return report_of(used, skipped)
 
 
@@ -192,7 +193,7 @@ def load_reports(root: str | Path) -> list[Report]:
 
     :raises NoRecordsError: as :func:`load_report`.
     """
-    used, skipped, _ = _read(root)
+    used, skipped = _read(root)
     by_family: dict[str, list[tuple[Path, RunRecord]]] = {}
     for path, rec in used:
         by_family.setdefault(rec.family, []).append((path, rec))
