@@ -40,6 +40,7 @@ examples:
   memarena -m experiment=paging policy=lru,arc,s3fifo,belady
   memarena sweep=paging_mrc                       a miss-ratio-curve sweep, then:
   memarena report multirun/<date>/<time>
+  memarena -m ... hydra.sweep.dir=D resume=true   resume a sweep: skip the jobs already complete
 """
 
 
