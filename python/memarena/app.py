@@ -13,12 +13,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from memarena.errors import MemarenaError
+
+if TYPE_CHECKING:
+    from memarena.results import RunRecord
 
 __all__ = ["main"]
 
@@ -39,6 +42,7 @@ examples:
   memarena -m experiment=paging policy=lru,arc,s3fifo,belady  a sweep
   memarena sweep=paging_mrc                       a miss-ratio-curve sweep, then:
   memarena report multirun/<date>/<time>
+  memarena -m ... hydra.sweep.dir=D resume=true   resume a sweep: skip the jobs already complete
 """
 
 
@@ -50,17 +54,20 @@ examples:
 class _State:
     pm: Any = None
     registry: Any = None
+    #: Jobs of the last multirun that did not complete (set by SummaryCallback).
+    failed_jobs: int = 0
 
 
 def _startup() -> tuple[Any, Any]:
     """Load plugins and build the registry once per process (joblib workers too)."""
     if _State.pm is None:
-        from memarena.config import register_configs
+        from memarena.config import check_preset_names, register_configs
         from memarena.plugins import get_plugin_manager
         from memarena.registry import Registry
 
         pm = get_plugin_manager()
         registry = Registry.from_plugin_manager(pm)
+        check_preset_names(pm, registry)
         register_configs(registry)
         _State.pm, _State.registry = pm, registry
     return _State.pm, _State.registry
@@ -71,7 +78,37 @@ def _startup() -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------
 
 
-def _task(cfg: Any) -> None:
+def _prior_record(output_dir: Path) -> RunRecord | None:
+    """The record already in ``output_dir`` (None if there is none or it is unreadable)."""
+    from memarena.results import RECORD_FILE, RunRecord
+
+    path = output_dir / RECORD_FILE
+    try:
+        return RunRecord.from_json(path.read_text(encoding="utf-8"), source=str(path))
+    except (OSError, ValueError):
+        return None
+
+
+def _refusal(output_dir: Path) -> str:
+    return (
+        f"{output_dir} already holds a complete run record; pass resume=true to skip complete runs "
+        "(for a sweep: the same overrides and hydra.sweep.dir), or choose another output directory "
+        "(hydra.run.dir=... or hydra.sweep.dir=...)"
+    )
+
+
+def _task(cfg: Any) -> dict[str, Any]:
+    """One Hydra job: run it and write its record.
+
+    In a multirun, a job that fails is recorded as ``failed`` and the sweep
+    goes on (the summary lists it, and ``memarena`` exits 1); a single run
+    that fails with a memarena error prints one ``memarena: error:`` line and
+    exits 2. With ``resume=true`` a job whose output directory holds a
+    complete record is skipped; without it, that record is never overwritten.
+
+    :returns: A small picklable summary (launchers such as Ray send it back to
+        the driver): ``status``, ``dir``, ``rows`` and ``error``.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -79,10 +116,23 @@ def _task(cfg: Any) -> None:
 
     pm, registry = _startup()
     hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    prior = _prior_record(out)
+    if prior is not None and prior.status == "complete":
+        if not cfg.get("resume", False):
+            print(f"memarena: error: {_refusal(out)}", file=sys.stderr)
+            if not multirun:
+                raise SystemExit(2)
+            return {"status": "refused", "dir": str(out), "rows": 0, "error": _refusal(out)}
+        log.info("job %s: complete record in %s; skipped (resume=true)", hc.job.num if multirun else "", out)
+        if not multirun:
+            print(f"memarena: {out} is complete; skipped (resume=true)")
+        return {"status": "skipped", "dir": str(out), "rows": len(prior.rows), "error": None}
     try:
         record = execute(
             cfg,
-            Path(hc.runtime.output_dir),
+            out,
             pm=pm,
             registry=registry,
             overrides=list(hc.overrides.task),
@@ -90,13 +140,27 @@ def _task(cfg: Any) -> None:
         )
     except MemarenaError as exc:
         # A user error: the message names what is wrong; a traceback would bury it.
-        print(f"memarena: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
-    if hc.mode == RunMode.MULTIRUN:
-        log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), hc.runtime.output_dir)
-        return
-    _print_summary(record.rows, record.label_columns, record.family)
-    print(f"\nrecord: {Path(hc.runtime.output_dir) / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
+        if not multirun:
+            print(f"memarena: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
+        print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:
+        if not multirun:
+            raise  # a bug in a plugin or in memarena: the traceback helps
+        # The record says `failed`; the other jobs of the sweep still run.
+        log.error("job %s failed; the sweep goes on", hc.job.num, exc_info=exc)
+        print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
+    if multirun:
+        log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), out)
+    else:
+        from memarena.report import report_of
+
+        rep = report_of([(out, record)])
+        _print_summary(rep.rows, rep.label_columns, record.family)
+        print(f"\nrecord: {out / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
+    return {"status": record.status, "dir": str(out), "rows": len(record.rows), "error": record.error}
 
 
 def _summary_columns(rows: Sequence[dict[str, Any]], labels: Sequence[str], family: str) -> list[str]:
@@ -130,26 +194,104 @@ def _print_summary(rows: Sequence[dict[str, Any]], labels: Sequence[str], family
 
 
 class SummaryCallback(Callback):
-    """Prints one summary table over all jobs when a multirun ends."""
+    """Guards a sweep's directory when it starts; prints the summary when it ends.
+
+    At the start, a sweep directory that already holds complete records is
+    refused unless ``resume=true``. At the end: one table per family over the
+    complete jobs, then every job that did not complete, with its error.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from memarena.results import find_records
+
+        _State.failed_jobs = 0
+        if config.get("resume", False):
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        done = [p.parent for p in find_records(sweep_dir) if (r := _prior_record(p.parent)) and r.status == "complete"]
+        if done:
+            print(f"memarena: error: {_refusal(sweep_dir)} ({len(done)} complete job(s))", file=sys.stderr)
+            raise SystemExit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from memarena.errors import NoRecordsError
-        from memarena.report import load_report, sorted_rows
+        from memarena.report import load_reports, sorted_rows
+        from memarena.results import find_records
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        failed = []
+        for path in find_records(sweep_dir):
+            rec = _prior_record(path.parent)
+            if rec is None or rec.status != "complete":
+                why = "unreadable record" if rec is None else f"{rec.status}: {rec.error}"
+                failed.append(f"{path.parent}: {why}")
+        _State.failed_jobs = len(failed)
         try:
-            rep = load_report(sweep_dir)
+            reports = load_reports(sweep_dir)
         except NoRecordsError as exc:
             print(f"memarena: no complete runs to summarise ({exc})", file=sys.stderr)
-            return
-        _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
-        n_skipped = f", {len(rep.skipped)} incomplete" if rep.skipped else ""
-        print(f"\n{len(rep.records)} run(s){n_skipped} in {sweep_dir}")
-        print(f"tables and plots: memarena report {sweep_dir}")
+            reports = []
+        for i, rep in enumerate(reports):
+            if len(reports) > 1:
+                print(f"{'' if i == 0 else chr(10)}family {rep.families[0]}:")
+            _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
+        n_complete = sum(len(rep.records) for rep in reports)
+        print(f"\n{n_complete} complete run(s) in {sweep_dir}")
+        if failed:
+            print(f"memarena: {len(failed)} job(s) did not complete:", file=sys.stderr)
+            for line in failed:
+                print(f"  {line}", file=sys.stderr)
+        if reports:
+            print(f"tables and plots: memarena report {sweep_dir}")
+
+
+def _one_line(text: str) -> str:
+    """Hydra's multi-line messages on one line; an indented list after ``...:`` becomes ``a, b, c``."""
+    parts: list[str] = []
+    listing = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Config search path"):
+            break  # Hydra's list of search-path entries: noise in a one-line error
+        if not line:
+            continue
+        if parts and (listing or parts[-1].endswith(":")):
+            parts[-1] += (", " if listing else " ") + line
+            listing = raw.startswith(("\t", "  ")) or listing
+        else:
+            parts.append(line)
+            listing = False
+    return "; ".join(parts)
+
+
+def _config_error(exc: Exception) -> str:
+    """One line for a config that does not compose: what, the key, and the component it belongs to."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause: BaseException | None = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
+    head = _one_line(str(exc)) if cause is not exc else ""
+    if not isinstance(cause, OmegaConfBaseException):
+        return head
+    msg = str(cause).strip().split("\n", 1)[0]  # the rest repeats full_key and object_type
+    where = []
+    full_key = getattr(cause, "full_key", None)
+    if full_key:
+        where.append(f"config key {full_key!r}")
+    object_type = getattr(cause, "object_type", None)
+    _, registry = _startup()
+    owner = next((e for e in registry if object_type is not None and e.cls.Config is object_type), None)
+    if owner is not None:
+        where.append(f"{owner.group}={owner.name}")
+    text = f"{head}: {msg}" if head else msg
+    return f"{text} ({', '.join(where)})" if where else text
 
 
 def _run_hydra(argv: list[str]) -> int:
+    import os
+
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from memarena.config import search_path_override
 
@@ -161,11 +303,22 @@ def _run_hydra(argv: list[str]) -> int:
     app = hydra.main(config_path="conf", config_name="config", version_base="1.3")(_task)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "memarena", *argv]
+    _State.failed_jobs = 0
+    # Hydra's errors reach us whole (it would print a trimmed traceback and
+    # exit 1): a config that does not compose becomes one `memarena: error:` line.
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if user_full_error:
+            raise
+        raise MemarenaError(_config_error(exc)) from exc
     finally:
         sys.argv = saved
-    return 0
+        if user_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+    return 1 if _State.failed_jobs else 0
 
 
 # ---------------------------------------------------------------------------
@@ -211,7 +364,7 @@ def _cmd_plugins(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-    from memarena.report import format_table, load_report, sorted_rows, write_report
+    from memarena.report import format_table, load_reports, sorted_rows, write_report
 
     parser = argparse.ArgumentParser(prog="memarena report", description="Aggregate memarena run records.")
     parser.add_argument("dir", help="a run or multirun directory (searched recursively for records)")
@@ -219,9 +372,12 @@ def _cmd_report(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _, registry = _startup()
     written = write_report(args.dir, args.out, registry)
-    rep = load_report(args.dir)
-    print(format_table(sorted_rows(rep), rep.scalar_columns()))
-    print()
+    reports = load_reports(args.dir)
+    for rep in reports:
+        if len(reports) > 1:
+            print(f"family {rep.families[0]} ({len(rep.records)} record(s)):")
+        print(format_table(sorted_rows(rep), rep.scalar_columns()))
+        print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
     return 0
@@ -232,6 +388,12 @@ def _cmd_version() -> int:
 
     for k, v in versions().items():
         print(f"{k} {v}")
+    pm, _ = _startup()
+    print("plugins:")
+    for p in pm.plugin_versions():
+        dist = p["distribution"]
+        origin = f"{dist} {p['version']}" if dist else f"module {p['module']}, no distribution"
+        print(f"  {p['name']} ({origin}{', built-in' if p['builtin'] else ''})")
     return 0
 
 
@@ -276,4 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m memarena.app`: run the importable module's main, so that the
+    # Hydra callback (memarena.app.SummaryCallback) shares its state.
+    from memarena.app import main as _main
+
+    sys.exit(_main())

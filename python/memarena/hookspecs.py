@@ -7,6 +7,11 @@ components register through these same hooks (:data:`memarena.plugins.DEFAULT_PL
 Hooks are grouped in this order: registration, configuration, run
 lifecycle. Arguments may be added to a hook in later versions; none is ever
 renamed or removed, and an implementation may accept any subset of them.
+
+Every hook is called through pluggy, one plugin's implementation at a time
+for registration and observer hooks (hook wrappers still wrap each call, and
+``MEMARENA_TRACE_PLUGINS=1`` traces them), so an error or a bad return value
+is reported with the name of the plugin it came from.
 """
 
 # Hook specifications are bodiless by design: pluggy calls the implementations.
@@ -154,7 +159,9 @@ def memarena_config_search_path() -> list[str]:
 def memarena_configure(config: DictConfig) -> None:
     """Inspect the composed config once, before any component is built.
 
-    Historic: plugins registered late still receive the call.
+    Historic: plugins registered late still receive the call. An exception
+    raised here fails the run (its record says ``failed``; the message names
+    the plugin): the place to refuse a config a plugin cannot serve.
 
     :param config: The fully composed, read-only run config.
 
@@ -163,7 +170,9 @@ def memarena_configure(config: DictConfig) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Run lifecycle: observers, return None.
+# Run lifecycle: observers, return None. An observer that raises never changes
+# the run's outcome: the error is logged with the plugin's name and kept in the
+# record's ``hook_errors``; the other plugins are still called; no row is lost.
 # ---------------------------------------------------------------------------
 
 

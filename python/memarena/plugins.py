@@ -19,20 +19,29 @@ Environment switches:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import ModuleType
+from types import ModuleType, TracebackType
+from typing import Any
 
 import pluggy
 
 from memarena import hookspecs
 from memarena.errors import PluginError
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginInfo", "PluginManager", "get_plugin_manager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "HookError",
+    "PluginInfo",
+    "PluginManager",
+    "get_plugin_manager",
+]
 
 ENTRY_POINT_GROUP = "memarena"
 
@@ -62,6 +71,28 @@ class PluginInfo:
             return f"plugin {self.name!r} (distribution {self.distribution} {self.version})"
         return f"plugin {self.name!r} (module {self.module})"
 
+    def as_dict(self) -> dict[str, Any]:
+        """``name``, ``distribution``, ``version``, ``module`` and ``builtin``, for records and ``--version``."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "builtin": self.builtin,
+        }
+
+
+@dataclass(frozen=True)
+class HookError:
+    """An exception one plugin's hook implementation raised."""
+
+    plugin: PluginInfo
+    hook: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{self.plugin.describe()}: {self.hook}() raised {type(self.error).__name__}: {self.error}"
+
 
 class PluginManager(pluggy.PluginManager):
     """A pluggy manager that remembers where each plugin came from."""
@@ -76,6 +107,13 @@ class PluginManager(pluggy.PluginManager):
         if self.is_blocked(info.name):
             return
         try:
+            hash(plugin)  # hooks are called per plugin (pm.subset_hook_caller keeps plugins in a set)
+        except TypeError:
+            raise PluginError(
+                f"{info.describe()} could not be registered: the plugin object must be hashable "
+                f"({type(plugin).__name__} is not; a dataclass plugin needs eq=False or frozen=True)"
+            ) from None
+        try:
             self.register(plugin, name=info.name)
         except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"{info.describe()} could not be registered: {exc}") from exc
@@ -84,6 +122,64 @@ class PluginManager(pluggy.PluginManager):
     def info(self, name: str) -> PluginInfo:
         """Origin of plugin ``name`` (built-in, entry point or module)."""
         return self.infos.get(name) or PluginInfo(name, name, None, None, False)
+
+    def plugin_versions(self) -> list[dict[str, Any]]:
+        """Every registered plugin's name, distribution and version, in registration order."""
+        return [self.info(name).as_dict() for name, _ in self.list_name_plugin() if name is not None]
+
+    def per_plugin(self, hook_name: str, *, call_order: bool = False) -> list[tuple[PluginInfo, pluggy.HookCaller]]:
+        """One hook caller per plugin that implements ``hook_name``.
+
+        Each caller goes through pluggy with every other plugin's plain
+        implementation left out (hook wrappers stay), so tracing
+        (``MEMARENA_TRACE_PLUGINS``) and wrappers see every call, while an
+        exception or a bad return value belongs to exactly one plugin.
+
+        :param hook_name: A ``memarena_*`` hook.
+        :param call_order: Order the callers as pluggy calls implementations
+            (last registered first, ``tryfirst``/``trylast`` honoured) instead
+            of in registration order.
+        :returns: ``(plugin, caller)`` pairs; calling a caller returns a list
+            of at most one result.
+        """
+        hook = getattr(self.hook, hook_name)
+        plain = [i for i in hook.get_hookimpls() if not (i.hookwrapper or i.wrapper)]
+        callers = [
+            (
+                self.info(impl.plugin_name),
+                self.subset_hook_caller(hook_name, [o.plugin for o in plain if o is not impl]),
+            )
+            for impl in plain
+        ]
+        return callers[::-1] if call_order else callers
+
+    def notify(self, hook_name: str, **kwargs: Any) -> list[HookError]:
+        """Call an observer hook on every plugin; one plugin's exception does not stop the others.
+
+        :returns: The exceptions raised (``KeyboardInterrupt`` and other
+            non-``Exception`` errors propagate), each with its plugin.
+        """
+        errors: list[HookError] = []
+        for info, caller in self.per_plugin(hook_name, call_order=True):
+            try:
+                caller(**kwargs)
+            except Exception as exc:
+                errors.append(HookError(info, hook_name, exc))
+        return errors
+
+    def plugin_of(self, exc: BaseException, hook_name: str) -> PluginInfo | None:
+        """The plugin whose ``hook_name`` implementation raised ``exc`` (from its traceback), if any."""
+        codes = {}
+        for impl in getattr(self.hook, hook_name).get_hookimpls():
+            code = getattr(impl.function, "__code__", None)
+            if code is not None:
+                codes[code] = impl.plugin_name
+        found = None
+        tb: TracebackType | None = exc.__traceback__
+        while tb is not None:
+            found = codes.get(tb.tb_frame.f_code, found)
+            tb = tb.tb_next
+        return self.info(found) if found is not None else None
 
 
 def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
@@ -144,10 +240,11 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[object
         _load_entry_points(pm)
     for modname in _split_env("MEMARENA_PLUGINS"):
         module = _import_module(modname, "plugin module from MEMARENA_PLUGINS")
-        pm.register_plugin(module, PluginInfo(modname, modname, None, None, builtin=False))
+        pm.register_plugin(module, PluginInfo(modname, modname, *_dist_of_module(modname), builtin=False))
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        pm.register_plugin(plugin, PluginInfo(name, name, None, None, builtin=False))
+        modname = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        pm.register_plugin(plugin, PluginInfo(name, modname, *_dist_of_module(modname), builtin=False))
     if os.environ.get("MEMARENA_TRACE_PLUGINS"):
         pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
@@ -157,6 +254,21 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[object
         name = pm.get_name(exc.plugin) or type(exc.plugin).__name__
         raise PluginError(f"{pm.info(name).describe()}: {exc}") from exc
     return pm
+
+
+def _dist_of_module(modname: str) -> tuple[str | None, str | None]:
+    """The installed distribution (name, version) whose files include module ``modname``, if one does."""
+    module = sys.modules.get(modname)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return None, None
+    target = os.path.realpath(path)
+    for dist_name in importlib.metadata.packages_distributions().get(modname.split(".", 1)[0], []):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            dist = importlib.metadata.distribution(dist_name)
+            if any(os.path.realpath(str(dist.locate_file(f))) == target for f in dist.files or ()):
+                return dist.metadata["Name"], dist.version
+    return None, None
 
 
 def _memarena_version() -> str:

@@ -78,22 +78,22 @@ class Registry:
         """
         reg = cls()
         for hook_name, kind in REGISTRATION_HOOKS.items():
-            hook = getattr(pm.hook, hook_name)
-            # Registration order: built-ins, then entry points, then extras.
-            for impl in hook.get_hookimpls():
-                info = pm.info(impl.plugin_name)
+            # Registration order: built-ins, then entry points, then extras. Each
+            # plugin's implementation is called through pluggy on its own, so
+            # tracing and hook wrappers see the call and a bad result names one plugin.
+            for info, caller in pm.per_plugin(hook_name):
                 try:
-                    result = impl.function()
+                    results = caller()
                 except Exception as exc:
                     raise PluginError(f"{info.describe()}: {hook_name}() raised {type(exc).__name__}: {exc}") from exc
-                if result is None:
-                    continue
-                if not isinstance(result, list | tuple):
-                    raise PluginError(
-                        f"{info.describe()}: {hook_name}() must return a list of classes, got {type(result).__name__}"
-                    )
-                for item in result:
-                    reg.add(item, kind, info, hook_name)
+                for result in results:  # one, or none where the implementation returned None
+                    if not isinstance(result, list | tuple):
+                        raise PluginError(
+                            f"{info.describe()}: {hook_name}() must return a list of classes, "
+                            f"got {type(result).__name__}"
+                        )
+                    for item in result:
+                        reg.add(item, kind, info, hook_name)
         return reg
 
     def add(self, item: object, kind: str, info: PluginInfo, hook_name: str = "") -> None:

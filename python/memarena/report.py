@@ -3,7 +3,18 @@
 ``memarena report DIR`` reads every complete record below DIR (a run or a
 multirun directory), and writes ``report.md``, ``report.csv`` and one PNG per
 plot the records' family declares. Interrupted and failed records are listed
-but never read as data.
+but never read as data. Records of several families make one table (and one
+CSV, ``report-<family>.csv``) per family, never one wide table. A plot is drawn
+only where its x axis varies.
+
+Override labels: a job's overrides (Hydra's ``overrides.task``, kept in the
+record) that set a component's parameter, such as ``policy.history_ratio=0.3``
+or ``backend.peak_flops.bf16=1e15``, are not in the family's rows. They are
+added to the rows at report time as label columns named by the key: in a
+report over several records, every key whose value differs between records;
+over one record, every key that sets a parameter (group choices such as
+``experiment=paging`` are left out). Keys that are already a column of the
+rows, and ``resume``/``progress``, never become override labels.
 """
 
 from __future__ import annotations
@@ -23,7 +34,10 @@ if TYPE_CHECKING:
     from memarena.api import PlotSpec
     from memarena.registry import Registry
 
-__all__ = ["Report", "format_table", "load_report", "write_report"]
+__all__ = ["Report", "format_table", "load_report", "load_reports", "override_labels", "report_of", "write_report"]
+
+#: Override keys that do not change results (never label columns).
+UNLABELLED_OVERRIDES = frozenset({"resume", "progress"})
 
 
 @dataclass
@@ -52,11 +66,10 @@ def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, str | int | float | bool)
 
 
-def load_report(root: str | Path) -> Report:
-    """Read every record below ``root``.
+def _read(root: str | Path) -> tuple[list[tuple[Path, RunRecord]], list[tuple[Path, str]]]:
+    """Complete records below ``root``, and the skipped ones with why.
 
-    :raises NoRecordsError: ``root`` does not exist, holds no memarena
-        records, or holds only incomplete ones.
+    :raises NoRecordsError: ``root`` does not exist or holds no memarena records.
     """
     root = Path(root)
     if not root.exists():
@@ -67,10 +80,7 @@ def load_report(root: str | Path) -> Report:
             f"{root}: no memarena run records ({RECORD_FILE}) found; point `memarena report` at the output "
             "directory of a run or multirun (e.g. outputs/<date>/<time> or multirun/<date>/<time>)"
         )
-    rows: list[dict[str, Any]] = []
-    labels: list[str] = []
-    families: list[str] = []
-    used: list[Path] = []
+    used: list[tuple[Path, RunRecord]] = []
     skipped: list[tuple[Path, str]] = []
     for path in paths:
         try:
@@ -81,15 +91,113 @@ def load_report(root: str | Path) -> Report:
         if rec.status != "complete":
             skipped.append((path, f"status {rec.status}" + (f": {rec.error}" if rec.error else "")))
             continue
-        used.append(path)
-        rows.extend(rec.rows)
-        labels.extend(c for c in rec.label_columns if c not in labels)
-        if rec.family not in families:
-            families.append(rec.family)
+        used.append((path, rec))
     if not used:
         reasons = "; ".join(f"{p}: {why}" for p, why in skipped[:5])
         raise NoRecordsError(f"{root}: {len(paths)} record(s) found but none complete ({reasons})")
-    return Report(rows, labels, families, used, skipped)
+    return used, skipped
+
+
+_MISSING = object()
+
+
+def _config_value(config: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` in a record's config, or ``_MISSING``."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _override_values(rec: RunRecord) -> dict[str, tuple[Any, bool]]:
+    """``key -> (value, sets_a_parameter)`` for each ``key=value`` override of the record's job.
+
+    The value is the resolved config's (typed) where the key names a scalar,
+    else the override's text (a group choice, a list).
+    """
+    out: dict[str, tuple[Any, bool]] = {}
+    for override in rec.overrides:
+        if override.startswith("~") or "=" not in override:
+            continue  # a deletion
+        key, text = override.split("=", 1)
+        key = key.lstrip("+")
+        if key in UNLABELLED_OVERRIDES or key.startswith("hydra."):
+            continue
+        value = _config_value(rec.config, key)
+        is_param = value is not _MISSING and not isinstance(value, dict)
+        out[key] = (value if _is_scalar(value) and value is not _MISSING else text, is_param)
+    return out
+
+
+def override_labels(records: Sequence[RunRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The override label columns of ``records`` and each record's values for them (see the module doc).
+
+    :returns: The columns, and one ``column -> value`` dict per record (a
+        record that did not override a key gets its config's value there).
+    """
+    per = [_override_values(r) for r in records]
+    native = {c for r in records for row in r.rows for c in row}
+    keys: list[str] = []
+    for p in per:
+        keys.extend(k for k in p if k not in keys and k not in native)
+    if len(records) > 1:
+        cols = [k for k in keys if len({repr(p[k][0]) if k in p else None for p in per}) > 1]
+    else:
+        cols = [k for k in keys if per[0][k][1]]
+    values: list[dict[str, Any]] = []
+    for rec, p in zip(records, per, strict=True):
+        vals = {}
+        for c in cols:
+            if c in p:
+                vals[c] = p[c][0]
+            else:
+                default = _config_value(rec.config, c)
+                vals[c] = default if default is not _MISSING and _is_scalar(default) else None
+        values.append(vals)
+    return cols, values
+
+
+def report_of(entries: Sequence[tuple[Path, RunRecord]], skipped: Sequence[tuple[Path, str]] = ()) -> Report:
+    """A report over complete ``(path, record)`` entries, with the override label columns added to the rows."""
+    records = [rec for _, rec in entries]
+    extra_cols, extra = override_labels(records)
+    rows: list[dict[str, Any]] = []
+    labels: list[str] = []
+    families: list[str] = []
+    for rec, vals in zip(records, extra, strict=True):
+        rows.extend({**row, **vals} for row in rec.rows)
+        labels.extend(c for c in rec.label_columns if c not in labels)
+        if rec.family not in families:
+            families.append(rec.family)
+    labels.extend(c for c in extra_cols if c not in labels)
+    return Report(rows, labels, families, [p for p, _ in entries], list(skipped))
+
+
+def load_report(root: str | Path) -> Report:
+    """Read every record below ``root`` into one report (all families together).
+
+    :raises NoRecordsError: ``root`` does not exist, holds no memarena
+        records, or holds only incomplete ones.
+    """
+    used, skipped = _read(root)
+    return report_of(used, skipped)
+
+
+def load_reports(root: str | Path) -> list[Report]:
+    """Read every record below ``root`` into one report per family, in first-seen order.
+
+    Each family's override labels are computed over its own records.
+    Skipped records are listed with the first report.
+
+    :raises NoRecordsError: as :func:`load_report`.
+    """
+    used, skipped = _read(root)
+    by_family: dict[str, list[tuple[Path, RunRecord]]] = {}
+    for path, rec in used:
+        by_family.setdefault(rec.family, []).append((path, rec))
+    return [report_of(entries, skipped if i == 0 else ()) for i, entries in enumerate(by_family.values())]
 
 
 def _fmt(v: Any) -> str:
@@ -212,12 +320,16 @@ def _point_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float,
 
 
 def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
-    """Draw ``spec`` from the report's rows; returns False when its columns are missing."""
+    """Draw ``spec`` from the report's rows.
+
+    :returns: False (nothing drawn) when its columns are missing, or when
+        its x axis does not vary (one load point, one cache size...).
+    """
     if spec.stack:
         return _draw_stack(report, spec, path)
     groups = _series_groups(report, spec) if spec.series else _point_groups(report, spec)
-    if not groups:
-        return False
+    if not groups or len({x for pts in groups.values() for x, _ in pts}) < 2:
+        return False  # no data, or a single x value: nothing to draw a line over
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,44 +357,54 @@ def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
 def write_report(
     root: str | Path, out_dir: str | Path | None = None, registry: Registry | None = None
 ) -> dict[str, Path]:
-    """Write ``report.md``, ``report.csv`` and the family plots.
+    """Write ``report.md``, the CSV table(s) and the family plots.
+
+    One family: ``report.csv``. Several: one ``report-<family>.csv`` each, and
+    one section per family in ``report.md``.
 
     :param root: A run or multirun directory (or one record file).
     :param out_dir: Where to write (default: ``root``, or its parent for a file).
     :param registry: Used to find the families' plot specs.
-    :returns: Written files by kind (``markdown``, ``csv``, and one per plot).
+    :returns: Written files by kind: ``markdown``; ``csv`` (one family) or
+        ``csv-<family>`` (several); and one per plot, by file name.
     """
-    report = load_report(root)
+    reports = load_reports(root)
     root = Path(root)
     out = Path(out_dir) if out_dir else (root if root.is_dir() else root.parent)
     out.mkdir(parents=True, exist_ok=True)
-    rows = sorted_rows(report)
+    several = len(reports) > 1
     written: dict[str, Path] = {}
-
-    csv_path = out / "report.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        cols = report.columns()
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([json.dumps(r.get(c)) if not _is_scalar(r.get(c)) else r.get(c) for c in cols])
-    written["csv"] = csv_path
-
-    plots: list[str] = []
-    for spec in plot_specs(report, registry):
-        path = out / spec.file()
-        if draw_plot(report, spec, path):
-            written[spec.file()] = path
-            plots.append(spec.file())
-
-    md = [f"# memarena report: {', '.join(report.families)}", ""]
-    md.append(f"{len(report.records)} complete run record(s), {len(rows)} row(s), from `{root}`.")
-    if report.skipped:
+    families = [f for rep in reports for f in rep.families]
+    n_records = sum(len(rep.records) for rep in reports)
+    n_rows = sum(len(rep.rows) for rep in reports)
+    md = [f"# memarena report: {', '.join(families)}", ""]
+    md.append(f"{n_records} complete run record(s), {n_rows} row(s), from `{root}`.")
+    skipped = [s for rep in reports for s in rep.skipped]
+    if skipped:
         md.append("")
-        md.append(f"Skipped {len(report.skipped)} record(s) that are not complete:")
-        md.extend(f"- `{p}`: {why}" for p, why in report.skipped)
-    md += ["", format_table(rows, report.scalar_columns()), ""]
-    md.extend(f"![{p}]({p})" for p in plots)
+        md.append(f"Skipped {len(skipped)} record(s) that are not complete:")
+        md.extend(f"- `{p}`: {why}" for p, why in skipped)
+    for report in reports:
+        family = report.families[0]
+        rows = sorted_rows(report)
+        csv_path = out / (f"report-{family}.csv" if several else "report.csv")
+        with csv_path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            cols = report.columns()
+            w.writerow(cols)
+            for r in rows:
+                w.writerow([json.dumps(r.get(c)) if not _is_scalar(r.get(c)) else r.get(c) for c in cols])
+        written[f"csv-{family}" if several else "csv"] = csv_path
+        plots: list[str] = []
+        for spec in plot_specs(report, registry):
+            name = spec.file() if spec.file() not in written else f"{family}-{spec.file()}"
+            if draw_plot(report, spec, out / name):
+                written[name] = out / name
+                plots.append(name)
+        if several:
+            md += ["", f"## {family}", "", f"{len(report.records)} record(s), {len(rows)} row(s)."]
+        md += ["", format_table(rows, report.scalar_columns()), ""]
+        md.extend(f"![{p}]({p})" for p in plots)
     md_path = out / "report.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     written["markdown"] = md_path

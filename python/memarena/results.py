@@ -18,9 +18,9 @@ import json
 import math
 import os
 import platform
+import secrets
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +55,10 @@ class RunRecord:
     wall_s: float
     error: str | None = None
     label_columns: list[str] = field(default_factory=list)
+    #: Every registered plugin: ``name``, ``distribution``, ``version``, ``module``, ``builtin``.
+    plugins: list[dict[str, Any]] = field(default_factory=list)
+    #: Observer hooks that raised (logged, the run went on): one line per plugin and hook.
+    hook_errors: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -96,12 +100,14 @@ def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
 
     The JSON is serialised first (so a serialisation error writes nothing),
     written to a temporary file in the same directory, fsynced, then renamed
-    over the final name.
+    over the final name. The file gets the permissions the umask allows
+    (like any file the user writes), not a temporary file's 0600.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = record.to_json()
-    fd, tmp = tempfile.mkstemp(prefix=".memarena-record.", suffix=".tmp", dir=run_dir)
+    tmp = run_dir / f".memarena-record.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

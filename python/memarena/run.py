@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from memarena.api import Family, Metric
-from memarena.errors import InvalidConfigError, MemarenaError
+from memarena.errors import InvalidConfigError, MemarenaError, PluginError
 from memarena.results import RunRecord, host_info, now_iso, versions, write_record
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from memarena.plugins import PluginManager
+    from memarena.plugins import HookError, PluginManager
     from memarena.registry import Registry
 
 __all__ = ["Interrupted", "Run", "execute"]
@@ -64,11 +64,12 @@ class Run:
         self.registry = registry
         self.pm = pm
         self.output_dir = Path(output_dir)
-        self.seed = _int_key(config, "seed", 0)
-        self.threads = _int_key(config, "threads", 0) or os.cpu_count() or 1
         self.rows: list[dict[str, Any]] = []
         self.family_name = ""
+        self.hook_errors: dict[tuple[str, str], tuple[str, int]] = {}
         self._metrics: list[Metric] = []
+        self.seed = _int_key(config, "seed", 0, 0, 2**64 - 1)
+        self.threads = _int_key(config, "threads", 0, 0, 1 << 16) or os.cpu_count() or 1
 
     # -- components --------------------------------------------------------
 
@@ -127,9 +128,25 @@ class Run:
             if clash:
                 raise MemarenaError(f"metric {metric.name!r} computed columns that already exist: {', '.join(clash)}")
             full.update(extra)
-        self.pm.hook.memarena_run_result(run=self, row=full)
         self.rows.append(full)
+        self._notify("memarena_run_result", row=full)
         return full
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an observer hook on every plugin; log and keep what raised."""
+        for err in self.pm.notify(hook_name, run=self, **kwargs):
+            self._hook_error(err)
+
+    def _hook_error(self, err: HookError) -> None:
+        key = (err.plugin.name, err.hook)
+        first, count = self.hook_errors.get(key, (str(err), 0))
+        self.hook_errors[key] = (first, count + 1)
+        if count == 0:  # once per plugin and hook: an observer may fail on every row
+            log.error("%s (ignored: observers do not change a run's outcome)", err, exc_info=err.error)
+
+    def hook_error_lines(self) -> list[str]:
+        """One line per plugin hook that raised: its first error, and how often it raised."""
+        return [msg + (f" ({n} times)" if n > 1 else "") for msg, n in self.hook_errors.values()]
 
     def _select_metrics(self) -> None:
         for entry in self.registry:
@@ -149,7 +166,7 @@ class _ConfigKeyErrors(functools.partial[Any]):
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except (ValueError, TypeError, InvalidConfigError) as exc:
+        except (ValueError, TypeError, OverflowError, InvalidConfigError) as exc:
             name = getattr(self.func, "name", getattr(self.func, "__name__", "?"))
             raise InvalidConfigError(f"config key {self.group!r} ({self.group}={name}): {exc}") from exc  # type: ignore[attr-defined]
 
@@ -161,13 +178,60 @@ def _container(config: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(config, resolve=False)  # type: ignore[return-value]
 
 
-def _int_key(config: DictConfig, key: str, default: int) -> int:
+def _int_key(config: DictConfig, key: str, default: int, lo: int, hi: int) -> int:
     value = config.get(key, default)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidConfigError(f"config key {key!r} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidConfigError(f"config key {key!r} must be an integer in [{lo}, {hi}], got {value!r}")
     return value
+
+
+def _numbers(node: Any, path: str = "") -> Iterator[tuple[str, int | float]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(node, int | float) and not isinstance(node, bool):
+        yield path, node
+
+
+def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: OverflowError) -> InvalidConfigError:
+    """An :class:`InvalidConfigError` naming the config keys whose numbers ``exc`` could be about.
+
+    The core takes 64-bit integers: a negative value where it wants an
+    unsigned one, or one of magnitude 2**63 or more, cannot cross. The keys
+    holding such a number are named, with the component chosen for their group.
+    """
+    text = " ".join([str(exc), *getattr(exc, "__notes__", ())])
+    negative = "negative" in text
+    suspects = [
+        (key, value) for key, value in _numbers(_container(config)) if (value < 0 if negative else abs(value) >= 2**63)
+    ]
+    if not suspects:
+        return InvalidConfigError(f"a config value is out of range for memarena's core ({text})")
+
+    def name(key: str) -> str:
+        group = key.split(".", 1)[0].split("[", 1)[0]
+        return f"{key!r} ({group}={choices[group]})" if group in choices and "." in key else repr(key)
+
+    keys = ", ".join(f"{name(k)} = {v:g}" if isinstance(v, float) else f"{name(k)} = {v}" for k, v in suspects)
+    bound = "must not be negative" if negative else "must be below 2**63"
+    return InvalidConfigError(f"config key {keys}: out of range, {bound} ({text})")
+
+
+def _configure(pm: PluginManager, config: DictConfig) -> None:
+    """Fire ``memarena_configure`` (historic); an exception names the plugin that raised it."""
+    try:
+        pm.hook.memarena_configure.call_historic(kwargs={"config": config})
+    except Exception as exc:
+        info = pm.plugin_of(exc, "memarena_configure")
+        who = info.describe() if info else "a plugin"
+        raise PluginError(f"{who}: memarena_configure() raised {type(exc).__name__}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -214,12 +278,14 @@ def execute(
     :raises KeyboardInterrupt: after writing an ``interrupted`` record.
     :raises Exception: whatever the family raised, after writing a ``failed`` record.
     """
-    run = Run(config, registry, pm, output_dir, choices)
     started, t0 = now_iso(), time.perf_counter()
     status, error = "failed", None
+    run: Run | None = None
     family: Family | None = None
     try:
         with sigterm_as_interrupt():
+            run = Run(config, registry, pm, output_dir, choices)
+            _configure(pm, config)  # before any component is built, as the hook's doc says
             family = run.component("family")
             if not isinstance(family, Family):
                 raise InvalidConfigError(f"config key 'family' built {type(family).__name__}, not a memarena Family")
@@ -227,9 +293,11 @@ def execute(
             if run.has("backend"):
                 _check_backend(run, family)
             run._select_metrics()
-            pm.hook.memarena_configure.call_historic(kwargs={"config": config})
-            pm.hook.memarena_run_start(run=run)
-            family.run(run)
+            run._notify("memarena_run_start")
+            try:
+                family.run(run)
+            except OverflowError as exc:  # a number the core cannot hold: name the config key
+                raise out_of_range_error(config, run.choices, exc) from exc
             status = "complete"
     except KeyboardInterrupt as exc:
         status, error = "interrupted", f"{type(exc).__name__}: {exc}"
@@ -238,13 +306,14 @@ def execute(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        rows = run.rows if run is not None else []
         record = RunRecord(
             status=status,
-            family=run.family_name,
-            rows=run.rows,
+            family=run.family_name if run is not None else "",
+            rows=rows,
             config=_container(config),
             overrides=list(overrides),
-            seed=run.seed,
+            seed=run.seed if run is not None else 0,
             versions=versions(),
             host=host_info(),
             started_at=started,
@@ -252,9 +321,16 @@ def execute(
             wall_s=time.perf_counter() - t0,
             error=error,
             label_columns=list(family.label_columns) if family else [],
+            plugins=pm.plugin_versions(),
+            hook_errors=run.hook_error_lines() if run is not None else [],
         )
         path = write_record(output_dir, record)
         if status != "complete":
-            log.warning("run %s; partial record (%d rows) written to %s", status, len(run.rows), path)
-        pm.hook.memarena_run_finish(run=run, record=record)
+            log.warning("run %s; partial record (%d rows) written to %s", status, len(rows), path)
+        if run is not None:
+            n_before = len(run.hook_errors)
+            run._notify("memarena_run_finish", record=record)
+            if len(run.hook_errors) != n_before:  # the record on disk names every hook error
+                record.hook_errors = run.hook_error_lines()
+                write_record(output_dir, record)
     return record

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hydra.utils import instantiate
 
+from memarena import hookimpl
 from memarena.api import KINDS, Component, MemoryMethod
 from memarena.config import compose, conf_dir, search_path_dirs
 from memarena.errors import InvalidConfigError
@@ -139,3 +140,37 @@ def test_each_sweep_preset_selects_its_own_experiment(sweep: str) -> None:
     cfg = compose([f"sweep={sweep}"], pm=PM)
     family = cfg.family._target_.rsplit(".", 1)[1].removesuffix("Family").lower()
     assert sweep.startswith(family), f"sweep={sweep} runs the {family} family"
+
+
+class _SearchPathPlugin:
+    @hookimpl
+    def memarena_config_search_path(self) -> list[str]:
+        return ["pkg://plugin.conf"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["a=1"], ["a=1", "SP"]),
+        (["a=1", "--cfg", "job"], ["a=1", "SP", "--cfg", "job"]),
+        (["a=1", "b=2", "-m"], ["a=1", "b=2", "SP", "-m"]),
+        (["-m", "a=1"], ["-m", "a=1", "SP"]),
+        (["a=1", "--info"], ["a=1", "SP", "--info"]),
+        (["a=1", "--info", "searchpath"], ["a=1", "SP", "--info", "searchpath"]),
+        (["--cfg", "job"], ["SP", "--cfg", "job"]),
+        (["--info"], ["SP", "--info"]),
+        (["-cn", "config", "a=1", "-m"], ["-cn", "config", "a=1", "SP", "-m"]),
+        (["hydra.searchpath=[file://x]", "a=1", "-m"], ["a=1", "SP_USER", "-m"]),
+    ],
+)
+def test_search_path_joins_the_overrides_before_hydras_flags(argv: list[str], expected: list[str]) -> None:
+    from memarena.config import search_path_override
+    from memarena.config.compose import plugin_search_path
+
+    builtin = ",".join(plugin_search_path(PM))  # the built-in families' own trees come first
+    pm = get_plugin_manager(autoload=False, plugins=[_SearchPathPlugin()])
+    sp = {
+        "SP": f"hydra.searchpath=[{builtin},pkg://plugin.conf]",
+        "SP_USER": f"hydra.searchpath=[file://x,{builtin},pkg://plugin.conf]",
+    }
+    assert search_path_override(pm, argv) == [sp.get(a, a) for a in expected]

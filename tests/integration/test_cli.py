@@ -16,7 +16,7 @@ from memarena.results import RECORD_FILE, RunRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 # One paging run (the paging experiment without its sweep); the default experiment is serving.
-PAGING = ("experiment=paging", "hydra.mode=RUN")
+PAGING = ("experiment=paging",)
 
 
 def memarena(
@@ -229,11 +229,12 @@ def test_one_pass_lru_curve_equals_replay(tmp_path: Path) -> None:
 
 
 def test_progress_bar_is_off_without_a_terminal_and_on_request(tmp_path: Path) -> None:
-    base = (*PAGING, "debug=tiny", "workload.n_requests=200000", f"hydra.run.dir={tmp_path}/r")
-    quiet = memarena(*base, "progress=null", cwd=tmp_path)  # stderr is a pipe here: no bar
+    base = (*PAGING, "debug=tiny", "workload.n_requests=200000")
+    quiet = memarena(*base, "progress=null", f"hydra.run.dir={tmp_path}/q", cwd=tmp_path)  # stderr is a pipe: no bar
     assert quiet.returncode == 0, quiet.stderr
     assert "paging lru" not in quiet.stderr
-    forced = memarena(*base, "progress=true", cwd=tmp_path)
+    # (A second run into the same directory would be refused: it holds a complete record.)
+    forced = memarena(*base, "progress=true", f"hydra.run.dir={tmp_path}/f", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert "paging lru" in forced.stderr
     assert "req" in forced.stderr

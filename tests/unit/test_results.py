@@ -98,3 +98,73 @@ def test_format_table_aligns_numbers_right() -> None:
     assert lines[1] == "|----|----:|"
     assert lines[2] == "| x  | 1.5 |"
     assert lines[3] == "| yy |  10 |"
+
+
+def test_records_follow_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        path = write_record(tmp_path, record())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_a_report_over_several_families_has_one_table_each(tmp_path: Path, registry: Any) -> None:
+    write_record(tmp_path / "p", record())
+    write_record(
+        tmp_path / "r",
+        record(
+            family="retrieval",
+            rows=[{"index": "flat", "recall_at_10": 1.0, "qps": 10.0}],
+            label_columns=["index"],
+        ),
+    )
+    written = write_report(tmp_path, registry=registry)
+    assert {"csv-paging", "csv-retrieval", "markdown"} <= set(written)
+    assert "csv" not in written
+    assert written["csv-paging"].read_text().splitlines()[0] == "policy,cache_size,miss_ratio"
+    assert written["csv-retrieval"].read_text().splitlines()[0] == "index,recall_at_10,qps"
+    md = written["markdown"].read_text()
+    assert "## paging" in md and "## retrieval" in md
+    paging_table = md.split("## paging")[1].split("## retrieval")[0]
+    assert "| policy" in paging_table and "recall_at_10" not in paging_table
+
+
+def test_a_plot_is_drawn_only_where_its_x_axis_varies(tmp_path: Path, registry: Any) -> None:
+    for i, pol in enumerate(["lru", "arc"]):  # one cache size: the miss-ratio curve has no x range
+        write_record(
+            tmp_path / str(i), record(rows=[{"workload": "z", "policy": pol, "cache_size": 10, "miss_ratio": 0.5}])
+        )
+    written = write_report(tmp_path, registry=registry)
+    assert "mrc.png" not in written and not (tmp_path / "mrc.png").exists()
+    assert "![mrc.png]" not in written["markdown"].read_text()
+
+
+def test_overrides_that_vary_become_label_columns(tmp_path: Path) -> None:
+    from memarena.report import override_labels
+
+    def rec(ratio: float | None, resume: bool = False) -> RunRecord:
+        overrides = ["experiment=paging", "policy=s3fifo", "cache_size=[0.05]"]
+        overrides += [f"policy.small_size_ratio={ratio}"] if ratio is not None else []
+        overrides += ["resume=true"] if resume else []
+        config = {"policy": {"_target_": "S3FIFO", "small_size_ratio": ratio or 0.1}, "cache_size": [0.05]}
+        return record(overrides=overrides, config=config, rows=[{"policy": "s3fifo", "cache_size": 10}])
+
+    cols, values = override_labels([rec(0.05), rec(0.2, resume=True), rec(None)])
+    assert cols == ["policy.small_size_ratio"]  # not experiment/policy/cache_size (same or already columns), nor resume
+    assert values == [
+        {"policy.small_size_ratio": 0.05},
+        {"policy.small_size_ratio": 0.2},
+        {"policy.small_size_ratio": 0.1},
+    ]
+    # One run: every parameter it sets (not a group choice such as experiment=paging).
+    cols, values = override_labels([rec(0.2)])
+    assert cols == ["policy.small_size_ratio"] and values == [{"policy.small_size_ratio": 0.2}]
+    for i, r in enumerate([rec(0.05), rec(0.2)]):
+        write_record(tmp_path / str(i), r)
+    rep = load_report(tmp_path)
+    assert rep.label_columns == ["policy", "cache_size", "policy.small_size_ratio"]
+    assert sorted(r["policy.small_size_ratio"] for r in rep.rows) == [0.05, 0.2]
