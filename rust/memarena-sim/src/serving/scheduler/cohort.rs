@@ -24,7 +24,8 @@ use std::collections::BinaryHeap;
 
 use memarena_core::error::Result;
 
-use super::{NOT_IN_COHORT, ServingModel, State};
+use super::plan::Plan;
+use super::{NOT_IN_COHORT, Scheduled, ServingModel, State};
 use crate::serving::kv::{KvManager, invariant};
 
 /// Running requests whose decode steps are implicit: each iteration adds
@@ -282,6 +283,73 @@ impl<K: KvManager> ServingModel<K> {
             };
         }
         need <= self.cfg.max_num_batched_tokens as u64
+    }
+
+    /// Before the running requests' part of an iteration: wakes the
+    /// members due now ([`wake_due`](Self::wake_due)); the members' decode
+    /// tokens come out of the budget if every running request fits it
+    /// ([`cohort_fits`](Self::cohort_fits)), else the cohort dissolves.
+    pub(super) fn start_cohort_step(&mut self, p: &mut Plan) -> Result<()> {
+        self.wake_due()?;
+        if self.cohort_fits() {
+            p.budget -= self.cohort.seqs as u32;
+        } else {
+            self.dissolve_cohort();
+        }
+        Ok(())
+    }
+
+    /// A member due for a grow in this iteration (`seq`, `m` from
+    /// `due_now`), reached before the active at position `i`: grown in
+    /// place ([`grow_member`](Self::grow_member)). Out of memory, it leaves
+    /// the cohort and becomes that active, whose general path tries the
+    /// grow again and preempts. (Nothing for a member preempted earlier in
+    /// this iteration.)
+    #[inline(always)]
+    pub(super) fn grow_due_member(&mut self, seq: u64, m: u32, i: usize) -> Result<()> {
+        let r = &self.reqs[m as usize];
+        if r.cohort_e0 == NOT_IN_COHORT || r.seq_no != seq {
+            return Ok(()); // (Preempted earlier in this iteration.)
+        }
+        if !self.grow_member(m)? {
+            self.leave_cohort(m);
+            self.actives.insert(i, m);
+            self.batch.push(Scheduled {
+                rid: u32::MAX,
+                kv_delta: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// After the running requests' part: every member due for a grow in
+    /// this iteration was visited (`due_now[d..]` holds none still in the
+    /// cohort).
+    pub(super) fn check_due_done(&self, d: usize) -> Result<()> {
+        if let Some(&(_, m)) = self.due_now[d..]
+            .iter()
+            .find(|&&(seq, m)| self.in_cohort(m) && self.reqs[m as usize].seq_no == seq)
+        {
+            return Err(invariant(
+                "cohort",
+                format!("member {m}, due for a grow, was left out of the iteration"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The members' part of the iteration's work: every member decodes all
+    /// its sequences, one token each, with the KV of its epoch. The sums
+    /// are whole numbers below 2^53, so they are the bits of adding the
+    /// members one by one.
+    pub(super) fn add_cohort_work(&self, p: &mut Plan) {
+        let c = &self.cohort;
+        let kv_read = (c.kv_base + c.seqs as i64 * c.epoch as i64) as u64;
+        p.work.new_tokens += c.seqs;
+        p.work.sampled_tokens += c.seqs;
+        p.work.kv_read_tokens += kv_read;
+        p.work.attn_pairs += (kv_read + c.seqs) as f64;
+        p.batch_seqs += c.seqs as u32;
     }
 
     /// Makes every member explicit (between iterations).

@@ -7,6 +7,7 @@
 
 use memarena_core::error::{Error, Result};
 
+use super::plan::Plan;
 use super::{Scheduled, ServingModel};
 use crate::serving::kv::{KvManager, invariant};
 
@@ -17,6 +18,48 @@ impl<K: KvManager> ServingModel<K> {
     pub(super) fn free_kv(&mut self, rid: u32) -> Result<()> {
         let r = &self.reqs[rid as usize];
         self.grow_quietly(rid, r.kv_tokens, r.n)
+    }
+
+    /// The running requests' part of an iteration for active `rid` when
+    /// it takes a decode step whose grow is quiet and that fits the budget
+    /// (most of a busy batch): the same sums as the general path
+    /// (`schedule_active`), without calling the KV manager; None where
+    /// that does not apply.
+    #[inline(always)]
+    pub(super) fn quiet_decode_step(&self, rid: u32, p: &mut Plan) -> Option<Scheduled> {
+        let r = &self.reqs[rid as usize];
+        if r.generated > 0
+            && r.kv_tokens + 1 == r.len
+            && r.len <= r.quiet_end
+            && r.n > 0
+            && r.n <= p.budget
+        {
+            let (n, kv) = (r.n, r.kv_tokens);
+            let w = &mut p.work;
+            w.new_tokens += n as u64;
+            w.kv_read_tokens += kv as u64 * n as u64;
+            w.attn_pairs += n as f64 * (kv as f64 + 1.0);
+            w.sampled_tokens += n as u64;
+            p.batch_seqs += r.seqs.max(1);
+            p.budget -= n;
+            return Some(Scheduled { rid, kv_delta: 1 });
+        }
+        None
+    }
+
+    /// After a grow of `rid` to `target` tokens that was made: records it,
+    /// and how far the manager promises its next decode grows to be quiet
+    /// (nothing without
+    /// [`fast_decode_runs`](super::SchedulerConfig::fast_decode_runs)).
+    #[inline(always)]
+    pub(super) fn note_grown(&mut self, rid: u32, target: u32) {
+        let ahead = if self.cfg.fast_decode_runs {
+            self.kv.quiet_decode_tokens(rid, self.reqs[rid as usize].n)
+        } else {
+            0
+        };
+        let r = &mut self.reqs[rid as usize];
+        (r.kv_grown, r.quiet_end) = (target, target.saturating_add(ahead));
     }
 
     /// Tells the KV manager of the tokens whose quiet decode grows were
