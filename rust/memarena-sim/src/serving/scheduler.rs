@@ -13,19 +13,25 @@
 //! (recompute) or to the swapped queue (swap, as vLLM v0's
 //! `_preempt_by_swap`).
 //!
-//! Speed without changing a result: a decode step skips the grows its KV
-//! manager promises to be quiet ([`KvManager::quiet_decode_tokens`]) and
-//! tells it of the tokens at the next grow that is not (or before a
-//! sample); between events, a stretch of decode-only iterations runs in
-//! O(1) each without the event queue (`decode_run`).
+//! The semantics: `scheduler/plan.rs` (one iteration's batching,
+//! preemption, swap-ins and admission) and this file (the requests' state,
+//! arrivals, an iteration's end, samples).
 //!
-//! Under load, decoding requests whose next steps are quiet join the
-//! *cohort* (`scheduler/cohort.rs`), whose decode steps are implicit: an iteration
-//! visits only the other running requests and adds the cohort's work as
-//! sums.
+//! Speed paths, each planning what the semantics would, bit for bit:
+//! - `scheduler/quiet.rs`: a decode step skips the grows its KV manager
+//!   promises to be quiet ([`KvManager::quiet_decode_tokens`], an optional
+//!   capability) and tells it of the tokens at the next grow that is not,
+//!   before a sample and before the request's free;
+//! - `scheduler/decode_run.rs`: between events, a stretch of decode-only
+//!   iterations runs in O(1) each without the event queue;
+//! - `scheduler/cohort.rs`: under load, decoding requests whose next steps
+//!   are quiet join the *cohort*, whose decode steps are implicit: an
+//!   iteration visits only the other running requests and adds the
+//!   cohort's work as sums.
 //!
 //! All of this is off with [`SchedulerConfig::fast_decode_runs`], and the
-//! property tests compare: the same report, bit for bit.
+//! property tests compare: the same report, bit for bit. A KV manager that
+//! promises no quiet grows (the default) gets every call.
 
 use std::collections::VecDeque;
 

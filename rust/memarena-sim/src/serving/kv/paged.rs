@@ -43,6 +43,14 @@
 //! any free id; the head's record is evicted when a block is taken. Every
 //! count the simulator reports (free, cached-free, evictions, hits) is the
 //! same as with vLLM's linked list of block objects.
+//!
+//! Layout: this file holds the pool (blocks, sequences, taking and
+//! releasing blocks) and its [`KvManager`] methods; `paged/cache.rs` the
+//! prefix cache; `paged/prefix_v1.rs` and `paged/prefix_v0.rs` vLLM v1's
+//! free queue and v0's evictor; `paged/write.rs` growth (forks,
+//! copy-on-write, new blocks); `paged/check.rs` the invariants; and
+//! `paged/quiet.rs` the optional speed capability
+//! ([`KvManager::quiet_decode_tokens`]).
 
 use memarena_core::error::{Error, Result};
 
