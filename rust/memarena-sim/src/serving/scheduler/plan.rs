@@ -57,10 +57,10 @@ impl<K: KvManager> ServingModel<K> {
         self.close_step(now, p)
     }
 
-    /// 1. The running requests in running order, each a decode step (every
-    /// sequence) or its next prefill chunk, until the budget is spent or
-    /// one does not fit; a request that cannot grow preempts a victim and
-    /// retries. Only the actives are visited: cohort members decode
+    /// Step 1, the running requests in running order: each a decode step
+    /// (every sequence) or its next prefill chunk, until the budget is
+    /// spent or one does not fit; a request that cannot grow preempts a
+    /// victim and retries. Only the actives are visited: cohort members decode
     /// implicitly (their tokens are out of the budget already), except that
     /// a member due for a grow that is not quiet is grown where the
     /// step-by-step path would grow it. The entries are written in place
@@ -182,7 +182,7 @@ impl<K: KvManager> ServingModel<K> {
         Ok(true)
     }
 
-    /// 2. Swapped requests come back first, FCFS, while nothing was
+    /// Step 2: swapped requests come back first, FCFS, while nothing was
     /// preempted and they fit the sequence cap and the KV manager.
     fn schedule_swapped(&mut self, p: &mut Plan) -> Result<()> {
         while let Some(&rid) = self.swapped.front() {
@@ -221,9 +221,9 @@ impl<K: KvManager> ServingModel<K> {
         Ok(())
     }
 
-    /// 3. Waiting requests, FCFS with head-of-line blocking (none while a
-    /// request is swapped out or one was preempted): the prefix cache is
-    /// looked up, and the first chunk of the rest admitted.
+    /// Step 3: waiting requests, FCFS with head-of-line blocking (none
+    /// while a request is swapped out or one was preempted): the prefix
+    /// cache is looked up, and the first chunk of the rest admitted.
     fn schedule_waiting(&mut self, p: &mut Plan) {
         while !p.preempted && self.swapped.is_empty() && p.budget > 0 {
             let Some(&rid) = self.waiting.front() else {
