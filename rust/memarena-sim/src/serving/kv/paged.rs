@@ -381,7 +381,7 @@ impl PagedKv {
         tokens.div_ceil(self.cfg.block_size)
     }
 
-    // ---- free structures -------------------------------------------------
+    // ---- taking and releasing blocks (the free structures: paged/prefix_v*.rs)
 
     /// Takes a free block for new content (evicting its cached hash).
     #[inline(always)]
