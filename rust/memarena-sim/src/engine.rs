@@ -82,7 +82,8 @@ impl<E> EventQueue<E> {
         }
     }
 
-    /// The current simulated time (the time of the last popped event).
+    /// The current simulated time in seconds (the time of the last popped
+    /// event).
     #[inline]
     pub fn now(&self) -> f64 {
         self.now
@@ -163,7 +164,7 @@ impl<E> EventQueue<E> {
         self.schedule_at(self.now + delay_s, event)
     }
 
-    /// The time of the next event, if any.
+    /// The time of the next event in seconds, if any.
     #[inline]
     pub fn peek_time(&self) -> Option<f64> {
         match self.small.last() {
@@ -211,7 +212,7 @@ pub trait Model {
 pub struct RunStats {
     /// Events handled.
     pub events: u64,
-    /// Simulated time at the end of the call.
+    /// Simulated time at the end of the call, seconds.
     pub now_s: f64,
 }
 
@@ -239,7 +240,7 @@ impl<M: Model> Engine<M> {
         &mut self.queue
     }
 
-    /// The current simulated time.
+    /// The current simulated time, seconds.
     pub fn now(&self) -> f64 {
         self.queue.now()
     }

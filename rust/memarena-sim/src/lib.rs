@@ -14,6 +14,7 @@
 //!
 //! The crate knows nothing of Python; `memarena-py` binds it.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod dist;
 pub mod engine;

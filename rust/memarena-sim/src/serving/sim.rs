@@ -601,3 +601,6 @@ fn report<K: KvManager>(
         requests: outcomes,
     }
 }
+
+#[cfg(test)]
+mod tests;

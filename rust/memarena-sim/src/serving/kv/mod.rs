@@ -94,6 +94,31 @@ pub struct KvCounters {
 /// A KV-cache manager. Requests are named by a dense id `rid` (their index
 /// in the request list). Methods that return `false` leave the state
 /// unchanged.
+///
+/// # The semantic contract
+///
+/// What a manager implements to be simulated: [`admit`](Self::admit),
+/// [`grow`](Self::grow), [`free`](Self::free),
+/// [`resident_bytes`](Self::resident_bytes),
+/// [`breakdown`](Self::breakdown), [`counters`](Self::counters),
+/// [`check_invariants`](Self::check_invariants) and its identity
+/// ([`name`](Self::name), [`pool_bytes`](Self::pool_bytes),
+/// [`can_ever_fit`](Self::can_ever_fit)). The provided methods
+/// [`set_time`](Self::set_time), [`lookup`](Self::lookup),
+/// [`swap_in`](Self::swap_in) and
+/// [`take_step_overhead`](Self::take_step_overhead) default to a manager
+/// without a clock, a prefix cache, a swap layout of its own or step
+/// overheads; a manager that has one overrides them.
+///
+/// # Optional speed capability
+///
+/// [`quiet_decode_tokens`](Self::quiet_decode_tokens) lets the scheduler
+/// skip `grow` calls that only count tokens. It is a promise about the
+/// semantic methods, not a behaviour: the default promises nothing, and
+/// the scheduler then makes every call, with the same results (tested:
+/// a manager that leaves it out gives bit-identical reports). Implement
+/// it only where the promise holds exactly; smaller than the truth is
+/// always safe.
 pub trait KvManager: Send {
     /// Registry name (`static`, `paged`, `vattention`).
     fn name(&self) -> &'static str;
@@ -116,22 +141,6 @@ pub trait KvManager: Send {
     /// Grows every sequence of `rid` to `tokens` tokens, forking to
     /// `n_seqs` sequences first if it has fewer.
     fn grow(&mut self, rid: u32, tokens: u32, n_seqs: u32) -> bool;
-    /// Decode steps `rid` can take with the manager only counting tokens:
-    /// for every `1 <= i <= q` (`q` the answer, `c` the tokens each of its
-    /// `n_seqs` sequences holds now), `grow(rid, c + i, n_seqs)` allocates,
-    /// maps, copies and evicts nothing, caches no content that another
-    /// request could look up, succeeds, and leaves the same state as the
-    /// one-token grows before it; and until it is made, no call for any
-    /// other request depends on whether those grows were made, nor any
-    /// call for `rid` but [`free`](Self::free) (with
-    /// [`breakdown`](Self::breakdown) and
-    /// [`check_invariants`](Self::check_invariants) excepted). The
-    /// scheduler skips those calls in a run of decode iterations and makes
-    /// the last one only, at the latest right before `free(rid)`. 0 (the
-    /// default) promises nothing; smaller than the truth is always safe.
-    fn quiet_decode_tokens(&self, _rid: u32, _n_seqs: u32) -> u32 {
-        0
-    }
     /// Releases everything `rid` holds.
     fn free(&mut self, rid: u32);
     /// Device bytes `rid` holds (what a swap-out moves).
@@ -159,6 +168,29 @@ pub trait KvManager: Send {
     fn counters(&self) -> KvCounters;
     /// Recomputes every invariant from scratch (slow; tests and debug runs).
     fn check_invariants(&self) -> Result<()>;
+
+    // ---- Optional speed capability (see the trait docs) ----------------
+
+    /// **Optional speed capability; the default (0) promises nothing and
+    /// is always correct.** A manager that does not implement it is called
+    /// for every decode step, with the same results.
+    ///
+    /// Decode steps `rid` can take with the manager only counting tokens:
+    /// for every `1 <= i <= q` (`q` the answer, `c` the tokens each of its
+    /// `n_seqs` sequences holds now), `grow(rid, c + i, n_seqs)` allocates,
+    /// maps, copies and evicts nothing, caches no content that another
+    /// request could look up, succeeds, and leaves the same state as the
+    /// one-token grows before it; and until it is made, no call for any
+    /// other request depends on whether those grows were made, nor any
+    /// call for `rid` but [`free`](Self::free) (with
+    /// [`breakdown`](Self::breakdown) and
+    /// [`check_invariants`](Self::check_invariants) excepted). The
+    /// scheduler skips those calls in a run of decode iterations and makes
+    /// the last one only, at the latest right before `free(rid)`. 0 (the
+    /// default) promises nothing; smaller than the truth is always safe.
+    fn quiet_decode_tokens(&self, _rid: u32, _n_seqs: u32) -> u32 {
+        0
+    }
 }
 
 /// An [`Error::Invariant`](memarena_core::error::Error::Invariant) for `component`.
