@@ -16,8 +16,8 @@ added by subclassing :class:`MemoryMethod` with a new ``sub_kind`` and
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -41,7 +41,67 @@ __all__ = [
     "Tier",
     "VectorIndex",
     "Workload",
+    "param",
 ]
+
+
+def param(
+    default: Any = MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    choices: Sequence[Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A ``Config`` field with the values it allows, checked when the component is built.
+
+    The one place a parameter is written: its name, type (the annotation),
+    default and allowed values; the ``#:`` comment above it is its doc. A
+    component that takes its parameters through :meth:`Component.__init__`
+    needs no signature of its own, so no default is ever written twice.
+
+    :param default: The default value (omit for a required field).
+    :param factory: Builds a mutable default (a list or dict), instead of ``default``.
+    :param choices: The allowed values (e.g. a vocabulary the core exports).
+    :param ge: Inclusive lower bound; ``gt``, ``le``, ``lt`` likewise.
+    :returns: A :func:`dataclasses.field`.
+    """
+    checks: dict[str, Any] = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if choices is not None:
+        checks["choices"] = tuple(choices)
+    if factory is not None:
+        return field(default_factory=factory, metadata=checks)
+    return field(default=default, metadata=checks)
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands lists and dicts over as omegaconf containers: plain Python values instead."""
+    if type(value).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _check_field(where: str, f: Field[Any], value: Any) -> None:
+    from memarena.errors import InvalidConfigError
+
+    checks = f.metadata
+    if "choices" in checks and value not in checks["choices"]:
+        allowed = ", ".join(map(str, checks["choices"]))
+        raise InvalidConfigError(f"config key {where!r} must be one of {allowed}, got {value!r}")
+    bounds = [(k, v) for k, v in checks.items() if k in ("ge", "gt", "le", "lt")]
+    if not bounds:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidConfigError(f"config key {where!r} must be a number, got {value!r}")
+    words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    holds = {"ge": float.__ge__, "gt": float.__gt__, "le": float.__le__, "lt": float.__lt__}
+    if not all(holds[k](float(value), float(bound)) for k, bound in bounds):
+        rule = " and ".join(f"{words[k]} {bound}" for k, bound in bounds)
+        raise InvalidConfigError(f"config key {where!r} must be {rule}, got {value!r}")
 
 
 class Component(abc.ABC):
@@ -49,6 +109,15 @@ class Component(abc.ABC):
 
     Subclasses set ``name`` (snake_case, unique per kind) and a ``Config``
     dataclass; ``kind`` and ``config_group`` come from the kind's base class.
+
+    **Parameters are written once, in ``Config``** (with :func:`param` for
+    the allowed values). The default constructor takes exactly the
+    ``Config`` fields as keyword arguments, fills the rest from their
+    defaults, checks each against its :func:`param` rules (an
+    ``InvalidConfigError`` naming ``<config_group>.<field>``), keeps the
+    result in :attr:`config` and reads ``self.<field>`` from it. A
+    component that needs more (a capacity, a dimension, derived state)
+    defines ``__init__`` and calls ``super().__init__(**params)``.
     """
 
     #: Stable registry name, snake_case.
@@ -59,6 +128,48 @@ class Component(abc.ABC):
     config_group: ClassVar[str]
     #: Structured config; a dataclass whose ``_target_`` names this class.
     Config: ClassVar[type]
+    #: This instance's parameters: a checked ``Config`` (set by :meth:`__init__`).
+    config: Any
+
+    def __init__(self, **params: Any) -> None:
+        self.config = self.make_config(**params)
+
+    @classmethod
+    def make_config(cls, **params: Any) -> Any:
+        """A checked ``Config`` holding ``params`` over the defaults.
+
+        :raises InvalidConfigError: an unknown parameter (listing the known
+            ones), a missing required one, or a value outside its
+            :func:`param` rules, naming ``<config_group>.<field>``.
+        """
+        from memarena.errors import InvalidConfigError
+
+        known = {f.name: f for f in fields(cls.Config) if f.name != "_target_"}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise InvalidConfigError(
+                f"config key '{cls.config_group}.{unknown[0]}' is not a parameter of {cls.config_group}={cls.name}; "
+                f"known: {', '.join(sorted(known)) or '(none)'}"
+            )
+        values = {k: _plain(v) for k, v in params.items()}
+        for k, f in known.items():
+            if k not in values and f.default is MISSING and f.default_factory is MISSING:
+                raise InvalidConfigError(f"config key '{cls.config_group}.{k}' is required by {cls.name}")
+        config = cls.Config(**values)
+        for k, f in known.items():
+            _check_field(f"{cls.config_group}.{k}", f, getattr(config, k))
+        return config
+
+    def config_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (the ``Config`` fields but ``_target_``)."""
+        return {f.name: getattr(self.config, f.name) for f in fields(self.config) if f.name != "_target_"}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: a Config field read as self.<field>.
+        config = self.__dict__.get("config")
+        if config is not None and name in getattr(config, "__dataclass_fields__", ()):
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def summary(cls) -> str:

@@ -8,11 +8,11 @@ field (and so in every run record). A backend is plain data plus the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from memarena.api import HardwareBackend, Tier
+from memarena.api import Component, HardwareBackend, Tier
 from memarena.errors import InvalidConfigError
 
 __all__ = ["BUILTIN_BACKENDS", "CpuDdr5Nvme", "TierConfig", "TieredBackend"]
@@ -31,6 +31,10 @@ class TierConfig:
     latency_s: float = 0.0
 
 
+#: The fields every tier of a backend config must give.
+TIER_FIELDS = tuple(f.name for f in fields(TierConfig))
+
+
 class TieredBackend(HardwareBackend):
     """A backend given entirely by its config: tiers, peak FLOP/s and sources."""
 
@@ -43,31 +47,44 @@ class TieredBackend(HardwareBackend):
         peak_flops: dict[str, float] = field(default_factory=dict)
         source: str = ""
 
-    def __init__(
-        self,
-        tiers: Sequence[Mapping[str, Any] | TierConfig],
-        peak_flops: Mapping[str, float] | None = None,
-        source: str = "",
-    ) -> None:
-        built = []
-        for i, t in enumerate(tiers):
-            get: Callable[[str], Any] = t.get if isinstance(t, Mapping) else lambda k, t=t: getattr(t, k)  # type: ignore[misc]
-            tier = Tier(
-                name=str(get("name")),
-                capacity_bytes=int(get("capacity_bytes")),
-                bandwidth_bytes_per_s=float(get("bandwidth_bytes_per_s")),
-                latency_s=float(get("latency_s")),
-            )
-            for key in ("capacity_bytes", "bandwidth_bytes_per_s"):
-                if getattr(tier, key) <= 0:
-                    raise InvalidConfigError(f"config key 'backend.tiers[{i}].{key}' must be > 0 ({tier.name})")
-            if tier.latency_s < 0:
-                raise InvalidConfigError(f"config key 'backend.tiers[{i}].latency_s' must be >= 0 ({tier.name})")
-            built.append(tier)
+    def __init__(self, **params: Any) -> None:
+        Component.__init__(self, **params)
+        built = [_tier(i, t) for i, t in enumerate(self.config.tiers)]
         try:
-            super().__init__(built, dict(peak_flops or {}), source)
+            super().__init__(built, dict(self.config.peak_flops), self.config.source)
         except ValueError as exc:
             raise InvalidConfigError(f"config key 'backend.tiers': {exc}") from exc
+
+
+def _tier(i: int, t: Mapping[str, Any] | TierConfig) -> Tier:
+    """Tier ``i`` of a backend config, every field present and in range."""
+    get: Callable[[str], Any] = t.get if isinstance(t, Mapping) else lambda k: getattr(t, k, None)
+    values = {}
+    for f in fields(TierConfig):
+        v = get(f.name)
+        if v is None:
+            raise InvalidConfigError(f"config key 'backend.tiers[{i}].{f.name}' is required ({', '.join(TIER_FIELDS)})")
+        values[f.name] = v
+    if isinstance(t, Mapping) and set(t) - set(TIER_FIELDS):
+        extra = sorted(set(t) - set(TIER_FIELDS))[0]
+        raise InvalidConfigError(
+            f"config key 'backend.tiers[{i}].{extra}' is not a tier field ({', '.join(TIER_FIELDS)})"
+        )
+    try:
+        tier = Tier(
+            name=str(values["name"]),
+            capacity_bytes=int(values["capacity_bytes"]),
+            bandwidth_bytes_per_s=float(values["bandwidth_bytes_per_s"]),
+            latency_s=float(values["latency_s"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigError(f"config key 'backend.tiers[{i}]': {exc}") from None
+    for key in ("capacity_bytes", "bandwidth_bytes_per_s"):
+        if getattr(tier, key) <= 0:
+            raise InvalidConfigError(f"config key 'backend.tiers[{i}].{key}' must be > 0 ({tier.name})")
+    if tier.latency_s < 0:
+        raise InvalidConfigError(f"config key 'backend.tiers[{i}].latency_s' must be >= 0 ({tier.name})")
+    return tier
 
 
 class CpuDdr5Nvme(TieredBackend):

@@ -26,8 +26,7 @@ from memarena.families.serving.workloads import azure_conv_path
 
 
 def backend(cls: type) -> Hardware:
-    cfg = cls.Config()
-    return Hardware.from_backend(cls(cfg.tiers, cfg.peak_flops, cfg.source))
+    return Hardware.from_backend(cls())
 
 
 H100 = backend(H100_SXM)
@@ -220,6 +219,5 @@ def test_gpu_backends_carry_their_figures_and_sources() -> None:
 def test_cpu_backend_cannot_run_the_serving_model() -> None:
     from memarena.backends import CpuDdr5Nvme
 
-    cfg = CpuDdr5Nvme.Config()
     with pytest.raises(InvalidConfigError, match="cpu_ddr5_nvme.*hbm"):
-        Hardware.from_backend(CpuDdr5Nvme(cfg.tiers, cfg.peak_flops, cfg.source))
+        Hardware.from_backend(CpuDdr5Nvme())  # a backend is built from its Config's defaults alone

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import ListConfig, OmegaConf
 
-from memarena.api import BackendRequirements, Family, PagingPolicy, PlotSpec
+from memarena.api import BackendRequirements, Family, PagingPolicy, PlotSpec, param
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -115,61 +115,25 @@ class PagingFamily(Family):
         #: Treat every object as size 1 (capacity counts objects).
         ignore_size: bool = False
         #: Requests at the start that warm the cache and are not counted.
-        warmup_requests: int = 0
+        warmup_requests: int = param(0, ge=0)
         #: Report the miss ratio per window of this many requests (0: off).
-        window_requests: int = 0
+        window_requests: int = param(0, ge=0)
         #: Size of one page for traces without sizes (for the access-time cost).
-        page_size_bytes: int = 4096
+        page_size_bytes: int = param(4096, ge=1)
         #: Backend tier that holds the cache, and the tier misses go to.
         cache_tier: str = "dram"
         backing_tier: str = "nvme"
         #: Predictions handed to the policy: null (the policy's own
         #: ``prediction_kind``, if any), next_arrival, discard_bit or phase_bit;
         #: oracle labels computed from the trace.
-        predictions: str | None = None
+        predictions: str | None = param(None, choices=PREDICTION_KINDS)
         #: Prediction error: bit-flip probability for bits, Gaussian sigma
         #: (in requests) for next-arrival times.
-        prediction_error: float = 0.0
+        prediction_error: float = param(0.0, ge=0)
         #: For ``policy=lru`` on unit-size objects: compute every cache size from
         #: one pass of exact stack distances (Mattson et al.) instead of replaying
         #: once per size. Same miss counts, one pass for the whole curve.
         lru_stack_distances: bool = False
-
-    def __init__(
-        self,
-        cache_size: Any = 0.1,
-        ignore_size: bool = False,
-        warmup_requests: int = 0,
-        window_requests: int = 0,
-        page_size_bytes: int = 4096,
-        cache_tier: str = "dram",
-        backing_tier: str = "nvme",
-        predictions: str | None = None,
-        prediction_error: float = 0.0,
-        lru_stack_distances: bool = False,
-    ) -> None:
-        self.lru_stack_distances = lru_stack_distances
-        if predictions not in PREDICTION_KINDS:
-            raise InvalidConfigError(
-                f"config key 'family.predictions' must be one of {', '.join(map(str, PREDICTION_KINDS))}, "
-                f"got {predictions!r}"
-            )
-        if prediction_error < 0:
-            raise InvalidConfigError(f"config key 'family.prediction_error' must be >= 0, got {prediction_error}")
-        self.predictions = predictions
-        self.prediction_error = prediction_error
-        for key, v in (("warmup_requests", warmup_requests), ("window_requests", window_requests)):
-            if v < 0:
-                raise InvalidConfigError(f"config key 'family.{key}' must be >= 0, got {v}")
-        if page_size_bytes < 1:
-            raise InvalidConfigError(f"config key 'family.page_size_bytes' must be >= 1, got {page_size_bytes}")
-        self.cache_size = cache_size
-        self.ignore_size = ignore_size
-        self.warmup_requests = warmup_requests
-        self.window_requests = window_requests
-        self.page_size_bytes = page_size_bytes
-        self.cache_tier = cache_tier
-        self.backing_tier = backing_tier
 
     def backend_requirements(self) -> BackendRequirements:
         """The cache and backing tiers the access-time metric costs hits and misses on."""

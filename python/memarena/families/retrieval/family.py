@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from memarena.api import Family, PlotSpec, VectorIndex
+from memarena.api import Family, PlotSpec, VectorIndex, param
 from memarena.errors import InvalidConfigError
 from memarena.families.retrieval.dataset import Dataset, recall_at_k
 
@@ -92,22 +92,13 @@ class RetrievalFamily(Family):
     class Config:
         _target_: str = "memarena.families.retrieval.family.RetrievalFamily"
         #: Results per query (recall is reported at min(k, 10) as recall_at_10 and at k).
-        k: int = 10
+        k: int = param(10, ge=1)
         #: Timings per setting; the median is reported.
-        repeats: int = 3
+        repeats: int = param(3, ge=1)
         #: Queries timed one call at a time for qps_single (0: skip).
-        single_queries: int = 200
+        single_queries: int = param(200, ge=0)
         #: Search queries filtered by their tenant when the workload has tenants.
         filter: bool = True
-
-    def __init__(self, k: int = 10, repeats: int = 3, single_queries: int = 200, filter: bool = True) -> None:
-        if k < 1:
-            raise InvalidConfigError(f"config key 'family.k' must be >= 1, got {k}")
-        if repeats < 1:
-            raise InvalidConfigError(f"config key 'family.repeats' must be >= 1, got {repeats}")
-        if single_queries < 0:
-            raise InvalidConfigError(f"config key 'family.single_queries' must be >= 0, got {single_queries}")
-        self.k, self.repeats, self.single_queries, self.filter = k, repeats, single_queries, filter
 
     def run(self, run: Run) -> None:
         workload = run.component("workload")

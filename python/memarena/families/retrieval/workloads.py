@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from memarena.api import Workload
-from memarena.errors import InvalidConfigError
+from memarena.api import Workload, param
 from memarena.families.retrieval.dataset import Dataset, assign_tenants, gaussian_mixture, ground_truth
+from memarena.families.retrieval.index import METRICS
 
 __all__ = ["RETRIEVAL_WORKLOADS", "GaussianMixture128L2", "GaussianMixture384Cosine", "GaussianMixtureDataset"]
 
@@ -33,52 +33,27 @@ class GaussianMixtureDataset(Workload):
     @dataclass
     class Config:
         _target_: str = "memarena.families.retrieval.workloads.GaussianMixtureDataset"
-        dim: int = 128
-        metric: str = "l2"
+        dim: int = param(128, ge=1)
+        metric: str = param("l2", choices=METRICS)
         #: Base vectors.
-        n_vectors: int = 100_000
+        n_vectors: int = param(100_000, ge=1)
         #: Held-out queries.
-        n_queries: int = 1000
-        n_clusters: int = 64
+        n_queries: int = param(1000, ge=1)
+        n_clusters: int = param(64, ge=1)
         #: Standard deviation of the points around their centre (centres are N(0, I)).
-        cluster_std: float = 0.5
+        cluster_std: float = param(0.5, ge=0)
         #: Neighbours in the ground truth.
-        k_truth: int = 10
+        k_truth: int = param(10, ge=1)
         #: Tenants (0: none). Owners are skewed (u^tenant_skew), queries uniform over tenants.
-        n_tenants: int = 0
-        tenant_skew: float = 3.0
+        n_tenants: int = param(0, ge=0)
+        tenant_skew: float = param(3.0, gt=0)
         #: Share of vectors readable by a second tenant.
-        shared_fraction: float = 0.2
+        shared_fraction: float = param(0.2, ge=0, le=1)
         #: Added to the run's seed.
         seed_offset: int = 0
 
-    def __init__(
-        self,
-        dim: int = 128,
-        metric: str = "l2",
-        n_vectors: int = 100_000,
-        n_queries: int = 1000,
-        n_clusters: int = 64,
-        cluster_std: float = 0.5,
-        k_truth: int = 10,
-        n_tenants: int = 0,
-        tenant_skew: float = 3.0,
-        shared_fraction: float = 0.2,
-        seed_offset: int = 0,
-    ) -> None:
-        for key, v in (("dim", dim), ("n_vectors", n_vectors), ("n_queries", n_queries), ("k_truth", k_truth)):
-            if v < 1:
-                raise InvalidConfigError(f"config key 'workload.{key}' must be >= 1, got {v}")
-        if metric not in ("l2", "ip", "cosine"):
-            raise InvalidConfigError(f"config key 'workload.metric' must be l2, ip or cosine, got {metric!r}")
-        if n_tenants < 0:
-            raise InvalidConfigError(f"config key 'workload.n_tenants' must be >= 0, got {n_tenants}")
-        self.dim, self.metric = dim, metric
-        self.n_vectors, self.n_queries = n_vectors, n_queries
-        self.n_clusters, self.cluster_std = n_clusters, cluster_std
-        self.k_truth = k_truth
-        self.n_tenants, self.tenant_skew, self.shared_fraction = n_tenants, tenant_skew, shared_fraction
-        self.seed_offset = seed_offset
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         #: Seconds the last :meth:`load` spent on the exact ground truth.
         self.truth_s = 0.0
 
@@ -131,11 +106,8 @@ class GaussianMixture384Cosine(GaussianMixtureDataset):
     @dataclass
     class Config(GaussianMixtureDataset.Config):
         _target_: str = "memarena.families.retrieval.workloads.GaussianMixture384Cosine"
-        dim: int = 384
-        metric: str = "cosine"
-
-    def __init__(self, dim: int = 384, metric: str = "cosine", **kwargs: object) -> None:
-        super().__init__(dim=dim, metric=metric, **kwargs)  # type: ignore[arg-type]
+        dim: int = param(384, ge=1)
+        metric: str = param("cosine", choices=METRICS)
 
 
 RETRIEVAL_WORKLOADS = (GaussianMixtureDataset, GaussianMixture128L2, GaussianMixture384Cosine)
