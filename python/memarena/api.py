@@ -186,9 +186,11 @@ class KVManager(MemoryMethod):
       simulator (scheduler, cost model, metrics) runs as for a native
       manager and calls these methods through one callback adapter,
       re-acquiring the GIL around each call: a few calls per request per
-      iteration (:meth:`grow` for every running request at every step), so
-      expect about a microsecond of overhead per call plus the method's own
-      time. The reports equal those of a native manager with the same
+      iteration (:meth:`grow` for every running request at every step).
+      Expect well under a microsecond per call plus the method's own time:
+      the Python reference of ``paged`` serves 5000 requests of the Azure
+      trace (1.3 million ``grow`` calls) in about 1.2 s, against 0.02 s
+      natively. The reports equal those of a native manager with the same
       semantics (``memarena.families.serving.reference.PagedPythonKV``
       reproduces the native ``paged`` report exactly).
 

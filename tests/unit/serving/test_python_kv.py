@@ -18,7 +18,7 @@ from memarena import hookimpl
 from memarena.api import KVBreakdown, KVManager, KVRequest
 from memarena.backends import H100_SXM, L4
 from memarena.config import compose
-from memarena.errors import CallbackError, InvalidConfigError
+from memarena.errors import CallbackError, InvalidConfigError, InvariantError
 from memarena.families.serving import (
     Hardware,
     ModelSpec,
@@ -337,3 +337,29 @@ def test_a_keyboard_interrupt_in_a_callback_is_raised_unchanged() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         simulate(SMALL, model=LLAMA3_8B, hardware=H100, kv_manager=Interrupted())
+
+
+def test_setup_and_check_invariants_errors_name_the_call() -> None:
+    class Broken(PagedPythonKV):
+        name = "broken"
+
+        def check_invariants(self) -> None:
+            raise InvariantError("block 3 is in two tables")
+
+    with pytest.raises(CallbackError, match=r"\"broken\": check_invariants\(\) raised InvariantError: block 3") as e:
+        simulate(SMALL, model=LLAMA3_8B, hardware=H100, kv_manager=Broken(), check_invariants=True)
+    assert isinstance(e.value.__cause__, InvariantError)
+    # A pool too small for one block: the reference's own error, as the cause.
+    with pytest.raises(
+        CallbackError, match=r"\"paged_python\": setup\(budget_bytes=\d+, .*\) raised InvalidConfigError"
+    ):
+        simulate(SMALL, model=LLAMA3_8B, hardware=H100, kv_manager=PagedPythonKV(), kv_bytes_per_token=2**40)
+
+
+def test_kv_request_is_a_value() -> None:
+    r = KVRequest(prompt_tokens=5, max_tokens=9, n_parallel=2, prefix_group=7, prefix_tokens=4, salt=3)
+    assert (r.prompt_tokens, r.max_tokens, r.n_parallel, r.prefix_group, r.prefix_tokens, r.salt) == (5, 9, 2, 7, 4, 3)
+    assert r == KVRequest(5, 9, 2, 7, 4, 3) and r != KVRequest(5, 9)
+    assert repr(KVRequest(5, 9)) == (
+        "KVRequest(prompt_tokens=5, max_tokens=9, n_parallel=1, prefix_group=None, prefix_tokens=0, salt=0)"
+    )
