@@ -11,10 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "CallbackError",
     "EventQueue",
     "Index",
     "InvalidConfigError",
     "InvariantError",
+    "KVRequest",
     "MalformedInputError",
     "MemarenaError",
     "PagingSim",
@@ -52,6 +54,40 @@ class MalformedInputError(MemarenaError):
 
 class InvariantError(MemarenaError):
     """A component broke a documented invariant (for example a Python policy that evicted a non-resident object)."""
+
+class CallbackError(MemarenaError):
+    """A component written in Python raised in a callback, or returned a value of the wrong type.
+
+    The message names the component and the call; ``__cause__`` is the exception raised.
+    """
+
+@final
+class KVRequest:
+    """What a KV manager knows of a request (the argument of the Python KV-manager protocol)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def n_parallel(self) -> int: ...
+    @property
+    def prefix_group(self) -> int | None: ...
+    @property
+    def prefix_tokens(self) -> int: ...
+    @property
+    def salt(self) -> int: ...
+    def __new__(
+        cls,
+        prompt_tokens: int,
+        max_tokens: int,
+        n_parallel: int = 1,
+        prefix_group: int | None = None,
+        prefix_tokens: int = 0,
+        salt: int = 0,
+    ) -> KVRequest: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
 
 def policy_names() -> list[str]:
     """Names of the built-in replacement policies of the core."""
@@ -257,8 +293,12 @@ def simulate_serving(
     n_parallel: npt.NDArray[np.uint32] | None = None,
     prefix_group: npt.NDArray[np.int64] | None = None,
     prefix_tokens: npt.NDArray[np.uint32] | None = None,
+    manager: object | None = None,
 ) -> dict[str, Any]:
     """Simulate serving the requests under ``config`` (GIL released); the report as a dict.
+
+    ``manager``: a KV manager written in Python (the protocol of ``memarena.api.KVManager``),
+    called back with the GIL re-acquired, instead of ``config["kv"]``.
 
     Its ``samples`` and ``requests`` entries hold numpy arrays; errors name the config key
     (``config.kv.block_size``) or the request (``requests[17].prompt_tokens``).

@@ -8,9 +8,10 @@ catches both sides of the boundary.
 
 from __future__ import annotations
 
-from memarena._core import InvalidConfigError, InvariantError, MalformedInputError, MemarenaError
+from memarena._core import CallbackError, InvalidConfigError, InvariantError, MalformedInputError, MemarenaError
 
 __all__ = [
+    "CallbackError",
     "InvalidConfigError",
     "InvariantError",
     "MalformedInputError",

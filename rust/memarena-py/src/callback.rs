@@ -39,7 +39,7 @@ pub(crate) struct CallbackPolicy {
 /// Intern a policy name so it can be returned as `&'static str` by
 /// [`Policy::name`]. Leaks each *distinct* name once, so creating many
 /// simulators of the same Python policy does not grow memory.
-fn intern_name(name: &str) -> &'static str {
+pub(crate) fn intern_name(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(Default::default)

@@ -30,6 +30,13 @@ create_exception!(
     "A component broke a documented invariant (for example a Python policy that evicted a non-resident object)."
 );
 
+create_exception!(
+    memarena._core,
+    CallbackError,
+    MemarenaError,
+    "A component written in Python raised in a callback, or returned a value of the wrong type; the message names the component and the call, and ``__cause__`` is the exception raised."
+);
+
 /// Map a core error to the matching Python exception.
 pub(crate) fn to_py_err(err: Error) -> PyErr {
     let msg = err.to_string();

@@ -7,7 +7,7 @@
 //!
 //! One file per core area: [`trace`] (traces, files, generators,
 //! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
-//! Python-policy adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
+//! Python-policy adapter), [`kv_callback`] (the Python KV-manager adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
 //! serving model, its workloads and the event engine of `memarena-sim`),
 //! [`ann`] (the vector indexes of `memarena-ann` and their datasets).
 
@@ -15,6 +15,7 @@ mod ann;
 mod callback;
 mod detach;
 mod errors;
+mod kv_callback;
 mod mrc;
 mod serving;
 mod sim;
@@ -27,7 +28,11 @@ mod _core {
     #[pymodule_export]
     use crate::ann::{PyIndex, gaussian_mixture, index_kinds, search_param_names};
     #[pymodule_export]
-    use crate::errors::{InvalidConfigError, InvariantError, MalformedInputError, MemarenaError};
+    use crate::errors::{
+        CallbackError, InvalidConfigError, InvariantError, MalformedInputError, MemarenaError,
+    };
+    #[pymodule_export]
+    use crate::kv_callback::PyKvRequest;
     #[pymodule_export]
     use crate::mrc::lru_mrc;
     #[pymodule_export]

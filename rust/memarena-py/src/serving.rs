@@ -37,6 +37,7 @@ use pyo3::types::PyDict;
 
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
+use crate::kv_callback::PythonKv;
 
 fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
     to_py_err(Error::invalid(name, reason))
@@ -667,11 +668,13 @@ fn report_to_py<'py>(py: Python<'py>, r: ServingReport) -> PyResult<Bound<'py, P
 
 /// Simulates serving the requests (one per array entry) under `config`.
 ///
-/// `prefix_group` -1 means no group. Returns the report as a dict; its
+/// `prefix_group` -1 means no group. `manager`: a KV manager written in
+/// Python (the protocol of `memarena.api.KVManager`, run through
+/// [`crate::kv_callback`]) instead of `config.kv`. Returns the report as a dict; its
 /// `samples` and `requests` entries hold numpy arrays. Errors name the
 /// config key (`config.kv.block_size`) or the request (`requests[17].prompt_tokens`).
 #[pyfunction]
-#[pyo3(signature = (arrival_s, prompt_tokens, output_tokens, config, *, n_parallel=None, prefix_group=None, prefix_tokens=None))]
+#[pyo3(signature = (arrival_s, prompt_tokens, output_tokens, config, *, n_parallel=None, prefix_group=None, prefix_tokens=None, manager=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn simulate_serving<'py>(
     py: Python<'py>,
@@ -682,8 +685,10 @@ pub(crate) fn simulate_serving<'py>(
     n_parallel: Option<PyReadonlyArray1<'py, u32>>,
     prefix_group: Option<PyReadonlyArray1<'py, i64>>,
     prefix_tokens: Option<PyReadonlyArray1<'py, u32>>,
+    manager: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cfg = parse_config(config)?;
+    let python_kv = manager.map(PythonKv::new).transpose()?;
     let arrival = arrival_s.as_slice()?;
     let n = arrival.len();
     let (prompt_tokens, output_tokens) = (Some(prompt_tokens), Some(output_tokens));
@@ -711,9 +716,16 @@ pub(crate) fn simulate_serving<'py>(
                 prefix_tokens: prefix.map_or(0, |p| p[i]),
             });
         }
-        serving::simulate(&cfg, &reqs)
-    })?;
-    report_to_py(py, report)
+        match &python_kv {
+            None => serving::simulate(&cfg, &reqs),
+            Some(kv) => kv.simulate(&cfg, &reqs),
+        }
+    });
+    // A Python manager's callback error replaces whatever the run returned.
+    if let Some(err) = python_kv.as_ref().and_then(PythonKv::take_error) {
+        return Err(err);
+    }
+    report_to_py(py, report?)
 }
 
 /// A model spec (a built-in name such as `"llama3_8b"`, or a dict of its

@@ -2,8 +2,10 @@
 
 One run simulates the configured workload (trace replay or synthetic) with
 one KV manager, one model and one accelerator backend, natively in the Rust
-core: continuous batching with chunked prefill, a roofline cost per
-iteration from the backend's figures, preemption by recompute or swap (over
+core (a KV manager written in Python, such as ``kv_manager=paged_python``,
+is called back from it; see :class:`memarena.api.KVManager`): continuous
+batching with chunked prefill, a roofline cost per iteration from the
+backend's figures, preemption by recompute or swap (over
 the backend's host link). Rows carry throughput, TTFT / time between tokens
 / end-to-end latency percentiles, batch size, preemptions, prefix-cache hit
 rate and the KV memory breakdown of the vLLM paper's Fig. 2 (token states /
@@ -259,8 +261,8 @@ class ServingFamily(Family):
         return BackendRequirements(tiers=(self.device_tier, self.host_tier), peak_flops=(self.dtype,))
 
     def run(self, run: Run) -> None:
+        from memarena.api import KVManager
         from memarena.families.serving import Hardware, ModelSpec, simulate
-        from memarena.families.serving.kv import ServingKVManager
 
         workload = run.component("workload")
         if getattr(workload, "family", None) != "serving":
@@ -272,9 +274,9 @@ class ServingFamily(Family):
         if not isinstance(model, ModelSpec):
             raise InvalidConfigError(f"config key 'model' built {type(model).__name__}, not a memarena ModelSpec")
         kv = run.component("kv_manager")
-        if not isinstance(kv, ServingKVManager):
+        if not isinstance(kv, KVManager):
             raise InvalidConfigError(
-                f"config key 'kv_manager': {getattr(kv, 'name', kv)!r} does not describe a KV manager of the core"
+                f"config key 'kv_manager': {getattr(kv, 'name', kv)!r} is not a memarena.api.KVManager"
             )
         backend = run.component("backend")
         hardware = Hardware.from_backend(

@@ -15,8 +15,9 @@ from memarena import hookimpl
 @hookimpl
 def memarena_register_methods() -> list[type[Any]]:
     from memarena.families.serving.kv import KV_MANAGERS
+    from memarena.families.serving.reference import PagedPythonKV
 
-    return list(KV_MANAGERS)
+    return [*KV_MANAGERS, PagedPythonKV]
 
 
 @hookimpl

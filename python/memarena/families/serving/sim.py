@@ -1,7 +1,9 @@
 """``simulate``: requests, a model, a device and a KV manager in; a report out.
 
 The whole simulation (continuous batching, the KV manager, the roofline
-cost of every iteration) runs in the Rust core with the GIL released.
+cost of every iteration) runs in the Rust core with the GIL released; a KV
+manager written in Python is called back from it (the slow path, see
+:class:`memarena.api.KVManager`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from memarena import _core
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
-    from memarena.families.serving.kv import ServingKVManager
+    from memarena.api import KVManager
     from memarena.families.serving.model import Hardware, ModelSpec
     from memarena.families.serving.requests import Requests
 
@@ -141,7 +143,7 @@ def simulate(
     *,
     model: ModelSpec | str,
     hardware: Hardware,
-    kv_manager: ServingKVManager | Mapping[str, Any],
+    kv_manager: KVManager | Mapping[str, Any],
     scheduler: Mapping[str, Any] | None = None,
     cost: Mapping[str, Any] | None = None,
     gpu_memory_utilization: float = 0.9,
@@ -158,8 +160,12 @@ def simulate(
     :param requests: The requests (see :class:`Requests`).
     :param model: A :class:`ModelSpec`, or the name of a spec built into the core.
     :param hardware: The device (see :meth:`Hardware.from_backend`).
-    :param kv_manager: A KV manager (``StaticKV``, ``PagedKV``, ``VAttentionKV``)
-        or its core config dict (``{"kind": "paged", "block_size": 16}``).
+    :param kv_manager: A KV manager: a built-in (``StaticKV``, ``PagedKV``,
+        ``VAttentionKV``) or its core config dict (``{"kind": "paged",
+        "block_size": 16}``), run natively; or a manager written in Python
+        (a :class:`memarena.api.KVManager` whose ``core_config()`` is None,
+        implementing its protocol), run by the core through the callback
+        adapter (slow path).
     :param scheduler: ``max_num_batched_tokens`` (8192), ``max_num_seqs`` (256),
         ``chunked_prefill`` (True), ``preemption`` (``recompute`` or ``swap``),
         ``victim`` (``last_admitted``, ``most_kv``, ``least_progress``).
@@ -174,19 +180,28 @@ def simulate(
     :param sample_interval_s: Interval of the time series (0: none).
     :param seed: Recorded seed.
     :param check_invariants: Re-check every KV invariant at every iteration (slow).
+    :raises CallbackError: a Python manager's callback raised or returned a
+        wrong value; the message names the manager and the call.
     :raises InvalidConfigError: naming the key (``config.kv.block_size``), the
         request (``requests[3].prompt_tokens``), or the model and device when
         the weights do not fit.
     """
     from memarena.families.serving.model import ModelSpec
 
-    kv = kv_manager.core_config() if hasattr(kv_manager, "core_config") else dict(kv_manager)
+    kv: dict[str, Any] | None
+    python_kv: object | None = None
+    if isinstance(kv_manager, Mapping):
+        kv = dict(kv_manager)
+    else:
+        core_config = getattr(kv_manager, "core_config", None)
+        kv = core_config() if callable(core_config) else None
+        if kv is None:
+            python_kv = kv_manager
     if not isinstance(model, str | ModelSpec):
         raise InvalidConfigError(f"model must be a ModelSpec or a built-in name, got {type(model).__name__}")
     config: dict[str, Any] = {
         "model": model if isinstance(model, str) else model.as_core(),
         "hardware": hardware.as_core(),
-        "kv": kv,
         "scheduler": _plain(scheduler),
         "cost": _plain(cost),
         "gpu_memory_utilization": gpu_memory_utilization,
@@ -198,8 +213,15 @@ def simulate(
         "seed": seed,
         "check_invariants": check_invariants,
     }
+    if kv is not None:
+        config["kv"] = kv
     out = _core.simulate_serving(
-        requests.arrival_s, requests.prompt_tokens, requests.output_tokens, config, **requests.core_kwargs()
+        requests.arrival_s,
+        requests.prompt_tokens,
+        requests.output_tokens,
+        config,
+        **requests.core_kwargs(),
+        manager=python_kv,
     )
     samples = out.pop("samples")
     per_request = out.pop("requests")

@@ -4,7 +4,8 @@
 //! iteration on the given hardware.
 //!
 //! Entry point: [`simulate`]`(&ServingConfig, &[RequestSpec]) ->
-//! Result<ServingReport>`.
+//! Result<ServingReport>`; [`simulate_with`] runs a KV manager the caller
+//! builds (any [`KvManager`]).
 
 pub mod cost;
 pub mod hardware;
@@ -25,7 +26,8 @@ pub use metrics::{LatencyStats, LogHistogram, Sample};
 pub use model_spec::{FfnKind, ModelSpec};
 pub use scheduler::{PreemptionMode, SchedulerConfig, ServingEvent, ServingModel, VictimPolicy};
 pub use sim::{
-    KvManagerConfig, RequestOutcome, RequestStatus, ServingConfig, ServingReport, simulate,
+    KvManagerConfig, KvPoolBudget, RequestOutcome, RequestStatus, ServingConfig, ServingReport,
+    simulate, simulate_with,
 };
 pub use workload::{
     ArrivalProcess, LengthDist, MultiTurnWorkload, RequestSpec, SharedPrefixWorkload,

@@ -380,6 +380,78 @@ impl ServingReport {
 /// Errors (never panics) on invalid configs and requests, naming the field
 /// (`requests[17].prompt_tokens`), and when the weights do not fit.
 pub fn simulate(config: &ServingConfig, requests: &[RequestSpec]) -> Result<ServingReport> {
+    check_inputs(config, requests)?;
+    let budget = config.kv_budget_bytes()?;
+    match config.build_kv(budget)? {
+        BuiltKv::Static(kv) => run(config, requests, kv),
+        BuiltKv::Paged(kv) => run(config, requests, kv),
+        BuiltKv::Vattn(kv) => run(config, requests, kv),
+    }
+}
+
+/// What a caller-built KV manager is given by [`simulate_with`]: the pool
+/// budget and what the built-in managers derive their size from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KvPoolBudget {
+    /// HBM bytes left for the KV pool ([`ServingConfig::kv_budget_bytes`]);
+    /// the manager's pool may be smaller (a whole number of its units),
+    /// never larger.
+    pub budget_bytes: u64,
+    /// KV bytes per token in effect
+    /// ([`ServingConfig::effective_kv_bytes_per_token`]).
+    pub bytes_per_token: u64,
+    /// Longest request (`prompt + output`) served.
+    pub max_model_len: u32,
+    /// Sequences running at once (the scheduler's `max_num_seqs`).
+    pub max_num_seqs: u32,
+    /// Layers of the model.
+    pub num_layers: u32,
+}
+
+/// [`simulate`] with a KV manager the caller builds: `make_kv` receives the
+/// pool budget and returns the manager, which replaces `config.kv` (that
+/// field is ignored). Validation, the scheduler, the cost model and the
+/// report are those of [`simulate`]; with `make_kv` building the manager
+/// `simulate` would, the reports are identical. A manager whose
+/// [`KvManager::pool_bytes`] exceeds the budget is an error naming it.
+///
+/// This is the extension point for managers outside this crate (the Python
+/// callback adapter of the bindings); the built-in managers go through
+/// [`simulate`], which monomorphises the scheduler over each of them.
+pub fn simulate_with<K, F>(
+    config: &ServingConfig,
+    requests: &[RequestSpec],
+    make_kv: F,
+) -> Result<ServingReport>
+where
+    K: KvManager,
+    F: FnOnce(&KvPoolBudget) -> Result<K>,
+{
+    check_inputs(config, requests)?;
+    let budget = KvPoolBudget {
+        budget_bytes: config.kv_budget_bytes()?,
+        bytes_per_token: config.effective_kv_bytes_per_token(),
+        max_model_len: config.max_model_len.unwrap_or(config.model.max_context),
+        max_num_seqs: config.scheduler.max_num_seqs,
+        num_layers: config.model.num_layers,
+    };
+    let kv = make_kv(&budget)?;
+    let pool = kv.pool_bytes();
+    if pool == 0 || pool > budget.budget_bytes {
+        return Err(Error::invalid(
+            "kv",
+            format!(
+                "the {} KV manager's pool is {pool} bytes; it must be in 1..={} (the KV budget)",
+                kv.name(),
+                budget.budget_bytes
+            ),
+        ));
+    }
+    run(config, requests, kv)
+}
+
+/// Validates the config and every request; errors name the field.
+fn check_inputs(config: &ServingConfig, requests: &[RequestSpec]) -> Result<()> {
     config.validate()?;
     if requests.len() >= u32::MAX as usize {
         return Err(Error::invalid(
@@ -390,12 +462,7 @@ pub fn simulate(config: &ServingConfig, requests: &[RequestSpec]) -> Result<Serv
     for (i, r) in requests.iter().enumerate() {
         r.validate(i)?;
     }
-    let budget = config.kv_budget_bytes()?;
-    match config.build_kv(budget)? {
-        BuiltKv::Static(kv) => run(config, requests, kv),
-        BuiltKv::Paged(kv) => run(config, requests, kv),
-        BuiltKv::Vattn(kv) => run(config, requests, kv),
-    }
+    Ok(())
 }
 
 /// [`simulate`] with the manager built.
