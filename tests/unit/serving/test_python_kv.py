@@ -38,8 +38,7 @@ from memarena.run import execute
 
 
 def backend(cls: type) -> Hardware:
-    cfg = cls.Config()
-    return Hardware.from_backend(cls(cfg.tiers, cfg.peak_flops, cfg.source))
+    return Hardware.from_backend(cls())
 
 
 H100 = backend(H100_SXM)
