@@ -46,8 +46,7 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     requests = read_azure_csv(azure_conv_path()).time_scaled(args.time_scale)
-    cfg = H100_SXM.Config()
-    hw = Hardware.from_backend(H100_SXM(cfg.tiers, cfg.peak_flops, cfg.source))
+    hw = Hardware.from_backend(H100_SXM())
     model = ModelSpec.builtin("llama3_8b")
     n = len(requests)
     print(
