@@ -5,6 +5,7 @@
 //! type is `Send`, so a sweep can run one cache per thread.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod error;
 pub mod mrc;
 pub mod policy;
