@@ -22,21 +22,32 @@ __all__ = [
     "Trace",
     "__version__",
     "builtin_models",
+    "config_debug",
+    "default_debug",
     "feed_many",
+    "ffn_kinds",
     "gaussian_mixture",
     "generate_requests",
     "hit_mask",
     "index_kinds",
+    "kv_manager_kinds",
     "lru_mrc",
     "mmc_mean_wait",
     "model_info",
     "policy_names",
+    "preemption_modes",
+    "prefix_caching_modes",
     "read_azure_csv",
     "replay",
     "search_param_names",
     "simulate_mm1",
     "simulate_mmc",
     "simulate_serving",
+    "size_distributions",
+    "static_variants",
+    "trace_generator_kinds",
+    "vattention_page_sizes",
+    "victim_policies",
 ]
 
 __version__: str
@@ -215,6 +226,12 @@ class PagingSim:
 
     def __len__(self) -> int: ...
 
+def trace_generator_kinds() -> list[str]:
+    """The ``kind``s of a synthetic trace spec (:meth:`Trace.synthetic`)."""
+
+def size_distributions() -> list[str]:
+    """The ``kind``s of a synthetic trace's size distribution (``sizes``)."""
+
 def feed_many(sims: list[PagingSim], trace: Trace, start: int, stop: int, threads: int | None = None) -> None:
     """Advance native simulators over requests ``start..stop`` on scoped threads, GIL released."""
 
@@ -269,6 +286,33 @@ def model_info(model: str | Mapping[str, Any]) -> dict[str, Any]:
 
 def builtin_models() -> list[str]:
     """Registry names of the built-in model specs."""
+
+def kv_manager_kinds() -> list[str]:
+    """The KV manager kinds the core runs (the ``kind`` of a ``kv`` config)."""
+
+def static_variants() -> list[str]:
+    """The ``variant``s of the ``static`` KV manager."""
+
+def prefix_caching_modes() -> list[str]:
+    """The ``prefix_caching`` modes of the ``paged`` KV manager."""
+
+def vattention_page_sizes() -> list[int]:
+    """The ``page_size_bytes`` the ``vattention`` KV manager accepts (64 KiB, 128 KiB, 256 KiB, 2 MiB)."""
+
+def preemption_modes() -> list[str]:
+    """The scheduler's ``preemption`` modes."""
+
+def victim_policies() -> list[str]:
+    """The scheduler's ``victim`` policies."""
+
+def ffn_kinds() -> list[str]:
+    """The feed-forward shapes (``ffn``) of a model spec."""
+
+def config_debug(what: str, config: Any) -> str:
+    """A config dict as the core reads it (the deserialized struct's Rust ``Debug`` form), for tests."""
+
+def default_debug(what: str, model: Any | None = None, hardware: Any | None = None) -> str:
+    """The Rust-side default of a config in the ``Debug`` form of :func:`config_debug`, for tests."""
 
 @final
 class EventQueue:

@@ -19,7 +19,8 @@ from memarena.errors import InvalidConfigError
 
 __all__ = ["Hardware", "ModelSpec"]
 
-FFN_KINDS = ("gated", "plain")
+#: The feed-forward shapes the core accepts.
+FFN_KINDS: tuple[str, ...] = tuple(_core.ffn_kinds())
 
 
 @dataclass(frozen=True)

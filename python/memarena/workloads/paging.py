@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from memarena import _core
 from memarena.api import Workload
 from memarena.errors import InvalidConfigError
 
@@ -26,7 +27,8 @@ __all__ = [
     "ZipfTrace",
 ]
 
-SIZE_DISTRIBUTIONS = ("unit", "constant", "uniform", "lognormal")
+#: ``unit`` (no sizes) and the size distributions the core accepts.
+SIZE_DISTRIBUTIONS: tuple[str, ...] = ("unit", *_core.size_distributions())
 
 
 class PagingWorkload(Workload):

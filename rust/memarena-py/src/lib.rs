@@ -9,10 +9,12 @@
 //! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
 //! Python-policy adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
 //! serving model, its workloads and the event engine of `memarena-sim`),
-//! [`ann`] (the vector indexes of `memarena-ann` and their datasets).
+//! [`ann`] (the vector indexes of `memarena-ann` and their datasets); [`config`]
+//! turns config dicts into the core's config structs (serde, one call).
 
 mod ann;
 mod callback;
+mod config;
 mod detach;
 mod errors;
 mod mrc;
@@ -32,13 +34,15 @@ mod _core {
     use crate::mrc::lru_mrc;
     #[pymodule_export]
     use crate::serving::{
-        PyEventQueue, builtin_models, generate_requests, mmc_mean_wait, model_info, read_azure_csv,
-        simulate_mm1, simulate_mmc, simulate_serving,
+        PyEventQueue, builtin_models, config_debug, default_debug, ffn_kinds, generate_requests,
+        kv_manager_kinds, mmc_mean_wait, model_info, preemption_modes, prefix_caching_modes,
+        read_azure_csv, simulate_mm1, simulate_mmc, simulate_serving, static_variants,
+        vattention_page_sizes, victim_policies,
     };
     #[pymodule_export]
     use crate::sim::{PyPagingSim, PyPagingStats, feed_many, hit_mask, replay};
     #[pymodule_export]
-    use crate::trace::PyTrace;
+    use crate::trace::{PyTrace, size_distributions, trace_generator_kinds};
 
     use pyo3::prelude::*;
 

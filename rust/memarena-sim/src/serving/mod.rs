@@ -28,6 +28,6 @@ pub use sim::{
     KvManagerConfig, RequestOutcome, RequestStatus, ServingConfig, ServingReport, simulate,
 };
 pub use workload::{
-    ArrivalProcess, LengthDist, MultiTurnWorkload, RequestSpec, SharedPrefixWorkload,
-    SyntheticWorkload, parse_azure_csv, read_azure_csv,
+    ArrivalProcess, LengthDist, MultiTurnWorkload, RequestGenerator, RequestSpec,
+    SharedPrefixWorkload, SyntheticWorkload, parse_azure_csv, read_azure_csv,
 };

@@ -13,7 +13,8 @@
 use memarena_core::error::{Error, Result};
 
 /// Feed-forward block shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FfnKind {
     /// Gated (SwiGLU: gate, up, down): `3 * hidden * intermediate` weights.
     Gated,
@@ -25,7 +26,8 @@ pub enum FfnKind {
 ///
 /// Invariants (checked by [`ModelSpec::validate`]): all sizes positive;
 /// `num_attention_heads` is a multiple of `num_kv_heads` (GQA groups).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Registry name, snake_case (`llama3_8b`).
     pub name: String,
@@ -46,6 +48,7 @@ pub struct ModelSpec {
     /// Vocabulary size.
     pub vocab_size: u32,
     /// Whether the LM head shares the embedding matrix.
+    #[serde(deserialize_with = "memarena_core::config::strict_bool")]
     pub tied_embeddings: bool,
     /// Learned position embeddings (OPT), 0 for rotary models.
     pub learned_positions: u32,

@@ -1,0 +1,94 @@
+"""Synthetic trace specs cross to the core with serde: every workload field arrives, bad input names the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hydra.utils import instantiate
+
+from memarena import _core
+from memarena.config import compose
+from memarena.errors import InvalidConfigError
+from memarena.paging import Trace
+from memarena.plugins import get_plugin_manager
+from memarena.workloads.paging import (
+    SIZE_DISTRIBUTIONS,
+    LoopTrace,
+    PhaseShiftTrace,
+    ScanMixTrace,
+    UniformTrace,
+    ZipfTrace,
+)
+
+PM = get_plugin_manager(autoload=False)
+
+#: The size fields each distribution reads, and their names in the core's spec.
+SIZE_FIELDS = {
+    "constant": {"size_bytes": "bytes"},
+    "uniform": {"min_size_bytes": "min_bytes", "max_size_bytes": "max_bytes"},
+    "lognormal": {"size_mu": "mu", "size_sigma": "sigma"},
+}
+
+
+def changed(name: str, default: Any) -> Any:
+    if isinstance(default, float):
+        return default * 0.5 if name != "scan_fraction" else 0.35
+    return default + 3 if name != "min_size_bytes" else default - 3
+
+
+@pytest.mark.parametrize("cls", [ZipfTrace, UniformTrace, LoopTrace, ScanMixTrace, PhaseShiftTrace])
+@pytest.mark.parametrize("sizes", sorted(SIZE_FIELDS))
+def test_every_workload_field_arrives_in_the_core(monkeypatch: pytest.MonkeyPatch, cls: type[Any], sizes: str) -> None:
+    seen: dict[str, Any] = {}
+
+    def synthetic(spec: Any, n_requests: int, *, seed: int = 0) -> None:
+        seen.update(spec=spec, n_requests=n_requests, seed=seed)
+
+    monkeypatch.setattr(Trace, "synthetic", synthetic)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Config) if f.name != "_target_"}
+    size_keys = {k for fields in SIZE_FIELDS.values() for k in fields}
+    values = {k: changed(k, v) for k, v in defaults.items() if k not in size_keys and k != "sizes"}
+    values.update({k: changed(k, defaults[k]) for k in SIZE_FIELDS[sizes]})
+    overrides = [f"workload.{k}={v}" for k, v in values.items()]
+    cfg = compose(["experiment=paging", f"workload={cls.name}", f"workload.sizes={sizes}", *overrides], pm=PM)
+    instantiate(cfg.workload).load(5)
+    assert seen["n_requests"] == values.pop("n_requests")
+    assert seen["seed"] == 5 + values.pop("seed_offset")
+    got = _core.config_debug("trace", seen["spec"])
+    assert got.startswith("Sized {")
+    for k, core_key in SIZE_FIELDS[sizes].items():
+        assert f"{core_key}: {values.pop(k)!r}" in got, (k, got)
+    frac = values.pop("scan_fraction", None)
+    if frac is not None:
+        assert f"components: [({1 - frac!r}, Zipf" in got and f"({frac!r}, Scan)" in got, got
+    for k, v in values.items():
+        assert f"{k}: {v!r}" in got, (k, got)
+
+
+def test_vocabularies_come_from_the_core() -> None:
+    assert SIZE_DISTRIBUTIONS == ("unit", "constant", "uniform", "lognormal")
+    assert _core.trace_generator_kinds() == ["zipf", "uniform", "loop", "scan", "mix", "phase_shift", "sized"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"kind": "zipf", "alpha": 1.0, "n_object": 3}, r"spec\.n_object: unknown key; allowed: alpha, n_objects"),
+        ({"kind": "zipf", "alpha": "steep", "n_objects": 3}, r"spec\.alpha: wrong type or range"),
+        ({"kind": "loop", "n_objects": -3}, r"spec\.n_objects: wrong type or range"),
+        (
+            {"kind": "mix", "components": [[1.0, {"kind": "zipf", "n_objects": 3}]]},
+            r"spec\.components\[0\]\[1\]\.alpha: is required",
+        ),
+        (
+            {"kind": "sized", "inner": {"kind": "scan"}, "sizes": {"kind": "pareto"}},
+            r"spec\.sizes\.kind: unknown kind \"pareto\"; available: constant, uniform, lognormal",
+        ),
+        ({"kind": "scan", "sizes": {"kind": "constant", "bytes": 1}}, r"spec\.sizes: unknown key; allowed: none"),
+    ],
+)
+def test_bad_specs_name_the_key(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidConfigError, match=message):
+        Trace.synthetic(spec, 10, seed=0)
