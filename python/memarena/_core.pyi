@@ -38,6 +38,7 @@ __all__ = [
     "preemption_modes",
     "prefix_caching_modes",
     "read_azure_csv",
+    "recall_at_k",
     "replay",
     "search_param_names",
     "simulate_mm1",
@@ -442,6 +443,9 @@ def index_kinds() -> list[str]:
 
 def search_param_names() -> list[str]:
     """Search parameters every index accepts (each reads its own)."""
+
+def recall_at_k(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64], k: int) -> float:
+    """Mean recall@k over the first ``k`` columns of ``found`` and ``truth`` (``-1`` truth entries not counted)."""
 
 def gaussian_mixture(
     n_base: int, n_queries: int, dim: int, n_clusters: int, cluster_std: float, seed: int

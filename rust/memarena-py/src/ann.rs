@@ -343,3 +343,35 @@ pub(crate) fn gaussian_mixture<'py>(
         ds.base_labels.into_pyarray(py),
     ))
 }
+
+/// Mean recall@k: the share of each query's true `k` neighbours (the first
+/// `k` columns of `truth`; `-1` entries are not counted) among its first `k`
+/// results (the first `k` columns of `found`). Computed by the core's
+/// `memarena_ann::dataset::recall_at_k`, the one implementation.
+#[pyfunction]
+pub(crate) fn recall_at_k(
+    py: Python<'_>,
+    found: PyReadonlyArray2<'_, i64>,
+    truth: PyReadonlyArray2<'_, i64>,
+    k: usize,
+) -> PyResult<f64> {
+    let (fs, ts) = (found.shape(), truth.shape());
+    if fs[0] != ts[0] || fs[1] < k || ts[1] < k {
+        return Err(invalid(
+            "recall_at_k",
+            format!(
+                "shapes ({}, {}) and ({}, {}) do not allow k={k}",
+                fs[0], fs[1], ts[0], ts[1]
+            ),
+        ));
+    }
+    let (found, truth) = (found.as_array(), truth.as_array());
+    let first_k = |a: numpy::ndarray::ArrayView2<'_, i64>| -> Vec<i64> {
+        a.rows()
+            .into_iter()
+            .flat_map(|r| r.iter().take(k).copied().collect::<Vec<_>>())
+            .collect()
+    };
+    let (found, truth) = (first_k(found), first_k(truth));
+    Ok(py.detach(|| dataset::recall_at_k(&found, k, &truth, k)))
+}
