@@ -290,6 +290,7 @@ impl PyIndex {
         py.run_core(|| idx.save(&path))
     }
 
+    /// `Index(kind=..., metric=..., dim=..., len=...)`.
     fn __repr__(&self) -> String {
         format!(
             "Index(kind={:?}, metric={:?}, dim={}, len={})",

@@ -11,6 +11,7 @@
 //! serving model, its workloads and the event engine of `memarena-sim`),
 //! [`ann`] (the vector indexes of `memarena-ann` and their datasets); [`config`]
 //! turns config dicts into the core's config structs (serde, one call).
+#![warn(missing_docs)]
 
 mod ann;
 mod callback;

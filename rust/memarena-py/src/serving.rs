@@ -477,6 +477,7 @@ pub struct PyEventQueue {
 
 #[pymethods]
 impl PyEventQueue {
+    /// An empty queue at time 0.
     #[new]
     fn new() -> Self {
         PyEventQueue {
@@ -517,10 +518,12 @@ impl PyEventQueue {
         self.inner.now()
     }
 
+    /// Pending events.
     fn __len__(&self) -> usize {
         self.inner.len()
     }
 
+    /// `EventQueue(now=..., pending=...)`.
     fn __repr__(&self) -> String {
         format!(
             "EventQueue(now={}, pending={})",

@@ -318,6 +318,7 @@ impl PyPagingStats {
         self.inner.window_misses.clone().into_pyarray(py)
     }
 
+    /// The counters, for the REPL.
     fn __repr__(&self) -> String {
         let s = &self.inner;
         format!(

@@ -81,6 +81,7 @@ impl PyTrace {
         }
     }
 
+    /// Number of requests.
     pub(crate) fn len(&self, py: Python<'_>) -> usize {
         match &self.storage {
             Storage::Owned(t) => t.len(),
@@ -387,6 +388,7 @@ impl PyTrace {
         }
     }
 
+    /// Number of requests.
     fn __len__(&self, py: Python<'_>) -> usize {
         self.len(py)
     }
