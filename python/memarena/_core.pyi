@@ -283,10 +283,16 @@ def simulate_serving(
     """
 
 def model_info(model: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A model spec (built-in name or dict) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``."""
+    """A model spec (a dict, or a Rust test spec's name) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``.
+
+    Python sends dicts read from the YAML presets, the one source of specs.
+    """
 
 def builtin_models() -> list[str]:
-    """Registry names of the built-in model specs."""
+    """Names of the Rust side's model specs (for Rust tests and examples).
+
+    Python reads the YAML presets instead; a test checks that both agree.
+    """
 
 def kv_manager_kinds() -> list[str]:
     """The KV manager kinds the core runs (the ``kind`` of a ``kv`` config)."""

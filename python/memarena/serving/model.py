@@ -74,10 +74,25 @@ class ModelSpec:
 
     @classmethod
     def builtin(cls, name: str) -> ModelSpec:
-        """A spec built into the Rust core (``llama2_7b`` ... ``opt_13b``)."""
-        info = _core.model_info(name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in info.items() if k in fields})
+        """A shipped ``model`` preset by name (``llama2_7b`` ... ``opt_13b``).
+
+        The presets (``conf/model/<name>.yaml``, the published ``config.json``
+        values) are the one source of model specs; the core takes the spec as a dict.
+
+        :raises InvalidConfigError: no such preset, naming the available ones.
+        """
+        import yaml
+
+        from memarena.config import conf_dir
+
+        presets = conf_dir() / "model"
+        path = presets / f"{name}.yaml"
+        if not path.is_file():
+            available = ", ".join(sorted(p.stem for p in presets.glob("*.yaml")))
+            raise InvalidConfigError(f"unknown model {name!r}; available: {available}")
+        node = yaml.safe_load(path.read_text())
+        node.pop("_target_", None)
+        return cls(**node)
 
     def as_core(self) -> dict[str, Any]:
         """The spec as the Rust core reads it."""

@@ -7,8 +7,8 @@
 //!   released.
 //! - `read_azure_csv`, `generate_requests`: request columns from the Azure
 //!   trace reader and the synthetic generators.
-//! - `model_info`: a model spec (built-in name or dict) and what the serving
-//!   model derives from it.
+//! - `model_info`: a model spec (a dict) and what the serving model derives
+//!   from it.
 //! - `EventQueue`: the core's time-ordered queue holding Python payloads, for
 //!   models written in Python (the slow path: one Python call per event).
 //! - `simulate_mm1`, `simulate_mmc`, `mmc_mean_wait`: the native queueing
@@ -422,9 +422,9 @@ pub(crate) fn simulate_serving<'py>(
     report_to_py(py, report)
 }
 
-/// A model spec (a built-in name such as `"llama3_8b"`, or a dict of its
-/// fields) with what the serving model derives from it: `num_params`,
-/// `weight_bytes`, `kv_bytes_per_token`.
+/// A model spec (a dict of every field, or the name of one of the Rust
+/// side's test specs, [`builtin_models`]) with what the serving model derives
+/// from it: `num_params`, `weight_bytes`, `kv_bytes_per_token`.
 #[pyfunction]
 pub(crate) fn model_info<'py>(
     py: Python<'py>,
@@ -439,13 +439,7 @@ pub(crate) fn model_info<'py>(
     d.set_item("num_kv_heads", m.num_kv_heads)?;
     d.set_item("head_dim", m.head_dim)?;
     d.set_item("intermediate_size", m.intermediate_size)?;
-    d.set_item(
-        "ffn",
-        match m.ffn {
-            FfnKind::Gated => "gated",
-            FfnKind::Plain => "plain",
-        },
-    )?;
+    d.set_item("ffn", variant_names::<FfnKind>()[m.ffn as usize])?;
     d.set_item("vocab_size", m.vocab_size)?;
     d.set_item("tied_embeddings", m.tied_embeddings)?;
     d.set_item("learned_positions", m.learned_positions)?;
@@ -457,7 +451,9 @@ pub(crate) fn model_info<'py>(
     Ok(d)
 }
 
-/// Registry names of the built-in model specs.
+/// Names of the Rust side's model specs (`ModelSpec::builtin`, for Rust
+/// tests and examples). The Python side reads its YAML presets instead; this
+/// is exported so a test can check that both agree.
 #[pyfunction]
 pub(crate) fn builtin_models() -> Vec<&'static str> {
     ModelSpec::BUILTIN.to_vec()

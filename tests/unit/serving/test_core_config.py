@@ -370,3 +370,19 @@ def test_vocabularies_come_from_the_core() -> None:
     assert FFN_KINDS == ("gated", "plain")
     assert _core.kv_manager_kinds() == ["static", "paged", "vattention"]
     assert {c.name for c in (StaticKV, PagedKV, VAttentionKV)} == set(_core.kv_manager_kinds())
+
+
+def test_model_presets_are_the_one_source_of_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Python side never asks the core for a spec by name: it reads the YAML preset and sends a dict.
+    real = _core.model_info
+
+    def model_info(model: Any) -> Any:
+        assert not isinstance(model, str), "the core's test specs are not a source for Python"
+        return real(model)
+
+    monkeypatch.setattr(_core, "model_info", model_info)
+    spec = ModelSpec.builtin("opt_13b")
+    assert (spec.ffn, spec.learned_positions, spec.tied_embeddings) == ("plain", 2050, True)
+    assert "facebook/opt-13b" in spec.source
+    with pytest.raises(InvalidConfigError, match=r"unknown model 'gpt5'; available: .*llama3_8b.*opt_13b"):
+        ModelSpec.builtin("gpt5")

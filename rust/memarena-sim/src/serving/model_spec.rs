@@ -59,7 +59,7 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// The built-in specs' registry names.
+    /// The names of the specs [`ModelSpec::builtin`] builds.
     pub const BUILTIN: &'static [&'static str] = &[
         "llama2_7b",
         "llama2_13b",
@@ -70,7 +70,12 @@ impl ModelSpec {
         "mistral_7b",
     ];
 
-    /// A built-in spec by registry name.
+    /// A spec by registry name, for Rust tests, examples and benchmarks.
+    ///
+    /// The user-facing source of model specs is the Python side's `model`
+    /// presets (`python/memarena/conf/model/<name>.yaml`): Python sends the
+    /// spec as a dict and never reads these. This copy must equal them,
+    /// which `tests/unit/serving/test_models.py` checks for every name.
     pub fn builtin(name: &str) -> Result<ModelSpec> {
         #[allow(clippy::too_many_arguments)]
         fn llama(
