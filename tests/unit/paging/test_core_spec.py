@@ -92,3 +92,33 @@ def test_vocabularies_come_from_the_core() -> None:
 def test_bad_specs_name_the_key(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidConfigError, match=message):
         Trace.synthetic(spec, 10, seed=0)
+
+
+def test_rust_policy_defaults_equal_the_python_configs() -> None:
+    """The core's parameter defaults (kept for pure-Rust users) behave as the Python Config defaults."""
+    from memarena.paging import policies
+
+    spec = {
+        "kind": "mix",
+        "components": [
+            [0.7, {"kind": "zipf", "alpha": 0.9, "n_objects": 3000}],
+            [0.3, {"kind": "loop", "n_objects": 800}],
+        ],
+    }
+    trace = Trace.synthetic(spec, 40_000, seed=1).with_oracle_predictions("next_arrival", 400)
+    checked = []
+    for cls in vars(policies).values():
+        if not (isinstance(cls, type) and getattr(cls, "core_name", None) and hasattr(cls, "Config")):
+            continue
+        defaults = {
+            f.name: float(f.default)
+            for f in dataclasses.fields(cls.Config)
+            if f.name not in ("_target_", "capacity") and isinstance(f.default, int | float)
+        }
+        if not defaults:
+            continue
+        rust = _core.hit_mask(cls.core_name, 400, trace._core, {})
+        python = _core.hit_mask(cls.core_name, 400, trace._core, defaults)
+        assert (rust == python).all(), cls.core_name
+        checked.append(cls.core_name)
+    assert {"clock", "twoq", "lirs", "s3fifo", "mark0_robust"} <= set(checked)
