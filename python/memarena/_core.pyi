@@ -32,6 +32,7 @@ __all__ = [
     "index_kinds",
     "kv_manager_kinds",
     "lru_mrc",
+    "metric_names",
     "mmc_mean_wait",
     "model_info",
     "policy_names",
@@ -449,6 +450,9 @@ def index_kinds() -> list[str]:
 
 def search_param_names() -> list[str]:
     """Search parameters every index accepts (each reads its own)."""
+
+def metric_names() -> list[str]:
+    """The metrics an index accepts (``l2``, ``ip``, ``cosine``)."""
 
 def recall_at_k(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64], k: int) -> float:
     """Mean recall@k over the first ``k`` columns of ``found`` and ``truth`` (``-1`` truth entries not counted)."""

@@ -308,6 +308,12 @@ pub(crate) fn index_kinds() -> Vec<&'static str> {
     INDEX_KINDS.to_vec()
 }
 
+/// The metrics an index accepts (`l2`, `ip`, `cosine`).
+#[pyfunction]
+pub(crate) fn metric_names() -> Vec<&'static str> {
+    Metric::NAMES.to_vec()
+}
+
 /// Names of the search parameters every index accepts (each reads its own).
 #[pyfunction]
 pub(crate) fn search_param_names() -> Vec<&'static str> {

@@ -28,7 +28,9 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::ann::{PyIndex, gaussian_mixture, index_kinds, recall_at_k, search_param_names};
+    use crate::ann::{
+        PyIndex, gaussian_mixture, index_kinds, metric_names, recall_at_k, search_param_names,
+    };
     #[pymodule_export]
     use crate::errors::{InvalidConfigError, InvariantError, MalformedInputError, MemarenaError};
     #[pymodule_export]
