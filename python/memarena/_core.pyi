@@ -36,6 +36,7 @@ __all__ = [
     "mmc_mean_wait",
     "model_info",
     "policy_names",
+    "prediction_kinds",
     "preemption_modes",
     "prefix_caching_modes",
     "read_azure_csv",
@@ -227,6 +228,9 @@ class PagingSim:
         """Bytes held by resident objects."""
 
     def __len__(self) -> int: ...
+
+def prediction_kinds() -> list[str]:
+    """The oracle prediction kinds of :meth:`Trace.with_oracle_predictions`."""
 
 def trace_generator_kinds() -> list[str]:
     """The ``kind``s of a synthetic trace spec (:meth:`Trace.synthetic`)."""

@@ -45,7 +45,7 @@ mod _core {
     #[pymodule_export]
     use crate::sim::{PyPagingSim, PyPagingStats, feed_many, hit_mask, replay};
     #[pymodule_export]
-    use crate::trace::{PyTrace, size_distributions, trace_generator_kinds};
+    use crate::trace::{PyTrace, prediction_kinds, size_distributions, trace_generator_kinds};
 
     use pyo3::prelude::*;
 

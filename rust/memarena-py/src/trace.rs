@@ -237,6 +237,12 @@ fn parse_column(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Column>> {
     )))
 }
 
+/// The oracle prediction kinds of `Trace.with_oracle_predictions`.
+#[pyfunction]
+pub(crate) fn prediction_kinds() -> Vec<&'static str> {
+    predict::PREDICTION_KINDS.to_vec()
+}
+
 /// The `kind`s of a synthetic trace spec (`Trace.synthetic`).
 #[pyfunction]
 pub(crate) fn trace_generator_kinds() -> Vec<&'static str> {
@@ -535,7 +541,10 @@ impl PyTrace {
             }),
             other => Err(crate::errors::to_py_err(Error::invalid(
                 "kind",
-                format!("unknown prediction kind {other:?}; available: next_arrival, discard_bit, phase_bit"),
+                format!(
+                    "unknown prediction kind {other:?}; available: {}",
+                    predict::PREDICTION_KINDS.join(", ")
+                ),
             ))),
         })?;
         Self::derive(slf, new)

@@ -122,3 +122,74 @@ def test_rust_policy_defaults_equal_the_python_configs() -> None:
         assert (rust == python).all(), cls.core_name
         checked.append(cls.core_name)
     assert {"clock", "twoq", "lirs", "s3fifo", "mark0_robust"} <= set(checked)
+
+
+class Captured(Exception):
+    """Raised by the patched core entry point once it has the arguments."""
+
+
+POLICIES_WITH_PARAMS = ["clock", "twoq", "lirs", "s3fifo", "marker", "mark0", "mark0_robust"]
+
+
+@pytest.mark.parametrize("policy", POLICIES_WITH_PARAMS)
+def test_every_family_and_policy_field_arrives_in_the_core(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, policy: str
+) -> None:
+    from memarena.experiments.paging import PREDICTION_KINDS, PagingFamily
+    from memarena.paging import policies
+    from memarena.registry import Registry
+    from memarena.run import execute
+
+    cls = next(c for c in vars(policies).values() if getattr(c, "name", None) == policy and hasattr(c, "Config"))
+    seen: dict[str, Any] = {}
+
+    def paging_sim(name: str, capacity: int, params: dict[str, float], **opts: Any) -> None:
+        seen.update(name=name, capacity=capacity, params=params, opts=opts)
+        raise Captured
+
+    real_predictions, real_noise = Trace.with_oracle_predictions, Trace.with_noise
+
+    def with_oracle_predictions(self: Trace, kind: str, cache_size: int) -> Trace:
+        seen["predictions"] = (kind, cache_size)
+        return real_predictions(self, kind, cache_size)
+
+    def with_noise(self: Trace, error: float, *, seed: int = 0) -> Trace:
+        seen["noise"] = error
+        return real_noise(self, error, seed=seed)
+
+    real_sim = _core.PagingSim
+    monkeypatch.setattr(_core, "PagingSim", paging_sim)
+    monkeypatch.setattr(Trace, "with_oracle_predictions", with_oracle_predictions)
+    monkeypatch.setattr(Trace, "with_noise", with_noise)
+    params = {
+        f.name: changed(f.name, f.default) + (0.5 if f.name == "switch_factor" else 0)
+        for f in dataclasses.fields(cls.Config)
+        if f.name != "_target_"
+    }
+    family = {
+        "cache_size": 123,
+        "ignore_size": not PagingFamily.Config.ignore_size,
+        "warmup_requests": 7,
+        "window_requests": 11,
+        "predictions": next(k for k in PREDICTION_KINDS if k and k != PagingFamily.Config.predictions),
+        "prediction_error": 0.25,
+    }
+    overrides = [
+        "experiment=paging",
+        f"policy={policy}",
+        "workload=zipf",
+        "workload.n_requests=2000",
+        "workload.n_objects=500",
+        *(f"policy.{k}={v}" for k, v in params.items()),
+        *(f"family.{k}={v}" for k, v in family.items()),
+    ]
+    cfg = compose(overrides, pm=PM)
+    with pytest.raises(Captured):
+        execute(cfg, tmp_path, pm=PM, registry=Registry.from_plugin_manager(PM), overrides=overrides)
+    assert seen["name"] == cls.core_name and seen["capacity"] == family["cache_size"]
+    assert seen["params"] == {k: float(v) for k, v in params.items()}
+    assert seen["opts"] == {k: family[k] for k in ("ignore_size", "warmup_requests", "window_requests")}
+    assert seen["predictions"] == (family["predictions"], family["cache_size"])
+    assert seen["noise"] == family["prediction_error"]
+    # and the core reads them (it refuses unknown names and out-of-range values)
+    assert real_sim(seen["name"], seen["capacity"], seen["params"], **seen["opts"]).policy == cls.core_name
