@@ -50,15 +50,13 @@ fn tag_first<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         }
         return Ok(out.into_any());
     }
-    let nested = |first: Option<Bound<'py, PyAny>>| {
-        first.is_some_and(|f| {
-            f.is_instance_of::<PyDict>()
-                || f.is_instance_of::<PyList>()
-                || f.is_instance_of::<PyTuple>()
-        })
+    let container = |v: &Bound<'py, PyAny>| {
+        v.is_instance_of::<PyDict>()
+            || v.is_instance_of::<PyList>()
+            || v.is_instance_of::<PyTuple>()
     };
     if let Ok(l) = obj.cast::<PyList>() {
-        if nested(l.iter().next()) {
+        if l.iter().any(|v| container(&v)) {
             let items = l
                 .iter()
                 .map(|v| tag_first(&v))
@@ -66,7 +64,7 @@ fn tag_first<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
             return Ok(PyList::new(py, items)?.into_any());
         }
     } else if let Ok(t) = obj.cast::<PyTuple>()
-        && nested(t.iter().next())
+        && t.iter().any(|v| container(&v))
     {
         let items = t
             .iter()

@@ -72,6 +72,14 @@ def test_vocabularies_come_from_the_core() -> None:
     assert _core.trace_generator_kinds() == ["zipf", "uniform", "loop", "scan", "mix", "phase_shift", "sized"]
 
 
+def test_the_kind_may_come_anywhere_in_a_spec_dict() -> None:
+    inner = {"n_objects": 10, "kind": "loop"}  # a tagged enum reads `kind` first; the binding reorders
+    spec = {"components": [[0.5, inner], (0.5, {"kind": "scan"})], "kind": "mix"}
+    a = Trace.synthetic({"sizes": {"bytes": 5, "kind": "constant"}, "inner": spec, "kind": "sized"}, 100, seed=0)
+    assert a.num_objects > 10 and set(a.sizes.tolist()) == {5}
+    assert "Loop { n_objects: 10 }" in _core.config_debug("trace", spec)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
