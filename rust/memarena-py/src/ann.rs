@@ -26,31 +26,12 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::config::number_pairs;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
 
 fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
     to_py_err(Error::invalid(name, reason))
-}
-
-/// `{name: number}` (booleans as 0/1) as the core's `(name, value)` pairs.
-fn pairs_of(params: Option<&Bound<'_, PyDict>>, at: &str) -> PyResult<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    if let Some(d) = params {
-        for (k, v) in d.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| invalid(at, format!("keys must be strings, got {k}")))?;
-            let val: f64 = match v.extract::<bool>() {
-                Ok(b) => f64::from(u8::from(b)),
-                Err(_) => v.extract().map_err(|_| {
-                    invalid(format!("{at}.{key}"), format!("must be a number, got {v}"))
-                })?,
-            };
-            out.push((key, val));
-        }
-    }
-    Ok(out)
 }
 
 fn as_refs(pairs: &[(String, f64)]) -> Vec<(&str, f64)> {
@@ -96,7 +77,7 @@ impl PyIndex {
         dim: usize,
         params: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let pairs = pairs_of(params.as_ref(), "params")?;
+        let pairs = number_pairs(params.as_ref(), "params")?;
         let metric = Metric::from_name(metric).map_err(to_py_err)?;
         let inner = build(kind, metric, dim, &as_refs(&pairs)).map_err(to_py_err)?;
         Ok(PyIndex { inner })
@@ -201,7 +182,7 @@ impl PyIndex {
         query_tenants: Option<PyReadonlyArray1<'py, u32>>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
         let q = rows_of(&queries, self.inner.dim(), "queries")?;
-        let pairs = pairs_of(params.as_ref(), "params")?;
+        let pairs = number_pairs(params.as_ref(), "params")?;
         let sp = SearchParams::from_pairs(&as_refs(&pairs)).map_err(to_py_err)?;
         let qt = query_tenants
             .as_ref()

@@ -201,3 +201,11 @@ def test_every_family_and_policy_field_arrives_in_the_core(
     assert seen["noise"] == family["prediction_error"]
     # and the core reads them (it refuses unknown names and out-of-range values)
     assert real_sim(seen["name"], seen["capacity"], seen["params"], **seen["opts"]).policy == cls.core_name
+
+
+def test_policy_parameters_cross_with_serde_and_name_the_key() -> None:
+    with pytest.raises(InvalidConfigError, match=r"clock\.n_bit_counter: wrong type or range: must be real number"):
+        _core.PagingSim("clock", 10, {"n_bit_counter": "two"})
+    with pytest.raises(InvalidConfigError, match=r"clock\.bits"):
+        _core.PagingSim("clock", 10, {"bits": 2})
+    assert _core.PagingSim("clock", 10, {"n_bit_counter": True}).policy == "clock"  # a bool is 0/1

@@ -38,3 +38,12 @@ def test_core_build_defaults_equal_the_python_config(cls: type[RegisteredIndex])
 
 def test_metrics_come_from_the_core() -> None:
     assert METRICS == tuple(_core.metric_names()) == ("l2", "ip", "cosine")
+
+
+def test_index_parameters_cross_with_serde_and_name_the_key() -> None:
+    from memarena.errors import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match=r"params\.m: wrong type or range: must be real number"):
+        _core.Index("hnsw", "l2", 8, {"m": "many"})
+    with pytest.raises(InvalidConfigError, match=r"hnsw\.mm"):
+        _core.Index("hnsw", "l2", 8, {"mm": 4})
