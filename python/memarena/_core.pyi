@@ -24,21 +24,35 @@ __all__ = [
     "Trace",
     "__version__",
     "builtin_models",
+    "config_debug",
+    "default_debug",
     "feed_many",
+    "ffn_kinds",
     "gaussian_mixture",
     "generate_requests",
     "hit_mask",
     "index_kinds",
+    "kv_manager_kinds",
     "lru_mrc",
+    "metric_names",
     "mmc_mean_wait",
     "model_info",
     "policy_names",
+    "prediction_kinds",
+    "preemption_modes",
+    "prefix_caching_modes",
     "read_azure_csv",
+    "recall_at_k",
     "replay",
     "search_param_names",
     "simulate_mm1",
     "simulate_mmc",
     "simulate_serving",
+    "size_distributions",
+    "static_variants",
+    "trace_generator_kinds",
+    "vattention_page_sizes",
+    "victim_policies",
 ]
 
 __version__: str
@@ -251,6 +265,15 @@ class PagingSim:
 
     def __len__(self) -> int: ...
 
+def prediction_kinds() -> list[str]:
+    """The oracle prediction kinds of :meth:`Trace.with_oracle_predictions`."""
+
+def trace_generator_kinds() -> list[str]:
+    """The ``kind``s of a synthetic trace spec (:meth:`Trace.synthetic`)."""
+
+def size_distributions() -> list[str]:
+    """The ``kind``s of a synthetic trace's size distribution (``sizes``)."""
+
 def feed_many(sims: list[PagingSim], trace: Trace, start: int, stop: int, threads: int | None = None) -> None:
     """Advance native simulators over requests ``start..stop`` on scoped threads, GIL released."""
 
@@ -305,10 +328,43 @@ def simulate_serving(
     """
 
 def model_info(model: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A model spec (built-in name or dict) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``."""
+    """A model spec (a dict, or a Rust test spec's name) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``.
+
+    Python sends dicts read from the YAML presets, the one source of specs.
+    """
 
 def builtin_models() -> list[str]:
-    """Registry names of the built-in model specs."""
+    """Names of the Rust side's model specs (for Rust tests and examples).
+
+    Python reads the YAML presets instead; a test checks that both agree.
+    """
+
+def kv_manager_kinds() -> list[str]:
+    """The KV manager kinds the core runs (the ``kind`` of a ``kv`` config)."""
+
+def static_variants() -> list[str]:
+    """The ``variant``s of the ``static`` KV manager."""
+
+def prefix_caching_modes() -> list[str]:
+    """The ``prefix_caching`` modes of the ``paged`` KV manager."""
+
+def vattention_page_sizes() -> list[int]:
+    """The ``page_size_bytes`` the ``vattention`` KV manager accepts (64 KiB, 128 KiB, 256 KiB, 2 MiB)."""
+
+def preemption_modes() -> list[str]:
+    """The scheduler's ``preemption`` modes."""
+
+def victim_policies() -> list[str]:
+    """The scheduler's ``victim`` policies."""
+
+def ffn_kinds() -> list[str]:
+    """The feed-forward shapes (``ffn``) of a model spec."""
+
+def config_debug(what: str, config: Any) -> str:
+    """A config dict as the core reads it (the deserialized struct's Rust ``Debug`` form), for tests."""
+
+def default_debug(what: str, model: Any | None = None, hardware: Any | None = None) -> str:
+    """The Rust-side default of a config in the ``Debug`` form of :func:`config_debug`, for tests."""
 
 @final
 class EventQueue:
@@ -438,6 +494,12 @@ def index_kinds() -> list[str]:
 
 def search_param_names() -> list[str]:
     """Search parameters every index accepts (each reads its own)."""
+
+def metric_names() -> list[str]:
+    """The metrics an index accepts (``l2``, ``ip``, ``cosine``)."""
+
+def recall_at_k(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64], k: int) -> float:
+    """Mean recall@k over the first ``k`` columns of ``found`` and ``truth`` (``-1`` truth entries not counted)."""
 
 def gaussian_mixture(
     n_base: int, n_queries: int, dim: int, n_clusters: int, cluster_std: float, seed: int

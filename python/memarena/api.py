@@ -16,6 +16,7 @@ added by subclassing :class:`MemoryMethod` with a new ``sub_kind`` and
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -195,6 +196,22 @@ class MemoryMethod(Component):
     sub_kind: ClassVar[str]
 
 
+def _config_defaults(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The defaults of ``cls.Config``'s fields (those that have one), ``_target_`` and ``exclude`` left out."""
+    config = getattr(cls, "Config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return {}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.name == "_target_" or f.name in exclude:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 class PagingPolicy(MemoryMethod):
     """A page/object replacement policy for the ``paging`` family.
 
@@ -227,7 +244,8 @@ class PagingPolicy(MemoryMethod):
         if capacity < 1:
             raise ValueError(f"{self.name}: capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self.params = params
+        # Parameters left out take the Config defaults (the one source of defaults).
+        self.params = {**_config_defaults(type(self), exclude=("capacity",)), **params}
 
     def core_params(self) -> dict[str, float]:
         """Numeric parameters handed to the Rust core (native policies)."""

@@ -55,11 +55,13 @@ pub struct SimHashConfig {
     pub seed: u64,
 }
 
+/// The defaults equal the Python `SimHash.Config` defaults (the user-facing
+/// source; `tests/unit/retrieval/test_core_defaults.py` checks them).
 impl Default for SimHashConfig {
     fn default() -> Self {
         SimHashConfig {
             n_bits: 16,
-            n_tables: 8,
+            n_tables: 16,
             seed: 0,
         }
     }

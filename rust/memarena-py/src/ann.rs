@@ -26,31 +26,12 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::config::number_pairs;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
 
 fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
     to_py_err(Error::invalid(name, reason))
-}
-
-/// `{name: number}` (booleans as 0/1) as the core's `(name, value)` pairs.
-fn pairs_of(params: Option<&Bound<'_, PyDict>>, at: &str) -> PyResult<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    if let Some(d) = params {
-        for (k, v) in d.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| invalid(at, format!("keys must be strings, got {k}")))?;
-            let val: f64 = match v.extract::<bool>() {
-                Ok(b) => f64::from(u8::from(b)),
-                Err(_) => v.extract().map_err(|_| {
-                    invalid(format!("{at}.{key}"), format!("must be a number, got {v}"))
-                })?,
-            };
-            out.push((key, val));
-        }
-    }
-    Ok(out)
 }
 
 fn as_refs(pairs: &[(String, f64)]) -> Vec<(&str, f64)> {
@@ -96,7 +77,7 @@ impl PyIndex {
         dim: usize,
         params: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let pairs = pairs_of(params.as_ref(), "params")?;
+        let pairs = number_pairs(params.as_ref(), "params")?;
         let metric = Metric::from_name(metric).map_err(to_py_err)?;
         let inner = build(kind, metric, dim, &as_refs(&pairs)).map_err(to_py_err)?;
         Ok(PyIndex { inner })
@@ -201,7 +182,7 @@ impl PyIndex {
         query_tenants: Option<PyReadonlyArray1<'py, u32>>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
         let q = rows_of(&queries, self.inner.dim(), "queries")?;
-        let pairs = pairs_of(params.as_ref(), "params")?;
+        let pairs = number_pairs(params.as_ref(), "params")?;
         let sp = SearchParams::from_pairs(&as_refs(&pairs)).map_err(to_py_err)?;
         let qt = query_tenants
             .as_ref()
@@ -290,6 +271,7 @@ impl PyIndex {
         py.run_core(|| idx.save(&path))
     }
 
+    /// `Index(kind=..., metric=..., dim=..., len=...)`.
     fn __repr__(&self) -> String {
         format!(
             "Index(kind={:?}, metric={:?}, dim={}, len={})",
@@ -305,6 +287,12 @@ impl PyIndex {
 #[pyfunction]
 pub(crate) fn index_kinds() -> Vec<&'static str> {
     INDEX_KINDS.to_vec()
+}
+
+/// The metrics an index accepts (`l2`, `ip`, `cosine`).
+#[pyfunction]
+pub(crate) fn metric_names() -> Vec<&'static str> {
+    Metric::NAMES.to_vec()
 }
 
 /// Names of the search parameters every index accepts (each reads its own).
@@ -342,4 +330,36 @@ pub(crate) fn gaussian_mixture<'py>(
         queries.into_pyarray(py),
         ds.base_labels.into_pyarray(py),
     ))
+}
+
+/// Mean recall@k: the share of each query's true `k` neighbours (the first
+/// `k` columns of `truth`; `-1` entries are not counted) among its first `k`
+/// results (the first `k` columns of `found`). Computed by the core's
+/// `memarena_ann::dataset::recall_at_k`, the one implementation.
+#[pyfunction]
+pub(crate) fn recall_at_k(
+    py: Python<'_>,
+    found: PyReadonlyArray2<'_, i64>,
+    truth: PyReadonlyArray2<'_, i64>,
+    k: usize,
+) -> PyResult<f64> {
+    let (fs, ts) = (found.shape(), truth.shape());
+    if fs[0] != ts[0] || fs[1] < k || ts[1] < k {
+        return Err(invalid(
+            "recall_at_k",
+            format!(
+                "shapes ({}, {}) and ({}, {}) do not allow k={k}",
+                fs[0], fs[1], ts[0], ts[1]
+            ),
+        ));
+    }
+    let (found, truth) = (found.as_array(), truth.as_array());
+    let first_k = |a: numpy::ndarray::ArrayView2<'_, i64>| -> Vec<i64> {
+        a.rows()
+            .into_iter()
+            .flat_map(|r| r.iter().take(k).copied().collect::<Vec<_>>())
+            .collect()
+    };
+    let (found, truth) = (first_k(found), first_k(truth));
+    Ok(py.detach(|| dataset::recall_at_k(&found, k, &truth, k)))
 }

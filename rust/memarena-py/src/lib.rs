@@ -9,10 +9,13 @@
 //! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
 //! Python-policy adapter), [`kv_callback`] (the Python KV-manager adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
 //! serving model, its workloads and the event engine of `memarena-sim`),
-//! [`ann`] (the vector indexes of `memarena-ann` and their datasets).
+//! [`ann`] (the vector indexes of `memarena-ann` and their datasets); [`config`]
+//! turns config dicts into the core's config structs (serde, one call).
+#![warn(missing_docs)]
 
 mod ann;
 mod callback;
+mod config;
 mod detach;
 mod errors;
 mod kv_callback;
@@ -26,7 +29,9 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::ann::{PyIndex, gaussian_mixture, index_kinds, search_param_names};
+    use crate::ann::{
+        PyIndex, gaussian_mixture, index_kinds, metric_names, recall_at_k, search_param_names,
+    };
     #[pymodule_export]
     use crate::errors::{
         CallbackError, InvalidConfigError, InvariantError, MalformedInputError, MemarenaError,
@@ -37,13 +42,15 @@ mod _core {
     use crate::mrc::lru_mrc;
     #[pymodule_export]
     use crate::serving::{
-        PyEventQueue, builtin_models, generate_requests, mmc_mean_wait, model_info, read_azure_csv,
-        simulate_mm1, simulate_mmc, simulate_serving,
+        PyEventQueue, builtin_models, config_debug, default_debug, ffn_kinds, generate_requests,
+        kv_manager_kinds, mmc_mean_wait, model_info, preemption_modes, prefix_caching_modes,
+        read_azure_csv, simulate_mm1, simulate_mmc, simulate_serving, static_variants,
+        vattention_page_sizes, victim_policies,
     };
     #[pymodule_export]
     use crate::sim::{PyPagingSim, PyPagingStats, feed_many, hit_mask, replay};
     #[pymodule_export]
-    use crate::trace::PyTrace;
+    use crate::trace::{PyTrace, prediction_kinds, size_distributions, trace_generator_kinds};
 
     use pyo3::prelude::*;
 

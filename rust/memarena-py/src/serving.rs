@@ -7,34 +7,36 @@
 //!   released.
 //! - `read_azure_csv`, `generate_requests`: request columns from the Azure
 //!   trace reader and the synthetic generators.
-//! - `model_info`: a model spec (built-in name or dict) and what the serving
-//!   model derives from it.
+//! - `model_info`: a model spec (a dict) and what the serving model derives
+//!   from it.
 //! - `EventQueue`: the core's time-ordered queue holding Python payloads, for
 //!   models written in Python (the slow path: one Python call per event).
 //! - `simulate_mm1`, `simulate_mmc`, `mmc_mean_wait`: the native queueing
 //!   models and their closed form.
 //!
-//! Config dicts are strict: every key is checked, unknown keys are errors
-//! naming the key and the allowed ones, and value errors name the full key
-//! (`config.kv.block_size`).
-
-use std::collections::BTreeSet;
+//! Config dicts cross with serde ([`crate::config::from_py`]): every field
+//! is required, unknown keys are errors naming the key and the allowed ones,
+//! and value errors name the full key (`config.kv.block_size`). The
+//! vocabularies the core accepts (`kv_manager_kinds`, `prefix_caching_modes`,
+//! `vattention_page_sizes` ...) are exported for the Python side to read.
 
 use memarena_core::Error;
+use memarena_core::config::{Tagged, variant_names};
+use memarena_core::trace::SynthSpec;
 use memarena_sim::EventQueue;
 use memarena_sim::mm1::{
     MmcConfig, MmcReport, mmc_mean_wait as core_mmc_mean_wait, simulate_mmc as core_mmc,
 };
 use memarena_sim::serving::{
-    self, ArrivalProcess, CostParams, FfnKind, Hardware, KvManagerConfig, LatencyStats, LengthDist,
-    ModelSpec, MultiTurnWorkload, PagedConfig, PreemptionMode, PrefixCaching, RequestSpec,
-    RequestStatus, SchedulerConfig, ServingConfig, ServingReport, SharedPrefixWorkload,
-    StaticReservation, SyntheticWorkload, VattnConfig, VictimPolicy,
+    self, CostParams, FfnKind, Hardware, KvManagerConfig, LatencyStats, ModelSpec, PagedConfig,
+    PreemptionMode, PrefixCaching, RequestGenerator, RequestSpec, RequestStatus, SchedulerConfig,
+    ServingConfig, ServingReport, StaticReservation, VattnConfig, VictimPolicy,
 };
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::config::from_py;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
 use crate::kv_callback::PythonKv;
@@ -44,411 +46,119 @@ fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
 }
 
 // ---------------------------------------------------------------------------
-// Strict dict reading
+// Configs and vocabularies
 // ---------------------------------------------------------------------------
 
-/// A config dict being read: remembers the keys read, so that [`Fields::finish`]
-/// can refuse the others by name.
-struct Fields<'py> {
-    dict: Bound<'py, PyDict>,
-    at: String,
-    seen: BTreeSet<String>,
-}
-
-impl<'py> Fields<'py> {
-    fn of(obj: &Bound<'py, PyAny>, at: &str) -> PyResult<Self> {
-        let dict = obj
-            .cast::<PyDict>()
-            .map_err(|_| invalid(at, format!("must be a dict, got {obj}")))?
-            .clone();
-        Ok(Fields {
-            dict,
-            at: at.to_string(),
-            seen: BTreeSet::new(),
-        })
-    }
-
-    fn key(&self, k: &str) -> String {
-        format!("{}.{k}", self.at)
-    }
-
-    fn raw(&mut self, k: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.seen.insert(k.to_string());
-        Ok(self.dict.get_item(k)?.filter(|v| !v.is_none()))
-    }
-
-    fn opt<T: for<'a> FromPyObject<'a, 'py>>(
-        &mut self,
-        k: &str,
-        what: &str,
-    ) -> PyResult<Option<T>> {
-        match self.raw(k)? {
-            None => Ok(None),
-            Some(v) => v
-                .extract::<T>()
-                .map(Some)
-                .map_err(|_| invalid(self.key(k), format!("must be {what}, got {v}"))),
-        }
-    }
-
-    fn req<T: for<'a> FromPyObject<'a, 'py>>(&mut self, k: &str, what: &str) -> PyResult<T> {
-        self.opt(k, what)?
-            .ok_or_else(|| invalid(self.key(k), "is required"))
-    }
-
-    fn f64_or(&mut self, k: &str, default: f64) -> PyResult<f64> {
-        Ok(self.opt(k, "a number")?.unwrap_or(default))
-    }
-
-    fn u32_or(&mut self, k: &str, default: u32) -> PyResult<u32> {
-        Ok(self.opt(k, "an integer in 0..2^32")?.unwrap_or(default))
-    }
-
-    fn u64_or(&mut self, k: &str, default: u64) -> PyResult<u64> {
-        Ok(self.opt(k, "a non-negative integer")?.unwrap_or(default))
-    }
-
-    fn bool_or(&mut self, k: &str, default: bool) -> PyResult<bool> {
-        Ok(self.opt(k, "a bool")?.unwrap_or(default))
-    }
-
-    fn str_or(&mut self, k: &str, default: &str) -> PyResult<String> {
-        Ok(self
-            .opt::<String>(k, "a string")?
-            .unwrap_or_else(|| default.to_string()))
-    }
-
-    fn sub(&mut self, k: &str) -> PyResult<Option<Fields<'py>>> {
-        let at = self.key(k);
-        self.raw(k)?.map(|v| Fields::of(&v, &at)).transpose()
-    }
-
-    /// Errors on any key that was not read.
-    fn finish(self) -> PyResult<()> {
-        let mut unknown = Vec::new();
-        for k in self.dict.keys() {
-            let k: String = k.extract()?;
-            if !self.seen.contains(&k) {
-                unknown.push(k);
-            }
-        }
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        let allowed: Vec<&str> = self.seen.iter().map(String::as_str).collect();
-        Err(invalid(
-            format!("{}.{}", self.at, unknown[0]),
-            format!("unknown key; allowed: {}", allowed.join(", ")),
-        ))
-    }
-}
-
-fn choice<T: Copy>(value: &str, at: &str, options: &[(&str, T)]) -> PyResult<T> {
-    options
-        .iter()
-        .find(|(n, _)| *n == value)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            invalid(
-                at,
-                format!("must be one of {}, got {value:?}", names.join(", ")),
-            )
-        })
-}
-
-// ---------------------------------------------------------------------------
-// Config parsing
-// ---------------------------------------------------------------------------
-
-const FFN: &[(&str, FfnKind)] = &[("gated", FfnKind::Gated), ("plain", FfnKind::Plain)];
-
-fn parse_model(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<ModelSpec> {
-    if let Ok(name) = obj.extract::<String>() {
-        return ModelSpec::builtin(&name).map_err(to_py_err);
-    }
-    let mut f = Fields::of(obj, at)?;
-    let name: String = f.req("name", "a string")?;
-    let num_attention_heads: u32 = f.req("num_attention_heads", "an integer")?;
-    let hidden_size: u32 = f.req("hidden_size", "an integer")?;
-    let head_dim = f
-        .opt::<u32>("head_dim", "an integer")?
-        .unwrap_or_else(|| hidden_size.checked_div(num_attention_heads).unwrap_or(0));
-    let spec = ModelSpec {
-        num_layers: f.req("num_layers", "an integer")?,
-        hidden_size,
-        num_attention_heads,
-        num_kv_heads: f
-            .opt("num_kv_heads", "an integer")?
-            .unwrap_or(num_attention_heads),
-        head_dim,
-        intermediate_size: f.req("intermediate_size", "an integer")?,
-        ffn: choice(&f.str_or("ffn", "gated")?, &f.key("ffn"), FFN)?,
-        vocab_size: f.req("vocab_size", "an integer")?,
-        tied_embeddings: f.bool_or("tied_embeddings", false)?,
-        learned_positions: f.u32_or("learned_positions", 0)?,
-        max_context: f.req("max_context", "an integer")?,
-        dtype_bytes: f.u32_or("dtype_bytes", 2)?,
-        name,
+/// A model spec from a built-in name or a dict of every field, validated.
+fn model_of(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<ModelSpec> {
+    let spec = match obj.extract::<String>() {
+        Ok(name) => ModelSpec::builtin(&name).map_err(to_py_err)?,
+        Err(_) => from_py::<ModelSpec>(obj, at)?,
     };
-    f.finish()?;
     spec.validate().map_err(to_py_err)?;
     Ok(spec)
 }
 
-fn parse_hardware(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<Hardware> {
-    let mut f = Fields::of(obj, at)?;
-    let hw = Hardware {
-        name: f.str_or("name", "device")?,
-        hbm_capacity_bytes: f.req("hbm_capacity_bytes", "a non-negative integer")?,
-        hbm_bandwidth_bytes_per_s: f.req("hbm_bandwidth_bytes_per_s", "a number")?,
-        peak_flops: f.req("peak_flops", "a number")?,
-        host_link_bandwidth_bytes_per_s: f.req("host_link_bandwidth_bytes_per_s", "a number")?,
-        host_memory_bytes: f.u64_or("host_memory_bytes", 256 << 30)?,
-    };
-    f.finish()?;
-    Ok(hw)
+/// The KV manager kinds the core runs (the `kind` of a `kv` config).
+#[pyfunction]
+pub(crate) fn kv_manager_kinds() -> Vec<&'static str> {
+    KvManagerConfig::KINDS.to_vec()
 }
 
-fn parse_kv(mut f: Fields<'_>) -> PyResult<KvManagerConfig> {
-    let kind: String = f.req("kind", "a string")?;
-    let kv = match kind.as_str() {
-        "static" => {
-            let variant = f.str_or("variant", "max")?;
-            KvManagerConfig::Static(choice(
-                &variant,
-                &f.key("variant"),
-                &[
-                    ("max", StaticReservation::MaxLen),
-                    ("pow2", StaticReservation::Pow2),
-                    ("oracle", StaticReservation::Oracle),
-                ],
-            )?)
-        }
-        "paged" => {
-            let d = PagedConfig::default();
-            let pc = f.str_or("prefix_caching", "off")?;
-            KvManagerConfig::Paged(PagedConfig {
-                block_size: f.u32_or("block_size", d.block_size)?,
-                watermark: f.f64_or("watermark", d.watermark)?,
-                prefix_caching: choice(
-                    &pc,
-                    &f.key("prefix_caching"),
-                    &[
-                        ("off", PrefixCaching::Off),
-                        ("v0", PrefixCaching::V0),
-                        ("v1", PrefixCaching::V1),
-                    ],
-                )?,
-            })
-        }
-        "vattention" => {
-            let d = VattnConfig::default();
-            KvManagerConfig::Vattention(VattnConfig {
-                page_size_bytes: f.u64_or("page_size_bytes", d.page_size_bytes)?,
-                deferred_reclaim: f.bool_or("deferred_reclaim", d.deferred_reclaim)?,
-                page_map_latency_s: f.f64_or("page_map_latency_s", d.page_map_latency_s)?,
-            })
-        }
-        other => {
-            return Err(invalid(
-                f.key("kind"),
-                format!("must be one of static, paged, vattention, got {other:?}"),
-            ));
-        }
-    };
-    f.finish()?;
-    Ok(kv)
+/// The `variant`s of the `static` KV manager.
+#[pyfunction]
+pub(crate) fn static_variants() -> Vec<&'static str> {
+    variant_names::<StaticReservation>().to_vec()
 }
 
-fn parse_scheduler(mut f: Fields<'_>) -> PyResult<SchedulerConfig> {
-    let d = SchedulerConfig::default();
-    let preemption = f.str_or("preemption", "recompute")?;
-    let victim = f.str_or("victim", "last_admitted")?;
-    let s = SchedulerConfig {
-        max_num_batched_tokens: f.u32_or("max_num_batched_tokens", d.max_num_batched_tokens)?,
-        max_num_seqs: f.u32_or("max_num_seqs", d.max_num_seqs)?,
-        chunked_prefill: f.bool_or("chunked_prefill", d.chunked_prefill)?,
-        preemption: choice(
-            &preemption,
-            &f.key("preemption"),
-            &[
-                ("recompute", PreemptionMode::Recompute),
-                ("swap", PreemptionMode::Swap),
-            ],
-        )?,
-        victim: choice(
-            &victim,
-            &f.key("victim"),
-            &[
-                ("last_admitted", VictimPolicy::LastAdmitted),
-                ("most_kv", VictimPolicy::MostKv),
-                ("least_progress", VictimPolicy::LeastProgress),
-            ],
-        )?,
-        fast_decode_runs: d.fast_decode_runs,
-        cohort_min_running: d.cohort_min_running,
-    };
-    f.finish()?;
-    Ok(s)
+/// The `prefix_caching` modes of the `paged` KV manager.
+#[pyfunction]
+pub(crate) fn prefix_caching_modes() -> Vec<&'static str> {
+    variant_names::<PrefixCaching>().to_vec()
 }
 
-fn parse_cost(mut f: Fields<'_>) -> PyResult<CostParams> {
-    let d = CostParams::default();
-    let c = CostParams {
-        compute_efficiency: f.f64_or("compute_efficiency", d.compute_efficiency)?,
-        bandwidth_efficiency: f.f64_or("bandwidth_efficiency", d.bandwidth_efficiency)?,
-        iteration_overhead_s: f.f64_or("iteration_overhead_s", d.iteration_overhead_s)?,
-    };
-    f.finish()?;
-    Ok(c)
+/// The `page_size_bytes` the `vattention` KV manager accepts (vAttention's
+/// 64 KiB, 128 KiB, 256 KiB and 2 MiB pages).
+#[pyfunction]
+pub(crate) fn vattention_page_sizes() -> Vec<u64> {
+    VattnConfig::PAGE_SIZES.to_vec()
 }
 
-fn parse_config(obj: &Bound<'_, PyAny>) -> PyResult<ServingConfig> {
-    let mut f = Fields::of(obj, "config")?;
-    let model = f
-        .raw("model")?
-        .ok_or_else(|| invalid("config.model", "is required"))?;
-    let model = parse_model(&model, "config.model")?;
-    let hardware = f
-        .raw("hardware")?
-        .ok_or_else(|| invalid("config.hardware", "is required"))?;
-    let hardware = parse_hardware(&hardware, "config.hardware")?;
-    let mut c = ServingConfig::new(model, hardware);
-    if let Some(kv) = f.sub("kv")? {
-        c.kv = parse_kv(kv)?;
-    }
-    if let Some(s) = f.sub("scheduler")? {
-        c.scheduler = parse_scheduler(s)?;
-    }
-    if let Some(s) = f.sub("cost")? {
-        c.cost = parse_cost(s)?;
-    }
-    c.gpu_memory_utilization = f.f64_or("gpu_memory_utilization", c.gpu_memory_utilization)?;
-    c.activation_reserve_bytes =
-        f.u64_or("activation_reserve_bytes", c.activation_reserve_bytes)?;
-    c.max_model_len = f.opt("max_model_len", "an integer")?;
-    c.kv_bytes_per_token = f.opt("kv_bytes_per_token", "a positive integer")?;
-    c.swap_space_bytes = f.opt("swap_space_bytes", "a non-negative integer")?;
-    c.sample_interval_s = f.f64_or("sample_interval_s", c.sample_interval_s)?;
-    c.seed = f.u64_or("seed", c.seed)?;
-    c.check_invariants = f.bool_or("check_invariants", c.check_invariants)?;
-    f.finish()?;
-    Ok(c)
+/// The scheduler's `preemption` modes.
+#[pyfunction]
+pub(crate) fn preemption_modes() -> Vec<&'static str> {
+    variant_names::<PreemptionMode>().to_vec()
 }
 
-fn parse_length(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<LengthDist> {
-    if let Ok(n) = obj.extract::<u32>() {
-        return Ok(LengthDist::Fixed(n));
-    }
-    let mut f = Fields::of(obj, at)?;
-    let kind: String = f.req("kind", "a string")?;
-    let d = match kind.as_str() {
-        "fixed" => LengthDist::Fixed(f.req("value", "an integer")?),
-        "uniform" => LengthDist::Uniform {
-            min: f.req("min", "an integer")?,
-            max: f.req("max", "an integer")?,
-        },
-        "exponential" => LengthDist::Exponential {
-            mean: f.req("mean", "a number")?,
-        },
-        "lognormal" => LengthDist::LogNormal {
-            median: f.req("median", "a number")?,
-            sigma: f.req("sigma", "a number")?,
-        },
-        "empirical" => LengthDist::Empirical(f.req("values", "a list of integers")?),
-        other => {
-            return Err(invalid(
-                f.key("kind"),
-                format!(
-                    "must be one of fixed, uniform, exponential, lognormal, empirical, got {other:?}"
-                ),
-            ));
-        }
-    };
-    f.finish()?;
-    Ok(d)
+/// The scheduler's `victim` policies.
+#[pyfunction]
+pub(crate) fn victim_policies() -> Vec<&'static str> {
+    variant_names::<VictimPolicy>().to_vec()
 }
 
-fn parse_arrivals(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<ArrivalProcess> {
-    let mut f = Fields::of(obj, at)?;
-    let kind: String = f.req("kind", "a string")?;
-    let a = match kind.as_str() {
-        "poisson" => ArrivalProcess::Poisson {
-            rate: f.req("rate", "a number")?,
-        },
-        "gamma" => ArrivalProcess::Gamma {
-            rate: f.req("rate", "a number")?,
-            cv: f.req("cv", "a number")?,
-        },
-        "all_at_once" => ArrivalProcess::AllAtOnce,
-        other => {
-            return Err(invalid(
-                f.key("kind"),
-                format!("must be one of poisson, gamma, all_at_once, got {other:?}"),
-            ));
-        }
-    };
-    f.finish()?;
-    Ok(a)
+/// The feed-forward shapes (`ffn`) of a model spec.
+#[pyfunction]
+pub(crate) fn ffn_kinds() -> Vec<&'static str> {
+    variant_names::<FfnKind>().to_vec()
 }
 
-fn length_of(f: &mut Fields<'_>, k: &str) -> PyResult<LengthDist> {
-    let at = f.key(k);
-    let v = f.raw(k)?.ok_or_else(|| invalid(&at, "is required"))?;
-    parse_length(&v, &at)
-}
+/// The configs [`config_debug`] and [`default_debug`] know, by name.
+const CONFIG_NAMES: &str = "serving, kv, scheduler, cost, model, hardware, generator, trace";
 
-fn parse_synthetic(f: &mut Fields<'_>, seed: u64) -> PyResult<SyntheticWorkload> {
-    let at = f.key("arrivals");
-    let arrivals = f
-        .raw("arrivals")?
-        .ok_or_else(|| invalid(&at, "is required"))?;
-    Ok(SyntheticWorkload {
-        num_requests: f.req("num_requests", "a non-negative integer")?,
-        arrivals: parse_arrivals(&arrivals, &at)?,
-        prompt_tokens: length_of(f, "prompt_tokens")?,
-        output_tokens: length_of(f, "output_tokens")?,
-        n_parallel: f.u32_or("n_parallel", 1)?,
-        seed,
+/// A config dict as the core reads it: the deserialized struct's Rust
+/// `Debug` form. For tests that check every field arrives.
+#[pyfunction]
+pub(crate) fn config_debug(what: &str, config: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(match what {
+        "serving" => format!("{:?}", from_py::<ServingConfig>(config, "config")?),
+        "kv" => format!("{:?}", from_py::<KvManagerConfig>(config, "kv")?),
+        "scheduler" => format!("{:?}", from_py::<SchedulerConfig>(config, "scheduler")?),
+        "cost" => format!("{:?}", from_py::<CostParams>(config, "cost")?),
+        "model" => format!("{:?}", from_py::<ModelSpec>(config, "model")?),
+        "hardware" => format!("{:?}", from_py::<Hardware>(config, "hardware")?),
+        "generator" => format!("{:?}", from_py::<RequestGenerator>(config, "spec")?),
+        "trace" => format!("{:?}", from_py::<SynthSpec>(config, "spec")?),
+        other => return Err(unknown_config(other)),
     })
 }
 
-enum Generator {
-    Synthetic(SyntheticWorkload),
-    SharedPrefix(SharedPrefixWorkload),
-    MultiTurn(MultiTurnWorkload),
+/// The Rust-side default of a config (`Default`, or `ServingConfig::new`
+/// around `model` and `hardware` for `serving`; `kv.paged`, `kv.vattention`
+/// for the managers) in the `Debug` form of [`config_debug`]. For tests that
+/// check it equals the Python default.
+#[pyfunction]
+#[pyo3(signature = (what, model=None, hardware=None))]
+pub(crate) fn default_debug(
+    what: &str,
+    model: Option<&Bound<'_, PyAny>>,
+    hardware: Option<&Bound<'_, PyAny>>,
+) -> PyResult<String> {
+    Ok(match what {
+        "serving" => {
+            let (Some(model), Some(hardware)) = (model, hardware) else {
+                return Err(invalid(
+                    "model, hardware",
+                    "are required for the serving default",
+                ));
+            };
+            let m = from_py::<ModelSpec>(model, "model")?;
+            let h = from_py::<Hardware>(hardware, "hardware")?;
+            format!("{:?}", ServingConfig::new(m, h))
+        }
+        "kv.paged" => format!("{:?}", KvManagerConfig::Paged(PagedConfig::default())),
+        "kv.vattention" => format!("{:?}", KvManagerConfig::Vattention(VattnConfig::default())),
+        "scheduler" => format!("{:?}", SchedulerConfig::default()),
+        "cost" => format!("{:?}", CostParams::default()),
+        other => return Err(unknown_config(other)),
+    })
 }
 
-fn parse_generator(obj: &Bound<'_, PyAny>, seed: u64) -> PyResult<Generator> {
-    let mut f = Fields::of(obj, "spec")?;
-    let kind: String = f.req("kind", "a string")?;
-    let g = match kind.as_str() {
-        "synthetic" => Generator::Synthetic(parse_synthetic(&mut f, seed)?),
-        "shared_prefix" => Generator::SharedPrefix(SharedPrefixWorkload {
-            base: parse_synthetic(&mut f, seed)?,
-            num_groups: f.req("num_groups", "a positive integer")?,
-            prefix_tokens: f.req("prefix_tokens", "an integer")?,
-            zipf_alpha: f.f64_or("zipf_alpha", 0.0)?,
-        }),
-        "multi_turn" => Generator::MultiTurn(MultiTurnWorkload {
-            num_conversations: f.req("num_conversations", "a non-negative integer")?,
-            conversation_rate: f.req("conversation_rate", "a number")?,
-            turns: length_of(&mut f, "turns")?,
-            user_tokens: length_of(&mut f, "user_tokens")?,
-            output_tokens: length_of(&mut f, "output_tokens")?,
-            mean_think_s: f.req("mean_think_s", "a number")?,
-            seed,
-        }),
-        other => {
-            return Err(invalid(
-                "spec.kind",
-                format!("must be one of synthetic, shared_prefix, multi_turn, got {other:?}"),
-            ));
-        }
-    };
-    f.finish()?;
-    Ok(g)
+fn unknown_config(name: &str) -> PyErr {
+    to_py_err(Error::UnknownName {
+        kind: "config",
+        name: name.to_string(),
+        available: format!("{CONFIG_NAMES}, kv.paged, kv.vattention"),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -522,12 +232,8 @@ pub(crate) fn generate_requests<'py>(
     spec: &Bound<'py, PyAny>,
     seed: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let g = parse_generator(spec, seed)?;
-    let reqs = py.run_core(|| match &g {
-        Generator::Synthetic(w) => w.generate(),
-        Generator::SharedPrefix(w) => w.generate(),
-        Generator::MultiTurn(w) => w.generate(),
-    })?;
+    let g = from_py::<RequestGenerator>(spec, "spec")?.with_seed(seed);
+    let reqs = py.run_core(|| g.generate())?;
     requests_to_py(py, reqs)
 }
 
@@ -687,8 +393,14 @@ pub(crate) fn simulate_serving<'py>(
     prefix_tokens: Option<PyReadonlyArray1<'py, u32>>,
     manager: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cfg = parse_config(config)?;
+    let cfg: ServingConfig = from_py(config, "config")?;
     let python_kv = manager.map(PythonKv::new).transpose()?;
+    if python_kv.is_some() != cfg.kv.is_none() {
+        return Err(invalid(
+            "config.kv",
+            "must be null exactly when a Python manager is given (manager=...)",
+        ));
+    }
     let arrival = arrival_s.as_slice()?;
     let n = arrival.len();
     let (prompt_tokens, output_tokens) = (Some(prompt_tokens), Some(output_tokens));
@@ -728,15 +440,15 @@ pub(crate) fn simulate_serving<'py>(
     report_to_py(py, report?)
 }
 
-/// A model spec (a built-in name such as `"llama3_8b"`, or a dict of its
-/// fields) with what the serving model derives from it: `num_params`,
-/// `weight_bytes`, `kv_bytes_per_token`.
+/// A model spec (a dict of every field, or the name of one of the Rust
+/// side's test specs, [`builtin_models`]) with what the serving model derives
+/// from it: `num_params`, `weight_bytes`, `kv_bytes_per_token`.
 #[pyfunction]
 pub(crate) fn model_info<'py>(
     py: Python<'py>,
     model: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let m = parse_model(model, "model")?;
+    let m = model_of(model, "model")?;
     let d = PyDict::new(py);
     d.set_item("name", &m.name)?;
     d.set_item("num_layers", m.num_layers)?;
@@ -745,13 +457,7 @@ pub(crate) fn model_info<'py>(
     d.set_item("num_kv_heads", m.num_kv_heads)?;
     d.set_item("head_dim", m.head_dim)?;
     d.set_item("intermediate_size", m.intermediate_size)?;
-    d.set_item(
-        "ffn",
-        match m.ffn {
-            FfnKind::Gated => "gated",
-            FfnKind::Plain => "plain",
-        },
-    )?;
+    d.set_item("ffn", variant_names::<FfnKind>()[m.ffn as usize])?;
     d.set_item("vocab_size", m.vocab_size)?;
     d.set_item("tied_embeddings", m.tied_embeddings)?;
     d.set_item("learned_positions", m.learned_positions)?;
@@ -763,7 +469,9 @@ pub(crate) fn model_info<'py>(
     Ok(d)
 }
 
-/// Registry names of the built-in model specs.
+/// Names of the Rust side's model specs (`ModelSpec::builtin`, for Rust
+/// tests and examples). The Python side reads its YAML presets instead; this
+/// is exported so a test can check that both agree.
 #[pyfunction]
 pub(crate) fn builtin_models() -> Vec<&'static str> {
     ModelSpec::BUILTIN.to_vec()
@@ -783,6 +491,7 @@ pub struct PyEventQueue {
 
 #[pymethods]
 impl PyEventQueue {
+    /// An empty queue at time 0.
     #[new]
     fn new() -> Self {
         PyEventQueue {
@@ -823,10 +532,12 @@ impl PyEventQueue {
         self.inner.now()
     }
 
+    /// Pending events.
     fn __len__(&self) -> usize {
         self.inner.len()
     }
 
+    /// `EventQueue(now=..., pending=...)`.
     fn __repr__(&self) -> String {
         format!(
             "EventQueue(now={}, pending={})",

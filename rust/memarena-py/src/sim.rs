@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::callback::CallbackPolicy;
+use crate::config::number_pairs;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
 
@@ -54,24 +55,6 @@ fn options(ignore_size: bool, warmup_requests: u64, window_requests: u64) -> Rep
         window_requests,
         ignore_size,
     }
-}
-
-fn params_of(params: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    if let Some(d) = params {
-        for (k, v) in d.iter() {
-            let key: String = k.extract()?;
-            let val: f64 = v.extract().map_err(|_| {
-                to_py_err(Error::invalid(
-                    key.clone(),
-                    format!("must be a number, got {v}"),
-                ))
-            })?;
-            out.push((key, val));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
 }
 
 impl PyPagingSim {
@@ -129,7 +112,7 @@ impl PyPagingSim {
         warmup_requests: u64,
         window_requests: u64,
     ) -> PyResult<Self> {
-        let params = params_of(params.as_ref())?;
+        let params = number_pairs(params.as_ref(), &policy)?;
         let cache = py.run_core(|| Cache::with_policy(&policy, capacity, &params))?;
         Ok(PyPagingSim {
             engine: Mutex::new(Engine::Native(cache)),
@@ -318,6 +301,7 @@ impl PyPagingStats {
         self.inner.window_misses.clone().into_pyarray(py)
     }
 
+    /// The counters, for the REPL.
     fn __repr__(&self) -> String {
         let s = &self.inner;
         format!(
@@ -441,7 +425,7 @@ pub(crate) fn hit_mask<'py>(
     trace: &Bound<'py, PyTrace>,
     params: Option<Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
-    let params = params_of(params.as_ref())?;
+    let params = number_pairs(params.as_ref(), &policy)?;
     let mask = trace.get().with_view(py, |view| {
         py.run_core(|| {
             let mut cache = Cache::with_policy(&policy, capacity, &params)?;
@@ -467,7 +451,7 @@ pub(crate) fn replay(
     warmup_requests: u64,
     window_requests: u64,
 ) -> PyResult<PyPagingStats> {
-    let params = params_of(params.as_ref())?;
+    let params = number_pairs(params.as_ref(), &policy)?;
     let opts = options(ignore_size, warmup_requests, window_requests);
     let inner = trace.get().with_view(py, |view| {
         py.run_core(|| {

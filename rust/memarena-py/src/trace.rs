@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use memarena_core::predict;
 use memarena_core::trace::{
-    self, Column, CsvOptions, IdFormat, OracleOptions, SizeSpec, SynthSpec, Trace, TraceView,
+    self, Column, CsvOptions, IdFormat, OracleOptions, SynthSpec, Trace, TraceView,
 };
 use memarena_core::{Error, NEVER};
 use numpy::ndarray::ArrayView1;
@@ -25,8 +25,9 @@ use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::PyDict;
 
+use crate::config::from_py;
 use crate::detach::DetachExt;
 
 /// Columns derived from the ids, computed once per trace.
@@ -236,176 +237,22 @@ fn parse_column(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Column>> {
     )))
 }
 
-fn get_f64(d: &Bound<'_, PyDict>, at: &str, key: &str) -> PyResult<f64> {
-    match d.get_item(key)? {
-        Some(v) => v.extract::<f64>(),
-        None => Err(crate::errors::to_py_err(Error::invalid(
-            format!("{at}.{key}"),
-            "is required",
-        ))),
-    }
+/// The oracle prediction kinds of `Trace.with_oracle_predictions`.
+#[pyfunction]
+pub(crate) fn prediction_kinds() -> Vec<&'static str> {
+    predict::PREDICTION_KINDS.to_vec()
 }
 
-fn get_u64(d: &Bound<'_, PyDict>, at: &str, key: &str) -> PyResult<u64> {
-    match d.get_item(key)? {
-        Some(v) => v.extract::<u64>().map_err(|_| {
-            crate::errors::to_py_err(Error::invalid(
-                format!("{at}.{key}"),
-                format!("must be a non-negative integer, got {v}"),
-            ))
-        }),
-        None => Err(crate::errors::to_py_err(Error::invalid(
-            format!("{at}.{key}"),
-            "is required",
-        ))),
-    }
+/// The `kind`s of a synthetic trace spec (`Trace.synthetic`).
+#[pyfunction]
+pub(crate) fn trace_generator_kinds() -> Vec<&'static str> {
+    <SynthSpec as memarena_core::config::Tagged>::KINDS.to_vec()
 }
 
-fn kind_of(d: &Bound<'_, PyDict>, at: &str) -> PyResult<String> {
-    match d.get_item("kind")? {
-        Some(k) => k.extract::<String>(),
-        None => Err(crate::errors::to_py_err(Error::invalid(
-            format!("{at}.kind"),
-            "is required",
-        ))),
-    }
-}
-
-/// Parse a size spec dict: `{"kind": "constant", "bytes": 4096}`,
-/// `{"kind": "uniform", "min_bytes": .., "max_bytes": ..}`,
-/// `{"kind": "lognormal", "mu": .., "sigma": ..}`.
-fn parse_sizes(d: &Bound<'_, PyDict>, at: &str) -> PyResult<SizeSpec> {
-    let kind = kind_of(d, at)?;
-    Ok(match kind.as_str() {
-        "constant" => SizeSpec::Constant {
-            bytes: get_u64(d, at, "bytes")?,
-        },
-        "uniform" => SizeSpec::Uniform {
-            min_bytes: get_u64(d, at, "min_bytes")?,
-            max_bytes: get_u64(d, at, "max_bytes")?,
-        },
-        "lognormal" => SizeSpec::LogNormal {
-            mu: get_f64(d, at, "mu")?,
-            sigma: get_f64(d, at, "sigma")?,
-        },
-        other => {
-            return Err(crate::errors::to_py_err(Error::invalid(
-                format!("{at}.kind"),
-                format!(
-                    "unknown size distribution {other:?}; available: constant, uniform, lognormal"
-                ),
-            )));
-        }
-    })
-}
-
-/// Parse a synthetic spec dict (see `memarena.paging.Trace.synthetic`).
-fn parse_spec(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<SynthSpec> {
-    let d = obj.cast::<PyDict>().map_err(|_| {
-        crate::errors::to_py_err(Error::invalid(
-            at,
-            format!("must be a dict with a 'kind', got {obj}"),
-        ))
-    })?;
-    let kind = kind_of(d, at)?;
-    let spec = match kind.as_str() {
-        "zipf" => SynthSpec::Zipf {
-            alpha: get_f64(d, at, "alpha")?,
-            n_objects: get_u64(d, at, "n_objects")?,
-        },
-        "uniform" => SynthSpec::Uniform {
-            n_objects: get_u64(d, at, "n_objects")?,
-        },
-        "loop" => SynthSpec::Loop {
-            n_objects: get_u64(d, at, "n_objects")?,
-        },
-        "scan" => SynthSpec::Scan,
-        "mix" => {
-            let comps = d.get_item("components")?.ok_or_else(|| {
-                crate::errors::to_py_err(Error::invalid(format!("{at}.components"), "is required"))
-            })?;
-            let mut components = Vec::new();
-            for (i, item) in comps.try_iter()?.enumerate() {
-                let item = item?;
-                let pair = item
-                    .cast::<PyTuple>()
-                    .map(|t| t.to_list())
-                    .or_else(|_| item.cast::<PyList>().cloned());
-                let pair = pair.map_err(|_| {
-                    crate::errors::to_py_err(Error::invalid(
-                        format!("{at}.components[{i}]"),
-                        "must be a (weight, spec) pair",
-                    ))
-                })?;
-                if pair.len() != 2 {
-                    return Err(crate::errors::to_py_err(Error::invalid(
-                        format!("{at}.components[{i}]"),
-                        "must be a (weight, spec) pair",
-                    )));
-                }
-                let w = pair.get_item(0)?.extract::<f64>()?;
-                let s = parse_spec(&pair.get_item(1)?, &format!("{at}.components[{i}]"))?;
-                components.push((w, s));
-            }
-            SynthSpec::Mix { components }
-        }
-        "sized" => {
-            let sizes = d.get_item("sizes")?.ok_or_else(|| {
-                crate::errors::to_py_err(Error::invalid(format!("{at}.sizes"), "is required"))
-            })?;
-            let sd = sizes.cast::<PyDict>().map_err(|_| {
-                crate::errors::to_py_err(Error::invalid(
-                    format!("{at}.sizes"),
-                    "must be a dict with a 'kind'",
-                ))
-            })?;
-            return Ok(SynthSpec::Sized {
-                inner: Box::new(parse_spec(
-                    &d.get_item("inner")?.ok_or_else(|| {
-                        crate::errors::to_py_err(Error::invalid(
-                            format!("{at}.inner"),
-                            "is required",
-                        ))
-                    })?,
-                    &format!("{at}.inner"),
-                )?),
-                sizes: parse_sizes(sd, &format!("{at}.sizes"))?,
-            });
-        }
-        "phase_shift" => SynthSpec::PhaseShift {
-            inner: Box::new(parse_spec(
-                &d.get_item("inner")?.ok_or_else(|| {
-                    crate::errors::to_py_err(Error::invalid(format!("{at}.inner"), "is required"))
-                })?,
-                &format!("{at}.inner"),
-            )?),
-            period: get_u64(d, at, "period")?,
-            shift: get_u64(d, at, "shift")?,
-        },
-        other => {
-            return Err(crate::errors::to_py_err(Error::invalid(
-                format!("{at}.kind"),
-                format!(
-                    "unknown workload {other:?}; available: zipf, uniform, loop, scan, mix, phase_shift, sized"
-                ),
-            )));
-        }
-    };
-    match d.get_item("sizes")? {
-        Some(s) if !s.is_none() => {
-            let sd = s.cast::<PyDict>().map_err(|_| {
-                crate::errors::to_py_err(Error::invalid(
-                    format!("{at}.sizes"),
-                    "must be a dict with a 'kind'",
-                ))
-            })?;
-            Ok(SynthSpec::Sized {
-                inner: Box::new(spec),
-                sizes: parse_sizes(sd, &format!("{at}.sizes"))?,
-            })
-        }
-        _ => Ok(spec),
-    }
+/// The `kind`s of a synthetic trace's size distribution (`sizes`).
+#[pyfunction]
+pub(crate) fn size_distributions() -> Vec<&'static str> {
+    <memarena_core::trace::SizeSpec as memarena_core::config::Tagged>::KINDS.to_vec()
 }
 
 #[pymethods]
@@ -531,7 +378,7 @@ impl PyTrace {
         n_requests: usize,
         seed: u64,
     ) -> PyResult<Self> {
-        let spec = parse_spec(&spec, "spec")?;
+        let spec: SynthSpec = from_py(&spec, "spec")?;
         let t = py.run_core(|| trace::generate(&spec, n_requests, seed))?;
         Ok(PyTrace::owned(t))
     }
@@ -547,6 +394,7 @@ impl PyTrace {
         }
     }
 
+    /// Number of requests.
     fn __len__(&self, py: Python<'_>) -> usize {
         self.len(py)
     }
@@ -693,7 +541,10 @@ impl PyTrace {
             }),
             other => Err(crate::errors::to_py_err(Error::invalid(
                 "kind",
-                format!("unknown prediction kind {other:?}; available: next_arrival, discard_bit, phase_bit"),
+                format!(
+                    "unknown prediction kind {other:?}; available: {}",
+                    predict::PREDICTION_KINDS.join(", ")
+                ),
             ))),
         })?;
         Self::derive(slf, new)

@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let mut c = ServingConfig::new(ModelSpec::builtin("llama3_8b")?, Hardware::h100_sxm());
-        c.kv = kv;
+        c.kv = Some(kv);
         c.sample_interval_s = 1.0;
         // Best and median of the runs: the CPU time of one run is inflated
         // by other processes sharing the caches.

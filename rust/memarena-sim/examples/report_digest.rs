@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             for (name, kv) in KvManagerConfig::presets() {
                 let mut c = base();
-                c.kv = kv;
+                c.kv = Some(kv);
                 scenarios.push((format!("azure_x{scale}_{name}"), c, reqs.clone()));
             }
         }
@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         for (name, kv) in KvManagerConfig::presets() {
             let mut c = base();
-            c.kv = kv;
+            c.kv = Some(kv);
             c.scheduler.preemption = PreemptionMode::Swap;
             c.scheduler.victim = VictimPolicy::MostKv;
             scenarios.push((format!("azure_x8_swap_{name}"), c, reqs.clone()));
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (name, kv) in KvManagerConfig::presets() {
             for preemption in [PreemptionMode::Recompute, PreemptionMode::Swap] {
                 let mut c = base();
-                c.kv = kv.clone();
+                c.kv = Some(kv.clone());
                 c.scheduler.preemption = preemption;
                 // A small pool so that prefix-cache eviction and preemption happen.
                 c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + (3u64 << 30);
@@ -117,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .generate()?;
     for (name, kv) in KvManagerConfig::presets() {
         let mut c = base();
-        c.kv = kv;
+        c.kv = Some(kv);
         c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + (4u64 << 30);
         c.gpu_memory_utilization = 1.0;
         scenarios.push((format!("multiturn_{name}"), c, reqs.clone()));

@@ -64,7 +64,7 @@ fn config(kv: KvManagerConfig, preemption: PreemptionMode) -> ServingConfig {
     let mut c = ServingConfig::new(model, hw);
     c.gpu_memory_utilization = 1.0;
     c.max_model_len = Some(4096);
-    c.kv = kv;
+    c.kv = Some(kv);
     c.scheduler.preemption = preemption;
     c.scheduler.max_num_batched_tokens = 2048;
     c.scheduler.max_num_seqs = 64;

@@ -11,7 +11,7 @@ fn small_config(kv: KvManagerConfig) -> ServingConfig {
     hw.hbm_capacity_bytes = model.weight_bytes() + (2u64 << 30);
     let mut c = ServingConfig::new(model, hw);
     c.gpu_memory_utilization = 1.0;
-    c.kv = kv;
+    c.kv = Some(kv);
     c.sample_interval_s = 0.05;
     c.check_invariants = true;
     c
@@ -115,10 +115,10 @@ fn invalid_requests_name_the_field_and_row() {
             .to_string()
             .contains("block_size")
     );
-    bad.kv = KvManagerConfig::Vattention(VattnConfig {
+    bad.kv = Some(KvManagerConfig::Vattention(VattnConfig {
         page_size_bytes: 1000,
         ..VattnConfig::default()
-    });
+    }));
     assert!(
         simulate(&bad, &reqs)
             .unwrap_err()

@@ -11,7 +11,7 @@ fn config(kv: KvManagerConfig, preemption: PreemptionMode) -> ServingConfig {
     hw.hbm_capacity_bytes = model.weight_bytes() + (1u64 << 30);
     let mut c = ServingConfig::new(model, hw);
     c.gpu_memory_utilization = 1.0;
-    c.kv = kv;
+    c.kv = Some(kv);
     c.scheduler.preemption = preemption;
     c.sample_interval_s = 0.05;
     c

@@ -57,3 +57,18 @@ def test_workload_filtered_truth_and_cosine() -> None:
     assert cos.dim == 384 and cos.metric == "cosine" and cos.load(0).truth.shape == (2, 10)
     with pytest.raises(InvalidConfigError, match=r"workload\.metric"):
         GaussianMixtureDataset(metric="hamming")
+
+
+def test_recall_at_k_is_the_cores_and_uses_the_first_k_columns() -> None:
+    from memarena import _core
+
+    truth = np.array([[0, 1, 2, 3], [4, 5, -1, -1]], dtype=np.int64)
+    found = np.array([[1, 9, 0, 2, 3], [5, 4, 8, 8, 8]], dtype=np.int64)
+    # k=2: query 0 finds 1 of {0, 1} in [1, 9]; query 1 finds both of {4, 5} in [5, 4]
+    assert recall_at_k(found, truth, 2) == _core.recall_at_k(found, truth, 2) == pytest.approx(3 / 4)
+    # k=4: query 0 finds 3 of {0,1,2,3} in [1,9,0,2]; query 1 counts 4 and 5 only (the -1s are padding)
+    assert recall_at_k(found[:, ::1], truth, 4) == pytest.approx(5 / 6)
+    with pytest.raises(InvalidConfigError, match=r"recall_at_k: shapes \(2, 5\) and \(2, 4\) do not allow k=5"):
+        recall_at_k(found, truth, 5)
+    with pytest.raises(InvalidConfigError, match="recall_at_k"):
+        recall_at_k(found[:1], truth, 2)

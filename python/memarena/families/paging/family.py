@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import ListConfig, OmegaConf
 
+from memarena import _core
 from memarena.api import BackendRequirements, Family, PagingPolicy, PlotSpec, param
 from memarena.errors import InvalidConfigError
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["PREDICTION_KINDS", "PagingFamily", "resolve_cache_sizes"]
 
 #: What ``family.predictions`` may name (None: no prediction column).
-PREDICTION_KINDS = (None, "next_arrival", "discard_bit", "phase_bit")
+#: None (no predictions, or the policy's own kind) and the oracle prediction kinds the core computes.
+PREDICTION_KINDS: tuple[str | None, ...] = (None, *_core.prediction_kinds())
 
 
 def resolve_cache_sizes(value: Any, trace: Trace, *, ignore_size: bool) -> list[int]:

@@ -7,10 +7,12 @@ binary; a malformed file is reported with its name and row or byte offset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from memarena import _core
 from memarena.api import Workload
 from memarena.errors import InvalidConfigError
 
@@ -26,7 +28,8 @@ __all__ = [
     "ZipfTrace",
 ]
 
-SIZE_DISTRIBUTIONS = ("unit", "constant", "uniform", "lognormal")
+#: ``unit`` (no sizes) and the size distributions the core accepts.
+SIZE_DISTRIBUTIONS: tuple[str, ...] = ("unit", *_core.size_distributions())
 
 
 class PagingWorkload(Workload):
@@ -67,7 +70,12 @@ class SyntheticTrace(PagingWorkload):
         }
         self.size_params = params_by_sizes.get(sizes)
         self.seed_offset = seed_offset
-        self.pattern = pattern
+        # Pattern parameters left out take the Config defaults (the one source of defaults).
+        shared = set(inspect.signature(SyntheticTrace.__init__).parameters)
+        config = getattr(type(self), "Config", None)
+        defaults = {} if config is None else {f.name: f.default for f in fields(config) if f.name not in shared}
+        defaults.pop("_target_", None)
+        self.pattern = {**defaults, **pattern}
 
     def pattern_spec(self) -> dict[str, Any]:
         """The access pattern as a generator spec (``{"kind": ..., params}``)."""

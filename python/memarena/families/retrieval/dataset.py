@@ -133,15 +133,12 @@ def recall_at_k(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64], k: i
     """Mean recall@k: the share of each query's true ``k`` neighbours among its first ``k`` results.
 
     ``-1`` entries of the truth (a tenant with fewer than ``k`` vectors) are
-    not counted.
+    not counted. Computed in the Rust core (one implementation for Rust and Python).
+
+    :raises InvalidConfigError: the shapes do not allow ``k``.
     """
-    if found.shape[0] != truth.shape[0] or found.shape[1] < k or truth.shape[1] < k:
-        raise InvalidConfigError(f"recall_at_k: shapes {found.shape} and {truth.shape} do not allow k={k}")
-    t = truth[:, :k]
-    f = found[:, :k]
-    valid = t >= 0
-    total = int(valid.sum())
-    if total == 0:
-        return 1.0
-    hits = (t[:, :, None] == f[:, None, :]).any(axis=2) & valid
-    return float(hits.sum()) / total
+    f = np.asarray(found, dtype=np.int64)
+    t = np.asarray(truth, dtype=np.int64)
+    if f.ndim != 2 or t.ndim != 2:
+        raise InvalidConfigError(f"recall_at_k: shapes {f.shape} and {t.shape} do not allow k={k}")
+    return _core.recall_at_k(f, t, k)

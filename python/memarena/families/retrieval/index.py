@@ -35,7 +35,8 @@ from memarena.errors import InvalidConfigError
 __all__ = ["METRICS", "Index", "TenantsLike", "tenants_to_csr"]
 
 #: Metric names the core accepts.
-METRICS = ("l2", "ip", "cosine")
+#: The metrics the core accepts.
+METRICS: tuple[str, ...] = tuple(_core.metric_names())
 
 #: Per-vector tenant sets: one sequence of ints per vector, or CSR ``(offsets, tenant_ids)``.
 TenantsLike = Sequence[Sequence[int]] | tuple[npt.ArrayLike, npt.ArrayLike]

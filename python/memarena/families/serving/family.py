@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from memarena import _core
 from memarena.api import BackendRequirements, Family, PlotSpec
 from memarena.errors import InvalidConfigError
 
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ServingFamily"]
 
-PREEMPTION = ("recompute", "swap")
-VICTIMS = ("last_admitted", "most_kv", "least_progress")
+#: The preemption modes and victim policies the core accepts.
+PREEMPTION: tuple[str, ...] = tuple(_core.preemption_modes())
+VICTIMS: tuple[str, ...] = tuple(_core.victim_policies())
 #: Fig. 2 categories, stacked in this order.
 SHARES = ("token_states_share", "reserved_share", "internal_frag_share", "external_frag_share", "free_share")
 

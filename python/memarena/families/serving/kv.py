@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from memarena import _core
 from memarena.api import KVManager
 from memarena.errors import InvalidConfigError
 
@@ -42,7 +43,8 @@ class StaticKV(ServingKVManager):
     """
 
     name: ClassVar[str] = "static"
-    VARIANTS: ClassVar[tuple[str, ...]] = ("max", "pow2", "oracle")
+    #: The variants the core accepts.
+    VARIANTS: ClassVar[tuple[str, ...]] = tuple(_core.static_variants())
 
     @dataclass
     class Config:
@@ -74,7 +76,8 @@ class PagedKV(ServingKVManager):
     """
 
     name: ClassVar[str] = "paged"
-    PREFIX_CACHING: ClassVar[tuple[str, ...]] = ("off", "v0", "v1")
+    #: The prefix-caching modes the core accepts.
+    PREFIX_CACHING: ClassVar[tuple[str, ...]] = tuple(_core.prefix_caching_modes())
 
     @dataclass
     class Config:
@@ -123,7 +126,8 @@ class VAttentionKV(ServingKVManager):
     """
 
     name: ClassVar[str] = "vattention"
-    PAGE_SIZES: ClassVar[tuple[int, ...]] = (64 * KiB, 128 * KiB, 256 * KiB, 2 * MiB)
+    #: The page sizes the core accepts, bytes (vAttention's 64 KiB, 128 KiB, 256 KiB and 2 MiB).
+    PAGE_SIZES: ClassVar[tuple[int, ...]] = tuple(_core.vattention_page_sizes())
 
     @dataclass
     class Config:

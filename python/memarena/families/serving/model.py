@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from memarena import _core
@@ -19,7 +20,8 @@ from memarena.errors import InvalidConfigError
 
 __all__ = ["Hardware", "ModelSpec"]
 
-FFN_KINDS = ("gated", "plain")
+#: The feed-forward shapes the core accepts.
+FFN_KINDS: tuple[str, ...] = tuple(_core.ffn_kinds())
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,24 @@ class ModelSpec:
 
     @classmethod
     def builtin(cls, name: str) -> ModelSpec:
-        """A spec built into the Rust core (``llama2_7b`` ... ``opt_13b``)."""
-        info = _core.model_info(name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in info.items() if k in fields})
+        """A shipped ``model`` preset by name (``llama2_7b`` ... ``opt_13b``).
+
+        The presets (the family's ``conf/model/<name>.yaml``, the published
+        ``config.json`` values) are the one source of model specs; the core
+        takes the spec as a dict.
+
+        :raises InvalidConfigError: no such preset, naming the available ones.
+        """
+        import yaml
+
+        presets = Path(__file__).resolve().parent / "conf" / "model"
+        path = presets / f"{name}.yaml"
+        if not path.is_file():
+            available = ", ".join(sorted(p.stem for p in presets.glob("*.yaml")))
+            raise InvalidConfigError(f"unknown model {name!r}; available: {available}")
+        node = yaml.safe_load(path.read_text())
+        node.pop("_target_", None)
+        return cls(**node)
 
     def as_core(self) -> dict[str, Any]:
         """The spec as the Rust core reads it."""

@@ -201,7 +201,16 @@ def generate_requests(spec: Mapping[str, Any], seed: int) -> Requests:
     ``multi_turn`` (``num_conversations``, ``conversation_rate``, ``turns``,
     ``user_tokens``, ``output_tokens``, ``mean_think_s``). Lengths are an
     integer or ``{"kind": "fixed"|"uniform"|"exponential"|"lognormal"|"empirical", ...}``.
+    ``n_parallel`` (1) and ``zipf_alpha`` (0: uniform) may be left out; every other key is required.
 
     :raises InvalidConfigError: naming the spec key.
     """
-    return Requests._from_core(_core.generate_requests(dict(spec), seed))
+    full = {**_SPEC_DEFAULTS.get(spec.get("kind"), {}), **spec}
+    return Requests._from_core(_core.generate_requests(full, seed))
+
+
+#: The generator keys :func:`generate_requests` may leave out, by ``kind``, and their values.
+_SPEC_DEFAULTS: dict[Any, dict[str, Any]] = {
+    "synthetic": {"n_parallel": 1},
+    "shared_prefix": {"n_parallel": 1, "zipf_alpha": 0.0},
+}

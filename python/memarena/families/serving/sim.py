@@ -134,8 +134,18 @@ class ServingReport:
         return row
 
 
-def _plain(d: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {} if d is None else dict(d)
+#: The keys of the ``scheduler`` and ``cost`` entries of the core config; their
+#: defaults are the serving family's (:class:`memarena.families.serving.family.ServingFamily.Config`).
+_SCHEDULER_KEYS = ("max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "preemption", "victim")
+_COST_KEYS = ("compute_efficiency", "bandwidth_efficiency", "iteration_overhead_s")
+
+
+def _complete(d: Mapping[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``d`` over the serving family's defaults of ``keys`` (the core requires every key)."""
+    from memarena.families.serving.family import ServingFamily
+
+    defaults = ServingFamily.Config()
+    return {**{k: getattr(defaults, k) for k in keys}, **({} if d is None else dict(d))}
 
 
 def simulate(
@@ -161,16 +171,18 @@ def simulate(
     :param model: A :class:`ModelSpec`, or the name of a spec built into the core.
     :param hardware: The device (see :meth:`Hardware.from_backend`).
     :param kv_manager: A KV manager: a built-in (``StaticKV``, ``PagedKV``,
-        ``VAttentionKV``) or its core config dict (``{"kind": "paged",
-        "block_size": 16}``), run natively; or a manager written in Python
-        (a :class:`memarena.api.KVManager` whose ``core_config()`` is None,
-        implementing its protocol), run by the core through the callback
-        adapter (slow path).
-    :param scheduler: ``max_num_batched_tokens`` (8192), ``max_num_seqs`` (256),
-        ``chunked_prefill`` (True), ``preemption`` (``recompute`` or ``swap``),
-        ``victim`` (``last_admitted``, ``most_kv``, ``least_progress``).
+        ``VAttentionKV``) or its complete core config dict
+        (``PagedKV().core_config()``), run natively; or a manager written in
+        Python (a :class:`memarena.api.KVManager` whose ``core_config()`` is
+        None, implementing its protocol), run by the core through the
+        callback adapter (slow path).
+    :param scheduler: ``max_num_batched_tokens``, ``max_num_seqs``,
+        ``chunked_prefill``, ``preemption`` (``recompute`` or ``swap``),
+        ``victim`` (``last_admitted``, ``most_kv``, ``least_progress``); keys
+        left out take the serving family's defaults.
     :param cost: Roofline calibration: ``compute_efficiency``,
-        ``bandwidth_efficiency`` (1.0: the pure roofline), ``iteration_overhead_s``.
+        ``bandwidth_efficiency`` (1.0: the pure roofline), ``iteration_overhead_s``;
+        keys left out take the serving family's defaults.
     :param gpu_memory_utilization: Share of device memory the server may use.
     :param activation_reserve_bytes: Device memory kept for activations.
     :param max_model_len: Longest ``prompt + output`` served (default: the
@@ -199,11 +211,13 @@ def simulate(
             python_kv = kv_manager
     if not isinstance(model, str | ModelSpec):
         raise InvalidConfigError(f"model must be a ModelSpec or a built-in name, got {type(model).__name__}")
+    if isinstance(model, str):
+        model = ModelSpec.builtin(model)
     config: dict[str, Any] = {
-        "model": model if isinstance(model, str) else model.as_core(),
+        "model": model.as_core(),
         "hardware": hardware.as_core(),
-        "scheduler": _plain(scheduler),
-        "cost": _plain(cost),
+        "scheduler": _complete(scheduler, _SCHEDULER_KEYS),
+        "cost": _complete(cost, _COST_KEYS),
         "gpu_memory_utilization": gpu_memory_utilization,
         "activation_reserve_bytes": activation_reserve_bytes,
         "max_model_len": max_model_len,
@@ -213,8 +227,7 @@ def simulate(
         "seed": seed,
         "check_invariants": check_invariants,
     }
-    if kv is not None:
-        config["kv"] = kv
+    config["kv"] = kv  # null: the Python manager below is the pool
     out = _core.simulate_serving(
         requests.arrival_s,
         requests.prompt_tokens,

@@ -145,8 +145,8 @@ class PoissonRequests(ServingWorkload):
         self,
         n_requests: int = 2000,
         rate: float = 10.0,
-        prompt_tokens: Any = 512,
-        output_tokens: Any = 128,
+        prompt_tokens: Any = None,
+        output_tokens: Any = None,
         n_parallel: int = 1,
         time_scale: float = 1.0,
         **arrivals: Any,
@@ -156,8 +156,9 @@ class PoissonRequests(ServingWorkload):
         super().__init__(0, time_scale)
         self.count = n_requests
         self.rate = rate
-        self.prompt_tokens = _plain(prompt_tokens)
-        self.output_tokens = _plain(output_tokens)
+        defaults = type(self).Config()  # lengths left out (None) take the Config defaults
+        self.prompt_tokens = _plain(defaults.prompt_tokens if prompt_tokens is None else prompt_tokens)
+        self.output_tokens = _plain(defaults.output_tokens if output_tokens is None else output_tokens)
         self.n_parallel = n_parallel
         self.arrivals = {"kind": self.arrivals_kind, "rate": rate, **arrivals}
 
@@ -202,6 +203,9 @@ class GammaRequests(PoissonRequests):
         output_tokens: Any = field(default_factory=lambda: _lognormal(128, 1.0))
         n_parallel: int = 1
         time_scale: float = 1.0
+
+    def __init__(self, cv: float | None = None, **kwargs: Any) -> None:
+        super().__init__(cv=GammaRequests.Config.cv if cv is None else cv, **kwargs)
 
 
 class SharedPrefixRequests(PoissonRequests):
@@ -264,21 +268,22 @@ class MultiTurnRequests(ServingWorkload):
         self,
         num_conversations: int = 300,
         conversation_rate: float = 1.0,
-        turns: Any = 4,
-        user_tokens: Any = 128,
-        output_tokens: Any = 200,
+        turns: Any = None,
+        user_tokens: Any = None,
+        output_tokens: Any = None,
         mean_think_s: float = 20.0,
         n_requests: int = 0,
         time_scale: float = 1.0,
     ) -> None:
         super().__init__(n_requests, time_scale)
+        defaults = MultiTurnRequests.Config()  # lengths left out (None) take the Config defaults
         self.spec_ = {
             "kind": "multi_turn",
             "num_conversations": num_conversations,
             "conversation_rate": conversation_rate,
-            "turns": _plain(turns),
-            "user_tokens": _plain(user_tokens),
-            "output_tokens": _plain(output_tokens),
+            "turns": _plain(defaults.turns if turns is None else turns),
+            "user_tokens": _plain(defaults.user_tokens if user_tokens is None else user_tokens),
+            "output_tokens": _plain(defaults.output_tokens if output_tokens is None else output_tokens),
             "mean_think_s": mean_think_s,
         }
 

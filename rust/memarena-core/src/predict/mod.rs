@@ -35,6 +35,11 @@ use crate::request::{NEVER, ObjId};
 use crate::rng::Rng;
 use crate::{FxHashMap, FxHashSet};
 
+/// The oracle prediction kinds a trace can be labelled with (the
+/// `with_oracle_predictions` kinds of the bindings): [`next_arrival`],
+/// [`discard_bits`], [`phase_bits`].
+pub const PREDICTION_KINDS: [&str; 3] = ["next_arrival", "discard_bit", "phase_bit"];
+
 /// The oracle next-arrival prediction: `next_access(ids)` (index of the next
 /// request to the same id, [`NEVER`] if none).
 pub fn next_arrival(ids: &[ObjId]) -> Vec<u64> {

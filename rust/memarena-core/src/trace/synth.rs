@@ -5,7 +5,11 @@
 //! loop, scan) combined by mixtures and phase shifts, optionally wrapped once,
 //! at the top, with object sizes ([`SynthSpec::Sized`]).
 
+use serde::Deserialize;
+use serde::de::MapAccess;
+
 use super::Trace;
+use crate::config::{self, NoFields, Tagged};
 use crate::error::{Error, Result};
 use crate::request::ObjId;
 use crate::rng::{Rng, Zipf, mix64};
@@ -16,6 +20,10 @@ pub const MAX_OBJECTS: u64 = 1 << 48;
 /// What to generate. Ids of a leaf are `0..n_objects` (or `0..` for
 /// [`SynthSpec::Scan`]); combinators map them so that components stay
 /// disjoint, as documented on each variant.
+///
+/// Deserializes from a map whose `kind` (one of [`SynthSpec::KINDS`]) comes
+/// first and whose other keys are the variant's fields; a `mix` component is
+/// a `[weight, spec]` pair.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SynthSpec {
     /// Independent draws from a Zipf law: id `r - 1` has probability
@@ -74,6 +82,9 @@ pub enum SynthSpec {
 }
 
 /// Per-object size distributions (bytes, always `>= 1`).
+///
+/// Deserializes from a map whose `kind` (`constant`, `uniform`,
+/// `lognormal`) comes first and whose other keys are the variant's fields.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SizeSpec {
     /// Every object has `bytes >= 1` bytes.
@@ -205,6 +216,156 @@ impl Gen {
                 inner.next(rng) + phase * *shift
             }
         }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZipfFields {
+    alpha: f64,
+    n_objects: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountFields {
+    n_objects: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixFields {
+    components: Vec<(f64, SynthSpec)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseShiftFields {
+    inner: SynthSpec,
+    period: u64,
+    shift: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizedFields {
+    inner: SynthSpec,
+    sizes: SizeSpec,
+}
+
+impl Tagged for SynthSpec {
+    const KINDS: &'static [&'static str] = &[
+        "zipf",
+        "uniform",
+        "loop",
+        "scan",
+        "mix",
+        "phase_shift",
+        "sized",
+    ];
+
+    fn variant<'de, A: MapAccess<'de>>(
+        kind: &'static str,
+        rest: A,
+    ) -> std::result::Result<Self, A::Error> {
+        Ok(match kind {
+            "zipf" => {
+                let f: ZipfFields = config::fields(rest)?;
+                SynthSpec::Zipf {
+                    alpha: f.alpha,
+                    n_objects: f.n_objects,
+                }
+            }
+            "uniform" => SynthSpec::Uniform {
+                n_objects: config::fields::<_, CountFields>(rest)?.n_objects,
+            },
+            "loop" => SynthSpec::Loop {
+                n_objects: config::fields::<_, CountFields>(rest)?.n_objects,
+            },
+            "scan" => {
+                config::fields::<_, NoFields>(rest)?;
+                SynthSpec::Scan
+            }
+            "mix" => SynthSpec::Mix {
+                components: config::fields::<_, MixFields>(rest)?.components,
+            },
+            "phase_shift" => {
+                let f: PhaseShiftFields = config::fields(rest)?;
+                SynthSpec::PhaseShift {
+                    inner: Box::new(f.inner),
+                    period: f.period,
+                    shift: f.shift,
+                }
+            }
+            _ => {
+                let f: SizedFields = config::fields(rest)?;
+                SynthSpec::Sized {
+                    inner: Box::new(f.inner),
+                    sizes: f.sizes,
+                }
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SynthSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        config::deserialize_tagged(d)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConstantFields {
+    bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UniformSizeFields {
+    min_bytes: u64,
+    max_bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogNormalSizeFields {
+    mu: f64,
+    sigma: f64,
+}
+
+impl Tagged for SizeSpec {
+    const KINDS: &'static [&'static str] = &["constant", "uniform", "lognormal"];
+
+    fn variant<'de, A: MapAccess<'de>>(
+        kind: &'static str,
+        rest: A,
+    ) -> std::result::Result<Self, A::Error> {
+        Ok(match kind {
+            "constant" => SizeSpec::Constant {
+                bytes: config::fields::<_, ConstantFields>(rest)?.bytes,
+            },
+            "uniform" => {
+                let f: UniformSizeFields = config::fields(rest)?;
+                SizeSpec::Uniform {
+                    min_bytes: f.min_bytes,
+                    max_bytes: f.max_bytes,
+                }
+            }
+            _ => {
+                let f: LogNormalSizeFields = config::fields(rest)?;
+                SizeSpec::LogNormal {
+                    mu: f.mu,
+                    sigma: f.sigma,
+                }
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        config::deserialize_tagged(d)
     }
 }
 

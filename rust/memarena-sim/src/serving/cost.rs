@@ -9,7 +9,8 @@ use super::hardware::Hardware;
 use super::model_spec::ModelSpec;
 
 /// Calibration of the roofline. The defaults are the pure roofline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CostParams {
     /// Fraction of peak FLOP/s achieved, in (0, 1].
     pub compute_efficiency: f64,

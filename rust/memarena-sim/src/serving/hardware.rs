@@ -4,7 +4,8 @@
 use memarena_core::error::{Error, Result};
 
 /// One accelerator and its host link.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Hardware {
     /// Name (for messages).
     pub name: String,

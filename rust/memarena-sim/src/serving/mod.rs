@@ -30,6 +30,6 @@ pub use sim::{
     simulate, simulate_with,
 };
 pub use workload::{
-    ArrivalProcess, LengthDist, MultiTurnWorkload, RequestSpec, SharedPrefixWorkload,
-    SyntheticWorkload, parse_azure_csv, read_azure_csv,
+    ArrivalProcess, LengthDist, MultiTurnWorkload, RequestGenerator, RequestSpec,
+    SharedPrefixWorkload, SyntheticWorkload, parse_azure_csv, read_azure_csv,
 };

@@ -13,7 +13,8 @@
 use memarena_core::error::{Error, Result};
 
 /// Feed-forward block shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FfnKind {
     /// Gated (SwiGLU: gate, up, down): `3 * hidden * intermediate` weights.
     Gated,
@@ -25,7 +26,8 @@ pub enum FfnKind {
 ///
 /// Invariants (checked by [`ModelSpec::validate`]): all sizes positive;
 /// `num_attention_heads` is a multiple of `num_kv_heads` (GQA groups).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Registry name, snake_case (`llama3_8b`).
     pub name: String,
@@ -46,6 +48,7 @@ pub struct ModelSpec {
     /// Vocabulary size.
     pub vocab_size: u32,
     /// Whether the LM head shares the embedding matrix.
+    #[serde(deserialize_with = "memarena_core::config::strict_bool")]
     pub tied_embeddings: bool,
     /// Learned position embeddings (OPT), 0 for rotary models.
     pub learned_positions: u32,
@@ -56,7 +59,7 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// The built-in specs' registry names.
+    /// The names of the specs [`ModelSpec::builtin`] builds.
     pub const BUILTIN: &'static [&'static str] = &[
         "llama2_7b",
         "llama2_13b",
@@ -67,7 +70,12 @@ impl ModelSpec {
         "mistral_7b",
     ];
 
-    /// A built-in spec by registry name.
+    /// A spec by registry name, for Rust tests, examples and benchmarks.
+    ///
+    /// The user-facing source of model specs is the Python side's `model`
+    /// presets (`python/memarena/conf/model/<name>.yaml`): Python sends the
+    /// spec as a dict and never reads these. This copy must equal them,
+    /// which `tests/unit/serving/test_models.py` checks for every name.
     pub fn builtin(name: &str) -> Result<ModelSpec> {
         #[allow(clippy::too_many_arguments)]
         fn llama(

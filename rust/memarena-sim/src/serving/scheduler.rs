@@ -51,7 +51,8 @@ use cohort::Cohort;
 use decode_run::RunSeq;
 
 /// How a preempted request gives its memory back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PreemptionMode {
     /// Drop its KV and recompute it later as a longer prompt.
     Recompute,
@@ -62,7 +63,8 @@ pub enum PreemptionMode {
 }
 
 /// Which running request is preempted when memory runs out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum VictimPolicy {
     /// The most recently admitted (vLLM: `self.running.pop()`).
     LastAdmitted,
@@ -73,7 +75,12 @@ pub enum VictimPolicy {
 }
 
 /// Limits of the batching scheduler.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deserializes (serde) from its user-facing fields, all required; the
+/// speed-only `fast_decode_runs` and `cohort_min_running` take their
+/// [`Default`] values.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// Token budget of one iteration (vLLM `max_num_batched_tokens`).
     pub max_num_batched_tokens: u32,
@@ -83,6 +90,7 @@ pub struct SchedulerConfig {
     /// Split prompts into chunks that fit the remaining budget. Without it a
     /// prompt is prefilled in one iteration, and a prompt longer than the
     /// budget is rejected.
+    #[serde(deserialize_with = "memarena_core::config::strict_bool")]
     pub chunked_prefill: bool,
     /// Recompute or swap.
     pub preemption: PreemptionMode,
@@ -93,13 +101,23 @@ pub struct SchedulerConfig {
     /// in one call) and run stretches of decode-only iterations between
     /// events without the event queue. Results are identical either way
     /// (tested); off only to check that.
+    #[serde(skip, default = "speed_default_fast_decode_runs")]
     pub fast_decode_runs: bool,
     /// With `fast_decode_runs`, the running requests below which none
     /// joins the cohort (see the module docs): a small batch is cheap to
     /// visit, and a cohort formed while one request waits for a moment (a
     /// lightly loaded server) would dissolve at once. Speed only: results
     /// are the same for any value (tested).
+    #[serde(skip, default = "speed_default_cohort_min_running")]
     pub cohort_min_running: u32,
+}
+
+fn speed_default_fast_decode_runs() -> bool {
+    SchedulerConfig::default().fast_decode_runs
+}
+
+fn speed_default_cohort_min_running() -> u32 {
+    SchedulerConfig::default().cohort_min_running
 }
 
 impl Default for SchedulerConfig {

@@ -2,7 +2,9 @@
 //! model and the scheduler, replays the requests on the event engine, and
 //! summarises the run.
 
+use memarena_core::config::{self, Tagged};
 use memarena_core::error::{Error, Result};
+use serde::Deserialize;
 
 use super::cost::{CostModel, CostParams};
 use super::hardware::Hardware;
@@ -17,6 +19,12 @@ use super::workload::RequestSpec;
 use crate::engine::Engine;
 
 /// Which KV manager, with its parameters.
+///
+/// Deserializes from a map whose `kind` (one of [`KvManagerConfig::KINDS`])
+/// comes first and whose other keys are the manager's parameters:
+/// `{kind: static, variant}`, `{kind: paged, block_size, watermark,
+/// prefix_caching}`, `{kind: vattention, page_size_bytes, deferred_reclaim,
+/// page_map_latency_s}`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KvManagerConfig {
     /// Contiguous static reservation (Orca-Max / Pow2 / Oracle).
@@ -25,6 +33,34 @@ pub enum KvManagerConfig {
     Paged(PagedConfig),
     /// vAttention's demand-mapped virtual reservation.
     Vattention(VattnConfig),
+}
+
+/// The fields of the `static` manager.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticFields {
+    variant: StaticReservation,
+}
+
+impl Tagged for KvManagerConfig {
+    const KINDS: &'static [&'static str] = &["static", "paged", "vattention"];
+
+    fn variant<'de, A: serde::de::MapAccess<'de>>(
+        kind: &'static str,
+        rest: A,
+    ) -> std::result::Result<Self, A::Error> {
+        Ok(match kind {
+            "static" => KvManagerConfig::Static(config::fields::<_, StaticFields>(rest)?.variant),
+            "paged" => KvManagerConfig::Paged(config::fields(rest)?),
+            _ => KvManagerConfig::Vattention(config::fields(rest)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for KvManagerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        config::deserialize_tagged(d)
+    }
 }
 
 impl KvManagerConfig {
@@ -81,7 +117,10 @@ impl KvManagerConfig {
 }
 
 /// Everything a serving simulation needs besides the requests.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deserializes (serde) from a map holding every field (`null` for `None`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServingConfig {
     /// The model.
     pub model: ModelSpec,
@@ -91,19 +130,24 @@ pub struct ServingConfig {
     pub cost: CostParams,
     /// Batching limits and preemption.
     pub scheduler: SchedulerConfig,
-    /// KV manager.
-    pub kv: KvManagerConfig,
+    /// KV manager; `None` (must be given as `null`) only when the caller
+    /// supplies the manager through [`simulate_with`], which never reads it.
+    #[serde(deserialize_with = "config::required")]
+    pub kv: Option<KvManagerConfig>,
     /// Share of HBM the server may use (vLLM `gpu_memory_utilization`, 0.9).
     pub gpu_memory_utilization: f64,
     /// HBM kept for activations and workspace, bytes.
     pub activation_reserve_bytes: u64,
     /// Longest request (`prompt + output`) served; `None`: the model's
     /// maximum context. Longer requests are rejected and counted.
+    #[serde(deserialize_with = "config::required")]
     pub max_model_len: Option<u32>,
     /// KV bytes per token; `None`: from the model spec (set it to model a
     /// compressed or quantized KV cache).
+    #[serde(deserialize_with = "config::required")]
     pub kv_bytes_per_token: Option<u64>,
     /// Host swap space, bytes; `None`: the hardware's host memory.
+    #[serde(deserialize_with = "config::required")]
     pub swap_space_bytes: Option<u64>,
     /// Interval of the time series, seconds; 0 disables it.
     pub sample_interval_s: f64,
@@ -112,6 +156,7 @@ pub struct ServingConfig {
     pub seed: u64,
     /// Re-check every KV invariant and the breakdown sum at every iteration
     /// (slow; for tests).
+    #[serde(deserialize_with = "config::strict_bool")]
     pub check_invariants: bool,
 }
 
@@ -124,7 +169,7 @@ impl ServingConfig {
             hardware,
             cost: CostParams::default(),
             scheduler: SchedulerConfig::default(),
-            kv: KvManagerConfig::Paged(PagedConfig::default()),
+            kv: Some(KvManagerConfig::Paged(PagedConfig::default())),
             gpu_memory_utilization: 0.9,
             activation_reserve_bytes: 0,
             max_model_len: None,
@@ -211,7 +256,13 @@ impl ServingConfig {
     fn build_kv(&self, budget: u64) -> Result<BuiltKv> {
         let bpt = self.effective_kv_bytes_per_token();
         let max_len = self.max_model_len.unwrap_or(self.model.max_context);
-        Ok(match &self.kv {
+        let kv = self.kv.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "kv",
+                "is null: give a KV manager config (only simulate_with takes none)",
+            )
+        })?;
+        Ok(match kv {
             KvManagerConfig::Static(policy) => {
                 BuiltKv::Static(StaticKv::new(budget / bpt, bpt, max_len, *policy)?)
             }

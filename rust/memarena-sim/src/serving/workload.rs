@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
+use memarena_core::config::{self, NoFields, Tagged};
 use memarena_core::error::{Error, Result};
 use memarena_core::rng::{Rng, Zipf};
+use serde::Deserialize;
+use serde::de::MapAccess;
 
 use crate::dist::{exponential, gamma, lognormal};
 use crate::engine::rng_stream;
@@ -89,6 +92,11 @@ impl RequestSpec {
 }
 
 /// A distribution of token counts (samples are clamped to ≥ 1).
+///
+/// Deserializes from a bare integer (fixed) or a map whose `kind` comes
+/// first: `{kind: fixed, value}`, `{kind: uniform, min, max}`,
+/// `{kind: exponential, mean}`, `{kind: lognormal, median, sigma}`,
+/// `{kind: empirical, values}`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LengthDist {
     /// Always this many.
@@ -114,6 +122,80 @@ pub enum LengthDist {
     },
     /// Resampled uniformly from observed values (e.g. a trace's lengths).
     Empirical(Vec<u32>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixedFields {
+    value: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UniformFields {
+    min: u32,
+    max: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeanFields {
+    mean: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogNormalFields {
+    median: f64,
+    sigma: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmpiricalFields {
+    values: Vec<u32>,
+}
+
+impl Tagged for LengthDist {
+    const KINDS: &'static [&'static str] =
+        &["fixed", "uniform", "exponential", "lognormal", "empirical"];
+
+    fn variant<'de, A: MapAccess<'de>>(
+        kind: &'static str,
+        rest: A,
+    ) -> std::result::Result<Self, A::Error> {
+        Ok(match kind {
+            "fixed" => LengthDist::Fixed(config::fields::<_, FixedFields>(rest)?.value),
+            "uniform" => {
+                let f: UniformFields = config::fields(rest)?;
+                LengthDist::Uniform {
+                    min: f.min,
+                    max: f.max,
+                }
+            }
+            "exponential" => LengthDist::Exponential {
+                mean: config::fields::<_, MeanFields>(rest)?.mean,
+            },
+            "lognormal" => {
+                let f: LogNormalFields = config::fields(rest)?;
+                LengthDist::LogNormal {
+                    median: f.median,
+                    sigma: f.sigma,
+                }
+            }
+            _ => LengthDist::Empirical(config::fields::<_, EmpiricalFields>(rest)?.values),
+        })
+    }
+
+    fn from_u64(value: u64) -> Option<Self> {
+        u32::try_from(value).ok().map(LengthDist::Fixed)
+    }
+}
+
+impl<'de> Deserialize<'de> for LengthDist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        config::deserialize_tagged(d)
+    }
 }
 
 impl LengthDist {
@@ -153,6 +235,9 @@ impl LengthDist {
 }
 
 /// An arrival process.
+///
+/// Deserializes from a map whose `kind` comes first: `{kind: poisson,
+/// rate}`, `{kind: gamma, rate, cv}`, `{kind: all_at_once}`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArrivalProcess {
     /// Poisson arrivals at `rate` requests per second.
@@ -170,6 +255,51 @@ pub enum ArrivalProcess {
     },
     /// All requests at time 0 (offline batch).
     AllAtOnce,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateFields {
+    rate: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GammaFields {
+    rate: f64,
+    cv: f64,
+}
+
+impl Tagged for ArrivalProcess {
+    const KINDS: &'static [&'static str] = &["poisson", "gamma", "all_at_once"];
+
+    fn variant<'de, A: MapAccess<'de>>(
+        kind: &'static str,
+        rest: A,
+    ) -> std::result::Result<Self, A::Error> {
+        Ok(match kind {
+            "poisson" => ArrivalProcess::Poisson {
+                rate: config::fields::<_, RateFields>(rest)?.rate,
+            },
+            "gamma" => {
+                let f: GammaFields = config::fields(rest)?;
+                ArrivalProcess::Gamma {
+                    rate: f.rate,
+                    cv: f.cv,
+                }
+            }
+            _ => {
+                config::fields::<_, NoFields>(rest)?;
+                ArrivalProcess::AllAtOnce
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ArrivalProcess {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        config::deserialize_tagged(d)
+    }
 }
 
 impl ArrivalProcess {
@@ -203,7 +333,11 @@ impl ArrivalProcess {
 }
 
 /// A synthetic workload: arrivals and lengths drawn from distributions.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deserializes from its fields but `seed` (given apart, see
+/// [`RequestGenerator::with_seed`]).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SyntheticWorkload {
     /// Requests to generate.
     pub num_requests: usize,
@@ -216,6 +350,7 @@ pub struct SyntheticWorkload {
     /// Parallel samples per request.
     pub n_parallel: u32,
     /// Seed (arrivals, prompts and outputs use separate streams).
+    #[serde(skip)]
     pub seed: u64,
 }
 
@@ -280,11 +415,100 @@ impl SharedPrefixWorkload {
     }
 }
 
+/// The fields of a `shared_prefix` generator: a synthetic workload's and
+/// the groups'.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharedPrefixFields {
+    num_requests: usize,
+    arrivals: ArrivalProcess,
+    prompt_tokens: LengthDist,
+    output_tokens: LengthDist,
+    n_parallel: u32,
+    num_groups: u64,
+    prefix_tokens: u32,
+    zipf_alpha: f64,
+}
+
+/// A request generator selected by `kind` (`synthetic`, `shared_prefix`,
+/// `multi_turn`), its other keys the generator's fields (the seed is given
+/// apart).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RequestGenerator {
+    /// Independent requests.
+    Synthetic(SyntheticWorkload),
+    /// Requests sharing system prompts; the map holds the synthetic
+    /// workload's fields and the groups' at one level.
+    SharedPrefix(SharedPrefixWorkload),
+    /// Multi-turn conversations.
+    MultiTurn(MultiTurnWorkload),
+}
+
+impl RequestGenerator {
+    /// The generator with its seed set.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        match &mut self {
+            RequestGenerator::Synthetic(w) => w.seed = seed,
+            RequestGenerator::SharedPrefix(w) => w.base.seed = seed,
+            RequestGenerator::MultiTurn(w) => w.seed = seed,
+        }
+        self
+    }
+
+    /// Generates the requests.
+    pub fn generate(&self) -> Result<Vec<RequestSpec>> {
+        match self {
+            RequestGenerator::Synthetic(w) => w.generate(),
+            RequestGenerator::SharedPrefix(w) => w.generate(),
+            RequestGenerator::MultiTurn(w) => w.generate(),
+        }
+    }
+}
+
+impl Tagged for RequestGenerator {
+    const KINDS: &'static [&'static str] = &["synthetic", "shared_prefix", "multi_turn"];
+
+    fn variant<'de, A: MapAccess<'de>>(
+        kind: &'static str,
+        rest: A,
+    ) -> std::result::Result<Self, A::Error> {
+        Ok(match kind {
+            "synthetic" => RequestGenerator::Synthetic(config::fields(rest)?),
+            "shared_prefix" => {
+                let f: SharedPrefixFields = config::fields(rest)?;
+                RequestGenerator::SharedPrefix(SharedPrefixWorkload {
+                    base: SyntheticWorkload {
+                        num_requests: f.num_requests,
+                        arrivals: f.arrivals,
+                        prompt_tokens: f.prompt_tokens,
+                        output_tokens: f.output_tokens,
+                        n_parallel: f.n_parallel,
+                        seed: 0,
+                    },
+                    num_groups: f.num_groups,
+                    prefix_tokens: f.prefix_tokens,
+                    zipf_alpha: f.zipf_alpha,
+                })
+            }
+            _ => RequestGenerator::MultiTurn(config::fields(rest)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestGenerator {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        config::deserialize_tagged(d)
+    }
+}
+
 /// Multi-turn conversations: conversations start as a Poisson process; each
 /// turn's prompt is the whole history (previous prompt and answer) plus a new
 /// user message, and the next turn arrives an exponential think time after
 /// this one (open loop).
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deserializes from its fields but `seed` (given apart).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MultiTurnWorkload {
     /// Conversations.
     pub num_conversations: u64,
@@ -299,6 +523,7 @@ pub struct MultiTurnWorkload {
     /// Mean think time between turns, seconds.
     pub mean_think_s: f64,
     /// Seed.
+    #[serde(skip)]
     pub seed: u64,
 }
 

@@ -69,7 +69,8 @@ use prefix_v1::{Fifo, REC_TOMB, REC_UNCACHED, rec_split};
 use write::NewBlocks;
 
 /// Prefix-caching style.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PrefixCaching {
     /// No caching: freed blocks go straight back to a free stack.
     Off,
@@ -82,7 +83,8 @@ pub enum PrefixCaching {
 }
 
 /// Parameters of [`PagedKv`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PagedConfig {
     /// Tokens per block (vLLM: 16).
     pub block_size: u32,

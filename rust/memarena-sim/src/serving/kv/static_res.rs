@@ -18,15 +18,18 @@ use memarena_core::error::{Error, Result};
 
 use super::{KvBreakdown, KvCounters, KvManager, KvRequest, invariant};
 
-/// How much a sequence reserves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How much a sequence reserves (the `variant` of the `static` KV manager).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 pub enum StaticReservation {
     /// The model's maximum length (Orca-Max).
+    #[serde(rename = "max")]
     MaxLen,
     /// The final length rounded up to a power of two, capped at the maximum
     /// length (Orca-Pow2).
+    #[serde(rename = "pow2")]
     Pow2,
     /// Exactly the final length (Orca-Oracle: knows the output length).
+    #[serde(rename = "oracle")]
     Oracle,
 }
 

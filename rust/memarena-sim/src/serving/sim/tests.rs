@@ -166,7 +166,7 @@ fn a_manager_without_quiet_decode_tokens_gives_the_same_reports() {
                     ModelSpec::builtin("llama3_8b").unwrap(),
                     Hardware::h100_sxm(),
                 );
-                c.kv = kv.clone();
+                c.kv = Some(kv.clone());
                 // A small pool: evictions, preemptions, a queue, a cohort.
                 c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + (1u64 << 30);
                 c.gpu_memory_utilization = 1.0;
