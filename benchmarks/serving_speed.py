@@ -27,14 +27,14 @@ from memarena.families.serving import Hardware, ModelSpec, PagedKV, StaticKV, VA
 from memarena.families.serving.workloads import azure_conv_path
 
 MANAGERS = {
-    "static_max": StaticKV("max"),
-    "static_pow2": StaticKV("pow2"),
-    "static_oracle": StaticKV("oracle"),
+    "static_max": StaticKV(variant="max"),
+    "static_pow2": StaticKV(variant="pow2"),
+    "static_oracle": StaticKV(variant="oracle"),
     "paged": PagedKV(),
     "paged_prefix_v0": PagedKV(prefix_caching="v0"),
     "paged_prefix_v1": PagedKV(prefix_caching="v1"),
-    "vattention_2mb": VAttentionKV(2 * 2**20),
-    "vattention_64kb": VAttentionKV(64 * 2**10),
+    "vattention_2mb": VAttentionKV(page_size_bytes=2 * 2**20),
+    "vattention_64kb": VAttentionKV(page_size_bytes=64 * 2**10),
 }
 
 

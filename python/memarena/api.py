@@ -163,6 +163,8 @@ class Component(abc.ABC):
                 raise InvalidConfigError(f"config key '{cls.config_group}.{k}' is required by {cls.name}")
         config = cls.Config(**values)
         for k, f in known.items():
+            if getattr(config, k) == "???":  # omegaconf's MISSING: a value the user must give
+                raise InvalidConfigError(f"config key '{cls.config_group}.{k}' is required by {cls.name}")
             _check_field(f"{cls.config_group}.{k}", f, getattr(config, k))
         return config
 

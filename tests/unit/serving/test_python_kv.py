@@ -293,13 +293,12 @@ class FailingKV(PagedPythonKV):
     name = "failing_kv_test"
 
     @dataclass
-    class Config:
+    class Config(PagedPythonKV.Config):  # a subclass's parameters extend its base's
         _target_: str = "tests.unit.serving.test_python_kv.FailingKV"
         fail_after: int = 50
 
-    def __init__(self, fail_after: int = 50) -> None:
-        super().__init__()
-        self.fail_after = fail_after
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.grows = 0
 
     def grow(self, rid: int, tokens: int, n_seqs: int) -> bool:

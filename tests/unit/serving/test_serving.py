@@ -68,7 +68,7 @@ def test_one_request_holds_ceil_tokens_over_block_size_blocks(block_size: int) -
 def test_static_reservation_waste(variant: str, reservation: int) -> None:
     # Final length 1000 + 50 - 1 = 1049 tokens; Orca-Max reserves the context (8192),
     # Pow2 the next power of two (2048), Oracle exactly 1049.
-    s = busy_samples(StaticKV(variant))
+    s = busy_samples(StaticKV(variant=variant))
     held = tokens(s, "token_states_bytes")
     assert (tokens(s, "reserved_bytes") == 1049 - held).all()  # reserved for tokens still to come
     assert (tokens(s, "internal_frag_bytes") == reservation - 1049).all()  # never used
@@ -93,7 +93,7 @@ def test_prefix_hit_count() -> None:
 
 @pytest.mark.parametrize(
     "kv",
-    [StaticKV("max"), StaticKV("pow2"), StaticKV("oracle"), PagedKV(), PagedKV(prefix_caching="v0"), VAttentionKV()],
+    [StaticKV(variant="max"), StaticKV(variant="pow2"), StaticKV(variant="oracle"), PagedKV(), PagedKV(prefix_caching="v0"), VAttentionKV()],
     ids=lambda kv: kv.describe(),
 )
 def test_breakdown_sums_to_the_pool_at_every_sample(kv: object) -> None:
@@ -198,7 +198,7 @@ def test_config_errors_name_the_key() -> None:
     with pytest.raises(InvalidConfigError, match="kv_manager.page_size_bytes"):
         VAttentionKV(page_size_bytes=4096)
     with pytest.raises(InvalidConfigError, match="kv_manager.variant"):
-        StaticKV("huge")
+        StaticKV(variant="huge")
     with pytest.raises(InvalidConfigError, match=r"model\.num_kv_heads"):
         ModelSpec(name="bad", num_attention_heads=32, num_kv_heads=6)
 

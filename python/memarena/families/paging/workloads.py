@@ -7,13 +7,12 @@ binary; a malformed file is reported with its name and row or byte offset.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 from memarena import _core
-from memarena.api import Workload
+from memarena.api import Workload, param
 from memarena.errors import InvalidConfigError
 
 __all__ = [
@@ -39,43 +38,47 @@ class PagingWorkload(Workload):
 
 
 class SyntheticTrace(PagingWorkload):
-    """Base of the seeded synthetic traces; subclasses give the access pattern."""
+    """Base of the seeded synthetic traces; subclasses give the access pattern.
+
+    ``Config`` holds the length and the object sizes every pattern shares; a
+    subclass's ``Config`` extends it with its pattern's parameters, which
+    :meth:`pattern_spec` hands to the core.
+    """
 
     name: ClassVar[str] = "synthetic"
 
-    def __init__(
-        self,
-        n_requests: int = 1_000_000,
-        sizes: str = "unit",
-        size_bytes: int = 4096,
-        min_size_bytes: int = 512,
-        max_size_bytes: int = 65536,
-        size_mu: float = 8.0,
-        size_sigma: float = 1.0,
-        seed_offset: int = 0,
-        **pattern: Any,
-    ) -> None:
-        if n_requests < 1:
-            raise InvalidConfigError(f"config key 'workload.n_requests' must be >= 1, got {n_requests}")
-        if sizes not in SIZE_DISTRIBUTIONS:
-            raise InvalidConfigError(
-                f"config key 'workload.sizes' must be one of {', '.join(SIZE_DISTRIBUTIONS)}, got {sizes!r}"
-            )
-        self.n_requests = n_requests
-        self.sizes = sizes
-        params_by_sizes: dict[str, dict[str, Any]] = {
-            "constant": {"bytes": size_bytes},
-            "uniform": {"min_bytes": min_size_bytes, "max_bytes": max_size_bytes},
-            "lognormal": {"mu": size_mu, "sigma": size_sigma},
-        }
-        self.size_params = params_by_sizes.get(sizes)
-        self.seed_offset = seed_offset
-        # Pattern parameters left out take the Config defaults (the one source of defaults).
-        shared = set(inspect.signature(SyntheticTrace.__init__).parameters)
-        config = getattr(type(self), "Config", None)
-        defaults = {} if config is None else {f.name: f.default for f in fields(config) if f.name not in shared}
-        defaults.pop("_target_", None)
-        self.pattern = {**defaults, **pattern}
+    @dataclass
+    class Config:
+        _target_: str = "memarena.families.paging.workloads.SyntheticTrace"
+        #: Requests generated.
+        n_requests: int = param(1_000_000, ge=1)
+        #: Object sizes: unit (every object 1) or a size distribution.
+        sizes: str = param("unit", choices=SIZE_DISTRIBUTIONS)
+        #: constant sizes, bytes.
+        size_bytes: int = param(4096, ge=1)
+        #: uniform sizes, bytes.
+        min_size_bytes: int = param(512, ge=1)
+        max_size_bytes: int = param(65536, ge=1)
+        #: lognormal sizes: parameters of ln(bytes).
+        size_mu: float = 8.0
+        size_sigma: float = param(1.0, ge=0)
+        #: Added to the run's seed.
+        seed_offset: int = 0
+
+    @property
+    def pattern(self) -> dict[str, Any]:
+        """The pattern's parameters: the Config fields a subclass adds."""
+        shared = {f.name for f in fields(SyntheticTrace.Config)}
+        return {k: v for k, v in self.config_dict().items() if k not in shared}
+
+    @property
+    def size_params(self) -> dict[str, Any] | None:
+        """The size distribution's parameters, as the core names them (None: unit sizes)."""
+        return {
+            "constant": {"bytes": self.size_bytes},
+            "uniform": {"min_bytes": self.min_size_bytes, "max_bytes": self.max_size_bytes},
+            "lognormal": {"mu": self.size_mu, "sigma": self.size_sigma},
+        }.get(self.sizes)
 
     def pattern_spec(self) -> dict[str, Any]:
         """The access pattern as a generator spec (``{"kind": ..., params}``)."""
@@ -101,61 +104,56 @@ class SyntheticTrace(PagingWorkload):
         return f"{self.name}({params})"
 
 
-def _synthetic_config(target: str, **pattern_defaults: Any) -> type:
-    """A Config dataclass for a synthetic trace: shared size fields plus the pattern's."""
-    fields: list[tuple[str, type, Any]] = [
-        ("_target_", str, target),
-        ("n_requests", int, 1_000_000),
-        *((k, type(v), v) for k, v in pattern_defaults.items()),
-        ("sizes", str, "unit"),
-        ("size_bytes", int, 4096),
-        ("min_size_bytes", int, 512),
-        ("max_size_bytes", int, 65536),
-        ("size_mu", float, 8.0),
-        ("size_sigma", float, 1.0),
-        ("seed_offset", int, 0),
-    ]
-    import dataclasses
-
-    return dataclasses.make_dataclass(
-        "Config", [(n, t, dataclasses.field(default=d)) for n, t, d in fields], namespace={"__module__": __name__}
-    )
-
-
 class ZipfTrace(SyntheticTrace):
     """Zipf-distributed requests over ``n_objects`` objects (skew ``alpha``)."""
 
     name: ClassVar[str] = "zipf"
-    Config = _synthetic_config("memarena.families.paging.workloads.ZipfTrace", n_objects=100_000, alpha=1.0)
+
+    @dataclass
+    class Config(SyntheticTrace.Config):
+        _target_: str = "memarena.families.paging.workloads.ZipfTrace"
+        n_objects: int = param(100_000, ge=1)
+        alpha: float = param(1.0, ge=0)
 
 
 class UniformTrace(SyntheticTrace):
     """Uniformly random requests over ``n_objects`` objects."""
 
     name: ClassVar[str] = "uniform"
-    Config = _synthetic_config("memarena.families.paging.workloads.UniformTrace", n_objects=100_000)
+
+    @dataclass
+    class Config(SyntheticTrace.Config):
+        _target_: str = "memarena.families.paging.workloads.UniformTrace"
+        n_objects: int = param(100_000, ge=1)
 
 
 class LoopTrace(SyntheticTrace):
     """A cyclic scan over ``n_objects`` objects (LRU's worst case when they do not fit)."""
 
     name: ClassVar[str] = "loop"
-    Config = _synthetic_config("memarena.families.paging.workloads.LoopTrace", n_objects=10_000)
+
+    @dataclass
+    class Config(SyntheticTrace.Config):
+        _target_: str = "memarena.families.paging.workloads.LoopTrace"
+        n_objects: int = param(10_000, ge=1)
 
 
 class ScanMixTrace(SyntheticTrace):
     """Zipf requests interleaved with one-time scans (share ``scan_fraction``)."""
 
     name: ClassVar[str] = "scan_mix"
-    Config = _synthetic_config(
-        "memarena.families.paging.workloads.ScanMixTrace", n_objects=100_000, alpha=1.0, scan_fraction=0.2
-    )
+
+    @dataclass
+    class Config(SyntheticTrace.Config):
+        _target_: str = "memarena.families.paging.workloads.ScanMixTrace"
+        n_objects: int = param(100_000, ge=1)
+        alpha: float = param(1.0, ge=0)
+        #: Share of requests that belong to scans.
+        scan_fraction: float = param(0.2, ge=0, le=1)
 
     def pattern_spec(self) -> dict[str, Any]:
-        p = dict(self.pattern)
+        p = self.pattern
         frac = float(p.pop("scan_fraction"))
-        if not 0 <= frac <= 1:
-            raise InvalidConfigError(f"config key 'workload.scan_fraction' must be in [0, 1], got {frac}")
         return {
             "kind": "mix",
             "components": [[1 - frac, {"kind": "zipf", **p}], [frac, {"kind": "scan"}]],
@@ -166,12 +164,19 @@ class PhaseShiftTrace(SyntheticTrace):
     """Zipf requests whose hot set moves by ``shift`` ids every ``period`` requests."""
 
     name: ClassVar[str] = "phase_shift"
-    Config = _synthetic_config(
-        "memarena.families.paging.workloads.PhaseShiftTrace", n_objects=100_000, alpha=1.0, period=200_000, shift=50_000
-    )
+
+    @dataclass
+    class Config(SyntheticTrace.Config):
+        _target_: str = "memarena.families.paging.workloads.PhaseShiftTrace"
+        n_objects: int = param(100_000, ge=1)
+        alpha: float = param(1.0, ge=0)
+        #: Requests between two moves of the hot set.
+        period: int = param(200_000, ge=1)
+        #: Ids the hot set moves by.
+        shift: int = param(50_000, ge=0)
 
     def pattern_spec(self) -> dict[str, Any]:
-        p = dict(self.pattern)
+        p = self.pattern
         period, shift = p.pop("period"), p.pop("shift")
         return {"kind": "phase_shift", "inner": {"kind": "zipf", **p}, "period": period, "shift": shift}
 
@@ -184,31 +189,23 @@ class CsvTrace(PagingWorkload):
     @dataclass
     class Config:
         _target_: str = "memarena.families.paging.workloads.CsvTrace"
+        #: The CSV file (required).
         path: str = "???"
+        #: Columns by header name or 0-based index ("0"); size and time are optional.
         id_column: str = "0"
         size_column: str | None = None
         time_column: str | None = None
         delimiter: str = ","
         header: bool = True
 
-    def __init__(
-        self,
-        path: str,
-        id_column: str | int = 0,
-        size_column: str | int | None = None,
-        time_column: str | int | None = None,
-        delimiter: str = ",",
-        header: bool = True,
-    ) -> None:
-        self.path = Path(path).expanduser()
-        self.columns = {"id_column": id_column, "size_column": size_column, "time_column": time_column}
-        self.delimiter = delimiter
-        self.header = header
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.path = Path(self.config.path).expanduser()
 
     def load(self, seed: int) -> Any:
         from memarena.families.paging import Trace
 
-        cols: dict[str, Any] = {k: _column(v) for k, v in self.columns.items()}
+        cols: dict[str, Any] = {k: _column(getattr(self, k)) for k in ("id_column", "size_column", "time_column")}
         return Trace.from_csv(self.path, delimiter=self.delimiter, header=self.header, **cols)
 
     def describe(self) -> str:
@@ -230,10 +227,12 @@ class OracleGeneralTrace(PagingWorkload):
     @dataclass
     class Config:
         _target_: str = "memarena.families.paging.workloads.OracleGeneralTrace"
+        #: The trace file (required).
         path: str = "???"
 
-    def __init__(self, path: str) -> None:
-        self.path = Path(path).expanduser()
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.path = Path(self.config.path).expanduser()
 
     def load(self, seed: int) -> Any:
         from memarena.families.paging import Trace

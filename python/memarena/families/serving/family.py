@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from memarena import _core
-from memarena.api import BackendRequirements, Family, PlotSpec
+from memarena.api import BackendRequirements, Family, PlotSpec, param
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -35,6 +35,18 @@ __all__ = ["ServingFamily"]
 #: The preemption modes and victim policies the core accepts.
 PREEMPTION: tuple[str, ...] = tuple(_core.preemption_modes())
 VICTIMS: tuple[str, ...] = tuple(_core.victim_policies())
+#: Which Config fields go to the core's ``scheduler`` and ``cost`` entries, and which are simulate() options.
+SCHEDULER_KEYS = ("max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "preemption", "victim")
+COST_KEYS = ("compute_efficiency", "bandwidth_efficiency", "iteration_overhead_s")
+OPTION_KEYS = (
+    "gpu_memory_utilization",
+    "activation_reserve_bytes",
+    "max_model_len",
+    "kv_bytes_per_token",
+    "swap_space_bytes",
+    "sample_interval_s",
+    "check_invariants",
+)
 #: Fig. 2 categories, stacked in this order.
 SHARES = ("token_states_share", "reserved_share", "internal_frag_share", "external_frag_share", "free_share")
 
@@ -170,93 +182,46 @@ class ServingFamily(Family):
         #: Dtype of weights and KV cache (selects the backend's peak_flops entry).
         dtype: str = "bf16"
         #: Share of device memory the server may use (vLLM gpu_memory_utilization).
-        gpu_memory_utilization: float = 0.9
+        gpu_memory_utilization: float = param(0.9, gt=0, le=1)
         #: Device memory kept for activations and workspace, bytes.
-        activation_reserve_bytes: int = 0
+        activation_reserve_bytes: int = param(0, ge=0)
         #: Longest prompt + output served (null: the model's context); longer requests are rejected and counted.
         max_model_len: int | None = None
         #: KV bytes per token (null: from the model; set it for a compressed KV cache).
         kv_bytes_per_token: int | None = None
         #: Token budget per iteration (vLLM max_num_batched_tokens).
-        max_num_batched_tokens: int = 8192
+        max_num_batched_tokens: int = param(8192, ge=1)
         #: Sequences running at once (vLLM max_num_seqs; vAttention's request slots).
-        max_num_seqs: int = 256
+        max_num_seqs: int = param(256, ge=1)
         #: Split prompts into chunks that fit the token budget.
         chunked_prefill: bool = True
         #: recompute or swap (over the backend's host link).
-        preemption: str = "recompute"
+        preemption: str = param("recompute", choices=PREEMPTION)
         #: last_admitted, most_kv or least_progress.
-        victim: str = "last_admitted"
+        victim: str = param("last_admitted", choices=VICTIMS)
         #: Host swap space, bytes (null: the backend's host tier).
         swap_space_bytes: int | None = None
         #: Roofline calibration: achieved shares of peak FLOP/s and bandwidth, fixed cost per iteration.
-        compute_efficiency: float = 1.0
-        bandwidth_efficiency: float = 1.0
-        iteration_overhead_s: float = 0.0
+        compute_efficiency: float = param(1.0, gt=0, le=1)
+        bandwidth_efficiency: float = param(1.0, gt=0, le=1)
+        iteration_overhead_s: float = param(0.0, ge=0)
         #: Interval of the time series, seconds (0: none).
-        sample_interval_s: float = 1.0
+        sample_interval_s: float = param(1.0, ge=0)
         #: Keep at most this many points of each series in the record (0: all).
-        series_points: int = 400
+        series_points: int = param(400, ge=0)
         #: Backend tiers: the device memory and the host reached over the link.
         device_tier: str = "hbm"
         host_tier: str = "host"
         #: Re-check every KV invariant at every iteration (slow; for tests).
         check_invariants: bool = False
 
-    def __init__(
-        self,
-        dtype: str = "bf16",
-        gpu_memory_utilization: float = 0.9,
-        activation_reserve_bytes: int = 0,
-        max_model_len: int | None = None,
-        kv_bytes_per_token: int | None = None,
-        max_num_batched_tokens: int = 8192,
-        max_num_seqs: int = 256,
-        chunked_prefill: bool = True,
-        preemption: str = "recompute",
-        victim: str = "last_admitted",
-        swap_space_bytes: int | None = None,
-        compute_efficiency: float = 1.0,
-        bandwidth_efficiency: float = 1.0,
-        iteration_overhead_s: float = 0.0,
-        sample_interval_s: float = 1.0,
-        series_points: int = 400,
-        device_tier: str = "hbm",
-        host_tier: str = "host",
-        check_invariants: bool = False,
-    ) -> None:
-        if preemption not in PREEMPTION:
-            raise InvalidConfigError(
-                f"config key 'family.preemption' must be one of {', '.join(PREEMPTION)}, got {preemption!r}"
-            )
-        if victim not in VICTIMS:
-            raise InvalidConfigError(f"config key 'family.victim' must be one of {', '.join(VICTIMS)}, got {victim!r}")
-        if series_points < 0:
-            raise InvalidConfigError(f"config key 'family.series_points' must be >= 0, got {series_points}")
-        self.dtype = dtype
-        self.device_tier, self.host_tier = device_tier, host_tier
-        self.series_points = series_points
-        self.scheduler = {
-            "max_num_batched_tokens": max_num_batched_tokens,
-            "max_num_seqs": max_num_seqs,
-            "chunked_prefill": chunked_prefill,
-            "preemption": preemption,
-            "victim": victim,
-        }
-        self.cost = {
-            "compute_efficiency": compute_efficiency,
-            "bandwidth_efficiency": bandwidth_efficiency,
-            "iteration_overhead_s": iteration_overhead_s,
-        }
-        self.options: dict[str, Any] = {
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "activation_reserve_bytes": activation_reserve_bytes,
-            "max_model_len": max_model_len,
-            "kv_bytes_per_token": kv_bytes_per_token,
-            "swap_space_bytes": swap_space_bytes,
-            "sample_interval_s": sample_interval_s,
-            "check_invariants": check_invariants,
-        }
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        c = self.config
+        #: The core's ``scheduler`` and ``cost`` entries and the other simulate() options.
+        self.scheduler = {k: getattr(c, k) for k in SCHEDULER_KEYS}
+        self.cost = {k: getattr(c, k) for k in COST_KEYS}
+        self.options: dict[str, Any] = {k: getattr(c, k) for k in OPTION_KEYS}
 
     def backend_requirements(self) -> BackendRequirements:
         """The device and host tiers (the swap link between them) and the dtype's peak FLOP/s."""

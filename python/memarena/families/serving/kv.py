@@ -12,13 +12,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from memarena import _core
-from memarena.api import KVManager
-from memarena.errors import InvalidConfigError
+from memarena.api import KVManager, param
 
 __all__ = ["KV_MANAGERS", "PagedKV", "StaticKV", "VAttentionKV"]
 
 KiB = 1024
 MiB = 1024 * KiB
+
+
+# The vocabularies the core accepts, read from it (never retyped).
+_STATIC_VARIANTS: tuple[str, ...] = tuple(_core.static_variants())
+_PREFIX_CACHING: tuple[str, ...] = tuple(_core.prefix_caching_modes())
+_PAGE_SIZES: tuple[int, ...] = tuple(_core.vattention_page_sizes())
 
 
 class ServingKVManager(KVManager):
@@ -44,23 +49,16 @@ class StaticKV(ServingKVManager):
 
     name: ClassVar[str] = "static"
     #: The variants the core accepts.
-    VARIANTS: ClassVar[tuple[str, ...]] = tuple(_core.static_variants())
+    VARIANTS: ClassVar[tuple[str, ...]] = _STATIC_VARIANTS
 
     @dataclass
     class Config:
         _target_: str = "memarena.families.serving.StaticKV"
         #: max (Orca-Max), pow2 (Orca-Pow2) or oracle (Orca-Oracle).
-        variant: str = "max"
-
-    def __init__(self, variant: str = "max") -> None:
-        if variant not in self.VARIANTS:
-            raise InvalidConfigError(
-                f"config key 'kv_manager.variant' must be one of {', '.join(self.VARIANTS)}, got {variant!r}"
-            )
-        self.variant = variant
+        variant: str = param("max", choices=_STATIC_VARIANTS)
 
     def core_config(self) -> dict[str, Any]:
-        return {"kind": "static", "variant": self.variant}
+        return {"kind": "static", **self.config_dict()}
 
     def describe(self) -> str:
         return f"static_{self.variant}"
@@ -77,39 +75,20 @@ class PagedKV(ServingKVManager):
 
     name: ClassVar[str] = "paged"
     #: The prefix-caching modes the core accepts.
-    PREFIX_CACHING: ClassVar[tuple[str, ...]] = tuple(_core.prefix_caching_modes())
+    PREFIX_CACHING: ClassVar[tuple[str, ...]] = _PREFIX_CACHING
 
     @dataclass
     class Config:
         _target_: str = "memarena.families.serving.PagedKV"
         #: Tokens per block (vLLM: 16).
-        block_size: int = 16
+        block_size: int = param(16, ge=1)
         #: Share of all blocks kept free at admission (vLLM v0: 0.01).
-        watermark: float = 0.01
+        watermark: float = param(0.01, ge=0, lt=1)
         #: off, v0 or v1.
-        prefix_caching: str = "off"
-
-    def __init__(self, block_size: int = 16, watermark: float = 0.01, prefix_caching: str = "off") -> None:
-        if block_size < 1:
-            raise InvalidConfigError(f"config key 'kv_manager.block_size' must be >= 1, got {block_size}")
-        if not 0 <= watermark < 1:
-            raise InvalidConfigError(f"config key 'kv_manager.watermark' must be in [0, 1), got {watermark}")
-        if prefix_caching not in self.PREFIX_CACHING:
-            raise InvalidConfigError(
-                f"config key 'kv_manager.prefix_caching' must be one of {', '.join(self.PREFIX_CACHING)}, "
-                f"got {prefix_caching!r}"
-            )
-        self.block_size = block_size
-        self.watermark = watermark
-        self.prefix_caching = prefix_caching
+        prefix_caching: str = param("off", choices=_PREFIX_CACHING)
 
     def core_config(self) -> dict[str, Any]:
-        return {
-            "kind": "paged",
-            "block_size": self.block_size,
-            "watermark": self.watermark,
-            "prefix_caching": self.prefix_caching,
-        }
+        return {"kind": "paged", **self.config_dict()}
 
     def describe(self) -> str:
         size = "" if self.block_size == 16 else f"_{self.block_size}"
@@ -127,41 +106,20 @@ class VAttentionKV(ServingKVManager):
 
     name: ClassVar[str] = "vattention"
     #: The page sizes the core accepts, bytes (vAttention's 64 KiB, 128 KiB, 256 KiB and 2 MiB).
-    PAGE_SIZES: ClassVar[tuple[int, ...]] = tuple(_core.vattention_page_sizes())
+    PAGE_SIZES: ClassVar[tuple[int, ...]] = _PAGE_SIZES
 
     @dataclass
     class Config:
         _target_: str = "memarena.families.serving.VAttentionKV"
         #: Physical page size per layer and K/V buffer: 64 KiB, 128 KiB, 256 KiB or 2 MiB.
-        page_size_bytes: int = 2 * MiB
+        page_size_bytes: int = param(2 * MiB, choices=_PAGE_SIZES)
         #: Keep finished requests' pages mapped (reclaimed on demand).
         deferred_reclaim: bool = True
         #: Seconds added to an iteration per page mapped (0: overlapped with compute).
-        page_map_latency_s: float = 0.0
-
-    def __init__(
-        self, page_size_bytes: int = 2 * MiB, deferred_reclaim: bool = True, page_map_latency_s: float = 0.0
-    ) -> None:
-        if page_size_bytes not in self.PAGE_SIZES:
-            raise InvalidConfigError(
-                "config key 'kv_manager.page_size_bytes' must be one of "
-                f"{', '.join(map(str, self.PAGE_SIZES))} (64 KiB ... 2 MiB), got {page_size_bytes}"
-            )
-        if page_map_latency_s < 0:
-            raise InvalidConfigError(
-                f"config key 'kv_manager.page_map_latency_s' must be >= 0, got {page_map_latency_s}"
-            )
-        self.page_size_bytes = page_size_bytes
-        self.deferred_reclaim = deferred_reclaim
-        self.page_map_latency_s = page_map_latency_s
+        page_map_latency_s: float = param(0.0, ge=0)
 
     def core_config(self) -> dict[str, Any]:
-        return {
-            "kind": "vattention",
-            "page_size_bytes": self.page_size_bytes,
-            "deferred_reclaim": self.deferred_reclaim,
-            "page_map_latency_s": self.page_map_latency_s,
-        }
+        return {"kind": "vattention", **self.config_dict()}
 
     def describe(self) -> str:
         size = self.page_size_bytes

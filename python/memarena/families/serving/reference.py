@@ -27,9 +27,9 @@ Semantics (those of ``rust/memarena-sim/src/serving/kv/paged.rs``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from memarena.api import KVBreakdown, KVCounters, KVManager, KVRequest
+from memarena.api import KVBreakdown, KVCounters, KVManager, KVRequest, param
 from memarena.errors import InvalidConfigError, InvariantError
 
 __all__ = ["PagedPythonKV"]
@@ -76,17 +76,12 @@ class PagedPythonKV(KVManager):
     class Config:
         _target_: str = "memarena.families.serving.reference.PagedPythonKV"
         #: Tokens per block (vLLM: 16).
-        block_size: int = 16
+        block_size: int = param(16, ge=1)
         #: Share of all blocks kept free at admission (vLLM v0: 0.01).
-        watermark: float = 0.01
+        watermark: float = param(0.01, ge=0, lt=1)
 
-    def __init__(self, block_size: int = 16, watermark: float = 0.01) -> None:
-        if block_size < 1:
-            raise InvalidConfigError(f"config key 'kv_manager.block_size' must be >= 1, got {block_size}")
-        if not 0 <= watermark < 1:
-            raise InvalidConfigError(f"config key 'kv_manager.watermark' must be in [0, 1), got {watermark}")
-        self.block_size = block_size
-        self.watermark = watermark
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self._reset(0, 1)
 
     def describe(self) -> str:

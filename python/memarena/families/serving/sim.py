@@ -134,17 +134,16 @@ class ServingReport:
         return row
 
 
-#: The keys of the ``scheduler`` and ``cost`` entries of the core config; their
-#: defaults are the serving family's (:class:`memarena.families.serving.family.ServingFamily.Config`).
-_SCHEDULER_KEYS = ("max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "preemption", "victim")
-_COST_KEYS = ("compute_efficiency", "bandwidth_efficiency", "iteration_overhead_s")
+def _complete(d: Mapping[str, Any] | None, entry: str) -> dict[str, Any]:
+    """``d`` over the serving family's defaults of the core's ``entry`` (the core requires every key).
 
-
-def _complete(d: Mapping[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
-    """``d`` over the serving family's defaults of ``keys`` (the core requires every key)."""
-    from memarena.families.serving.family import ServingFamily
+    The keys and their defaults are the serving family's
+    (:class:`memarena.families.serving.family.ServingFamily.Config`).
+    """
+    from memarena.families.serving.family import COST_KEYS, SCHEDULER_KEYS, ServingFamily
 
     defaults = ServingFamily.Config()
+    keys = {"scheduler": SCHEDULER_KEYS, "cost": COST_KEYS}[entry]
     return {**{k: getattr(defaults, k) for k in keys}, **({} if d is None else dict(d))}
 
 
@@ -216,8 +215,8 @@ def simulate(
     config: dict[str, Any] = {
         "model": model.as_core(),
         "hardware": hardware.as_core(),
-        "scheduler": _complete(scheduler, _SCHEDULER_KEYS),
-        "cost": _complete(cost, _COST_KEYS),
+        "scheduler": _complete(scheduler, "scheduler"),
+        "cost": _complete(cost, "cost"),
         "gpu_memory_utilization": gpu_memory_utilization,
         "activation_reserve_bytes": activation_reserve_bytes,
         "max_model_len": max_model_len,

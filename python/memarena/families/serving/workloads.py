@@ -18,11 +18,11 @@ twice the load). Length distributions are an integer (fixed) or a dict
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from memarena.api import Workload
+from memarena.api import Workload, param
 from memarena.errors import InvalidConfigError
 
 __all__ = [
@@ -47,39 +47,32 @@ def azure_conv_path() -> Path:
     return Path(str(importlib.resources.files("memarena.data.azure_llm_2023") / "AzureLLMInferenceTrace_conv.csv"))
 
 
-def _plain(v: Any) -> Any:
-    """OmegaConf containers (from Hydra) as plain dicts and lists."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        return v
-    if isinstance(v, DictConfig | ListConfig):
-        return OmegaConf.to_container(v, resolve=True)
-    return v
-
-
 class ServingWorkload(Workload):
-    """Base of the serving workloads: :meth:`load` returns :class:`memarena.families.serving.Requests`."""
+    """Base of the serving workloads: :meth:`load` returns :class:`memarena.families.serving.Requests`.
+
+    Every serving workload's Config has ``n_requests`` (keep the earliest N)
+    and ``time_scale`` (divide arrival times).
+    """
 
     family: ClassVar[str] = "serving"
 
-    def __init__(self, n_requests: int = 0, time_scale: float = 1.0) -> None:
-        if n_requests < 0:
-            raise InvalidConfigError(f"config key 'workload.n_requests' must be >= 0 (0: all), got {n_requests}")
-        if not time_scale > 0:
-            raise InvalidConfigError(f"config key 'workload.time_scale' must be > 0, got {time_scale}")
-        self.n_requests = n_requests
-        self.time_scale = time_scale
-
     def requests(self, seed: int) -> Any:
         """The requests before ``n_requests`` and ``time_scale`` apply."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name} does not generate requests")
 
     def load(self, seed: int) -> Any:
         return self.requests(seed).head(self.n_requests).time_scaled(self.time_scale)
 
     def describe(self) -> str:
         return self.name if self.time_scale == 1 else f"{self.name}(x{self.time_scale:g})"
+
+    def _generate(self, spec: dict[str, Any], seed: int) -> Any:
+        from memarena.families.serving import generate_requests
+
+        try:
+            return generate_requests(spec, seed)
+        except InvalidConfigError as exc:
+            raise InvalidConfigError(f"config key 'workload' ({self.name}): {exc}") from exc
 
 
 class AzureLLM2023Conv(ServingWorkload):
@@ -100,13 +93,13 @@ class AzureLLM2023Conv(ServingWorkload):
         #: Another CSV of the same format (TIMESTAMP,ContextTokens,GeneratedTokens); null: the shipped trace.
         path: str | None = None
         #: Keep the earliest N requests (0: all).
-        n_requests: int = 0
+        n_requests: int = param(0, ge=0)
         #: Divide arrival times by this (2: replay twice as fast).
-        time_scale: float = 1.0
+        time_scale: float = param(1.0, gt=0)
 
-    def __init__(self, path: str | None = None, n_requests: int = 0, time_scale: float = 1.0) -> None:
-        super().__init__(n_requests, time_scale)
-        self.path = Path(path).expanduser() if path else None
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.path = Path(self.config.path).expanduser() if self.config.path else None
 
     def requests(self, seed: int) -> Any:
         from memarena.families.serving import read_azure_csv
@@ -126,63 +119,42 @@ class PoissonRequests(ServingWorkload):
     """Poisson arrivals at ``rate`` requests/s; prompt and output lengths from distributions."""
 
     name: ClassVar[str] = "poisson"
+    arrivals_kind: ClassVar[str] = "poisson"
 
     @dataclass
     class Config:
         _target_: str = "memarena.families.serving.workloads.PoissonRequests"
-        n_requests: int = 2000
+        #: Requests generated.
+        n_requests: int = param(2000, ge=1)
         #: Requests per second.
-        rate: float = 10.0
-        prompt_tokens: Any = field(default_factory=lambda: _lognormal(512, 1.0))
-        output_tokens: Any = field(default_factory=lambda: _lognormal(128, 1.0))
+        rate: float = param(10.0, gt=0)
+        prompt_tokens: Any = param(factory=lambda: _lognormal(512, 1.0))
+        output_tokens: Any = param(factory=lambda: _lognormal(128, 1.0))
         #: Parallel samples per request (copy-on-write in paged KV).
-        n_parallel: int = 1
-        time_scale: float = 1.0
+        n_parallel: int = param(1, ge=1)
+        #: Divide arrival times by this (2: twice the load).
+        time_scale: float = param(1.0, gt=0)
 
-    arrivals_kind: ClassVar[str] = "poisson"
-
-    def __init__(
-        self,
-        n_requests: int = 2000,
-        rate: float = 10.0,
-        prompt_tokens: Any = None,
-        output_tokens: Any = None,
-        n_parallel: int = 1,
-        time_scale: float = 1.0,
-        **arrivals: Any,
-    ) -> None:
-        if n_requests < 1:
-            raise InvalidConfigError(f"config key 'workload.n_requests' must be >= 1, got {n_requests}")
-        super().__init__(0, time_scale)
-        self.count = n_requests
-        self.rate = rate
-        defaults = type(self).Config()  # lengths left out (None) take the Config defaults
-        self.prompt_tokens = _plain(defaults.prompt_tokens if prompt_tokens is None else prompt_tokens)
-        self.output_tokens = _plain(defaults.output_tokens if output_tokens is None else output_tokens)
-        self.n_parallel = n_parallel
-        self.arrivals = {"kind": self.arrivals_kind, "rate": rate, **arrivals}
+    def arrivals(self) -> dict[str, Any]:
+        """The arrival process handed to the core."""
+        return {"kind": self.arrivals_kind, "rate": self.rate}
 
     def spec(self) -> dict[str, Any]:
         """The generator spec handed to the Rust core."""
         return {
             "kind": "synthetic",
-            "num_requests": self.count,
-            "arrivals": self.arrivals,
+            "num_requests": self.n_requests,
+            "arrivals": self.arrivals(),
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
             "n_parallel": self.n_parallel,
         }
 
     def requests(self, seed: int) -> Any:
-        from memarena.families.serving import generate_requests
-
-        try:
-            return generate_requests(self.spec(), seed)
-        except InvalidConfigError as exc:
-            raise InvalidConfigError(f"config key 'workload' ({self.name}): {exc}") from exc
+        return self._generate(self.spec(), seed)
 
     def describe(self) -> str:
-        extra = "".join(f",{k}={v}" for k, v in self.arrivals.items() if k not in ("kind", "rate"))
+        extra = "".join(f",{k}={v}" for k, v in self.arrivals().items() if k not in ("kind", "rate"))
         return f"{self.name}(rate={self.rate * self.time_scale:g}{extra})"
 
 
@@ -193,19 +165,13 @@ class GammaRequests(PoissonRequests):
     arrivals_kind: ClassVar[str] = "gamma"
 
     @dataclass
-    class Config:
+    class Config(PoissonRequests.Config):
         _target_: str = "memarena.families.serving.workloads.GammaRequests"
-        n_requests: int = 2000
-        rate: float = 10.0
         #: Coefficient of variation of the gaps (1: Poisson).
-        cv: float = 2.0
-        prompt_tokens: Any = field(default_factory=lambda: _lognormal(512, 1.0))
-        output_tokens: Any = field(default_factory=lambda: _lognormal(128, 1.0))
-        n_parallel: int = 1
-        time_scale: float = 1.0
+        cv: float = param(2.0, gt=0)
 
-    def __init__(self, cv: float | None = None, **kwargs: Any) -> None:
-        super().__init__(cv=GammaRequests.Config.cv if cv is None else cv, **kwargs)
+    def arrivals(self) -> dict[str, Any]:
+        return {**super().arrivals(), "cv": self.cv}
 
 
 class SharedPrefixRequests(PoissonRequests):
@@ -214,33 +180,23 @@ class SharedPrefixRequests(PoissonRequests):
     name: ClassVar[str] = "shared_prefix"
 
     @dataclass
-    class Config:
+    class Config(PoissonRequests.Config):
         _target_: str = "memarena.families.serving.workloads.SharedPrefixRequests"
-        n_requests: int = 2000
-        rate: float = 10.0
-        #: Distinct shared prefixes.
-        num_groups: int = 8
-        #: Tokens of each shared prefix.
-        prefix_tokens: int = 1024
-        #: Zipf exponent of group popularity (0: uniform).
-        zipf_alpha: float = 1.0
         #: The unique suffix after the shared prefix.
-        prompt_tokens: Any = field(default_factory=lambda: _lognormal(128, 1.0))
-        output_tokens: Any = field(default_factory=lambda: _lognormal(128, 1.0))
-        n_parallel: int = 1
-        time_scale: float = 1.0
-
-    def __init__(self, num_groups: int = 8, prefix_tokens: int = 1024, zipf_alpha: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.arrivals = {"kind": "poisson", "rate": self.rate}
-        self.groups = {"num_groups": num_groups, "prefix_tokens": prefix_tokens, "zipf_alpha": zipf_alpha}
+        prompt_tokens: Any = param(factory=lambda: _lognormal(128, 1.0))
+        #: Distinct shared prefixes.
+        num_groups: int = param(8, ge=1)
+        #: Tokens of each shared prefix.
+        prefix_tokens: int = param(1024, ge=1)
+        #: Zipf exponent of group popularity (0: uniform).
+        zipf_alpha: float = param(1.0, ge=0)
 
     def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "kind": "shared_prefix", **self.groups}
+        groups = {k: getattr(self, k) for k in ("num_groups", "prefix_tokens", "zipf_alpha")}
+        return {**super().spec(), "kind": "shared_prefix", **groups}
 
     def describe(self) -> str:
-        g = self.groups
-        return f"{self.name}(groups={g['num_groups']},prefix={g['prefix_tokens']},rate={self.rate * self.time_scale:g})"
+        return f"{self.name}(groups={self.num_groups},prefix={self.prefix_tokens},rate={self.rate * self.time_scale:g})"
 
 
 class MultiTurnRequests(ServingWorkload):
@@ -252,52 +208,28 @@ class MultiTurnRequests(ServingWorkload):
     class Config:
         _target_: str = "memarena.families.serving.workloads.MultiTurnRequests"
         #: Conversations (each of several requests).
-        num_conversations: int = 300
+        num_conversations: int = param(300, ge=1)
         #: Conversation starts per second (Poisson).
-        conversation_rate: float = 1.0
-        turns: Any = field(default_factory=lambda: {"kind": "uniform", "min": 1, "max": 8})
-        user_tokens: Any = field(default_factory=lambda: _lognormal(128, 0.8))
-        output_tokens: Any = field(default_factory=lambda: _lognormal(200, 0.8))
+        conversation_rate: float = param(1.0, gt=0)
+        turns: Any = param(factory=lambda: {"kind": "uniform", "min": 1, "max": 8})
+        user_tokens: Any = param(factory=lambda: _lognormal(128, 0.8))
+        output_tokens: Any = param(factory=lambda: _lognormal(200, 0.8))
         #: Mean think time between a turn's arrival and the next turn's, seconds.
-        mean_think_s: float = 20.0
+        mean_think_s: float = param(20.0, ge=0)
         #: Keep the earliest N requests (0: all).
-        n_requests: int = 0
-        time_scale: float = 1.0
+        n_requests: int = param(0, ge=0)
+        time_scale: float = param(1.0, gt=0)
 
-    def __init__(
-        self,
-        num_conversations: int = 300,
-        conversation_rate: float = 1.0,
-        turns: Any = None,
-        user_tokens: Any = None,
-        output_tokens: Any = None,
-        mean_think_s: float = 20.0,
-        n_requests: int = 0,
-        time_scale: float = 1.0,
-    ) -> None:
-        super().__init__(n_requests, time_scale)
-        defaults = MultiTurnRequests.Config()  # lengths left out (None) take the Config defaults
-        self.spec_ = {
-            "kind": "multi_turn",
-            "num_conversations": num_conversations,
-            "conversation_rate": conversation_rate,
-            "turns": _plain(defaults.turns if turns is None else turns),
-            "user_tokens": _plain(defaults.user_tokens if user_tokens is None else user_tokens),
-            "output_tokens": _plain(defaults.output_tokens if output_tokens is None else output_tokens),
-            "mean_think_s": mean_think_s,
-        }
+    def spec(self) -> dict[str, Any]:
+        """The generator spec handed to the Rust core."""
+        keys = ("num_conversations", "conversation_rate", "turns", "user_tokens", "output_tokens", "mean_think_s")
+        return {"kind": "multi_turn", **{k: getattr(self, k) for k in keys}}
 
     def requests(self, seed: int) -> Any:
-        from memarena.families.serving import generate_requests
-
-        try:
-            return generate_requests(self.spec_, seed)
-        except InvalidConfigError as exc:
-            raise InvalidConfigError(f"config key 'workload' ({self.name}): {exc}") from exc
+        return self._generate(self.spec(), seed)
 
     def describe(self) -> str:
-        s = self.spec_
-        return f"{self.name}(conversations={s['num_conversations']},rate={s['conversation_rate'] * self.time_scale:g})"
+        return f"{self.name}(conversations={self.num_conversations},rate={self.conversation_rate * self.time_scale:g})"
 
 
 SERVING_WORKLOADS: tuple[type[ServingWorkload], ...] = (
