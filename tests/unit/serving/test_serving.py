@@ -93,7 +93,14 @@ def test_prefix_hit_count() -> None:
 
 @pytest.mark.parametrize(
     "kv",
-    [StaticKV(variant="max"), StaticKV(variant="pow2"), StaticKV(variant="oracle"), PagedKV(), PagedKV(prefix_caching="v0"), VAttentionKV()],
+    [
+        StaticKV(variant="max"),
+        StaticKV(variant="pow2"),
+        StaticKV(variant="oracle"),
+        PagedKV(),
+        PagedKV(prefix_caching="v0"),
+        VAttentionKV(),
+    ],
     ids=lambda kv: kv.describe(),
 )
 def test_breakdown_sums_to_the_pool_at_every_sample(kv: object) -> None:
