@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,24 @@ def test_search_path_joins_the_overrides_before_hydras_flags(argv: list[str], ex
         "SP_USER": f"hydra.searchpath=[file://x,{builtin},pkg://plugin.conf]",
     }
     assert search_path_override(pm, argv) == [sp.get(a, a) for a in expected]
+
+
+def test_an_agent_memory_is_chosen_without_a_plus(tmp_path: Path) -> None:
+    from memarena.api import AgentMemory
+
+    class Memory(AgentMemory):
+        name = "flat_test"
+
+        @dataclasses.dataclass
+        class Config:
+            _target_: str = "tests.conf.test_compose.FlatMemory"
+
+    class Plugin:
+        @hookimpl
+        def memarena_register_agent_memories(self) -> list[type]:
+            return [Memory]
+
+    pm = get_plugin_manager(autoload=False, plugins=[Plugin()])
+    cfg = compose(["agent_memory=flat_test"], pm=pm)  # the primary config holds the group: no "+"
+    assert cfg.agent_memory._target_ == "tests.conf.test_compose.FlatMemory"
+    assert "agent_memory" not in compose([], pm=pm)  # none chosen: no key

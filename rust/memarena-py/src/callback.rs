@@ -140,7 +140,21 @@ impl Policy for CallbackPolicy {
             match victim.extract::<u64>() {
                 Ok(id) => Some(id),
                 Err(e) => {
-                    self.stash(e);
+                    // Name the policy and the callback; the conversion error is the cause.
+                    let got = victim
+                        .repr()
+                        .map_or_else(|_| "?".to_string(), |r| r.to_string());
+                    let kind = victim
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".to_string(), |n| n.to_string());
+                    let err = pyo3::exceptions::PyTypeError::new_err(format!(
+                        "paging policy {:?}: evict({}) must return the id of a resident object \
+                         (an int >= 0), got {got} ({kind})",
+                        self.name, req.vtime
+                    ));
+                    err.set_cause(py, Some(e));
+                    self.stash(err);
                     None
                 }
             }

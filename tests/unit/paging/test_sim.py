@@ -115,6 +115,24 @@ def test_python_policy_bad_victim_raises_invariant_error(trace: Trace) -> None:
         simulate(trace, BadVictim(10))
 
 
+class WrongType(PyLRU):
+    """Returns a name instead of an object id."""
+
+    name: ClassVar[str] = "wrong_type"
+
+    def evict(self, vtime: int) -> Any:
+        return "the oldest one"
+
+
+def test_python_policy_wrong_return_type_names_the_policy_and_the_callback(trace: Trace) -> None:
+    with pytest.raises(
+        TypeError, match=r"paging policy \"wrong_type\": evict\(\d+\) must return the id of a resident"
+    ) as e:
+        simulate(trace, WrongType(10))
+    assert "'the oldest one' (str)" in str(e.value)
+    assert e.value.__cause__ is not None  # the conversion error
+
+
 def test_callback_exception_propagates_unchanged(trace: Trace) -> None:
     policy = Raising(10)
     sim = _core.PagingSim.from_python(policy, 10)
