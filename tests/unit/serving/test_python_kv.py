@@ -36,13 +36,8 @@ from memarena.registry import Registry
 from memarena.results import RECORD_FILE, RunRecord
 from memarena.run import execute
 
-
-def backend(cls: type) -> Hardware:
-    return Hardware.from_backend(cls())
-
-
-H100 = backend(H100_SXM)
-L4_HW = backend(L4)  # 24 GB: a small pool, so memory runs out and requests are preempted
+H100 = Hardware.from_backend(H100_SXM())
+L4_HW = Hardware.from_backend(L4())  # 24 GB: a small pool, so memory runs out and requests are preempted
 LLAMA3_8B = ModelSpec.builtin("llama3_8b")
 
 

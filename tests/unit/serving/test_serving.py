@@ -24,12 +24,7 @@ from memarena.families.serving import (
 )
 from memarena.families.serving.workloads import azure_conv_path
 
-
-def backend(cls: type) -> Hardware:
-    return Hardware.from_backend(cls())
-
-
-H100 = backend(H100_SXM)
+H100 = Hardware.from_backend(H100_SXM())
 LLAMA3_8B = ModelSpec.builtin("llama3_8b")
 BPT = LLAMA3_8B.kv_bytes_per_token  # 2 * 32 layers * 8 KV heads * 128 * 2 bytes
 ONE = Requests.from_arrays([0.0], [1000], [50])
@@ -117,7 +112,7 @@ def test_breakdown_sums_to_the_pool_at_every_sample(kv: object) -> None:
         },
         seed=3,
     )
-    l4 = backend(L4)  # 24 GB: a small pool, so memory runs out and managers preempt
+    l4 = Hardware.from_backend(L4())  # 24 GB: a small pool, so memory runs out and managers preempt
     rep = simulate(reqs, model="llama2_7b", hardware=l4, kv_manager=kv, sample_interval_s=0.5, check_invariants=True)
     total = sum(rep.breakdown_over_time().values())
     assert len(total) > 10
@@ -139,7 +134,7 @@ def test_swap_preemption_moves_bytes_over_the_host_link() -> None:
         },
         seed=1,
     )
-    l4 = backend(L4)
+    l4 = Hardware.from_backend(L4())
     rep = simulate(reqs, model="llama2_7b", hardware=l4, kv_manager=PagedKV(), scheduler={"preemption": "swap"})
     assert rep.preemptions_swap > 0 and rep.swap_out_bytes > 0
     assert rep.completed == 400
@@ -154,7 +149,7 @@ def test_request_longer_than_the_context_is_rejected_and_counted() -> None:
 
 
 def test_weights_that_do_not_fit_name_the_model_and_device() -> None:
-    l4 = backend(L4)
+    l4 = Hardware.from_backend(L4())
     with pytest.raises(InvalidConfigError, match=r"llama2_13b needs 26\.\d GB of weights but l4 offers"):
         simulate(ONE, model="llama2_13b", hardware=l4, kv_manager=PagedKV())
     with pytest.raises(InvalidConfigError, match="llama3_70b.*h100_sxm"):
@@ -217,7 +212,7 @@ def test_gpu_backends_carry_their_figures_and_sources() -> None:
         (H200, 141e9, 4.8e12, 989e12, 64e9),
         (L4, 24e9, 300e9, 121e12, 32e9),
     ]:
-        hw = backend(cls)
+        hw = Hardware.from_backend(cls())
         assert (hw.hbm_capacity_bytes, hw.hbm_bandwidth_bytes_per_s, hw.peak_flops) == (hbm, bw, flops)
         assert hw.host_link_bandwidth_bytes_per_s == link
         assert "datasheet" in cls.Config().source
