@@ -72,6 +72,7 @@ def ray_port(tmp_path: Path) -> Iterator[int]:
 
 def test_a_paging_sweep_runs_on_a_local_ray_cluster(ray_port: int, tmp_path: Path) -> None:
     res = memarena(
+        "-m",
         "experiment=paging",
         "debug=tiny",
         "cache_size=[0.05]",
