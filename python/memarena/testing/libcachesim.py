@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from memarena import _core
 
 #: memarena registry name -> libCacheSim class name, for every policy both have.
 CLASS_NAMES: dict[str, str] = {
@@ -30,7 +29,9 @@ CLASS_NAMES: dict[str, str] = {
 
 def shared_policies() -> list[str]:
     """Registry names both memarena and libCacheSim have, sorted."""
-    return sorted(set(CLASS_NAMES) & set(_core.policy_names()))
+    from memarena.families.paging.policies import NATIVE_POLICIES
+
+    return sorted(set(CLASS_NAMES) & {p.name for p in NATIVE_POLICIES})
 
 
 def replay(name: str, path: Path, capacity: int) -> tuple[int, int, float]:
