@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
 #: memarena registry name -> libCacheSim class name, for every policy both have.
 CLASS_NAMES: dict[str, str] = {
     "lru": "LRU",
