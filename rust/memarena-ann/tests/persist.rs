@@ -18,8 +18,8 @@ fn small_indexes() -> Vec<(Box<dyn VectorIndex>, SearchParams)> {
     let csr = TenantLists::from_lists(&rows);
     kinds()
         .into_iter()
-        .map(|(kind, bp, sp)| {
-            let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        .map(|(_, bp, sp)| {
+            let mut idx = make(&bp, Metric::L2, &ds.base);
             idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
                 .unwrap();
             idx.delete(&[10, 11, 50]).unwrap();
