@@ -31,6 +31,8 @@ __all__ = [
     "gaussian_mixture",
     "generate_requests",
     "hit_mask",
+    "index_config_debug",
+    "index_default_debug",
     "index_kinds",
     "kv_manager_kinds",
     "lru_mrc",
@@ -44,7 +46,9 @@ __all__ = [
     "read_azure_csv",
     "recall_at_k",
     "replay",
+    "search_default_debug",
     "search_param_names",
+    "search_params_debug",
     "simulate_mm1",
     "simulate_mmc",
     "simulate_serving",
@@ -414,7 +418,8 @@ def mmc_mean_wait(arrival_rate: float, service_rate: float, servers: int) -> flo
 class Index:
     """A vector index (flat, simhash, e2lsh, ivf, spann, hnsw, curator) over float32 rows."""
 
-    def __new__(cls, kind: str, metric: str, dim: int, params: Mapping[str, float] | None = None) -> Index: ...
+    def __new__(cls, config: Mapping[str, Any], metric: str, dim: int) -> Index:
+        """An empty index from its complete build config: ``kind`` and every build parameter of that kind."""
     @staticmethod
     def load(path: str | PathLike[str]) -> Index:
         """Load an index written by ``save``; a bad file raises ``MalformedInputError``."""
@@ -455,11 +460,11 @@ class Index:
         self,
         queries: npt.NDArray[np.float32],
         k: int,
-        params: Mapping[str, float] | None = None,
+        params: Mapping[str, Any],
         tenant: int | None = None,
         query_tenants: npt.NDArray[np.uint32] | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """``(distances, ids)``, each ``(nq, k)``, padded with id -1."""
+        """``(distances, ids)``, each ``(nq, k)``, padded with id -1; ``params``: every search parameter."""
 
     def delete(self, ids: npt.NDArray[np.uint64]) -> int:
         """Delete ids; returns how many were present."""
@@ -494,6 +499,18 @@ def index_kinds() -> list[str]:
 
 def search_param_names() -> list[str]:
     """Search parameters every index accepts (each reads its own)."""
+
+def index_config_debug(config: Mapping[str, Any]) -> str:
+    """A build config dict as the core reads it (the Rust ``Debug`` form), for tests."""
+
+def index_default_debug(kind: str) -> str:
+    """The Rust-side default build config of ``kind`` (for Rust tests) in that form, for tests."""
+
+def search_params_debug(params: Mapping[str, Any]) -> str:
+    """A search parameter dict as the core reads it (the Rust ``Debug`` form), for tests."""
+
+def search_default_debug() -> str:
+    """The Rust-side default search parameters in that form, for tests."""
 
 def metric_names() -> list[str]:
     """The metrics an index accepts (``l2``, ``ip``, ``cosine``)."""

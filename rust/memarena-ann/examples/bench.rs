@@ -9,11 +9,14 @@
 use std::time::Instant;
 
 use memarena_ann::dataset::{gaussian_mixture, ground_truth, recall_at_k};
-use memarena_ann::{Metric, SearchParams, TenantFilter, TenantLists, VectorIndex, build};
+use memarena_ann::{
+    HnswConfig, IndexConfig, IvfBuildConfig, Metric, SearchParams, SimHashConfig, SpannBuildConfig,
+    TenantFilter, TenantLists, VectorIndex, build,
+};
 use memarena_core::rng::Rng;
 
-/// `(kind, build parameters, search points)`.
-type Case<'a> = (&'a str, Vec<(&'a str, f64)>, Vec<SearchParams>);
+/// `(kind, build config, search points)`.
+type Case<'a> = (&'a str, IndexConfig, Vec<SearchParams>);
 
 fn main() -> memarena_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -40,11 +43,22 @@ fn main() -> memarena_core::Result<()> {
     let ids: Vec<u64> = (0..n as u64).collect();
 
     let nlist = ((n as f64).sqrt() * 3.2) as usize; // 1024 at 100k
+    let ivf = IndexConfig::Ivf(IvfBuildConfig {
+        nlist,
+        ..IvfBuildConfig::default()
+    });
+    let simhash = |n_bits, n_tables| {
+        IndexConfig::SimHash(SimHashConfig {
+            n_bits,
+            n_tables,
+            seed: 0,
+        })
+    };
     let configs: Vec<Case> = vec![
-        ("flat", vec![], vec![SearchParams::default()]),
+        ("flat", IndexConfig::Flat, vec![SearchParams::default()]),
         (
             "simhash",
-            vec![("n_bits", 64.0), ("n_tables", 4.0)],
+            simhash(64, 4),
             [(0, 0), (100, 0), (500, 0), (1000, 0)]
                 .iter()
                 .map(|&(rerank, probes)| SearchParams {
@@ -56,7 +70,7 @@ fn main() -> memarena_core::Result<()> {
         ),
         (
             "simhash",
-            vec![("n_bits", 16.0), ("n_tables", 16.0)],
+            simhash(16, 16),
             [(1, 2000), (4, 4000), (16, 8000)]
                 .iter()
                 .map(|&(probes, rerank)| SearchParams {
@@ -68,7 +82,7 @@ fn main() -> memarena_core::Result<()> {
         ),
         (
             "e2lsh", // width derived from the data (w = 0, w_scale = 4)
-            vec![],
+            IndexConfig::E2Lsh(Default::default()),
             [1, 4, 16]
                 .iter()
                 .map(|&p| SearchParams {
@@ -79,7 +93,7 @@ fn main() -> memarena_core::Result<()> {
         ),
         (
             "ivf",
-            vec![("nlist", nlist as f64)],
+            ivf.clone(),
             [1, 4, 8, 16]
                 .iter()
                 .map(|&p| SearchParams {
@@ -90,7 +104,10 @@ fn main() -> memarena_core::Result<()> {
         ),
         (
             "spann",
-            vec![("nlist", nlist as f64)],
+            IndexConfig::Spann(SpannBuildConfig {
+                nlist,
+                ..SpannBuildConfig::default()
+            }),
             [1, 4, 8, 16]
                 .iter()
                 .map(|&p| SearchParams {
@@ -101,7 +118,7 @@ fn main() -> memarena_core::Result<()> {
         ),
         (
             "hnsw",
-            vec![("m", 16.0), ("ef_construction", 100.0)],
+            IndexConfig::Hnsw(HnswConfig::default()),
             [16, 32, 64, 128]
                 .iter()
                 .map(|&e| SearchParams {
@@ -112,7 +129,7 @@ fn main() -> memarena_core::Result<()> {
         ),
         (
             "curator",
-            vec![],
+            IndexConfig::Curator(Default::default()),
             [100, 400, 1000, 2000]
                 .iter()
                 .map(|&e| SearchParams {
@@ -132,7 +149,7 @@ fn main() -> memarena_core::Result<()> {
             continue;
         }
         let t = Instant::now();
-        let mut idx = build(kind, Metric::L2, dim, bp)?;
+        let mut idx = build(Metric::L2, dim, bp)?;
         idx.train(&ds.base)?;
         idx.add(&ds.base, &ids)?;
         let build_s = t.elapsed().as_secs_f64();
@@ -177,7 +194,7 @@ fn main() -> memarena_core::Result<()> {
         let csr = TenantLists::from_lists(&rows);
         let qt: Vec<u32> = (0..nq).map(|_| rng.below(n_t as u64) as u32).collect();
         let filter = TenantFilter::PerQuery(&qt);
-        let mut flat = build("flat", Metric::L2, dim, &[])?;
+        let mut flat = build(Metric::L2, dim, &IndexConfig::Flat)?;
         flat.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))?;
         let ftruth = flat.search(&ds.queries, k, &SearchParams::default(), Some(&filter))?;
         println!(
@@ -190,7 +207,7 @@ fn main() -> memarena_core::Result<()> {
         let cases: Vec<Case> = vec![
             (
                 "hnsw",
-                vec![("m", 16.0), ("ef_construction", 100.0)],
+                IndexConfig::Hnsw(HnswConfig::default()),
                 vec![
                     SearchParams {
                         ef_search: 64,
@@ -205,7 +222,7 @@ fn main() -> memarena_core::Result<()> {
             ),
             (
                 "ivf",
-                vec![("nlist", nlist as f64)],
+                ivf.clone(),
                 vec![
                     SearchParams {
                         nprobe: 8,
@@ -220,7 +237,7 @@ fn main() -> memarena_core::Result<()> {
             ),
             (
                 "curator",
-                vec![],
+                IndexConfig::Curator(Default::default()),
                 [200, 500, 1000]
                     .iter()
                     .map(|&e| SearchParams {
@@ -231,7 +248,7 @@ fn main() -> memarena_core::Result<()> {
             ),
         ];
         for (kind, bp, sps) in cases {
-            let mut idx = build(kind, Metric::L2, dim, &bp)?;
+            let mut idx = build(Metric::L2, dim, &bp)?;
             idx.train(&ds.base)?;
             idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))?;
             for sp in sps {

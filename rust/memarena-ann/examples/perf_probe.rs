@@ -5,24 +5,48 @@
 //! profiled run only loads it and searches 1000 queries on one thread.
 
 use memarena_ann::dataset::gaussian_mixture;
-use memarena_ann::{SearchParams, VectorIndex, build, from_bytes};
+use memarena_ann::{
+    IndexConfig, IvfBuildConfig, SearchParams, SimHashConfig, VectorIndex, build, from_bytes,
+};
 
-fn pairs(s: &str) -> Vec<(&str, f64)> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("name=value");
-            (k, v.parse().expect("number"))
-        })
-        .collect()
+/// Search parameters from `name=value,...` (`nprobe`, `n_probes`, `rerank`,
+/// `ef_search`: the knobs the probes sweep) over the Rust defaults.
+fn search_params(s: &str) -> SearchParams {
+    let mut p = SearchParams::default();
+    for kv in s.split(',').filter(|x| !x.is_empty()) {
+        let (k, v) = kv.split_once('=').expect("name=value");
+        let v: usize = v.parse().expect("an integer");
+        match k {
+            "nprobe" => p.nprobe = v,
+            "n_probes" => p.n_probes = v,
+            "rerank" => p.rerank = v,
+            "ef_search" => p.ef_search = v,
+            other => panic!("unknown search parameter {other}"),
+        }
+    }
+    p
+}
+
+fn simhash(n_bits: usize, n_tables: usize) -> IndexConfig {
+    IndexConfig::SimHash(SimHashConfig {
+        n_bits,
+        n_tables,
+        seed: 0,
+    })
 }
 
 fn main() {
     let which = std::env::var("MEMARENA_PROBE").unwrap_or_else(|_| "ivf".into());
-    let (kind, build_p, search_p) = match which.as_str() {
-        "ivf" => ("ivf", "nlist=1024", "nprobe=12"),
-        "lsh4x64" => ("simhash", "n_bits=64,n_tables=4", "n_probes=0,rerank=20"),
-        "lsh16x16" => ("simhash", "n_bits=16,n_tables=16", "n_probes=4,rerank=4000"),
+    let (config, search_p) = match which.as_str() {
+        "ivf" => (
+            IndexConfig::Ivf(IvfBuildConfig {
+                nlist: 1024,
+                ..IvfBuildConfig::default()
+            }),
+            "nprobe=12",
+        ),
+        "lsh4x64" => (simhash(64, 4), "n_probes=0,rerank=20"),
+        "lsh16x16" => (simhash(16, 16), "n_probes=4,rerank=4000"),
         other => panic!("unknown probe {other}"),
     };
     let search_p = std::env::var("MEMARENA_PROBE_SEARCH").unwrap_or_else(|_| search_p.into());
@@ -34,8 +58,7 @@ fn main() {
     let idx: Box<dyn VectorIndex> = match std::fs::read(&path) {
         Ok(bytes) => from_bytes(&bytes).expect("cached index"),
         Err(_) => {
-            let mut idx =
-                build(kind, memarena_ann::Metric::L2, 128, &pairs(build_p)).expect("build");
+            let mut idx = build(memarena_ann::Metric::L2, 128, &config).expect("build");
             idx.train(&data.base).expect("train");
             let ids: Vec<u64> = (0..data.n_base() as u64).collect();
             idx.add(&data.base, &ids).expect("add");
@@ -43,7 +66,7 @@ fn main() {
             idx
         }
     };
-    let mut p = SearchParams::from_pairs(&pairs(&search_p)).expect("params");
+    let mut p = search_params(&search_p);
     p.threads = 1;
     // `MEMARENA_PROBE_REPS` timed repeats; the median is reported.
     let reps: usize = std::env::var("MEMARENA_PROBE_REPS").map_or(1, |v| v.parse().expect("reps"));

@@ -23,9 +23,11 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use memarena_core::{Error, FxHashMap, Result};
+use serde::Deserialize;
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+    Engine, SearchParams, VectorIndex, in_range, rows, scan_tenant, store_delegates,
+    use_exact_filter,
 };
 use crate::kmeans;
 use crate::metric::{Metric, l2_sq};
@@ -37,8 +39,10 @@ use crate::topk::{Cand, Scratch, TopK};
 const NO_PARENT: u32 = u32::MAX;
 const MAX_DEPTH: usize = 12;
 
-/// Build parameters of [`Curator`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Build parameters of [`Curator`] (`kind: curator`), deserialized from
+/// every field the Python `Config` sends.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CuratorConfig {
     /// Children per internal node.
     pub branching: usize,
@@ -75,42 +79,24 @@ impl Default for CuratorConfig {
 }
 
 impl CuratorConfig {
-    /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 7] = [
-        "branching",
-        "leaf_size",
-        "split_threshold",
-        "kmeans_iters",
-        "seed",
-        "max_train_points",
-        "tenant_block_max",
-    ];
-
-    /// Reads parameters over the defaults.
-    pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
-        let mut p = Params::new("curator", pairs, &Self::NAMES)?;
-        let d = Self::default();
-        let c = CuratorConfig {
-            branching: p.usize("branching", d.branching, 2, 1024)?,
-            leaf_size: p.usize("leaf_size", d.leaf_size, 1, 1 << 24)?,
-            split_threshold: p.usize("split_threshold", d.split_threshold, 1, 1 << 24)?,
-            kmeans_iters: p.usize("kmeans_iters", d.kmeans_iters, 1, 1000)?,
-            seed: p.u64("seed", d.seed)?,
-            max_train_points: p.usize(
-                "max_train_points",
-                d.max_train_points,
-                1,
-                usize::MAX >> 1,
-            )?,
-            tenant_block_max: p.usize(
-                "tenant_block_max",
-                d.tenant_block_max,
-                0,
-                u32::MAX as usize,
-            )?,
-        };
-        p.finish()?;
-        Ok(c)
+    /// Range checks; errors name the key (`index.branching`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("branching", self.branching, 2, 1024)?;
+        in_range("leaf_size", self.leaf_size, 1, 1 << 24)?;
+        in_range("split_threshold", self.split_threshold, 1, 1 << 24)?;
+        in_range("kmeans_iters", self.kmeans_iters, 1, 1000)?;
+        in_range(
+            "max_train_points",
+            self.max_train_points,
+            1,
+            usize::MAX >> 1,
+        )?;
+        in_range(
+            "tenant_block_max",
+            self.tenant_block_max,
+            0,
+            u32::MAX as usize,
+        )
     }
 }
 

@@ -16,10 +16,11 @@
 
 use memarena_core::rng::{Rng, mix64};
 use memarena_core::{Error, FxHashMap, Result};
+use serde::Deserialize;
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, buckets_bytes, rows, scan_tenant, store_delegates,
-    unlink_bucket, use_exact_filter,
+    Engine, SearchParams, VectorIndex, buckets_bytes, in_range, in_range_f32, rows, scan_tenant,
+    store_delegates, unlink_bucket, use_exact_filter,
 };
 use crate::metric::{Metric, dot, l2_sq};
 use crate::persist::{Reader, Writer, encode};
@@ -28,8 +29,10 @@ use crate::store::Store;
 use crate::tenant::Tenants;
 use crate::topk::{Scratch, TopK};
 
-/// Build parameters of [`E2Lsh`].
-#[derive(Clone, Debug, PartialEq)]
+/// Build parameters of [`E2Lsh`] (`kind: e2lsh`), deserialized from
+/// every field the Python `Config` sends.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct E2LshConfig {
     /// Projections concatenated per table (1..=32).
     pub k: usize,
@@ -61,22 +64,12 @@ impl Default for E2LshConfig {
 }
 
 impl E2LshConfig {
-    /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 5] = ["k", "l", "w", "w_scale", "seed"];
-
-    /// Reads `k`, `l`, `w`, `w_scale`, `seed` over the defaults.
-    pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
-        let mut p = Params::new("e2lsh", pairs, &Self::NAMES)?;
-        let d = Self::default();
-        let c = E2LshConfig {
-            k: p.usize("k", d.k, 1, 32)?,
-            l: p.usize("l", d.l, 1, 256)?,
-            w: p.f64("w", d.w as f64, 0.0, 1e9)? as f32,
-            w_scale: p.f64("w_scale", d.w_scale as f64, 1e-6, 1e6)? as f32,
-            seed: p.u64("seed", d.seed)?,
-        };
-        p.finish()?;
-        Ok(c)
+    /// Range checks; errors name the key (`index.k`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("k", self.k, 1, 32)?;
+        in_range("l", self.l, 1, 256)?;
+        in_range_f32("w", self.w, 0.0, 1e9)?;
+        in_range_f32("w_scale", self.w_scale, 1e-6, 1e6)
     }
 }
 

@@ -13,9 +13,10 @@ use std::cmp::Reverse;
 
 use memarena_core::rng::mix64;
 use memarena_core::{Error, Result};
+use serde::Deserialize;
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, scan_tenant, store_delegates, use_exact_filter,
+    Engine, SearchParams, VectorIndex, in_range, scan_tenant, store_delegates, use_exact_filter,
 };
 use crate::metric::Metric;
 use crate::persist::{Reader, Writer, encode};
@@ -23,8 +24,10 @@ use crate::store::{Store, TENANT_BLOCK_MAX};
 use crate::tenant::Tenants;
 use crate::topk::{Cand, Scratch, TopK};
 
-/// Build parameters of [`Hnsw`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Build parameters of [`Hnsw`] (`kind: hnsw`), deserialized from
+/// every field the Python `Config` sends.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HnswConfig {
     /// Neighbours per node on upper layers (layer 0 keeps `2 * m`).
     pub m: usize,
@@ -52,26 +55,16 @@ impl Default for HnswConfig {
 }
 
 impl HnswConfig {
-    /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 4] = ["m", "ef_construction", "seed", "tenant_block_max"];
-
-    /// Reads `m`, `ef_construction`, `seed`, `tenant_block_max` over the defaults.
-    pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
-        let mut p = Params::new("hnsw", pairs, &Self::NAMES)?;
-        let d = Self::default();
-        let c = HnswConfig {
-            m: p.usize("m", d.m, 2, 256)?,
-            ef_construction: p.usize("ef_construction", d.ef_construction, 1, 1 << 20)?,
-            seed: p.u64("seed", d.seed)?,
-            tenant_block_max: p.usize(
-                "tenant_block_max",
-                d.tenant_block_max,
-                0,
-                u32::MAX as usize,
-            )?,
-        };
-        p.finish()?;
-        Ok(c)
+    /// Range checks; errors name the key (`index.m`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("m", self.m, 2, 256)?;
+        in_range("ef_construction", self.ef_construction, 1, 1 << 20)?;
+        in_range(
+            "tenant_block_max",
+            self.tenant_block_max,
+            0,
+            u32::MAX as usize,
+        )
     }
 }
 

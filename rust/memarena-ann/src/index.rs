@@ -1,9 +1,13 @@
 //! The [`VectorIndex`] trait, search parameters and results, the batch
-//! runner every index shares, the [`build`] factory and [`load`].
+//! runner every index shares, the build configs ([`IndexConfig`]), the
+//! [`build`] factory and [`load`].
 
 use std::path::Path;
 
+use memarena_core::config::{NoFields, Tagged, deserialize_tagged, field_names, fields, required};
 use memarena_core::{Error, Result};
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess};
 
 use crate::metric::{Metric, norm_sq, normalize};
 use crate::persist;
@@ -13,7 +17,14 @@ use crate::topk::{Scratch, TopK};
 
 /// Query-time knobs. Each index reads the fields it understands and ignores
 /// the rest, so one value can drive a sweep over several indexes.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deserialized from the complete map the Python side sends (its index
+/// `Config`s and `SearchConfig` hold the defaults): every field, no other
+/// key; [`SearchParams::validate`] checks the ranges. The Rust `Default`
+/// serves Rust tests, examples and benchmarks and equals the Python
+/// defaults (checked by a Python test).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// IVF/SPANN: posting lists probed per query (default 8).
     pub nprobe: usize,
@@ -33,6 +44,7 @@ pub struct SearchParams {
     /// Filtered search: a tenant with at most this many live vectors is
     /// answered by an exact scan of its own vectors. `None` picks a cut-off
     /// from the index size; `Some(0)` never scans (pure in-index filtering).
+    #[serde(deserialize_with = "required")]
     pub exact_filter_max: Option<usize>,
     /// Threads for a batch (0 = all available cores).
     pub threads: usize,
@@ -53,35 +65,51 @@ impl Default for SearchParams {
 }
 
 impl SearchParams {
-    /// Names accepted by [`SearchParams::from_pairs`].
-    pub const NAMES: [&'static str; 7] = [
-        "nprobe",
-        "ef_search",
-        "n_probes",
-        "rerank",
-        "prune_epsilon",
-        "exact_filter_max",
-        "threads",
-    ];
-
-    /// Builds parameters from `(name, value)` pairs over the defaults
-    /// (`exact_filter_max < 0` means automatic). Unknown names are errors.
-    pub fn from_pairs(pairs: &[(&str, f64)]) -> Result<Self> {
-        let mut p = Params::new("search", pairs, &Self::NAMES)?;
-        let d = SearchParams::default();
-        let efm = p.f64("exact_filter_max", -1.0, -1.0, 1e15)?;
-        let out = SearchParams {
-            nprobe: p.usize("nprobe", d.nprobe, 1, 1 << 24)?,
-            ef_search: p.usize("ef_search", d.ef_search, 1, 1 << 24)?,
-            n_probes: p.usize("n_probes", d.n_probes, 0, 1 << 20)?,
-            rerank: p.usize("rerank", d.rerank, 0, 1 << 30)?,
-            prune_epsilon: p.f64("prune_epsilon", 0.0, 0.0, 1e6)? as f32,
-            exact_filter_max: if efm < 0.0 { None } else { Some(efm as usize) },
-            threads: p.usize("threads", d.threads, 0, 4096)?,
-        };
-        p.finish()?;
-        Ok(out)
+    /// The keys a search map holds (the serde field names).
+    pub fn names() -> &'static [&'static str] {
+        field_names::<SearchParams>()
     }
+
+    /// Range checks; errors name the key (`index.nprobe`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("nprobe", self.nprobe, 1, 1 << 24)?;
+        in_range("ef_search", self.ef_search, 1, 1 << 24)?;
+        in_range("n_probes", self.n_probes, 0, 1 << 20)?;
+        in_range("rerank", self.rerank, 0, 1 << 30)?;
+        in_range_f32("prune_epsilon", self.prune_epsilon, 0.0, 1e6)?;
+        in_range("threads", self.threads, 0, 4096)
+    }
+}
+
+/// The root key of index build and search parameters in error messages
+/// (`index.nlist`), as the Hydra group names them.
+pub const ROOT: &str = "index";
+
+/// `value` must lie in `[min, max]`; the error names `index.<key>`.
+pub(crate) fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<()> {
+    if value < min || value > max {
+        return Err(Error::invalid(
+            format!("{ROOT}.{key}"),
+            format!("must be in [{min}, {max}], got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`in_range`] for a float that must also be finite.
+pub(crate) fn in_range_f32(key: &str, value: f32, min: f32, max: f32) -> Result<()> {
+    if !value.is_finite() {
+        return Err(Error::invalid(
+            format!("{ROOT}.{key}"),
+            format!("must be a finite number in [{min}, {max}], got {value}"),
+        ));
+    }
+    in_range(key, value, min, max)
 }
 
 /// Results of a batch search: `nq` rows of `k`, row-major, faiss-shaped.
@@ -208,60 +236,124 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Registry names accepted by [`build`].
+/// Registry names of the index kinds (the `kind` tags of [`IndexConfig`]).
 pub const INDEX_KINDS: [&str; 7] = [
     "flat", "simhash", "e2lsh", "ivf", "spann", "hnsw", "curator",
 ];
 
-/// Builds an index by registry name with `(name, value)` build parameters
-/// (booleans as 0/1). Unknown kinds, unknown parameters and out-of-range
-/// values are errors naming them.
-pub fn build(
-    kind: &str,
-    metric: Metric,
-    dim: usize,
-    params: &[(&str, f64)],
-) -> Result<Box<dyn VectorIndex>> {
+/// The build parameters of one index, tagged by kind: deserialized from a
+/// map whose first key `kind` names the index and whose other keys are
+/// every field of that kind's config (no defaults, no other keys).
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexConfig {
+    /// Exact scan; no parameters.
+    Flat,
+    /// Random-hyperplane LSH.
+    SimHash(crate::simhash::SimHashConfig),
+    /// p-stable LSH.
+    E2Lsh(crate::e2lsh::E2LshConfig),
+    /// Inverted file over k-means lists.
+    Ivf(crate::ivf::IvfBuildConfig),
+    /// Balanced lists with boundary replication.
+    Spann(crate::ivf::SpannBuildConfig),
+    /// Hierarchical navigable small-world graph.
+    Hnsw(crate::hnsw::HnswConfig),
+    /// Multi-tenant clustering tree.
+    Curator(crate::curator::CuratorConfig),
+}
+
+impl Tagged for IndexConfig {
+    const KINDS: &'static [&'static str] = &INDEX_KINDS;
+
+    fn variant<'de, A: MapAccess<'de>>(kind: &'static str, rest: A) -> Result<Self, A::Error> {
+        Ok(match kind {
+            "flat" => {
+                fields::<A, NoFields>(rest)?;
+                IndexConfig::Flat
+            }
+            "simhash" => IndexConfig::SimHash(fields(rest)?),
+            "e2lsh" => IndexConfig::E2Lsh(fields(rest)?),
+            "ivf" => IndexConfig::Ivf(fields(rest)?),
+            "spann" => IndexConfig::Spann(fields(rest)?),
+            "hnsw" => IndexConfig::Hnsw(fields(rest)?),
+            "curator" => IndexConfig::Curator(fields(rest)?),
+            other => unreachable!("kind {other} is one of KINDS"),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_tagged(d)
+    }
+}
+
+impl IndexConfig {
+    /// The config of `kind` with the Rust defaults, for Rust tests, examples
+    /// and benchmarks (equal to the Python `Config` defaults, checked by a
+    /// Python test; IVF and SPANN take 256 lists where Python picks `nlist`
+    /// from the data). Unknown kinds are errors naming the known ones.
+    pub fn defaults(kind: &str) -> Result<Self> {
+        Ok(match kind {
+            "flat" => IndexConfig::Flat,
+            "simhash" => IndexConfig::SimHash(Default::default()),
+            "e2lsh" => IndexConfig::E2Lsh(Default::default()),
+            "ivf" => IndexConfig::Ivf(Default::default()),
+            "spann" => IndexConfig::Spann(Default::default()),
+            "hnsw" => IndexConfig::Hnsw(Default::default()),
+            "curator" => IndexConfig::Curator(Default::default()),
+            _ => {
+                return Err(Error::UnknownName {
+                    kind: "index",
+                    name: kind.to_string(),
+                    available: INDEX_KINDS.join(", "),
+                });
+            }
+        })
+    }
+
+    /// The registry name of the kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IndexConfig::Flat => "flat",
+            IndexConfig::SimHash(_) => "simhash",
+            IndexConfig::E2Lsh(_) => "e2lsh",
+            IndexConfig::Ivf(_) => "ivf",
+            IndexConfig::Spann(_) => "spann",
+            IndexConfig::Hnsw(_) => "hnsw",
+            IndexConfig::Curator(_) => "curator",
+        }
+    }
+
+    /// Range checks; errors name the key (`index.nlist`).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            IndexConfig::Flat => Ok(()),
+            IndexConfig::SimHash(c) => c.validate(),
+            IndexConfig::E2Lsh(c) => c.validate(),
+            IndexConfig::Ivf(c) => c.validate(),
+            IndexConfig::Spann(c) => c.validate(),
+            IndexConfig::Hnsw(c) => c.validate(),
+            IndexConfig::Curator(c) => c.validate(),
+        }
+    }
+}
+
+/// Builds an index of `dim` dimensions from its config; out-of-range values
+/// are errors naming the key.
+pub fn build(metric: Metric, dim: usize, config: &IndexConfig) -> Result<Box<dyn VectorIndex>> {
     if dim == 0 {
         return Err(Error::invalid("dim", "must be at least 1"));
     }
-    Ok(match kind {
-        "flat" => {
-            Params::new("flat", params, &[])?.finish()?;
-            Box::new(crate::flat::Flat::new(metric, dim))
-        }
-        "simhash" => Box::new(crate::simhash::SimHash::new(
-            metric,
-            dim,
-            crate::simhash::SimHashConfig::from_params(params)?,
-        )?),
-        "e2lsh" => Box::new(crate::e2lsh::E2Lsh::new(
-            metric,
-            dim,
-            crate::e2lsh::E2LshConfig::from_params(params)?,
-        )?),
-        "ivf" | "spann" => Box::new(crate::ivf::Ivf::new(
-            metric,
-            dim,
-            crate::ivf::IvfConfig::from_params(kind, params)?,
-        )?),
-        "hnsw" => Box::new(crate::hnsw::Hnsw::new(
-            metric,
-            dim,
-            crate::hnsw::HnswConfig::from_params(params)?,
-        )?),
-        "curator" => Box::new(crate::curator::Curator::new(
-            metric,
-            dim,
-            crate::curator::CuratorConfig::from_params(params)?,
-        )?),
-        _ => {
-            return Err(Error::UnknownName {
-                kind: "index",
-                name: kind.to_string(),
-                available: INDEX_KINDS.join(", "),
-            });
-        }
+    config.validate()?;
+    Ok(match config {
+        IndexConfig::Flat => Box::new(crate::flat::Flat::new(metric, dim)),
+        IndexConfig::SimHash(c) => Box::new(crate::simhash::SimHash::new(metric, dim, c.clone())?),
+        IndexConfig::E2Lsh(c) => Box::new(crate::e2lsh::E2Lsh::new(metric, dim, c.clone())?),
+        IndexConfig::Ivf(c) => Box::new(crate::ivf::Ivf::new(metric, dim, c.clone().into())?),
+        IndexConfig::Spann(c) => Box::new(crate::ivf::Ivf::new(metric, dim, c.clone().into())?),
+        IndexConfig::Hnsw(c) => Box::new(crate::hnsw::Hnsw::new(metric, dim, c.clone())?),
+        IndexConfig::Curator(c) => Box::new(crate::curator::Curator::new(metric, dim, c.clone())?),
     })
 }
 
@@ -738,99 +830,6 @@ pub(crate) fn use_exact_filter(st: &Store, tenant: u32, p: &SearchParams) -> boo
     match p.exact_filter_max {
         Some(m) => c <= m,
         None => c <= 1024 || (c as f64) * (c as f64) <= st.live() as f64 * 1024.0,
-    }
-}
-
-/// Typed reader of `(name, value)` build or search parameters.
-pub(crate) struct Params<'a> {
-    kind: &'static str,
-    pairs: &'a [(&'a str, f64)],
-    known: &'static [&'static str],
-}
-
-impl<'a> Params<'a> {
-    pub(crate) fn new(
-        kind: &'static str,
-        pairs: &'a [(&'a str, f64)],
-        known: &'static [&'static str],
-    ) -> Result<Self> {
-        for (i, (name, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err(Error::invalid(format!("{kind}.{name}"), "given twice"));
-            }
-            if !known.contains(name) {
-                return Err(Error::UnknownName {
-                    kind: "parameter",
-                    name: format!("{kind}.{name}"),
-                    available: if known.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        known.join(", ")
-                    },
-                });
-            }
-        }
-        Ok(Params { kind, pairs, known })
-    }
-
-    fn get(&mut self, name: &str) -> Option<f64> {
-        debug_assert!(self.known.contains(&name), "parameter {name} not declared");
-        self.pairs.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
-    }
-
-    pub(crate) fn f64(&mut self, name: &str, default: f64, min: f64, max: f64) -> Result<f64> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) if v.is_finite() && v >= min && v <= max => Ok(v),
-            Some(v) => Err(Error::invalid(
-                format!("{}.{name}", self.kind),
-                format!("{v} is outside [{min}, {max}]"),
-            )),
-        }
-    }
-
-    pub(crate) fn usize(
-        &mut self,
-        name: &str,
-        default: usize,
-        min: usize,
-        max: usize,
-    ) -> Result<usize> {
-        let v = self.f64(name, default as f64, min as f64, max as f64)?;
-        if v.fract() != 0.0 {
-            return Err(Error::invalid(
-                format!("{}.{name}", self.kind),
-                format!("{v} is not an integer"),
-            ));
-        }
-        Ok(v as usize)
-    }
-
-    pub(crate) fn u64(&mut self, name: &str, default: u64) -> Result<u64> {
-        let v = self.f64(name, default as f64, 0.0, 9.007_199_254_740_992e15)?;
-        if v.fract() != 0.0 {
-            return Err(Error::invalid(
-                format!("{}.{name}", self.kind),
-                format!("{v} is not an integer"),
-            ));
-        }
-        Ok(v as u64)
-    }
-
-    pub(crate) fn bool(&mut self, name: &str, default: bool) -> Result<bool> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(0.0) => Ok(false),
-            Some(1.0) => Ok(true),
-            Some(v) => Err(Error::invalid(
-                format!("{}.{name}", self.kind),
-                format!("{v} is not a boolean (0 or 1)"),
-            )),
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<()> {
-        Ok(())
     }
 }
 

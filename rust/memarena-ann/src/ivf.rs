@@ -17,10 +17,13 @@
 //! Deletes are tombstones: a deleted vector stays in its lists (skipped by
 //! every scan) until the index is rebuilt.
 
+use memarena_core::config::required;
 use memarena_core::{Error, Result};
+use serde::Deserialize;
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, rows, scan_tenant, store_delegates, use_exact_filter,
+    Engine, SearchParams, VectorIndex, in_range, in_range_f32, rows, scan_tenant, store_delegates,
+    use_exact_filter,
 };
 use crate::kmeans;
 use crate::metric::{Metric, l2_sq, norm_sq};
@@ -30,7 +33,9 @@ use crate::store::Store;
 use crate::tenant::Tenants;
 use crate::topk::{Scratch, TopK};
 
-/// Build parameters of [`Ivf`].
+/// The structure parameters of an [`Ivf`] as it runs and is stored (the
+/// `ivf` and `spann` kinds are two presets of it, built from
+/// [`IvfBuildConfig`] and [`SpannBuildConfig`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IvfConfig {
     /// Number of lists.
@@ -49,65 +54,119 @@ pub struct IvfConfig {
     pub max_train_points: usize,
 }
 
-impl IvfConfig {
-    /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 7] = [
-        "nlist",
-        "kmeans_iters",
-        "seed",
-        "balanced",
-        "replicas",
-        "replica_epsilon",
-        "max_train_points",
-    ];
+/// Build parameters of an `ivf` index (`kind: ivf`: plain k-means lists, no
+/// replication), deserialized from every field the Python `Config` sends.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IvfBuildConfig {
+    /// Number of lists.
+    pub nlist: usize,
+    /// Lloyd iterations of the training k-means.
+    pub kmeans_iters: usize,
+    /// Seed of the k-means sample and initialisation.
+    pub seed: u64,
+    /// Training points used at most (a seeded sample); `None`: `64 * nlist`.
+    #[serde(deserialize_with = "required")]
+    pub max_train_points: Option<usize>,
+}
 
-    /// Defaults of `ivf` (plain k-means, no replication).
-    pub fn ivf() -> Self {
-        IvfConfig {
+/// The Rust defaults (256 lists; the Python side picks `nlist` from the data).
+impl Default for IvfBuildConfig {
+    fn default() -> Self {
+        IvfBuildConfig {
             nlist: 256,
             kmeans_iters: 10,
             seed: 0,
+            max_train_points: None,
+        }
+    }
+}
+
+impl IvfBuildConfig {
+    /// Range checks; errors name the key (`index.nlist`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("nlist", self.nlist, 1, 1 << 24)?;
+        in_range("kmeans_iters", self.kmeans_iters, 1, 1000)?;
+        if let Some(m) = self.max_train_points {
+            in_range("max_train_points", m, 1, usize::MAX >> 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<IvfBuildConfig> for IvfConfig {
+    fn from(c: IvfBuildConfig) -> Self {
+        IvfConfig {
+            nlist: c.nlist,
+            kmeans_iters: c.kmeans_iters,
+            seed: c.seed,
             balanced: false,
             replicas: 1,
             replica_epsilon: 0.0,
-            max_train_points: 0,
+            max_train_points: c.max_train_points.unwrap_or(0),
         }
     }
+}
 
-    /// Defaults of `spann` (balanced, up to 4 replicas within 10%).
-    pub fn spann() -> Self {
-        IvfConfig {
-            balanced: true,
+/// Build parameters of a `spann` index (`kind: spann`: balanced lists with
+/// boundary replication), deserialized from every field the Python
+/// `Config` sends.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpannBuildConfig {
+    /// Number of lists.
+    pub nlist: usize,
+    /// Lloyd iterations of the training k-means.
+    pub kmeans_iters: usize,
+    /// Seed of the k-means sample and initialisation.
+    pub seed: u64,
+    /// Training points used at most (a seeded sample); `None`: `64 * nlist`.
+    #[serde(deserialize_with = "required")]
+    pub max_train_points: Option<usize>,
+    /// Lists a vector may be stored in (1 = no replication).
+    pub replicas: usize,
+    /// Boundary replication tolerance on the distance ratio to the nearest centroid.
+    pub replica_epsilon: f32,
+}
+
+/// The Rust defaults (256 lists; the Python side picks `nlist` from the data).
+impl Default for SpannBuildConfig {
+    fn default() -> Self {
+        SpannBuildConfig {
+            nlist: 256,
+            kmeans_iters: 10,
+            seed: 0,
+            max_train_points: None,
             replicas: 4,
             replica_epsilon: 0.1,
-            ..Self::ivf()
         }
     }
+}
 
-    /// Reads parameters over the defaults of `kind` (`"ivf"` or `"spann"`).
-    pub fn from_params(kind: &str, pairs: &[(&str, f64)]) -> Result<Self> {
-        let (name, d) = if kind == "spann" {
-            ("spann", Self::spann())
-        } else {
-            ("ivf", Self::ivf())
-        };
-        let mut p = Params::new(name, pairs, &Self::NAMES)?;
-        let c = IvfConfig {
-            nlist: p.usize("nlist", d.nlist, 1, 1 << 24)?,
-            kmeans_iters: p.usize("kmeans_iters", d.kmeans_iters, 1, 1000)?,
-            seed: p.u64("seed", d.seed)?,
-            balanced: p.bool("balanced", d.balanced)?,
-            replicas: p.usize("replicas", d.replicas, 1, 16)?,
-            replica_epsilon: p.f64("replica_epsilon", d.replica_epsilon as f64, 0.0, 100.0)? as f32,
-            max_train_points: p.usize(
-                "max_train_points",
-                d.max_train_points,
-                1,
-                usize::MAX >> 1,
-            )?,
-        };
-        p.finish()?;
-        Ok(c)
+impl SpannBuildConfig {
+    /// Range checks; errors name the key (`index.replicas`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("nlist", self.nlist, 1, 1 << 24)?;
+        in_range("kmeans_iters", self.kmeans_iters, 1, 1000)?;
+        if let Some(m) = self.max_train_points {
+            in_range("max_train_points", m, 1, usize::MAX >> 1)?;
+        }
+        in_range("replicas", self.replicas, 1, 16)?;
+        in_range_f32("replica_epsilon", self.replica_epsilon, 0.0, 100.0)
+    }
+}
+
+impl From<SpannBuildConfig> for IvfConfig {
+    fn from(c: SpannBuildConfig) -> Self {
+        IvfConfig {
+            nlist: c.nlist,
+            kmeans_iters: c.kmeans_iters,
+            seed: c.seed,
+            balanced: true,
+            replicas: c.replicas,
+            replica_epsilon: c.replica_epsilon,
+            max_train_points: c.max_train_points.unwrap_or(0),
+        }
     }
 }
 

@@ -40,8 +40,10 @@ pub use curator::{Curator, CuratorConfig};
 pub use e2lsh::{E2Lsh, E2LshConfig};
 pub use flat::Flat;
 pub use hnsw::{Hnsw, HnswConfig};
-pub use index::{INDEX_KINDS, SearchParams, SearchResult, VectorIndex, build, from_bytes, load};
-pub use ivf::{Ivf, IvfConfig};
+pub use index::{
+    INDEX_KINDS, IndexConfig, SearchParams, SearchResult, VectorIndex, build, from_bytes, load,
+};
+pub use ivf::{Ivf, IvfBuildConfig, IvfConfig, SpannBuildConfig};
 pub use metric::Metric;
 pub use simhash::{SimHash, SimHashConfig};
 pub use tenant::{TenantFilter, TenantLists, Tenants};

@@ -26,9 +26,10 @@ use std::collections::BinaryHeap;
 
 use memarena_core::rng::Rng;
 use memarena_core::{Error, FxHashMap, Result};
+use serde::Deserialize;
 
 use crate::index::{
-    Engine, Params, SearchParams, VectorIndex, buckets_bytes, rows, scan_tenant, store_delegates,
+    Engine, SearchParams, VectorIndex, buckets_bytes, in_range, rows, scan_tenant, store_delegates,
     unlink_bucket, use_exact_filter,
 };
 use crate::metric::{Metric, dot};
@@ -44,8 +45,10 @@ const SCAN_CHUNK: usize = 1024;
 /// Widest table that keeps bucket maps.
 pub const MAX_BUCKET_BITS: usize = 32;
 
-/// Build parameters of [`SimHash`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Build parameters of [`SimHash`] (`kind: simhash`), deserialized from
+/// every field the Python `Config` sends.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SimHashConfig {
     /// Bits per table (1..=64). Tables of more than 32 bits are searched by Hamming scan.
     pub n_bits: usize,
@@ -68,20 +71,10 @@ impl Default for SimHashConfig {
 }
 
 impl SimHashConfig {
-    /// Parameter names for [`crate::build`].
-    pub const NAMES: [&'static str; 3] = ["n_bits", "n_tables", "seed"];
-
-    /// Reads `n_bits`, `n_tables`, `seed` over the defaults.
-    pub fn from_params(pairs: &[(&str, f64)]) -> Result<Self> {
-        let mut p = Params::new("simhash", pairs, &Self::NAMES)?;
-        let d = Self::default();
-        let c = SimHashConfig {
-            n_bits: p.usize("n_bits", d.n_bits, 1, 64)?,
-            n_tables: p.usize("n_tables", d.n_tables, 1, 64)?,
-            seed: p.u64("seed", d.seed)?,
-        };
-        p.finish()?;
-        Ok(c)
+    /// Range checks; errors name the key (`index.n_bits`).
+    pub fn validate(&self) -> Result<()> {
+        in_range("n_bits", self.n_bits, 1, 64)?;
+        in_range("n_tables", self.n_tables, 1, 64)
     }
 }
 

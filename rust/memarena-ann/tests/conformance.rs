@@ -5,7 +5,10 @@ mod common;
 
 use common::{DIM, data, kinds, make};
 use memarena_ann::dataset::{ground_truth, recall_at_k};
-use memarena_ann::{Metric, SearchParams, TenantFilter, TenantLists, build, from_bytes};
+use memarena_ann::{
+    E2LshConfig, HnswConfig, IndexConfig, IvfBuildConfig, Metric, SearchParams, SimHashConfig,
+    TenantFilter, TenantLists, build, from_bytes,
+};
 use memarena_core::rng::Rng;
 
 #[test]
@@ -18,7 +21,7 @@ fn recall_floors_against_flat_for_every_kind_and_metric() {
             if kind == "e2lsh" && metric != Metric::L2 {
                 continue; // p-stable hashing is an L2 scheme
             }
-            let mut idx = make(kind, &bp, metric, &ds.base);
+            let mut idx = make(&bp, metric, &ds.base);
             idx.add(&ds.base, &ids).unwrap();
             let res = idx.search(&ds.queries, 10, &sp, None).unwrap();
             let r = recall_at_k(&res.ids, 10, &truth, 10);
@@ -56,7 +59,7 @@ fn batch_equals_single_query_and_threads_do_not_matter() {
     let ds = data(1500, 24, 3);
     let ids: Vec<u64> = (0..ds.n_base() as u64).map(|i| i * 3 + 1).collect();
     for (kind, bp, sp) in kinds() {
-        let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        let mut idx = make(&bp, Metric::L2, &ds.base);
         idx.add(&ds.base, &ids).unwrap();
         let batch = idx.search(&ds.queries, 7, &sp, None).unwrap();
         let one = SearchParams {
@@ -99,7 +102,7 @@ fn tenants_never_see_other_tenants_vectors() {
         .map(|_| rng.below(n_tenants as u64 + 2) as u32)
         .collect();
     for (kind, bp, sp) in kinds() {
-        let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        let mut idx = make(&bp, Metric::L2, &ds.base);
         idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
             .unwrap();
         // delete a random tenth
@@ -178,14 +181,14 @@ fn filtered_recall_against_flat_on_selective_tenants() {
         .map(|i| if i % 2 == 0 { 10 } else { (i % 4) as u32 })
         .collect();
     let filter = TenantFilter::PerQuery(&qt);
-    let mut flat = build("flat", Metric::L2, DIM, &[]).unwrap();
+    let mut flat = build(Metric::L2, DIM, &IndexConfig::Flat).unwrap();
     flat.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
         .unwrap();
     let truth = flat
         .search(&ds.queries, 10, &SearchParams::default(), Some(&filter))
         .unwrap();
     for (kind, bp, sp) in kinds() {
-        let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        let mut idx = make(&bp, Metric::L2, &ds.base);
         idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
             .unwrap();
         let res = idx.search(&ds.queries, 10, &sp, Some(&filter)).unwrap();
@@ -204,7 +207,7 @@ fn deletes_and_readds_survive_save_and_load() {
     let dir = std::env::temp_dir().join(format!("memarena-ann-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (kind, bp, sp) in kinds() {
-        let mut idx = make(kind, &bp, Metric::Cosine, &ds.base);
+        let mut idx = make(&bp, Metric::Cosine, &ds.base);
         idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
             .unwrap();
         let del: Vec<u64> = ids.iter().copied().step_by(3).collect();
@@ -252,7 +255,7 @@ fn deletes_and_readds_survive_save_and_load() {
 fn padding_reset_and_empty_index() {
     for (kind, bp, sp) in kinds() {
         let ds = data(300, 3, 2);
-        let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        let mut idx = make(&bp, Metric::L2, &ds.base);
         let r = idx.search(&ds.queries, 4, &sp, None).unwrap();
         assert!(
             r.ids.iter().all(|&i| i == -1),
@@ -283,30 +286,57 @@ fn padding_reset_and_empty_index() {
     }
 }
 
+/// The error of deserializing `T` from a map of string values.
+fn from_strings<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    pairs: &[(&str, &str)],
+) -> String {
+    use serde::de::value::{Error, MapDeserializer};
+    let de = MapDeserializer::<_, Error>::new(pairs.iter().copied());
+    T::deserialize(de).unwrap_err().to_string()
+}
+
 #[test]
 fn bad_input_gives_errors_that_name_it() {
-    let e = build("annoy", Metric::L2, 8, &[]).unwrap_err().to_string();
+    let e = IndexConfig::defaults("annoy").unwrap_err().to_string();
     assert!(e.contains("annoy") && e.contains("hnsw"), "{e}");
-    let e = build("ivf", Metric::L2, 8, &[("nlsit", 4.0)])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("ivf.nlsit") && e.contains("nlist"), "{e}");
-    let e = build("hnsw", Metric::L2, 8, &[("m", 1.0)])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("hnsw.m"), "{e}");
-    let e = build("simhash", Metric::L2, 8, &[("n_bits", 2.5)])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("simhash.n_bits") && e.contains("integer"), "{e}");
-    let e = SearchParams::from_pairs(&[("efsearch", 3.0)])
-        .unwrap_err()
-        .to_string();
+    // unknown keys: the serde error names the key and the allowed ones
+    let e = from_strings::<IndexConfig>(&[("kind", "ivf"), ("nlsit", "4")]);
+    assert!(e.contains("nlsit") && e.contains("nlist"), "{e}");
+    let e = from_strings::<IndexConfig>(&[("kind", "annoy")]);
+    assert!(e.contains("annoy") && e.contains("curator"), "{e}");
+    let e = from_strings::<SearchParams>(&[("efsearch", "3")]);
     assert!(e.contains("efsearch") && e.contains("ef_search"), "{e}");
-    let mut ivf = build("ivf", Metric::L2, 4, &[("nlist", 2.0)]).unwrap();
+    // out-of-range values: the range check names the key
+    let hnsw = IndexConfig::Hnsw(HnswConfig {
+        m: 1,
+        ..HnswConfig::default()
+    });
+    let e = build(Metric::L2, 8, &hnsw).unwrap_err().to_string();
+    assert!(e.contains("index.m") && e.contains("[2, 256]"), "{e}");
+    let e = SearchParams {
+        nprobe: 0,
+        ..SearchParams::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("index.nprobe"), "{e}");
+    let e = IndexConfig::E2Lsh(E2LshConfig {
+        w_scale: f32::NAN,
+        ..E2LshConfig::default()
+    })
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("index.w_scale") && e.contains("finite"), "{e}");
+    let two_lists = IndexConfig::Ivf(IvfBuildConfig {
+        nlist: 2,
+        ..IvfBuildConfig::default()
+    });
+    let mut ivf = build(Metric::L2, 4, &two_lists).unwrap();
     let e = ivf.add(&[0.0; 4], &[1]).unwrap_err().to_string();
     assert!(e.contains("train"), "{e}");
-    let mut flat = build("flat", Metric::L2, 4, &[]).unwrap();
+    let mut flat = build(Metric::L2, 4, &IndexConfig::Flat).unwrap();
     assert!(flat.add(&[0.0; 5], &[1]).is_err());
     assert!(flat.add(&[0.0; 8], &[1, 1]).is_err());
     assert!(flat.add(&[f32::NAN; 4], &[1]).is_err());
@@ -328,13 +358,12 @@ fn hamming_scan_groups_equal_single_queries_with_deletes() {
     // at a time, with and without re-ranking, after deletes.
     let ds = data(2500, 19, 5);
     let ids: Vec<u64> = (0..ds.n_base() as u64).collect();
-    let mut idx = build(
-        "simhash",
-        Metric::L2,
-        DIM,
-        &[("n_bits", 64.0), ("n_tables", 4.0), ("seed", 3.0)],
-    )
-    .unwrap();
+    let wide = IndexConfig::SimHash(SimHashConfig {
+        n_bits: 64,
+        n_tables: 4,
+        seed: 3,
+    });
+    let mut idx = build(Metric::L2, DIM, &wide).unwrap();
     idx.add(&ds.base, &ids).unwrap();
     let gone: Vec<u64> = (0..ds.n_base() as u64).step_by(3).collect();
     idx.delete(&gone).unwrap();

@@ -7,7 +7,9 @@
 mod common;
 
 use common::{DIM, data};
-use memarena_ann::{Metric, SearchParams, TenantFilter, Tenants, build};
+use memarena_ann::{
+    IndexConfig, IvfBuildConfig, Metric, SearchParams, TenantFilter, Tenants, build,
+};
 
 #[test]
 fn grouped_batch_equals_each_query_alone_and_the_filtered_path() {
@@ -20,7 +22,12 @@ fn grouped_batch_equals_each_query_alone_and_the_filtered_path() {
     let everyone = vec![0u32; n];
     let tenants = Tenants::new(&offsets, &everyone).unwrap();
     for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-        let mut idx = build("ivf", metric, DIM, &[("nlist", 48.0), ("seed", 3.0)]).unwrap();
+        let cfg = IndexConfig::Ivf(IvfBuildConfig {
+            nlist: 48,
+            seed: 3,
+            ..IvfBuildConfig::default()
+        });
+        let mut idx = build(metric, DIM, &cfg).unwrap();
         idx.train(&ds.base).unwrap();
         idx.add_with_tenants(&ds.base, &ids, Some(tenants)).unwrap();
         // Tombstones are skipped on both paths.

@@ -35,7 +35,7 @@ proptest! {
     fn add_delete_search_sequences(seq in ops(), which in 0usize..8) {
         let ds = data(400, 3, 5);
         let (kind, bp, sp) = kinds().swap_remove(which);
-        let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        let mut idx = make(&bp, Metric::L2, &ds.base);
         let mut live: Vec<(u64, usize, u32)> = Vec::new(); // (id, row, tenant)
         let mut next_row = 0usize;
         let mut next_id = 1u64;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{DIM, data, kinds, make};
-use memarena_ann::{Metric, SearchParams, TenantFilter, TenantLists, VectorIndex};
+use memarena_ann::{IndexConfig, Metric, SearchParams, TenantFilter, TenantLists, VectorIndex};
 use memarena_core::rng::Rng;
 
 /// Brute-force `k` best `(score, id)` of `q` among `tenant`'s live rows
@@ -95,7 +95,7 @@ fn grouped_chunked_and_split_batches_equal_single_queries_and_the_reference() {
             .into_iter()
             .filter(|c| ["flat", "hnsw", "curator"].contains(&c.0))
         {
-            let mut idx = make(kind, &bp, metric, &ds.base);
+            let mut idx = make(&bp, metric, &ds.base);
             let ids: Vec<u64> = (0..n as u64).collect();
             idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
                 .unwrap();
@@ -184,7 +184,7 @@ fn one_tenant_batches_and_empty_tenants() {
     let csr = TenantLists::from_lists(&rows);
     let ids: Vec<u64> = (0..n as u64).map(|i| i * 2 + 1).collect();
     for (kind, bp, sp) in kinds() {
-        let mut idx = make(kind, &bp, Metric::L2, &ds.base);
+        let mut idx = make(&bp, Metric::L2, &ds.base);
         idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
             .unwrap();
         for threads in [1, 2, 5] {
@@ -246,10 +246,18 @@ fn tenant_block_max_trades_memory_for_the_same_answers_and_is_saved() {
         };
         let f = TenantFilter::PerQuery(&qt);
         let mut runs = Vec::new();
-        for block_max in [None, Some(0.0), Some(200.0)] {
+        let with_block_max = |m: usize| {
             let mut p = bp.clone();
-            p.extend(block_max.map(|m| ("tenant_block_max", m)));
-            let mut idx = make(kind, &p, Metric::L2, &ds.base);
+            match &mut p {
+                IndexConfig::Hnsw(c) => c.tenant_block_max = m,
+                IndexConfig::Curator(c) => c.tenant_block_max = m,
+                _ => unreachable!("{kind} has no tenant_block_max"),
+            }
+            p
+        };
+        for block_max in [None, Some(0), Some(200)] {
+            let p = block_max.map_or_else(|| bp.clone(), with_block_max);
+            let mut idx = make(&p, Metric::L2, &ds.base);
             idx.add_with_tenants(&ds.base, &ids, Some(csr.as_tenants()))
                 .unwrap();
             idx.delete(&[3, 4, 5]).unwrap();
@@ -306,7 +314,8 @@ fn tenant_block_max_trades_memory_for_the_same_answers_and_is_saved() {
                 r.ids.len()
             );
         }
-        let bad = memarena_ann::build(kind, Metric::L2, DIM, &[("tenant_block_max", -1.0)]);
-        assert!(bad.is_err(), "{kind}");
+        let bad = memarena_ann::build(Metric::L2, DIM, &with_block_max(u32::MAX as usize + 1));
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("index.tenant_block_max"), "{kind}: {e}");
     }
 }

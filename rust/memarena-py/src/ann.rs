@@ -16,7 +16,8 @@ use std::path::PathBuf;
 
 use memarena_ann::dataset;
 use memarena_ann::{
-    INDEX_KINDS, Metric, SearchParams, TenantFilter, Tenants, VectorIndex, build, from_bytes, load,
+    INDEX_KINDS, IndexConfig, Metric, SearchParams, TenantFilter, Tenants, VectorIndex, build,
+    from_bytes, load,
 };
 use memarena_core::Error;
 use numpy::ndarray::Array2;
@@ -24,9 +25,9 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyBytes;
 
-use crate::config::number_pairs;
+use crate::config::from_py;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
 
@@ -34,9 +35,8 @@ fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
     to_py_err(Error::invalid(name, reason))
 }
 
-fn as_refs(pairs: &[(String, f64)]) -> Vec<(&str, f64)> {
-    pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect()
-}
+/// The root key of build and search parameters in errors (`index.nlist`).
+const ROOT: &str = memarena_ann::index::ROOT;
 
 /// A 2-D float32 array's rows as one contiguous slice, checked against `dim`.
 fn rows_of<'a>(arr: &'a PyReadonlyArray2<'_, f32>, dim: usize, what: &str) -> PyResult<&'a [f32]> {
@@ -68,18 +68,14 @@ pub struct PyIndex {
 
 #[pymethods]
 impl PyIndex {
-    /// A new empty index of registry name `kind`.
+    /// A new empty index from its complete build config: a dict whose
+    /// `kind` names the index and whose other keys are every build
+    /// parameter of that kind (errors name `index.<key>`).
     #[new]
-    #[pyo3(signature = (kind, metric, dim, params=None))]
-    fn new(
-        kind: &str,
-        metric: &str,
-        dim: usize,
-        params: Option<Bound<'_, PyDict>>,
-    ) -> PyResult<Self> {
-        let pairs = number_pairs(params.as_ref(), "params")?;
+    fn new(config: &Bound<'_, PyAny>, metric: &str, dim: usize) -> PyResult<Self> {
+        let config: IndexConfig = from_py(config, ROOT)?;
         let metric = Metric::from_name(metric).map_err(to_py_err)?;
-        let inner = build(kind, metric, dim, &as_refs(&pairs)).map_err(to_py_err)?;
+        let inner = build(metric, dim, &config).map_err(to_py_err)?;
         Ok(PyIndex { inner })
     }
 
@@ -166,24 +162,25 @@ impl PyIndex {
         py.run_core(|| idx.add_with_tenants(data, ids, tenants))
     }
 
-    /// Searches `(nq, dim)` queries for their `k` nearest neighbours.
-    /// Returns `(distances, ids)`, both `(nq, k)`, padded with id -1.
-    /// `tenant` filters every query to one tenant; `query_tenants` gives one
-    /// tenant per query.
-    #[pyo3(signature = (queries, k, params=None, tenant=None, query_tenants=None))]
+    /// Searches `(nq, dim)` queries for their `k` nearest neighbours with
+    /// the complete search parameters `params` (every key of
+    /// `search_param_names()`). Returns `(distances, ids)`, both `(nq, k)`,
+    /// padded with id -1. `tenant` filters every query to one tenant;
+    /// `query_tenants` gives one tenant per query.
+    #[pyo3(signature = (queries, k, params, tenant=None, query_tenants=None))]
     #[allow(clippy::type_complexity)]
     fn search<'py>(
         &self,
         py: Python<'py>,
         queries: PyReadonlyArray2<'py, f32>,
         k: usize,
-        params: Option<Bound<'py, PyDict>>,
+        params: &Bound<'py, PyAny>,
         tenant: Option<u32>,
         query_tenants: Option<PyReadonlyArray1<'py, u32>>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
         let q = rows_of(&queries, self.inner.dim(), "queries")?;
-        let pairs = number_pairs(params.as_ref(), "params")?;
-        let sp = SearchParams::from_pairs(&as_refs(&pairs)).map_err(to_py_err)?;
+        let sp: SearchParams = from_py(params, ROOT)?;
+        sp.validate().map_err(to_py_err)?;
         let qt = query_tenants
             .as_ref()
             .map(|a| slice_of(a, "query_tenants"))
@@ -298,7 +295,40 @@ pub(crate) fn metric_names() -> Vec<&'static str> {
 /// Names of the search parameters every index accepts (each reads its own).
 #[pyfunction]
 pub(crate) fn search_param_names() -> Vec<&'static str> {
-    SearchParams::NAMES.to_vec()
+    SearchParams::names().to_vec()
+}
+
+/// A build config dict as the core reads it: the deserialized
+/// `IndexConfig`'s Rust `Debug` form. For tests that check every field
+/// arrives.
+#[pyfunction]
+pub(crate) fn index_config_debug(config: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(format!("{:?}", from_py::<IndexConfig>(config, ROOT)?))
+}
+
+/// The Rust-side default build config of `kind` (for Rust tests and
+/// examples) in the `Debug` form of `index_config_debug`. For the test that
+/// checks it equals the Python `Config` defaults.
+#[pyfunction]
+pub(crate) fn index_default_debug(kind: &str) -> PyResult<String> {
+    Ok(format!(
+        "{:?}",
+        IndexConfig::defaults(kind).map_err(to_py_err)?
+    ))
+}
+
+/// A search parameter dict as the core reads it (`SearchParams` in its
+/// Rust `Debug` form).
+#[pyfunction]
+pub(crate) fn search_params_debug(params: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(format!("{:?}", from_py::<SearchParams>(params, ROOT)?))
+}
+
+/// The Rust-side default search parameters in the `Debug` form of
+/// `search_params_debug`.
+#[pyfunction]
+pub(crate) fn search_default_debug() -> String {
+    format!("{:?}", SearchParams::default())
 }
 
 /// A seeded Gaussian mixture: `(base, queries, base_labels)`, float32 rows

@@ -30,7 +30,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::ann::{
-        PyIndex, gaussian_mixture, index_kinds, metric_names, recall_at_k, search_param_names,
+        PyIndex, gaussian_mixture, index_config_debug, index_default_debug, index_kinds,
+        metric_names, recall_at_k, search_default_debug, search_param_names, search_params_debug,
     };
     #[pymodule_export]
     use crate::errors::{

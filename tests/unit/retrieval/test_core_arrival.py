@@ -107,16 +107,21 @@ def test_every_field_arrives_in_the_core(
     record = execute(cfg, tmp_path, pm=PM, registry=Registry.from_plugin_manager(PM), overrides=overrides)
     assert record.rows, record
     # the ground truth comes from an exact flat index; the family's index is the other one
-    (core,) = [r for r in seen["indexes"] if r.args[0] == cls.core_kind]
-    kind, metric, dim, build = core.args
-    assert (kind, metric, dim) == (cls.core_kind, "l2", dataset["dim"])
-    assert build == {k: float(index[k]) for k in cls.build_keys}
+    (core,) = [r for r in seen["indexes"] if r.args[0]["kind"] == cls.core_kind]
+    config, metric, dim = core.args
+    assert (metric, dim) == ("l2", dataset["dim"])
+    # the complete build config, as the core reads it
+    assert config == {"kind": cls.core_kind, **{k: index[k] for k in cls.build_keys}}
+    got = _core.index_config_debug(config)
+    for k in cls.build_keys:
+        assert f"{k}: {index[k]}" in got or f"{k}: Some({index[k]})" in got, (k, got)
     searches = core.searches
     assert {k for k, _ in searches} == {family["k"]}
     # repeats batch searches plus repeats x single_queries one-at-a-time searches, each with the search fields
     assert len(searches) == family["repeats"] * (1 + family["single_queries"])
     for _, params in searches:
         assert {k: params[k] for k in cls.search_keys} == {k: index[k] for k in cls.search_keys}
+        assert list(params) == _core.search_param_names()  # every search parameter, each time
     # tenants reach the index; with family.filter off, no search is filtered by them
     assert core.added_tenants and not (core.search_kwargs & {"tenant", "query_tenants"})
     n_base, n_queries, d, n_clusters, std, seed = seen["mixture"]

@@ -63,3 +63,17 @@ def test_truncated_or_corrupted_file_is_a_clear_error(kind_name: str, tmp_path: 
         Index.load(path)
     with pytest.raises(FileNotFoundError):
         Index.load(tmp_path / "missing.idx")
+
+
+#: Index files written by the build before the index configs crossed with serde (same format version).
+BEFORE_SERDE = Path(__file__).parents[3] / "rust" / "memarena-ann" / "tests" / "data" / "before-serde"
+
+
+@pytest.mark.parametrize("kind_name", ["flat", "simhash", "e2lsh", "ivf", "spann", "hnsw", "curator"])
+def test_files_written_before_load_unchanged(kind_name: str) -> None:
+    path = BEFORE_SERDE / f"{kind_name}.idx"
+    idx = Index.load(path)
+    assert (idx.core_kind_name, idx.dim, len(idx)) == (kind_name, 8, 297)
+    assert idx.to_bytes() == path.read_bytes()
+    _, ids = idx.search(np.zeros((1, 8), dtype=np.float32), 5, tenant=2)
+    assert ((ids == -1) | ((ids - 5) % 3 == 2)).all() and (ids >= 0).any()

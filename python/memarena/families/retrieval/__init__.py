@@ -20,12 +20,13 @@ True
 from __future__ import annotations
 
 from memarena.families.retrieval.dataset import Dataset, assign_tenants, gaussian_mixture, ground_truth, recall_at_k
-from memarena.families.retrieval.index import METRICS, Index, tenants_to_csr
+from memarena.families.retrieval.index import METRICS, Index, SearchConfig, tenants_to_csr
 
 __all__ = [
     "METRICS",
     "Dataset",
     "Index",
+    "SearchConfig",
     "assign_tenants",
     "gaussian_mixture",
     "ground_truth",

@@ -20,8 +20,10 @@ The registered components (``index=ivf`` ...) in
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from typing import Any, ClassVar
 
@@ -32,14 +34,44 @@ from memarena import _core
 from memarena.api import VectorIndex
 from memarena.errors import InvalidConfigError
 
-__all__ = ["METRICS", "Index", "TenantsLike", "tenants_to_csr"]
+__all__ = ["METRICS", "Index", "SearchConfig", "TenantsLike", "tenants_to_csr"]
 
-#: Metric names the core accepts.
 #: The metrics the core accepts.
 METRICS: tuple[str, ...] = tuple(_core.metric_names())
 
 #: Per-vector tenant sets: one sequence of ints per vector, or CSR ``(offsets, tenant_ids)``.
 TenantsLike = Sequence[Sequence[int]] | tuple[npt.ArrayLike, npt.ArrayLike]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The search parameters every index accepts, and their defaults.
+
+    Each index reads the ones it understands. The one source of these
+    defaults: a search sends every field, overridden by the index's own
+    search defaults (its ``Config``'s search fields) and then by the call's
+    ``params``; the core checks the ranges and names ``index.<key>``.
+    """
+
+    #: IVF/SPANN: lists probed per query.
+    nprobe: int = 8
+    #: HNSW: beam width of the layer-0 search; Curator: candidates scored at least.
+    ef_search: int = 64
+    #: LSH: buckets probed per table (SimHash 0: Hamming scan of every code).
+    n_probes: int = 1
+    #: LSH: candidates re-scored exactly (SimHash 0: Hamming distances; E2LSH 0: all).
+    rerank: int = 0
+    #: SPANN: probe a list only within (1 + eps) of the best centroid score (0: off).
+    prune_epsilon: float = 0.0
+    #: Filtered search: tenants with at most this many vectors are scanned exactly
+    #: (null: automatic; 0: always filter inside the index).
+    exact_filter_max: int | None = None
+    #: Threads of a batch (0: every core).
+    threads: int = 0
+
+
+#: :class:`SearchConfig`'s defaults as a dict.
+SEARCH_DEFAULTS: dict[str, Any] = dataclasses.asdict(SearchConfig())
 
 
 def tenants_to_csr(tenants: TenantsLike, n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32]]:
@@ -94,9 +126,12 @@ class Index(VectorIndex):
         ``train``/``add``.
     :param metric: ``l2`` (squared distances, ascending), ``ip`` or
         ``cosine`` (similarities, descending).
-    :param params: Build parameters of the kind (``nlist``, ``m`` ...). IVF
-        and SPANN without ``nlist`` pick it from the training set's size
-        (about 3.2 sqrt(n), a power of two: 1024 lists for 100k vectors).
+    :param params: Build parameters of the kind (``nlist``, ``m`` ...) over
+        the defaults of its registered ``Config``
+        (:mod:`memarena.families.retrieval.indexes`); the core receives the
+        complete config. IVF and SPANN without ``nlist`` pick it from the
+        training set's size (about 3.2 sqrt(n), a power of two: 1024 lists
+        for 100k vectors).
     :param search: Default search parameters (``nprobe``, ``ef_search`` ...);
         a list value is a sweep: :meth:`search_grid` expands it and plain
         :meth:`search` uses its last (by convention the most thorough) value.
@@ -116,9 +151,11 @@ class Index(VectorIndex):
         core_kind: str | None = None,
         dim: int | None = None,
         metric: str = "l2",
-        params: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
         search: Mapping[str, Any] | None = None,
     ) -> None:
+        from memarena.families.retrieval.indexes import build_defaults
+
         kind = core_kind or self.core_kind
         if kind not in _core.index_kinds():
             raise InvalidConfigError(f"unknown index kind {kind!r}; available: {', '.join(_core.index_kinds())}")
@@ -131,11 +168,11 @@ class Index(VectorIndex):
             )
         self.core_kind_name = kind
         self.metric = metric
-        self.params = {k: float(v) for k, v in (params or {}).items() if v is not None}
+        self.params: dict[str, Any] = {**build_defaults(kind), **(params or {})}
         self.search_defaults = dict(search or {})
         self._core: _core.Index | None = None
         self._next_id = 0
-        if dim is not None and not (kind in ("ivf", "spann") and "nlist" not in self.params):
+        if dim is not None and not self._nlist_from_data():
             self._build(dim)
         self._dim_hint = dim
 
@@ -143,14 +180,18 @@ class Index(VectorIndex):
         """The core index, built on first use; ``n`` is the number of rows at hand."""
         if self._core is None:
             self._resolve_params(n)
-            self._core = _core.Index(self.core_kind_name, self.metric, dim, self.params)
+            self._core = _core.Index({"kind": self.core_kind_name, **self.params}, self.metric, dim)
         return self._core
+
+    def _nlist_from_data(self) -> bool:
+        """Whether ``nlist`` is still to be picked from the data (IVF and SPANN with ``nlist`` null)."""
+        return self.core_kind_name in ("ivf", "spann") and self.params.get("nlist") is None
 
     def _resolve_params(self, n: int | None) -> None:
         """Fill build parameters that depend on the data size (``n`` rows, None when unknown)."""
-        if self.core_kind_name in ("ivf", "spann") and "nlist" not in self.params:
+        if self._nlist_from_data():
             # faiss's guidance, about 3-4 sqrt(n) lists, rounded to a power of two: 1024 at 100k.
-            self.params["nlist"] = float(
+            self.params["nlist"] = int(
                 256 if n is None else max(1, min(n, 2 ** round(np.log2(max(1.0, 3.2 * np.sqrt(n))))))
             )
 
@@ -235,14 +276,15 @@ class Index(VectorIndex):
         :param queries: ``(nq, dim)`` rows (or one ``(dim,)`` vector).
         :param k: Results per query; missing ones are id ``-1``.
         :param params: Search parameters over the index's defaults
-            (``nprobe``, ``ef_search``, ``n_probes``, ``rerank``, ``threads`` ...).
+            (``nprobe``, ``ef_search``, ``n_probes``, ``rerank``, ``threads`` ...;
+            see :class:`SearchConfig`); the core receives every one.
         :param tenant: One tenant id for every query, or one per query.
         """
         if k < 0:
             raise InvalidConfigError(f"k must be >= 0, got {k}")
         core = self._ready()
         q = _rows(queries, core.dim, "queries")
-        sp = {**self.default_search(), **(params or {})}
+        sp = {**SEARCH_DEFAULTS, **self.default_search(), **(params or {})}
         if tenant is None:
             return core.search(q, k, sp)
         t = np.asarray(tenant)

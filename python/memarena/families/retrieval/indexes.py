@@ -16,7 +16,18 @@ from typing import Any, ClassVar
 
 from memarena.families.retrieval.index import Index
 
-__all__ = ["BUILTIN_INDEXES", "E2LSH", "HNSW", "IVF", "SPANN", "Curator", "Flat", "RegisteredIndex", "SimHash"]
+__all__ = [
+    "BUILTIN_INDEXES",
+    "E2LSH",
+    "HNSW",
+    "IVF",
+    "SPANN",
+    "Curator",
+    "Flat",
+    "RegisteredIndex",
+    "SimHash",
+    "build_defaults",
+]
 
 
 class RegisteredIndex(Index):
@@ -43,7 +54,8 @@ class RegisteredIndex(Index):
             # Hydra hands lists over as ListConfig: any non-string sequence is a sweep
             return list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
 
-        params = {k: value(k) for k in self.build_keys if value(k) is not None}
+        # every build parameter (the core takes the complete config; IVF's null nlist is picked from the data)
+        params = {k: value(k) for k in self.build_keys}
         search = {k: value(k) for k in self.search_keys if value(k) is not None}
         super().__init__(self.core_kind, dim=dim, metric=metric, params=params, search=search)
 
@@ -224,3 +236,16 @@ class Curator(RegisteredIndex):
 
 #: The built-in indexes, in registration order.
 BUILTIN_INDEXES: tuple[type[RegisteredIndex], ...] = (Flat, SimHash, E2LSH, IVF, SPANN, HNSW, Curator)
+
+
+def build_defaults(core_kind: str) -> dict[str, Any]:
+    """The build parameters of a core kind with the defaults of its registered ``Config``.
+
+    The one source of build defaults for :class:`Index` (``Index("ivf", params={...})``
+    overrides some of them; the core receives them all).
+    """
+    cls = next((c for c in BUILTIN_INDEXES if c.core_kind == core_kind), None)
+    if cls is None:
+        return {}
+    defaults = {f.name: f for f in dataclasses.fields(cls.Config)}
+    return {k: defaults[k].default for k in cls.build_keys}

@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use memarena_ann::dataset::{Dataset, gaussian_mixture};
-use memarena_ann::{Metric, SearchParams, VectorIndex, build};
+use memarena_ann::{
+    CuratorConfig, E2LshConfig, HnswConfig, IndexConfig, IvfBuildConfig, Metric, SearchParams,
+    SimHashConfig, SpannBuildConfig, VectorIndex, build,
+};
 
 pub const DIM: usize = 16;
 
@@ -13,8 +16,8 @@ pub fn data(n: usize, nq: usize, seed: u64) -> Dataset {
 
 /// Every kind with small build parameters and search parameters tuned for
 /// recall on `data(..)`.
-/// `(kind, build parameters, search parameters)`.
-pub type Case = (&'static str, Vec<(&'static str, f64)>, SearchParams);
+/// `(kind, build config, search parameters)`.
+pub type Case = (&'static str, IndexConfig, SearchParams);
 
 pub fn kinds() -> Vec<Case> {
     let sp = |f: &dyn Fn(&mut SearchParams)| {
@@ -25,11 +28,18 @@ pub fn kinds() -> Vec<Case> {
         f(&mut p);
         p
     };
+    let simhash = |n_bits, n_tables| {
+        IndexConfig::SimHash(SimHashConfig {
+            n_bits,
+            n_tables,
+            seed: 1,
+        })
+    };
     vec![
-        ("flat", vec![], sp(&|_| {})),
+        ("flat", IndexConfig::Flat, sp(&|_| {})),
         (
             "simhash",
-            vec![("n_bits", 10.0), ("n_tables", 12.0), ("seed", 1.0)],
+            simhash(10, 12),
             sp(&|p| {
                 p.n_probes = 8;
                 p.rerank = 100_000;
@@ -37,7 +47,7 @@ pub fn kinds() -> Vec<Case> {
         ),
         (
             "simhash",
-            vec![("n_bits", 64.0), ("n_tables", 4.0), ("seed", 1.0)],
+            simhash(64, 4),
             sp(&|p| {
                 p.n_probes = 0;
                 p.rerank = 300;
@@ -45,35 +55,55 @@ pub fn kinds() -> Vec<Case> {
         ),
         (
             "e2lsh",
-            vec![("k", 4.0), ("l", 12.0), ("w", 3.0), ("seed", 1.0)],
+            IndexConfig::E2Lsh(E2LshConfig {
+                k: 4,
+                l: 12,
+                w: 3.0,
+                seed: 1,
+                ..E2LshConfig::default()
+            }),
             sp(&|p| p.n_probes = 8),
         ),
-        ("ivf", vec![("nlist", 32.0)], sp(&|p| p.nprobe = 8)),
-        ("spann", vec![("nlist", 32.0)], sp(&|p| p.nprobe = 6)),
+        (
+            "ivf",
+            IndexConfig::Ivf(IvfBuildConfig {
+                nlist: 32,
+                ..IvfBuildConfig::default()
+            }),
+            sp(&|p| p.nprobe = 8),
+        ),
+        (
+            "spann",
+            IndexConfig::Spann(SpannBuildConfig {
+                nlist: 32,
+                ..SpannBuildConfig::default()
+            }),
+            sp(&|p| p.nprobe = 6),
+        ),
         (
             "hnsw",
-            vec![("m", 12.0), ("ef_construction", 64.0)],
+            IndexConfig::Hnsw(HnswConfig {
+                m: 12,
+                ef_construction: 64,
+                ..HnswConfig::default()
+            }),
             sp(&|p| p.ef_search = 64),
         ),
         (
             "curator",
-            vec![
-                ("branching", 8.0),
-                ("leaf_size", 32.0),
-                ("split_threshold", 16.0),
-            ],
+            IndexConfig::Curator(CuratorConfig {
+                branching: 8,
+                leaf_size: 32,
+                split_threshold: 16,
+                ..CuratorConfig::default()
+            }),
             sp(&|p| p.ef_search = 300),
         ),
     ]
 }
 
-pub fn make(
-    kind: &str,
-    params: &[(&str, f64)],
-    metric: Metric,
-    train: &[f32],
-) -> Box<dyn VectorIndex> {
-    let mut idx = build(kind, metric, DIM, params).unwrap();
+pub fn make(config: &IndexConfig, metric: Metric, train: &[f32]) -> Box<dyn VectorIndex> {
+    let mut idx = build(metric, DIM, config).unwrap();
     idx.train(train).unwrap();
     idx
 }
