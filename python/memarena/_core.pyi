@@ -216,7 +216,7 @@ class PagingSim:
         cls,
         policy: str,
         capacity: int,
-        params: Mapping[str, float] | None = None,
+        params: Mapping[str, float | int] | None = None,
         *,
         ignore_size: bool = False,
         warmup_requests: int = 0,
@@ -281,7 +281,7 @@ def replay(
     policy: str,
     capacity: int,
     trace: Trace,
-    params: Mapping[str, float] | None = None,
+    params: Mapping[str, float | int] | None = None,
     *,
     ignore_size: bool = False,
     warmup_requests: int = 0,
@@ -290,7 +290,7 @@ def replay(
     """One-shot replay of a built-in policy through the core's ``sim::replay``."""
 
 def hit_mask(
-    policy: str, capacity: int, trace: Trace, params: Mapping[str, float] | None = None
+    policy: str, capacity: int, trace: Trace, params: Mapping[str, float | int] | None = None
 ) -> npt.NDArray[np.bool_]:
     """The hit mask of a built-in policy over the whole trace from an empty cache."""
 

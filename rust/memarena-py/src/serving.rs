@@ -103,7 +103,8 @@ pub(crate) fn ffn_kinds() -> Vec<&'static str> {
 }
 
 /// The configs [`config_debug`] and [`default_debug`] know, by name.
-const CONFIG_NAMES: &str = "serving, kv, scheduler, cost, model, hardware, generator, trace";
+const CONFIG_NAMES: &str =
+    "serving, kv, scheduler, cost, model, hardware, generator, trace, policy";
 
 /// A config dict as the core reads it: the deserialized struct's Rust
 /// `Debug` form. For tests that check every field arrives.
@@ -118,13 +119,18 @@ pub(crate) fn config_debug(what: &str, config: &Bound<'_, PyAny>) -> PyResult<St
         "hardware" => format!("{:?}", from_py::<Hardware>(config, "hardware")?),
         "generator" => format!("{:?}", from_py::<RequestGenerator>(config, "spec")?),
         "trace" => format!("{:?}", from_py::<SynthSpec>(config, "spec")?),
+        "policy" => format!(
+            "{:?}",
+            from_py::<memarena_core::policy::PolicyConfig>(config, "policy")?
+        ),
         other => return Err(unknown_config(other)),
     })
 }
 
 /// The Rust-side default of a config (`Default`, or `ServingConfig::new`
 /// around `model` and `hardware` for `serving`; `kv.paged`, `kv.vattention`
-/// for the managers) in the `Debug` form of [`config_debug`]. For tests that
+/// for the managers; `policy.<name>`: `PolicyConfig::defaults`) in the
+/// `Debug` form of [`config_debug`]. For tests that
 /// check it equals the Python default.
 #[pyfunction]
 #[pyo3(signature = (what, model=None, hardware=None))]
@@ -149,7 +155,13 @@ pub(crate) fn default_debug(
         "kv.vattention" => format!("{:?}", KvManagerConfig::Vattention(VattnConfig::default())),
         "scheduler" => format!("{:?}", SchedulerConfig::default()),
         "cost" => format!("{:?}", CostParams::default()),
-        other => return Err(unknown_config(other)),
+        other => match other.strip_prefix("policy.") {
+            Some(name) => format!(
+                "{:?}",
+                memarena_core::policy::PolicyConfig::defaults(name).map_err(to_py_err)?
+            ),
+            None => return Err(unknown_config(other)),
+        },
     })
 }
 
@@ -157,7 +169,7 @@ fn unknown_config(name: &str) -> PyErr {
     to_py_err(Error::UnknownName {
         kind: "config",
         name: name.to_string(),
-        available: format!("{CONFIG_NAMES}, kv.paged, kv.vattention"),
+        available: format!("{CONFIG_NAMES}, kv.paged, kv.vattention, policy.<name>"),
     })
 }
 
