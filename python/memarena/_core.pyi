@@ -23,7 +23,6 @@ __all__ = [
     "PagingStats",
     "Trace",
     "__version__",
-    "builtin_models",
     "config_debug",
     "default_debug",
     "feed_many",
@@ -327,16 +326,10 @@ def simulate_serving(
     (``config.kv.block_size``) or the request (``requests[17].prompt_tokens``).
     """
 
-def model_info(model: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A model spec (a dict, or a Rust test spec's name) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``.
+def model_info(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A model spec (a dict of every field) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``.
 
     Python sends dicts read from the YAML presets, the one source of specs.
-    """
-
-def builtin_models() -> list[str]:
-    """Names of the Rust side's model specs (for Rust tests and examples).
-
-    Python reads the YAML presets instead; a test checks that both agree.
     """
 
 def kv_manager_kinds() -> list[str]:

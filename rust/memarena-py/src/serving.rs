@@ -49,12 +49,9 @@ fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
 // Configs and vocabularies
 // ---------------------------------------------------------------------------
 
-/// A model spec from a built-in name or a dict of every field, validated.
+/// A model spec from a dict of every field, validated.
 fn model_of(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<ModelSpec> {
-    let spec = match obj.extract::<String>() {
-        Ok(name) => ModelSpec::builtin(&name).map_err(to_py_err)?,
-        Err(_) => from_py::<ModelSpec>(obj, at)?,
-    };
+    let spec = from_py::<ModelSpec>(obj, at)?;
     spec.validate().map_err(to_py_err)?;
     Ok(spec)
 }
@@ -452,9 +449,9 @@ pub(crate) fn simulate_serving<'py>(
     report_to_py(py, report?)
 }
 
-/// A model spec (a dict of every field, or the name of one of the Rust
-/// side's test specs, [`builtin_models`]) with what the serving model derives
-/// from it: `num_params`, `weight_bytes`, `kv_bytes_per_token`.
+/// A model spec (a dict of every field, as the `model` presets hold them)
+/// with what the serving model derives from it: `num_params`,
+/// `weight_bytes`, `kv_bytes_per_token`.
 #[pyfunction]
 pub(crate) fn model_info<'py>(
     py: Python<'py>,
@@ -479,14 +476,6 @@ pub(crate) fn model_info<'py>(
     d.set_item("weight_bytes", m.weight_bytes())?;
     d.set_item("kv_bytes_per_token", m.kv_bytes_per_token())?;
     Ok(d)
-}
-
-/// Names of the Rust side's model specs (`ModelSpec::builtin`, for Rust
-/// tests and examples). The Python side reads its YAML presets instead; this
-/// is exported so a test can check that both agree.
-#[pyfunction]
-pub(crate) fn builtin_models() -> Vec<&'static str> {
-    ModelSpec::BUILTIN.to_vec()
 }
 
 // ---------------------------------------------------------------------------
