@@ -114,7 +114,15 @@ class Captured(Exception):
     """Raised by the patched core entry point once it has the arguments."""
 
 
-POLICIES_WITH_PARAMS = ["clock", "twoq", "lirs", "s3fifo", "marker", "mark0", "mark0_robust"]
+#: Every native policy that has parameters (all of them are CLI-settable).
+POLICIES_WITH_PARAMS = [
+    cls.name for cls in NATIVE_POLICIES if any(f.name != "_target_" for f in dataclasses.fields(cls.Config))
+]
+
+
+def test_the_policies_with_parameters() -> None:
+    expected = {"clock", "twoq", "lirs", "s3fifo", "marker", "predictive_marker", "mark0", "mark_and_predict"}
+    assert set(POLICIES_WITH_PARAMS) == {*expected, "mark0_robust"}
 
 
 @pytest.mark.parametrize("policy", POLICIES_WITH_PARAMS)
