@@ -609,7 +609,10 @@ fn policy_names_are_registered() {
         "mark0",
         "mark_and_predict",
     ] {
-        assert!(names().contains(&name), "{name} missing from REGISTRY");
+        assert!(
+            names().contains(&name),
+            "{name} missing from policy::names()"
+        );
         let p = memarena_core::policy::build(&PolicyConfig::defaults(name).unwrap(), 4).unwrap();
         assert_eq!(p.name(), name);
         assert!(p.is_empty());

@@ -127,8 +127,8 @@ pub(crate) fn config_debug(what: &str, config: &Bound<'_, PyAny>) -> PyResult<St
 /// The Rust-side default of a config (`Default`, or `ServingConfig::new`
 /// around `model` and `hardware` for `serving`; `kv.paged`, `kv.vattention`
 /// for the managers; `policy.<name>`: `PolicyConfig::defaults`) in the
-/// `Debug` form of [`config_debug`]. For tests that
-/// check it equals the Python default.
+/// `Debug` form of [`config_debug`]. For tests that check it equals the
+/// Python default.
 #[pyfunction]
 #[pyo3(signature = (what, model=None, hardware=None))]
 pub(crate) fn default_debug(
