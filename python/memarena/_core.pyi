@@ -23,7 +23,6 @@ __all__ = [
     "PagingStats",
     "Trace",
     "__version__",
-    "builtin_models",
     "config_debug",
     "default_debug",
     "feed_many",
@@ -220,7 +219,7 @@ class PagingSim:
         cls,
         policy: str,
         capacity: int,
-        params: Mapping[str, float] | None = None,
+        params: Mapping[str, float | int] | None = None,
         *,
         ignore_size: bool = False,
         warmup_requests: int = 0,
@@ -285,7 +284,7 @@ def replay(
     policy: str,
     capacity: int,
     trace: Trace,
-    params: Mapping[str, float] | None = None,
+    params: Mapping[str, float | int] | None = None,
     *,
     ignore_size: bool = False,
     warmup_requests: int = 0,
@@ -294,7 +293,7 @@ def replay(
     """One-shot replay of a built-in policy through the core's ``sim::replay``."""
 
 def hit_mask(
-    policy: str, capacity: int, trace: Trace, params: Mapping[str, float] | None = None
+    policy: str, capacity: int, trace: Trace, params: Mapping[str, float | int] | None = None
 ) -> npt.NDArray[np.bool_]:
     """The hit mask of a built-in policy over the whole trace from an empty cache."""
 
@@ -331,16 +330,10 @@ def simulate_serving(
     (``config.kv.block_size``) or the request (``requests[17].prompt_tokens``).
     """
 
-def model_info(model: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A model spec (a dict, or a Rust test spec's name) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``.
+def model_info(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A model spec (a dict of every field) plus ``num_params``, ``weight_bytes``, ``kv_bytes_per_token``.
 
     Python sends dicts read from the YAML presets, the one source of specs.
-    """
-
-def builtin_models() -> list[str]:
-    """Names of the Rust side's model specs (for Rust tests and examples).
-
-    Python reads the YAML presets instead; a test checks that both agree.
     """
 
 def kv_manager_kinds() -> list[str]:

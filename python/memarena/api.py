@@ -249,9 +249,13 @@ class PagingPolicy(MemoryMethod):
         # Parameters left out take the Config defaults (the one source of defaults).
         self.params = {**_config_defaults(type(self), exclude=("capacity",)), **params}
 
-    def core_params(self) -> dict[str, float]:
-        """Numeric parameters handed to the Rust core (native policies)."""
-        return {k: float(v) for k, v in self.params.items()}
+    def core_params(self) -> dict[str, Any]:
+        """The parameters handed to the Rust core (native policies): every ``Config`` field, as set.
+
+        The core requires each field of its policy's parameters and refuses
+        unknown ones, naming ``policy.<field>``.
+        """
+        return dict(self.params)
 
     # -- Python policy protocol (slow path) ---------------------------------
 

@@ -58,7 +58,7 @@ fn main() {
         names().into_iter().map(String::from).collect()
     };
     for name in policies {
-        let mut cache = Cache::with_policy(&name, capacity, &[]).expect("known policy");
+        let mut cache = Cache::with_defaults(&name, capacity).expect("known policy");
         let start = Instant::now();
         let mut misses = 0u64;
         for r in &reqs {

@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn warmup_and_windows() {
         let t = Trace::new(vec![1, 2, 1, 3, 2, 1]);
-        let mut c = Cache::with_policy("lru", 2, &[]).unwrap();
+        let mut c = Cache::with_defaults("lru", 2).unwrap();
         let opts = ReplayOptions {
             warmup_requests: 2,
             window_requests: 3,
@@ -336,9 +336,9 @@ mod tests {
             window_requests: 50,
             ignore_size: false,
         };
-        let mut a = Cache::with_policy("lru", 8, &[]).unwrap();
+        let mut a = Cache::with_defaults("lru", 8).unwrap();
         let whole = replay(&t.view(), &mut a, &opts).unwrap();
-        let mut b = Cache::with_policy("lru", 8, &[]).unwrap();
+        let mut b = Cache::with_defaults("lru", 8).unwrap();
         let mut r = Replay::new(&opts);
         for stop in [1, 13, 14, 99, 250, 500] {
             r.feed(&t.view(), &mut b, stop).unwrap();
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn hit_mask_matches_replay() {
         let t = Trace::new(vec![5, 5, 6, 5, 7, 6]);
-        let mut a = Cache::with_policy("lru", 2, &[]).unwrap();
+        let mut a = Cache::with_defaults("lru", 2).unwrap();
         let mask = access_batch(&t.view(), &mut a).unwrap();
         assert_eq!(mask, vec![false, true, false, true, false, false]);
     }

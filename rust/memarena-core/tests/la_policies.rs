@@ -24,13 +24,29 @@
 //!   randomized algorithm, so generous).
 
 use memarena_core::NEVER;
-use memarena_core::policy::{Cache, Combine, Mark0, Marker, names};
+use memarena_core::policy::{
+    Cache, Combine, Mark0, Mark0RobustParams, Marker, PolicyConfig, SeedParams, names,
+};
 use memarena_core::predict::{
     discard_bits, flip_bits, noisy_next_arrival, opt_misses, phase_bits, prediction_errors,
 };
 use memarena_core::sim::{ReplayOptions, replay, replay_checked};
 use memarena_core::trace::{SynthSpec, Trace, generate};
 use proptest::prelude::*;
+
+/// The seeded policy `name` with `seed` (and its other parameters at their
+/// defaults).
+fn with_seed(name: &str, seed: u64) -> PolicyConfig {
+    let p = SeedParams { seed };
+    match PolicyConfig::defaults(name).unwrap() {
+        PolicyConfig::Marker(_) => PolicyConfig::Marker(p),
+        PolicyConfig::PredictiveMarker(_) => PolicyConfig::PredictiveMarker(p),
+        PolicyConfig::Mark0(_) => PolicyConfig::Mark0(p),
+        PolicyConfig::MarkAndPredict(_) => PolicyConfig::MarkAndPredict(p),
+        PolicyConfig::Mark0Robust(r) => PolicyConfig::Mark0Robust(Mark0RobustParams { seed, ..r }),
+        other => panic!("{name} takes no seed: {other:?}"),
+    }
+}
 
 fn harmonic(k: u64) -> f64 {
     (1..=k).map(|i| 1.0 / i as f64).sum()
@@ -45,12 +61,12 @@ fn misses(name: &str, k: u64, t: &Trace, seed: u64) -> u64 {
         "mark0_robust",
     ]
     .contains(&name);
-    let params = if seeded {
-        vec![("seed".to_string(), seed as f64)]
+    let config = if seeded {
+        with_seed(name, seed)
     } else {
-        vec![]
+        PolicyConfig::defaults(name).unwrap()
     };
-    let mut c = Cache::with_policy(name, k, &params).unwrap();
+    let mut c = Cache::with_policy(&config, k).unwrap();
     let s = replay_checked(&t.view(), &mut c, &ReplayOptions::default()).unwrap();
     c.debug_check().unwrap();
     s.misses
@@ -483,16 +499,12 @@ fn mark0_robust_follows_the_better_of_mark0_and_marker() {
 
 #[test]
 fn mark0_robust_rejects_a_switch_factor_not_above_one() {
-    let err = Cache::with_policy("mark0_robust", 8, &[("switch_factor".into(), 1.0)])
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("mark0_robust.switch_factor"), "{err}");
-    let err = Cache::with_policy("mark0_robust", 8, &[("alpha".into(), 1.0)])
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("mark0_robust.alpha"), "{err}");
+    let config = PolicyConfig::Mark0Robust(Mark0RobustParams {
+        seed: 0,
+        switch_factor: 1.0,
+    });
+    let err = Cache::with_policy(&config, 8).err().unwrap().to_string();
+    assert!(err.contains("policy.switch_factor"), "{err}");
 }
 
 #[test]
@@ -535,16 +547,12 @@ fn seeds_are_validated_and_change_randomized_choices() {
         "mark_and_predict",
         "mark0_robust",
     ] {
-        let err = Cache::with_policy(name, 8, &[("seed".into(), -1.0)])
+        let err = Cache::with_policy(&with_seed(name, (1 << 53) + 1), 8)
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains(&format!("{name}.seed")), "{err}");
-        let err = Cache::with_policy(name, 8, &[("sed".into(), 1.0)])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains(&format!("{name}.sed")), "{err}");
+        assert!(err.contains("policy.seed"), "{err}");
+        assert!(Cache::with_policy(&with_seed(name, 1 << 53), 8).is_ok());
     }
     let t = generate(
         &SynthSpec::Zipf {
@@ -573,8 +581,8 @@ proptest! {
         which in 0usize..5,
     ) {
         let name = ["marker", "blind_oracle", "predictive_marker", "mark0", "mark_and_predict"][which];
-        let params = if name == "blind_oracle" { vec![] } else { vec![("seed".to_string(), 9.0)] };
-        let mut c = Cache::with_policy(name, capacity, &params).unwrap();
+        let config = if name == "blind_oracle" { PolicyConfig::BlindOracle } else { with_seed(name, 9) };
+        let mut c = Cache::with_policy(&config, capacity).unwrap();
         for (i, r) in reqs.iter().enumerate() {
             let req = memarena_core::Request {
                 id: r.0,
@@ -601,14 +609,17 @@ fn policy_names_are_registered() {
         "mark0",
         "mark_and_predict",
     ] {
-        assert!(names().contains(&name), "{name} missing from REGISTRY");
-        let p = memarena_core::policy::build(name, 4, &[]).unwrap();
+        assert!(
+            names().contains(&name),
+            "{name} missing from policy::names()"
+        );
+        let p = memarena_core::policy::build(&PolicyConfig::defaults(name).unwrap(), 4).unwrap();
         assert_eq!(p.name(), name);
         assert!(p.is_empty());
     }
     // Replay with the default options too (not only the checked path).
     let t = generate(&SynthSpec::Loop { n_objects: 5 }, 100, 0).unwrap();
-    let mut c = Cache::with_policy("mark0", 4, &[]).unwrap();
+    let mut c = Cache::with_defaults("mark0", 4).unwrap();
     assert!(
         replay(&t.view(), &mut c, &ReplayOptions::default())
             .unwrap()

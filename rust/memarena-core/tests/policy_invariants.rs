@@ -34,7 +34,7 @@ fn requests(ids: &[u64], size_of: impl Fn(u64) -> u64) -> Vec<Request> {
 /// or `None` when the policy refuses this capacity (S3-FIFO below 10 bytes,
 /// as libCacheSim) with an `InvalidArgument` error.
 fn replay_checked(name: &str, capacity: u64, reqs: &[Request], n_ids: u64) -> Option<u64> {
-    let mut cache = match Cache::with_policy(name, capacity, &[]) {
+    let mut cache = match Cache::with_defaults(name, capacity) {
         Ok(c) => c,
         Err(Error::InvalidArgument { .. }) => return None,
         Err(e) => panic!("{name} at capacity {capacity}: {e}"),
@@ -115,6 +115,6 @@ proptest! {
 #[test]
 fn every_policy_rejects_zero_capacity() {
     for name in names() {
-        assert!(Cache::with_policy(name, 0, &[]).is_err(), "{name}");
+        assert!(Cache::with_defaults(name, 0).is_err(), "{name}");
     }
 }

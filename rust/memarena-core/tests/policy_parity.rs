@@ -58,7 +58,7 @@ fn trace(unit: bool) -> Vec<Request> {
 }
 
 fn misses(name: &str, capacity: u64, reqs: &[Request]) -> u64 {
-    let mut c = Cache::with_policy(name, capacity, &[]).unwrap();
+    let mut c = Cache::with_defaults(name, capacity).unwrap();
     reqs.iter().filter(|r| !c.access(r).is_hit()).count() as u64
 }
 
@@ -204,7 +204,7 @@ fn check(mode: &str, rows: &[Row]) {
     for &(capacity, expected) in rows {
         for (name, want) in POLICIES.iter().zip(expected) {
             let Some(mut want) = want else {
-                assert!(Cache::with_policy(name, capacity, &[]).is_err(), "{name}");
+                assert!(Cache::with_defaults(name, capacity).is_err(), "{name}");
                 continue;
             };
             if *name == "lirs" {

@@ -44,7 +44,7 @@ proptest! {
         let names = policies();
         let name = names[which % names.len()];
         let opts = ReplayOptions { warmup_requests: warmup, window_requests: window, ignore_size };
-        let mut a = Cache::with_policy(name, capacity, &[]).unwrap();
+        let mut a = Cache::with_defaults(name, capacity).unwrap();
         let s = replay(&t.view(), &mut a, &opts).unwrap();
         prop_assert_eq!(s.check(), Ok(()));
         prop_assert!(s.misses <= s.requests);
@@ -68,13 +68,13 @@ proptest! {
         prop_assert_eq!(a.debug_check(), Ok(()));
 
         // The checked replay agrees (same seed, same decisions).
-        let mut b = Cache::with_policy(name, capacity, &[]).unwrap();
+        let mut b = Cache::with_defaults(name, capacity).unwrap();
         prop_assert_eq!(replay_checked(&t.view(), &mut b, &opts).unwrap(), s.clone());
 
         // The hit mask agrees with a plain replay without warm-up.
-        let mut c = Cache::with_policy(name, capacity, &[]).unwrap();
+        let mut c = Cache::with_defaults(name, capacity).unwrap();
         let mask = access_batch(&t.view(), &mut c).unwrap();
-        let mut d = Cache::with_policy(name, capacity, &[]).unwrap();
+        let mut d = Cache::with_defaults(name, capacity).unwrap();
         let full = replay(&t.view(), &mut d, &ReplayOptions::default()).unwrap();
         prop_assert_eq!(mask.iter().filter(|&&h| !h).count() as u64, full.misses);
     }
@@ -137,7 +137,7 @@ fn monomorphized_and_dyn_caches_agree() {
     )
     .unwrap();
     let mut mono: Cache<Lru> = Cache::new(64, Box::new(Lru::new(64)));
-    let mut dynamic = Cache::with_policy("lru", 64, &[]).unwrap();
+    let mut dynamic = Cache::with_defaults("lru", 64).unwrap();
     let opts = ReplayOptions::default();
     assert_eq!(
         replay(&t.view(), &mut mono, &opts).unwrap(),
@@ -150,14 +150,14 @@ fn sized_replay_counts_bytes_and_too_large() {
     let t = Trace::new(vec![1, 2, 1, 3, 1])
         .with_sizes(Some(vec![4, 20, 4, 6, 4]))
         .unwrap();
-    let mut c = Cache::with_policy("lru", 10, &[]).unwrap();
+    let mut c = Cache::with_defaults("lru", 10).unwrap();
     let s = replay(&t.view(), &mut c, &ReplayOptions::default()).unwrap();
     assert_eq!((s.requests, s.misses, s.too_large_misses), (5, 3, 1));
     assert_eq!((s.bytes_requested, s.bytes_missed), (38, 30));
     assert_eq!((s.compulsory_misses, s.compulsory_bytes), (3, 30));
     let unit = replay(
         &t.view(),
-        &mut Cache::with_policy("lru", 10, &[]).unwrap(),
+        &mut Cache::with_defaults("lru", 10).unwrap(),
         &ReplayOptions {
             ignore_size: true,
             ..Default::default()
@@ -178,7 +178,7 @@ fn bad_view_is_an_error_not_a_panic() {
     let mut view = TraceView::new(&ids, &next, &first).unwrap();
     let short = [1u64];
     view.sizes = Some(&short);
-    let mut c = Cache::with_policy("lru", 2, &[]).unwrap();
+    let mut c = Cache::with_defaults("lru", 2).unwrap();
     let err = replay(&view, &mut c, &ReplayOptions::default())
         .unwrap_err()
         .to_string();

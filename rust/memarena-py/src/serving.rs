@@ -49,12 +49,9 @@ fn invalid(name: impl Into<String>, reason: impl Into<String>) -> PyErr {
 // Configs and vocabularies
 // ---------------------------------------------------------------------------
 
-/// A model spec from a built-in name or a dict of every field, validated.
+/// A model spec from a dict of every field, validated.
 fn model_of(obj: &Bound<'_, PyAny>, at: &str) -> PyResult<ModelSpec> {
-    let spec = match obj.extract::<String>() {
-        Ok(name) => ModelSpec::builtin(&name).map_err(to_py_err)?,
-        Err(_) => from_py::<ModelSpec>(obj, at)?,
-    };
+    let spec = from_py::<ModelSpec>(obj, at)?;
     spec.validate().map_err(to_py_err)?;
     Ok(spec)
 }
@@ -103,7 +100,8 @@ pub(crate) fn ffn_kinds() -> Vec<&'static str> {
 }
 
 /// The configs [`config_debug`] and [`default_debug`] know, by name.
-const CONFIG_NAMES: &str = "serving, kv, scheduler, cost, model, hardware, generator, trace";
+const CONFIG_NAMES: &str =
+    "serving, kv, scheduler, cost, model, hardware, generator, trace, policy";
 
 /// A config dict as the core reads it: the deserialized struct's Rust
 /// `Debug` form. For tests that check every field arrives.
@@ -118,14 +116,19 @@ pub(crate) fn config_debug(what: &str, config: &Bound<'_, PyAny>) -> PyResult<St
         "hardware" => format!("{:?}", from_py::<Hardware>(config, "hardware")?),
         "generator" => format!("{:?}", from_py::<RequestGenerator>(config, "spec")?),
         "trace" => format!("{:?}", from_py::<SynthSpec>(config, "spec")?),
+        "policy" => format!(
+            "{:?}",
+            from_py::<memarena_core::policy::PolicyConfig>(config, "policy")?
+        ),
         other => return Err(unknown_config(other)),
     })
 }
 
 /// The Rust-side default of a config (`Default`, or `ServingConfig::new`
 /// around `model` and `hardware` for `serving`; `kv.paged`, `kv.vattention`
-/// for the managers) in the `Debug` form of [`config_debug`]. For tests that
-/// check it equals the Python default.
+/// for the managers; `policy.<name>`: `PolicyConfig::defaults`) in the
+/// `Debug` form of [`config_debug`]. For tests that check it equals the
+/// Python default.
 #[pyfunction]
 #[pyo3(signature = (what, model=None, hardware=None))]
 pub(crate) fn default_debug(
@@ -149,7 +152,13 @@ pub(crate) fn default_debug(
         "kv.vattention" => format!("{:?}", KvManagerConfig::Vattention(VattnConfig::default())),
         "scheduler" => format!("{:?}", SchedulerConfig::default()),
         "cost" => format!("{:?}", CostParams::default()),
-        other => return Err(unknown_config(other)),
+        other => match other.strip_prefix("policy.") {
+            Some(name) => format!(
+                "{:?}",
+                memarena_core::policy::PolicyConfig::defaults(name).map_err(to_py_err)?
+            ),
+            None => return Err(unknown_config(other)),
+        },
     })
 }
 
@@ -157,7 +166,7 @@ fn unknown_config(name: &str) -> PyErr {
     to_py_err(Error::UnknownName {
         kind: "config",
         name: name.to_string(),
-        available: format!("{CONFIG_NAMES}, kv.paged, kv.vattention"),
+        available: format!("{CONFIG_NAMES}, kv.paged, kv.vattention, policy.<name>"),
     })
 }
 
@@ -440,9 +449,9 @@ pub(crate) fn simulate_serving<'py>(
     report_to_py(py, report?)
 }
 
-/// A model spec (a dict of every field, or the name of one of the Rust
-/// side's test specs, [`builtin_models`]) with what the serving model derives
-/// from it: `num_params`, `weight_bytes`, `kv_bytes_per_token`.
+/// A model spec (a dict of every field, as the `model` presets hold them)
+/// with what the serving model derives from it: `num_params`,
+/// `weight_bytes`, `kv_bytes_per_token`.
 #[pyfunction]
 pub(crate) fn model_info<'py>(
     py: Python<'py>,
@@ -467,14 +476,6 @@ pub(crate) fn model_info<'py>(
     d.set_item("weight_bytes", m.weight_bytes())?;
     d.set_item("kv_bytes_per_token", m.kv_bytes_per_token())?;
     Ok(d)
-}
-
-/// Names of the Rust side's model specs (`ModelSpec::builtin`, for Rust
-/// tests and examples). The Python side reads its YAML presets instead; this
-/// is exported so a test can check that both agree.
-#[pyfunction]
-pub(crate) fn builtin_models() -> Vec<&'static str> {
-    ModelSpec::BUILTIN.to_vec()
 }
 
 // ---------------------------------------------------------------------------

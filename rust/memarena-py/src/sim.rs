@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use memarena_core::policy::PolicyConfig;
 use memarena_core::sim::{PagingStats, Replay, ReplayOptions};
 use memarena_core::{Cache, Error};
 use numpy::{IntoPyArray, PyArray1};
@@ -18,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::callback::CallbackPolicy;
-use crate::config::number_pairs;
+use crate::config::from_py;
 use crate::detach::DetachExt;
 use crate::errors::to_py_err;
 
@@ -47,6 +48,29 @@ pub struct PyPagingSim {
     /// Set when a feed failed part-way: the cache state no longer matches
     /// the counted requests, so further feeds are refused.
     failed_at: Option<usize>,
+}
+
+/// The built-in policy `policy` with `params` (every field of its config,
+/// as the Python `Config` sends them); errors name `policy.<field>`.
+pub(crate) fn policy_config(
+    py: Python<'_>,
+    policy: &str,
+    params: Option<&Bound<'_, PyDict>>,
+) -> PyResult<PolicyConfig> {
+    let names = memarena_core::policy::names();
+    if !names.contains(&policy) {
+        return Err(to_py_err(Error::UnknownName {
+            kind: "policy",
+            name: policy.to_string(),
+            available: names.join(", "),
+        }));
+    }
+    let dict = match params {
+        Some(p) => p.copy()?,
+        None => PyDict::new(py),
+    };
+    dict.set_item(memarena_core::config::TAG, policy)?;
+    from_py(dict.as_any(), "policy")
 }
 
 fn options(ignore_size: bool, warmup_requests: u64, window_requests: u64) -> ReplayOptions {
@@ -112,8 +136,8 @@ impl PyPagingSim {
         warmup_requests: u64,
         window_requests: u64,
     ) -> PyResult<Self> {
-        let params = number_pairs(params.as_ref(), &policy)?;
-        let cache = py.run_core(|| Cache::with_policy(&policy, capacity, &params))?;
+        let config = policy_config(py, &policy, params.as_ref())?;
+        let cache = py.run_core(|| Cache::with_policy(&config, capacity))?;
         Ok(PyPagingSim {
             engine: Mutex::new(Engine::Native(cache)),
             replay: Replay::new(&options(ignore_size, warmup_requests, window_requests)),
@@ -425,10 +449,10 @@ pub(crate) fn hit_mask<'py>(
     trace: &Bound<'py, PyTrace>,
     params: Option<Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
-    let params = number_pairs(params.as_ref(), &policy)?;
+    let config = policy_config(py, &policy, params.as_ref())?;
     let mask = trace.get().with_view(py, |view| {
         py.run_core(|| {
-            let mut cache = Cache::with_policy(&policy, capacity, &params)?;
+            let mut cache = Cache::with_policy(&config, capacity)?;
             memarena_core::sim::access_batch(&view, &mut cache)
         })
     })?;
@@ -451,11 +475,11 @@ pub(crate) fn replay(
     warmup_requests: u64,
     window_requests: u64,
 ) -> PyResult<PyPagingStats> {
-    let params = number_pairs(params.as_ref(), &policy)?;
+    let config = policy_config(py, &policy, params.as_ref())?;
     let opts = options(ignore_size, warmup_requests, window_requests);
     let inner = trace.get().with_view(py, |view| {
         py.run_core(|| {
-            let mut cache = Cache::with_policy(&policy, capacity, &params)?;
+            let mut cache = Cache::with_policy(&config, capacity)?;
             memarena_core::sim::replay(&view, &mut cache, &opts)
         })
     })?;

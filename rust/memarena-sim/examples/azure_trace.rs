@@ -89,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if only.as_deref().is_some_and(|o| name != o) {
             continue;
         }
-        let mut c = ServingConfig::new(ModelSpec::builtin("llama3_8b")?, Hardware::h100_sxm());
+        let mut c = ServingConfig::new(ModelSpec::preset("llama3_8b")?, Hardware::h100_sxm());
         c.kv = Some(kv);
         c.sample_interval_s = 1.0;
         // Best and median of the runs: the CPU time of one run is inflated

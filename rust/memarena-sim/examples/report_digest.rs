@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut scenarios: Vec<(String, ServingConfig, Vec<RequestSpec>)> = Vec::new();
     let base = || {
         let mut c = ServingConfig::new(
-            ModelSpec::builtin("llama3_8b").expect("builtin"),
+            ModelSpec::preset("llama3_8b").expect("model preset"),
             Hardware::h100_sxm(),
         );
         c.sample_interval_s = 1.0;

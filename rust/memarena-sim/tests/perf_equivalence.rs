@@ -57,7 +57,7 @@ fn workload() -> Vec<RequestSpec> {
 }
 
 fn config(kv: KvManagerConfig, preemption: PreemptionMode) -> ServingConfig {
-    let model = ModelSpec::builtin("llama3_8b").unwrap();
+    let model = ModelSpec::preset("llama3_8b").unwrap();
     let mut hw = Hardware::h100_sxm();
     // 2200 blocks of 16 tokens.
     hw.hbm_capacity_bytes = model.weight_bytes() + 2200 * 16 * model.kv_bytes_per_token();

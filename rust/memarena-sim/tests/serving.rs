@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 fn small_config(kv: KvManagerConfig) -> ServingConfig {
     // Llama-3-8B on a device with room for exactly `kv_gb` of KV.
-    let model = ModelSpec::builtin("llama3_8b").unwrap();
+    let model = ModelSpec::preset("llama3_8b").unwrap();
     let mut hw = Hardware::h100_sxm();
     hw.hbm_capacity_bytes = model.weight_bytes() + (2u64 << 30);
     let mut c = ServingConfig::new(model, hw);
@@ -80,7 +80,7 @@ fn too_long_requests_are_rejected_and_counted() {
 #[test]
 fn weights_that_do_not_fit_give_a_clear_error() {
     let c = ServingConfig::new(
-        ModelSpec::builtin("llama3_70b").unwrap(),
+        ModelSpec::preset("llama3_70b").unwrap(),
         Hardware::h100_sxm(),
     );
     let e = simulate(&c, &[RequestSpec::new(0.0, 10, 10)])
@@ -227,7 +227,7 @@ fn azure_conv_trace_replays_when_present() {
     let reqs = read_azure_csv(&path).unwrap();
     assert_eq!(reqs.len(), 19_366);
     let mut c = ServingConfig::new(
-        ModelSpec::builtin("llama3_8b").unwrap(),
+        ModelSpec::preset("llama3_8b").unwrap(),
         Hardware::h100_sxm(),
     );
     c.sample_interval_s = 10.0;

@@ -6,7 +6,7 @@ use memarena_sim::serving::*;
 
 fn config(kv: KvManagerConfig, preemption: PreemptionMode) -> ServingConfig {
     // Llama-3-8B with room for 1 GiB of KV: enough pressure to preempt.
-    let model = ModelSpec::builtin("llama3_8b").unwrap();
+    let model = ModelSpec::preset("llama3_8b").unwrap();
     let mut hw = Hardware::h100_sxm();
     hw.hbm_capacity_bytes = model.weight_bytes() + (1u64 << 30);
     let mut c = ServingConfig::new(model, hw);

@@ -12,6 +12,7 @@ from memarena import _core
 from memarena.config import compose
 from memarena.errors import InvalidConfigError
 from memarena.families.paging import Trace
+from memarena.families.paging.policies import NATIVE_POLICIES
 from memarena.families.paging.workloads import (
     SIZE_DISTRIBUTIONS,
     LoopTrace,
@@ -102,41 +103,26 @@ def test_bad_specs_name_the_key(spec: dict[str, Any], message: str) -> None:
         Trace.synthetic(spec, 10, seed=0)
 
 
-def test_rust_policy_defaults_equal_the_python_configs() -> None:
-    """The core's parameter defaults (kept for pure-Rust users) behave as the Python Config defaults."""
-    from memarena.families.paging import policies
-
-    spec = {
-        "kind": "mix",
-        "components": [
-            [0.7, {"kind": "zipf", "alpha": 0.9, "n_objects": 3000}],
-            [0.3, {"kind": "loop", "n_objects": 800}],
-        ],
-    }
-    trace = Trace.synthetic(spec, 40_000, seed=1).with_oracle_predictions("next_arrival", 400)
-    checked = []
-    for cls in vars(policies).values():
-        if not (isinstance(cls, type) and getattr(cls, "core_name", None) and hasattr(cls, "Config")):
-            continue
-        defaults = {
-            f.name: float(f.default)
-            for f in dataclasses.fields(cls.Config)
-            if f.name not in ("_target_", "capacity") and isinstance(f.default, int | float)
-        }
-        if not defaults:
-            continue
-        rust = _core.hit_mask(cls.core_name, 400, trace._core, {})
-        python = _core.hit_mask(cls.core_name, 400, trace._core, defaults)
-        assert (rust == python).all(), cls.core_name
-        checked.append(cls.core_name)
-    assert {"clock", "twoq", "lirs", "s3fifo", "mark0_robust"} <= set(checked)
+@pytest.mark.parametrize("cls", NATIVE_POLICIES, ids=lambda c: c.name)
+def test_rust_policy_defaults_equal_the_python_configs(cls: Any) -> None:
+    """The core's parameter defaults (kept for pure-Rust tests and examples) equal the Python Config's."""
+    python = _core.config_debug("policy", {"kind": cls.core_name, **cls(capacity=1).core_params()})
+    assert _core.default_debug(f"policy.{cls.core_name}") == python
 
 
 class Captured(Exception):
     """Raised by the patched core entry point once it has the arguments."""
 
 
-POLICIES_WITH_PARAMS = ["clock", "twoq", "lirs", "s3fifo", "marker", "mark0", "mark0_robust"]
+#: Every native policy that has parameters (all of them are CLI-settable).
+POLICIES_WITH_PARAMS = [
+    cls.name for cls in NATIVE_POLICIES if any(f.name != "_target_" for f in dataclasses.fields(cls.Config))
+]
+
+
+def test_the_policies_with_parameters() -> None:
+    expected = {"clock", "twoq", "lirs", "s3fifo", "marker", "predictive_marker", "mark0", "mark_and_predict"}
+    assert set(POLICIES_WITH_PARAMS) == {*expected, "mark0_robust"}
 
 
 @pytest.mark.parametrize("policy", POLICIES_WITH_PARAMS)
@@ -195,7 +181,10 @@ def test_every_family_and_policy_field_arrives_in_the_core(
     with pytest.raises(Captured):
         execute(cfg, tmp_path, pm=PM, registry=Registry.from_plugin_manager(PM), overrides=overrides)
     assert seen["name"] == cls.core_name and seen["capacity"] == family["cache_size"]
-    assert seen["params"] == {k: float(v) for k, v in params.items()}
+    assert seen["params"] == params
+    got = _core.config_debug("policy", {"kind": seen["name"], **seen["params"]})
+    for k, v in params.items():
+        assert f"{k}: {v!r}" in got, (k, got)
     assert seen["opts"] == {k: family[k] for k in ("ignore_size", "warmup_requests", "window_requests")}
     assert seen["predictions"] == (family["predictions"], family["cache_size"])
     assert seen["noise"] == family["prediction_error"]
@@ -204,8 +193,19 @@ def test_every_family_and_policy_field_arrives_in_the_core(
 
 
 def test_policy_parameters_cross_with_serde_and_name_the_key() -> None:
-    with pytest.raises(InvalidConfigError, match=r"clock\.n_bit_counter: wrong type or range: must be real number"):
-        _core.PagingSim("clock", 10, {"n_bit_counter": "two"})
-    with pytest.raises(InvalidConfigError, match=r"clock\.bits"):
-        _core.PagingSim("clock", 10, {"bits": 2})
-    assert _core.PagingSim("clock", 10, {"n_bit_counter": True}).policy == "clock"  # a bool is 0/1
+    with pytest.raises(InvalidConfigError, match=r"policy\.n_bit_counter: wrong type or range"):
+        _core.PagingSim("clock", 10, {"n_bit_counter": "two", "init_freq": 0})
+    with pytest.raises(InvalidConfigError, match=r"policy\.n_bit_counter: wrong type or range"):
+        _core.PagingSim("clock", 10, {"n_bit_counter": 1.5, "init_freq": 0})
+    with pytest.raises(InvalidConfigError, match=r"policy\.bits: unknown key; allowed: n_bit_counter, init_freq"):
+        _core.PagingSim("clock", 10, {"n_bit_counter": 1, "init_freq": 0, "bits": 2})
+    with pytest.raises(InvalidConfigError, match=r"policy\.init_freq: is required"):
+        _core.PagingSim("clock", 10, {"n_bit_counter": 1})
+    with pytest.raises(InvalidConfigError, match=r"policy\.seed: is required"):
+        _core.PagingSim("marker", 10)
+    with pytest.raises(InvalidConfigError, match=r"policy\.n_bit_counter: must be an integer in 1\.\.=16, got 99"):
+        _core.PagingSim("clock", 10, {"n_bit_counter": 99, "init_freq": 0})
+    with pytest.raises(InvalidConfigError, match=r"policy\.switch_factor: must be a finite number > 1, got 1"):
+        _core.PagingSim("mark0_robust", 10, {"seed": 0, "switch_factor": 1.0})
+    with pytest.raises(InvalidConfigError, match=r"policy\.ratio: unknown key; allowed: none"):
+        _core.PagingSim("lru", 10, {"ratio": 0.1})

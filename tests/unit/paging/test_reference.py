@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 
 from memarena import _core
 from memarena.families.paging import Trace
+from memarena.families.paging.policies import NATIVE_POLICIES
 from memarena.families.paging.reference import REFERENCES, reference_hit_mask
 
 NAMES = sorted(REFERENCES)
+#: The native policy classes by core name (their Config holds the parameters the core requires).
+NATIVE = {cls.core_name: cls for cls in NATIVE_POLICIES}
 
 
 @st.composite
@@ -34,7 +37,7 @@ def sequences(draw: st.DrawFn) -> tuple[str, list[int], list[int] | None, int]:
 def test_rust_hit_mask_equals_reference(case: tuple[str, list[int], list[int] | None, int]) -> None:
     name, ids, sizes, capacity = case
     trace = Trace.from_arrays(ids, sizes)
-    ours = _core.hit_mask(name, capacity, trace._core)
+    ours = _core.hit_mask(name, capacity, trace._core, NATIVE[name](capacity).core_params())
     ref = reference_hit_mask(name, ids, capacity, sizes)
     assert np.array_equal(ours, ref), f"{name} cap={capacity} first diff at {int(np.argmax(ours != ref))}"
 

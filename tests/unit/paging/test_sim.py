@@ -157,7 +157,10 @@ def test_unknown_policy_lists_names() -> None:
 
 
 def test_unknown_parameter_is_named(trace: Trace) -> None:
-    with pytest.raises(InvalidConfigError, match="s3fifo.nope"):
+    with pytest.raises(
+        InvalidConfigError,
+        match=r"policy\.nope: unknown key; allowed: small_size_ratio, ghost_size_ratio, move_to_main_threshold",
+    ):
         simulate(trace, S3FIFO(10, nope=1))
     with pytest.raises(InvalidConfigError, match="capacity"):
         _core.PagingSim("lru", 0)
@@ -185,7 +188,7 @@ def test_feed_must_continue_in_order(trace: Trace) -> None:
         lambda t: lru_mrc(t, [-1]),
         lambda t: _core.PagingSim("s3fifo", 10, {"small_size_ratio": "x"}),
         lambda t: _core.PagingSim("lru", 2**64),
-        lambda t: _core.hit_mask("clock", 10, t._core, {"n_bit_counter": 99}),
+        lambda t: _core.hit_mask("clock", 10, t._core, {"n_bit_counter": 99, "init_freq": 0}),
         lambda t: _core.Trace.read_oracle_general("/"),
     ],
 )

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 
 import memarena.families.serving
 from memarena import _core
+from memarena.errors import InvalidConfigError
 from memarena.families.serving import ModelSpec
 
 # The serving family's own config tree holds the model presets.
@@ -17,9 +18,23 @@ MODEL_DIR = Path(memarena.families.serving.__file__).parent / "conf" / "model"
 PRESETS = sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
 
 
-def test_every_core_model_has_a_preset() -> None:
-    assert set(_core.builtin_models()) == set(PRESETS)
-    assert {"llama2_7b", "llama2_13b", "llama3_8b", "llama3_70b", "opt_13b", "mistral_7b"} <= set(PRESETS)
+#: Published parameter totals (model cards / safetensors metadata).
+PUBLISHED_PARAMS = {
+    "llama2_7b": 6_738_415_616,
+    "llama2_13b": 13_015_864_320,
+    "llama2_70b": 68_976_648_192,
+    "llama3_8b": 8_030_261_248,
+    "llama3_70b": 70_553_706_496,
+    "mistral_7b": 7_241_732_096,
+    "opt_13b": 12_853_473_280,
+}
+
+
+def test_the_presets_are_the_only_model_specs() -> None:
+    assert set(PRESETS) == set(PUBLISHED_PARAMS)
+    assert not hasattr(_core, "builtin_models")  # the Rust side reads these same files (ModelSpec::preset)
+    with pytest.raises(InvalidConfigError, match="model"):
+        _core.model_info("llama3_8b")  # a spec crosses as a dict only
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -28,5 +43,7 @@ def test_preset_matches_the_core_spec(name: str) -> None:
     spec = instantiate(node)
     assert isinstance(spec, ModelSpec) and spec.name == name
     assert "config.json" in spec.source
-    core = _core.model_info(name)
-    assert spec.info == core  # same architecture, so the same parameter count and KV bytes
+    core = _core.model_info({k: v for k, v in node.items() if k not in ("_target_", "source")})
+    assert spec.info == core
+    published = PUBLISHED_PARAMS[name]
+    assert abs(core["num_params"] - published) / published < 0.005, (core["num_params"], published)

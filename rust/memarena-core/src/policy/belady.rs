@@ -124,7 +124,7 @@ mod tests {
             .map(|(t, &id)| Request::unit(id, t as u64))
             .collect();
         fill_next_vtime(&mut reqs);
-        let mut c = Cache::with_policy(name, cap, &[]).unwrap();
+        let mut c = Cache::with_defaults(name, cap).unwrap();
         reqs.iter().filter(|r| !c.access(r).is_hit()).count()
     }
 
@@ -147,7 +147,7 @@ mod tests {
             .map(|(t, &id)| Request::unit(id, t as u64))
             .collect();
         fill_next_vtime(&mut reqs);
-        let mut c = Cache::with_policy("belady", 2, &[]).unwrap();
+        let mut c = Cache::with_defaults("belady", 2).unwrap();
         let hits: Vec<bool> = reqs.iter().map(|r| c.access(r).is_hit()).collect();
         assert_eq!(hits, [false, false, false, true]);
     }
@@ -164,7 +164,7 @@ mod tests {
         assert!(c.policy().heap.len() <= 2 * c.len() + 1024);
         // OPT on a loop of k + 1 pages with k frames faults every k requests.
         let n_miss = {
-            let mut c = Cache::with_policy("belady", 2, &[]).unwrap();
+            let mut c = Cache::with_defaults("belady", 2).unwrap();
             reqs.iter().filter(|r| !c.access(r).is_hit()).count()
         };
         assert!((24_999..=25_002).contains(&n_miss), "{n_miss}");

@@ -1,6 +1,6 @@
 //! CLOCK (FIFO-Reinsertion, second chance) with an n-bit frequency counter.
 
-use super::{IdList, Params, Policy, param};
+use super::{IdList, Policy};
 use crate::error::{Error, Result};
 use crate::request::{ObjId, Request};
 
@@ -27,7 +27,7 @@ impl Clock {
     pub fn new(n_bit_counter: u32, init_freq: u32) -> Result<Self> {
         if !(1..=16).contains(&n_bit_counter) {
             return Err(Error::invalid(
-                "clock.n_bit_counter",
+                "policy.n_bit_counter",
                 "must be an integer in 1..=16",
             ));
         }
@@ -36,26 +36,6 @@ impl Clock {
             max_freq: (1 << n_bit_counter) - 1,
             init_freq,
         })
-    }
-
-    /// Build from registry parameters (`n_bit_counter`, `init_freq`).
-    pub fn from_params(params: &Params) -> Result<Self> {
-        const ALLOWED: &[&str] = &["n_bit_counter", "init_freq"];
-        let bits = param("clock", params, ALLOWED, "n_bit_counter", 1.0)?;
-        let init = param("clock", params, ALLOWED, "init_freq", 0.0)?;
-        if bits.fract() != 0.0 || bits < 0.0 {
-            return Err(Error::invalid(
-                "clock.n_bit_counter",
-                "must be an integer in 1..=16",
-            ));
-        }
-        if init.fract() != 0.0 || !(0.0..=65535.0).contains(&init) {
-            return Err(Error::invalid(
-                "clock.init_freq",
-                "must be an integer in 0..=65535",
-            ));
-        }
-        Clock::new(bits as u32, init as u32)
     }
 }
 
@@ -121,11 +101,15 @@ impl Policy for Clock {
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::Cache;
+    use crate::policy::{Cache, ClockParams, PolicyConfig};
     use crate::request::Request;
 
-    fn run(cap: u64, params: &[(String, f64)], ids: &[u64]) -> Cache {
-        let mut c = Cache::with_policy("clock", cap, params).unwrap();
+    fn run(cap: u64, n_bit_counter: u32, ids: &[u64]) -> Cache {
+        let p = ClockParams {
+            n_bit_counter,
+            init_freq: 0,
+        };
+        let mut c = Cache::with_policy(&PolicyConfig::Clock(p), cap).unwrap();
         for (vt, &id) in ids.iter().enumerate() {
             c.access(&Request::unit(id, vt as u64));
         }
@@ -135,24 +119,26 @@ mod tests {
     #[test]
     fn referenced_object_gets_a_second_chance() {
         // 1 is referenced, so 3 evicts 2 and 1's bit is cleared.
-        let c = run(2, &[], &[1, 2, 1, 3]);
+        let c = run(2, 1, &[1, 2, 1, 3]);
         assert!(c.contains(1) && !c.contains(2) && c.contains(3));
         // 4 then evicts 1: its bit was cleared, and it is the oldest again.
-        let c = run(2, &[], &[1, 2, 1, 3, 4]);
+        let c = run(2, 1, &[1, 2, 1, 3, 4]);
         assert!(!c.contains(1) && c.contains(3) && c.contains(4));
     }
 
     #[test]
     fn two_bit_counter_survives_two_sweeps() {
-        let p = [("n_bit_counter".to_string(), 2.0)];
         // 1 hit three times saturates at 3: it outlives 2, 3 and 4.
-        let c = run(2, &p, &[1, 1, 1, 1, 2, 3, 4]);
+        let c = run(2, 2, &[1, 1, 1, 1, 2, 3, 4]);
         assert!(c.contains(1) && c.contains(4));
     }
 
     #[test]
     fn bad_parameter_is_rejected() {
-        let p = [("n_bit_counter".to_string(), 0.0)];
-        assert!(Cache::with_policy("clock", 2, &p).is_err());
+        let p = ClockParams {
+            n_bit_counter: 0,
+            init_freq: 0,
+        };
+        assert!(Cache::with_policy(&PolicyConfig::Clock(p), 2).is_err());
     }
 }

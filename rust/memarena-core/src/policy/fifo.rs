@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn hits_do_not_reorder() {
-        let mut c = Cache::with_policy("fifo", 2, &[]).unwrap();
+        let mut c = Cache::with_defaults("fifo", 2).unwrap();
         for (vt, id) in [1, 2, 1, 3].into_iter().enumerate() {
             c.access(&Request::unit(id, vt as u64));
         }

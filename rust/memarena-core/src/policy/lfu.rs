@@ -266,7 +266,7 @@ mod tests {
     use crate::request::Request;
 
     fn run(cap: u64, ids: &[u64]) -> Cache {
-        let mut c = Cache::with_policy("lfu", cap, &[]).unwrap();
+        let mut c = Cache::with_defaults("lfu", cap).unwrap();
         for (vt, &id) in ids.iter().enumerate() {
             c.access(&Request::unit(id, vt as u64));
             c.debug_check().unwrap();

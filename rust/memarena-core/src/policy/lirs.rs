@@ -1,6 +1,6 @@
 //! LIRS (Jiang and Zhang, SIGMETRICS '02): low inter-reference recency set.
 
-use super::{Handle, IdList, Params, Policy, param};
+use super::{Handle, IdList, Policy};
 use crate::error::{Error, Result};
 use crate::request::{ObjId, Request};
 
@@ -88,7 +88,7 @@ impl Lirs {
     /// `max(1, floor(capacity * hirs_ratio))` bytes.
     pub fn new(capacity_bytes: u64, hirs_ratio: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&hirs_ratio) {
-            return Err(Error::invalid("lirs.hirs_ratio", "must be in [0, 1)"));
+            return Err(Error::invalid("policy.hirs_ratio", "must be in [0, 1)"));
         }
         let hir_limit = ((hirs_ratio * capacity_bytes as f64) as u64).max(1);
         Ok(Lirs {
@@ -104,12 +104,6 @@ impl Lirs {
             pending: Pending::Refused,
             self_evicted_bytes: 0,
         })
-    }
-
-    /// Build from registry parameters (`hirs_ratio` = 0.01).
-    pub fn from_params(capacity_bytes: u64, params: &Params) -> Result<Self> {
-        let ratio = param("lirs", params, &["hirs_ratio"], "hirs_ratio", 0.01)?;
-        Lirs::new(capacity_bytes, ratio)
     }
 
     /// Evict Q's LRU block; its S entry, if any, becomes non-resident.

@@ -2,9 +2,7 @@
 //! (`marker`, `mark0`, `mark_and_predict`, `predictive_marker`): a set of
 //! ids with O(1) uniform random choice, and the `seed` parameter.
 
-use super::{Params, param};
 use crate::FxHashMap;
-use crate::error::{Error, Result};
 use crate::request::ObjId;
 use crate::rng::Rng;
 
@@ -100,19 +98,6 @@ impl<T: Copy> IdSet<T> {
         }
         Ok(())
     }
-}
-
-/// Read the `seed` parameter (the only one these policies take): a
-/// non-negative integer up to 2^53, default 0.
-pub(crate) fn seed_param(policy: &str, params: &Params) -> Result<u64> {
-    let s = param(policy, params, &["seed"], "seed", 0.0)?;
-    if !(s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s <= (1u64 << 53) as f64) {
-        return Err(Error::invalid(
-            format!("{policy}.seed"),
-            format!("must be an integer in [0, 2^53], got {s}"),
-        ));
-    }
-    Ok(s as u64)
 }
 
 /// The `k`-th harmonic number `H_k = 1 + 1/2 + ... + 1/k`.

@@ -5,13 +5,15 @@
 //! byte accounting and decides *when* to evict (until the incoming object
 //! fits); a [`Policy`] owns its metadata and decides *what* to evict.
 //!
-//! Adding a policy is one file in this folder plus one line in [`REGISTRY`].
+//! Adding a policy is one file in this folder plus its variant (and
+//! parameters, if any) in [`PolicyConfig`].
 
 mod arc;
 mod belady;
 mod blind_oracle;
 mod clock;
 mod combine;
+mod config;
 mod fifo;
 mod lfu;
 mod lirs;
@@ -31,6 +33,9 @@ pub use belady::Belady;
 pub use blind_oracle::BlindOracle;
 pub use clock::Clock;
 pub use combine::Combine;
+pub use config::{
+    ClockParams, LirsParams, Mark0RobustParams, PolicyConfig, S3FifoParams, SeedParams, TwoQParams,
+};
 pub use fifo::Fifo;
 pub use lfu::Lfu;
 pub use lirs::Lirs;
@@ -122,138 +127,14 @@ pub trait Policy: Send {
     }
 }
 
-/// Parameters of a policy beyond its capacity, by name; unknown names are
-/// rejected by [`build`] so a typo in a config never goes unnoticed.
-pub type Params = [(String, f64)];
-
-/// Signature of a policy constructor in [`REGISTRY`].
-pub type Factory = fn(capacity_bytes: u64, params: &Params) -> Result<Box<dyn Policy>>;
-
-/// Every built-in policy: registry name and constructor.
-pub const REGISTRY: &[(&str, Factory)] = &[
-    ("lru", |c, p| {
-        no_params("lru", p)?;
-        Ok(Box::new(Lru::new(c)))
-    }),
-    ("fifo", |c, p| {
-        no_params("fifo", p)?;
-        Ok(Box::new(Fifo::new(c)))
-    }),
-    ("clock", |_, p| Ok(Box::new(Clock::from_params(p)?))),
-    ("lfu", |c, p| {
-        no_params("lfu", p)?;
-        Ok(Box::new(Lfu::new(c)))
-    }),
-    ("arc", |c, p| {
-        no_params("arc", p)?;
-        Ok(Box::new(Arc::new(c)))
-    }),
-    ("twoq", |c, p| Ok(Box::new(TwoQ::from_params(c, p)?))),
-    ("lirs", |c, p| Ok(Box::new(Lirs::from_params(c, p)?))),
-    ("s3fifo", |c, p| Ok(Box::new(S3Fifo::from_params(c, p)?))),
-    ("sieve", |c, p| {
-        no_params("sieve", p)?;
-        Ok(Box::new(Sieve::new(c)))
-    }),
-    ("belady", |c, p| {
-        no_params("belady", p)?;
-        Ok(Box::new(Belady::new(c)))
-    }),
-    ("marker", |c, p| {
-        Ok(Box::new(Marker::new(c, marking::seed_param("marker", p)?)))
-    }),
-    ("blind_oracle", |c, p| {
-        no_params("blind_oracle", p)?;
-        Ok(Box::new(BlindOracle::new(c)))
-    }),
-    ("predictive_marker", |c, p| {
-        Ok(Box::new(PredictiveMarker::new(
-            c,
-            marking::seed_param("predictive_marker", p)?,
-        )))
-    }),
-    ("mark0", |c, p| {
-        Ok(Box::new(Mark0::new(c, marking::seed_param("mark0", p)?)))
-    }),
-    ("mark_and_predict", |c, p| {
-        Ok(Box::new(MarkAndPredict::new(
-            c,
-            marking::seed_param("mark_and_predict", p)?,
-        )))
-    }),
-    ("mark0_robust", |c, p| {
-        const ALLOWED: &[&str] = &["seed", "switch_factor"];
-        let seed = param("mark0_robust", p, ALLOWED, "seed", 0.0)?;
-        let seed = marking::seed_param("mark0_robust", &[("seed".to_string(), seed)])?;
-        let factor = param("mark0_robust", p, ALLOWED, "switch_factor", 1.1)?;
-        if !(factor.is_finite() && factor > 1.0) {
-            return Err(Error::invalid(
-                "mark0_robust.switch_factor",
-                format!("must be a finite number > 1, got {factor}"),
-            ));
-        }
-        Ok(Box::new(Combine::new(
-            "mark0_robust",
-            c,
-            Box::new(Mark0::new(c, seed)),
-            Box::new(Marker::new(c, seed + 1)),
-            factor,
-        )))
-    }),
-];
-
 /// Names of the built-in policies, in registry order.
 pub fn names() -> Vec<&'static str> {
-    REGISTRY.iter().map(|(n, _)| *n).collect()
+    <PolicyConfig as crate::config::Tagged>::KINDS.to_vec()
 }
 
-/// Build a policy by registry name.
-pub fn build(name: &str, capacity_bytes: u64, params: &Params) -> Result<Box<dyn Policy>> {
-    if capacity_bytes == 0 {
-        return Err(Error::invalid("capacity", "must be at least 1"));
-    }
-    let (_, factory) =
-        REGISTRY
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| Error::UnknownName {
-                kind: "policy",
-                name: name.to_string(),
-                available: names().join(", "),
-            })?;
-    factory(capacity_bytes, params)
-}
-
-/// Reject any parameter: for policies that take none.
-pub fn no_params(policy: &str, params: &Params) -> Result<()> {
-    match params.first() {
-        None => Ok(()),
-        Some((k, _)) => Err(Error::invalid(
-            format!("{policy}.{k}"),
-            format!("{policy} takes no parameters"),
-        )),
-    }
-}
-
-/// Read an optional parameter, rejecting names not in `allowed`.
-pub fn param(
-    policy: &str,
-    params: &Params,
-    allowed: &[&str],
-    key: &str,
-    default: f64,
-) -> Result<f64> {
-    if let Some((k, _)) = params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        return Err(Error::invalid(
-            format!("{policy}.{k}"),
-            format!("unknown parameter; {policy} takes: {}", allowed.join(", ")),
-        ));
-    }
-    Ok(params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| *v)
-        .unwrap_or(default))
+/// Build a built-in policy for a cache of `capacity_bytes`.
+pub fn build(config: &PolicyConfig, capacity_bytes: u64) -> Result<Box<dyn Policy>> {
+    config.build(capacity_bytes)
 }
 
 /// What happened to one request.
@@ -289,12 +170,15 @@ pub struct Cache<P: ?Sized + Policy = dyn Policy> {
 }
 
 impl Cache {
-    /// A cache with a built-in policy chosen by registry name.
-    pub fn with_policy(name: &str, capacity_bytes: u64, params: &Params) -> Result<Self> {
-        Ok(Cache::new(
-            capacity_bytes,
-            build(name, capacity_bytes, params)?,
-        ))
+    /// A cache with a built-in policy.
+    pub fn with_policy(config: &PolicyConfig, capacity_bytes: u64) -> Result<Self> {
+        Ok(Cache::new(capacity_bytes, config.build(capacity_bytes)?))
+    }
+
+    /// A cache with the built-in policy `name` and its default parameters
+    /// ([`PolicyConfig::defaults`]), for pure-Rust callers.
+    pub fn with_defaults(name: &str, capacity_bytes: u64) -> Result<Self> {
+        Cache::with_policy(&PolicyConfig::defaults(name)?, capacity_bytes)
     }
 }
 
@@ -475,23 +359,14 @@ mod tests {
 
     #[test]
     fn unknown_policy_lists_available() {
-        let err = build("nope", 4, &[]).err().unwrap().to_string();
+        let err = Cache::with_defaults("nope", 4).err().unwrap().to_string();
         assert!(err.contains("unknown policy \"nope\""), "{err}");
         assert!(err.contains("lru"), "{err}");
     }
 
     #[test]
-    fn unknown_parameter_is_named() {
-        let err = build("lru", 4, &[("ratio".into(), 0.1)])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("lru.ratio"), "{err}");
-    }
-
-    #[test]
     fn too_large_object_is_not_admitted() {
-        let mut c = Cache::with_policy("lru", 10, &[]).unwrap();
+        let mut c = Cache::with_defaults("lru", 10).unwrap();
         let mut r = Request::unit(1, 0);
         r.size = 11;
         assert_eq!(c.access(&r), Outcome::MissTooLarge);
@@ -500,7 +375,7 @@ mod tests {
 
     #[test]
     fn sized_objects_evict_until_fit() {
-        let mut c = Cache::with_policy("lru", 10, &[]).unwrap();
+        let mut c = Cache::with_defaults("lru", 10).unwrap();
         for (vt, (id, size)) in [(1, 4), (2, 4), (3, 2), (4, 6)].into_iter().enumerate() {
             let mut r = Request::unit(id, vt as u64);
             r.size = size;

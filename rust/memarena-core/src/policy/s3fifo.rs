@@ -1,7 +1,7 @@
 //! S3-FIFO (Yang et al., SOSP '23): a small probationary FIFO, a main FIFO
 //! with 2-bit CLOCK reinsertion, and a ghost FIFO of recently evicted ids.
 
-use super::{IdList, Params, Policy, param};
+use super::{IdList, Policy};
 use crate::error::{Error, Result};
 use crate::request::{ObjId, Request};
 
@@ -57,13 +57,13 @@ impl S3Fifo {
     ) -> Result<Self> {
         if !(0.0..1.0).contains(&small_size_ratio) {
             return Err(Error::invalid(
-                "s3fifo.small_size_ratio",
+                "policy.small_size_ratio",
                 "must be in [0, 1)",
             ));
         }
         if !(0.0..=16.0).contains(&ghost_size_ratio) {
             return Err(Error::invalid(
-                "s3fifo.ghost_size_ratio",
+                "policy.ghost_size_ratio",
                 "must be in [0, 16]",
             ));
         }
@@ -72,7 +72,7 @@ impl S3Fifo {
         if small_bytes == 0 {
             // libCacheSim refuses this configuration too.
             return Err(Error::invalid(
-                "s3fifo.small_size_ratio",
+                "policy.small_size_ratio",
                 format!(
                     "the small queue would hold 0 bytes of a {capacity_bytes}-byte cache; \
                      raise the capacity or the ratio"
@@ -90,26 +90,6 @@ impl S3Fifo {
             hit_on_ghost: false,
             has_evicted: false,
         })
-    }
-
-    /// Build from registry parameters (`small_size_ratio` = 0.10,
-    /// `ghost_size_ratio` = 0.90, `move_to_main_threshold` = 2).
-    pub fn from_params(capacity_bytes: u64, params: &Params) -> Result<Self> {
-        const ALLOWED: &[&str] = &[
-            "small_size_ratio",
-            "ghost_size_ratio",
-            "move_to_main_threshold",
-        ];
-        let small = param("s3fifo", params, ALLOWED, "small_size_ratio", 0.10)?;
-        let ghost = param("s3fifo", params, ALLOWED, "ghost_size_ratio", 0.90)?;
-        let thr = param("s3fifo", params, ALLOWED, "move_to_main_threshold", 2.0)?;
-        if thr.fract() != 0.0 || !(0.0..=1e6).contains(&thr) {
-            return Err(Error::invalid(
-                "s3fifo.move_to_main_threshold",
-                "must be a non-negative integer",
-            ));
-        }
-        S3Fifo::new(capacity_bytes, small, ghost, thr as u32)
     }
 
     /// Record an object evicted from small in the ghost FIFO.
@@ -312,7 +292,7 @@ mod tests {
 
     #[test]
     fn empty_small_queue_is_rejected() {
-        assert!(Cache::with_policy("s3fifo", 9, &[]).is_err());
+        assert!(Cache::with_defaults("s3fifo", 9).is_err());
     }
 
     #[test]

@@ -100,7 +100,7 @@ mod tests {
     /// 1..=9: a full cache A..G (A oldest) with A, B and G visited.
     #[test]
     fn paper_example() {
-        let mut c = Cache::with_policy("sieve", 7, &[]).unwrap();
+        let mut c = Cache::with_defaults("sieve", 7).unwrap();
         let mut vt = 0;
         access_all(&mut c, &[1, 2, 3, 4, 5, 6, 7], &mut vt);
         access_all(&mut c, &[1, 2, 7], &mut vt); // visit A, B, G
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn hand_wraps_to_tail() {
-        let mut c = Cache::with_policy("sieve", 2, &[]).unwrap();
+        let mut c = Cache::with_defaults("sieve", 2).unwrap();
         let mut vt = 0;
         // Both visited: the hand clears both, wraps, and evicts the oldest.
         access_all(&mut c, &[1, 2, 1, 2, 3], &mut vt);

@@ -2,7 +2,7 @@
 //! FIFO of ids evicted from it (Aout), and an LRU for re-referenced objects
 //! (Am).
 
-use super::{IdList, Params, Policy, param};
+use super::{IdList, Policy};
 use crate::error::{Error, Result};
 use crate::request::{ObjId, Request};
 
@@ -43,10 +43,13 @@ impl TwoQ {
     /// A 2Q of `capacity_bytes` with the given queue ratios.
     pub fn new(capacity_bytes: u64, ain_size_ratio: f64, aout_size_ratio: f64) -> Result<Self> {
         if !(0.0..=1.0).contains(&ain_size_ratio) {
-            return Err(Error::invalid("twoq.ain_size_ratio", "must be in [0, 1]"));
+            return Err(Error::invalid("policy.ain_size_ratio", "must be in [0, 1]"));
         }
         if !(0.0..=16.0).contains(&aout_size_ratio) {
-            return Err(Error::invalid("twoq.aout_size_ratio", "must be in [0, 16]"));
+            return Err(Error::invalid(
+                "policy.aout_size_ratio",
+                "must be in [0, 16]",
+            ));
         }
         let ain_bytes = (capacity_bytes as f64 * ain_size_ratio) as u64;
         Ok(TwoQ {
@@ -59,15 +62,6 @@ impl TwoQ {
             hit_on_ghost: false,
             self_evicted_bytes: 0,
         })
-    }
-
-    /// Build from registry parameters (`ain_size_ratio` = 0.25,
-    /// `aout_size_ratio` = 0.5).
-    pub fn from_params(capacity_bytes: u64, params: &Params) -> Result<Self> {
-        const ALLOWED: &[&str] = &["ain_size_ratio", "aout_size_ratio"];
-        let ain = param("twoq", params, ALLOWED, "ain_size_ratio", 0.25)?;
-        let aout = param("twoq", params, ALLOWED, "aout_size_ratio", 0.5)?;
-        TwoQ::new(capacity_bytes, ain, aout)
     }
 }
 

@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn decode_is_memory_bound_and_prefill_compute_bound() {
-        let m = ModelSpec::builtin("llama3_8b").unwrap();
+        let m = ModelSpec::preset("llama3_8b").unwrap();
         let hw = Hardware::h100_sxm();
         let c = CostModel::new(&m, &hw, m.kv_bytes_per_token(), &CostParams::default());
         // One decode token with 1000 context tokens.

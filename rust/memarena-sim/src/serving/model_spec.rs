@@ -59,82 +59,48 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// The names of the specs [`ModelSpec::builtin`] builds.
-    pub const BUILTIN: &'static [&'static str] = &[
-        "llama2_7b",
-        "llama2_13b",
-        "llama2_70b",
-        "llama3_8b",
-        "llama3_70b",
-        "opt_13b",
-        "mistral_7b",
-    ];
+    /// The folder of the `model` presets
+    /// (`python/memarena/families/serving/conf/model/<name>.yaml`), the one
+    /// source of model specs, in this source checkout.
+    pub const PRESET_DIR: &'static str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../python/memarena/families/serving/conf/model"
+    );
 
-    /// A spec by registry name, for Rust tests, examples and benchmarks.
-    ///
-    /// The user-facing source of model specs is the Python side's `model`
-    /// presets (`python/memarena/conf/model/<name>.yaml`): Python sends the
-    /// spec as a dict and never reads these. This copy must equal them,
-    /// which `tests/unit/serving/test_models.py` checks for every name.
-    pub fn builtin(name: &str) -> Result<ModelSpec> {
-        #[allow(clippy::too_many_arguments)]
-        fn llama(
-            name: &str,
-            l: u32,
-            h: u32,
-            heads: u32,
-            kv: u32,
-            inter: u32,
-            vocab: u32,
-            ctx: u32,
-        ) -> ModelSpec {
-            ModelSpec {
+    /// The `model` preset `name`, read from [`ModelSpec::PRESET_DIR`]: for
+    /// Rust tests, examples and benchmarks run from a source checkout.
+    /// (Python reads the same files and sends the spec as a dict.)
+    pub fn preset(name: &str) -> Result<ModelSpec> {
+        let path = std::path::Path::new(Self::PRESET_DIR).join(format!("{name}.yaml"));
+        if !path.is_file() {
+            let mut names: Vec<String> = std::fs::read_dir(Self::PRESET_DIR)
+                .map_err(|source| Error::Io {
+                    path: Self::PRESET_DIR.into(),
+                    source,
+                })?
+                .filter_map(|e| {
+                    let p = e.ok()?.path();
+                    (p.extension()? == "yaml").then(|| p.file_stem()?.to_str().map(String::from))?
+                })
+                .collect();
+            names.sort();
+            return Err(Error::UnknownName {
+                kind: "model",
                 name: name.into(),
-                num_layers: l,
-                hidden_size: h,
-                num_attention_heads: heads,
-                num_kv_heads: kv,
-                head_dim: h / heads,
-                intermediate_size: inter,
-                ffn: FfnKind::Gated,
-                vocab_size: vocab,
-                tied_embeddings: false,
-                learned_positions: 0,
-                max_context: ctx,
-                dtype_bytes: 2,
-            }
+                available: names.join(", "),
+            });
         }
-        Ok(match name {
-            "llama2_7b" => llama(name, 32, 4096, 32, 32, 11008, 32000, 4096),
-            "llama2_13b" => llama(name, 40, 5120, 40, 40, 13824, 32000, 4096),
-            "llama2_70b" => llama(name, 80, 8192, 64, 8, 28672, 32000, 4096),
-            "llama3_8b" => llama(name, 32, 4096, 32, 8, 14336, 128256, 8192),
-            "llama3_70b" => llama(name, 80, 8192, 64, 8, 28672, 128256, 8192),
-            "mistral_7b" => llama(name, 32, 4096, 32, 8, 14336, 32000, 32768),
-            "opt_13b" => ModelSpec {
-                name: name.into(),
-                num_layers: 40,
-                hidden_size: 5120,
-                num_attention_heads: 40,
-                num_kv_heads: 40,
-                head_dim: 128,
-                intermediate_size: 20480,
-                ffn: FfnKind::Plain,
-                vocab_size: 50272,
-                tied_embeddings: true,
-                // OPT's learned positions carry an offset of 2.
-                learned_positions: 2050,
-                max_context: 2048,
-                dtype_bytes: 2,
-            },
-            _ => {
-                return Err(Error::UnknownName {
-                    kind: "model",
-                    name: name.into(),
-                    available: Self::BUILTIN.join(", "),
-                });
-            }
-        })
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let spec = preset::parse(&text).map_err(|(location, reason)| Error::Malformed {
+            path: path.clone(),
+            location,
+            reason,
+        })?;
+        spec.validate()?;
+        Ok(spec)
     }
 
     /// Checks the invariants; errors name the field.
@@ -227,11 +193,11 @@ mod tests {
 
     #[test]
     fn kv_bytes_per_token_respect_gqa() {
-        let l3 = ModelSpec::builtin("llama3_8b").unwrap();
+        let l3 = ModelSpec::preset("llama3_8b").unwrap();
         assert_eq!(l3.kv_bytes_per_token(), 2 * 32 * 8 * 128 * 2); // 128 KiB
-        let l2 = ModelSpec::builtin("llama2_7b").unwrap();
+        let l2 = ModelSpec::preset("llama2_7b").unwrap();
         assert_eq!(l2.kv_bytes_per_token(), 2 * 32 * 32 * 128 * 2); // 512 KiB
-        let opt = ModelSpec::builtin("opt_13b").unwrap();
+        let opt = ModelSpec::preset("opt_13b").unwrap();
         assert_eq!(opt.kv_bytes_per_token(), 800 * 1024); // vLLM paper: 800 KB per token
     }
 
@@ -247,7 +213,7 @@ mod tests {
             ("mistral_7b", 7_241_732_096),
             ("opt_13b", 12_853_473_280),
         ] {
-            let m = ModelSpec::builtin(name).unwrap();
+            let m = ModelSpec::preset(name).unwrap();
             m.validate().unwrap();
             let got = m.num_params();
             let rel = (got as f64 - published as f64).abs() / published as f64;
@@ -256,8 +222,135 @@ mod tests {
     }
 
     #[test]
-    fn unknown_model_lists_the_builtins() {
-        let e = ModelSpec::builtin("gpt5").unwrap_err().to_string();
-        assert!(e.contains("llama3_8b"), "{e}");
+    fn unknown_model_lists_the_presets() {
+        let e = ModelSpec::preset("gpt5").unwrap_err().to_string();
+        assert!(e.contains("llama3_8b") && e.contains("opt_13b"), "{e}");
+    }
+
+    #[test]
+    fn presets_are_flat_key_value_files() {
+        let text = "# c\n_target_: x.ModelSpec\nname: m  # n\nnum_layers: 2\nhidden_size: 64\n\
+            num_attention_heads: 4\nnum_kv_heads: 2\nhead_dim: 16\nintermediate_size: 128\n\
+            vocab_size: 100\nmax_context: 32\nffn: plain\ntied_embeddings: true\n\
+            learned_positions: 0\ndtype_bytes: 2\nsource: \"a # b\"\n";
+        let m = preset::parse(text).unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.ffn, m.tied_embeddings),
+            ("m", FfnKind::Plain, true)
+        );
+        let (at, why) = preset::parse("name m").unwrap_err();
+        assert_eq!(
+            (at.as_str(), why.as_str()),
+            ("line 1", "expected `key: value`")
+        );
+        let (_, why) = preset::parse(&text.replace("ffn: plain", "ffn: moe")).unwrap_err();
+        assert!(why.contains("unknown variant `moe`"), "{why}");
+        let (_, why) =
+            preset::parse(&text.replace("dtype_bytes: 2", "dtype_bites: 2")).unwrap_err();
+        assert!(why.contains("dtype_bites"), "{why}");
+    }
+}
+
+/// The reader of the `model` presets: flat `key: value` lines (a YAML
+/// subset: comments, bare or double-quoted scalars), enough for these files
+/// without a YAML dependency.
+mod preset {
+    use serde::Deserialize;
+    use serde::de::value::{Error as ValueError, MapDeserializer, StrDeserializer};
+    use serde::de::{self, IntoDeserializer, Visitor};
+
+    use super::ModelSpec;
+
+    /// Keys the presets hold for the Python side only.
+    const PYTHON_ONLY: &[&str] = &["_target_", "source"];
+
+    /// A scalar: a bool, a non-negative integer or a string.
+    enum Scalar {
+        Bool(bool),
+        Int(u64),
+        Str(String),
+    }
+
+    impl<'de> IntoDeserializer<'de, ValueError> for Scalar {
+        type Deserializer = Self;
+        fn into_deserializer(self) -> Self {
+            self
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for Scalar {
+        type Error = ValueError;
+
+        fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, ValueError> {
+            match self {
+                Scalar::Bool(b) => v.visit_bool(b),
+                Scalar::Int(i) => v.visit_u64(i),
+                Scalar::Str(s) => v.visit_string(s),
+            }
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, ValueError> {
+            match self {
+                Scalar::Str(s) => {
+                    StrDeserializer::<ValueError>::new(&s).deserialize_enum(name, variants, v)
+                }
+                other => other.deserialize_any(v),
+            }
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map struct identifier ignored_any
+        }
+    }
+
+    fn scalar(raw: &str) -> Result<Scalar, String> {
+        let raw = raw.trim();
+        if let Some(rest) = raw.strip_prefix('"') {
+            let (s, tail) = rest
+                .split_once('"')
+                .ok_or_else(|| "unterminated string".to_string())?;
+            let tail = tail.trim();
+            if !(tail.is_empty() || tail.starts_with('#')) {
+                return Err(format!("unexpected {tail:?} after the string"));
+            }
+            return Ok(Scalar::Str(s.to_string()));
+        }
+        let v = raw.split_once('#').map_or(raw, |(v, _)| v).trim();
+        Ok(match v {
+            "true" => Scalar::Bool(true),
+            "false" => Scalar::Bool(false),
+            _ => v
+                .parse()
+                .map_or_else(|_| Scalar::Str(v.to_string()), Scalar::Int),
+        })
+    }
+
+    /// A spec from a preset's text; an error is `(location, reason)`.
+    pub(super) fn parse(text: &str) -> Result<ModelSpec, (String, String)> {
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let at = || format!("line {}", i + 1);
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, raw) = line
+                .split_once(':')
+                .ok_or_else(|| (at(), "expected `key: value`".to_string()))?;
+            let key = key.trim();
+            if PYTHON_ONLY.contains(&key) {
+                continue;
+            }
+            entries.push((key.to_string(), scalar(raw).map_err(|e| (at(), e))?));
+        }
+        ModelSpec::deserialize(MapDeserializer::<_, ValueError>::new(entries.into_iter()))
+            .map_err(|e| ("spec".to_string(), e.to_string()))
     }
 }

@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn pages_map_on_demand_with_2mb_pages_on_llama3_8b() {
-        let m = ModelSpec::builtin("llama3_8b").unwrap();
+        let m = ModelSpec::preset("llama3_8b").unwrap();
         let group = (2u64 << 20) * 64; // 2 MiB in each of 64 K/V buffers
         let mut v = VattnKv::new(
             10 * group + 5,

@@ -163,7 +163,7 @@ fn a_manager_without_quiet_decode_tokens_gives_the_same_reports() {
         for (kname, kv) in KvManagerConfig::presets() {
             for preemption in [PreemptionMode::Recompute, PreemptionMode::Swap] {
                 let mut c = ServingConfig::new(
-                    ModelSpec::builtin("llama3_8b").unwrap(),
+                    ModelSpec::preset("llama3_8b").unwrap(),
                     Hardware::h100_sxm(),
                 );
                 c.kv = Some(kv.clone());
