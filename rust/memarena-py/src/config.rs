@@ -32,23 +32,6 @@ pub(crate) fn from_py<T: DeserializeOwned>(obj: &Bound<'_, PyAny>, root: &str) -
     })
 }
 
-/// A flat `{name: number}` dict (bools read as 0/1) as `(name, value)`
-/// pairs sorted by name, for the cores' named numeric parameters (policy
-/// and index parameters); `root` names the dict in errors.
-pub(crate) fn number_pairs(
-    obj: Option<&Bound<'_, PyDict>>,
-    root: &str,
-) -> PyResult<Vec<(String, f64)>> {
-    match obj {
-        None => Ok(Vec::new()),
-        Some(d) => Ok(
-            from_py::<std::collections::BTreeMap<String, f64>>(d.as_any(), root)?
-                .into_iter()
-                .collect(),
-        ),
-    }
-}
-
 /// A copy of `obj` whose dicts have their `kind` key first (the core's
 /// tagged enums read the tag before the variant's fields); other values are
 /// shared.
