@@ -271,7 +271,7 @@ impl PyPagingSim {
     }
 }
 
-/// Counts of one replay (see `memarena.paging.PagingResult`).
+/// Counts of one replay (see `memarena.families.paging.PagingResult`).
 #[pyclass(name = "PagingStats", module = "memarena._core", frozen)]
 pub struct PyPagingStats {
     inner: PagingStats,
