@@ -631,7 +631,7 @@ class VectorIndex(Component):
 
     @abc.abstractmethod
     def add(self, data: Any, ids: Any = None, tenants: Any = None) -> None:
-        """Add ``(n, dim)`` rows with uint64 ids, each readable by its tenants."""
+        """Add ``(n, dim)`` rows with ids from 0 to 2**63 - 1, each readable by its tenants."""
 
     @abc.abstractmethod
     def search(self, queries: Any, k: int, params: Mapping[str, Any] | None = None, tenant: Any = None) -> Any:

@@ -699,9 +699,9 @@ class IndexConformance:
       works, also with the ``threads`` key the family adds;
     * fewer than ``k`` vectors: the results are padded with id ``-1`` after
       the real ones;
-    * ids round-trip: the ids given to ``add`` (uint64, here from 2**32 to
-      2**64 - 2; ``search`` returns int64, read back with
-      ``ids.view(np.uint64)``) are the ids ``search`` returns, each vector
+    * ids round-trip: the ids given to ``add`` (0 to 2**63 - 1, here from
+      2**32 up to 2**63 - 1; ``search`` returns them as int64, -1 marking no
+      result, as faiss's ids do) are the ids ``search`` returns, each vector
       finding its exact best match (itself, for ``l2`` and ``cosine``) first;
     * recall@k against brute force on the seeded set is at least
       ``recall_floor``;
@@ -823,10 +823,10 @@ class IndexConformance:
     def test_ids_round_trip(self, make_index: Callable[[int, str], Any], data: IndexData, metric: str) -> None:
         index = make_index(data.dim, metric)
         index.train(data.base)
-        # Rows spread over the set, under ids across the uint64 range; 2**64 - 1
-        # is left out: as int64 it is the -1 that pads short results.
+        # Rows spread over the set, under ids across the int64 range (ids are
+        # returned as int64, -1 marking no result).
         rows = data.base[:: max(1, len(data.base) // 8)][:8]
-        big = np.array([2**32, 2**40 + 1, 2**53 + 1, 2**62, 2**63 - 1, 2**63, 2**63 + 5, 2**64 - 2], dtype=np.uint64)
+        big = np.array([2**32, 2**40 + 1, 2**53 + 1, 2**60, 2**62, 2**62 + 7, 2**63 - 2, 2**63 - 1], dtype=np.uint64)
         big = big[: len(rows)]
         index.add(rows, big)
         _, ids = index.search(rows, 1)

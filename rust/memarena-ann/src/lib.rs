@@ -46,4 +46,5 @@ pub use index::{
 pub use ivf::{Ivf, IvfBuildConfig, IvfConfig, SpannBuildConfig};
 pub use metric::Metric;
 pub use simhash::{SimHash, SimHashConfig};
+pub use store::MAX_ID;
 pub use tenant::{TenantFilter, TenantLists, Tenants};

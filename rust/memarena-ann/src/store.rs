@@ -18,6 +18,10 @@ use crate::metric::{Metric, norm_sq, normalize};
 use crate::persist::{Reader, Writer};
 use crate::tenant::Tenants;
 
+/// The largest id an index stores: results hand ids back as `i64`, with -1
+/// for a missing result.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
 /// Ids, tombstones, tenants and vectors of an index.
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
@@ -199,6 +203,17 @@ impl Store {
             return Err(Error::invalid(
                 "tenants",
                 format!("{} tenant rows for {n} vectors", t.len()),
+            ));
+        }
+        // Results carry ids as i64 with -1 marking "no result": a larger id
+        // would come back negative (2^64 - 1 as -1), so it is refused here.
+        if let Some(i) = ids.iter().position(|&id| id > MAX_ID) {
+            return Err(Error::invalid(
+                "ids",
+                format!(
+                    "id {} (row {i}) is above {MAX_ID} (2^63 - 1): search results carry ids as int64, -1 marking no result",
+                    ids[i]
+                ),
             ));
         }
         if let Some(i) = data.iter().position(|x| !x.is_finite()) {

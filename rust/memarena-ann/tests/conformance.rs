@@ -6,8 +6,8 @@ mod common;
 use common::{DIM, data, kinds, make};
 use memarena_ann::dataset::{ground_truth, recall_at_k};
 use memarena_ann::{
-    E2LshConfig, HnswConfig, IndexConfig, IvfBuildConfig, Metric, SearchParams, SimHashConfig,
-    TenantFilter, TenantLists, build, from_bytes,
+    E2LshConfig, HnswConfig, IndexConfig, IvfBuildConfig, MAX_ID, Metric, SearchParams,
+    SimHashConfig, TenantFilter, TenantLists, build, from_bytes,
 };
 use memarena_core::rng::Rng;
 
@@ -350,6 +350,32 @@ fn bad_input_gives_errors_that_name_it() {
         flat.search(&[0.0; 4], 1, &SearchParams::default(), Some(&f))
             .is_err()
     );
+}
+
+#[test]
+fn ids_above_i64_max_are_refused_and_the_largest_round_trips() {
+    // Results carry ids as i64 with -1 for "no result": 2^64 - 1 would come
+    // back as -1 and any id >= 2^63 negative, so every kind refuses them.
+    let ds = data(64, 1, 3);
+    let ids: Vec<u64> = (0..64).collect();
+    for (kind, bp, sp) in kinds() {
+        let mut idx = make(&bp, Metric::L2, &ds.base);
+        idx.add(&ds.base, &ids).unwrap();
+        for bad in [MAX_ID + 1, u64::MAX] {
+            let e = idx.add(&ds.base[..DIM], &[bad]).unwrap_err().to_string();
+            assert!(
+                e.contains("ids") && e.contains(&bad.to_string()),
+                "{kind}: {e}"
+            );
+        }
+        idx.add(&ds.base[..DIM], &[MAX_ID]).unwrap();
+        let r = idx.search(&ds.base[..DIM], 1, &sp, None).unwrap();
+        assert!(
+            [0, MAX_ID as i64].contains(&r.ids[0]),
+            "{kind}: {:?}",
+            r.ids
+        );
+    }
 }
 
 #[test]

@@ -125,3 +125,25 @@ def test_tenant_block_max_from_config_trades_memory_not_answers(cls: type[Any]) 
     np.testing.assert_allclose(d_a, d_b, rtol=1e-5)
     # Without the per-tenant copies the index holds about one copy of the vectors less.
     assert mem_none < mem_copies - 0.8 * base.nbytes, (mem_none, mem_copies, base.nbytes)
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (np.array([1, 2**64 - 1], dtype=np.uint64), r"ids: id 18446744073709551615 \(row 1\) is above"),
+        (np.array([2**63], dtype=np.uint64), r"ids: id 9223372036854775808 \(row 0\) is above"),
+        ([3, -1], r"ids: id -1 \(row 1\) is negative"),
+        ([1.0, 2.5], r"ids: id 2\.5 \(row 1\) is not an integer"),
+        (["a", "b"], r"ids: must be integers"),
+    ],
+)
+def test_ids_a_search_could_not_return_intact_are_refused(ids: object, message: str) -> None:
+    # Results carry ids as int64 with -1 for "no result" (as faiss does): an id
+    # that would come back altered (-1, negative, truncated) is refused at add.
+    index = Index("flat", metric="l2")
+    x = np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32)
+    n = len(ids) if isinstance(ids, list) else ids.shape[0]  # type: ignore[attr-defined]
+    with pytest.raises(InvalidConfigError, match=message):
+        index.add(x[:n], ids=ids)
+    index.add(x[:1], ids=np.array([2**63 - 1], dtype=np.uint64))  # the largest id round-trips
+    assert index.search(x[:1], 1)[1][0, 0] == 2**63 - 1

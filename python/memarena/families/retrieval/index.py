@@ -74,6 +74,29 @@ class SearchConfig:
 SEARCH_DEFAULTS: dict[str, Any] = dataclasses.asdict(SearchConfig())
 
 
+def _ids(ids: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+    """``ids`` as uint64, refusing what a cast would alter silently: negative,
+    fractional or non-numeric ids (ids above 2**63 - 1 are refused by the core,
+    which returns ids as int64 with -1 marking no result)."""
+    raw = np.asarray(ids).reshape(-1)
+    if raw.dtype.kind == "u":
+        return np.ascontiguousarray(raw, dtype=np.uint64)
+    if raw.dtype.kind not in "if" and raw.size:
+        raise InvalidConfigError(f"ids: must be integers, got dtype {raw.dtype}")
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw) | (raw != np.floor(raw))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InvalidConfigError(f"ids: id {raw[i].item()!r} (row {i}) is not an integer")
+        if (raw >= 2.0**63).any():
+            i = int(np.argmax(raw >= 2.0**63))
+            raise InvalidConfigError(f"ids: id {raw[i].item()!r} (row {i}) is above 2**63 - 1")
+    if raw.size and (raw < 0).any():
+        i = int(np.argmax(raw < 0))
+        raise InvalidConfigError(f"ids: id {raw[i].item()!r} (row {i}) is negative")
+    return np.ascontiguousarray(raw, dtype=np.uint64)
+
+
 def tenants_to_csr(tenants: TenantsLike, n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32]]:
     """CSR arrays ``(offsets, tenant_ids)`` for ``n`` rows.
 
@@ -244,7 +267,8 @@ class Index(VectorIndex):
         """Add rows with their ids (default: consecutive from 0) and tenant sets.
 
         :param data: ``(n, dim)`` rows; float32 C-contiguous rows pass without a copy.
-        :param ids: ``n`` unique uint64 ids.
+        :param ids: ``n`` unique ids from 0 to 2**63 - 1 (search returns them
+            as int64, -1 marking no result); others are refused, never altered.
         :param tenants: Who may read each row: a list of ``n`` tenant lists, or
             CSR ``(offsets, tenant_ids)`` arrays. Rows without tenants are only
             visible to unfiltered searches.
@@ -254,7 +278,7 @@ class Index(VectorIndex):
         if ids is None:
             id_arr = np.arange(self._next_id, self._next_id + n, dtype=np.uint64)
         else:
-            id_arr = np.ascontiguousarray(ids, dtype=np.uint64).reshape(-1)
+            id_arr = _ids(ids)
             if len(id_arr) != n:
                 raise InvalidConfigError(f"ids: {len(id_arr)} ids for {n} vectors")
         offsets = tids = None
