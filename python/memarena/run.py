@@ -69,6 +69,9 @@ class Run:
         self.hook_errors: dict[tuple[str, str], tuple[str, int]] = {}
         self._metrics: list[Metric] = []
         self.seed = _int_key(config, "seed", 0, 0, 2**64 - 1)
+        progress = config.get("progress")
+        if progress is not None and not isinstance(progress, bool):
+            raise InvalidConfigError(f"config key 'progress' must be true, false or null, got {progress!r}")
         self.threads = _int_key(config, "threads", 0, 0, 1 << 16) or os.cpu_count() or 1
 
     # -- components --------------------------------------------------------

@@ -170,6 +170,7 @@ def test_bad_config_values_give_one_error_line_naming_the_key(tmp_path: Path) ->
         ("workload.n_requests=99999999999999999999", ["workload.n_requests", "workload=zipf"]),
         ("cache_size=2e19", ["cache_size"]),
         ("seed=-1", ["config key 'seed' must be an integer in [0, 18446744073709551615], got -1"]),
+        ("progress=maybe", ["config key 'progress' must be true, false or null, got 'maybe'"]),
         ("policy=nope", ["Could not find 'policy/nope'; Available options in 'policy': arc, belady"]),
     ]
     for i, (override, expected) in enumerate(cases):
