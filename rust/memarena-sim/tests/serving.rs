@@ -330,7 +330,7 @@ proptest! {
         prop_assert_eq!(r.digest(), simulate(&c, &specs).unwrap().digest(), "decode runs changed the result");
         prop_assert_eq!(r.completed + r.rejected_too_long + r.rejected_unservable, specs.len() as u64);
         for s in &r.samples {
-            let sum = s.token_states_bytes + s.reserved_bytes + s.internal_frag_bytes + s.external_frag_bytes + s.free_bytes;
+            let sum = s.token_states_bytes + s.reserved_bytes + s.internal_frag_bytes + s.external_frag_bytes + s.idle_mapped_bytes + s.free_bytes;
             prop_assert_eq!(sum, r.kv_pool_bytes);
         }
         let done: u64 = specs

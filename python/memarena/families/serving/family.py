@@ -9,8 +9,8 @@ backend's figures, preemption by recompute or swap (over
 the backend's host link). Rows carry throughput, TTFT / time between tokens
 / end-to-end latency percentiles, batch size, preemptions, prefix-cache hit
 rate and the KV memory breakdown of the vLLM paper's Fig. 2 (token states /
-reserved / internal fragmentation / external fragmentation / free), in
-bytes and as shares of the pool, averaged over the samples with requests
+reserved / internal fragmentation / external fragmentation, plus
+vAttention's idle mapped pages / free), in bytes and as shares of the pool, averaged over the samples with requests
 running; the same breakdown and the batch size over time are kept as
 series for ``memarena report``.
 """
@@ -25,6 +25,7 @@ import numpy as np
 from memarena import _core
 from memarena.api import BackendRequirements, Family, PlotSpec, param
 from memarena.errors import InvalidConfigError
+from memarena.families.serving.sim import BREAKDOWN
 
 if TYPE_CHECKING:
     from memarena.families.serving import ServingReport
@@ -48,7 +49,7 @@ OPTION_KEYS = (
     "check_invariants",
 )
 #: Fig. 2 categories, stacked in this order.
-SHARES = ("token_states_share", "reserved_share", "internal_frag_share", "external_frag_share", "free_share")
+SHARES = tuple(f"{k}_share" for k in BREAKDOWN)
 
 
 def _downsample(n: int, points: int) -> np.ndarray:
@@ -75,7 +76,7 @@ class ServingFamily(Family):
         "mean_batch_seqs",
         "preemptions",
         "prefix_hit_rate",
-        "token_states_share",
+        *SHARES,
         "token_states_share_of_used",
         "wall_s",
     )
@@ -119,6 +120,14 @@ class ServingFamily(Family):
             title="Share of the KV pool lost to external fragmentation over time",
             series=True,
             filename="external_frag_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="idle_mapped_share_over_time",
+            hue="kv_manager",
+            title="Share of the KV pool mapped on idle slots (vAttention deferred reclamation) over time",
+            series=True,
+            filename="idle_mapped_share_over_time.png",
         ),
         PlotSpec(
             x="time_s_over_time",
@@ -280,6 +289,6 @@ class ServingFamily(Family):
         row["time_s_over_time"] = [float(t) for t in samples["time_s"][idx]]
         row["batch_seqs_over_time"] = [int(x) for x in samples["running_seqs"][idx]]
         row["waiting_requests_over_time"] = [int(x) for x in samples["waiting_requests"][idx]]
-        for cat in ("token_states", "reserved", "internal_frag", "external_frag", "free"):
+        for cat in BREAKDOWN:
             row[f"{cat}_share_over_time"] = [float(x) / pool for x in samples[f"{cat}_bytes"][idx]]
         return row

@@ -42,9 +42,13 @@ class StaticKV(ServingKVManager):
     """Contiguous static reservation per request (Orca as the vLLM paper models it).
 
     ``variant``: ``max`` reserves the model's maximum length (Orca-Max),
-    ``pow2`` the final length rounded up to a power of two (Orca-Pow2),
-    ``oracle`` exactly the final length (Orca-Oracle). Reservations come
-    from a first-fit contiguous allocator, so holes fragment the pool.
+    ``pow2`` the prompt plus the output length rounded up to a power of two,
+    ``P + next_pow2(D)`` (Orca-Pow2; the vLLM paper, section 6.1: "if the true
+    output length is 25, it reserves 32 positions for outputs"), ``oracle``
+    exactly the final length (Orca-Oracle). Reservations come from a
+    first-fit contiguous allocator, so holes fragment the pool; the holes
+    too small for the head of the queue are external fragmentation while
+    that request is blocked on memory.
     """
 
     name: ClassVar[str] = "static"
@@ -101,7 +105,8 @@ class VAttentionKV(ServingKVManager):
 
     ``page_size_bytes`` is the physical page per layer and K/V buffer
     (64 KiB, 128 KiB, 256 KiB or 2 MiB); with ``deferred_reclaim`` a
-    finished request's pages stay mapped on its slot until needed elsewhere.
+    finished request's pages stay mapped on its slot until needed elsewhere
+    (reported as ``idle_mapped``: neither used nor free).
     """
 
     name: ClassVar[str] = "vattention"

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BREAKDOWN", "STATUS", "ServingReport", "simulate"]
 
-#: The KV memory categories of the vLLM paper's Fig. 2, in the order they are
-#: stacked; together they are the whole KV pool at every sample.
-BREAKDOWN: tuple[str, ...] = ("token_states", "reserved", "internal_frag", "external_frag", "free")
+#: The KV memory categories of the vLLM paper's Fig. 2 plus vAttention's idle
+#: mapped pages, in the order they are stacked; together they are the whole KV
+#: pool at every sample. The first four are the memory requests *use* (the
+#: denominator of ``token_states_share_of_used``); ``idle_mapped`` (pages kept
+#: mapped on finished requests' slots, reclaimable on demand) and ``free`` are not.
+BREAKDOWN: tuple[str, ...] = ("token_states", "reserved", "internal_frag", "external_frag", "idle_mapped", "free")
 
 #: Per-request status codes in :attr:`ServingReport.status`.
 STATUS: dict[int, str] = {0: "completed", 1: "rejected_too_long", 2: "rejected_unservable"}

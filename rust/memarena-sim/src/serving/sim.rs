@@ -412,12 +412,13 @@ impl ServingReport {
         memarena_core::trace::hash_str(&format!("{self:?}"))
     }
 
-    /// Share of *allocated* KV memory (pool minus free) holding token
-    /// states in the mean busy breakdown: the vLLM paper's Fig. 2 metric.
+    /// Share of *used* KV memory ([`KvBreakdown::used`]: token states,
+    /// reservation, internal and external fragmentation; not free memory
+    /// nor idle mapped pages) holding token states in the mean busy
+    /// breakdown: the vLLM paper's Fig. 2 metric.
     pub fn token_state_share_of_used(&self) -> f64 {
         let b = &self.mean_busy_breakdown;
-        let used =
-            b.token_states_bytes + b.reserved_bytes + b.internal_frag_bytes + b.external_frag_bytes;
+        let used = b.used();
         if used == 0 {
             0.0
         } else {
@@ -661,6 +662,7 @@ fn report<K: KvManager>(
         reserved_bytes: mean(|s| s.reserved_bytes),
         internal_frag_bytes: mean(|s| s.internal_frag_bytes),
         external_frag_bytes: mean(|s| s.external_frag_bytes),
+        idle_mapped_bytes: mean(|s| s.idle_mapped_bytes),
         free_bytes: 0,
         cached_free_bytes: mean(|s| s.cached_free_bytes),
     };

@@ -1,9 +1,15 @@
 //! Static contiguous reservation, as the vLLM paper models Orca (Kwon et
 //! al., SOSP '23, §6.1): at admission each sequence reserves a contiguous
-//! chunk of KV slots — the model's maximum length (Orca-Max), the request's
-//! final length rounded up to a power of two (Orca-Pow2), or exactly its
-//! final length (Orca-Oracle) — from a first-fit allocator over one address
-//! range.
+//! chunk of KV slots — the model's maximum length (Orca-Max), the prompt
+//! plus the output length rounded up to a power of two (Orca-Pow2), or
+//! exactly its final length (Orca-Oracle) — from a first-fit allocator over
+//! one address range.
+//!
+//! Orca-Pow2 as the paper defines it (§6.1): the system "over-reserves the
+//! space for outputs by at most 2×. For example, if the true output length
+//! is 25, it reserves 32 positions for outputs." The prompt is reserved
+//! exactly: `P + next_pow2(D)` slots for a prompt of `P` and an output of
+//! `D` tokens (not `next_pow2(P + D)`), capped at the maximum length.
 //!
 //! Breakdown of a sequence with `used` tokens stored, `final` tokens at its
 //! end and `reserved` slots: token states `used`; reservation
@@ -24,8 +30,9 @@ pub enum StaticReservation {
     /// The model's maximum length (Orca-Max).
     #[serde(rename = "max")]
     MaxLen,
-    /// The final length rounded up to a power of two, capped at the maximum
-    /// length (Orca-Pow2).
+    /// The prompt plus the output length rounded up to a power of two,
+    /// `P + next_pow2(D)`, capped at the maximum length (Orca-Pow2, vLLM
+    /// paper §6.1).
     #[serde(rename = "pow2")]
     Pow2,
     /// Exactly the final length (Orca-Oracle: knows the output length).
@@ -99,7 +106,12 @@ impl StaticKv {
         let f = req.max_tokens as u64;
         match self.policy {
             StaticReservation::MaxLen => self.max_len as u64,
-            StaticReservation::Pow2 => f.next_power_of_two().min(self.max_len as u64).max(f),
+            StaticReservation::Pow2 => {
+                // `max_tokens = P + D - 1`; the output `D` is at least 1.
+                let p = (req.prompt_tokens as u64).min(f);
+                let d = f + 1 - p;
+                (p + d.next_power_of_two()).min(self.max_len as u64).max(f)
+            }
             StaticReservation::Oracle => f,
         }
     }
@@ -227,6 +239,8 @@ impl KvManager for StaticKv {
 
     fn breakdown(&self, pending: Option<&KvRequest>) -> KvBreakdown {
         let b = self.bytes_per_token;
+        // `pending` is given only while the head request is blocked on
+        // memory (see the module docs of `kv`).
         let external = match pending {
             Some(r) => {
                 let need = self.reservation(r) * r.n_parallel as u64;
@@ -239,6 +253,7 @@ impl KvManager for StaticKv {
             reserved_bytes: (self.final_tokens - self.used_tokens) * b,
             internal_frag_bytes: (self.reserved_slots - self.final_tokens) * b,
             external_frag_bytes: external * b,
+            idle_mapped_bytes: 0,
             free_bytes: (self.free_slots - external) * b,
             cached_free_bytes: 0,
         }
@@ -331,11 +346,30 @@ mod tests {
         assert_eq!(b.total(), 10_000);
         let mut p = StaticKv::new(10_000, 1, 2048, StaticReservation::Pow2).unwrap();
         assert!(p.admit(0, &r, 0, 100));
-        assert_eq!(p.breakdown(None).internal_frag_bytes, 256 - 150);
+        // 100 prompt + next_pow2(51 output) = 164 slots, 150 of them filled.
+        assert_eq!(p.breakdown(None).internal_frag_bytes, 164 - 150);
         let mut o = StaticKv::new(10_000, 1, 2048, StaticReservation::Oracle).unwrap();
         assert!(o.admit(0, &r, 0, 100));
         assert_eq!(o.breakdown(None).internal_frag_bytes, 0);
         s.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn pow2_rounds_the_output_not_the_prompt() {
+        // vLLM paper §6.1: "if the true output length is 25, it reserves 32
+        // positions for outputs": P + next_pow2(D).
+        let s = StaticKv::new(100_000, 1, 4096, StaticReservation::Pow2).unwrap();
+        assert_eq!(s.reservation(&req(1000, 25)), 1032);
+        assert_eq!(s.reservation(&req(1000, 32)), 1032);
+        assert_eq!(s.reservation(&req(1000, 33)), 1064);
+        assert_eq!(s.reservation(&req(3, 1)), 4);
+        // The whole-length rule, next_pow2(P + D - 1), took 4096 for both.
+        assert_eq!(s.reservation(&req(3000, 600)), 3000 + 1024);
+        assert_eq!(s.reservation(&req(1500, 600)), 1500 + 1024);
+        // Capped at the 4096 context.
+        assert_eq!(s.reservation(&req(3400, 600)), 4096);
+        // Never below the final length.
+        assert_eq!(s.reservation(&req(4000, 97)), 4096);
     }
 
     #[test]

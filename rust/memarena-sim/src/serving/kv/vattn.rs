@@ -434,11 +434,13 @@ impl KvManager for VattnKv {
         let tb = self.bytes_per_token;
         KvBreakdown {
             token_states_bytes: tokens * tb,
-            // Pages mapped beyond an active request's tokens (a reused slot)
-            // and pages kept on idle slots.
-            reserved_bytes: (ahead + self.idle_mapped) * self.group_bytes,
+            // Pages mapped beyond an active request's tokens (a reused slot).
+            reserved_bytes: ahead * self.group_bytes,
             internal_frag_bytes: needed * self.group_bytes - tokens * tb,
             external_frag_bytes: 0,
+            // Pages kept on idle slots (deferred reclamation): their own
+            // category, not "used" (see the module docs of `kv`).
+            idle_mapped_bytes: self.idle_mapped * self.group_bytes,
             free_bytes: self.free_pages as u64 * self.group_bytes,
             cached_free_bytes: 0,
         }
@@ -576,7 +578,9 @@ mod tests {
         v.free(0);
         // Deferred reclamation: the pages stay on the slot ...
         assert_eq!(v.free_pages(), 7);
-        assert_eq!(v.breakdown(None).reserved_bytes, 3 * group);
+        let b = v.breakdown(None);
+        assert_eq!((b.idle_mapped_bytes, b.reserved_bytes), (3 * group, 0));
+        assert_eq!((b.used(), b.total()), (0, v.pool_bytes()));
         v.check_invariants().unwrap();
         // ... and the next request reuses them (best fit) ...
         assert!(v.admit(1, &req(100, 1), 0, 100));
@@ -585,7 +589,7 @@ mod tests {
         v.free(1);
         v.free(2);
         assert_eq!(
-            (v.free_pages(), v.breakdown(None).reserved_bytes),
+            (v.free_pages(), v.breakdown(None).idle_mapped_bytes),
             (3, 7 * group)
         );
         // ... or another request reclaims them: slot 0 (3 pages) grows to 10,
