@@ -78,6 +78,8 @@ class ServingFamily(Family):
         "prefix_hit_rate",
         *SHARES,
         "token_states_share_of_used",
+        "paper_mean_batch_requests",
+        "paper_token_states_share_of_used",
         "wall_s",
     )
     plots: ClassVar[tuple[PlotSpec, ...]] = (
@@ -223,6 +225,9 @@ class ServingFamily(Family):
         host_tier: str = "host"
         #: Re-check every KV invariant at every iteration (slow; for tests).
         check_invariants: bool = False
+        #: Published numbers to print beside memarena's: {kv_manager label: {row column: value}}; a run whose
+        #: kv_manager is listed gets ``paper_<column>`` columns (experiment=vllm_fig2 sets the vLLM paper's).
+        paper: dict[str, dict[str, float]] = param(factory=dict)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -277,7 +282,15 @@ class ServingFamily(Family):
             "kv_manager": run.label("kv_manager", kv.describe()),
             "preemption": self.scheduler["preemption"],
         }
-        run.emit(self._row(labels, report, requests))
+        row = self._row(labels, report, requests)
+        for column, value in self.paper.get(labels["kv_manager"], {}).items():
+            if column not in row or not isinstance(row[column], int | float):
+                raise InvalidConfigError(
+                    f"config key 'family.paper.{labels['kv_manager']}.{column}': not a numeric column of the "
+                    f"serving rows (e.g. token_states_share_of_used, mean_batch_requests)"
+                )
+            row[f"paper_{column}"] = float(value)
+        run.emit(row)
 
     def _row(self, labels: dict[str, Any], report: ServingReport, requests: Any) -> dict[str, Any]:
         row: dict[str, Any] = {**labels, **report.row()}
