@@ -757,6 +757,16 @@ class Family(Component):
         """
         return BackendRequirements()
 
+    @classmethod
+    def report_tables(cls, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Tables computed across the runs of a sweep: ``(title, rows)`` pairs (default: none).
+
+        ``memarena report`` writes them into ``report.md`` under the family's
+        table, and the end of a sweep prints them under its summary. ``rows``
+        are the complete runs' rows of this family (override labels included).
+        """
+        return []
+
     @abc.abstractmethod
     def run(self, run: Run) -> None:
         """Execute the experiment, handing each result row to ``run.emit(row)``.

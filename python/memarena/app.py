@@ -215,7 +215,7 @@ class SummaryCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from memarena.errors import NoRecordsError
-        from memarena.report import load_reports, sorted_rows
+        from memarena.report import family_tables, format_family_tables, load_reports, sorted_rows
         from memarena.results import find_records
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -235,6 +235,8 @@ class SummaryCallback(Callback):
             if len(reports) > 1:
                 print(f"{'' if i == 0 else chr(10)}family {rep.families[0]}:")
             _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
+            for line in format_family_tables(family_tables(rep, _startup()[1])):
+                print(line)
         n_complete = sum(len(rep.records) for rep in reports)
         print(f"\n{n_complete} complete run(s) in {sweep_dir}")
         if failed:
@@ -364,7 +366,14 @@ def _cmd_plugins(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-    from memarena.report import format_table, load_reports, sorted_rows, write_report
+    from memarena.report import (
+        family_tables,
+        format_family_tables,
+        format_table,
+        load_reports,
+        sorted_rows,
+        write_report,
+    )
 
     parser = argparse.ArgumentParser(prog="memarena report", description="Aggregate memarena run records.")
     parser.add_argument("dir", help="a run or multirun directory (searched recursively for records)")
@@ -377,6 +386,8 @@ def _cmd_report(argv: list[str]) -> int:
         if len(reports) > 1:
             print(f"family {rep.families[0]} ({len(rep.records)} record(s)):")
         print(format_table(sorted_rows(rep), rep.scalar_columns()))
+        for line in format_family_tables(family_tables(rep, registry)):
+            print(line)
         print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")

@@ -92,3 +92,29 @@ def test_debug_tiny_single_runs_and_errors(tmp_path: Path) -> None:
     bad = memarena("experiment=serving", f"workload.path={trace}", f"hydra.run.dir={tmp_path}/n", cwd=tmp_path)
     assert bad.returncode == 2, bad.stderr
     assert "neg.csv: line 3" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_serving_load_sweep_reports_the_rate_under_the_latency_bound(tmp_path: Path) -> None:
+    res = memarena(
+        "sweep=serving_load",
+        "kv_manager=paged,static_max",
+        "workload.rate=0.5,8",
+        "workload.n_requests=300",
+        "hydra.launcher.n_jobs=1",
+        f"hydra.sweep.dir={tmp_path}/m",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Highest request rate under the normalized-latency bound" in res.stdout
+    table = res.stdout.split("Highest request rate under the normalized-latency bound")[1]
+    head, _, *lines = [ln for ln in table.splitlines() if ln.startswith("|")]
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    rows = {r["kv_manager"]: r for r in (dict(zip(cols, c, strict=True)) for c in cells)}
+    assert set(rows) == {"paged", "static_max"} and "x_static_max" in cols
+    assert float(rows["paged"]["max_rate_requests_per_s"]) >= float(rows["static_max"]["max_rate_requests_per_s"]) > 0
+    recs = records(tmp_path / "m")
+    assert len(recs) == 4 and all(r.rows[0]["normalized_latency_s_per_token"] > 0 for r in recs)
+    rep = memarena("report", str(tmp_path / "m"), cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert "### Highest request rate" in (tmp_path / "m" / "report.md").read_text()

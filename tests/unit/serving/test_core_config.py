@@ -47,6 +47,7 @@ NOT_IN_CORE = {
     "dtype": "selects the backend's peak_flops entry (checked below through the backend)",
     "device_tier": "selects the backend tier (checked below through the backend)",
     "host_tier": "selects the backend tier (checked below through the backend)",
+    "normalized_latency_bound_s_per_token": "copied into the rows for report_tables (tested in test_vllm_fig2)",
 }
 
 #: Workload fields the Python side applies itself, and fields named differently in the core.

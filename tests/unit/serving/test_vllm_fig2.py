@@ -69,3 +69,61 @@ def test_a_manager_without_published_numbers_gets_none(tmp_path: Path) -> None:
 def test_a_paper_number_for_an_unknown_column_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(InvalidConfigError, match=r"family\.paper\.paged\.no_such_column"):
         run_fig2(tmp_path, "workload.n_requests=20", "+family.paper.paged.no_such_column=1.0")
+
+
+def load_row(kv: str, rate: float, latency: float, **extra: object) -> dict:
+    return {
+        "workload_kind": "sharegpt_like",
+        "model": "opt_13b",
+        "backend": "a100_40gb",
+        "preemption": "recompute",
+        "kv_manager": kv,
+        "offered_load_requests_per_s": rate,
+        "normalized_latency_s_per_token": latency,
+        "normalized_latency_bound_s_per_token": 0.5,
+        **extra,
+    }
+
+
+def test_throughput_at_the_latency_bound_and_the_ratios() -> None:
+    from memarena.families.serving.family import ServingFamily
+
+    rows = [
+        load_row("paged", 1.0, 0.05),
+        load_row("paged", 2.0, 0.06),
+        load_row("paged", 4.0, 0.4),
+        load_row("paged", 8.0, 3.0),
+        load_row("static_max", 1.0, 0.1),
+        load_row("static_max", 2.0, 0.9),
+        load_row("static_max", 4.0, 0.2),  # under the bound again past a rate over it: not sustained
+        load_row("static_oracle", 1.0, 0.6),  # over the bound at the lowest rate: none
+        load_row("static_oracle", 2.0, 5.0),
+    ]
+    ((title, table),) = ServingFamily.report_tables(rows)
+    assert "normalized-latency bound" in title
+    by = {t["kv_manager"]: t for t in table}
+    assert by["paged"]["max_rate_requests_per_s"] == 4.0 and by["paged"]["first_rate_over_bound"] == 8.0
+    assert by["static_max"]["max_rate_requests_per_s"] == 1.0 and by["static_max"]["first_rate_over_bound"] == 2.0
+    assert by["static_oracle"]["max_rate_requests_per_s"] is None
+    assert by["paged"]["x_static_max"] == 4.0 and by["static_max"]["x_paged"] == 0.25
+    assert by["paged"]["x_static_oracle"] is None
+    # Rows of one rate per manager are no load sweep: no table.
+    assert ServingFamily.report_tables([load_row("paged", 1.0, 0.1), load_row("static_max", 1.0, 0.1)]) == [
+        ("Highest request rate under the normalized-latency bound, and the ratios between managers", [])
+    ]
+
+
+def test_normalized_latency_is_the_mean_over_completed_requests(tmp_path: Path) -> None:
+    from memarena.backends import A100_40GB
+    from memarena.families.serving import Hardware, PagedKV, Requests, simulate
+    from memarena.families.serving.family import ServingFamily
+
+    # Two requests of 10 and 40 output tokens, and one too long for the 600-token context (rejected: NaN e2e).
+    reqs = Requests.from_arrays([0.0, 0.0, 0.0], [100, 100, 600], [10, 40, 10])
+    hw = Hardware.from_backend(A100_40GB(), dtype="fp16")
+    rep = simulate(reqs, model="opt_13b", hardware=hw, kv_manager=PagedKV(), max_model_len=600)
+    assert rep.completed == 2
+    row = ServingFamily()._row({"kv_manager": "paged"}, rep, reqs)
+    expected = (rep.e2e_s[0] / 10 + rep.e2e_s[1] / 40) / 2
+    assert row["normalized_latency_s_per_token"] == pytest.approx(expected, rel=1e-12)
+    assert row["normalized_latency_bound_s_per_token"] == 0.5

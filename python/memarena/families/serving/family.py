@@ -17,6 +17,7 @@ series for ``memarena report``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -228,6 +229,9 @@ class ServingFamily(Family):
         #: Published numbers to print beside memarena's: {kv_manager label: {row column: value}}; a run whose
         #: kv_manager is listed gets ``paper_<column>`` columns (experiment=vllm_fig2 sets the vLLM paper's).
         paper: dict[str, dict[str, float]] = param(factory=dict)
+        #: Normalized latency (mean over completed requests of end-to-end latency / output tokens, the vLLM
+        #: paper's Fig. 12 metric) a request rate must stay under to count as sustained (sweep=serving_load).
+        normalized_latency_bound_s_per_token: float = param(0.5, gt=0)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -283,6 +287,7 @@ class ServingFamily(Family):
             "preemption": self.scheduler["preemption"],
         }
         row = self._row(labels, report, requests)
+        row["workload_kind"] = workload.name  # the workload without its rate, for report_tables
         for column, value in self.paper.get(labels["kv_manager"], {}).items():
             if column not in row or not isinstance(row[column], int | float):
                 raise InvalidConfigError(
@@ -292,8 +297,67 @@ class ServingFamily(Family):
             row[f"paper_{column}"] = float(value)
         run.emit(row)
 
+    @classmethod
+    def report_tables(cls, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Throughput at a latency bound, as the vLLM paper reports it (section 6.2, Fig. 12).
+
+        Per workload kind, model, backend and preemption mode, and per KV
+        manager: the highest offered request rate up to which every swept
+        rate keeps the normalized latency under the bound, and its ratio to
+        every other manager's (the paper: vLLM sustains 1.7-2.7x the rate of
+        Orca Oracle and 2.7-8x that of Orca Max on ShareGPT).
+        """
+        need = ("normalized_latency_s_per_token", "normalized_latency_bound_s_per_token", "offered_load_requests_per_s")
+        groups: dict[tuple[Any, ...], dict[str, list[dict[str, Any]]]] = {}
+        for r in rows:
+            if not all(isinstance(r.get(k), int | float) for k in need):
+                continue
+            key = tuple(r.get(k) for k in ("workload_kind", "model", "backend", "preemption"))
+            groups.setdefault(key, {}).setdefault(str(r.get("kv_manager")), []).append(r)
+        out: list[dict[str, Any]] = []
+        for (kind, model, backend, preemption), managers in groups.items():
+            if not any(len(rs) > 1 for rs in managers.values()):
+                continue  # no load sweep
+            best: dict[str, float | None] = {}
+            entries: dict[str, dict[str, Any]] = {}
+            for kv, rs in sorted(managers.items()):
+                rs = sorted(rs, key=lambda r: r["offered_load_requests_per_s"])
+                bound = rs[0]["normalized_latency_bound_s_per_token"]
+                sustained = None
+                first_over = None
+                for r in rs:
+                    if r["normalized_latency_s_per_token"] <= bound:
+                        sustained = r["offered_load_requests_per_s"]
+                    else:
+                        first_over = r["offered_load_requests_per_s"]
+                        break
+                best[kv] = sustained
+                entries[kv] = {
+                    "workload": kind,
+                    "model": model,
+                    "backend": backend,
+                    "preemption": preemption,
+                    "kv_manager": kv,
+                    "bound_s_per_token": bound,
+                    "max_rate_requests_per_s": sustained,
+                    "first_rate_over_bound": first_over,
+                }
+            for kv, e in entries.items():
+                for other in entries:
+                    if other != kv:
+                        a, b = best[kv], best[other]
+                        e[f"x_{other}"] = a / b if a is not None and b else None
+                out.append(e)
+        return [("Highest request rate under the normalized-latency bound, and the ratios between managers", out)]
+
     def _row(self, labels: dict[str, Any], report: ServingReport, requests: Any) -> dict[str, Any]:
         row: dict[str, Any] = {**labels, **report.row()}
+        done = report.status == 0
+        out_tokens = np.asarray(requests.output_tokens, dtype=np.float64)[done]
+        row["normalized_latency_s_per_token"] = (
+            float(np.mean(report.e2e_s[done] / out_tokens)) if done.any() else float("nan")
+        )
+        row["normalized_latency_bound_s_per_token"] = self.normalized_latency_bound_s_per_token
         row["offered_load_requests_per_s"] = requests.offered_load_requests_per_s
         row["arrival_span_s"] = requests.span_s
         samples = report.samples
