@@ -118,3 +118,29 @@ def test_serving_load_sweep_reports_the_rate_under_the_latency_bound(tmp_path: P
     rep = memarena("report", str(tmp_path / "m"), cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert "### Highest request rate" in (tmp_path / "m" / "report.md").read_text()
+
+
+def test_a_manager_specific_key_in_a_manager_sweep_says_how(tmp_path: Path) -> None:
+    args = ("-m", "experiment=serving", "debug=tiny", "kv_manager=paged,static_max")
+    res = memarena(*args, "kv_manager.block_size=32", f"hydra.sweep.dir={tmp_path}/m", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("memarena: error:")]
+    assert "kv_manager=static has no parameter 'block_size'" in line and "kv_manager=paged" in line
+    assert "Traceback" not in res.stderr
+    # What it says to do works: a preset of its own, swept with the others.
+    conf = tmp_path / "conf" / "kv_manager"
+    conf.mkdir(parents=True)
+    (conf / "paged_b32.yaml").write_text("defaults:\n  - paged\n\nblock_size: 32\n")
+    assert "--config-dir DIR" in line and "kv_manager=<name>,static" in line
+    ok = memarena(
+        "-m",
+        "--config-dir",
+        str(tmp_path / "conf"),
+        *args[1:3],
+        "kv_manager=paged_b32,static_max",
+        f"hydra.sweep.dir={tmp_path}/ok",
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+    kinds = {r.rows[0]["kv_manager"]: r.config["kv_manager"] for r in records(tmp_path / "ok")}
+    assert kinds["paged_b32"]["block_size"] == 32 and set(kinds) == {"paged_b32", "static_max"}

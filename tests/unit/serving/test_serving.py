@@ -278,3 +278,13 @@ def test_cpu_backend_cannot_run_the_serving_model() -> None:
 
     with pytest.raises(InvalidConfigError, match="cpu_ddr5_nvme.*hbm"):
         Hardware.from_backend(CpuDdr5Nvme())  # a backend is built from its Config's defaults alone
+
+
+def test_a_backend_class_or_instance_serves_as_hardware() -> None:
+    # A backend class is built from its defaults; simulate() reads a backend through Hardware.from_backend.
+    assert Hardware.from_backend(H100_SXM) == Hardware.from_backend(H100_SXM()) == H100
+    a = simulate(ONE, model=LLAMA3_8B, hardware=H100_SXM, kv_manager=PagedKV())
+    b = simulate(ONE, model=LLAMA3_8B, hardware=H100, kv_manager=PagedKV())
+    assert a.summary["e2e_s"] == b.summary["e2e_s"] and a.pool_bytes == b.pool_bytes
+    with pytest.raises(InvalidConfigError, match="needs a memarena backend .* got str"):
+        simulate(ONE, model=LLAMA3_8B, hardware="h100", kv_manager=PagedKV())  # type: ignore[arg-type]
