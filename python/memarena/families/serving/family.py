@@ -75,6 +75,7 @@ class ServingFamily(Family):
         "tbt_p99_s",
         "e2e_p99_s",
         "mean_batch_seqs",
+        "mean_batch_requests",
         "preemptions",
         "prefix_hit_rate",
         *SHARES,

@@ -32,10 +32,12 @@
 //!   ASPLOS '25, §6.2, and `free_batch_idx` in
 //!   `vattention/vattention.cu`): a finished request's physical pages stay
 //!   mapped on its slot for the next request to reuse, and are unmapped on
-//!   demand when another request needs them. No request holds them: they
-//!   are free memory on hold, not a reservation for a request nor its
-//!   waste, so they get their own category, left out of the "used" memory
-//!   of the Fig. 2 share (the paper's Orca and vLLM have no such pages).
+//!   demand when another request needs them (so are the pages a reused
+//!   slot maps beyond its new request's tokens). No token is in them and
+//!   any request may take them: they are free memory on hold, not a
+//!   reservation for a request nor its waste, so they get their own
+//!   category, left out of the "used" memory of the Fig. 2 share (the
+//!   paper's Orca and vLLM have no such pages).
 
 mod lru;
 mod paged;
@@ -75,7 +77,7 @@ pub struct KvBreakdown {
     /// KV of tokens actually stored.
     pub token_states_bytes: u64,
     /// Reserved for tokens a request will still produce (a static
-    /// reservation, or pages mapped ahead of an active request's tokens).
+    /// reservation).
     pub reserved_bytes: u64,
     /// Allocated but never to hold a token: the unused tail of a block or
     /// page, or a static reservation beyond the request's final length.
@@ -84,9 +86,10 @@ pub struct KvBreakdown {
     /// queue, counted only while the KV manager refuses that request
     /// (contiguous allocation only; see the module docs).
     pub external_frag_bytes: u64,
-    /// Physical pages kept mapped on idle slots (vAttention's deferred
-    /// reclamation): reclaimable on demand, not "used" (see the module
-    /// docs).
+    /// Physical pages mapped but holding no token and reclaimable on demand
+    /// (vAttention's deferred reclamation: pages on idle slots, and pages
+    /// a reused slot maps beyond its request's tokens); not "used" (see
+    /// the module docs).
     pub idle_mapped_bytes: u64,
     /// Free and usable (includes evictable prefix-cache blocks).
     pub free_bytes: u64,
