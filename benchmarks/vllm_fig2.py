@@ -1,12 +1,14 @@
 """The vLLM paper's Fig. 2 and Fig. 13 beside memarena's ``experiment=vllm_fig2``.
 
 Runs ``memarena -m experiment=vllm_fig2`` (OPT-13B on one A100-40GB,
-ShareGPT-like requests at 2 requests/s; Orca Max / Pow2 / Oracle and vLLM's
-paged blocks of 16) and prints, per manager, the paper's numbers beside
+ShareGPT-like requests at 2 requests/s; Orca Max / Pow2 / Oracle on a buddy
+allocator, as the paper's section 6.1 assumes, and vLLM's paged blocks of 16)
+and prints, per manager, the paper's numbers beside
 memarena's: the share of used KV memory holding token states (Fig. 2; goal:
 within 5 points) and the mean batched requests (Fig. 13, ShareGPT at 2
 requests/s; goal: within 20%). Then what the paper's own numbers imply,
-which explains the gaps (see ``benchmarks/vllm_fig2.md``):
+which explains the gaps (see ``benchmarks/vllm_fig2.md``), and the Orca
+managers on the first-fit allocator beside the buddy ones:
 
 - the KV tokens each running request held in the paper (pool / batch), for
   the managers whose batch was bounded by memory;
@@ -30,7 +32,9 @@ import numpy as np
 
 from memarena.families.serving.workloads import SHAREGPT_MEAN_OUTPUT_TOKENS
 
-MANAGERS = ("static_max", "static_pow2", "static_oracle", "paged")
+MANAGERS = ("static_max_buddy", "static_pow2_buddy", "static_oracle_buddy", "paged")
+#: The Orca managers on the first-fit allocator (the preset's before the buddy one).
+FIRST_FIT = ("static_max", "static_pow2", "static_oracle")
 
 
 def run(n_requests: int, seed: int, *extra: str) -> dict[str, dict[str, float]]:
@@ -68,6 +72,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     rows = run(args.n_requests, args.seed)
+    first_fit = run(args.n_requests, args.seed, f"kv_manager={','.join(FIRST_FIT)}")
     pool_tokens = rows["paged"]["kv_pool_bytes"] / rows["paged"]["kv_bytes_per_token"]
     rate = rows["paged"]["offered_load_requests_per_s"]
     print(f"OPT-13B, A100-40GB, sharegpt_like at {rate:.2f} requests/s offered, {args.n_requests} requests,", end="")
@@ -95,6 +100,17 @@ def main() -> None:
             f"| {m} | {pool_tokens / pb:,.0f} | {pool_tokens / mb:,.0f} | {pb / rate:.1f} "
             f"| {mb / r['throughput_requests_per_s']:.1f} |"
         )
+    print("\nOrca's allocator: first fit against buddy (token-state share of used; mean batched requests;")
+    print("the used memory split into token states / reservation / internal / external fragmentation, % of used):")
+    print("| manager | paper | first fit | buddy | paper batch | first fit | buddy | first fit split | buddy split |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for m in FIRST_FIT:
+        f, b = first_fit[m], rows[f"{m}_buddy"]
+        print(
+            f"| {m} | {100 * b['paper_token_states_share_of_used']:.1f}% | {100 * f['token_states_share_of_used']:.1f}% "
+            f"| {100 * b['token_states_share_of_used']:.1f}% | {b['paper_mean_batch_requests']:.2f} "
+            f"| {f['mean_batch_requests']:.2f} | {b['mean_batch_requests']:.2f} | {split(f)} | {split(b)} |"
+        )
     p = rows["paged"]
     print(
         f"\nmemarena's paged decode iteration: tbt p50 {1000 * p['tbt_p50_s']:.1f} ms (the roofline at the datasheet's "
@@ -102,15 +118,27 @@ def main() -> None:
         f"{1000 * 30.42 / rate / SHAREGPT_MEAN_OUTPUT_TOKENS:.0f} ms per output token."
     )
     print("\nTime-weighted token-state share of the reservation alone (no fragmentation, every decode step weighted")
-    print("alike), from the same seeded requests: the most a contiguous reservation of that size can reach.")
+    print("alike), from the same seeded requests: the most a contiguous reservation of that size can reach")
+    print("(_buddy: the reservation rounded up to a power of two).")
+    both = {**first_fit, **rows}
     for name, ceiling in ceilings(args.n_requests, args.seed).items():
-        print(f"  {name}: {100 * ceiling:.1f}%  (paper {100 * rows[name]['paper_token_states_share_of_used']:.1f}%)")
+        r = both[name]
+        print(
+            f"  {name}: {100 * ceiling:.1f}%  (memarena {100 * r['token_states_share_of_used']:.1f}%, "
+            f"paper {100 * r['paper_token_states_share_of_used']:.1f}%)"
+        )
     if args.what_if_iteration_s:
         what_if(args)
 
 
+def split(row: dict[str, float]) -> str:
+    """Mean token states / reservation / internal / external fragmentation, each a % of their sum (used)."""
+    parts = [row[f"{k}_share"] for k in ("token_states", "reserved", "internal_frag", "external_frag")]
+    return " / ".join(f"{100 * p / sum(parts):.1f}" for p in parts)
+
+
 def ceilings(n_requests: int, seed: int) -> dict[str, float]:
-    """Sum over decode steps of the tokens held over the slots reserved, for Oracle and Pow2."""
+    """Sum over decode steps of the tokens held over the slots reserved, for Oracle and Pow2 (first fit, buddy)."""
     from memarena.families.serving.workloads import ShareGPTLike
 
     w = ShareGPTLike(n_requests=n_requests)
@@ -121,10 +149,16 @@ def ceilings(n_requests: int, seed: int) -> dict[str, float]:
     prompt, out = prompt[keep], out[keep]
     held = (out * prompt + out * (out - 1) / 2).sum()  # sum over steps t < D of P + t
     final = prompt + out - 1
-    pow2 = np.minimum(prompt + 2 ** np.ceil(np.log2(out)), 2048)
+    pow2 = np.maximum(np.minimum(prompt + 2 ** np.ceil(np.log2(out)), 2048), final)
+
+    def block(n: np.ndarray) -> np.ndarray:
+        return 2 ** np.ceil(np.log2(n))
+
     return {
         "static_oracle": held / (out * final).sum(),
-        "static_pow2": held / (out * np.maximum(pow2, final)).sum(),
+        "static_pow2": held / (out * pow2).sum(),
+        "static_oracle_buddy": held / (out * block(final)).sum(),
+        "static_pow2_buddy": held / (out * block(pow2)).sum(),
     }
 
 

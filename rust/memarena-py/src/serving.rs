@@ -30,7 +30,7 @@ use memarena_sim::mm1::{
 use memarena_sim::serving::{
     self, CostParams, FfnKind, Hardware, KvManagerConfig, LatencyStats, ModelSpec, PagedConfig,
     PreemptionMode, PrefixCaching, RequestGenerator, RequestSpec, RequestStatus, SchedulerConfig,
-    ServingConfig, ServingReport, StaticReservation, VattnConfig, VictimPolicy,
+    ServingConfig, ServingReport, StaticAllocator, StaticReservation, VattnConfig, VictimPolicy,
 };
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -66,6 +66,12 @@ pub(crate) fn kv_manager_kinds() -> Vec<&'static str> {
 #[pyfunction]
 pub(crate) fn static_variants() -> Vec<&'static str> {
     variant_names::<StaticReservation>().to_vec()
+}
+
+/// The `allocator`s of the `static` KV manager.
+#[pyfunction]
+pub(crate) fn static_allocators() -> Vec<&'static str> {
+    variant_names::<StaticAllocator>().to_vec()
 }
 
 /// The `prefix_caching` modes of the `paged` KV manager.

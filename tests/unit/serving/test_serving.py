@@ -71,6 +71,19 @@ def test_static_reservation_waste(variant: str, reservation: int) -> None:
     assert (tokens(s, "internal_frag_bytes") == reservation - 1049).all()  # never used
 
 
+@pytest.mark.parametrize(("variant", "block"), [("max", 8192), ("pow2", 2048), ("oracle", 2048)])
+def test_buddy_rounds_the_reservation_to_a_power_of_two(variant: str, block: int) -> None:
+    # The same request (final length 1049) on the buddy allocator: the reservation (8192,
+    # 1064, 1049) holds a block of its next power of two, the rounding counted as internal
+    # fragmentation (allocated, never to hold a token).
+    kv = StaticKV(variant=variant, allocator="buddy")
+    assert kv.describe() == f"static_{variant}_buddy" and StaticKV(variant=variant).describe() == f"static_{variant}"
+    s = busy_samples(kv)
+    held = tokens(s, "token_states_bytes")
+    assert (tokens(s, "reserved_bytes") == 1049 - held).all()
+    assert (tokens(s, "internal_frag_bytes") == block - 1049).all()
+
+
 def one_hole_pool(max_num_seqs: int) -> dict[str, np.ndarray]:
     """A 1000-slot Orca-Oracle pool: A holds 600 slots, B needs 600, the hole left has 400."""
     usable = int(H100.hbm_capacity_bytes * 0.9)
@@ -256,6 +269,10 @@ def test_config_errors_name_the_key() -> None:
         VAttentionKV(page_size_bytes=4096)
     with pytest.raises(InvalidConfigError, match="kv_manager.variant"):
         StaticKV(variant="huge")
+    with pytest.raises(InvalidConfigError, match=r"kv_manager\.allocator.*first_fit, buddy"):
+        StaticKV(allocator="best_fit")
+    with pytest.raises(InvalidConfigError, match=r"config\.kv\.allocator: must be one of first_fit, buddy"):
+        simulate(ONE, model=LLAMA3_8B, hardware=H100, kv_manager={"kind": "static", "variant": "max", "allocator": "x"})
     with pytest.raises(InvalidConfigError, match=r"model\.num_kv_heads"):
         ModelSpec(name="bad", num_attention_heads=32, num_kv_heads=6)
 

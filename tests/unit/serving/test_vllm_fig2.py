@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from memarena.backends import A100_40GB
 from memarena.config import compose
@@ -59,6 +60,24 @@ def test_rows_carry_the_papers_numbers(tmp_path: Path, manager: str, share: floa
     assert (row["paper_token_states_share_of_used"], row["paper_mean_batch_requests"]) == (share, batch)
     # 95% of 40 GB less 25.7 GB of weights, in 800 KiB tokens (whole blocks of 16 for paged).
     assert 14_990 <= row["kv_pool_bytes"] // row["kv_bytes_per_token"] <= 15_006
+
+
+def test_orca_is_on_the_buddy_allocator(tmp_path: Path) -> None:
+    # The paper's section 6.1: "We assume Orca uses the buddy allocation algorithm to determine the
+    # memory address to store KV cache."
+    import memarena.families.serving as serving
+
+    preset = OmegaConf.load(Path(serving.__file__).parent / "conf" / "experiment" / "vllm_fig2.yaml")
+    managers = preset.hydra.sweeper.params.kv_manager.split(",")
+    assert managers == ["static_max_buddy", "static_pow2_buddy", "static_oracle_buddy", "paged"]
+    for m in managers[:3]:
+        assert compose(["experiment=vllm_fig2", f"kv_manager={m}"], pm=PM).kv_manager.allocator == "buddy"
+    row = run_fig2(tmp_path, "kv_manager=static_pow2_buddy", "workload.n_requests=150")
+    assert row["kv_manager"] == "static_pow2_buddy"
+    assert (row["paper_token_states_share_of_used"], row["paper_mean_batch_requests"]) == (0.268, 9.81)
+    # Rounded to a power of two, a reservation holds at least as many slots as on first fit.
+    first_fit = run_fig2(tmp_path / "ff", "kv_manager=static_pow2", "workload.n_requests=150")
+    assert row["internal_frag_share"] > first_fit["internal_frag_share"]
 
 
 def test_a_manager_without_published_numbers_gets_none(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 //! KV-cache managers: how a serving system hands device memory to requests.
 //!
 //! - [`StaticKv`]: a contiguous max-length (or power-of-two, or oracle)
-//!   reservation per request on a first-fit allocator — Orca as the vLLM
-//!   paper models it (Kwon et al., SOSP '23, §2.3 and Fig. 2).
+//!   reservation per request on a first-fit or a binary buddy allocator —
+//!   Orca as the vLLM paper models it (Kwon et al., SOSP '23, §2.3, Fig. 2,
+//!   and §6.1, which assumes the buddy allocator).
 //! - [`PagedKv`]: vLLM's PagedAttention block pool: fixed-size blocks,
 //!   per-sequence block tables, reference counts, copy-on-write for parallel
 //!   sampling, an admission watermark and prefix caching in vLLM v0 or v1
@@ -39,13 +40,14 @@
 //!   category, left out of the "used" memory of the Fig. 2 share (the
 //!   paper's Orca and vLLM have no such pages).
 
+mod buddy;
 mod lru;
 mod paged;
 mod static_res;
 mod vattn;
 
 pub use paged::{PagedConfig, PagedKv, PrefixCaching};
-pub use static_res::{StaticKv, StaticReservation};
+pub use static_res::{StaticAllocator, StaticConfig, StaticKv, StaticReservation};
 pub use vattn::{VattnConfig, VattnKv};
 
 use memarena_core::error::Result;

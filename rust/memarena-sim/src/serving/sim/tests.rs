@@ -212,7 +212,7 @@ fn external_fragmentation_only_while_a_request_is_blocked_on_memory() {
             ModelSpec::preset("llama3_8b").unwrap(),
             Hardware::h100_sxm(),
         );
-        c.kv = Some(KvManagerConfig::Static(StaticReservation::Oracle));
+        c.kv = Some(KvManagerConfig::Static(StaticReservation::Oracle.into()));
         c.max_model_len = Some(1000);
         c.scheduler.max_num_seqs = max_num_seqs;
         c.sample_interval_s = 0.005;
