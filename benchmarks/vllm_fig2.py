@@ -106,9 +106,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for m in FIRST_FIT:
         f, b = first_fit[m], rows[f"{m}_buddy"]
+        share = "token_states_share_of_used"
         print(
-            f"| {m} | {100 * b['paper_token_states_share_of_used']:.1f}% | {100 * f['token_states_share_of_used']:.1f}% "
-            f"| {100 * b['token_states_share_of_used']:.1f}% | {b['paper_mean_batch_requests']:.2f} "
+            f"| {m} | {100 * b[f'paper_{share}']:.1f}% | {100 * f[share]:.1f}% "
+            f"| {100 * b[share]:.1f}% | {b['paper_mean_batch_requests']:.2f} "
             f"| {f['mean_batch_requests']:.2f} | {b['mean_batch_requests']:.2f} | {split(f)} | {split(b)} |"
         )
     p = rows["paged"]

@@ -128,7 +128,7 @@ struct Chunk {
 /// holes + chunks cover the pool exactly; first fit: holes are
 /// non-adjacent (coalesced); buddy: every chunk is a block of the
 /// reservation's next power of two, aligned to its size, and coalescing is
-/// complete (see [`Buddy`](super::buddy)); each chunk holds at most
+/// complete (see `kv/buddy.rs`); each chunk holds at most
 /// `per_seq` tokens per sequence.
 #[derive(Debug)]
 pub struct StaticKv {
