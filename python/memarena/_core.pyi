@@ -52,6 +52,7 @@ __all__ = [
     "simulate_mmc",
     "simulate_serving",
     "size_distributions",
+    "static_allocators",
     "static_variants",
     "trace_generator_kinds",
     "vattention_page_sizes",
@@ -341,6 +342,9 @@ def kv_manager_kinds() -> list[str]:
 
 def static_variants() -> list[str]:
     """The ``variant``s of the ``static`` KV manager."""
+
+def static_allocators() -> list[str]:
+    """The ``allocator``s of the ``static`` KV manager."""
 
 def prefix_caching_modes() -> list[str]:
     """The ``prefix_caching`` modes of the ``paged`` KV manager."""

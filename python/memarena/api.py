@@ -274,25 +274,31 @@ class PagingPolicy(MemoryMethod):
 
 
 class KVBreakdown(NamedTuple):
-    """The KV pool split into the categories of the vLLM paper's Fig. 2, in bytes.
+    """The KV pool split into the categories of the vLLM paper's Fig. 2 (plus idle mapped pages), in bytes.
 
-    Invariant: the five categories (all but ``cached_free_bytes``) sum to the
-    pool size, and ``cached_free_bytes <= free_bytes``.
+    Invariant: the six categories (all but ``cached_free_bytes``) sum to the
+    pool size, and ``cached_free_bytes <= free_bytes``. ``breakdown(pending)``
+    gets the request at the head of the queue only while it is blocked on
+    memory (the manager refused its admission); count external fragmentation
+    only then.
     """
 
     #: KV of tokens actually stored.
     token_states_bytes: int
-    #: Reserved for tokens a request will still produce (static reservation),
-    #: or kept mapped on idle slots (deferred reclamation).
+    #: Reserved for tokens a request will still produce (static reservation).
     reserved_bytes: int
     #: Allocated but never to hold a token (a block's unused tail).
     internal_frag_bytes: int
-    #: Free, but in holes too small for the request waiting at the head of the queue.
+    #: Free, but in holes too small for the request blocked on memory at the head of the queue.
     external_frag_bytes: int
     #: Free and usable (includes evictable prefix-cache blocks).
     free_bytes: int
     #: Part of ``free_bytes`` holding evictable prefix-cache blocks.
     cached_free_bytes: int = 0
+    #: Kept mapped on slots no request holds (deferred reclamation), reclaimable
+    #: on demand: neither used nor free (a category of its own, after ``free_bytes``
+    #: in the tuple so that 6-field breakdowns keep their meaning).
+    idle_mapped_bytes: int = 0
 
 
 class KVCounters(NamedTuple):
@@ -750,6 +756,16 @@ class Family(Component):
         so a family never meets a backend that cannot serve it.
         """
         return BackendRequirements()
+
+    @classmethod
+    def report_tables(cls, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Tables computed across the runs of a sweep: ``(title, rows)`` pairs (default: none).
+
+        ``memarena report`` writes them into ``report.md`` under the family's
+        table, and the end of a sweep prints them under its summary. ``rows``
+        are the complete runs' rows of this family (override labels included).
+        """
+        return []
 
     @abc.abstractmethod
     def run(self, run: Run) -> None:

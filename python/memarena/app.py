@@ -215,7 +215,7 @@ class SummaryCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from memarena.errors import NoRecordsError
-        from memarena.report import load_reports, sorted_rows
+        from memarena.report import family_tables, format_family_tables, load_reports, sorted_rows
         from memarena.results import find_records
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -235,6 +235,8 @@ class SummaryCallback(Callback):
             if len(reports) > 1:
                 print(f"{'' if i == 0 else chr(10)}family {rep.families[0]}:")
             _print_summary(sorted_rows(rep), rep.label_columns, rep.families[0])
+            for line in format_family_tables(family_tables(rep, _startup()[1])):
+                print(line)
         n_complete = sum(len(rep.records) for rep in reports)
         print(f"\n{n_complete} complete run(s) in {sweep_dir}")
         if failed:
@@ -282,8 +284,34 @@ def _config_error(exc: Exception) -> str:
     owner = next((e for e in registry if object_type is not None and e.cls.Config is object_type), None)
     if owner is not None:
         where.append(f"{owner.group}={owner.name}")
+        if full_key and head.startswith("Could not override") and full_key.startswith(f"{owner.group}."):
+            return _not_a_parameter(full_key, owner.group, owner.name, registry)
     text = f"{head}: {msg}" if head else msg
     return f"{text} ({', '.join(where)})" if where else text
+
+
+def _not_a_parameter(full_key: str, group: str, name: str, registry: Any) -> str:
+    """An override of a key one of the selected components lacks (a sweep over components of one group
+    whose parameters differ): which components have the key, and how to set it for those alone.
+    """
+    import dataclasses
+
+    leaf = full_key.split(".", 1)[1]
+    params = {
+        e.name: [f.name for f in dataclasses.fields(e.cls.Config) if f.name != "_target_"]
+        for e in registry
+        if e.group == group and dataclasses.is_dataclass(getattr(e.cls, "Config", None))
+    }
+    have = sorted(n for n, ps in params.items() if leaf.split(".")[0] in ps)
+    where = f"{group}={', '.join(have)} {'has' if len(have) == 1 else 'have'} it" if have else f"no {group} has it"
+    return (
+        f"could not override {full_key!r}: {group}={name} has no parameter {leaf!r} "
+        f"(its parameters: {', '.join(params.get(name, [])) or 'none'}; {where}); '+' or '++' would not add it "
+        f"either. To set it while sweeping {group}, sweep the {group} values that have it in their own command "
+        f"(memarena -m ... {group}=<those> {full_key}=...), or give the setting a {group} preset of its own "
+        f"(DIR/{group}/<name>.yaml holding 'defaults: [{have[0] if have else '<base>'}]' and '{leaf}: <value>') "
+        f"and sweep it with the others: memarena -m --config-dir DIR ... {group}=<name>,{name}"
+    )
 
 
 def _run_hydra(argv: list[str]) -> int:
@@ -364,7 +392,14 @@ def _cmd_plugins(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-    from memarena.report import format_table, load_reports, sorted_rows, write_report
+    from memarena.report import (
+        family_tables,
+        format_family_tables,
+        format_table,
+        load_reports,
+        sorted_rows,
+        write_report,
+    )
 
     parser = argparse.ArgumentParser(prog="memarena report", description="Aggregate memarena run records.")
     parser.add_argument("dir", help="a run or multirun directory (searched recursively for records)")
@@ -377,6 +412,8 @@ def _cmd_report(argv: list[str]) -> int:
         if len(reports) > 1:
             print(f"family {rep.families[0]} ({len(rep.records)} record(s)):")
         print(format_table(sorted_rows(rep), rep.scalar_columns()))
+        for line in format_family_tables(family_tables(rep, registry)):
+            print(line)
         print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")

@@ -259,6 +259,33 @@ def plot_specs(report: Report, registry: Registry | None) -> list[PlotSpec]:
     return specs
 
 
+def family_tables(report: Report, registry: Registry | None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The cross-run tables the records' families compute (:meth:`memarena.api.Family.report_tables`)."""
+    if registry is None:
+        return []
+    tables: list[tuple[str, list[dict[str, Any]]]] = []
+    for fam in report.families:
+        try:
+            cls = registry.get("family", fam)
+        except KeyError:
+            continue
+        compute = getattr(cls, "report_tables", None)
+        if callable(compute):
+            tables.extend(t for t in compute(report.rows) if t[1])
+    return tables
+
+
+def format_family_tables(tables: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    """Markdown lines: one heading and table per ``(title, rows)``."""
+    lines: list[str] = []
+    for title, rows in tables:
+        cols: list[str] = []
+        for r in rows:
+            cols.extend(k for k in r if k not in cols)
+        lines += ["", f"### {title}", "", format_table(rows, cols)]
+    return lines
+
+
 def _row_label(report: Report, spec: PlotSpec, r: dict[str, Any]) -> str:
     """``hue``, then the other label columns whose values differ between rows."""
     varying = [
@@ -403,7 +430,8 @@ def write_report(
                 plots.append(name)
         if several:
             md += ["", f"## {family}", "", f"{len(report.records)} record(s), {len(rows)} row(s)."]
-        md += ["", format_table(rows, report.scalar_columns()), ""]
+        md += ["", format_table(rows, report.scalar_columns())]
+        md += [*format_family_tables(family_tables(report, registry)), ""]
         md.extend(f"![{p}]({p})" for p in plots)
     md_path = out / "report.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from memarena.backends.catalog import TierConfig, TieredBackend
 
-__all__ = ["A100_80GB", "GPU_BACKENDS", "H100_SXM", "H200", "L4"]
+__all__ = ["A100_40GB", "A100_80GB", "GPU_BACKENDS", "H100_SXM", "H200", "L4"]
 
 GB = 10**9
 GiB = 2**30
@@ -42,6 +42,25 @@ def _tiers(hbm_bytes: int, hbm_bw: float, link_bw: float) -> list[TierConfig]:
         TierConfig("hbm", hbm_bytes, hbm_bw, HBM_LATENCY_S),
         TierConfig("host", HOST_SWAP_BYTES, link_bw, PCIE_LATENCY_S),
     ]
+
+
+class A100_40GB(TieredBackend):  # the product's name
+    """NVIDIA A100 40GB SXM: 40 GB HBM2 at 1,555 GB/s, 312 TFLOP/s dense BF16, PCIe Gen4 (the vLLM paper's GPU)."""
+
+    name: ClassVar[str] = "a100_40gb"
+
+    @dataclass
+    class Config:
+        _target_: str = "memarena.backends.A100_40GB"
+        tiers: list[TierConfig] = field(default_factory=lambda: _tiers(40 * GB, 1555 * GB, 32 * GB))
+        peak_flops: dict[str, float] = field(
+            default_factory=lambda: {"bf16": 312 * TFLOPS, "fp16": 312 * TFLOPS, "tf32": 156 * TFLOPS}
+        )
+        source: str = (
+            "NVIDIA A100 Tensor Core GPU datasheet (2021, A100 40GB SXM column): 40GB HBM2, 1,555 GB/s, "
+            "BF16/FP16 Tensor Core 312 TFLOPS dense (624 with sparsity), TF32 156 TFLOPS, PCIe Gen4 64 GB/s "
+            "(bidirectional: 32 GB/s per direction); host swap 256 GiB and latencies assumed"
+        )
 
 
 class A100_80GB(TieredBackend):  # the product's name
@@ -121,4 +140,4 @@ class L4(TieredBackend):
 
 
 #: The accelerator backends, registered by :mod:`memarena.backends.plugin`.
-GPU_BACKENDS: tuple[type[TieredBackend], ...] = (A100_80GB, H100_SXM, H200, L4)
+GPU_BACKENDS: tuple[type[TieredBackend], ...] = (A100_40GB, A100_80GB, H100_SXM, H200, L4)

@@ -12,7 +12,7 @@
 //! | `grow(rid, tokens, n_seqs) -> bool` | per scheduled step of a running request |
 //! | `free(rid)` | on completion and preemption |
 //! | `resident_bytes(rid) -> int` | on preemption (and victim choice) |
-//! | `breakdown(pending) -> (token_states, reserved, internal_frag, external_frag, free, cached_free)` | per sample |
+//! | `breakdown(pending) -> (token_states, reserved, internal_frag, external_frag, free, cached_free[, idle_mapped])` | per sample (`pending` only while that request is blocked on memory) |
 //! | optional `lookup(rid, req, num_tokens) -> int` | before each admission try (default 0) |
 //! | optional `swap_in(rid, req, tokens, n_seqs) -> bool` | per swap-in try (default: admit, then grow) |
 //! | optional `set_time(now_s)` | per iteration |
@@ -267,12 +267,19 @@ fn read_any(_: &Bound<'_, PyAny>) -> Result<(), &'static str> {
 }
 
 fn read_breakdown(v: &Bound<'_, PyAny>) -> Result<KvBreakdown, &'static str> {
-    const WHAT: &str = "a KVBreakdown (6 ints: token_states, reserved, internal_frag, \
-                        external_frag, free, cached_free bytes)";
-    let (t, r, i, e, f, c) = v
-        .extract::<(u64, u64, u64, u64, u64, u64)>()
-        .map_err(|_| WHAT)?;
+    const WHAT: &str = "a KVBreakdown (6 or 7 ints: token_states, reserved, internal_frag, \
+                        external_frag, free, cached_free[, idle_mapped] bytes)";
+    let (t, r, i, e, f, c, m) = match v.extract::<(u64, u64, u64, u64, u64, u64, u64)>() {
+        Ok(all) => all,
+        Err(_) => {
+            let (t, r, i, e, f, c) = v
+                .extract::<(u64, u64, u64, u64, u64, u64)>()
+                .map_err(|_| WHAT)?;
+            (t, r, i, e, f, c, 0)
+        }
+    };
     Ok(KvBreakdown {
+        idle_mapped_bytes: m,
         token_states_bytes: t,
         reserved_bytes: r,
         internal_frag_bytes: i,
@@ -606,7 +613,7 @@ impl KvManager for PyKvManager<'_> {
                     self.stash(
                         py,
                         format!(
-                            "KV manager {:?}: {} returned {b:?}: the five categories must sum to \
+                            "KV manager {:?}: {} returned {b:?}: the six categories must sum to \
                              the pool ({} bytes, as setup() returned) and cached_free_bytes must \
                              not exceed free_bytes",
                             self.kv.name,

@@ -45,8 +45,8 @@ mod _core {
     use crate::serving::{
         PyEventQueue, config_debug, default_debug, ffn_kinds, generate_requests, kv_manager_kinds,
         mmc_mean_wait, model_info, preemption_modes, prefix_caching_modes, read_azure_csv,
-        simulate_mm1, simulate_mmc, simulate_serving, static_variants, vattention_page_sizes,
-        victim_policies,
+        simulate_mm1, simulate_mmc, simulate_serving, static_allocators, static_variants,
+        vattention_page_sizes, victim_policies,
     };
     #[pymodule_export]
     use crate::sim::{PyPagingSim, PyPagingStats, feed_many, hit_mask, replay};

@@ -30,7 +30,7 @@ use memarena_sim::mm1::{
 use memarena_sim::serving::{
     self, CostParams, FfnKind, Hardware, KvManagerConfig, LatencyStats, ModelSpec, PagedConfig,
     PreemptionMode, PrefixCaching, RequestGenerator, RequestSpec, RequestStatus, SchedulerConfig,
-    ServingConfig, ServingReport, StaticReservation, VattnConfig, VictimPolicy,
+    ServingConfig, ServingReport, StaticAllocator, StaticReservation, VattnConfig, VictimPolicy,
 };
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -66,6 +66,12 @@ pub(crate) fn kv_manager_kinds() -> Vec<&'static str> {
 #[pyfunction]
 pub(crate) fn static_variants() -> Vec<&'static str> {
     variant_names::<StaticReservation>().to_vec()
+}
+
+/// The `allocator`s of the `static` KV manager.
+#[pyfunction]
+pub(crate) fn static_allocators() -> Vec<&'static str> {
+    variant_names::<StaticAllocator>().to_vec()
 }
 
 /// The `prefix_caching` modes of the `paged` KV manager.
@@ -310,12 +316,13 @@ fn report_to_py<'py>(py: Python<'py>, r: ServingReport) -> PyResult<Bound<'py, P
     mb.set_item("reserved_bytes", b.reserved_bytes)?;
     mb.set_item("internal_frag_bytes", b.internal_frag_bytes)?;
     mb.set_item("external_frag_bytes", b.external_frag_bytes)?;
+    mb.set_item("idle_mapped_bytes", b.idle_mapped_bytes)?;
     mb.set_item("free_bytes", b.free_bytes)?;
     mb.set_item("cached_free_bytes", b.cached_free_bytes)?;
     d.set_item("mean_busy_breakdown", mb)?;
 
     let n = r.samples.len();
-    let mut cols: [Vec<u64>; 6] = Default::default();
+    let mut cols: [Vec<u64>; 7] = Default::default();
     let mut counts: [Vec<u32>; 4] = Default::default();
     let mut time = Vec::with_capacity(n);
     for s in &r.samples {
@@ -333,6 +340,7 @@ fn report_to_py<'py>(py: Python<'py>, r: ServingReport) -> PyResult<Bound<'py, P
             s.reserved_bytes,
             s.internal_frag_bytes,
             s.external_frag_bytes,
+            s.idle_mapped_bytes,
             s.free_bytes,
             s.cached_free_bytes,
         ]) {
@@ -351,11 +359,12 @@ fn report_to_py<'py>(py: Python<'py>, r: ServingReport) -> PyResult<Bound<'py, P
     samples.set_item("running_seqs", running_seqs.into_pyarray(py))?;
     samples.set_item("waiting_requests", waiting_requests.into_pyarray(py))?;
     samples.set_item("swapped_requests", swapped_requests.into_pyarray(py))?;
-    let [tok, res, int, ext, free, cached] = cols;
+    let [tok, res, int, ext, idle, free, cached] = cols;
     samples.set_item("token_states_bytes", tok.into_pyarray(py))?;
     samples.set_item("reserved_bytes", res.into_pyarray(py))?;
     samples.set_item("internal_frag_bytes", int.into_pyarray(py))?;
     samples.set_item("external_frag_bytes", ext.into_pyarray(py))?;
+    samples.set_item("idle_mapped_bytes", idle.into_pyarray(py))?;
     samples.set_item("free_bytes", free.into_pyarray(py))?;
     samples.set_item("cached_free_bytes", cached.into_pyarray(py))?;
     d.set_item("samples", samples)?;

@@ -71,7 +71,7 @@ fn too_long_requests_are_rejected_and_counted() {
     assert_eq!(r.requests[0].status, RequestStatus::RejectedTooLong);
     assert!(r.requests[0].ttft_s.is_nan());
     // A request that fits the context but not the KV pool.
-    let mut c = small_config(KvManagerConfig::Static(StaticReservation::Oracle));
+    let mut c = small_config(KvManagerConfig::Static(StaticReservation::Oracle.into()));
     c.hardware.hbm_capacity_bytes = c.model.weight_bytes() + (100u64 << 20); // 800 tokens
     let r = simulate(&c, &[RequestSpec::new(0.0, 1000, 10)]).unwrap();
     assert_eq!((r.completed, r.rejected_unservable), (0, 1));
@@ -181,9 +181,9 @@ fn paged_keeps_more_token_states_than_static_max() {
         .collect();
     let mut shares = Vec::new();
     for kv in [
-        KvManagerConfig::Static(StaticReservation::MaxLen),
-        KvManagerConfig::Static(StaticReservation::Pow2),
-        KvManagerConfig::Static(StaticReservation::Oracle),
+        KvManagerConfig::Static(StaticReservation::MaxLen.into()),
+        KvManagerConfig::Static(StaticReservation::Pow2.into()),
+        KvManagerConfig::Static(StaticReservation::Oracle.into()),
         paged(16, PrefixCaching::Off),
         KvManagerConfig::Vattention(VattnConfig {
             page_size_bytes: 64 << 10,
@@ -240,10 +240,19 @@ fn azure_conv_trace_replays_when_present() {
 }
 
 fn manager(k: u8, block: u32) -> KvManagerConfig {
-    match k % 7 {
-        0 => KvManagerConfig::Static(StaticReservation::MaxLen),
-        1 => KvManagerConfig::Static(StaticReservation::Pow2),
-        2 => KvManagerConfig::Static(StaticReservation::Oracle),
+    let buddy = |variant| {
+        KvManagerConfig::Static(StaticConfig {
+            variant,
+            allocator: StaticAllocator::Buddy,
+        })
+    };
+    match k % 10 {
+        7 => buddy(StaticReservation::MaxLen),
+        8 => buddy(StaticReservation::Pow2),
+        9 => buddy(StaticReservation::Oracle),
+        0 => KvManagerConfig::Static(StaticReservation::MaxLen.into()),
+        1 => KvManagerConfig::Static(StaticReservation::Pow2.into()),
+        2 => KvManagerConfig::Static(StaticReservation::Oracle.into()),
         3 => paged(block, PrefixCaching::Off),
         4 => paged(block, PrefixCaching::V0),
         5 => paged(block, PrefixCaching::V1),
@@ -292,7 +301,7 @@ proptest! {
     /// breakdown sums to the pool), every request completes or is rejected.
     #[test]
     fn random_mixes_keep_every_invariant(
-        k in 0u8..7,
+        k in 0u8..10,
         block in prop::sample::select(vec![1u32, 8, 16, 32]),
         swap in any::<bool>(),
         victim in 0u8..3,
@@ -330,7 +339,7 @@ proptest! {
         prop_assert_eq!(r.digest(), simulate(&c, &specs).unwrap().digest(), "decode runs changed the result");
         prop_assert_eq!(r.completed + r.rejected_too_long + r.rejected_unservable, specs.len() as u64);
         for s in &r.samples {
-            let sum = s.token_states_bytes + s.reserved_bytes + s.internal_frag_bytes + s.external_frag_bytes + s.free_bytes;
+            let sum = s.token_states_bytes + s.reserved_bytes + s.internal_frag_bytes + s.external_frag_bytes + s.idle_mapped_bytes + s.free_bytes;
             prop_assert_eq!(sum, r.kv_pool_bytes);
         }
         let done: u64 = specs
@@ -361,7 +370,7 @@ proptest! {
     /// bit for bit.
     #[test]
     fn saturated_batches_equal_the_step_by_step_path(
-        k in 0u8..7,
+        k in 0u8..10,
         block in prop::sample::select(vec![8u32, 16, 32]),
         swap in any::<bool>(),
         victim in 0u8..3,

@@ -36,6 +36,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "preemption": PREEMPTION,
     "victim": VICTIMS,
     "variant": StaticKV.VARIANTS,
+    "allocator": StaticKV.ALLOCATORS,
     "prefix_caching": PagedKV.PREFIX_CACHING,
     "page_size_bytes": VAttentionKV.PAGE_SIZES,
     "ffn": FFN_KINDS,
@@ -47,6 +48,7 @@ NOT_IN_CORE = {
     "dtype": "selects the backend's peak_flops entry (checked below through the backend)",
     "device_tier": "selects the backend tier (checked below through the backend)",
     "host_tier": "selects the backend tier (checked below through the backend)",
+    "normalized_latency_bound_s_per_token": "copied into the rows for report_tables (tested in test_vllm_fig2)",
 }
 
 #: Workload fields the Python side applies itself, and fields named differently in the core.
@@ -141,7 +143,8 @@ def test_every_family_and_kv_manager_field_arrives_in_the_core(tmp_path: Path, c
             want = f"Some({v!r})" if family[name].default is None else rust_debug(v)
             assert f"{name}: {want}" in got, (name, got)
         if kv_cls is StaticKV:
-            assert f"kv: Some(Static({rust_debug(kv_expected['variant'])}))" in got, got
+            variant, allocator = rust_debug(kv_expected["variant"]), rust_debug(kv_expected["allocator"])
+            assert f"kv: Some(Static(StaticConfig {{ variant: {variant}, allocator: {allocator} }}))" in got, got
         else:
             for name, v in kv_expected.items():
                 assert f"{name}: {rust_debug(v)}" in got, (name, got)
@@ -365,6 +368,7 @@ def test_vattention_page_sizes_are_vattentions_four() -> None:
 
 def test_vocabularies_come_from_the_core() -> None:
     assert StaticKV.VARIANTS == ("max", "pow2", "oracle")
+    assert StaticKV.ALLOCATORS == ("first_fit", "buddy")
     assert PagedKV.PREFIX_CACHING == ("off", "v0", "v1")
     assert PREEMPTION == ("recompute", "swap") and VICTIMS == ("last_admitted", "most_kv", "least_progress")
     assert FFN_KINDS == ("gated", "plain")

@@ -9,14 +9,15 @@ backend's figures, preemption by recompute or swap (over
 the backend's host link). Rows carry throughput, TTFT / time between tokens
 / end-to-end latency percentiles, batch size, preemptions, prefix-cache hit
 rate and the KV memory breakdown of the vLLM paper's Fig. 2 (token states /
-reserved / internal fragmentation / external fragmentation / free), in
-bytes and as shares of the pool, averaged over the samples with requests
+reserved / internal fragmentation / external fragmentation, plus
+vAttention's idle mapped pages / free), in bytes and as shares of the pool, averaged over the samples with requests
 running; the same breakdown and the batch size over time are kept as
 series for ``memarena report``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +26,7 @@ import numpy as np
 from memarena import _core
 from memarena.api import BackendRequirements, Family, PlotSpec, param
 from memarena.errors import InvalidConfigError
+from memarena.families.serving.sim import BREAKDOWN
 
 if TYPE_CHECKING:
     from memarena.families.serving import ServingReport
@@ -48,7 +50,7 @@ OPTION_KEYS = (
     "check_invariants",
 )
 #: Fig. 2 categories, stacked in this order.
-SHARES = ("token_states_share", "reserved_share", "internal_frag_share", "external_frag_share", "free_share")
+SHARES = tuple(f"{k}_share" for k in BREAKDOWN)
 
 
 def _downsample(n: int, points: int) -> np.ndarray:
@@ -73,10 +75,13 @@ class ServingFamily(Family):
         "tbt_p99_s",
         "e2e_p99_s",
         "mean_batch_seqs",
+        "mean_batch_requests",
         "preemptions",
         "prefix_hit_rate",
-        "token_states_share",
+        *SHARES,
         "token_states_share_of_used",
+        "paper_mean_batch_requests",
+        "paper_token_states_share_of_used",
         "wall_s",
     )
     plots: ClassVar[tuple[PlotSpec, ...]] = (
@@ -119,6 +124,14 @@ class ServingFamily(Family):
             title="Share of the KV pool lost to external fragmentation over time",
             series=True,
             filename="external_frag_share_over_time.png",
+        ),
+        PlotSpec(
+            x="time_s_over_time",
+            y="idle_mapped_share_over_time",
+            hue="kv_manager",
+            title="Share of the KV pool mapped on idle slots (vAttention deferred reclamation) over time",
+            series=True,
+            filename="idle_mapped_share_over_time.png",
         ),
         PlotSpec(
             x="time_s_over_time",
@@ -214,6 +227,12 @@ class ServingFamily(Family):
         host_tier: str = "host"
         #: Re-check every KV invariant at every iteration (slow; for tests).
         check_invariants: bool = False
+        #: Published numbers to print beside memarena's: {kv_manager label: {row column: value}}; a run whose
+        #: kv_manager is listed gets ``paper_<column>`` columns (experiment=vllm_fig2 sets the vLLM paper's).
+        paper: dict[str, dict[str, float]] = param(factory=dict)
+        #: Normalized latency (mean over completed requests of end-to-end latency / output tokens, the vLLM
+        #: paper's Fig. 12 metric) a request rate must stay under to count as sustained (sweep=serving_load).
+        normalized_latency_bound_s_per_token: float = param(0.5, gt=0)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -268,10 +287,78 @@ class ServingFamily(Family):
             "kv_manager": run.label("kv_manager", kv.describe()),
             "preemption": self.scheduler["preemption"],
         }
-        run.emit(self._row(labels, report, requests))
+        row = self._row(labels, report, requests)
+        row["workload_kind"] = workload.name  # the workload without its rate, for report_tables
+        for column, value in self.paper.get(labels["kv_manager"], {}).items():
+            if column not in row or not isinstance(row[column], int | float):
+                raise InvalidConfigError(
+                    f"config key 'family.paper.{labels['kv_manager']}.{column}': not a numeric column of the "
+                    f"serving rows (e.g. token_states_share_of_used, mean_batch_requests)"
+                )
+            row[f"paper_{column}"] = float(value)
+        run.emit(row)
+
+    @classmethod
+    def report_tables(cls, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Throughput at a latency bound, as the vLLM paper reports it (section 6.2, Fig. 12).
+
+        Per workload kind, model, backend and preemption mode, and per KV
+        manager: the highest offered request rate up to which every swept
+        rate keeps the normalized latency under the bound, and its ratio to
+        every other manager's (the paper: vLLM sustains 1.7-2.7x the rate of
+        Orca Oracle and 2.7-8x that of Orca Max on ShareGPT).
+        """
+        need = ("normalized_latency_s_per_token", "normalized_latency_bound_s_per_token", "offered_load_requests_per_s")
+        groups: dict[tuple[Any, ...], dict[str, list[dict[str, Any]]]] = {}
+        for r in rows:
+            if not all(isinstance(r.get(k), int | float) for k in need):
+                continue
+            key = tuple(r.get(k) for k in ("workload_kind", "model", "backend", "preemption"))
+            groups.setdefault(key, {}).setdefault(str(r.get("kv_manager")), []).append(r)
+        out: list[dict[str, Any]] = []
+        for (kind, model, backend, preemption), managers in groups.items():
+            if not any(len(rs) > 1 for rs in managers.values()):
+                continue  # no load sweep
+            best: dict[str, float | None] = {}
+            entries: dict[str, dict[str, Any]] = {}
+            for kv, rs in sorted(managers.items()):
+                rs = sorted(rs, key=lambda r: r["offered_load_requests_per_s"])
+                bound = rs[0]["normalized_latency_bound_s_per_token"]
+                sustained = None
+                first_over = None
+                for r in rs:
+                    if r["normalized_latency_s_per_token"] <= bound:
+                        sustained = r["offered_load_requests_per_s"]
+                    else:
+                        first_over = r["offered_load_requests_per_s"]
+                        break
+                best[kv] = sustained
+                entries[kv] = {
+                    "workload": kind,
+                    "model": model,
+                    "backend": backend,
+                    "preemption": preemption,
+                    "kv_manager": kv,
+                    "bound_s_per_token": bound,
+                    "max_rate_requests_per_s": sustained,
+                    "first_rate_over_bound": first_over,
+                }
+            for kv, e in entries.items():
+                for other in entries:
+                    if other != kv:
+                        a, b = best[kv], best[other]
+                        e[f"x_{other}"] = a / b if a is not None and b else None
+                out.append(e)
+        return [("Highest request rate under the normalized-latency bound, and the ratios between managers", out)]
 
     def _row(self, labels: dict[str, Any], report: ServingReport, requests: Any) -> dict[str, Any]:
         row: dict[str, Any] = {**labels, **report.row()}
+        done = report.status == 0
+        out_tokens = np.asarray(requests.output_tokens, dtype=np.float64)[done]
+        row["normalized_latency_s_per_token"] = (
+            float(np.mean(report.e2e_s[done] / out_tokens)) if done.any() else float("nan")
+        )
+        row["normalized_latency_bound_s_per_token"] = self.normalized_latency_bound_s_per_token
         row["offered_load_requests_per_s"] = requests.offered_load_requests_per_s
         row["arrival_span_s"] = requests.span_s
         samples = report.samples
@@ -280,6 +367,6 @@ class ServingFamily(Family):
         row["time_s_over_time"] = [float(t) for t in samples["time_s"][idx]]
         row["batch_seqs_over_time"] = [int(x) for x in samples["running_seqs"][idx]]
         row["waiting_requests_over_time"] = [int(x) for x in samples["waiting_requests"][idx]]
-        for cat in ("token_states", "reserved", "internal_frag", "external_frag", "free"):
+        for cat in BREAKDOWN:
             row[f"{cat}_share_over_time"] = [float(x) / pool for x in samples[f"{cat}_bytes"][idx]]
         return row

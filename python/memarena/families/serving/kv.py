@@ -22,6 +22,7 @@ MiB = 1024 * KiB
 
 # The vocabularies the core accepts, read from it (never retyped).
 _STATIC_VARIANTS: tuple[str, ...] = tuple(_core.static_variants())
+_STATIC_ALLOCATORS: tuple[str, ...] = tuple(_core.static_allocators())
 _PREFIX_CACHING: tuple[str, ...] = tuple(_core.prefix_caching_modes())
 _PAGE_SIZES: tuple[int, ...] = tuple(_core.vattention_page_sizes())
 
@@ -42,26 +43,42 @@ class StaticKV(ServingKVManager):
     """Contiguous static reservation per request (Orca as the vLLM paper models it).
 
     ``variant``: ``max`` reserves the model's maximum length (Orca-Max),
-    ``pow2`` the final length rounded up to a power of two (Orca-Pow2),
-    ``oracle`` exactly the final length (Orca-Oracle). Reservations come
-    from a first-fit contiguous allocator, so holes fragment the pool.
+    ``pow2`` the prompt plus the output length rounded up to a power of two,
+    ``P + next_pow2(D)`` (Orca-Pow2; the vLLM paper, section 6.1: "if the true
+    output length is 25, it reserves 32 positions for outputs"), ``oracle``
+    exactly the final length (Orca-Oracle).
+
+    ``allocator`` places the reservations in one contiguous address range:
+    ``first_fit`` (the lowest-addressed hole large enough) or ``buddy``, a
+    binary buddy allocator that holds a block of the reservation's next power
+    of two slots (split on allocation, buddies merged on free; a pool that is
+    not a power of two is split into its maximal power-of-two arenas). The
+    vLLM paper's Orca is the buddy one (section 6.1: "We assume Orca uses the
+    buddy allocation algorithm to determine the memory address to store KV
+    cache"). The rounding is counted as internal fragmentation. Holes (free
+    blocks) too small for the head of the queue are external fragmentation
+    while that request is blocked on memory.
     """
 
     name: ClassVar[str] = "static"
     #: The variants the core accepts.
     VARIANTS: ClassVar[tuple[str, ...]] = _STATIC_VARIANTS
+    #: The allocators the core accepts.
+    ALLOCATORS: ClassVar[tuple[str, ...]] = _STATIC_ALLOCATORS
 
     @dataclass
     class Config:
         _target_: str = "memarena.families.serving.StaticKV"
         #: max (Orca-Max), pow2 (Orca-Pow2) or oracle (Orca-Oracle).
         variant: str = param("max", choices=_STATIC_VARIANTS)
+        #: first_fit, or buddy (power-of-two blocks; the vLLM paper's Orca).
+        allocator: str = param("first_fit", choices=_STATIC_ALLOCATORS)
 
     def core_config(self) -> dict[str, Any]:
         return {"kind": "static", **self.config_dict()}
 
     def describe(self) -> str:
-        return f"static_{self.variant}"
+        return f"static_{self.variant}" + ("" if self.allocator == "first_fit" else f"_{self.allocator}")
 
 
 class PagedKV(ServingKVManager):
@@ -101,7 +118,8 @@ class VAttentionKV(ServingKVManager):
 
     ``page_size_bytes`` is the physical page per layer and K/V buffer
     (64 KiB, 128 KiB, 256 KiB or 2 MiB); with ``deferred_reclaim`` a
-    finished request's pages stay mapped on its slot until needed elsewhere.
+    finished request's pages stay mapped on its slot until needed elsewhere
+    (reported as ``idle_mapped``: neither used nor free).
     """
 
     name: ClassVar[str] = "vattention"

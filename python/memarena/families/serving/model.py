@@ -9,6 +9,7 @@ them in ``source``); :class:`Hardware` is the plain view of a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -137,13 +138,33 @@ class Hardware:
 
     @classmethod
     def from_backend(
-        cls, backend: HardwareBackend, *, dtype: str = "bf16", device_tier: str = "hbm", host_tier: str = "host"
+        cls,
+        backend: HardwareBackend | type[HardwareBackend],
+        *,
+        dtype: str = "bf16",
+        device_tier: str = "hbm",
+        host_tier: str = "host",
     ) -> Hardware:
         """The device tier, the host tier (reached over the host link) and the dtype's peak FLOP/s.
 
+        :param backend: A backend, or a backend class (built from its defaults:
+            ``Hardware.from_backend(H100_SXM)`` is ``Hardware.from_backend(H100_SXM())``).
         :raises InvalidConfigError: the backend lacks a tier or the dtype's FLOP/s,
-            naming the backend and what it has.
+            naming the backend and what it has; ``backend`` is no backend.
         """
+        if isinstance(backend, type) and issubclass(backend, HardwareBackend):
+            make: Callable[[], HardwareBackend] = backend  # a component class builds from its Config defaults
+            try:
+                backend = make()
+            except TypeError as exc:
+                raise InvalidConfigError(
+                    f"backend class {backend.__name__} cannot be built from defaults: {exc}"
+                ) from None
+        if not isinstance(backend, HardwareBackend):
+            raise InvalidConfigError(
+                f"Hardware.from_backend needs a memarena backend (e.g. memarena.backends.H100_SXM), "
+                f"got {type(backend).__name__}"
+            )
         try:
             dev, host = backend.tier(device_tier), backend.tier(host_tier)
         except KeyError as exc:

@@ -19,15 +19,18 @@ from memarena import _core
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
-    from memarena.api import KVManager
+    from memarena.api import HardwareBackend, KVManager
     from memarena.families.serving.model import Hardware, ModelSpec
     from memarena.families.serving.requests import Requests
 
 __all__ = ["BREAKDOWN", "STATUS", "ServingReport", "simulate"]
 
-#: The KV memory categories of the vLLM paper's Fig. 2, in the order they are
-#: stacked; together they are the whole KV pool at every sample.
-BREAKDOWN: tuple[str, ...] = ("token_states", "reserved", "internal_frag", "external_frag", "free")
+#: The KV memory categories of the vLLM paper's Fig. 2 plus vAttention's idle
+#: mapped pages, in the order they are stacked; together they are the whole KV
+#: pool at every sample. The first four are the memory requests *use* (the
+#: denominator of ``token_states_share_of_used``); ``idle_mapped`` (pages kept
+#: mapped on finished requests' slots, reclaimable on demand) and ``free`` are not.
+BREAKDOWN: tuple[str, ...] = ("token_states", "reserved", "internal_frag", "external_frag", "idle_mapped", "free")
 
 #: Per-request status codes in :attr:`ServingReport.status`.
 STATUS: dict[int, str] = {0: "completed", 1: "rejected_too_long", 2: "rejected_unservable"}
@@ -151,7 +154,7 @@ def simulate(
     requests: Requests,
     *,
     model: ModelSpec | str,
-    hardware: Hardware,
+    hardware: Hardware | HardwareBackend | type[HardwareBackend],
     kv_manager: KVManager | Mapping[str, Any],
     scheduler: Mapping[str, Any] | None = None,
     cost: Mapping[str, Any] | None = None,
@@ -168,7 +171,8 @@ def simulate(
 
     :param requests: The requests (see :class:`Requests`).
     :param model: A :class:`ModelSpec`, or the name of a spec built into the core.
-    :param hardware: The device (see :meth:`Hardware.from_backend`).
+    :param hardware: The device: a :class:`Hardware`, or a backend or backend class
+        (``H100_SXM()``, ``H100_SXM``: read through :meth:`Hardware.from_backend`).
     :param kv_manager: A KV manager: a built-in (``StaticKV``, ``PagedKV``,
         ``VAttentionKV``) or its complete core config dict
         (``PagedKV().core_config()``), run natively; or a manager written in
@@ -197,7 +201,7 @@ def simulate(
         request (``requests[3].prompt_tokens``), or the model and device when
         the weights do not fit.
     """
-    from memarena.families.serving.model import ModelSpec
+    from memarena.families.serving.model import Hardware, ModelSpec
 
     kv: dict[str, Any] | None
     python_kv: object | None = None
@@ -212,6 +216,8 @@ def simulate(
         raise InvalidConfigError(f"model must be a ModelSpec or a built-in name, got {type(model).__name__}")
     if isinstance(model, str):
         model = ModelSpec.builtin(model)
+    if not isinstance(hardware, Hardware):
+        hardware = Hardware.from_backend(hardware)
     config: dict[str, Any] = {
         "model": model.as_core(),
         "hardware": hardware.as_core(),

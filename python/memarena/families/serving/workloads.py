@@ -5,6 +5,8 @@
   Patel et al., "Splitwise", ISCA 2024), replayed with its timestamps.
 * :class:`PoissonRequests`, :class:`GammaRequests`: synthetic arrivals with
   prompt and output length distributions.
+* :class:`ShareGPTLike`: Poisson arrivals with the ShareGPT length means the
+  vLLM paper publishes (its Fig. 11a), for ``experiment=vllm_fig2``.
 * :class:`SharedPrefixRequests`, :class:`MultiTurnRequests`: content
   sharing for prefix caching (system prompts; conversations whose history
   grows turn by turn).
@@ -32,6 +34,7 @@ __all__ = [
     "MultiTurnRequests",
     "PoissonRequests",
     "ServingWorkload",
+    "ShareGPTLike",
     "SharedPrefixRequests",
     "azure_conv_path",
 ]
@@ -174,6 +177,42 @@ class GammaRequests(PoissonRequests):
         return {**super().arrivals(), "cv": self.cv}
 
 
+#: The vLLM paper's ShareGPT statistics (Kwon et al., "Efficient Memory Management for Large Language
+#: Model Serving with PagedAttention", SOSP '23, Fig. 11a): mean input 161.31 and mean output 337.99 tokens.
+SHAREGPT_MEAN_PROMPT_TOKENS = 161.31
+SHAREGPT_MEAN_OUTPUT_TOKENS = 337.99
+SHAREGPT_SOURCE = (
+    "ShareGPT length means from Kwon et al., SOSP '23 (vLLM), Fig. 11a: input 161.31, output 337.99 tokens; "
+    "exponential lengths (only the means are published), Poisson arrivals (section 6.1)"
+)
+
+
+class ShareGPTLike(PoissonRequests):
+    """ShareGPT-like requests (seeded, synthetic): the vLLM paper's published ShareGPT length means.
+
+    The vLLM paper (Kwon et al., SOSP '23) reports for its ShareGPT trace a
+    mean input of 161.31 and a mean output of 337.99 tokens (Fig. 11a) and
+    synthesizes arrivals as a Poisson process at a given rate (section 6.1).
+    Only the means are published, so each length is exponential with that
+    mean (the maximum-entropy distribution for a positive mean; the paper's
+    histograms are long-tailed, highest at short lengths): no other
+    parameter is chosen. Requests longer than the model's context are
+    rejected and counted, as the paper's trace leaves them out.
+    """
+
+    name: ClassVar[str] = "sharegpt_like"
+    attribution: ClassVar[str] = SHAREGPT_SOURCE
+
+    @dataclass
+    class Config(PoissonRequests.Config):
+        _target_: str = "memarena.families.serving.workloads.ShareGPTLike"
+        n_requests: int = param(2000, ge=1)
+        #: Requests per second (the paper's Fig. 2 / Fig. 13 setting: 2).
+        rate: float = param(2.0, gt=0)
+        prompt_tokens: Any = param(factory=lambda: {"kind": "exponential", "mean": SHAREGPT_MEAN_PROMPT_TOKENS})
+        output_tokens: Any = param(factory=lambda: {"kind": "exponential", "mean": SHAREGPT_MEAN_OUTPUT_TOKENS})
+
+
 class SharedPrefixRequests(PoissonRequests):
     """Requests sharing one of ``num_groups`` system prompts (Zipf popularity), plus a unique suffix."""
 
@@ -236,6 +275,7 @@ SERVING_WORKLOADS: tuple[type[ServingWorkload], ...] = (
     AzureLLM2023Conv,
     PoissonRequests,
     GammaRequests,
+    ShareGPTLike,
     SharedPrefixRequests,
     MultiTurnRequests,
 )

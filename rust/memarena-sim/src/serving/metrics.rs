@@ -195,12 +195,16 @@ pub struct Sample {
     pub swapped_requests: u32,
     /// KV bytes holding token states.
     pub token_states_bytes: u64,
-    /// KV bytes reserved for later tokens (or kept mapped on idle slots).
+    /// KV bytes reserved for later tokens.
     pub reserved_bytes: u64,
     /// KV bytes of internal fragmentation.
     pub internal_frag_bytes: u64,
-    /// KV bytes of external fragmentation.
+    /// KV bytes of external fragmentation (only while a request is blocked
+    /// on memory).
     pub external_frag_bytes: u64,
+    /// KV bytes kept mapped on idle slots (vAttention's deferred
+    /// reclamation; not used).
+    pub idle_mapped_bytes: u64,
     /// Free KV bytes.
     pub free_bytes: u64,
     /// Part of `free_bytes` holding evictable prefix-cache blocks.

@@ -19,8 +19,8 @@ pub mod workload;
 pub use cost::{BatchWork, CostModel, CostParams};
 pub use hardware::Hardware;
 pub use kv::{
-    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, PrefixCaching, StaticKv,
-    StaticReservation, VattnConfig, VattnKv,
+    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, PrefixCaching,
+    StaticAllocator, StaticConfig, StaticKv, StaticReservation, VattnConfig, VattnKv,
 };
 pub use metrics::{LatencyStats, LogHistogram, Sample};
 pub use model_spec::{FfnKind, ModelSpec};

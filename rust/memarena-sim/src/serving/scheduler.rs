@@ -255,6 +255,10 @@ pub struct ServingModel<K: KvManager> {
     /// (`seq_no`, rid) in running order (see `wake_due`).
     due_now: Vec<(u64, u32)>,
     pub(crate) swapped: VecDeque<u32>,
+    /// The request the KV manager refused at the last admission try, while
+    /// it is at the head of the waiting queue: the one request blocked on
+    /// memory, for external fragmentation (see [`Self::blocked_on_memory`]).
+    pub(crate) refused: Option<u32>,
     pub(crate) running_seqs: u32,
     pub(crate) busy: bool,
     pub(crate) arrivals_done: bool,
@@ -301,6 +305,7 @@ impl<K: KvManager> ServingModel<K> {
             merged: Vec::new(),
             due_now: Vec::new(),
             swapped: VecDeque::new(),
+            refused: None,
             running_seqs: 0,
             busy: false,
             arrivals_done: false,
@@ -466,10 +471,20 @@ impl<K: KvManager> ServingModel<K> {
         Ok(())
     }
 
+    /// The head of the waiting queue if it is blocked on memory: the KV
+    /// manager refused it at its last admission try. A head that waits for
+    /// compute (the token budget, the sequence cap) or has not been tried
+    /// yet is not: free memory counts as external fragmentation only while
+    /// a request is blocked on memory (see the module docs of `kv`).
+    pub(crate) fn blocked_on_memory(&self) -> Option<&KvRequest> {
+        match (self.waiting.front(), self.refused) {
+            (Some(&head), Some(r)) if head == r => Some(&self.reqs[head as usize].kv),
+            _ => None,
+        }
+    }
+
     fn check_breakdown(&self) -> Result<()> {
-        let b = self
-            .kv
-            .breakdown(self.waiting.front().map(|&r| &self.reqs[r as usize].kv));
+        let b = self.kv.breakdown(self.blocked_on_memory());
         if b.total() != self.kv.pool_bytes() || b.cached_free_bytes > b.free_bytes {
             return Err(invariant(
                 "breakdown",
@@ -485,9 +500,7 @@ impl<K: KvManager> ServingModel<K> {
 
     fn sample(&mut self, now: f64) -> Result<()> {
         self.sync_kv()?;
-        let b = self
-            .kv
-            .breakdown(self.waiting.front().map(|&r| &self.reqs[r as usize].kv));
+        let b = self.kv.breakdown(self.blocked_on_memory());
         if b.total() != self.kv.pool_bytes() {
             self.check_breakdown()?;
         }
@@ -501,6 +514,7 @@ impl<K: KvManager> ServingModel<K> {
             reserved_bytes: b.reserved_bytes,
             internal_frag_bytes: b.internal_frag_bytes,
             external_frag_bytes: b.external_frag_bytes,
+            idle_mapped_bytes: b.idle_mapped_bytes,
             free_bytes: b.free_bytes,
             cached_free_bytes: b.cached_free_bytes,
         });

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::cost::{CostModel, CostParams};
 use super::hardware::Hardware;
 use super::kv::{
-    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, PrefixCaching, StaticKv,
-    StaticReservation, VattnConfig, VattnKv,
+    KvBreakdown, KvCounters, KvManager, KvRequest, PagedConfig, PagedKv, PrefixCaching,
+    StaticConfig, StaticKv, StaticReservation, VattnConfig, VattnKv,
 };
 use super::metrics::{LatencyStats, Sample};
 use super::model_spec::ModelSpec;
@@ -22,24 +22,18 @@ use crate::engine::Engine;
 ///
 /// Deserializes from a map whose `kind` (one of [`KvManagerConfig::KINDS`])
 /// comes first and whose other keys are the manager's parameters:
-/// `{kind: static, variant}`, `{kind: paged, block_size, watermark,
+/// `{kind: static, variant, allocator}`, `{kind: paged, block_size, watermark,
 /// prefix_caching}`, `{kind: vattention, page_size_bytes, deferred_reclaim,
 /// page_map_latency_s}`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KvManagerConfig {
-    /// Contiguous static reservation (Orca-Max / Pow2 / Oracle).
-    Static(StaticReservation),
+    /// Contiguous static reservation (Orca-Max / Pow2 / Oracle) on a
+    /// first-fit or buddy allocator.
+    Static(StaticConfig),
     /// vLLM's paged blocks.
     Paged(PagedConfig),
     /// vAttention's demand-mapped virtual reservation.
     Vattention(VattnConfig),
-}
-
-/// The fields of the `static` manager.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StaticFields {
-    variant: StaticReservation,
 }
 
 impl Tagged for KvManagerConfig {
@@ -50,7 +44,7 @@ impl Tagged for KvManagerConfig {
         rest: A,
     ) -> std::result::Result<Self, A::Error> {
         Ok(match kind {
-            "static" => KvManagerConfig::Static(config::fields::<_, StaticFields>(rest)?.variant),
+            "static" => KvManagerConfig::Static(config::fields(rest)?),
             "paged" => KvManagerConfig::Paged(config::fields(rest)?),
             _ => KvManagerConfig::Vattention(config::fields(rest)?),
         })
@@ -75,7 +69,8 @@ impl KvManagerConfig {
 
     /// The presets that speed runs and result-equivalence checks sweep
     /// (`examples/azure_trace.rs`, `examples/report_digest.rs`,
-    /// `tests/perf_equivalence.rs`), by name: static Max/Pow2/Oracle,
+    /// `tests/perf_equivalence.rs`), by name: static Max/Pow2/Oracle (first
+    /// fit),
     /// 16-token paged blocks without prefix caching and with v0 and v1
     /// caching, vAttention with 2 MiB and 64 KiB pages.
     pub fn presets() -> Vec<(&'static str, KvManagerConfig)> {
@@ -88,15 +83,15 @@ impl KvManagerConfig {
         vec![
             (
                 "static_max",
-                KvManagerConfig::Static(StaticReservation::MaxLen),
+                KvManagerConfig::Static(StaticReservation::MaxLen.into()),
             ),
             (
                 "static_pow2",
-                KvManagerConfig::Static(StaticReservation::Pow2),
+                KvManagerConfig::Static(StaticReservation::Pow2.into()),
             ),
             (
                 "static_oracle",
-                KvManagerConfig::Static(StaticReservation::Oracle),
+                KvManagerConfig::Static(StaticReservation::Oracle.into()),
             ),
             ("paged_16", paged(PrefixCaching::Off)),
             ("paged_16_v0cache", paged(PrefixCaching::V0)),
@@ -263,8 +258,8 @@ impl ServingConfig {
             )
         })?;
         Ok(match kv {
-            KvManagerConfig::Static(policy) => {
-                BuiltKv::Static(StaticKv::new(budget / bpt, bpt, max_len, *policy)?)
+            KvManagerConfig::Static(cfg) => {
+                BuiltKv::Static(StaticKv::with_config(budget / bpt, bpt, max_len, *cfg)?)
             }
             KvManagerConfig::Paged(cfg) => {
                 if cfg.block_size == 0 {
@@ -412,12 +407,13 @@ impl ServingReport {
         memarena_core::trace::hash_str(&format!("{self:?}"))
     }
 
-    /// Share of *allocated* KV memory (pool minus free) holding token
-    /// states in the mean busy breakdown: the vLLM paper's Fig. 2 metric.
+    /// Share of *used* KV memory ([`KvBreakdown::used`]: token states,
+    /// reservation, internal and external fragmentation; not free memory
+    /// nor idle mapped pages) holding token states in the mean busy
+    /// breakdown: the vLLM paper's Fig. 2 metric.
     pub fn token_state_share_of_used(&self) -> f64 {
         let b = &self.mean_busy_breakdown;
-        let used =
-            b.token_states_bytes + b.reserved_bytes + b.internal_frag_bytes + b.external_frag_bytes;
+        let used = b.used();
         if used == 0 {
             0.0
         } else {
@@ -661,6 +657,7 @@ fn report<K: KvManager>(
         reserved_bytes: mean(|s| s.reserved_bytes),
         internal_frag_bytes: mean(|s| s.internal_frag_bytes),
         external_frag_bytes: mean(|s| s.external_frag_bytes),
+        idle_mapped_bytes: mean(|s| s.idle_mapped_bytes),
         free_bytes: 0,
         cached_free_bytes: mean(|s| s.cached_free_bytes),
     };

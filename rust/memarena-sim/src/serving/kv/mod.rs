@@ -1,8 +1,9 @@
 //! KV-cache managers: how a serving system hands device memory to requests.
 //!
 //! - [`StaticKv`]: a contiguous max-length (or power-of-two, or oracle)
-//!   reservation per request on a first-fit allocator — Orca as the vLLM
-//!   paper models it (Kwon et al., SOSP '23, §2.3 and Fig. 2).
+//!   reservation per request on a first-fit or a binary buddy allocator —
+//!   Orca as the vLLM paper models it (Kwon et al., SOSP '23, §2.3, Fig. 2,
+//!   and §6.1, which assumes the buddy allocator).
 //! - [`PagedKv`]: vLLM's PagedAttention block pool: fixed-size blocks,
 //!   per-sequence block tables, reference counts, copy-on-write for parallel
 //!   sampling, an admission watermark and prefix caching in vLLM v0 or v1
@@ -13,14 +14,40 @@
 //!
 //! Every manager reports a [`KvBreakdown`] whose categories sum to its pool
 //! size, and checks its invariants in [`KvManager::check_invariants`].
+//!
+//! # The categories, and where each definition comes from
+//!
+//! - *Token states*, *reservation*, *internal* and *external
+//!   fragmentation* are the vLLM paper's Fig. 2 and Fig. 3 (Kwon et al.,
+//!   SOSP '23, §3): slots reserved for a request's future tokens, slots
+//!   over-provisioned beyond its final length, and free memory the
+//!   allocator cannot use.
+//! - *External fragmentation* is counted only while a request is blocked on
+//!   memory: free memory is wasted by fragmentation when it exists but
+//!   cannot be handed to the request that asks for it (§3). The scheduler
+//!   passes `pending` to [`KvManager::breakdown`] only when the KV manager
+//!   refused the head of the waiting queue at the last admission try; a
+//!   head that waits for compute (the token budget, the sequence cap)
+//!   leaves every hole free.
+//! - *Idle mapped* is vAttention's deferred reclamation (Prabhu et al.,
+//!   ASPLOS '25, §6.2, and `free_batch_idx` in
+//!   `vattention/vattention.cu`): a finished request's physical pages stay
+//!   mapped on its slot for the next request to reuse, and are unmapped on
+//!   demand when another request needs them (so are the pages a reused
+//!   slot maps beyond its new request's tokens). No token is in them and
+//!   any request may take them: they are free memory on hold, not a
+//!   reservation for a request nor its waste, so they get their own
+//!   category, left out of the "used" memory of the Fig. 2 share (the
+//!   paper's Orca and vLLM have no such pages).
 
+mod buddy;
 mod lru;
 mod paged;
 mod static_res;
 mod vattn;
 
 pub use paged::{PagedConfig, PagedKv, PrefixCaching};
-pub use static_res::{StaticKv, StaticReservation};
+pub use static_res::{StaticAllocator, StaticConfig, StaticKv, StaticReservation};
 pub use vattn::{VattnConfig, VattnKv};
 
 use memarena_core::error::Result;
@@ -44,22 +71,28 @@ pub struct KvRequest {
     pub salt: u64,
 }
 
-/// The KV pool split into the categories of the vLLM paper's Fig. 2, in
-/// bytes. Invariant: the five categories sum to the pool size.
+/// The KV pool split into the categories of the vLLM paper's Fig. 2 (plus
+/// vAttention's idle mapped pages; see the module docs), in bytes.
+/// Invariant: the six categories sum to the pool size.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct KvBreakdown {
     /// KV of tokens actually stored.
     pub token_states_bytes: u64,
-    /// Reserved for tokens a request will still produce (static), or
-    /// physical pages kept mapped on idle slots (vAttention deferred
-    /// reclamation).
+    /// Reserved for tokens a request will still produce (a static
+    /// reservation).
     pub reserved_bytes: u64,
     /// Allocated but never to hold a token: the unused tail of a block or
     /// page, or a static reservation beyond the request's final length.
     pub internal_frag_bytes: u64,
-    /// Free, but in holes too small for the request waiting at the head of
-    /// the queue (contiguous allocation only).
+    /// Free, but in holes too small for the request at the head of the
+    /// queue, counted only while the KV manager refuses that request
+    /// (contiguous allocation only; see the module docs).
     pub external_frag_bytes: u64,
+    /// Physical pages mapped but holding no token and reclaimable on demand
+    /// (vAttention's deferred reclamation: pages on idle slots, and pages
+    /// a reused slot maps beyond its request's tokens); not "used" (see
+    /// the module docs).
+    pub idle_mapped_bytes: u64,
     /// Free and usable (includes evictable prefix-cache blocks).
     pub free_bytes: u64,
     /// Part of `free_bytes` holding evictable prefix-cache blocks (not a
@@ -68,13 +101,19 @@ pub struct KvBreakdown {
 }
 
 impl KvBreakdown {
-    /// Sum of the five categories.
+    /// Sum of the six categories.
     pub fn total(&self) -> u64 {
+        self.used() + self.idle_mapped_bytes + self.free_bytes
+    }
+
+    /// The memory requests use, the denominator of the vLLM paper's Fig. 2
+    /// share: token states, reservation, internal and external
+    /// fragmentation (not idle mapped pages, not free memory).
+    pub fn used(&self) -> u64 {
         self.token_states_bytes
             + self.reserved_bytes
             + self.internal_frag_bytes
             + self.external_frag_bytes
-            + self.free_bytes
     }
 }
 
@@ -157,7 +196,8 @@ pub trait KvManager: Send {
         true
     }
     /// The memory breakdown; `pending` is the request at the head of the
-    /// waiting queue (for external fragmentation).
+    /// waiting queue while the manager refuses it (blocked on memory), for
+    /// external fragmentation; None while no request is blocked on memory.
     fn breakdown(&self, pending: Option<&KvRequest>) -> KvBreakdown;
     /// Extra HBM bytes and extra seconds incurred since the last call
     /// (copy-on-write copies, page mapping).

@@ -716,6 +716,7 @@ impl KvManager for PagedKv {
             reserved_bytes: 0,
             internal_frag_bytes: (used_blocks * bs - self.used_fill) * self.bytes_per_token,
             external_frag_bytes: 0,
+            idle_mapped_bytes: 0,
             free_bytes: self.num_free as u64 * bs * self.bytes_per_token,
             cached_free_bytes: self.free_hashed as u64 * bs * self.bytes_per_token,
         }

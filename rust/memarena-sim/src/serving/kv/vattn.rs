@@ -424,21 +424,22 @@ impl KvManager for VattnKv {
     }
 
     fn breakdown(&self, _pending: Option<&KvRequest>) -> KvBreakdown {
-        let (mut tokens, mut needed, mut ahead) = (0u64, 0u64, 0u64);
+        let (mut tokens, mut needed) = (0u64, 0u64);
         for s in self.slots.iter().filter(|s| s.active) {
-            let need = self.pages_for(s.tokens);
             tokens += s.tokens as u64;
-            needed += need as u64;
-            ahead += (s.mapped - need) as u64;
+            needed += self.pages_for(s.tokens) as u64;
         }
         let tb = self.bytes_per_token;
         KvBreakdown {
             token_states_bytes: tokens * tb,
-            // Pages mapped beyond an active request's tokens (a reused slot)
-            // and pages kept on idle slots.
-            reserved_bytes: (ahead + self.idle_mapped) * self.group_bytes,
+            reserved_bytes: 0,
             internal_frag_bytes: needed * self.group_bytes - tokens * tb,
             external_frag_bytes: 0,
+            // Every page no token is in and reclamation may take (`excess`):
+            // pages kept on idle slots (deferred reclamation) and pages a
+            // reused slot maps beyond its request's tokens. Their own
+            // category, not "used" (see the module docs of `kv`).
+            idle_mapped_bytes: self.excess * self.group_bytes,
             free_bytes: self.free_pages as u64 * self.group_bytes,
             cached_free_bytes: 0,
         }
@@ -576,16 +577,23 @@ mod tests {
         v.free(0);
         // Deferred reclamation: the pages stay on the slot ...
         assert_eq!(v.free_pages(), 7);
-        assert_eq!(v.breakdown(None).reserved_bytes, 3 * group);
+        let b = v.breakdown(None);
+        assert_eq!((b.idle_mapped_bytes, b.reserved_bytes), (3 * group, 0));
+        assert_eq!((b.used(), b.total()), (0, v.pool_bytes()));
         v.check_invariants().unwrap();
-        // ... and the next request reuses them (best fit) ...
+        // ... and the next request reuses them (best fit): 1 page holds
+        // its tokens, the 2 beyond stay idle mapped (reclaimable) ...
         assert!(v.admit(1, &req(100, 1), 0, 100));
         assert_eq!(v.free_pages(), 7);
+        let b = v.breakdown(None);
+        assert_eq!((b.idle_mapped_bytes, b.reserved_bytes), (2 * group, 0));
+        assert_eq!(b.internal_frag_bytes, (1024 - 100) * 131072);
+        assert_eq!(b.total(), v.pool_bytes());
         assert!(v.admit(2, &req(4000, 1), 0, 4000)); // slot 1, 4 pages
         v.free(1);
         v.free(2);
         assert_eq!(
-            (v.free_pages(), v.breakdown(None).reserved_bytes),
+            (v.free_pages(), v.breakdown(None).idle_mapped_bytes),
             (3, 7 * group)
         );
         // ... or another request reclaims them: slot 0 (3 pages) grows to 10,

@@ -231,6 +231,7 @@ impl<K: KvManager> ServingModel<K> {
             };
             let r = &self.reqs[rid as usize];
             if self.running_seqs + r.n > self.cfg.max_num_seqs {
+                self.refused = None; // waits for compute
                 break;
             }
             let len = r.len;
@@ -242,11 +243,14 @@ impl<K: KvManager> ServingModel<K> {
             } else if left <= p.budget {
                 left
             } else {
+                self.refused = None; // waits for compute
                 break;
             };
             if !self.kv.admit(rid, &kvreq, hit, hit + new_tokens) {
+                self.refused = Some(rid); // blocked on memory
                 break;
             }
+            self.refused = None;
             self.waiting.pop_front();
             self.c.prefix_query_tokens += len as u64;
             self.c.prefix_hit_tokens += hit as u64;

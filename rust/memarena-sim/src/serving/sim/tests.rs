@@ -198,3 +198,54 @@ fn a_manager_without_quiet_decode_tokens_gives_the_same_reports() {
         );
     }
 }
+
+/// External fragmentation is counted only while a request is blocked on
+/// memory (the KV manager refused it), not while it waits for compute.
+/// Hand-computed: a 1000-slot Orca-Oracle pool; A holds 600 slots, B needs
+/// 600 and the one hole left has 400. With room for two sequences B is
+/// refused by the KV manager: the 400 slots are external fragmentation.
+/// With `max_num_seqs = 1` B waits for the sequence cap: they are free.
+#[test]
+fn external_fragmentation_only_while_a_request_is_blocked_on_memory() {
+    let run_with = |max_num_seqs: u32| {
+        let mut c = ServingConfig::new(
+            ModelSpec::preset("llama3_8b").unwrap(),
+            Hardware::h100_sxm(),
+        );
+        c.kv = Some(KvManagerConfig::Static(StaticReservation::Oracle.into()));
+        c.max_model_len = Some(1000);
+        c.scheduler.max_num_seqs = max_num_seqs;
+        c.sample_interval_s = 0.005;
+        let bpt = c.effective_kv_bytes_per_token();
+        c.activation_reserve_bytes = c.kv_budget_bytes().unwrap() - 1000 * bpt;
+        let reqs = [
+            RequestSpec::new(0.0, 500, 101),
+            RequestSpec::new(0.001, 500, 101),
+        ];
+        let r = simulate(&c, &reqs).unwrap();
+        assert_eq!((r.completed, r.kv_pool_bytes), (2, 1000 * bpt));
+        let both: Vec<&Sample> = r
+            .samples
+            .iter()
+            .filter(|s| s.running_requests == 1 && s.waiting_requests == 1)
+            .collect();
+        assert!(
+            both.len() > 10,
+            "{} samples with A running and B waiting",
+            both.len()
+        );
+        (bpt, both.into_iter().copied().collect::<Vec<Sample>>())
+    };
+    let (bpt, blocked) = run_with(2);
+    // Every sample but one taken before B's first admission try.
+    let ext: Vec<u64> = blocked.iter().map(|s| s.external_frag_bytes).collect();
+    assert!(ext.iter().all(|&e| e == 0 || e == 400 * bpt), "{ext:?}");
+    assert!(ext.iter().filter(|&&e| e == 400 * bpt).count() >= ext.len() - 1);
+    for s in blocked.iter().filter(|s| s.external_frag_bytes > 0) {
+        assert_eq!(s.free_bytes, 0);
+    }
+    let (_, waiting_for_compute) = run_with(1);
+    for s in &waiting_for_compute {
+        assert_eq!((s.external_frag_bytes, s.free_bytes), (0, 400 * bpt));
+    }
+}
