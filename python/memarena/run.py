@@ -9,6 +9,7 @@ or SIGTERM, or ``failed`` — atomically, so no half record is ever left.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -67,7 +69,8 @@ class Run:
         self.rows: list[dict[str, Any]] = []
         self.family_name = ""
         self.hook_errors: dict[tuple[str, str], tuple[str, int]] = {}
-        self._metrics: list[Metric] = []
+        #: The metrics of the run's family, each with the plugin that registered it.
+        self._metrics: list[tuple[Metric, str]] = []
         self.seed = _int_key(config, "seed", 0, 0, 2**64 - 1)
         progress = config.get("progress")
         if progress is not None and not isinstance(progress, bool):
@@ -125,14 +128,20 @@ class Run:
     def emit(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Record one result row: add derived metrics, tell the plugins, keep it."""
         full = dict(row)
-        for metric in self._metrics:
-            extra = metric.compute(self, full)
+        for metric, plugin in self._metrics:
+            try:
+                extra = metric.compute(self, full)
+            except MemarenaError:
+                raise
+            except Exception as exc:  # a plugin's bug: name the plugin, not only a traceback
+                raise PluginError(f"{plugin}: metric {metric.name!r} raised {type(exc).__name__}: {exc}") from exc
             clash = sorted(set(extra) & set(full))
             if clash:
                 raise MemarenaError(f"metric {metric.name!r} computed columns that already exist: {', '.join(clash)}")
             full.update(extra)
         self.rows.append(full)
-        self._notify("memarena_run_result", row=full)
+        # Observers get a read-only copy: a hook cannot rewrite what is recorded.
+        self._notify("memarena_run_result", row=MappingProxyType(copy.deepcopy(full)))
         return full
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
@@ -155,7 +164,7 @@ class Run:
         for entry in self.registry:
             cls = entry.cls
             if entry.kind == "metric" and issubclass(cls, Metric) and self.family_name in cls.families:
-                self._metrics.append(cls())
+                self._metrics.append((cls(), entry.plugin.describe()))
 
 
 class _ConfigKeyErrors(functools.partial[Any]):
@@ -332,7 +341,8 @@ def execute(
             log.warning("run %s; partial record (%d rows) written to %s", status, len(rows), path)
         if run is not None:
             n_before = len(run.hook_errors)
-            run._notify("memarena_run_finish", record=record)
+            # A copy: a hook that changes it cannot change the record on disk (nor a rewrite of it below).
+            run._notify("memarena_run_finish", record=copy.deepcopy(record))
             if len(run.hook_errors) != n_before:  # the record on disk names every hook error
                 record.hook_errors = run.hook_error_lines()
                 write_record(output_dir, record)
