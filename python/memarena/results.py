@@ -64,6 +64,16 @@ class RunRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"record status must be one of {STATUSES}, got {self.status!r}")
+        # A record edited by hand or by another tool: its rows must be rows.
+        if not isinstance(self.rows, list):
+            raise ValueError(f"rows must be a list of objects, got {type(self.rows).__name__}")
+        for i, row in enumerate(self.rows):
+            if not isinstance(row, dict):
+                raise ValueError(f"rows[{i}] must be an object (column: value), got {type(row).__name__}")
+            if not all(isinstance(k, str) for k in row):
+                raise ValueError(f"rows[{i}] has a column name that is not a string")
+        if not isinstance(self.label_columns, list) or not all(isinstance(c, str) for c in self.label_columns):
+            raise ValueError("label_columns must be a list of column names")
 
     def to_json(self) -> str:
         """Serialise; NaN and infinities become null (strict JSON)."""

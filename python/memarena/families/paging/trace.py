@@ -230,8 +230,18 @@ class Trace:
 
     @cached_property
     def footprint_bytes(self) -> int:
-        """Bytes of all distinct objects (size at first request); :attr:`num_objects` when unit-size."""
+        """Bytes of all distinct objects (size at first request), exact (a Python int, which may exceed
+        2**64 - 1); :attr:`num_objects` when unit-size."""
         sizes = self.sizes
         if sizes is None:
             return self.num_objects
-        return int(sizes[self.first_access].sum(dtype=np.uint64))
+        # Exact, never wrapping: a uint64 sum of sizes near 2**63 would wrap
+        # (and give a fractional cache_size the wrong capacity). The high and
+        # low 32-bit halves are summed apart; each sum fits a uint64 for fewer
+        # than 2**32 objects, and Python ints join them.
+        first = sizes[self.first_access]
+        if len(first) >= 2**32:  # pragma: no cover - 32 GiB of sizes; the halves could wrap
+            return sum(int(x) for x in first)
+        high = int((first >> np.uint64(32)).sum(dtype=np.uint64))
+        low = int((first & np.uint64(0xFFFF_FFFF)).sum(dtype=np.uint64))
+        return (high << 32) + low
