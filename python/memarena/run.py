@@ -236,6 +236,28 @@ def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: Over
     return InvalidConfigError(f"config key {keys}: out of range, {bound} ({text})")
 
 
+def plugin_in_traceback(registry: Registry, pm: PluginManager, exc: BaseException) -> tuple[Any, str] | None:
+    """The third-party plugin whose code raised ``exc``, and where: the deepest frame of its traceback
+    in a module of the plugin or of a component it registered. ``None`` when no such frame exists
+    (memarena's own code, or a built-in plugin, raised)."""
+    modules: dict[str, Any] = {}
+    for info in pm.infos.values():
+        if not info.builtin:
+            modules[info.module.split(":", 1)[0]] = info
+    for entry in registry:
+        if not entry.plugin.builtin:
+            modules[entry.cls.__module__] = entry.plugin
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = modules.get(tb.tb_frame.f_globals.get("__name__", ""))
+        if owner is not None:
+            code = tb.tb_frame.f_code
+            found = (owner, f"at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}")
+        tb = tb.tb_next
+    return found
+
+
 def _configure(pm: PluginManager, config: DictConfig) -> None:
     """Fire ``memarena_configure`` (historic); an exception names the plugin that raised it."""
     try:
@@ -310,6 +332,14 @@ def execute(
                 family.run(run)
             except OverflowError as exc:  # a number the core cannot hold: name the config key
                 raise out_of_range_error(config, run.choices, exc) from exc
+            except MemarenaError:
+                raise
+            except Exception as exc:  # a plugin's component raised (a Python policy's callback...): name it
+                culprit = plugin_in_traceback(registry, pm, exc)
+                if culprit is None:
+                    raise  # memarena's own bug: the traceback helps
+                info, where = culprit
+                raise PluginError(f"{info.describe()}: {type(exc).__name__}: {exc} ({where})") from exc
             status = "complete"
     except KeyboardInterrupt as exc:
         status, error = "interrupted", f"{type(exc).__name__}: {exc}"
