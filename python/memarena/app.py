@@ -56,6 +56,8 @@ class _State:
     registry: Any = None
     #: Jobs of the last multirun that did not complete (set by SummaryCallback).
     failed_jobs: int = 0
+    #: Whether a job's task started (Hydra made its output directory by then).
+    task_started: bool = False
 
 
 def _startup() -> tuple[Any, Any]:
@@ -114,6 +116,7 @@ def _task(cfg: Any) -> dict[str, Any]:
 
     from memarena.run import execute
 
+    _State.task_started = True
     pm, registry = _startup()
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
@@ -351,6 +354,7 @@ def _run_hydra(argv: list[str]) -> int:
     saved = sys.argv
     sys.argv = [saved[0] if saved else "memarena", *argv]
     _State.failed_jobs = 0
+    _State.task_started = False
     # Hydra's errors reach us whole (it would print a trimmed traceback and
     # exit 1): a config that does not compose becomes one `memarena: error:` line.
     user_full_error = os.environ.get("HYDRA_FULL_ERROR")
@@ -361,6 +365,15 @@ def _run_hydra(argv: list[str]) -> int:
         if user_full_error:
             raise
         raise MemarenaError(_config_error(exc) + _debug_preset_hint(exc, argv)) from exc
+    except OSError as exc:
+        if user_full_error or _State.task_started:
+            raise
+        # Hydra could not make (or write into) the run or sweep directory.
+        where = exc.filename or "the output directory"
+        raise MemarenaError(
+            f"cannot create or write the output directory {where}: {exc.strerror or exc} "
+            "(choose another with hydra.run.dir=... or, for a sweep, hydra.sweep.dir=...)"
+        ) from exc
     finally:
         sys.argv = saved
         if user_full_error is None:

@@ -366,7 +366,10 @@ def execute(
             plugins=pm.plugin_versions(),
             hook_errors=run.hook_error_lines() if run is not None else [],
         )
-        path = write_record(output_dir, record)
+        try:
+            path = write_record(output_dir, record)
+        except OSError as exc:  # the run directory went away, or is full or read-only
+            raise MemarenaError(f"cannot write the run record to {output_dir}: {exc}") from exc
         if status != "complete":
             log.warning("run %s; partial record (%d rows) written to %s", status, len(rows), path)
         if run is not None:

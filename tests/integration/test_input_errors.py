@@ -122,3 +122,14 @@ def test_debug_tiny_with_a_file_trace_says_to_leave_it_out(tmp_path: Path) -> No
     line = _run(tmp_path, *PAGING_CSV, "debug=tiny", f"workload.path={trace}")
     assert "family_debug/paging_tiny sets workload.n_requests" in line
     assert "workload=csv_trace does not take" in line and "leave debug=... out" in line
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_an_unwritable_output_directory_is_one_error_line(tmp_path: Path, sweep: bool) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "out"
+    args = ("policy=lru,fifo", f"hydra.sweep.dir={target}") if sweep else (f"hydra.run.dir={target}",)
+    res = memarena(*(["-m"] if sweep else []), "experiment=paging", "debug=tiny", *args, cwd=tmp_path)
+    line = _error_line(res, tmp_path)
+    assert f"cannot create or write the output directory {target}" in line and "hydra.run.dir=" in line

@@ -109,3 +109,19 @@ def test_a_raising_metric_names_its_plugin(tmp_path: Path) -> None:
         _run(tmp_path, BrokenMetrics())
     on_disk = RunRecord.from_json((tmp_path / "memarena-record.json").read_text())
     assert on_disk.status == "failed" and "BrokenMetrics" in (on_disk.error or "")
+
+
+def test_a_record_that_cannot_be_written_is_one_error_naming_the_directory(tmp_path: Path) -> None:
+    from memarena.config import compose
+    from memarena.errors import MemarenaError
+    from memarena.plugins import get_plugin_manager
+    from memarena.registry import Registry
+    from memarena.run import execute
+    from tests.plugins.test_hook_calls import OrderPlugin
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    pm = get_plugin_manager(autoload=False, plugins=[OrderPlugin()])
+    cfg = compose(["~experiment", "family=order_test"], pm=pm)
+    with pytest.raises(MemarenaError, match=rf"cannot write the run record to {blocker / 'run'}: "):
+        execute(cfg, blocker / "run", pm=pm, registry=Registry.from_plugin_manager(pm), overrides=[])
