@@ -98,8 +98,10 @@ class Trace:
         """Read a delimited text trace; columns by header name or 0-based index.
 
         :param id_format: ``"integer"`` (decimal ids) or ``"hash"`` (any string, hashed with FNV-1a).
-        :raises MalformedInputError: naming the file and row of a bad field.
-        :raises FileNotFoundError: when ``path`` does not exist.
+        :raises MalformedInputError: naming the file and row of a bad field (and the byte offset of
+            text that is not UTF-8); a quoted field is cut to 80 characters.
+        :raises OSError: the file cannot be read: ``FileNotFoundError`` when ``path`` does not
+            exist, an ``OSError`` naming it when it is a directory.
         """
         return cls(
             _core.Trace.read_csv(
@@ -117,8 +119,12 @@ class Trace:
     def from_oracle_general(cls, path: str | os.PathLike[str], *, skip_zero_size: bool = True) -> Trace:
         """Read libCacheSim's oracleGeneral binary format (24-byte records).
 
+        An empty file, or one whose records all have size 0 (skipped, as in
+        libCacheSim, unless ``skip_zero_size=False``), gives an empty trace.
+
         :raises MalformedInputError: naming the file and byte offset (for example a truncated record).
-        :raises FileNotFoundError: when ``path`` does not exist.
+        :raises OSError: the file cannot be read: ``FileNotFoundError`` when ``path`` does not
+            exist, an ``OSError`` naming it when it is a directory.
         """
         return cls(_core.Trace.read_oracle_general(os.fspath(path), skip_zero_size=skip_zero_size))
 
