@@ -206,8 +206,8 @@ def memarena_run_finish(run: Run, record: RunRecord) -> None:
     which (``"complete"``, ``"interrupted"`` or ``"failed"``).
 
     :param run: The run that finished.
-    :param record: A copy of the record as written to the run directory;
-        changing it does not change the record.
+    :param record: The record as written to the run directory; it is final:
+        whatever a hook changes in it is undone after the hooks ran.
 
     .. versionadded:: 0.1
     """

@@ -258,6 +258,14 @@ def plugin_in_traceback(registry: Registry, pm: PluginManager, exc: BaseExceptio
     return found
 
 
+def _changed(record: RunRecord, written: RunRecord) -> bool:
+    """Whether ``record`` differs from ``written`` (as JSON: NaN equals NaN there)."""
+    try:
+        return record.to_json() != written.to_json()
+    except Exception:  # a hook put something unserialisable in it
+        return True
+
+
 def _configure(pm: PluginManager, config: DictConfig) -> None:
     """Fire ``memarena_configure`` (historic); an exception names the plugin that raised it."""
     try:
@@ -374,8 +382,14 @@ def execute(
             log.warning("run %s; partial record (%d rows) written to %s", status, len(rows), path)
         if run is not None:
             n_before = len(run.hook_errors)
-            # A copy: a hook that changes it cannot change the record on disk (nor a rewrite of it below).
-            run._notify("memarena_run_finish", record=copy.deepcopy(record))
+            # The hooks get the record itself (the object execute returns), but it is final:
+            # whatever a hook changes in it is undone, so what is returned and any rewrite
+            # below hold the values written.
+            written = copy.deepcopy(record)
+            run._notify("memarena_run_finish", record=record)
+            if _changed(record, written):
+                log.error("a memarena_run_finish hook changed the run record; the change was undone")
+                record.__dict__.update(copy.deepcopy(written).__dict__)
             if len(run.hook_errors) != n_before:  # the record on disk names every hook error
                 record.hook_errors = run.hook_error_lines()
                 write_record(output_dir, record)

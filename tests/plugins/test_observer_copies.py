@@ -63,7 +63,7 @@ def test_a_result_hook_cannot_reach_the_record_through_nested_values(tmp_path: P
     assert [r["extra"] for r in record.rows] == [{"value": 0}, {"value": 1}]
 
 
-def test_a_finish_hook_cannot_change_the_record(tmp_path: Path) -> None:
+def test_a_finish_hook_cannot_change_the_record(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     class Rewriter:
         @hookimpl
         def memarena_run_finish(self, run: Any, record: Any) -> None:
@@ -80,6 +80,7 @@ def test_a_finish_hook_cannot_change_the_record(tmp_path: Path) -> None:
     on_disk = RunRecord.from_json((tmp_path / "memarena-record.json").read_text())
     assert on_disk.status == "complete" and on_disk.rows[0]["value"] == 1.0
     assert len(on_disk.hook_errors) == 1
+    assert "a memarena_run_finish hook changed the run record; the change was undone" in caplog.text
 
 
 class BrokenMetric(Metric):
@@ -125,3 +126,14 @@ def test_a_record_that_cannot_be_written_is_one_error_naming_the_directory(tmp_p
     cfg = compose(["~experiment", "family=order_test"], pm=pm)
     with pytest.raises(MemarenaError, match=rf"cannot write the run record to {blocker / 'run'}: "):
         execute(cfg, blocker / "run", pm=pm, registry=Registry.from_plugin_manager(pm), overrides=[])
+
+
+def test_a_finish_hook_that_only_reads_raises_no_alarm(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Reader:
+        @hookimpl
+        def memarena_run_finish(self, run: Any, record: Any) -> None:
+            assert record.rows[0]["value"] == 1.0
+
+    record = _run(tmp_path, Reader())
+    assert record.status == "complete"
+    assert "changed the run record" not in caplog.text
