@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from memarena.api import Family, Metric
-from memarena.errors import InvalidConfigError, MemarenaError, PluginError
+from memarena.errors import CallbackError, InvalidConfigError, MemarenaError, PluginError
 from memarena.results import RunRecord, host_info, now_iso, versions, write_record
 
 if TYPE_CHECKING:
@@ -340,6 +340,12 @@ def execute(
                 family.run(run)
             except OverflowError as exc:  # a number the core cannot hold: name the config key
                 raise out_of_range_error(config, run.choices, exc) from exc
+            except CallbackError as exc:  # names the component and the call; add the plugin it came from
+                culprit = plugin_in_traceback(registry, pm, exc.__cause__) if exc.__cause__ else None
+                if culprit is None:
+                    raise
+                info, where = culprit
+                raise PluginError(f"{info.describe()}: {exc} ({where})") from exc
             except MemarenaError:
                 raise
             except Exception as exc:  # a plugin's component raised (a Python policy's callback...): name it

@@ -40,3 +40,20 @@ def test_a_plugin_that_exits_at_import_is_named(tmp_path: Path) -> None:
     [line] = _error_lines(res.stderr)
     assert "'tests.integration.exiting_plugin' failed to import" in line
     assert "SystemExit: exiting_plugin: no accelerator here" in line
+
+
+def test_a_python_kv_manager_callback_that_raises_names_its_plugin(tmp_path: Path) -> None:
+    res = memarena(
+        "experiment=serving",
+        "debug=tiny",
+        "kv_manager=admit_raises_test",
+        f"hydra.run.dir={tmp_path}/r",
+        cwd=tmp_path,
+        env=env(MEMARENA_PLUGINS="tests.integration.kv_fault_plugin"),
+    )
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr, res.stderr
+    [line] = _error_lines(res.stderr)
+    assert line.startswith("memarena: error: plugin 'tests.integration.kv_fault_plugin'"), line
+    assert 'KV manager "admit_raises_test": admit(' in line and "KeyError: 'admit bug'" in line
+    assert "kv_fault_plugin.py:" in line and "AdmitRaisesKV.admit" in line
