@@ -602,6 +602,24 @@ fn parse_timestamp(s: &str) -> Option<f64> {
     {
         return None;
     }
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if dd > month_days[(m - 1) as usize] {
+        return None; // 2023-02-30 is no date (it would silently become March 2nd)
+    }
     Some((days_from_civil(y, m, dd) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
@@ -720,6 +738,18 @@ mod tests {
         let e = parse_azure_csv(&text, Path::new("t.csv")).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("line 2") && msg.len() < 300, "{msg}");
+        // A day the month does not have is a bad timestamp, not a day of the next month.
+        for bad in [
+            "2023-02-29 00:00:00",
+            "2023-04-31 12:00:00",
+            "1900-02-29 00:00:00",
+        ] {
+            let text = format!("TIMESTAMP,a,b\n{bad},5,1\n");
+            let e = parse_azure_csv(&text, Path::new("t.csv")).unwrap_err();
+            assert!(e.to_string().contains("bad TIMESTAMP"), "{e}");
+        }
+        let leap = "TIMESTAMP,a,b\n2024-02-29 00:00:00,5,1\n2000-02-29 00:00:00,5,1\n";
+        assert_eq!(parse_azure_csv(leap, Path::new("t.csv")).unwrap().len(), 2);
         // A year far out of range is a bad timestamp, not an overflow.
         let text = "TIMESTAMP,a,b\n9223372036854775807-01-01 00:00:00,5,1\n";
         let e = parse_azure_csv(text, Path::new("t.csv")).unwrap_err();
