@@ -345,7 +345,8 @@ def execute(
                 if culprit is None:
                     raise
                 info, where = culprit
-                raise PluginError(f"{info.describe()}: {exc} ({where})") from exc
+                # Still a CallbackError whose __cause__ is what the callback raised.
+                raise CallbackError(f"{exc} ({info.describe()}, {where})") from exc.__cause__
             except MemarenaError:
                 raise
             except Exception as exc:  # a plugin's component raised (a Python policy's callback...): name it
