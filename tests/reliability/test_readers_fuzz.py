@@ -125,7 +125,7 @@ class RefError(Exception):
         self.where = where
 
 
-def _split(line: str) -> list[str]:
+def _split(line: str, delim: str = ",") -> list[str]:
     """The documented quoting: a field starting with a quote runs to the closing one; "" is a quote."""
     out, rest = [], line
     while True:
@@ -146,11 +146,11 @@ def _split(line: str) -> list[str]:
             rest = rest[i + 1 :]
             if not rest:
                 return out
-            if rest[0] != ",":
+            if rest[0] != delim:
                 raise ValueError("text after a closing quote")
             rest = rest[1:]
         else:
-            head, sep, tail = rest.partition(",")
+            head, sep, tail = rest.partition(delim)
             out.append(head)
             if not sep:
                 return out
@@ -165,12 +165,21 @@ def _u64(raw: str) -> int | None:
     return v if v <= U64_MAX else None
 
 
-def reference_csv(data: bytes) -> tuple[list[int], list[int], list[int]]:
-    """ids, sizes, times of a CSV with a header and id,size,time in columns 0,1,2; RefError(where)."""
+def fnv1a(text: str) -> int:
+    h = 0xCBF2_9CE4_8422_2325
+    for b in text.encode():
+        h = ((h ^ b) * 0x0000_0100_0000_01B3) % 2**64
+    return h
+
+
+def reference_csv(
+    data: bytes, *, delim: str = ",", header: bool = True, hash_ids: bool = False
+) -> tuple[list[int], list[int], list[int]]:
+    """ids, sizes, times of a CSV with id,size,time in columns 0,1,2; RefError(where)."""
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # a final newline ends the last line, it does not start one
-    if not lines:
+    if not lines and header:
         raise RefError("row 1 (header)")
     ids: list[int] = []
     sizes: list[int] = []
@@ -184,23 +193,23 @@ def reference_csv(data: bytes) -> tuple[list[int], list[int], list[int]]:
         offset += len(raw) + 1
         text = text.rstrip("\r\n") if text.endswith("\r") else text
         text = re.sub(r"[\r\n]+$", "", text)
-        if row == 1:
+        if row == 1 and header:
             try:
-                _split(text)
+                _split(text, delim)
             except ValueError:
                 raise RefError("row 1 (header)") from None
             continue
         if not text.strip(RUST_WS):
             continue
         try:
-            fields = _split(text)
+            fields = _split(text, delim)
         except ValueError:
             raise RefError(f"row {row}") from None
         vals = []
         for col in range(3):
             if col >= len(fields):
                 raise RefError(f"row {row}, column {col}")
-            v = _u64(fields[col])
+            v = fnv1a(fields[col].strip(RUST_WS)) if col == 0 and hash_ids else _u64(fields[col])
             if v is None or (col == 1 and v == 0):
                 raise RefError(f"row {row}, column {col}")
             vals.append(v)
@@ -403,3 +412,40 @@ def test_azure_reader_parses_or_names_the_line(workdir: Path, ops: list[tuple[An
     assert np.isfinite(arrivals).all() and (arrivals >= 0).all()
     if len(arrivals):
         assert arrivals.min() == 0.0  # relative to the earliest timestamp
+
+
+VALID_TSV = (
+    "".join(f"{'user:' + str(i % 4)}\t{10 + i}\t{i}\n" for i in range(10))
+    .encode()
+    .replace(b"user:2\t12", b'"user:2"\t12')
+)
+
+
+def test_the_reference_reads_the_valid_headerless_tsv_with_hashed_ids() -> None:
+    ids, sizes, _ = reference_csv(VALID_TSV, delim="\t", header=False, hash_ids=True)
+    assert ids[0] == fnv1a("user:0") and ids[2] == fnv1a("user:2") and sizes[-1] == 19
+
+
+@FUZZ
+@given(ops=st.lists(mutation, min_size=1, max_size=4))
+def test_headerless_tsv_with_hashed_ids_parses_or_names_the_row(workdir: Path, ops: list[tuple[Any, ...]]) -> None:
+    data = mutate(VALID_TSV, ops)
+    path = _write(workdir, ".tsv", data)
+    try:
+        expected: Any = reference_csv(data, delim="\t", header=False, hash_ids=True)
+    except RefError as ref:
+        expected = ref
+    try:
+        trace = Trace.from_csv(
+            path, id_column=0, size_column=1, time_column=2, delimiter="\t", header=False, id_format="hash"
+        )
+    except MalformedInputError as exc:
+        where = _location_of(exc, path)
+        assert isinstance(expected, RefError), (where, expected)
+        assert where.startswith(expected.where + ":"), (where, expected.where)
+        return
+    assert not isinstance(expected, RefError), f"read a file the reference refuses at {expected.where}"
+    ids, sizes, times = expected
+    assert trace.ids.tolist() == ids
+    assert trace.sizes is not None and trace.sizes.tolist() == sizes
+    assert trace.timestamps is not None and trace.timestamps.tolist() == times
