@@ -133,3 +133,10 @@ def test_an_unwritable_output_directory_is_one_error_line(tmp_path: Path, sweep:
     res = memarena(*(["-m"] if sweep else []), "experiment=paging", "debug=tiny", *args, cwd=tmp_path)
     line = _error_line(res, tmp_path)
     assert f"cannot create or write the output directory {target}" in line and "hydra.run.dir=" in line
+
+
+def test_a_bad_delimiter_names_the_workload(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("id\n1\n")
+    line = _run(tmp_path, *PAGING_CSV, f"workload.path={trace}", "workload.delimiter=ab")
+    assert "config key 'workload' (workload=csv_trace): invalid value for delimiter" in line

@@ -209,7 +209,10 @@ class CsvTrace(PagingWorkload):
 
         cols: dict[str, Any] = {k: _column(getattr(self, k)) for k in ("id_column", "size_column", "time_column")}
         with unreadable_file("workload.path", f"workload={self.name}"):
-            return Trace.from_csv(self.path, delimiter=self.delimiter, header=self.header, **cols)
+            try:
+                return Trace.from_csv(self.path, delimiter=self.delimiter, header=self.header, **cols)
+            except InvalidConfigError as exc:  # a bad delimiter or column choice: name the component
+                raise InvalidConfigError(f"config key 'workload' (workload={self.name}): {exc}") from exc
 
     def describe(self) -> str:
         return self.path.name
