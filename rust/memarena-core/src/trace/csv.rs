@@ -146,12 +146,26 @@ fn resolve(col: &Column, header: Option<&[String]>, path: &Path, what: &str) -> 
                     format!(
                         "no column named {} for the {what}; header has: {}",
                         super::excerpt(name),
-                        super::excerpt(&header.join(", "))
+                        header_names(header)
                     ),
                 )
             })
         }
     }
+}
+
+/// The header's column names for a message: each quoted short, at most 20.
+fn header_names(header: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut names: Vec<String> = header
+        .iter()
+        .take(SHOWN)
+        .map(|h| super::excerpt(h.trim()))
+        .collect();
+    if header.len() > SHOWN {
+        names.push(format!("... ({} columns)", header.len()));
+    }
+    names.join(", ")
 }
 
 fn col_label(col: &Column, idx: usize) -> String {
@@ -393,6 +407,26 @@ mod tests {
             "{e}"
         );
         assert!(e.len() < 400, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn a_missing_column_lists_the_header_briefly() {
+        let mut header: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        header[1] = "y".repeat(5000);
+        let text = format!("{}\n1\n", header.join(","));
+        let p = temp_file("wide.csv", text.as_bytes());
+        let opts = CsvOptions {
+            id_column: Column::Name("id".into()),
+            ..CsvOptions::default()
+        };
+        let e = read_csv(&p, &opts).unwrap_err().to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(e.contains("header has: \"c0\", \"yyy"), "{e}");
+        assert!(
+            e.contains("(5000 characters)") && e.ends_with("... (30 columns)"),
+            "{e}"
+        );
+        assert!(e.len() < 600, "{} bytes", e.len());
     }
 
     #[test]
