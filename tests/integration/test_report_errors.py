@@ -59,3 +59,24 @@ def test_report_to_an_unwritable_out_is_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("memarena: error:")]
     assert len(lines) == 1 and f"report: cannot write to {blocker / 'sub'}" in lines[0], res.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("family", 5, "family must be a string, got int"),
+        ("seed", "0", "seed must be an integer, got str"),
+        ("wall_s", None, "wall_s must be a number, got NoneType"),
+        ("config", [], "config must be an object, got list"),
+    ],
+)
+def test_a_record_with_a_wrongly_typed_field_is_skipped(tmp_path: Path, field: str, value: object, why: str) -> None:
+    data = json.loads(record().to_json())
+    data[field] = value
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / RECORD_FILE).write_text(json.dumps(data))
+    write_record(tmp_path / "good", record())
+    res = memarena("report", str(tmp_path), "--out", str(tmp_path / "rep"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert why in res.stderr
