@@ -56,6 +56,8 @@ class _State:
     registry: Any = None
     #: Jobs of the last multirun that did not complete (set by SummaryCallback).
     failed_jobs: int = 0
+    #: Whether a job's task started (Hydra made its output directory by then).
+    task_started: bool = False
 
 
 def _startup() -> tuple[Any, Any]:
@@ -114,6 +116,7 @@ def _task(cfg: Any) -> dict[str, Any]:
 
     from memarena.run import execute
 
+    _State.task_started = True
     pm, registry = _startup()
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
@@ -287,7 +290,54 @@ def _config_error(exc: Exception) -> str:
         if full_key and head.startswith("Could not override") and full_key.startswith(f"{owner.group}."):
             return _not_a_parameter(full_key, owner.group, owner.name, registry)
     text = f"{head}: {msg}" if head else msg
-    return f"{text} ({', '.join(where)})" if where else text
+    text = f"{text} ({', '.join(where)})" if where else text
+    key = getattr(cause, "key", None)
+    if owner is not None and isinstance(key, str) and "not in" in msg:
+        text += _missing_key_hint(registry, owner, key)
+    return text
+
+
+def _config_fields(cls: Any) -> list[str]:
+    """A component's config keys (its structured Config's fields, ``_target_`` aside)."""
+    import dataclasses
+
+    config = getattr(cls, "Config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return []
+    return [f.name for f in dataclasses.fields(config) if not f.name.startswith("_")]
+
+
+def _missing_key_hint(registry: Any, owner: Any, key: str) -> str:
+    """What the selected component takes, and which components of its group (and family) take ``key``."""
+    keys = _config_fields(owner.cls)
+    hint = f"; {owner.group}={owner.name} takes: {', '.join(keys) or 'no keys'}"
+    others = [e for e in registry if e.group == owner.group and e is not owner and key in _config_fields(e.cls)]
+    if others:
+        families = sorted({str(getattr(e.cls, "family", "")) for e in others} - {""})
+        owner_family = getattr(owner.cls, "family", None)
+        names = ", ".join(sorted(e.name for e in others))
+        if families and owner_family not in families:
+            hint += f"; {key!r} is a key of {'/'.join(families)} {owner.group}s ({names})"
+        else:
+            hint += f"; {key!r} is a key of {names}"
+    return hint
+
+
+def _debug_preset_hint(exc: Exception, argv: Sequence[str]) -> str:
+    """A debug preset that sets a key the chosen component lacks (a file trace under debug=tiny)."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"In 'family_debug/(\w+)'.*?full_key: (\w+)\.(\w+)", text, re.DOTALL)
+    if found is None or "not in" not in text:
+        return ""
+    preset, group, key = found.groups()
+    chosen = next((a.split("=", 1)[1] for a in argv if a.startswith(f"{group}=")), None)
+    what = f"{group}={chosen}" if chosen else f"the chosen {group}"
+    return (
+        f"; the debug preset family_debug/{preset} sets {group}.{key}, which {what} does not take: "
+        f"debug presets shrink the synthetic {group}s only; leave debug=... out with this {group}"
+    )
 
 
 def _not_a_parameter(full_key: str, group: str, name: str, registry: Any) -> str:
@@ -332,6 +382,7 @@ def _run_hydra(argv: list[str]) -> int:
     saved = sys.argv
     sys.argv = [saved[0] if saved else "memarena", *argv]
     _State.failed_jobs = 0
+    _State.task_started = False
     # Hydra's errors reach us whole (it would print a trimmed traceback and
     # exit 1): a config that does not compose becomes one `memarena: error:` line.
     user_full_error = os.environ.get("HYDRA_FULL_ERROR")
@@ -341,7 +392,16 @@ def _run_hydra(argv: list[str]) -> int:
     except (HydraException, OmegaConfBaseException) as exc:
         if user_full_error:
             raise
-        raise MemarenaError(_config_error(exc)) from exc
+        raise MemarenaError(_config_error(exc) + _debug_preset_hint(exc, argv)) from exc
+    except OSError as exc:
+        if user_full_error or _State.task_started:
+            raise
+        # Hydra could not make (or write into) the run or sweep directory.
+        where = exc.filename or "the output directory"
+        raise MemarenaError(
+            f"cannot create or write the output directory {where}: {exc.strerror or exc} "
+            "(choose another with hydra.run.dir=... or, for a sweep, hydra.sweep.dir=...)"
+        ) from exc
     finally:
         sys.argv = saved
         if user_full_error is None:
@@ -406,8 +466,17 @@ def _cmd_report(argv: list[str]) -> int:
     parser.add_argument("--out", help="output directory (default: DIR)")
     args = parser.parse_args(argv)
     _, registry = _startup()
-    written = write_report(args.dir, args.out, registry)
+    try:
+        written = write_report(args.dir, args.out, registry)
+    except OSError as exc:  # an unwritable --out (or DIR): one line naming it, not a traceback
+        where = args.out if args.out else args.dir
+        raise MemarenaError(f"report: cannot write to {where} (choose another with --out): {exc}") from exc
     reports = load_reports(args.dir)
+    skipped = [s for rep in reports for s in rep.skipped]
+    if skipped:  # on stderr too, not only inside report.md
+        print(f"memarena: skipped {len(skipped)} record(s) that are not complete:", file=sys.stderr)
+        for path, why in skipped:
+            print(f"  {path}: {why}", file=sys.stderr)
     for rep in reports:
         if len(reports) > 1:
             print(f"family {rep.families[0]} ({len(rep.records)} record(s)):")

@@ -8,6 +8,9 @@ catches both sides of the boundary.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from memarena._core import CallbackError, InvalidConfigError, InvariantError, MalformedInputError, MemarenaError
 
 __all__ = [
@@ -38,3 +41,18 @@ class UnknownComponentError(InvalidConfigError, KeyError):
 
 class NoRecordsError(MemarenaError):
     """``memarena report`` was pointed at a directory without memarena run records."""
+
+
+@contextlib.contextmanager
+def unreadable_file(key: str, component: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block (a missing file, no permission)
+    into an :class:`InvalidConfigError` naming the config ``key`` (and the
+    ``component`` it belongs to, e.g. ``workload=csv_trace``) and the file.
+
+    Malformed content is a :class:`MalformedInputError` already, which names
+    the file and the row or byte offset; it passes through.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise InvalidConfigError(f"config key {key!r} ({component}): cannot read {exc}") from exc

@@ -191,8 +191,8 @@ def memarena_run_result(run: Run, row: dict[str, Any]) -> None:
     """Called for each result row as soon as the family produced it.
 
     :param run: The run that produced the row.
-    :param row: The row (labels and metrics, derived metrics included);
-        read-only by convention.
+    :param row: A read-only copy of the row (labels and metrics, derived
+        metrics included): a ``Mapping``, whose changes cannot reach the record.
 
     .. versionadded:: 0.1
     """
@@ -206,7 +206,8 @@ def memarena_run_finish(run: Run, record: RunRecord) -> None:
     which (``"complete"``, ``"interrupted"`` or ``"failed"``).
 
     :param run: The run that finished.
-    :param record: The record as written to the run directory.
+    :param record: The record as written to the run directory; it is final:
+        whatever a hook changes in it is undone after the hooks ran.
 
     .. versionadded:: 0.1
     """

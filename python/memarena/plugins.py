@@ -200,7 +200,7 @@ def _load_entry_points(pm: PluginManager) -> None:
             raise PluginError(f"{info.describe()} uses the same plugin name as {other.describe()}")
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
             raise PluginError(f"{info.describe()} failed to import {ep.value!r}: {type(exc).__name__}: {exc}") from exc
         pm.register_plugin(plugin, info)
 
@@ -208,7 +208,7 @@ def _load_entry_points(pm: PluginManager) -> None:
 def _import_module(name: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
         raise PluginError(f"{what} {name!r} failed to import: {type(exc).__name__}: {exc}") from exc
 
 

@@ -38,6 +38,31 @@ KEY_DEPENDENCIES = ("numpy", "hydra-core", "omegaconf", "pluggy", "hydra-joblib-
 STATUSES = ("complete", "interrupted", "failed")
 
 
+#: Record fields checked when a record is built or read (rows and label columns apart).
+_FIELD_TYPES: dict[str, Any] = {
+    "family": str,
+    "config": dict,
+    "overrides": list,
+    "seed": int,
+    "versions": dict,
+    "host": dict,
+    "started_at": str,
+    "finished_at": str,
+    "wall_s": (int, float),
+    "error": (str, type(None)),
+    "plugins": list,
+    "hook_errors": list,
+}
+_KIND_NAMES: dict[Any, str] = {
+    str: "a string",
+    dict: "an object",
+    list: "a list",
+    int: "an integer",
+    (int, float): "a number",
+    (str, type(None)): "a string or null",
+}
+
+
 @dataclass
 class RunRecord:
     """Everything one run produced and ran with."""
@@ -64,6 +89,20 @@ class RunRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"record status must be one of {STATUSES}, got {self.status!r}")
+        # A record edited by hand or by another tool: its rows must be rows.
+        if not isinstance(self.rows, list):
+            raise ValueError(f"rows must be a list of objects, got {type(self.rows).__name__}")
+        for i, row in enumerate(self.rows):
+            if not isinstance(row, dict):
+                raise ValueError(f"rows[{i}] must be an object (column: value), got {type(row).__name__}")
+            if not all(isinstance(k, str) for k in row):
+                raise ValueError(f"rows[{i}] has a column name that is not a string")
+        if not isinstance(self.label_columns, list) or not all(isinstance(c, str) for c in self.label_columns):
+            raise ValueError("label_columns must be a list of column names")
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"{name} must be {_KIND_NAMES[kind]}, got {type(value).__name__}")
 
     def to_json(self) -> str:
         """Serialise; NaN and infinities become null (strict JSON)."""

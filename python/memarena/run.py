@@ -9,6 +9,7 @@ or SIGTERM, or ``failed`` — atomically, so no half record is ever left.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
@@ -17,12 +18,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from memarena.api import Family, Metric
-from memarena.errors import InvalidConfigError, MemarenaError, PluginError
+from memarena.errors import CallbackError, InvalidConfigError, MemarenaError, PluginError
 from memarena.results import RunRecord, host_info, now_iso, versions, write_record
 
 if TYPE_CHECKING:
@@ -67,7 +69,8 @@ class Run:
         self.rows: list[dict[str, Any]] = []
         self.family_name = ""
         self.hook_errors: dict[tuple[str, str], tuple[str, int]] = {}
-        self._metrics: list[Metric] = []
+        #: The metrics of the run's family, each with the plugin that registered it.
+        self._metrics: list[tuple[Metric, str]] = []
         self.seed = _int_key(config, "seed", 0, 0, 2**64 - 1)
         progress = config.get("progress")
         if progress is not None and not isinstance(progress, bool):
@@ -125,14 +128,20 @@ class Run:
     def emit(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Record one result row: add derived metrics, tell the plugins, keep it."""
         full = dict(row)
-        for metric in self._metrics:
-            extra = metric.compute(self, full)
+        for metric, plugin in self._metrics:
+            try:
+                extra = metric.compute(self, full)
+            except MemarenaError:
+                raise
+            except Exception as exc:  # a plugin's bug: name the plugin, not only a traceback
+                raise PluginError(f"{plugin}: metric {metric.name!r} raised {type(exc).__name__}: {exc}") from exc
             clash = sorted(set(extra) & set(full))
             if clash:
                 raise MemarenaError(f"metric {metric.name!r} computed columns that already exist: {', '.join(clash)}")
             full.update(extra)
         self.rows.append(full)
-        self._notify("memarena_run_result", row=full)
+        # Observers get a read-only copy: a hook cannot rewrite what is recorded.
+        self._notify("memarena_run_result", row=MappingProxyType(copy.deepcopy(full)))
         return full
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
@@ -155,7 +164,7 @@ class Run:
         for entry in self.registry:
             cls = entry.cls
             if entry.kind == "metric" and issubclass(cls, Metric) and self.family_name in cls.families:
-                self._metrics.append(cls())
+                self._metrics.append((cls(), entry.plugin.describe()))
 
 
 class _ConfigKeyErrors(functools.partial[Any]):
@@ -225,6 +234,36 @@ def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: Over
     keys = ", ".join(f"{name(k)} = {v:g}" if isinstance(v, float) else f"{name(k)} = {v}" for k, v in suspects)
     bound = "must not be negative" if negative else "must be below 2**63"
     return InvalidConfigError(f"config key {keys}: out of range, {bound} ({text})")
+
+
+def plugin_in_traceback(registry: Registry, pm: PluginManager, exc: BaseException) -> tuple[Any, str] | None:
+    """The third-party plugin whose code raised ``exc``, and where: the deepest frame of its traceback
+    in a module of the plugin or of a component it registered. ``None`` when no such frame exists
+    (memarena's own code, or a built-in plugin, raised)."""
+    modules: dict[str, Any] = {}
+    for info in pm.infos.values():
+        if not info.builtin:
+            modules[info.module.split(":", 1)[0]] = info
+    for entry in registry:
+        if not entry.plugin.builtin:
+            modules[entry.cls.__module__] = entry.plugin
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = modules.get(tb.tb_frame.f_globals.get("__name__", ""))
+        if owner is not None:
+            code = tb.tb_frame.f_code
+            found = (owner, f"at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}")
+        tb = tb.tb_next
+    return found
+
+
+def _changed(record: RunRecord, written: RunRecord) -> bool:
+    """Whether ``record`` differs from ``written`` (as JSON: NaN equals NaN there)."""
+    try:
+        return record.to_json() != written.to_json()
+    except Exception:  # a hook put something unserialisable in it
+        return True
 
 
 def _configure(pm: PluginManager, config: DictConfig) -> None:
@@ -301,6 +340,21 @@ def execute(
                 family.run(run)
             except OverflowError as exc:  # a number the core cannot hold: name the config key
                 raise out_of_range_error(config, run.choices, exc) from exc
+            except CallbackError as exc:  # names the component and the call; add the plugin it came from
+                culprit = plugin_in_traceback(registry, pm, exc.__cause__) if exc.__cause__ else None
+                if culprit is None:
+                    raise
+                info, where = culprit
+                # Still a CallbackError whose __cause__ is what the callback raised.
+                raise CallbackError(f"{exc} ({info.describe()}, {where})") from exc.__cause__
+            except MemarenaError:
+                raise
+            except Exception as exc:  # a plugin's component raised (a Python policy's callback...): name it
+                culprit = plugin_in_traceback(registry, pm, exc)
+                if culprit is None:
+                    raise  # memarena's own bug: the traceback helps
+                info, where = culprit
+                raise PluginError(f"{info.describe()}: {type(exc).__name__}: {exc} ({where})") from exc
             status = "complete"
     except KeyboardInterrupt as exc:
         status, error = "interrupted", f"{type(exc).__name__}: {exc}"
@@ -327,12 +381,22 @@ def execute(
             plugins=pm.plugin_versions(),
             hook_errors=run.hook_error_lines() if run is not None else [],
         )
-        path = write_record(output_dir, record)
+        try:
+            path = write_record(output_dir, record)
+        except OSError as exc:  # the run directory went away, or is full or read-only
+            raise MemarenaError(f"cannot write the run record to {output_dir}: {exc}") from exc
         if status != "complete":
             log.warning("run %s; partial record (%d rows) written to %s", status, len(rows), path)
         if run is not None:
             n_before = len(run.hook_errors)
+            # The hooks get the record itself (the object execute returns), but it is final:
+            # whatever a hook changes in it is undone, so what is returned and any rewrite
+            # below hold the values written.
+            written = copy.deepcopy(record)
             run._notify("memarena_run_finish", record=record)
+            if _changed(record, written):
+                log.error("a memarena_run_finish hook changed the run record; the change was undone")
+                record.__dict__.update(copy.deepcopy(written).__dict__)
             if len(run.hook_errors) != n_before:  # the record on disk names every hook error
                 record.hook_errors = run.hook_error_lines()
                 write_record(output_dir, record)

@@ -301,3 +301,72 @@ fn missing_file_is_an_io_error_naming_it() {
         .to_string();
     assert!(err.contains("/nonexistent/trace.csv"), "{err}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any bytes: the readers return a trace or an error naming the file,
+    /// one line, never a panic, never a whole long field quoted.
+    #[test]
+    fn readers_never_panic_on_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        junk in prop::collection::vec(any::<u8>(), 0..3000),
+    ) {
+        let mut data = bytes.clone();
+        data.extend_from_slice(&junk);
+        let path = scratch("arbitrary.bin");
+        std::fs::write(&path, &data).unwrap();
+        let opts = CsvOptions {
+            size_column: Some(Column::Index(1)),
+            ..CsvOptions::default()
+        };
+        for res in [
+            read_csv(&path, &opts).map(|t| t.len()),
+            read_oracle_general(&path, &OracleOptions::default()).map(|t| t.len()),
+        ] {
+            if let Err(e) = res {
+                let msg = e.to_string();
+                prop_assert!(msg.starts_with(&path.display().to_string()), "{}", msg);
+                prop_assert!(!msg.contains('\n'), "{}", msg);
+                prop_assert!(msg.len() < 600, "{} bytes", msg.len());
+            }
+        }
+    }
+
+    /// The excerpt of any text is short, a prefix of it, and notes the length.
+    #[test]
+    fn excerpt_is_a_short_prefix(text in ".{0,300}") {
+        let e = memarena_core::trace::excerpt(&text);
+        let n = text.chars().count();
+        if n <= memarena_core::trace::EXCERPT_CHARS {
+            prop_assert_eq!(e, format!("{text:?}"));
+        } else {
+            let head: String = text.chars().take(memarena_core::trace::EXCERPT_CHARS).collect();
+            prop_assert_eq!(e, format!("{head:?}... ({n} characters)"));
+        }
+    }
+}
+
+#[test]
+fn csv_not_utf8_and_directories_are_named() {
+    let path = scratch("latin1.csv");
+    std::fs::write(&path, b"id\n1\n\xe9t\xe9\n").unwrap();
+    let err = read_csv(&path, &CsvOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("row 3, byte offset 5") && err.contains("UTF-8"),
+        "{err}"
+    );
+    std::fs::remove_file(&path).ok();
+    let dir = scratch("a-directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    for err in [
+        read_csv(&dir, &CsvOptions::default()).unwrap_err(),
+        read_oracle_general(&dir, &OracleOptions::default()).unwrap_err(),
+    ] {
+        let msg = err.to_string();
+        assert!(msg.contains("is a directory"), "{msg}");
+        assert!(!msg.contains("truncated"), "{msg}");
+    }
+}

@@ -201,3 +201,23 @@ def test_prediction_errors() -> None:
         t.with_noise(0.1)
     with pytest.raises(InvalidConfigError, match="k"):
         t.with_oracle_predictions("discard_bit", 0)
+
+
+def test_footprint_of_sizes_near_2_63_does_not_wrap() -> None:
+    # Two objects of 2**63 bytes: a uint64 sum wraps to 0 (issue 14 item 7).
+    big = 2**63
+    t = Trace.from_arrays([1, 2, 1], sizes=[big, big, big])
+    assert t.footprint_bytes == 2**64
+    t = Trace.from_arrays([1, 2, 3], sizes=np.array([2**64 - 1, 2**64 - 1, 5], dtype=np.uint64))
+    assert t.footprint_bytes == 2 * (2**64 - 1) + 5
+
+
+def test_a_fractional_cache_size_of_a_huge_footprint_gets_the_right_capacity() -> None:
+    from memarena.families.paging.family import resolve_cache_sizes
+
+    big = 2**63
+    t = Trace.from_arrays([1, 2], sizes=[big, big])
+    assert resolve_cache_sizes(0.5, t, ignore_size=False) == [big]
+    t = Trace.from_arrays([1, 2, 3], sizes=np.full(3, 2**64 - 1, dtype=np.uint64))
+    with pytest.raises(InvalidConfigError, match=r"'cache_size': 0\.5 of the footprint .* above the largest"):
+        resolve_cache_sizes(0.5, t, ignore_size=False)

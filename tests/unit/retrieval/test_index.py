@@ -147,3 +147,14 @@ def test_ids_a_search_could_not_return_intact_are_refused(ids: object, message: 
         index.add(x[:n], ids=ids)
     index.add(x[:1], ids=np.array([2**63 - 1], dtype=np.uint64))  # the largest id round-trips
     assert index.search(x[:1], 1)[1][0, 0] == 2**63 - 1
+
+
+def test_search_before_train_or_add_says_what_to_do() -> None:
+    # Issue 14 item 8: "has no dimension yet" although dim=16 was given.
+    q = np.zeros((1, 16), dtype=np.float32)
+    with pytest.raises(InvalidConfigError, match=r"ivf index \(dim=16\) is not trained yet: .*call train\(vectors\)"):
+        Index("ivf", dim=16).search(q, 3)
+    with pytest.raises(InvalidConfigError, match=r"spann index is empty, no dimension yet: call train\(vectors\)"):
+        Index("spann").search(q, 3)
+    with pytest.raises(InvalidConfigError, match=r"flat index is empty, no dimension yet: call add\(vectors\)"):
+        Index("flat").search(q, 3)

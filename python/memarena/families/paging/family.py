@@ -29,6 +29,9 @@ __all__ = ["PREDICTION_KINDS", "PagingFamily", "resolve_cache_sizes"]
 PREDICTION_KINDS: tuple[str | None, ...] = (None, *_core.prediction_kinds())
 
 
+_U64_MAX = 2**64 - 1
+
+
 def resolve_cache_sizes(value: Any, trace: Trace, *, ignore_size: bool) -> list[int]:
     """Turn the ``cache_size`` config value into capacities.
 
@@ -53,7 +56,13 @@ def resolve_cache_sizes(value: Any, trace: Trace, *, ignore_size: bool) -> list[
                 raise InvalidConfigError(
                     f"config key 'cache_size': {v} is neither a whole capacity nor a fraction in (0, 1)"
                 )
-            out.append(max(1, round(v * footprint)))
+            capacity = max(1, round(v * footprint))
+            if capacity > _U64_MAX:
+                raise InvalidConfigError(
+                    f"config key 'cache_size': {v} of the footprint ({footprint} bytes) is {capacity}, "
+                    f"above the largest capacity, {_U64_MAX}"
+                )
+            out.append(capacity)
         elif v < 1:
             raise InvalidConfigError(f"config key 'cache_size': capacity must be at least 1, got {v}")
         else:
@@ -149,6 +158,7 @@ class PagingFamily(Family):
                 "not a paging trace"
             )
         trace = workload.load(run.seed)
+        self._check_counted(run, workload, trace)
         make_policy = run.factory("policy")
         sizes = resolve_cache_sizes(run.config.family.cache_size, trace, ignore_size=self.ignore_size)
         policies: list[PagingPolicy] = [make_policy(capacity=s) for s in sizes]
@@ -177,6 +187,28 @@ class PagingFamily(Family):
                 results = self._simulate(run, batch_trace, batch, bar.update)
                 for res in results:
                     run.emit(self._row(labels, res, trace))
+
+    def _check_counted(self, run: Run, workload: Any, trace: Trace) -> None:
+        """Refuse a trace that leaves no request to count: a miss ratio over none is undefined.
+
+        An empty trace (an empty file, a header-only CSV, an oracleGeneral file
+        whose records all have size 0, which are skipped as in libCacheSim) and
+        a warm-up as long as the trace are errors, not ``miss_ratio 0``.
+        """
+        n = len(trace)
+        path = getattr(workload, "path", None)
+        source = f"the trace {path}" if path else "the trace"
+        if n == 0:
+            raise InvalidConfigError(
+                f"config key 'workload' (workload={run.label('workload', workload.name)}): {source} has no requests "
+                "(an empty file, a header-only CSV, or an oracleGeneral file whose records all have size 0, "
+                "which are skipped); a miss ratio over no requests is undefined"
+            )
+        if self.warmup_requests >= n:
+            raise InvalidConfigError(
+                f"config key 'family.warmup_requests' = {self.warmup_requests}: {source} has only {n} requests, "
+                "so none would be counted; choose a warm-up shorter than the trace"
+            )
 
     def _emit_lru_mrc(self, run: Run, trace: Trace, policies: list[PagingPolicy], labels: dict[str, Any]) -> None:
         """Rows for every size from one pass of LRU stack distances."""

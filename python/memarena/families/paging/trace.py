@@ -98,8 +98,10 @@ class Trace:
         """Read a delimited text trace; columns by header name or 0-based index.
 
         :param id_format: ``"integer"`` (decimal ids) or ``"hash"`` (any string, hashed with FNV-1a).
-        :raises MalformedInputError: naming the file and row of a bad field.
-        :raises FileNotFoundError: when ``path`` does not exist.
+        :raises MalformedInputError: naming the file and row of a bad field (and the byte offset of
+            text that is not UTF-8); a quoted field is cut to 80 characters.
+        :raises OSError: the file cannot be read: ``FileNotFoundError`` when ``path`` does not
+            exist, an ``OSError`` naming it when it is a directory.
         """
         return cls(
             _core.Trace.read_csv(
@@ -117,8 +119,12 @@ class Trace:
     def from_oracle_general(cls, path: str | os.PathLike[str], *, skip_zero_size: bool = True) -> Trace:
         """Read libCacheSim's oracleGeneral binary format (24-byte records).
 
+        An empty file, or one whose records all have size 0 (skipped, as in
+        libCacheSim, unless ``skip_zero_size=False``), gives an empty trace.
+
         :raises MalformedInputError: naming the file and byte offset (for example a truncated record).
-        :raises FileNotFoundError: when ``path`` does not exist.
+        :raises OSError: the file cannot be read: ``FileNotFoundError`` when ``path`` does not
+            exist, an ``OSError`` naming it when it is a directory.
         """
         return cls(_core.Trace.read_oracle_general(os.fspath(path), skip_zero_size=skip_zero_size))
 
@@ -230,8 +236,18 @@ class Trace:
 
     @cached_property
     def footprint_bytes(self) -> int:
-        """Bytes of all distinct objects (size at first request); :attr:`num_objects` when unit-size."""
+        """Bytes of all distinct objects (size at first request), exact (a Python int, which may exceed
+        2**64 - 1); :attr:`num_objects` when unit-size."""
         sizes = self.sizes
         if sizes is None:
             return self.num_objects
-        return int(sizes[self.first_access].sum(dtype=np.uint64))
+        # Exact, never wrapping: a uint64 sum of sizes near 2**63 would wrap
+        # (and give a fractional cache_size the wrong capacity). The high and
+        # low 32-bit halves are summed apart; each sum fits a uint64 for fewer
+        # than 2**32 objects, and Python ints join them.
+        first = sizes[self.first_access]
+        if len(first) >= 2**32:  # pragma: no cover - 32 GiB of sizes; the halves could wrap
+            return sum(int(x) for x in first)
+        high = int((first >> np.uint64(32)).sum(dtype=np.uint64))
+        low = int((first & np.uint64(0xFFFF_FFFF)).sum(dtype=np.uint64))
+        return (high << 32) + low

@@ -2,7 +2,9 @@
 
 Synthetic traces are the same for the same seed on every machine. File
 traces are CSV (columns chosen in the config) or libCacheSim's oracleGeneral
-binary; a malformed file is reported with its name and row or byte offset.
+binary; a malformed file is reported with its name and row or byte offset,
+and a file that cannot be read (missing, a directory, no permission) names
+``workload.path``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, ClassVar
 
 from memarena import _core
 from memarena.api import Workload, param
-from memarena.errors import InvalidConfigError
+from memarena.errors import InvalidConfigError, unreadable_file
 
 __all__ = [
     "PAGING_WORKLOADS",
@@ -206,7 +208,11 @@ class CsvTrace(PagingWorkload):
         from memarena.families.paging import Trace
 
         cols: dict[str, Any] = {k: _column(getattr(self, k)) for k in ("id_column", "size_column", "time_column")}
-        return Trace.from_csv(self.path, delimiter=self.delimiter, header=self.header, **cols)
+        with unreadable_file("workload.path", f"workload={self.name}"):
+            try:
+                return Trace.from_csv(self.path, delimiter=self.delimiter, header=self.header, **cols)
+            except InvalidConfigError as exc:  # a bad delimiter or column choice: name the component
+                raise InvalidConfigError(f"config key 'workload' (workload={self.name}): {exc}") from exc
 
     def describe(self) -> str:
         return self.path.name
@@ -237,7 +243,8 @@ class OracleGeneralTrace(PagingWorkload):
     def load(self, seed: int) -> Any:
         from memarena.families.paging import Trace
 
-        return Trace.from_oracle_general(self.path)
+        with unreadable_file("workload.path", f"workload={self.name}"):
+            return Trace.from_oracle_general(self.path)
 
     def describe(self) -> str:
         return self.path.name

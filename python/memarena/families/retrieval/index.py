@@ -220,7 +220,14 @@ class Index(VectorIndex):
 
     def _ready(self) -> _core.Index:
         if self._core is None:
-            raise InvalidConfigError(f"{self.core_kind_name} index has no dimension yet: add or train first")
+            kind = self.core_kind_name
+            if self._dim_hint is not None:  # IVF/SPANN picking nlist from the data: nothing is built yet
+                raise InvalidConfigError(
+                    f"{kind} index (dim={self._dim_hint}) is not trained yet: its nlist is picked from the training "
+                    "data; call train(vectors) and add(vectors) first (or give params={'nlist': ...})"
+                )
+            first = "train(vectors) and add(vectors)" if self._nlist_from_data() else "add(vectors)"
+            raise InvalidConfigError(f"{kind} index is empty, no dimension yet: call {first} first")
         return self._core
 
     @classmethod

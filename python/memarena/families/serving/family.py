@@ -269,6 +269,13 @@ class ServingFamily(Family):
             backend, dtype=self.dtype, device_tier=self.device_tier, host_tier=self.host_tier
         )
         requests = workload.load(run.seed)
+        if len(requests) == 0:  # latencies over no request are undefined, not a result
+            path = getattr(workload, "path", None)
+            source = f"the trace {path}" if path else "the workload"
+            raise InvalidConfigError(
+                f"config key 'workload' (workload={run.label('workload', workload.name)}): {source} has no requests "
+                "(a header-only CSV?); latencies over no requests are undefined"
+            )
         with run.progress(None, desc=f"serving {kv.describe()}", unit="run"):
             report = simulate(
                 requests,

@@ -185,8 +185,10 @@ def read_azure_csv(path: str | PathLike[str]) -> Requests:
     generated tokens keeps 1 (the request still produces its first token).
 
     :raises MalformedInputError: naming the file and line (a missing column,
-        a negative or non-numeric length, a bad timestamp).
-    :raises FileNotFoundError: the file does not exist.
+        a negative or non-numeric length, a bad timestamp, text that is not
+        UTF-8, with its byte offset); a quoted field is cut to 80 characters.
+    :raises OSError: the file cannot be read (``FileNotFoundError`` when it
+        does not exist; a directory is refused by name).
     """
     return Requests._from_core(_core.read_azure_csv(path))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from memarena.api import Workload, param
-from memarena.errors import InvalidConfigError
+from memarena.errors import InvalidConfigError, unreadable_file
 
 __all__ = [
     "SERVING_WORKLOADS",
@@ -107,7 +107,8 @@ class AzureLLM2023Conv(ServingWorkload):
     def requests(self, seed: int) -> Any:
         from memarena.families.serving import read_azure_csv
 
-        return read_azure_csv(self.path or azure_conv_path())
+        with unreadable_file("workload.path", f"workload={self.name}"):
+            return read_azure_csv(self.path or azure_conv_path())
 
     def describe(self) -> str:
         base = self.name if self.path is None else self.path.name

@@ -144,13 +144,28 @@ fn resolve(col: &Column, header: Option<&[String]>, path: &Path, what: &str) -> 
                     path,
                     "row 1 (header)".into(),
                     format!(
-                        "no column named {name:?} for the {what}; header has: {}",
-                        header.join(", ")
+                        "no column named {} for the {what}; header has: {}",
+                        super::excerpt(name),
+                        header_names(header)
                     ),
                 )
             })
         }
     }
+}
+
+/// The header's column names for a message: each quoted short, at most 20.
+fn header_names(header: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut names: Vec<String> = header
+        .iter()
+        .take(SHOWN)
+        .map(|h| super::excerpt(h.trim()))
+        .collect();
+    if header.len() > SHOWN {
+        names.push(format!("... ({} columns)", header.len()));
+    }
+    names.join(", ")
 }
 
 fn col_label(col: &Column, idx: usize) -> String {
@@ -160,8 +175,47 @@ fn col_label(col: &Column, idx: usize) -> String {
     }
 }
 
+/// The lines of a delimited file as `&str`, read as bytes so that invalid
+/// UTF-8 is reported with its row and byte offset.
+struct Lines<'p> {
+    path: &'p Path,
+    buf: Vec<u8>,
+    /// 1-based number of the line last returned.
+    line_no: usize,
+    /// Byte offset of the next line's start.
+    offset: u64,
+}
+
+impl Lines<'_> {
+    /// The next line's 1-based number and text without its `\n`/`\r\n`,
+    /// or `None` at the end.
+    fn next(&mut self, reader: &mut impl BufRead) -> Result<Option<(usize, &str)>> {
+        self.buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(io_err(self.path))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        let start = self.offset;
+        self.offset += n as u64;
+        if let Some((_, at)) = super::utf8_error_at(&self.buf, self.line_no, start) {
+            return Err(malformed(
+                self.path,
+                format!("row {}, byte offset {at}", self.line_no),
+                "not valid UTF-8 text (is the file binary, or in another encoding?)",
+            ));
+        }
+        let line = std::str::from_utf8(&self.buf).expect("checked above");
+        Ok(Some((self.line_no, line.trim_end_matches(['\n', '\r']))))
+    }
+}
+
 /// Read a delimited trace. Errors name the file, the 1-based line number and
-/// the column; blank lines are skipped.
+/// the column (invalid UTF-8: the row and byte offset); a field quoted in a
+/// message is cut to [`super::EXCERPT_CHARS`] characters. Blank lines are
+/// skipped; a directory is refused by name.
 pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Trace> {
     let path = path.as_ref();
     if !opts.delimiter.is_ascii() || opts.delimiter == b'"' || opts.delimiter == b'\n' {
@@ -171,23 +225,25 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Trace> {
         ));
     }
     let delim = opts.delimiter as char;
-    let file = File::open(path).map_err(io_err(path))?;
+    let file = super::open_input(path)?;
     let mut reader = BufReader::new(file);
-    let mut line = String::new();
-    let mut line_no = 0usize;
+    let mut lines = Lines {
+        path,
+        buf: Vec::new(),
+        line_no: 0,
+        offset: 0,
+    };
 
     let header: Option<Vec<String>> = if opts.has_header {
-        line_no += 1;
-        if reader.read_line(&mut line).map_err(io_err(path))? == 0 {
+        let Some((_, first)) = lines.next(&mut reader)? else {
             return Err(malformed(
                 path,
                 "row 1 (header)".into(),
                 "empty file, expected a header",
             ));
-        }
-        let trimmed = line.trim_end_matches(['\n', '\r']);
+        };
         let mut fields = Vec::new();
-        split_fields(trimmed, delim, &mut fields)
+        split_fields(first, delim, &mut fields)
             .map_err(|r| malformed(path, "row 1 (header)".into(), r))?;
         Some(fields.into_iter().map(|f| f.into_owned()).collect())
     } else {
@@ -208,13 +264,7 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Trace> {
     let mut ids = Vec::new();
     let mut sizes = size_idx.map(|_| Vec::new());
     let mut times = time_idx.map(|_| Vec::new());
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).map_err(io_err(path))? == 0 {
-            break;
-        }
-        line_no += 1;
-        let trimmed = line.trim_end_matches(['\n', '\r']);
+    while let Some((line_no, trimmed)) = lines.next(&mut reader)? {
         if trimmed.trim().is_empty() {
             continue;
         }
@@ -236,7 +286,11 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Trace> {
                 malformed(
                     path,
                     format!("row {line_no}, {}", col_label(col, idx)),
-                    format!("{what} {raw:?} is not a non-negative integer"),
+                    format!(
+                        "{what} {} is not an integer in 0..={}",
+                        super::excerpt(raw),
+                        u64::MAX
+                    ),
                 )
             })
         };
@@ -317,6 +371,71 @@ mod tests {
         let mut out = Vec::new();
         split_fields(line, d, &mut out)?;
         Ok(out.into_iter().map(|c| c.into_owned()).collect())
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("memarena-csv-{}-{name}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn invalid_utf8_names_row_and_offset() {
+        let p = temp_file("utf8.csv", b"id,size\n1,2\n3,\xff\xfe\n");
+        let opts = CsvOptions {
+            size_column: Some(Column::Index(1)),
+            ..CsvOptions::default()
+        };
+        let e = read_csv(&p, &opts).unwrap_err().to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(e.contains("row 3, byte offset 14"), "{e}");
+        assert!(e.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_field_is_not_echoed_whole() {
+        let mut text = b"id\n1\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 1_000_000));
+        text.push(b'\n');
+        let p = temp_file("huge.csv", &text);
+        let e = read_csv(&p, &CsvOptions::default())
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(
+            e.contains("row 3") && e.contains("(1000000 characters)"),
+            "{e}"
+        );
+        assert!(e.len() < 400, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn a_missing_column_lists_the_header_briefly() {
+        let mut header: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+        header[1] = "y".repeat(5000);
+        let text = format!("{}\n1\n", header.join(","));
+        let p = temp_file("wide.csv", text.as_bytes());
+        let opts = CsvOptions {
+            id_column: Column::Name("id".into()),
+            ..CsvOptions::default()
+        };
+        let e = read_csv(&p, &opts).unwrap_err().to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(e.contains("header has: \"c0\", \"yyy"), "{e}");
+        assert!(
+            e.contains("(5000 characters)") && e.ends_with("... (30 columns)"),
+            "{e}"
+        );
+        assert!(e.len() < 600, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn a_directory_is_named() {
+        let e = read_csv(std::env::temp_dir(), &CsvOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let e = super::super::read_oracle_general(std::env::temp_dir(), &Default::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
     }
 
     #[test]

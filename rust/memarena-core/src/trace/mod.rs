@@ -17,6 +17,52 @@ pub use csv::{Column, CsvOptions, IdFormat, read_csv, write_csv};
 pub use oracle::{OracleOptions, read_oracle_general, write_oracle_general};
 pub use synth::{SizeSpec, SynthSpec, generate};
 
+use std::fs::File;
+use std::path::Path;
+
+/// Characters of a field that an error message quotes; longer text is cut
+/// (a 10 MB field must not be echoed whole into a message).
+pub const EXCERPT_CHARS: usize = 80;
+
+/// `text` quoted for an error message (`{:?}`), cut to [`EXCERPT_CHARS`]
+/// characters with the total length noted when it is longer.
+pub fn excerpt(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= EXCERPT_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(EXCERPT_CHARS).collect();
+    format!("{head:?}... ({n} characters)")
+}
+
+/// Open a trace file for reading. A directory (which `open` accepts on
+/// Unix) is refused as an [`Error::Io`] of kind `IsADirectory` naming it, so
+/// that a reader never reports a directory's size as a truncated record.
+pub fn open_input(path: &Path) -> Result<File> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory, not a trace file",
+        )));
+    }
+    Ok(file)
+}
+
+/// Where the first invalid UTF-8 byte of `bytes` is, as
+/// `(1-based line, byte offset)`, with `base_line`/`base_offset` the
+/// position of `bytes[0]` in its file; `None` when `bytes` is valid UTF-8.
+pub fn utf8_error_at(bytes: &[u8], base_line: usize, base_offset: u64) -> Option<(usize, u64)> {
+    let err = std::str::from_utf8(bytes).err()?;
+    let good = &bytes[..err.valid_up_to()];
+    let line = base_line + good.iter().filter(|&&b| b == b'\n').count();
+    Some((line, base_offset + err.valid_up_to() as u64))
+}
+
 /// Index of the next request to the same id, for every request; [`NEVER`]
 /// where the id is not requested again. One backward pass, O(n).
 pub fn next_access(ids: &[ObjId]) -> Vec<u64> {
@@ -303,6 +349,32 @@ mod tests {
         let ids = [1u64, 2];
         let err = TraceView::new(&ids, &[NEVER], &[true, true]).unwrap_err();
         assert!(err.to_string().contains("next_vtime"), "{err}");
+    }
+
+    #[test]
+    fn excerpt_cuts_long_text() {
+        assert_eq!(excerpt("abc"), "\"abc\"");
+        let long = "x".repeat(10_000);
+        let e = excerpt(&long);
+        assert!(e.len() < 120, "{e}");
+        assert!(e.ends_with("(10000 characters)"), "{e}");
+        // Multi-byte characters are never split.
+        let e = excerpt(&"é".repeat(100));
+        assert!(e.contains("(100 characters)"), "{e}");
+    }
+
+    #[test]
+    fn utf8_error_names_line_and_offset() {
+        assert_eq!(utf8_error_at(b"ab\ncd", 1, 0), None);
+        assert_eq!(utf8_error_at(b"ab\nc\xffd", 1, 0), Some((2, 4)));
+        assert_eq!(utf8_error_at(b"\xfe", 7, 100), Some((7, 100)));
+    }
+
+    #[test]
+    fn a_directory_is_not_a_trace() {
+        let dir = std::env::temp_dir();
+        let err = open_input(&dir).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
     }
 
     #[test]

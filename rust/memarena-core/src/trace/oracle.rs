@@ -62,10 +62,13 @@ fn malformed(path: &Path, offset: u64, reason: impl Into<String>) -> Error {
 /// has sizes and timestamps. Errors name the file and the byte offset of the
 /// offending record: a length that is not a multiple of 24 (truncated file),
 /// a size-0 record when `skip_zero_size` is false, or a `next_access_vtime`
-/// that is neither -1, `i64::MAX` nor a later record index.
+/// that is neither -1, `i64::MAX` nor a later record index. A directory is
+/// refused by name. An empty file, or one whose records all have size 0, gives
+/// an empty trace (as libCacheSim's reader does): callers that need requests
+/// check [`Trace::is_empty`].
 pub fn read_oracle_general(path: impl AsRef<Path>, opts: &OracleOptions) -> Result<Trace> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(io_err(path))?;
+    let file = super::open_input(path)?;
     let len = file.metadata().map_err(io_err(path))?.len();
     let rem = len % RECORD_BYTES as u64;
     if rem != 0 {

@@ -7,6 +7,7 @@ use std::path::Path;
 use memarena_core::config::{self, NoFields, Tagged};
 use memarena_core::error::{Error, Result};
 use memarena_core::rng::{Rng, Zipf};
+use memarena_core::trace::{excerpt, open_input, utf8_error_at};
 use serde::Deserialize;
 use serde::de::MapAccess;
 
@@ -580,7 +581,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Seconds since the epoch of `YYYY-MM-DD HH:MM:SS[.fraction]`.
+/// Seconds since the epoch of `YYYY-MM-DD HH:MM:SS[.fraction]` (years
+/// 1..=9999, so the arithmetic cannot overflow).
 fn parse_timestamp(s: &str) -> Option<f64> {
     let (date, time) = s.trim().split_once([' ', 'T'])?;
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
@@ -591,13 +593,32 @@ fn parse_timestamp(s: &str) -> Option<f64> {
         t.next()?.parse::<i64>().ok()?,
         t.next()?.parse::<f64>().ok()?,
     );
-    if !(1..=12).contains(&m)
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&m)
         || !(1..=31).contains(&dd)
         || !(0..24).contains(&h)
         || !(0..60).contains(&mi)
         || !(0.0..61.0).contains(&sec)
     {
         return None;
+    }
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if dd > month_days[(m - 1) as usize] {
+        return None; // 2023-02-30 is no date (it would silently become March 2nd)
     }
     Some((days_from_civil(y, m, dd) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
 }
@@ -632,17 +653,23 @@ pub fn parse_azure_csv(text: &str, path: &Path) -> Result<Vec<RequestSpec>> {
         let mut cols = line.split(',');
         let (ts, ctx, gen_) = match (cols.next(), cols.next(), cols.next()) {
             (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => return Err(bad(i + 1, format!("expected 3 columns, got {line:?}"))),
+            _ => {
+                return Err(bad(
+                    i + 1,
+                    format!("expected 3 columns, got {}", excerpt(line)),
+                ));
+            }
         };
-        let t = parse_timestamp(ts).ok_or_else(|| bad(i + 1, format!("bad TIMESTAMP {ts:?}")))?;
+        let t = parse_timestamp(ts)
+            .ok_or_else(|| bad(i + 1, format!("bad TIMESTAMP {}", excerpt(ts))))?;
         let p: u32 = ctx
             .trim()
             .parse()
-            .map_err(|_| bad(i + 1, format!("bad ContextTokens {ctx:?}")))?;
+            .map_err(|_| bad(i + 1, format!("bad ContextTokens {}", excerpt(ctx))))?;
         let o: u32 = gen_
             .trim()
             .parse()
-            .map_err(|_| bad(i + 1, format!("bad GeneratedTokens {gen_:?}")))?;
+            .map_err(|_| bad(i + 1, format!("bad GeneratedTokens {}", excerpt(gen_))))?;
         if p == 0 {
             return Err(bad(i + 1, "ContextTokens must be >= 1".into()));
         }
@@ -655,14 +682,26 @@ pub fn parse_azure_csv(text: &str, path: &Path) -> Result<Vec<RequestSpec>> {
     Ok(out)
 }
 
-/// Reads an Azure LLM inference trace CSV (see [`parse_azure_csv`]).
+/// Reads an Azure LLM inference trace CSV (see [`parse_azure_csv`]). A
+/// directory is refused by name; invalid UTF-8 is reported with its line and
+/// byte offset.
 pub fn read_azure_csv(path: impl AsRef<Path>) -> Result<Vec<RequestSpec>> {
+    use std::io::Read;
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse_azure_csv(&text, path)
+    };
+    let mut bytes = Vec::new();
+    open_input(path)?.read_to_end(&mut bytes).map_err(io)?;
+    if let Some((line, offset)) = utf8_error_at(&bytes, 1, 0) {
+        return Err(Error::Malformed {
+            path: path.to_path_buf(),
+            location: format!("line {line}, byte offset {offset}"),
+            reason: "not valid UTF-8 text (is the file binary, or in another encoding?)".into(),
+        });
+    }
+    parse_azure_csv(std::str::from_utf8(&bytes).expect("checked above"), path)
 }
 
 #[cfg(test)]
@@ -690,6 +729,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn azure_csv_errors_are_short_and_located() {
+        let long = "9".repeat(100_000);
+        let text = format!("TIMESTAMP,a,b\n2023-11-16 18:15:46,{long},1\n");
+        let e = parse_azure_csv(&text, Path::new("t.csv")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 2") && msg.len() < 300, "{msg}");
+        // A day the month does not have is a bad timestamp, not a day of the next month.
+        for bad in [
+            "2023-02-29 00:00:00",
+            "2023-04-31 12:00:00",
+            "1900-02-29 00:00:00",
+        ] {
+            let text = format!("TIMESTAMP,a,b\n{bad},5,1\n");
+            let e = parse_azure_csv(&text, Path::new("t.csv")).unwrap_err();
+            assert!(e.to_string().contains("bad TIMESTAMP"), "{e}");
+        }
+        let leap = "TIMESTAMP,a,b\n2024-02-29 00:00:00,5,1\n2000-02-29 00:00:00,5,1\n";
+        assert_eq!(parse_azure_csv(leap, Path::new("t.csv")).unwrap().len(), 2);
+        // A year far out of range is a bad timestamp, not an overflow.
+        let text = "TIMESTAMP,a,b\n9223372036854775807-01-01 00:00:00,5,1\n";
+        let e = parse_azure_csv(text, Path::new("t.csv")).unwrap_err();
+        assert!(e.to_string().contains("bad TIMESTAMP"), "{e}");
+        let dir = std::env::temp_dir();
+        let e = read_azure_csv(&dir).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let file = dir.join(format!("memarena-azure-utf8-{}.csv", std::process::id()));
+        std::fs::write(&file, b"TIMESTAMP,a,b\n2023-11-16 18:15:46,\xff,1\n").unwrap();
+        let e = read_azure_csv(&file).unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert!(e.to_string().contains("line 2, byte offset 34"), "{e}");
     }
 
     #[test]
