@@ -288,7 +288,7 @@ def _config_error(exc: Exception) -> str:
     if owner is not None:
         where.append(f"{owner.group}={owner.name}")
         if full_key and head.startswith("Could not override") and full_key.startswith(f"{owner.group}."):
-            return _not_a_parameter(full_key, owner.group, owner.name, registry)
+            return _not_a_parameter(full_key, owner, registry)
     text = f"{head}: {msg}" if head else msg
     text = f"{text} ({', '.join(where)})" if where else text
     key = getattr(cause, "key", None)
@@ -319,7 +319,7 @@ def _missing_key_hint(registry: Any, owner: Any, key: str) -> str:
         if families and owner_family not in families:
             hint += f"; {key!r} is a key of {'/'.join(families)} {owner.group}s ({names})"
         else:
-            hint += f"; {key!r} is a key of {names}"
+            hint += f"; {owner.group}={names} {'has' if len(others) == 1 else 'have'} it"
     return hint
 
 
@@ -340,27 +340,31 @@ def _debug_preset_hint(exc: Exception, argv: Sequence[str]) -> str:
     )
 
 
-def _not_a_parameter(full_key: str, group: str, name: str, registry: Any) -> str:
-    """An override of a key one of the selected components lacks (a sweep over components of one group
-    whose parameters differ): which components have the key, and how to set it for those alone.
+def _not_a_parameter(full_key: str, owner: Any, registry: Any) -> str:
+    """An override of a key the selected component lacks: what it takes, which components have the key,
+    and, where those are of its own family (a sweep over components whose parameters differ), how to set
+    it for those alone.
     """
-    import dataclasses
-
+    group, name = owner.group, owner.name
     leaf = full_key.split(".", 1)[1]
-    params = {
-        e.name: [f.name for f in dataclasses.fields(e.cls.Config) if f.name != "_target_"]
+    text = f"could not override {full_key!r}: {group}={name} has no parameter {leaf!r}"
+    text += _missing_key_hint(registry, owner, leaf.split(".")[0])
+    owner_family = getattr(owner.cls, "family", None)
+    same = sorted(
+        e.name
         for e in registry
-        if e.group == group and dataclasses.is_dataclass(getattr(e.cls, "Config", None))
-    }
-    have = sorted(n for n, ps in params.items() if leaf.split(".")[0] in ps)
-    where = f"{group}={', '.join(have)} {'has' if len(have) == 1 else 'have'} it" if have else f"no {group} has it"
+        if e.group == group
+        and e is not owner
+        and leaf.split(".")[0] in _config_fields(e.cls)
+        and getattr(e.cls, "family", None) in (owner_family, None)
+    )
+    if not same:
+        return text
     return (
-        f"could not override {full_key!r}: {group}={name} has no parameter {leaf!r} "
-        f"(its parameters: {', '.join(params.get(name, [])) or 'none'}; {where}); '+' or '++' would not add it "
-        f"either. To set it while sweeping {group}, sweep the {group} values that have it in their own command "
-        f"(memarena -m ... {group}=<those> {full_key}=...), or give the setting a {group} preset of its own "
-        f"(DIR/{group}/<name>.yaml holding 'defaults: [{have[0] if have else '<base>'}]' and '{leaf}: <value>') "
-        f"and sweep it with the others: memarena -m --config-dir DIR ... {group}=<name>,{name}"
+        f"{text}. '+' or '++' would not add it. To set it while sweeping {group}, sweep the {group} values "
+        f"that have it in their own command (memarena -m ... {group}=<those> {full_key}=...), or give the "
+        f"setting a {group} preset of its own (DIR/{group}/<name>.yaml holding 'defaults: [{same[0]}]' and "
+        f"'{leaf}: <value>') and sweep it with the others: memarena -m --config-dir DIR ... {group}=<name>,{name}"
     )
 
 
