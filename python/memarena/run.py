@@ -37,7 +37,14 @@ log = logging.getLogger("memarena")
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run received SIGTERM (Ctrl-C raises KeyboardInterrupt itself)."""
+    """The run received SIGTERM (Ctrl-C raises KeyboardInterrupt itself).
+
+    :param signum: The signal received; ``memarena`` exits with 128 + it.
+    """
+
+    def __init__(self, *args: object, signum: int = signal.SIGTERM) -> None:
+        super().__init__(*args)
+        self.signum = int(signum)
 
 
 class Run:
@@ -247,7 +254,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Interrupted(f"received signal {signum}")
+        raise Interrupted(f"received signal {signum}", signum=signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
