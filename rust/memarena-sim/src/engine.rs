@@ -263,13 +263,18 @@ impl<M: Model> Engine<M> {
     }
 
     /// Handles events while the next one is at or before `until_s` (use
-    /// `f64::INFINITY` to run until the queue drains).
+    /// `f64::INFINITY` to run until the queue drains). Returns
+    /// [`memarena_core::Error::Interrupted`] when the poll installed with
+    /// [`memarena_core::cancel::with_poll`] asks to stop.
     pub fn run_until(&mut self, until_s: f64) -> Result<RunStats> {
         let start = self.events;
         while let Some(t) = self.queue.peek_time() {
             if t > until_s {
                 break;
             }
+            // Stoppable on request (Ctrl-C in memarena); a no-op unless the
+            // caller installed a poll (see `memarena_core::cancel`).
+            memarena_core::cancel::check()?;
             let (t, e) = self.queue.pop().expect("peeked event exists");
             self.events += 1;
             self.model.handle(t, e, &mut self.queue)?;
