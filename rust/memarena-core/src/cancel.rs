@@ -36,6 +36,7 @@ pub const CALLS_PER_CLOCK_READ: u32 = 64;
 #[derive(Clone, Copy)]
 struct State {
     poll: Option<Poll>,
+    interval: Duration,
     calls: u32,
     next_poll: Option<Instant>,
     stopped: bool,
@@ -43,6 +44,7 @@ struct State {
 
 const IDLE: State = State {
     poll: None,
+    interval: POLL_INTERVAL,
     calls: 0,
     next_poll: None,
     stopped: false,
@@ -64,9 +66,16 @@ impl Drop for Restore {
 /// Run `f` with `poll` installed for this thread; the previous poll (if any)
 /// is restored afterwards. Scopes nest: the innermost poll is the one called.
 pub fn with_poll<T>(poll: Poll, f: impl FnOnce() -> T) -> T {
+    with_poll_interval(poll, POLL_INTERVAL, f)
+}
+
+/// [`with_poll`] with another least time between polls (`Duration::ZERO`:
+/// poll at every clock read, which tests use to stop a loop at once).
+pub fn with_poll_interval<T>(poll: Poll, interval: Duration, f: impl FnOnce() -> T) -> T {
     let previous = STATE.with(|s| {
         s.replace(State {
             poll: Some(poll),
+            interval,
             ..IDLE
         })
     });
@@ -124,14 +133,14 @@ fn poll_if_due(s: &Cell<State>) -> Result<()> {
     match st.next_poll {
         None => {
             // The first clock read of a scope starts the interval.
-            st.next_poll = Some(now + POLL_INTERVAL);
+            st.next_poll = Some(now + st.interval);
             s.set(st);
             return Ok(());
         }
         Some(t) if now < t => return Ok(()),
         Some(_) => {}
     }
-    st.next_poll = Some(now + POLL_INTERVAL);
+    st.next_poll = Some(now + st.interval);
     s.set(st);
     // The poll may itself run core work that checks: it sees the state set
     // above, so it cannot recurse into the poll within one interval.
@@ -225,11 +234,38 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_interval_polls_at_the_second_clock_read() {
+        with_poll_interval(always_stop, Duration::ZERO, || {
+            for _ in 0..2 * CALLS_PER_CLOCK_READ - 1 {
+                check().unwrap();
+            }
+            assert!(matches!(check(), Err(Error::Interrupted)));
+        });
+    }
+
+    #[test]
     fn check_now_polls_after_one_interval() {
         with_poll(always_stop, || {
             check_now().unwrap(); // starts the interval
             std::thread::sleep(POLL_INTERVAL + Duration::from_millis(5));
             assert!(matches!(check_now(), Err(Error::Interrupted)));
         });
+    }
+
+    proptest::proptest! {
+        /// At a zero interval, a stop request takes effect at the second
+        /// clock read and sticks; a poll that says go on never stops a loop.
+        #[test]
+        fn stops_exactly_at_the_second_clock_read(n in 1u32..1000) {
+            let first_err = with_poll_interval(always_stop, Duration::ZERO, || {
+                (1..=n).find(|_| check().is_err())
+            });
+            let expected = (n >= 2 * CALLS_PER_CLOCK_READ).then_some(2 * CALLS_PER_CLOCK_READ);
+            proptest::prop_assert_eq!(first_err, expected);
+            let errs = with_poll_interval(never_stop, Duration::ZERO, || {
+                (0..n).filter(|_| check().is_err()).count()
+            });
+            proptest::prop_assert_eq!(errs, 0);
+        }
     }
 }

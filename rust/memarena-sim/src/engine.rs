@@ -380,6 +380,39 @@ mod tests {
         assert_eq!(eng.model.seen, vec![(0.5, 0), (1.5, 1), (2.5, 2), (3.5, 3)]);
     }
 
+    /// Schedules its successor forever: only a stop request ends its run.
+    struct Forever;
+    impl Model for Forever {
+        type Event = ();
+        fn handle(&mut self, _now: f64, _e: (), q: &mut EventQueue<()>) -> Result<()> {
+            q.schedule_in(1.0, ())?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stop_request_ends_an_endless_run() {
+        let mut eng = Engine::new(Forever);
+        eng.queue_mut().schedule_at(0.0, ()).unwrap();
+        let r = memarena_core::cancel::with_poll(|| true, || eng.run_until(f64::INFINITY));
+        assert!(matches!(r, Err(memarena_core::Error::Interrupted)));
+        assert!(eng.events() > 0);
+    }
+
+    #[test]
+    fn polling_does_not_change_a_run() {
+        let mut eng = Engine::new(Counter { seen: vec![] });
+        eng.queue_mut().schedule_at(0.5, 0).unwrap();
+        let s = memarena_core::cancel::with_poll_interval(
+            || false,
+            std::time::Duration::ZERO,
+            || eng.run_until(f64::INFINITY),
+        )
+        .unwrap();
+        assert_eq!(s.events, 4);
+        assert_eq!(eng.model.seen, vec![(0.5, 0), (1.5, 1), (2.5, 2), (3.5, 3)]);
+    }
+
     #[test]
     fn streams_are_deterministic_and_distinct() {
         assert_eq!(rng_stream(1, 2).next_u64(), rng_stream(1, 2).next_u64());
