@@ -33,6 +33,22 @@ STOP_S = 60.0
 SIGNALS = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 
 
+#: A serving run whose simulation (one native call) would take far longer than
+#: STOP_S (over 10 minutes): long outputs at a load the GPU cannot keep up
+#: with, every event checking the KV manager's invariants. Its progress bar
+#: (on stderr) appears when the simulation starts.
+SERVING_FOREVER = (
+    "experiment=serving",
+    "workload=poisson",
+    "workload.n_requests=20000",
+    "workload.rate=50",
+    "workload.output_tokens.median=4000",
+    "workload.output_tokens.sigma=0.1",
+    "family.check_invariants=true",
+    "progress=true",
+)
+
+
 def _stat_fields(pid: int) -> list[str]:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -56,8 +72,7 @@ def wait_for(what: str, cond: Callable[[], bool], proc: subprocess.Popen[str], t
     deadline = time.monotonic() + timeout
     while not cond():
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"memarena exited ({proc.returncode}) before {what}:\n{out}\n{err}")
+            pytest.fail(f"memarena exited ({proc.returncode}) before {what}")
         if time.monotonic() > deadline:
             pytest.fail(f"memarena did not reach {what} within {timeout:.0f} s")
         time.sleep(0.05)
@@ -82,12 +97,14 @@ def memarena(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         "SLEEPY_STARTED_FILE": str(tmp_path / "started"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    # Output goes to files, which a test may watch while the run goes on.
+    stdout, stderr = (tmp_path / "stdout").open("w"), (tmp_path / "stderr").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "memarena.app", *args],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
         start_new_session=True,
         # (A shell without job control starts background jobs with SIGINT
@@ -99,16 +116,19 @@ def memarena(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever a failed test left running
-        proc.communicate()
+        proc.wait()
+        stdout.close()
+        stderr.close()
 
 
-def stop(proc: subprocess.Popen[str], sig: signal.Signals) -> tuple[str, str]:
+def stop(tmp_path: Path, proc: subprocess.Popen[str], sig: signal.Signals) -> tuple[str, str]:
     """Send ``sig`` to memarena; it must exit within STOP_S, leaving no process of its group."""
     proc.send_signal(sig)
     try:
-        out, err = proc.communicate(timeout=STOP_S)
+        proc.wait(timeout=STOP_S)
     except subprocess.TimeoutExpired:
         pytest.fail(f"memarena did not stop within {STOP_S:.0f} s of {sig.name}")
+    out, err = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
     # Helpers such as loky's resource tracker exit when memarena's end of their pipe closes.
     deadline = time.monotonic() + STOP_S
     while group_pids(proc.pid) and time.monotonic() < deadline:
@@ -125,7 +145,7 @@ def test_single_run_keeps_its_rows_prints_them_and_exits_128_plus_the_signal(
 ) -> None:
     with memarena(tmp_path, "~experiment", "family=sleepy", f"hydra.run.dir={tmp_path}/r") as proc:
         wait_for("its first row", lambda: len(lines(tmp_path / "ready")) == 1, proc)
-        out, err = stop(proc, sig)
+        out, err = stop(tmp_path, proc, sig)
     (rec,) = records(tmp_path / "r")
     assert rec.status == "interrupted"
     assert [row["step"] for row in rec.rows] == [0]
@@ -135,20 +155,9 @@ def test_single_run_keeps_its_rows_prints_them_and_exits_128_plus_the_signal(
 
 @SIGNALS
 def test_serving_stops_within_the_native_simulation(tmp_path: Path, sig: signal.Signals) -> None:
-    # One serving run whose simulation (one native call) would take far longer
-    # than STOP_S: long outputs at low load, so millions of decode steps.
-    args = (
-        "experiment=serving",
-        "workload=poisson",
-        "workload.n_requests=300000",
-        "workload.rate=1",
-        "workload.output_tokens.median=4000",
-        "workload.output_tokens.sigma=0.1",
-        f"hydra.run.dir={tmp_path}/r",
-    )
-    with memarena(tmp_path, *args) as proc:
-        wait_for("the serving run's start", lambda: len(lines(tmp_path / "started")) == 1, proc)
-        _, err = stop(proc, sig)
+    with memarena(tmp_path, *SERVING_FOREVER, f"hydra.run.dir={tmp_path}/r") as proc:
+        wait_for("the simulation", lambda: "serving " in (tmp_path / "stderr").read_text(), proc)
+        _, err = stop(tmp_path, proc, sig)
     (rec,) = records(tmp_path / "r")
     assert rec.status == "interrupted" and rec.family == "serving"
     assert rec.error is not None and ("KeyboardInterrupt" in rec.error or "Interrupted" in rec.error)
@@ -167,7 +176,7 @@ def test_basic_sweep_keeps_finished_jobs_records_the_job_in_flight_and_prints_th
     args = ("-m", "~experiment", "family=sleepy", "family.seconds=0,600,601", f"hydra.sweep.dir={sweep}")
     with memarena(tmp_path, *args) as proc:
         wait_for("its second job's first row", lambda: len(lines(tmp_path / "ready")) == 2, proc)
-        out, err = stop(proc, sig)
+        out, err = stop(tmp_path, proc, sig)
     recs = _sweep_records(sweep)
     assert set(recs) == {0.0, 600.0}  # the third job never started
     assert recs[0.0].status == "complete" and [r["step"] for r in recs[0.0].rows] == [0, 1]
@@ -197,7 +206,7 @@ def test_joblib_sweep_records_every_job_in_flight_and_leaves_no_worker(tmp_path:
         wait_for("all three jobs under way, the short one complete", under_way, proc)
         workers = [pid for pid in group_pids(proc.pid) if pid != proc.pid]
         assert workers, "the joblib launcher started no worker process"
-        out, err = stop(proc, sig)
+        out, err = stop(tmp_path, proc, sig)
     recs = _sweep_records(sweep)
     assert set(recs) == {0.0, 600.0, 601.0}
     assert recs[0.0].status == "complete" and [r["step"] for r in recs[0.0].rows] == [0, 1]
@@ -205,4 +214,28 @@ def test_joblib_sweep_records_every_job_in_flight_and_leaves_no_worker(tmp_path:
         assert recs[seconds].status == "interrupted", recs[seconds]
         assert [r["step"] for r in recs[seconds].rows] == [0]
     assert "1 complete run(s)" in out
+    assert "2 job(s) did not complete" in err
+
+
+@SIGNALS
+def test_joblib_serving_sweep_stops_its_workers_native_simulations(tmp_path: Path, sig: signal.Signals) -> None:
+    sweep = tmp_path / "m"
+    args = (
+        "-m",
+        *SERVING_FOREVER,
+        "kv_manager=paged,static_max",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    )
+    with memarena(tmp_path, *args) as proc:
+        wait_for(
+            "both simulations",
+            lambda: (tmp_path / "stderr").read_text().count("serving ") >= 2,
+            proc,
+        )
+        out, err = stop(tmp_path, proc, sig)
+    recs = records(sweep)
+    assert len(recs) == 2 and all(r.status == "interrupted" and r.family == "serving" for r in recs), recs
+    assert "0 complete run(s)" in out  # the summary
     assert "2 job(s) did not complete" in err
