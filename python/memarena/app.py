@@ -106,21 +106,16 @@ def _task(cfg: Any) -> dict[str, Any]:
     process) writes the job's record as ``interrupted`` and ends the worker
     (:mod:`memarena.interrupts`).
     """
-    import signal
-
-    from memarena.interrupts import exit_worker, in_worker, worker_signal_handlers
+    from memarena.interrupts import exit_worker, in_worker, worker_job_signals
 
     if not in_worker():
         return _run_task(cfg)
-    previous = signal.getsignal(signal.SIGTERM)
-    worker_signal_handlers()
     try:
-        return _run_task(cfg)
+        with worker_job_signals():
+            return _run_task(cfg)
     except KeyboardInterrupt as exc:
         exit_worker(exc)
         raise  # not reached: exit_worker ends the process
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_interrupted(out: Path) -> None:

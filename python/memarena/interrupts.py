@@ -9,10 +9,11 @@ matters with the joblib launcher: joblib answers an interrupt by killing its
 workers at once, so a job in flight would never write its record.
 
 A worker (a job running in a process other than the main one; see
-:func:`in_worker`) ignores SIGINT — the main process decides — and turns
-SIGTERM into :class:`~memarena.run.Interrupted`: :func:`memarena.run.execute`
-writes the job's record as ``interrupted`` with the rows it produced, and the
-worker then exits (:func:`exit_worker`), so none is left running detached.
+:func:`in_worker`) takes SIGINT (Ctrl-C reaches the whole terminal group) or
+SIGTERM (from the main process) as an interrupt while a job runs
+(:func:`worker_job_signals`): :func:`memarena.run.execute` writes the job's
+record as ``interrupted`` with the rows it produced, and the worker then
+exits (:func:`exit_worker`), so none is left running detached.
 
 Native work (the Rust core) stops within a fraction of a second: it polls the
 interpreter's signal handlers while it runs (see ``memarena._core``'s
@@ -27,11 +28,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["exit_code", "exit_worker", "in_worker", "main_signal_handlers", "stop_workers"]
+__all__ = ["exit_code", "exit_worker", "in_worker", "main_signal_handlers", "stop_workers", "worker_job_signals"]
 
 log = logging.getLogger("memarena")
 
@@ -90,23 +91,50 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2 :].split()[:1] != ["Z"]  # a zombie has exited
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether ``pid`` has a SIGTERM handler: a worker running a job (:func:`worker_job_signals`)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def _signal_and_wait(pids: list[int], until: Callable[[int], bool], deadline: float) -> list[int]:
+    """SIGTERM each of ``pids``, then wait until ``until(pid)`` holds for each, or ``deadline``; the ones left."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    waiting = list(pids)
+    while waiting and time.monotonic() < deadline:
+        waiting = [pid for pid in waiting if not until(pid)]
+        if waiting:
+            time.sleep(0.05)
+    return waiting
+
+
 def stop_workers(grace_s: float = WORKER_GRACE_S) -> list[int]:
-    """SIGTERM every worker process of this one and wait (up to ``grace_s``) for each to exit.
+    """End every worker process of this one, each job in flight writing its record first.
+
+    Loky answers a worker that dies by killing all the others at once, so no
+    worker may die while another is still writing: first the busy workers
+    (those running a job, see :func:`worker_job_signals`) get SIGTERM and are
+    waited for until each has written its record (and waits, see
+    :func:`exit_worker`); then every worker gets SIGTERM and is waited for
+    until it has exited. At most ``grace_s`` in all.
 
     :returns: The workers signalled.
     """
     workers = [pid for pid in _children(os.getpid()) if not _is_helper(pid)]
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    waiting = list(workers)
-    while waiting and time.monotonic() < deadline:
-        waiting = [pid for pid in waiting if _alive(pid)]
-        if waiting:
-            time.sleep(0.05)
-    if waiting:
-        log.warning("worker process(es) %s did not exit within %.0f s", waiting, grace_s)
+    busy = [pid for pid in workers if _catches_sigterm(pid)]
+    left = _signal_and_wait(busy, lambda pid: not _alive(pid) or not _catches_sigterm(pid), deadline)
+    left += _signal_and_wait(workers, lambda pid: not _alive(pid), deadline)
+    if left:
+        log.warning("worker process(es) %s did not exit within %.0f s", sorted(set(left)), grace_s)
     return workers
 
 
@@ -144,21 +172,53 @@ def main_signal_handlers() -> Iterator[None]:
         os.environ.pop(MAIN_PID_ENV, None)
 
 
-def worker_signal_handlers() -> None:
-    """In a worker: ignore SIGINT (the main process coordinates) and take SIGTERM as an interrupt."""
+@contextlib.contextmanager
+def worker_job_signals() -> Iterator[None]:
+    """In a worker, while a job runs: SIGINT and SIGTERM interrupt it (once).
+
+    Ctrl-C reaches every process of the terminal's group, workers too: a busy
+    worker takes the first SIGINT or SIGTERM as an interrupt (its record is
+    written at once) and ignores any later one, so that the main process's
+    SIGTERM cannot cut the record's writing short. Between jobs a worker
+    ignores SIGINT (an idle loky worker that raised would make loky kill the
+    busy ones before they write their records) and dies of SIGTERM.
+    """
     from memarena.run import Interrupted
 
+    interrupted = False
+
     def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        if interrupted:
+            return
+        interrupted = True
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Interrupted(f"received signal {signum}", signum=signum)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def exit_worker(exc: BaseException) -> None:
-    """End an interrupted worker process now (its record is written): flush output, then exit."""
+    """End an interrupted worker process (its record is written): flush output, then wait for SIGTERM.
+
+    The worker dies of the main process's SIGTERM once every busy worker has
+    written its record (:func:`stop_workers`); without one (the main process
+    is gone) it exits by itself after :data:`WORKER_GRACE_S`.
+    """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    deadline = time.monotonic() + WORKER_GRACE_S
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
     os._exit(exit_code(exc))

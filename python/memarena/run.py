@@ -249,7 +249,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into :class:`Interrupted` while the block runs (main thread only)."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or callable(signal.getsignal(signal.SIGTERM)):
+        # (A Python handler is there already: the memarena command's, which
+        # also ends its workers, or a worker's, which interrupts a job once.)
         yield
         return
 

@@ -121,9 +121,15 @@ def memarena(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         stderr.close()
 
 
-def stop(tmp_path: Path, proc: subprocess.Popen[str], sig: signal.Signals) -> tuple[str, str]:
-    """Send ``sig`` to memarena; it must exit within STOP_S, leaving no process of its group."""
-    proc.send_signal(sig)
+def stop(tmp_path: Path, proc: subprocess.Popen[str], sig: signal.Signals, group: bool = False) -> tuple[str, str]:
+    """Send ``sig`` to memarena (``group``: to its whole process group, as Ctrl-C in a terminal does).
+
+    It must exit within STOP_S, leaving no process of its group.
+    """
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     try:
         proc.wait(timeout=STOP_S)
     except subprocess.TimeoutExpired:
@@ -185,14 +191,22 @@ def test_basic_sweep_keeps_finished_jobs_records_the_job_in_flight_and_prints_th
     assert "1 job(s) did not complete" in err
 
 
-@SIGNALS
-def test_joblib_sweep_records_every_job_in_flight_and_leaves_no_worker(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGTERM, True)],
+    ids=["SIGINT", "SIGTERM", "SIGINT-to-the-group", "SIGTERM-to-the-group"],
+)
+def test_joblib_sweep_records_every_job_in_flight_and_leaves_no_worker(
+    tmp_path: Path, sig: signal.Signals, group: bool
+) -> None:
+    # Four jobs on three workers: when the signal comes, one job is complete,
+    # its worker runs the fourth or waits idle, and two more are in flight.
     sweep = tmp_path / "m"
     args = (
         "-m",
         "~experiment",
         "family=sleepy",
-        "family.seconds=0,600,601",
+        "family.seconds=0,600,601,602",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=3",
         f"hydra.sweep.dir={sweep}",
@@ -201,20 +215,20 @@ def test_joblib_sweep_records_every_job_in_flight_and_leaves_no_worker(tmp_path:
 
         def under_way() -> bool:
             done = [r for r in records(sweep) if r.status == "complete"]
-            return len(lines(tmp_path / "ready")) == 3 and len(done) == 1
+            return len(lines(tmp_path / "ready")) == 4 and len(done) == 1
 
-        wait_for("all three jobs under way, the short one complete", under_way, proc)
+        wait_for("every job under way, the short one complete", under_way, proc)
         workers = [pid for pid in group_pids(proc.pid) if pid != proc.pid]
         assert workers, "the joblib launcher started no worker process"
-        out, err = stop(tmp_path, proc, sig)
+        out, err = stop(tmp_path, proc, sig, group)
     recs = _sweep_records(sweep)
-    assert set(recs) == {0.0, 600.0, 601.0}
+    assert set(recs) == {0.0, 600.0, 601.0, 602.0}
     assert recs[0.0].status == "complete" and [r["step"] for r in recs[0.0].rows] == [0, 1]
-    for seconds in (600.0, 601.0):
+    for seconds in (600.0, 601.0, 602.0):
         assert recs[seconds].status == "interrupted", recs[seconds]
         assert [r["step"] for r in recs[seconds].rows] == [0]
     assert "1 complete run(s)" in out
-    assert "2 job(s) did not complete" in err
+    assert "3 job(s) did not complete" in err
 
 
 @SIGNALS
