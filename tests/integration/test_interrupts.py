@@ -253,3 +253,28 @@ def test_joblib_serving_sweep_stops_its_workers_native_simulations(tmp_path: Pat
     assert len(recs) == 2 and all(r.status == "interrupted" and r.family == "serving" for r in recs), recs
     assert "0 complete run(s)" in out  # the summary
     assert "2 job(s) did not complete" in err
+
+
+def test_a_native_call_raises_what_a_signal_handler_raised(tmp_path: Path) -> None:
+    # The public event-simulation API, in a process of its own: an M/M/1 run
+    # of 10**15 jobs would take years; a timer's handler raises after 0.3 s.
+    code = """
+import signal
+from memarena.families.serving import simulate_mm1
+
+class Stop(Exception):
+    pass
+
+def raise_stop(signum, frame):
+    raise Stop("from the handler")
+
+signal.signal(signal.SIGALRM, raise_stop)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    simulate_mm1(0.5, 1.0, 10**15)
+except Stop as exc:
+    print("raised:", exc)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=STOP_S + 60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "raised: from the handler"
