@@ -183,8 +183,13 @@ def worker_job_signals() -> Iterator[None]:
     ignores SIGINT (an idle loky worker that raised would make loky kill the
     busy ones before they write their records) and dies of SIGTERM.
     """
+    import threading
+
     from memarena.run import Interrupted
 
+    if threading.current_thread() is not threading.main_thread():  # (signals reach the main thread only)
+        yield
+        return
     interrupted = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -216,8 +221,9 @@ def exit_worker(exc: BaseException) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(ValueError):  # (not the main thread: signals cannot reach it anyway)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     deadline = time.monotonic() + WORKER_GRACE_S
     while time.monotonic() < deadline:
         time.sleep(0.1)
