@@ -1,6 +1,12 @@
 """Private extension of memarena (Rust, pyo3). Users import :mod:`memarena.families.paging` instead.
 
 Hand-written; checked against the extension with ``python -m mypy.stubtest memarena._core``.
+
+Long native calls (the serving simulation, trace synthesis, miss-ratio
+curves, k-means training, batched search) release the GIL and still stop on
+Ctrl-C or SIGTERM within a fraction of a second: they run the interpreter's
+signal handlers every 50 ms and raise what a handler raised
+(``KeyboardInterrupt``), leaving no partial result.
 """
 
 from collections.abc import Mapping

@@ -58,6 +58,8 @@ class _State:
     failed_jobs: int = 0
     #: Whether a job's task started (Hydra made its output directory by then).
     task_started: bool = False
+    #: The config of the multirun in progress (set by SummaryCallback), for the summary after an interrupt.
+    sweep_config: Any = None
 
 
 def _startup() -> tuple[Any, Any]:
@@ -102,6 +104,38 @@ def _refusal(output_dir: Path) -> str:
 def _task(cfg: Any) -> dict[str, Any]:
     """One Hydra job: run it and write its record.
 
+    In a launcher's worker process, an interrupt (SIGTERM from the main
+    process) writes the job's record as ``interrupted`` and ends the worker
+    (:mod:`memarena.interrupts`).
+    """
+    from memarena.interrupts import exit_worker, in_worker, worker_job_signals
+
+    if not in_worker():
+        return _run_task(cfg)
+    try:
+        with worker_job_signals():
+            return _run_task(cfg)
+    except KeyboardInterrupt as exc:
+        exit_worker(exc)
+        raise  # not reached: exit_worker ends the process
+
+
+def _print_interrupted(out: Path) -> None:
+    """After an interrupted single run: the summary of the rows it finished, and its record."""
+    record = _prior_record(out)
+    if record is None:
+        return
+    if record.rows:
+        from memarena.report import report_of
+
+        rep = report_of([(out, record)])
+        _print_summary(rep.rows, rep.label_columns, record.family)
+    print(f"\nrecord ({record.status}, {len(record.rows)} row(s)): {out / 'memarena-record.json'}")
+
+
+def _run_task(cfg: Any) -> dict[str, Any]:
+    """:func:`_task`'s work.
+
     In a multirun, a job that fails is recorded as ``failed`` and the sweep
     goes on (the summary lists it, and ``memarena`` exits 1); a single run
     that fails with a memarena error prints one ``memarena: error:`` line and
@@ -141,6 +175,12 @@ def _task(cfg: Any) -> dict[str, Any]:
             overrides=list(hc.overrides.task),
             choices=dict(hc.runtime.choices),
         )
+    except KeyboardInterrupt:
+        if multirun:
+            print(f"memarena: job {hc.job.num} interrupted; record in {out}", file=sys.stderr)
+        else:
+            _print_interrupted(out)
+        raise
     except MemarenaError as exc:
         # A user error: the message names what is wrong; a traceback would bury it.
         if not multirun:
@@ -208,6 +248,7 @@ class SummaryCallback(Callback):
         from memarena.results import find_records
 
         _State.failed_jobs = 0
+        _State.sweep_config = config
         if config.get("resume", False):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -376,6 +417,7 @@ def _run_hydra(argv: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from memarena.config import search_path_override
+    from memarena.interrupts import main_signal_handlers
 
     pm, _ = _startup()
     if not argv:
@@ -387,12 +429,18 @@ def _run_hydra(argv: list[str]) -> int:
     sys.argv = [saved[0] if saved else "memarena", *argv]
     _State.failed_jobs = 0
     _State.task_started = False
+    _State.sweep_config = None
     # Hydra's errors reach us whole (it would print a trimmed traceback and
     # exit 1): a config that does not compose becomes one `memarena: error:` line.
     user_full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        app()
+        with main_signal_handlers():
+            app()
+    except KeyboardInterrupt:
+        if _State.sweep_config is not None:  # a sweep: the summary of what finished
+            SummaryCallback().on_multirun_end(_State.sweep_config)
+        raise
     except (HydraException, OmegaConfBaseException) as exc:
         if user_full_error:
             raise
@@ -542,9 +590,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemarenaError as exc:
         print(f"memarena: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from memarena.interrupts import exit_code
+
         print("memarena: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

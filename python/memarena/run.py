@@ -39,7 +39,14 @@ log = logging.getLogger("memarena")
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run received SIGTERM (Ctrl-C raises KeyboardInterrupt itself)."""
+    """The run received SIGTERM (Ctrl-C raises KeyboardInterrupt itself).
+
+    :param signum: The signal received; ``memarena`` exits with 128 + it.
+    """
+
+    def __init__(self, *args: object, signum: int = signal.SIGTERM) -> None:
+        super().__init__(*args)
+        self.signum = int(signum)
 
 
 class Run:
@@ -281,12 +288,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into :class:`Interrupted` while the block runs (main thread only)."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or callable(signal.getsignal(signal.SIGTERM)):
+        # (A Python handler is there already: the memarena command's, which
+        # also ends its workers, or a worker's, which interrupts a job once.)
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Interrupted(f"received signal {signum}")
+        raise Interrupted(f"received signal {signum}", signum=signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

@@ -1,6 +1,9 @@
 """A test plugin: a family that emits one row, then works until it is interrupted.
 
-Loaded with ``MEMARENA_PLUGINS=tests.integration.sleepy_plugin``.
+Loaded with ``MEMARENA_PLUGINS=tests.integration.sleepy_plugin``. Each sleepy
+run appends a line to ``$SLEEPY_READY_FILE`` once its first row is out; with
+``$SLEEPY_STARTED_FILE`` set, every run (of any family) appends its pid there
+when it starts.
 """
 
 from __future__ import annotations
@@ -31,11 +34,20 @@ class Sleepy(Family):
 
     def run(self, run: Any) -> None:
         run.emit({"step": 0, "value": 1.0})
-        Path(os.environ["SLEEPY_READY_FILE"]).write_text("ready")
+        with Path(os.environ["SLEEPY_READY_FILE"]).open("a") as f:
+            f.write(f"ready {self.seconds}\n")
         deadline = time.monotonic() + self.seconds
         while time.monotonic() < deadline:
             time.sleep(0.02)
         run.emit({"step": 1, "value": 2.0})
+
+
+@hookimpl
+def memarena_run_start(run: Any) -> None:
+    started = os.environ.get("SLEEPY_STARTED_FILE")
+    if started:
+        with Path(started).open("a") as f:
+            f.write(f"{os.getpid()}\n")
 
 
 @hookimpl

@@ -270,7 +270,7 @@ impl Curator {
         ts.into_iter().map(|t| (t, self.overlay_bytes(t))).collect()
     }
 
-    fn build_tree(&mut self, sample: &[f32]) {
+    fn build_tree(&mut self, sample: &[f32]) -> Result<()> {
         let dim = self.store.dim;
         let n = sample.len() / dim;
         self.centroids.clear();
@@ -316,7 +316,7 @@ impl Curator {
                 seed,
                 false,
                 usize::MAX >> 1,
-            );
+            )?;
             let near = kmeans::nearest(&data, &cents, dim, 1, kmeans::threads());
             let mut groups: Vec<Vec<u32>> = vec![Vec::new(); b];
             for (i, &(_, c)) in near.iter().enumerate() {
@@ -341,6 +341,7 @@ impl Curator {
         let nn = self.parent.len();
         self.leaf_slots = vec![Vec::new(); nn];
         self.tenants = vec![FxHashMap::default(); nn];
+        Ok(())
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
@@ -541,7 +542,13 @@ impl VectorIndex for Curator {
                 data[r * dim..(r + 1) * dim].iter().copied()
             })
             .collect();
-        self.build_tree(&sample);
+        if let Err(e) = self.build_tree(&sample) {
+            // Stopped on request: back to untrained, not half a tree.
+            self.centroids.clear();
+            self.parent.clear();
+            self.children.clear();
+            return Err(e);
+        }
         Ok(())
     }
 

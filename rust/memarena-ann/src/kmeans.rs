@@ -85,7 +85,7 @@ pub(crate) fn train(
     seed: u64,
     balanced: bool,
     max_points: usize,
-) -> Vec<f32> {
+) -> memarena_core::Result<Vec<f32>> {
     let n_all = data.len() / dim;
     let mut rng = Rng::seed_from_u64(seed);
     // Seeded sample without replacement (partial Fisher-Yates over indices).
@@ -120,12 +120,14 @@ pub(crate) fn train(
         centroids.extend(base.iter().map(|x| x + 1e-3 * rng.normal() as f32));
     }
     if n == 0 {
-        return centroids;
+        return Ok(centroids);
     }
     let th = threads();
     let m = if balanced { 8.min(k) } else { 1 };
     let mut assign = vec![0u32; n];
     for _ in 0..iters.max(1) {
+        // Stoppable between rounds (see `memarena_core::cancel`).
+        memarena_core::cancel::check_now()?;
         let near = nearest(&sample, &centroids, dim, m, th);
         if balanced {
             balanced_assign(&near, m, k, 0.1, &mut assign);
@@ -167,7 +169,7 @@ pub(crate) fn train(
             }
         }
     }
-    centroids
+    Ok(centroids)
 }
 
 /// Greedy capacity-constrained assignment from each point's `m` nearest

@@ -58,6 +58,11 @@ pub enum Error {
         /// Which invariant, with the offending values.
         reason: String,
     },
+
+    /// Long work was stopped on request (the poll installed with
+    /// [`crate::cancel::with_poll`] asked to stop, e.g. on Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Result alias of the core.

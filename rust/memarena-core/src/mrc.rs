@@ -8,6 +8,7 @@
 //! Unit sizes only: cache sizes are in objects.
 
 use crate::FxHashMap;
+use crate::error::Result;
 use crate::request::{NEVER, ObjId};
 
 /// A Fenwick (binary indexed) tree of counts over `0..n`.
@@ -44,12 +45,14 @@ impl Fenwick {
 
 /// The LRU stack distance of every request: `d >= 1` for a re-reference
 /// (hit in any LRU cache of at least `d` objects), [`NEVER`] for a first
-/// request (a compulsory miss at every size).
-pub fn stack_distances(ids: &[ObjId]) -> Vec<u64> {
+/// request (a compulsory miss at every size). Stoppable:
+/// [`crate::Error::Interrupted`] when the [`crate::cancel`] poll asks.
+pub fn stack_distances(ids: &[ObjId]) -> Result<Vec<u64>> {
     let mut tree = Fenwick::new(ids.len());
     let mut last: FxHashMap<ObjId, usize> = FxHashMap::default();
     let mut out = Vec::with_capacity(ids.len());
     for (t, &id) in ids.iter().enumerate() {
+        crate::cancel::check()?;
         match last.insert(id, t) {
             Some(prev) => {
                 // Objects whose latest request lies strictly between prev and t.
@@ -62,7 +65,7 @@ pub fn stack_distances(ids: &[ObjId]) -> Vec<u64> {
         }
         tree.add(t, 1);
     }
-    out
+    Ok(out)
 }
 
 /// Histogram of LRU stack distances.
@@ -81,8 +84,8 @@ pub struct StackHistogram {
 
 impl StackHistogram {
     /// The histogram of a trace's stack distances, in one O(n log n) pass.
-    pub fn from_ids(ids: &[ObjId]) -> Self {
-        Self::from_distances(&stack_distances(ids))
+    pub fn from_ids(ids: &[ObjId]) -> Result<Self> {
+        Ok(Self::from_distances(&stack_distances(ids)?))
     }
 
     /// The histogram of precomputed distances ([`NEVER`] = cold).
@@ -128,11 +131,11 @@ impl StackHistogram {
 
 /// Exact LRU miss ratios at each of `sizes_in_objects` (any order; 0 gives
 /// 1.0, an empty trace gives 0.0), from one pass over `ids`.
-pub fn lru_mrc(ids: &[ObjId], sizes_in_objects: &[u64]) -> Vec<f64> {
-    let h = StackHistogram::from_ids(ids);
+pub fn lru_mrc(ids: &[ObjId], sizes_in_objects: &[u64]) -> Result<Vec<f64>> {
+    let h = StackHistogram::from_ids(ids)?;
     let curve = h.miss_curve();
     let last = *curve.last().expect("miss_curve has at least capacity 0");
-    sizes_in_objects
+    Ok(sizes_in_objects
         .iter()
         .map(|&c| {
             if h.requests == 0 {
@@ -141,7 +144,7 @@ pub fn lru_mrc(ids: &[ObjId], sizes_in_objects: &[u64]) -> Vec<f64> {
             let m = curve.get(c as usize).copied().unwrap_or(last);
             m as f64 / h.requests as f64
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -151,12 +154,15 @@ mod tests {
     #[test]
     fn distances_of_a_small_trace() {
         let ids = [1, 2, 3, 1, 1, 3, 2];
-        assert_eq!(stack_distances(&ids), vec![NEVER, NEVER, NEVER, 3, 1, 2, 3]);
-        let h = StackHistogram::from_ids(&ids);
+        assert_eq!(
+            stack_distances(&ids).unwrap(),
+            vec![NEVER, NEVER, NEVER, 3, 1, 2, 3]
+        );
+        let h = StackHistogram::from_ids(&ids).unwrap();
         assert_eq!(h.cold_misses, 3);
         assert_eq!(h.miss_curve(), vec![7, 6, 5, 3]);
         assert_eq!(
-            lru_mrc(&ids, &[0, 1, 3, 100]),
+            lru_mrc(&ids, &[0, 1, 3, 100]).unwrap(),
             vec![1.0, 6.0 / 7.0, 3.0 / 7.0, 3.0 / 7.0]
         );
         for c in 0..6 {
@@ -164,6 +170,35 @@ mod tests {
                 h.misses_at(c),
                 h.miss_curve().get(c as usize).copied().unwrap_or(3)
             );
+        }
+    }
+
+    fn stop() -> bool {
+        true
+    }
+
+    fn go_on() -> bool {
+        false
+    }
+
+    #[test]
+    fn a_stop_request_interrupts_the_distance_pass() {
+        let ids: Vec<ObjId> = (0..10_000).map(|i| i % 97).collect();
+        let r = crate::cancel::with_poll_interval(stop, std::time::Duration::ZERO, || {
+            lru_mrc(&ids, &[1, 10])
+        });
+        assert!(matches!(r, Err(crate::Error::Interrupted)));
+    }
+
+    proptest::proptest! {
+        /// Polling never changes the curve.
+        #[test]
+        fn polling_does_not_change_the_curve(ids in proptest::collection::vec(0u64..50, 0..2000)) {
+            let sizes = [0, 1, 5, 20, 60];
+            let polled = crate::cancel::with_poll_interval(go_on, std::time::Duration::ZERO, || {
+                lru_mrc(&ids, &sizes)
+            });
+            proptest::prop_assert_eq!(polled.unwrap(), lru_mrc(&ids, &sizes).unwrap());
         }
     }
 }

@@ -83,8 +83,8 @@ proptest! {
     fn lru_mrc_equals_lru_at_every_size(ids in prop::collection::vec(0u64..25, 0..250)) {
         let t = Trace::new(ids.clone());
         let sizes: Vec<u64> = (0..=27).collect();
-        let mrc = lru_mrc(&ids, &sizes);
-        let hist = StackHistogram::from_ids(&ids);
+        let mrc = lru_mrc(&ids, &sizes).unwrap();
+        let hist = StackHistogram::from_ids(&ids).unwrap();
         prop_assert_eq!(hist.cold_misses + hist.counts.iter().sum::<u64>(), hist.requests);
         for &c in &sizes[1..] {
             let mut cache = Cache::new(c, Box::new(Lru::new(c)));
@@ -116,13 +116,13 @@ fn mrc_on_a_generated_trace_matches_lru() {
         17,
     )
     .unwrap();
-    let hist = StackHistogram::from_ids(t.ids());
+    let hist = StackHistogram::from_ids(t.ids()).unwrap();
     for c in [1u64, 10, 100, 299, 300, 301, 1000, 5000] {
         let mut cache = Cache::new(c, Box::new(Lru::new(c)));
         let s = replay(&t.view(), &mut cache, &ReplayOptions::default()).unwrap();
         assert_eq!(hist.misses_at(c), s.misses, "capacity {c}");
     }
-    assert_eq!(stack_distances(t.ids()).len(), t.len());
+    assert_eq!(stack_distances(t.ids()).unwrap().len(), t.len());
 }
 
 #[test]

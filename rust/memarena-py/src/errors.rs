@@ -56,5 +56,8 @@ pub(crate) fn to_py_err(err: Error) -> PyErr {
             }
         }
         Error::Invariant { .. } => InvariantError::new_err(msg),
+        // Stopped with no Python exception to show (`run_core` raises the
+        // signal handler's own when there is one).
+        Error::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
     }
 }

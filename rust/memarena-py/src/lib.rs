@@ -59,6 +59,11 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // rust-numpy loads NumPy's C-API capsule on first use, running Python
+        // code, and panics if that fails; a signal handler raising there
+        // (Ctrl-C during a run) would surface as a PanicException. Load it
+        // now, at import, so that no later call can be interrupted in it.
+        numpy::PyArray1::<u8>::zeros(m.py(), 0, false);
         Ok(())
     }
 

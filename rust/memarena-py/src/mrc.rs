@@ -17,7 +17,7 @@ pub(crate) fn lru_mrc<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let sizes = cache_sizes.as_slice()?;
     let ratios = trace.get().with_view(py, |view| {
-        py.run_core(|| Ok(memarena_core::mrc::lru_mrc(view.ids, sizes)))
+        py.run_core(|| memarena_core::mrc::lru_mrc(view.ids, sizes))
     })?;
     Ok(ratios.into_pyarray(py))
 }

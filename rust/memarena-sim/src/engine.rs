@@ -263,13 +263,18 @@ impl<M: Model> Engine<M> {
     }
 
     /// Handles events while the next one is at or before `until_s` (use
-    /// `f64::INFINITY` to run until the queue drains).
+    /// `f64::INFINITY` to run until the queue drains). Returns
+    /// [`memarena_core::Error::Interrupted`] when the poll installed with
+    /// [`memarena_core::cancel::with_poll`] asks to stop.
     pub fn run_until(&mut self, until_s: f64) -> Result<RunStats> {
         let start = self.events;
         while let Some(t) = self.queue.peek_time() {
             if t > until_s {
                 break;
             }
+            // Stoppable on request (Ctrl-C in memarena); a no-op unless the
+            // caller installed a poll (see `memarena_core::cancel`).
+            memarena_core::cancel::check()?;
             let (t, e) = self.queue.pop().expect("peeked event exists");
             self.events += 1;
             self.model.handle(t, e, &mut self.queue)?;
@@ -372,6 +377,39 @@ mod tests {
         assert_eq!(s.events, 2);
         let s = eng.run_until(f64::INFINITY).unwrap();
         assert_eq!(s.events, 2);
+        assert_eq!(eng.model.seen, vec![(0.5, 0), (1.5, 1), (2.5, 2), (3.5, 3)]);
+    }
+
+    /// Schedules its successor forever: only a stop request ends its run.
+    struct Forever;
+    impl Model for Forever {
+        type Event = ();
+        fn handle(&mut self, _now: f64, _e: (), q: &mut EventQueue<()>) -> Result<()> {
+            q.schedule_in(1.0, ())?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stop_request_ends_an_endless_run() {
+        let mut eng = Engine::new(Forever);
+        eng.queue_mut().schedule_at(0.0, ()).unwrap();
+        let r = memarena_core::cancel::with_poll(|| true, || eng.run_until(f64::INFINITY));
+        assert!(matches!(r, Err(memarena_core::Error::Interrupted)));
+        assert!(eng.events() > 0);
+    }
+
+    #[test]
+    fn polling_does_not_change_a_run() {
+        let mut eng = Engine::new(Counter { seen: vec![] });
+        eng.queue_mut().schedule_at(0.5, 0).unwrap();
+        let s = memarena_core::cancel::with_poll_interval(
+            || false,
+            std::time::Duration::ZERO,
+            || eng.run_until(f64::INFINITY),
+        )
+        .unwrap();
+        assert_eq!(s.events, 4);
         assert_eq!(eng.model.seen, vec![(0.5, 0), (1.5, 1), (2.5, 2), (3.5, 3)]);
     }
 

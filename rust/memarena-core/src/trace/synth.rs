@@ -503,7 +503,11 @@ pub fn generate(spec: &SynthSpec, n_requests: usize, seed: u64) -> Result<Trace>
         _ => None,
     };
     let mut rng = Rng::seed_from_u64(seed);
-    let ids: Vec<ObjId> = (0..n_requests).map(|_| gen_.next(&mut rng)).collect();
+    let mut ids: Vec<ObjId> = Vec::with_capacity(n_requests);
+    for _ in 0..n_requests {
+        crate::cancel::check()?; // stoppable (see `crate::cancel`)
+        ids.push(gen_.next(&mut rng));
+    }
     let sizes = sizes.map(|s| ids.iter().map(|&id| s.size_of(id, seed)).collect());
     Trace::new(ids).with_sizes(sizes)
 }
