@@ -11,6 +11,7 @@ available (:func:`available_memory_bytes`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from memarena.errors import InvalidConfigError
@@ -113,9 +114,21 @@ def limit_source(config: Any) -> str:
     return "the available memory" if value is None else f"{LIMIT_KEY}={value}"
 
 
-def refusal(estimate: MemoryEstimate, limit: int, source: str, what: str = "the run") -> InvalidConfigError:
-    """The error for an estimate over the limit: names the keys, the estimate and the limit."""
-    keys = ", ".join(repr(k) for k in estimate.keys) or "(unknown)"
+def refusal(
+    estimate: MemoryEstimate,
+    limit: int,
+    source: str,
+    what: str = "the run",
+    choices: Mapping[str, str] | None = None,
+) -> InvalidConfigError:
+    """The error for an estimate over the limit: the keys (and their group's chosen component), estimate, limit."""
+
+    def name(key: str) -> str:
+        group = key.split(".", 1)[0]
+        chosen = (choices or {}).get(group) if group != "family" else None
+        return f"{key!r} ({group}={chosen})" if chosen and "." in key else repr(key)
+
+    keys = ", ".join(name(k) for k in estimate.keys) or "(unknown)"
     detail = f" ({estimate.detail})" if estimate.detail else ""
     return InvalidConfigError(
         f"config key {keys}: {what} needs an estimated {format_bytes(estimate.bytes)}{detail}, more than the "
@@ -134,7 +147,7 @@ def check_memory(run: Run, family: Family) -> MemoryEstimate | None:
         return None
     limit = memory_limit_bytes(run.config)
     if limit is not None and estimate.bytes > limit:
-        raise refusal(estimate, limit, limit_source(run.config))
+        raise refusal(estimate, limit, limit_source(run.config), choices=run.choices)
     return estimate
 
 

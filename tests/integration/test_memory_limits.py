@@ -29,11 +29,11 @@ from memarena.results import RECORD_FILE, RunRecord
 AS_LIMIT = 8 * 2**30
 
 
-def _limit_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+def _limit_address_space(limit: int = AS_LIMIT) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def memarena(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def memarena(*args: str, cwd: Path, timeout: float = 240, as_limit: int = AS_LIMIT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MEMARENA_DISABLE_PLUGIN_AUTOLOAD": "1"}
     return subprocess.run(
         [sys.executable, "-m", "memarena.app", *args],
@@ -42,7 +42,7 @@ def memarena(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=_limit_address_space,
+        preexec_fn=lambda: _limit_address_space(as_limit),
     )
 
 
@@ -67,8 +67,12 @@ def _assert_refused(res: subprocess.CompletedProcess[str], keys: list[str], out:
         (["experiment=paging", "workload.n_requests=1000000000000"], ["workload.n_requests"]),
         (["experiment=retrieval", "workload.n_vectors=1000000000"], ["workload.n_vectors"]),
         (["experiment=retrieval", "workload.dim=1000000"], ["workload.dim"]),
+        (
+            ["experiment=paging", "family.window_requests=1", "workload.n_requests=1000000000"],
+            ["family.window_requests", "workload.n_requests"],
+        ),
     ],
-    ids=["time_scale", "sample_interval", "poisson_rate", "paging_n_requests", "n_vectors", "dim"],
+    ids=["time_scale", "sample_interval", "poisson_rate", "paging_n_requests", "n_vectors", "dim", "windows"],
 )
 def test_the_issue_cases_are_refused_before_allocating(overrides: list[str], keys: list[str], tmp_path: Path) -> None:
     res = memarena(*overrides, f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
@@ -100,13 +104,23 @@ def test_memory_limit_bytes_lowers_the_limit(tmp_path: Path) -> None:
     [
         (["experiment=paging", "workload.n_requests=1000000000000"], "n_requests"),
         (["experiment=retrieval", "workload.n_vectors=1000000000000"], "n_base"),
+        (
+            ["experiment=paging", "debug=tiny", "family.window_requests=1", "workload.n_requests=100000000"],
+            "window_requests",
+        ),
     ],
+    ids=["n_requests", "n_vectors", "windows"],
 )
 def test_with_the_limit_raised_the_core_still_refuses_instead_of_aborting(
     overrides: list[str], key: str, tmp_path: Path
 ) -> None:
-    """Past the estimate (limit raised), the core's fallible allocation names the value: no exit 134."""
-    res = memarena(*overrides, "memory_limit_bytes=1e18", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
+    """Past the estimate (limit raised), the core's fallible allocation names the value: no exit 134.
+
+    Under a 4 GiB address space: the windows case's trace (1.7 GB) fits, its windows (3.2 GB) do not.
+    """
+    res = memarena(
+        *overrides, "memory_limit_bytes=1e18", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path, as_limit=4 * 2**30
+    )
     assert res.returncode == 2, (res.returncode, res.stderr[-3000:])
     assert "memory allocation" not in res.stderr and "Traceback" not in res.stderr
     assert f"invalid value for {key}" in res.stderr and "cannot be allocated" in res.stderr
@@ -179,13 +193,23 @@ print(json.dumps({"estimate": est.bytes, "growth": after - before, "detail": est
     [
         ["experiment=paging", "workload.n_requests=5000000"],
         ["experiment=paging", "workload.n_requests=3000000", "workload.sizes=uniform", "family.cache_size=[0.01,0.1]"],
+        ["experiment=paging", "workload.n_requests=2000000", "family.window_requests=1"],
         ["experiment=retrieval", "workload.n_vectors=200000", "family.repeats=1", "family.single_queries=0"],
         ["experiment=retrieval", "index=hnsw", "workload.n_vectors=100000", "workload.dim=256", "family.repeats=1"],
         ["experiment=serving", "family.sample_interval_s=0.002"],
         ["experiment=serving", "family.sample_interval_s=0.002", "family.series_points=0"],
         ["experiment=serving", "workload=poisson", "workload.n_requests=200000", "workload.rate=1000"],
     ],
-    ids=["paging", "paging_sized", "retrieval_flat", "retrieval_hnsw", "serving", "serving_all_points", "poisson"],
+    ids=[
+        "paging",
+        "paging_sized",
+        "paging_windows",
+        "retrieval_flat",
+        "retrieval_hnsw",
+        "serving",
+        "serving_all_points",
+        "poisson",
+    ],
 )
 def test_estimates_are_within_2x_of_the_measured_peak(overrides: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "MEMARENA_DISABLE_PLUGIN_AUTOLOAD": "1"}

@@ -4,7 +4,9 @@ A paging run holds its trace (ids, next-access times and first-access
 flags: 17 B a request; sizes and timestamps 8 B more each), a hash map over
 the distinct objects while next-access times are derived, a labelled copy
 of the trace per cache size when predictions are handed out, and each
-policy's state (about 100 B per cached object). The request count comes
+policy's state (about 100 B per cached object), and with ``window_requests``
+each policy's miss ratio per window (about 100 B a window, from the core to
+the record's JSON). The request count comes
 from ``workload.n_requests`` for a synthetic trace, from the file's size for
 an oracleGeneral trace (24 B records) and from its size and the mean length
 of its first rows for a CSV.
@@ -25,6 +27,8 @@ BYTES_PER_REQUEST = 17
 BYTES_PER_DISTINCT_OBJECT = 32
 #: A policy's state per object it holds (hash map entry and list links).
 BYTES_PER_CACHED_OBJECT = 100
+#: A window of ``window_requests``: the core's counts, the ratios, the row's list and its JSON text.
+BYTES_PER_WINDOW = 100
 #: oracleGeneral records are 24 bytes.
 ORACLE_GENERAL_RECORD = 24
 
@@ -81,7 +85,12 @@ def estimate(family: Any, workload: Any, cache_size: Any) -> MemoryEstimate | No
     policy = sum(caps) * BYTES_PER_CACHED_OBJECT
     total += policy
     parts.append(f"{len(caps)} policies holding {sum(caps):.3g} objects x {BYTES_PER_CACHED_OBJECT} B")
+    windows = 0.0
     if family.window_requests:
-        total += len(caps) * n / family.window_requests * 8
+        windows = len(caps) * n / family.window_requests
+        total += windows * BYTES_PER_WINDOW
+        parts.append(f"{windows:.3g} windows x {BYTES_PER_WINDOW} B")
     all_keys = (*keys, "family.cache_size") if policy > n * per_request else keys
+    if windows * BYTES_PER_WINDOW > n * per_request:
+        all_keys = ("family.window_requests", *all_keys)
     return MemoryEstimate(bytes=int(min(total, 2.0**63)), keys=all_keys, detail=" + ".join(parts))

@@ -46,4 +46,4 @@ def estimate(family: Any, workload: Any) -> MemoryEstimate | None:
         f"3 x {n:.3g} vectors x {dim} dims x 4 B + {nq:.3g} queries x {dim} dims x 4 B"
         f" + {n:.3g} x {INDEX_BYTES_PER_VECTOR} B of index + results of k={family.k} and k_truth={k_truth}"
     )
-    return MemoryEstimate(bytes=total, keys=tuple(keys), detail=detail)
+    return MemoryEstimate(bytes=min(total, 2**63), keys=tuple(keys), detail=detail)
