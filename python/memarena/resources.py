@@ -123,9 +123,12 @@ def refusal(
 ) -> InvalidConfigError:
     """The error for an estimate over the limit: the keys (and their group's chosen component), estimate, limit."""
 
-    def name(key: str) -> str:
+    named: set[str] = set()
+
+    def name(key: str) -> str:  # the component once per group, at its first key
         group = key.split(".", 1)[0]
-        chosen = (choices or {}).get(group) if group != "family" else None
+        chosen = (choices or {}).get(group) if group != "family" and group not in named else None
+        named.add(group)
         return f"{key!r} ({group}={chosen})" if chosen and "." in key else repr(key)
 
     keys = ", ".join(name(k) for k in estimate.keys) or "(unknown)"

@@ -67,12 +67,22 @@ def _assert_refused(res: subprocess.CompletedProcess[str], keys: list[str], out:
         (["experiment=paging", "workload.n_requests=1000000000000"], ["workload.n_requests"]),
         (["experiment=retrieval", "workload.n_vectors=1000000000"], ["workload.n_vectors"]),
         (["experiment=retrieval", "workload.dim=1000000"], ["workload.dim"]),
+        (["experiment=retrieval", "workload.n_clusters=1000000000000"], ["workload.n_clusters"]),
         (
             ["experiment=paging", "family.window_requests=1", "workload.n_requests=1000000000"],
             ["family.window_requests", "workload.n_requests"],
         ),
     ],
-    ids=["time_scale", "sample_interval", "poisson_rate", "paging_n_requests", "n_vectors", "dim", "windows"],
+    ids=[
+        "time_scale",
+        "sample_interval",
+        "poisson_rate",
+        "paging_n_requests",
+        "n_vectors",
+        "dim",
+        "n_clusters",
+        "windows",
+    ],
 )
 def test_the_issue_cases_are_refused_before_allocating(overrides: list[str], keys: list[str], tmp_path: Path) -> None:
     res = memarena(*overrides, f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)

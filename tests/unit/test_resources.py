@@ -124,6 +124,7 @@ def test_estimate_rows_of_a_csv(tmp_path: Path) -> None:
         (["experiment=paging", "workload.n_requests=1000000000000"], {"workload.n_requests"}),
         (["experiment=retrieval", "workload.n_vectors=1000000000"], {"workload.n_vectors"}),
         (["experiment=retrieval", "workload.dim=1000000"], {"workload.dim"}),
+        (["experiment=retrieval", "workload.n_clusters=1000000000000"], {"workload.n_clusters"}),
         (["experiment=retrieval", "family.k=1000000000000", "workload.k_truth=1000000000000"], {"family.k"}),
     ],
 )

@@ -54,8 +54,8 @@ pub fn gaussian_mixture(
         return Err(Error::invalid("cluster_std", "must be finite and >= 0"));
     }
     // Sizes come from the caller: checked, and allocated fallibly.
-    let n_centres = alloc::checked_len(n_clusters, dim, "dim")?;
-    let mut centres: Vec<f32> = alloc::try_with_capacity(n_centres, "dim")?;
+    let n_centres = alloc::checked_len(n_clusters, dim, "n_clusters x dim")?;
+    let mut centres: Vec<f32> = alloc::try_with_capacity(n_centres, "n_clusters x dim")?;
     let mut out_base: Vec<f32> =
         alloc::try_with_capacity(alloc::checked_len(n_base, dim, "n_base")?, "n_base")?;
     let mut labels_base: Vec<u32> = alloc::try_with_capacity(n_base, "n_base")?;

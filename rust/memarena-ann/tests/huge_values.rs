@@ -61,8 +61,8 @@ proptest! {
             keys.iter().any(|k| text.contains(&format!("invalid value for {k}:")))
         };
         let err = gaussian_mixture(n, 1, dim, 2, 0.5, 0).unwrap_err();
-        prop_assert!(named(&err, &["n_base", "dim"]), "{}", err);
+        prop_assert!(named(&err, &["n_base", "n_clusters x dim"]), "{}", err);
         let err = gaussian_mixture(1, nq, dim, 2, 0.5, 0).unwrap_err();
-        prop_assert!(named(&err, &["n_queries", "n_base", "dim"]), "{}", err);
+        prop_assert!(named(&err, &["n_queries", "n_base", "n_clusters x dim"]), "{}", err);
     }
 }
