@@ -176,3 +176,18 @@ def file_size(path: Any) -> int | None:
         return os.path.getsize(path)
     except OSError:
         return None
+
+
+def check_fits(nbytes: float, key: str, what: str) -> None:
+    """Refuse work on the public Python API whose arrays (``nbytes``) exceed the available memory.
+
+    :param key: The argument that sets the size, named in the error.
+    :param what: What would be built, for the message (``"a trace of 1e12 requests x 17 B"``).
+    :raises InvalidConfigError: naming ``key``, the bytes and the available memory.
+    """
+    limit = available_memory_bytes()
+    if limit is not None and nbytes > limit:
+        raise InvalidConfigError(
+            f"{key}: {what} needs an estimated {format_bytes(nbytes)}, more than the {format_bytes(limit)} "
+            "of memory available"
+        )

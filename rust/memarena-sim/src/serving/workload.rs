@@ -382,6 +382,15 @@ impl SyntheticWorkload {
                 )
             }
         }));
+        if !t.is_finite() {
+            return Err(Error::invalid(
+                "arrivals.rate",
+                format!(
+                    "arrival times of {} requests overflow to infinity at this rate",
+                    self.num_requests
+                ),
+            ));
+        }
         Ok(out)
     }
 }
@@ -566,6 +575,12 @@ impl MultiTurnWorkload {
                 history = prompt.saturating_add(out);
             }
         }
+        if reqs.iter().any(|r| !r.arrival_s.is_finite()) {
+            return Err(Error::invalid(
+                "conversation_rate",
+                "arrival times overflow to infinity at this rate and think time",
+            ));
+        }
         reqs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
         Ok(reqs)
     }
@@ -714,6 +729,24 @@ mod tests {
             };
             let err = w.generate().unwrap_err();
             proptest::prop_assert!(err.to_string().contains("invalid value for num_requests"), "{}", err);
+        }
+
+        /// A rate so low that arrival times overflow is an error naming the
+        /// rate, not requests arriving at infinity.
+        #[test]
+        fn rates_whose_arrivals_overflow_are_errors(rate in proptest::prop_oneof![proptest::strategy::Just(5e-324), 1e-323f64..1e-310]) {
+            let w = SyntheticWorkload {
+                num_requests: 3,
+                arrivals: ArrivalProcess::Poisson { rate },
+                prompt_tokens: LengthDist::Fixed(8),
+                output_tokens: LengthDist::Fixed(8),
+                n_parallel: 1,
+                seed: 0,
+            };
+            match w.generate() {
+                Ok(reqs) => proptest::prop_assert!(reqs.iter().all(|r| r.arrival_s.is_finite())),
+                Err(e) => proptest::prop_assert!(e.to_string().contains("arrivals.rate"), "{}", e),
+            }
         }
     }
 
