@@ -38,6 +38,16 @@ pub fn try_reserve<T>(v: &mut Vec<T>, additional: usize, name: &str) -> Result<(
     })
 }
 
+/// Room for `additional` more items in `v`, growing amortized (like
+/// `Vec::extend`, so repeated small batches stay linear), or an error naming
+/// `name`; `v` is unchanged on error.
+pub fn try_reserve_amortized<T>(v: &mut Vec<T>, additional: usize, name: &str) -> Result<()> {
+    if v.try_reserve(additional).is_ok() {
+        return Ok(());
+    }
+    try_reserve(v, additional, name)
+}
+
 /// Room for one more item, growing like `Vec::push` (doubling) but
 /// fallibly: for series whose final length is not known in advance.
 pub fn try_grow<T>(v: &mut Vec<T>, name: &str) -> Result<()> {
@@ -86,6 +96,22 @@ mod tests {
                 Ok(l) => prop_assert_eq!(Some(l), a.checked_mul(b)),
                 Err(_) => prop_assert!(a.checked_mul(b).is_none()),
             }
+        }
+
+        /// `try_reserve_amortized` leaves room for the batch, and small
+        /// batches do not reallocate every time (amortized growth).
+        #[test]
+        fn try_reserve_amortized_leaves_room(batches in prop::collection::vec(0usize..50, 1..100)) {
+            let mut v: Vec<u8> = Vec::new();
+            let mut reallocations = 0;
+            for b in batches {
+                let cap = v.capacity();
+                try_reserve_amortized(&mut v, b, "vectors").unwrap();
+                prop_assert!(v.capacity() >= v.len() + b);
+                reallocations += usize::from(v.capacity() != cap);
+                v.extend(std::iter::repeat_n(0u8, b));
+            }
+            prop_assert!(reallocations <= 16, "{} reallocations", reallocations);
         }
 
         /// `try_grow` always leaves room for one more push.
