@@ -145,10 +145,10 @@ def check_memory(run: Run, family: Family) -> MemoryEstimate | None:
     :returns: The family's estimate (None: the family cannot tell).
     :raises InvalidConfigError: naming the config keys, the estimate and the limit.
     """
+    limit = memory_limit_bytes(run.config)  # a bad value is named whether or not the family can estimate
     estimate = family.estimate_memory(run)
     if estimate is None:
         return None
-    limit = memory_limit_bytes(run.config)
     if limit is not None and estimate.bytes > limit:
         raise refusal(estimate, limit, limit_source(run.config), choices=run.choices)
     return estimate

@@ -109,6 +109,16 @@ def test_memory_limit_bytes_lowers_the_limit(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+@pytest.mark.parametrize("value", ["lots", "-5", "0.5"])
+def test_a_bad_memory_limit_is_one_error_line(value: str, tmp_path: Path) -> None:
+    res = memarena(
+        "experiment=paging", "debug=tiny", f"memory_limit_bytes={value}", f"hydra.run.dir={tmp_path}/r", cwd=tmp_path
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith("memarena: error: config key 'memory_limit_bytes' must be")
+    assert "Traceback" not in res.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
