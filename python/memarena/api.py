@@ -38,6 +38,7 @@ __all__ = [
     "KVCounters",
     "KVManager",
     "KVRequest",
+    "MemoryEstimate",
     "MemoryItem",
     "MemoryMethod",
     "Metric",
@@ -733,6 +734,22 @@ class PlotSpec:
         return self.filename or f"{self.y}_vs_{self.x}.png"
 
 
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a run will need in memory, estimated from its config before anything big is built.
+
+    :param bytes: The estimated peak memory of the run, in bytes (the data it
+        builds: traces, request streams, sample series, vectors, results).
+    :param keys: The config keys that drive the estimate, dotted
+        (``workload.n_requests``); the refusal names them.
+    :param detail: How it was reckoned, for the message (``"1e12 requests x 17 B"``).
+    """
+
+    bytes: int
+    keys: tuple[str, ...]
+    detail: str = ""
+
+
 class Family(Component):
     """An experiment family: turns a composed config into result rows.
 
@@ -766,6 +783,18 @@ class Family(Component):
         are the complete runs' rows of this family (override labels included).
         """
         return []
+
+    def estimate_memory(self, run: Run) -> MemoryEstimate | None:
+        """The memory :meth:`run` will need, estimated from the config alone (default: None, unknown).
+
+        memarena calls it before :meth:`run` and refuses the run with an
+        error naming :attr:`MemoryEstimate.keys` and the estimate when it
+        exceeds the limit: the primary config's ``memory_limit_bytes``, or the
+        memory the machine has available. It must not build the run's data
+        (reading a file's size or a few of its rows is fine); keep it honest,
+        within about 2x of the real peak, so a run that fits is never refused.
+        """
+        return None
 
     @abc.abstractmethod
     def run(self, run: Run) -> None:

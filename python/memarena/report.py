@@ -14,7 +14,7 @@ added to the rows at report time as label columns named by the key: in a
 report over several records, every key whose value differs between records;
 over one record, every key that sets a parameter (group choices such as
 ``experiment=paging`` are left out). Keys that are already a column of the
-rows, and ``resume``/``progress``, never become override labels.
+rows, and ``resume``/``progress``/``memory_limit_bytes``, never become override labels.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Report", "format_table", "load_report", "load_reports", "override_labels", "report_of", "write_report"]
 
 #: Override keys that do not change results (never label columns).
-UNLABELLED_OVERRIDES = frozenset({"resume", "progress"})
+UNLABELLED_OVERRIDES = frozenset({"resume", "progress", "memory_limit_bytes"})
 
 
 @dataclass

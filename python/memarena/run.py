@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from memarena.api import Family, Metric
 from memarena.errors import CallbackError, InvalidConfigError, MemarenaError, PluginError
+from memarena.resources import check_memory
 from memarena.results import RunRecord, host_info, now_iso, versions, write_record
 
 if TYPE_CHECKING:
@@ -344,6 +345,7 @@ def execute(
             if run.has("backend"):
                 _check_backend(run, family)
             run._select_metrics()
+            check_memory(run, family)  # before anything big is built: Family.estimate_memory
             run._notify("memarena_run_start")
             try:
                 family.run(run)

@@ -1159,6 +1159,33 @@ class FamilyConformance:
         written = RunRecord.from_json(family_run.record_path.read_text(), source=str(family_run.record_path))
         assert written.status == "complete" and len(written.rows) == len(record.rows)
 
+    def test_memory_estimate_is_well_formed(
+        self,
+        family_class: type[Any],
+        family_run: FamilyRun,
+        family_plugins: list[object],
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> None:
+        """``estimate_memory`` gives None or a :class:`memarena.api.MemoryEstimate` naming config keys."""
+        from memarena.api import MemoryEstimate
+        from memarena.plugins import get_plugin_manager
+        from memarena.registry import Registry
+        from memarena.run import Run
+
+        name = family_class.name
+        pm = get_plugin_manager(autoload=False, plugins=list(family_plugins))
+        run = Run(family_run.config, Registry.from_plugin_manager(pm), pm, tmp_path_factory.mktemp("estimate"))
+        est = run.component("family").estimate_memory(run)
+        if est is None:
+            return
+        assert isinstance(est, MemoryEstimate), f"{name}.estimate_memory returned {type(est).__name__}"
+        assert isinstance(est.bytes, int) and est.bytes >= 0, f"{name}: estimate bytes {est.bytes!r}"
+        assert isinstance(est.keys, tuple) and est.keys, f"{name}: the estimate names no config keys"
+        for key in est.keys:
+            assert isinstance(key, str) and key.split(".", 1)[0] in family_run.config, (
+                f"{name}: estimate key {key!r} is not a key of the config"
+            )
+
     def test_rows_hold_every_label_column(
         self, family_class: type[Any], family_run: FamilyRun, optional_label_columns: tuple[str, ...]
     ) -> None:

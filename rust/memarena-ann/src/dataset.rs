@@ -1,6 +1,7 @@
 //! Seeded synthetic datasets, exact ground truth and recall, so experiments
 //! and tests need no downloads.
 
+use memarena_core::fallible;
 use memarena_core::rng::Rng;
 use memarena_core::{Error, Result};
 
@@ -52,11 +53,20 @@ pub fn gaussian_mixture(
     if !(cluster_std.is_finite() && cluster_std >= 0.0) {
         return Err(Error::invalid("cluster_std", "must be finite and >= 0"));
     }
+    // Sizes come from the caller: checked, and allocated fallibly.
+    let n_centres = fallible::checked_len(n_clusters, dim, "n_clusters x dim")?;
+    let mut centres: Vec<f32> = fallible::try_with_capacity(n_centres, "n_clusters x dim")?;
+    let mut out_base: Vec<f32> =
+        fallible::try_with_capacity(fallible::checked_len(n_base, dim, "n_base")?, "n_base")?;
+    let mut labels_base: Vec<u32> = fallible::try_with_capacity(n_base, "n_base")?;
+    let mut out_q: Vec<f32> = fallible::try_with_capacity(
+        fallible::checked_len(n_queries, dim, "n_queries")?,
+        "n_queries",
+    )?;
+    let mut labels_q: Vec<u32> = fallible::try_with_capacity(n_queries, "n_queries")?;
     let mut rng = Rng::seed_from_u64(seed);
-    let centres: Vec<f32> = (0..n_clusters * dim).map(|_| rng.normal() as f32).collect();
-    let draw = |n: usize, rng: &mut Rng| {
-        let mut out = Vec::with_capacity(n * dim);
-        let mut labels = Vec::with_capacity(n);
+    centres.extend((0..n_centres).map(|_| rng.normal() as f32));
+    let draw = |n: usize, rng: &mut Rng, out: &mut Vec<f32>, labels: &mut Vec<u32>| {
         for _ in 0..n {
             let c = rng.below(n_clusters as u64) as usize;
             labels.push(c as u32);
@@ -66,10 +76,10 @@ pub fn gaussian_mixture(
                     .map(|&m| m + cluster_std * rng.normal() as f32),
             );
         }
-        (out, labels)
     };
-    let (base, base_labels) = draw(n_base, &mut rng);
-    let (queries, _) = draw(n_queries, &mut rng);
+    draw(n_base, &mut rng, &mut out_base, &mut labels_base);
+    draw(n_queries, &mut rng, &mut out_q, &mut labels_q);
+    let (base, base_labels, queries) = (out_base, labels_base, out_q);
     Ok(Dataset {
         dim,
         base,

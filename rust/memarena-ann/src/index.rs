@@ -112,12 +112,17 @@ pub(crate) fn in_range_f32(key: &str, value: f32, min: f32, max: f32) -> Result<
     in_range(key, value, min, max)
 }
 
+/// Bytes of one search result: an `i64` id and an `f32` distance.
+pub const RESULT_BYTES: usize = 12;
+
 /// Results of a batch search: `nq` rows of `k`, row-major, faiss-shaped.
 ///
 /// Rows are sorted best first. `distances` are squared L2 distances
 /// (ascending) or inner products / cosine similarities (descending); SimHash
 /// without re-ranking reports Hamming distances. Missing results are padded
 /// with id `-1` and distance `+inf` (L2, Hamming) or `-inf` (similarities).
+/// A `k` above the stored count still gives `k` columns (padded); one whose
+/// arrays overflow or cannot be allocated is an error naming `k`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchResult {
     /// Number of queries.
@@ -132,19 +137,45 @@ pub struct SearchResult {
 
 impl SearchResult {
     /// `nq x k` results with nothing found yet: ids `-1`, distances the
-    /// metric's padding.
-    pub(crate) fn unfilled(metric: Metric, nq: usize, k: usize) -> SearchResult {
+    /// metric's padding. The arrays' size comes from the caller's `k`: an
+    /// `nq * k` that overflows, or that the allocator refuses, is an error
+    /// naming `k`, never an allocation abort.
+    pub(crate) fn unfilled(metric: Metric, nq: usize, k: usize) -> Result<SearchResult> {
         let pad = if metric.is_similarity() {
             f32::NEG_INFINITY
         } else {
             f32::INFINITY
         };
-        SearchResult {
+        let len = nq
+            .checked_mul(k)
+            .filter(|l| l.checked_mul(RESULT_BYTES).is_some())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "k",
+                    format!("{nq} queries x k={k} results overflow the address space"),
+                )
+            })?;
+        let refused = || {
+            Error::invalid(
+                "k",
+                format!(
+                    "the results of {nq} queries x k={k} need {} bytes, which cannot be allocated",
+                    len * RESULT_BYTES
+                ),
+            )
+        };
+        let mut distances = Vec::new();
+        distances.try_reserve_exact(len).map_err(|_| refused())?;
+        distances.resize(len, pad);
+        let mut ids = Vec::new();
+        ids.try_reserve_exact(len).map_err(|_| refused())?;
+        ids.resize(len, -1);
+        Ok(SearchResult {
             nq,
             k,
-            distances: vec![pad; nq * k],
-            ids: vec![-1; nq * k],
-        }
+            distances,
+            ids,
+        })
     }
 
     /// The ids of query `i`.
@@ -492,13 +523,18 @@ pub(crate) fn run_batch<E: Engine>(
         return Err(Error::invalid("queries", "contain a non-finite value"));
     }
     if k == 0 || nq == 0 {
-        return Ok(SearchResult::unfilled(st.metric, nq, k));
+        return SearchResult::unfilled(st.metric, nq, k);
     }
     let SearchResult {
         mut distances,
         mut ids,
         ..
-    } = SearchResult::unfilled(st.metric, nq, k);
+    } = SearchResult::unfilled(st.metric, nq, k)?;
+    // Rows are `k` wide (missing results padded, as faiss does), but no
+    // query can find more than the slots stored: the engines' buffers are
+    // bounded by that, so a huge `k` costs only the result arrays.
+    let k_out = k;
+    let k = k.min(st.ids.len().max(1));
     let cosine = st.metric == Metric::Cosine;
     // Per-query tenants: queries are visited in tenant order (a stable sort),
     // so a tenant's run of queries shares one scan of its vectors; the
@@ -527,7 +563,7 @@ pub(crate) fn run_batch<E: Engine>(
         let mut s = Scratch::default();
         let mut tops: Vec<TopK> = (0..group.min(nq)).map(|_| TopK::new(k)).collect();
         let mut qbuf = Vec::with_capacity(group.min(nq) * dim);
-        let n_here = dch.len() / k;
+        let n_here = dch.len() / k_out;
         let mut j0 = 0;
         while j0 < n_here {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -564,7 +600,7 @@ pub(crate) fn run_batch<E: Engine>(
                 }
             }
             for (j, top) in tops.iter().enumerate() {
-                let row = (j0 + j) * k;
+                let row = (j0 + j) * k_out;
                 for (r, &(score, slot)) in top.items().iter().enumerate() {
                     dch[row + r] = e.report(score, p);
                     ich[row + r] = st.ids[slot as usize] as i64;
@@ -599,8 +635,8 @@ pub(crate) fn run_batch<E: Engine>(
         let (mut dr, mut ir) = (&mut distances[..], &mut ids[..]);
         let mut chunks = Vec::with_capacity(threads);
         for w in cuts.windows(2) {
-            let (d, d2) = std::mem::take(&mut dr).split_at_mut((w[1] - w[0]) * k);
-            let (i, i2) = std::mem::take(&mut ir).split_at_mut((w[1] - w[0]) * k);
+            let (d, d2) = std::mem::take(&mut dr).split_at_mut((w[1] - w[0]) * k_out);
+            let (i, i2) = std::mem::take(&mut ir).split_at_mut((w[1] - w[0]) * k_out);
             (dr, ir) = (d2, i2);
             chunks.push((w[0], d, i));
         }
@@ -623,16 +659,21 @@ pub(crate) fn run_batch<E: Engine>(
     }
     if let Some(o) = order {
         // (`o` is a permutation: every row is overwritten.)
-        let (mut d2, mut i2) = (vec![0.0; nq * k], vec![0i64; nq * k]);
+        let SearchResult {
+            distances: mut d2,
+            ids: mut i2,
+            ..
+        } = SearchResult::unfilled(st.metric, nq, k_out)?;
+        let w = k_out;
         for (pos, &qi) in o.iter().enumerate() {
-            d2[qi * k..(qi + 1) * k].copy_from_slice(&distances[pos * k..(pos + 1) * k]);
-            i2[qi * k..(qi + 1) * k].copy_from_slice(&ids[pos * k..(pos + 1) * k]);
+            d2[qi * w..(qi + 1) * w].copy_from_slice(&distances[pos * w..(pos + 1) * w]);
+            i2[qi * w..(qi + 1) * w].copy_from_slice(&ids[pos * w..(pos + 1) * w]);
         }
         (distances, ids) = (d2, i2);
     }
     Ok(SearchResult {
         nq,
-        k,
+        k: k_out,
         distances,
         ids,
     })

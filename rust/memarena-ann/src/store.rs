@@ -267,12 +267,32 @@ impl Store {
         tenants: Option<&Tenants<'_>>,
     ) -> Result<(Cow<'a, [f32]>, u32)> {
         let n = self.check_add(data, ids, tenants)?;
+        self.reserve_rows(n)?;
         let data = self.prepare(data);
         let first = self.n_slots() as u32;
         for (i, v) in data.chunks_exact(self.dim).take(n).enumerate() {
             self.push(v, ids[i], tenants.map_or(&[][..], |t| t.row(i)));
         }
         Ok((data, first))
+    }
+
+    /// Room for `n` more rows, allocated fallibly: a batch the allocator
+    /// refuses is an error naming `vectors`, never an allocation abort.
+    fn reserve_rows(&mut self, n: usize) -> Result<()> {
+        use memarena_core::fallible::{checked_len, try_reserve_amortized as reserve};
+        if self.keep_vectors {
+            reserve(
+                &mut self.data,
+                checked_len(n, self.dim, "vectors")?,
+                "vectors",
+            )?;
+        }
+        reserve(&mut self.ids, n, "vectors")?;
+        reserve(&mut self.deleted, n, "vectors")?;
+        reserve(&mut self.tenant_offsets, n, "vectors")?;
+        self.id_map
+            .try_reserve(n)
+            .map_err(|_| Error::invalid("vectors", format!("{n} more ids cannot be allocated")))
     }
 
     /// Appends one checked, prepared vector; returns its slot.

@@ -9,6 +9,7 @@
 pub mod cancel;
 pub mod config;
 pub mod error;
+pub mod fallible;
 pub mod mrc;
 pub mod policy;
 pub mod predict;

@@ -207,6 +207,21 @@ impl Replay {
         }
     }
 
+    /// Room for every window the requests up to `stop` open, allocated
+    /// fallibly: `window_requests` comes from the config, and 1 on a long
+    /// trace is a window per request.
+    fn reserve_windows(&mut self, stop: usize) -> Result<()> {
+        let w = self.opts.window_requests;
+        if w == 0 {
+            return Ok(());
+        }
+        let counted = (stop as u64).saturating_sub(self.opts.warmup_requests);
+        let need = usize::try_from(counted.div_ceil(w)).unwrap_or(usize::MAX);
+        let more = need.saturating_sub(self.stats.window_requests.len());
+        crate::fallible::try_reserve(&mut self.stats.window_requests, more, "window_requests")?;
+        crate::fallible::try_reserve(&mut self.stats.window_misses, more, "window_requests")
+    }
+
     fn check_stop(&self, view: &TraceView<'_>, stop: usize) -> Result<()> {
         view.validate()?;
         if stop < self.next || stop > view.len() {
@@ -226,6 +241,7 @@ impl Replay {
         stop: usize,
     ) -> Result<()> {
         self.check_stop(view, stop)?;
+        self.reserve_windows(stop)?;
         for i in self.next..stop {
             let req = request_at(view, i, self.opts.ignore_size);
             let outcome = cache.access(&req);
@@ -245,6 +261,7 @@ impl Replay {
         stop: usize,
     ) -> Result<()> {
         self.check_stop(view, stop)?;
+        self.reserve_windows(stop)?;
         for i in self.next..stop {
             let req = request_at(view, i, self.opts.ignore_size);
             let outcome = cache.access_checked(&req)?;

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from omegaconf import ListConfig, OmegaConf
 
 from memarena import _core
-from memarena.api import BackendRequirements, Family, PagingPolicy, PlotSpec, param
+from memarena.api import BackendRequirements, Family, MemoryEstimate, PagingPolicy, PlotSpec, param
 from memarena.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -149,6 +149,18 @@ class PagingFamily(Family):
     def backend_requirements(self) -> BackendRequirements:
         """The cache and backing tiers the access-time metric costs hits and misses on."""
         return BackendRequirements(tiers=(self.cache_tier, self.backing_tier))
+
+    def estimate_memory(self, run: Run) -> MemoryEstimate | None:
+        """The trace, its derivation and the policies' state (see :mod:`memarena.families.paging.memory`)."""
+        from memarena.families.paging.memory import estimate
+
+        workload = run.component("workload")
+        if getattr(workload, "family", None) != "paging":
+            return None
+        cache_size = run.config.family.cache_size
+        if isinstance(cache_size, ListConfig):
+            cache_size = OmegaConf.to_container(cache_size)
+        return estimate(self, workload, cache_size)
 
     def run(self, run: Run) -> None:
         workload = run.component("workload")

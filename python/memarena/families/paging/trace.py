@@ -142,11 +142,17 @@ class Trace:
 
         Example: ``Trace.synthetic("zipf", 10_000, alpha=1.0, n_objects=1000, seed=1)``.
 
-        :raises InvalidConfigError: naming the bad parameter by its path in the spec.
+        :raises InvalidConfigError: naming the bad parameter by its path in the spec,
+            or ``n_requests`` when the trace would not fit in the available memory.
         """
         full = {"kind": spec, **params} if isinstance(spec, str) else {**spec, **params}
         if n_requests < 0:
             raise InvalidConfigError(f"n_requests must be >= 0, got {n_requests}")
+        from memarena.families.paging.memory import BYTES_PER_REQUEST
+        from memarena.resources import check_fits
+
+        per = BYTES_PER_REQUEST + (8 if full.get("kind") == "sized" else 0)
+        check_fits(n_requests * per, "n_requests", f"a trace of {n_requests} requests x {per} B")
         return cls(_core.Trace.synthetic(full, n_requests, seed))
 
     # -- derived traces and output ----------------------------------------

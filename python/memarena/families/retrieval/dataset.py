@@ -66,10 +66,20 @@ def gaussian_mixture(
     """``(base, queries)``: centres from N(0, I), points centre + N(0, std^2 I).
 
     Queries are fresh draws from the same mixture, held out from the base set.
+
+    :raises InvalidConfigError: a size below 1 (0 vectors are allowed), or
+        vectors that would not fit in the available memory.
     """
     for key, v in (("n_base", n_base), ("n_queries", n_queries), ("dim", dim), ("n_clusters", n_clusters)):
         if v < (0 if key in ("n_base", "n_queries") else 1):
             raise InvalidConfigError(f"gaussian_mixture: {key} must be positive, got {v}")
+    from memarena.resources import check_fits
+
+    check_fits(
+        (n_base + n_queries + n_clusters) * dim * 4,
+        "gaussian_mixture: n_base, n_queries, n_clusters x dim",
+        f"({n_base} + {n_queries} + {n_clusters}) vectors x {dim} dims x 4 B",
+    )
     base, queries, _ = _core.gaussian_mixture(n_base, n_queries, dim, n_clusters, cluster_std, seed)
     return base, queries
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from memarena.api import Family, PlotSpec, VectorIndex, param
+from memarena.api import Family, MemoryEstimate, PlotSpec, VectorIndex, param
 from memarena.errors import InvalidConfigError
 from memarena.families.retrieval.dataset import Dataset, recall_at_k
 
@@ -99,6 +99,13 @@ class RetrievalFamily(Family):
         single_queries: int = param(200, ge=0)
         #: Search queries filtered by their tenant when the workload has tenants.
         filter: bool = True
+
+    def estimate_memory(self, run: Run) -> MemoryEstimate | None:
+        """Vectors, queries, the index, ground truth and results (see :mod:`memarena.families.retrieval.memory`)."""
+        from memarena.families.retrieval.memory import estimate
+
+        workload = run.component("workload")
+        return estimate(self, workload) if getattr(workload, "family", None) == "retrieval" else None
 
     def run(self, run: Run) -> None:
         workload = run.component("workload")

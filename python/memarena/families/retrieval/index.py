@@ -140,6 +140,22 @@ def _rows(x: npt.ArrayLike, dim: int | None, what: str) -> npt.NDArray[np.float3
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _check_result_memory(nq: int, k: int) -> None:
+    """Refuse a search whose result arrays would not fit in the available memory."""
+    from memarena.families.retrieval.memory import BYTES_PER_RESULT, result_bytes
+    from memarena.resources import available_memory_bytes, format_bytes
+
+    need = result_bytes(nq, k)
+    limit = available_memory_bytes()
+    if limit is not None and need > limit:
+        most = limit // (BYTES_PER_RESULT * max(1, nq))
+        raise InvalidConfigError(
+            f"k={k}: the results of {nq} queries x k ({BYTES_PER_RESULT} B each) need {format_bytes(need)}, more than "
+            f"the {format_bytes(limit)} of memory available; rows are k wide (missing results are id -1), "
+            f"so ask for at most {most}"
+        )
+
+
 class Index(VectorIndex):
     """A vector index of the Rust core, by core kind name.
 
@@ -305,16 +321,25 @@ class Index(VectorIndex):
         """The ``k`` nearest live vectors of each query: ``(distances, ids)``, ``(nq, k)``.
 
         :param queries: ``(nq, dim)`` rows (or one ``(dim,)`` vector).
-        :param k: Results per query; missing ones are id ``-1``.
+        :param k: Results per query; missing ones are id ``-1``. As in faiss,
+            the rows are ``k`` wide even when fewer vectors are stored (the rest
+            padded); a ``k`` whose result arrays (``nq x k`` ids and distances,
+            12 B each) exceed the available memory is refused.
         :param params: Search parameters over the index's defaults
             (``nprobe``, ``ef_search``, ``n_probes``, ``rerank``, ``threads`` ...;
             see :class:`SearchConfig`); the core receives every one.
         :param tenant: One tenant id for every query, or one per query.
+        :raises InvalidConfigError: a negative or non-integer ``k``, or one whose
+            results would not fit in memory (naming ``k`` and the bytes).
         """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer):
+            raise InvalidConfigError(f"k must be an integer, got {k!r}")
+        k = int(k)
         if k < 0:
             raise InvalidConfigError(f"k must be >= 0, got {k}")
         core = self._ready()
         q = _rows(queries, core.dim, "queries")
+        _check_result_memory(q.shape[0], k)
         sp = {**SEARCH_DEFAULTS, **self.default_search(), **(params or {})}
         if tenant is None:
             return core.search(q, k, sp)

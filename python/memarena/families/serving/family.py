@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from memarena import _core
-from memarena.api import BackendRequirements, Family, PlotSpec, param
+from memarena.api import BackendRequirements, Family, MemoryEstimate, PlotSpec, param
 from memarena.errors import InvalidConfigError
 from memarena.families.serving.sim import BREAKDOWN
 
@@ -245,6 +245,13 @@ class ServingFamily(Family):
     def backend_requirements(self) -> BackendRequirements:
         """The device and host tiers (the swap link between them) and the dtype's peak FLOP/s."""
         return BackendRequirements(tiers=(self.device_tier, self.host_tier), peak_flops=(self.dtype,))
+
+    def estimate_memory(self, run: Run) -> MemoryEstimate | None:
+        """Requests and the sample series over the simulated span (see :mod:`memarena.families.serving.memory`)."""
+        from memarena.families.serving.memory import estimate
+
+        workload = run.component("workload")
+        return estimate(self, workload) if getattr(workload, "family", None) == "serving" else None
 
     def run(self, run: Run) -> None:
         from memarena.api import KVManager

@@ -153,8 +153,15 @@ class Requests:
             raise InvalidConfigError(f"time_scale must be finite and > 0, got {time_scale}")
         if time_scale == 1:
             return self
+        with np.errstate(over="ignore"):
+            arrival = self.arrival_s / time_scale
+        if len(arrival) and not np.isfinite(arrival.max()):
+            raise InvalidConfigError(
+                f"time_scale {time_scale:g}: the last arrival ({self.arrival_s.max():g} s) divided by it is "
+                "beyond any finite time"
+            )
         return Requests(
-            self.arrival_s / time_scale,
+            arrival,
             self.prompt_tokens,
             self.output_tokens,
             self.n_parallel,
@@ -205,10 +212,23 @@ def generate_requests(spec: Mapping[str, Any], seed: int) -> Requests:
     integer or ``{"kind": "fixed"|"uniform"|"exponential"|"lognormal"|"empirical", ...}``.
     ``n_parallel`` (1) and ``zipf_alpha`` (0: uniform) may be left out; every other key is required.
 
-    :raises InvalidConfigError: naming the spec key.
+    :raises InvalidConfigError: naming the spec key (``num_requests`` when the
+        requests would not fit in the available memory).
     """
     full = {**_SPEC_DEFAULTS.get(spec.get("kind"), {}), **spec}
+    _check_requests_fit(full)
     return Requests._from_core(_core.generate_requests(full, seed))
+
+
+def _check_requests_fit(spec: Mapping[str, Any]) -> None:
+    """Refuse a generator spec whose requests cannot fit in the available memory (at least one per conversation)."""
+    from memarena.families.serving.memory import BYTES_PER_REQUEST
+    from memarena.resources import check_fits
+
+    for key in ("num_requests", "num_conversations"):
+        n = spec.get(key)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            check_fits(n * BYTES_PER_REQUEST, key, f"{n} requests x {BYTES_PER_REQUEST} B")
 
 
 #: The generator keys :func:`generate_requests` may leave out, by ``kind``, and their values.

@@ -150,6 +150,24 @@ def _complete(d: Mapping[str, Any] | None, entry: str) -> dict[str, Any]:
     return {**{k: getattr(defaults, k) for k in keys}, **({} if d is None else dict(d))}
 
 
+def _check_series_fits(requests: Requests, sample_interval_s: Any) -> None:
+    """Refuse a time series (a sample per interval over the simulated span) that cannot fit in memory."""
+    from memarena.families.serving.memory import BYTES_PER_SAMPLE, DRAIN_SHARE, MAX_DRAIN_S
+    from memarena.resources import check_fits
+
+    if not isinstance(sample_interval_s, int | float) or not sample_interval_s > 0:
+        return  # 0: no series; a wrong value is the core's to name
+    span = requests.span_s
+    simulated = span + min(span * DRAIN_SHARE, MAX_DRAIN_S)
+    samples = simulated / sample_interval_s + 2
+    check_fits(
+        samples * BYTES_PER_SAMPLE,
+        "sample_interval_s",
+        f"the time series ({simulated:.3g} simulated s of arrivals and drain / sample_interval_s "
+        f"{sample_interval_s:g} = {samples:.3g} samples x {BYTES_PER_SAMPLE} B)",
+    )
+
+
 def simulate(
     requests: Requests,
     *,
@@ -199,7 +217,8 @@ def simulate(
         wrong value; the message names the manager and the call.
     :raises InvalidConfigError: naming the key (``config.kv.block_size``), the
         request (``requests[3].prompt_tokens``), or the model and device when
-        the weights do not fit.
+        the weights do not fit; naming ``sample_interval_s`` when the series
+        over the arrival span would not fit in the available memory.
     """
     from memarena.families.serving.model import Hardware, ModelSpec
 
@@ -233,6 +252,7 @@ def simulate(
         "check_invariants": check_invariants,
     }
     config["kv"] = kv  # null: the Python manager below is the pool
+    _check_series_fits(requests, sample_interval_s)
     out = _core.simulate_serving(
         requests.arrival_s,
         requests.prompt_tokens,

@@ -67,13 +67,17 @@ pub fn utf8_error_at(bytes: &[u8], base_line: usize, base_offset: u64) -> Option
 /// where the id is not requested again. One backward pass, O(n).
 pub fn next_access(ids: &[ObjId]) -> Vec<u64> {
     let mut next = vec![NEVER; ids.len()];
+    fill_next_access(ids, &mut next);
+    next
+}
+
+fn fill_next_access(ids: &[ObjId], next: &mut [u64]) {
     let mut seen: FxHashMap<ObjId, u64> = FxHashMap::default();
     for (t, &id) in ids.iter().enumerate().rev() {
         if let Some(n) = seen.insert(id, t as u64) {
             next[t] = n;
         }
     }
-    next
 }
 
 /// Whether each request is the first ever to its id (a compulsory miss for
@@ -134,6 +138,28 @@ impl Trace {
             next_vtime,
             first_access,
         }
+    }
+
+    /// [`Trace::new`], with the derived columns allocated fallibly: a trace
+    /// whose columns cannot be allocated is an error naming `name` (the input
+    /// that set its length, e.g. `n_requests`), never an allocation abort.
+    pub fn try_new(ids: Vec<ObjId>, name: &str) -> Result<Self> {
+        let n = ids.len();
+        let mut next_vtime = crate::fallible::try_with_capacity(n, name)?;
+        next_vtime.resize(n, NEVER);
+        fill_next_access(&ids, &mut next_vtime);
+        let mut first = crate::fallible::try_with_capacity(n, name)?;
+        let mut seen = crate::FxHashSet::default();
+        first.extend(ids.iter().map(|&id| seen.insert(id)));
+        Ok(Trace {
+            ids,
+            sizes: None,
+            timestamps: None,
+            pred_next_vtime: None,
+            pred_bit: None,
+            next_vtime,
+            first_access: first,
+        })
     }
 
     /// Attach object sizes in bytes (one per request). `None` = unit size.

@@ -81,9 +81,11 @@ pub fn read_oracle_general(path: impl AsRef<Path>, opts: &OracleOptions) -> Resu
         ));
     }
     let n = (len / RECORD_BYTES as u64) as usize;
-    let mut ids = Vec::with_capacity(n);
-    let mut sizes = Vec::with_capacity(n);
-    let mut times = Vec::with_capacity(n);
+    // `n` comes from the file's length: allocated fallibly.
+    let name = format!("path {}", path.display());
+    let mut ids = crate::fallible::try_with_capacity(n, &name)?;
+    let mut sizes = crate::fallible::try_with_capacity(n, &name)?;
+    let mut times = crate::fallible::try_with_capacity(n, &name)?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut rec = [0u8; RECORD_BYTES];
     for i in 0..n as u64 {
@@ -123,7 +125,7 @@ pub fn read_oracle_general(path: impl AsRef<Path>, opts: &OracleOptions) -> Resu
         sizes.push(size as u64);
         times.push(time as u64);
     }
-    Trace::new(ids)
+    Trace::try_new(ids, &name)?
         .with_sizes(Some(sizes))?
         .with_timestamps(Some(times))
 }

@@ -502,19 +502,58 @@ pub fn generate(spec: &SynthSpec, n_requests: usize, seed: u64) -> Result<Trace>
         }
         _ => None,
     };
+    // `n_requests` comes from the caller: every column is allocated
+    // fallibly, so a length the allocator refuses is an error naming it.
     let mut rng = Rng::seed_from_u64(seed);
-    let mut ids: Vec<ObjId> = Vec::with_capacity(n_requests);
+    let mut ids: Vec<ObjId> = crate::fallible::try_with_capacity(n_requests, "n_requests")?;
+    let mut size_col: Option<Vec<u64>> = match sizes {
+        Some(_) => Some(crate::fallible::try_with_capacity(
+            n_requests,
+            "n_requests",
+        )?),
+        None => None,
+    };
     for _ in 0..n_requests {
         crate::cancel::check()?; // stoppable (see `crate::cancel`)
         ids.push(gen_.next(&mut rng));
     }
-    let sizes = sizes.map(|s| ids.iter().map(|&id| s.size_of(id, seed)).collect());
-    Trace::new(ids).with_sizes(sizes)
+    if let (Some(s), Some(col)) = (sizes, size_col.as_mut()) {
+        col.extend(ids.iter().map(|&id| s.size_of(id, seed)));
+    }
+    Trace::try_new(ids, "n_requests")?.with_sizes(size_col)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// A length whose columns cannot be allocated is an error naming
+        /// `n_requests` (issue 14: `n_requests=1e12` aborted the process).
+        #[test]
+        fn huge_lengths_are_errors_naming_n_requests(n in prop_oneof![Just(usize::MAX), (1usize << 44)..=usize::MAX], sized in any::<bool>()) {
+            let inner = SynthSpec::Loop { n_objects: 10 };
+            let spec = if sized {
+                SynthSpec::Sized { inner: Box::new(inner), sizes: SizeSpec::Constant { bytes: 8 } }
+            } else {
+                inner
+            };
+            let err = generate(&spec, n, 0).unwrap_err();
+            prop_assert!(err.to_string().contains("invalid value for n_requests"), "{}", err);
+        }
+
+        /// `try_new` derives the same columns as `new`.
+        #[test]
+        fn try_new_is_new(ids in prop::collection::vec(0u64..20, 0..200)) {
+            let a = Trace::new(ids.clone());
+            let b = Trace::try_new(ids, "ids").unwrap();
+            prop_assert_eq!(a.next_vtime(), b.next_vtime());
+            prop_assert_eq!(a.first_access(), b.first_access());
+        }
+    }
 
     #[test]
     fn loop_and_scan_are_exact() {

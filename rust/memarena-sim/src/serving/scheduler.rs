@@ -504,6 +504,9 @@ impl<K: KvManager> ServingModel<K> {
         if b.total() != self.kv.pool_bytes() {
             self.check_breakdown()?;
         }
+        // The series' length is the simulated span over `sample_interval_s`,
+        // both from the input: it grows fallibly, never an allocation abort.
+        memarena_core::fallible::try_grow(&mut self.samples, "sample_interval_s")?;
         self.samples.push(Sample {
             time_s: now,
             running_requests: self.running.len() as u32,

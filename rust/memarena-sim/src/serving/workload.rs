@@ -368,21 +368,32 @@ impl SyntheticWorkload {
         let mut rp = rng_stream(self.seed, 11);
         let mut ro = rng_stream(self.seed, 12);
         let mut t = 0.0;
-        Ok((0..self.num_requests)
-            .map(|i| {
-                if i > 0 {
-                    t += self.arrivals.gap(&mut ra);
-                }
-                RequestSpec {
-                    n_parallel: self.n_parallel,
-                    ..RequestSpec::new(
-                        t,
-                        self.prompt_tokens.sample(&mut rp),
-                        self.output_tokens.sample(&mut ro),
-                    )
-                }
-            })
-            .collect())
+        // `num_requests` comes from the config: allocated fallibly.
+        let mut out =
+            memarena_core::fallible::try_with_capacity(self.num_requests, "num_requests")?;
+        out.extend((0..self.num_requests).map(|i| {
+            if i > 0 {
+                t += self.arrivals.gap(&mut ra);
+            }
+            RequestSpec {
+                n_parallel: self.n_parallel,
+                ..RequestSpec::new(
+                    t,
+                    self.prompt_tokens.sample(&mut rp),
+                    self.output_tokens.sample(&mut ro),
+                )
+            }
+        }));
+        if !t.is_finite() {
+            return Err(Error::invalid(
+                "arrivals.rate",
+                format!(
+                    "arrival times of {} requests overflow to infinity at this rate",
+                    self.num_requests
+                ),
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -557,6 +568,7 @@ impl MultiTurnWorkload {
                 }
                 let prompt = history.saturating_add(self.user_tokens.sample(&mut r));
                 let out = self.output_tokens.sample(&mut r);
+                memarena_core::fallible::try_grow(&mut reqs, "num_conversations")?;
                 reqs.push(RequestSpec {
                     prefix_group: Some(c),
                     prefix_tokens: prompt.saturating_add(out).min(u32::MAX - 1),
@@ -564,6 +576,12 @@ impl MultiTurnWorkload {
                 });
                 history = prompt.saturating_add(out);
             }
+        }
+        if reqs.iter().any(|r| !r.arrival_s.is_finite()) {
+            return Err(Error::invalid(
+                "conversation_rate",
+                "arrival times overflow to infinity at this rate and think time",
+            ));
         }
         reqs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
         Ok(reqs)
@@ -729,6 +747,47 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+        /// A request count that cannot be allocated is an error naming
+        /// `num_requests`, whatever the rate (issue 14); never an abort.
+        #[test]
+        fn huge_request_counts_are_errors(
+            n in proptest::prop_oneof![proptest::strategy::Just(usize::MAX), (1usize << 44)..=usize::MAX],
+            rate in proptest::prop_oneof![proptest::strategy::Just(1e-300), proptest::strategy::Just(1e300), 1e-3f64..1e3],
+        ) {
+            let w = SyntheticWorkload {
+                num_requests: n,
+                arrivals: ArrivalProcess::Poisson { rate },
+                prompt_tokens: LengthDist::Fixed(8),
+                output_tokens: LengthDist::Fixed(8),
+                n_parallel: 1,
+                seed: 0,
+            };
+            let err = w.generate().unwrap_err();
+            proptest::prop_assert!(err.to_string().contains("invalid value for num_requests"), "{}", err);
+        }
+
+        /// A rate so low that arrival times overflow is an error naming the
+        /// rate, not requests arriving at infinity.
+        #[test]
+        fn rates_whose_arrivals_overflow_are_errors(rate in proptest::prop_oneof![proptest::strategy::Just(5e-324), 1e-323f64..1e-310]) {
+            let w = SyntheticWorkload {
+                num_requests: 3,
+                arrivals: ArrivalProcess::Poisson { rate },
+                prompt_tokens: LengthDist::Fixed(8),
+                output_tokens: LengthDist::Fixed(8),
+                n_parallel: 1,
+                seed: 0,
+            };
+            match w.generate() {
+                Ok(reqs) => proptest::prop_assert!(reqs.iter().all(|r| r.arrival_s.is_finite())),
+                Err(e) => proptest::prop_assert!(e.to_string().contains("arrivals.rate"), "{}", e),
+            }
+        }
     }
 
     #[test]
