@@ -56,6 +56,35 @@ class _State:
     registry: Any = None
     #: Jobs of the last multirun that did not complete (set by SummaryCallback).
     failed_jobs: int = 0
+    #: The claim on the current run's or sweep's output directory (memarena.outdir).
+    lock: Any = None
+
+
+class _Refused(BaseException):
+    """A run or sweep refused at start; Hydra turns a callback's ``Exception`` into a mere warning."""
+
+    def __init__(self, error: MemarenaError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _claim(directory: Path, *, sweep: bool) -> None:
+    from memarena.outdir import claim
+
+    _release_lock()
+    try:
+        _State.lock = claim(directory, sweep=sweep)
+    except MemarenaError as exc:
+        raise _Refused(exc) from None
+
+
+def _release_lock() -> None:
+    from memarena.outdir import reset_jobs
+
+    if _State.lock is not None:
+        reset_jobs(_State.lock.directory)  # a sweep's job list (a run's directory has none)
+        _State.lock.release()
+        _State.lock = None
 
 
 def _startup() -> tuple[Any, Any]:
@@ -109,6 +138,21 @@ def _task(cfg: Any) -> dict[str, Any]:
     :returns: A small picklable summary (launchers such as Ray send it back to
         the driver): ``status``, ``dir``, ``rows`` and ``error``.
     """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return _job(cfg)
+    from memarena.outdir import note_job
+
+    try:
+        return _job(cfg)
+    finally:  # the sweep's summary lists this job, and only the jobs it lists
+        note_job(hc.sweep.dir, hc.runtime.output_dir)
+
+
+def _job(cfg: Any) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -194,43 +238,56 @@ def _print_summary(rows: Sequence[dict[str, Any]], labels: Sequence[str], family
 
 
 class SummaryCallback(Callback):
-    """Guards a sweep's directory when it starts; prints the summary when it ends.
+    """Claims the output directory when a run or sweep starts; prints a sweep's summary when it ends.
 
-    At the start, a sweep directory that already holds complete records is
-    refused unless ``resume=true``. At the end: one table per family over the
-    complete jobs, then every job that did not complete, with its error.
+    At the start, the run or sweep directory is claimed (:mod:`memarena.outdir`):
+    one in use by another run or sweep is refused, and so is a sweep directory
+    that already holds complete records, unless ``resume=true``. At a sweep's
+    end: one table per family over its complete jobs, then every job that did
+    not complete, with its error; only the jobs this sweep ran (or skipped
+    with ``resume=true``) are listed.
     """
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _claim(Path(config.hydra.run.dir), sweep=False)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _release_lock()
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from memarena.outdir import reset_jobs
         from memarena.results import find_records
 
         _State.failed_jobs = 0
+        sweep_dir = Path(config.hydra.sweep.dir)
+        _claim(sweep_dir, sweep=True)
+        reset_jobs(sweep_dir)
         if config.get("resume", False):
             return
-        sweep_dir = Path(config.hydra.sweep.dir)
         done = [p.parent for p in find_records(sweep_dir) if (r := _prior_record(p.parent)) and r.status == "complete"]
         if done:
-            print(f"memarena: error: {_refusal(sweep_dir)} ({len(done)} complete job(s))", file=sys.stderr)
-            raise SystemExit(2)
+            raise _Refused(MemarenaError(f"{_refusal(sweep_dir)} ({len(done)} complete job(s))"))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from memarena.errors import NoRecordsError
-        from memarena.report import load_reports, sorted_rows
-        from memarena.results import find_records
+        from memarena.outdir import jobs_of, reset_jobs
+        from memarena.report import report_of, sorted_rows
 
         sweep_dir = Path(config.hydra.sweep.dir)
         failed = []
-        for path in find_records(sweep_dir):
-            rec = _prior_record(path.parent)
+        by_family: dict[str, list[tuple[Path, RunRecord]]] = {}
+        for job_dir in sorted(jobs_of(sweep_dir)):
+            rec = _prior_record(job_dir)
             if rec is None or rec.status != "complete":
-                why = "unreadable record" if rec is None else f"{rec.status}: {rec.error}"
-                failed.append(f"{path.parent}: {why}")
+                why = "no readable record" if rec is None else f"{rec.status}: {rec.error}"
+                failed.append(f"{job_dir}: {why}")
+            else:
+                by_family.setdefault(rec.family, []).append((job_dir, rec))
+        reset_jobs(sweep_dir)
+        _release_lock()
         _State.failed_jobs = len(failed)
-        try:
-            reports = load_reports(sweep_dir)
-        except NoRecordsError as exc:
-            print(f"memarena: no complete runs to summarise ({exc})", file=sys.stderr)
-            reports = []
+        reports = [report_of(entries) for entries in by_family.values()]
+        if not reports:
+            print(f"memarena: no complete runs to summarise in {sweep_dir}", file=sys.stderr)
         for i, rep in enumerate(reports):
             if len(reports) > 1:
                 print(f"{'' if i == 0 else chr(10)}family {rep.families[0]}:")
@@ -310,11 +367,14 @@ def _run_hydra(argv: list[str]) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
+    except _Refused as refused:
+        raise refused.error from None
     except (HydraException, OmegaConfBaseException) as exc:
         if user_full_error:
             raise
         raise MemarenaError(_config_error(exc)) from exc
     finally:
+        _release_lock()  # a run or sweep that raised: its directory is free again
         sys.argv = saved
         if user_full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
