@@ -109,13 +109,52 @@ def _startup() -> tuple[Any, Any]:
 
 def _prior_record(output_dir: Path) -> RunRecord | None:
     """The record already in ``output_dir`` (None if there is none or it is unreadable)."""
-    from memarena.results import RECORD_FILE, RunRecord
+    from memarena.results import RECORD_FILE
 
-    path = output_dir / RECORD_FILE
     try:
-        return RunRecord.from_json(path.read_text(encoding="utf-8"), source=str(path))
-    except (OSError, ValueError):
+        return _read_prior(output_dir / RECORD_FILE)
+    except MemarenaError:
         return None
+
+
+def _read_prior(path: Path) -> RunRecord | None:
+    """The record at ``path``, None if there is none.
+
+    :raises MemarenaError: naming the file, when it is not a record memarena
+        can read (truncated, not JSON, wrong types, another schema version):
+        such a file is never overwritten, nor taken as a complete run.
+    """
+    from memarena.results import RunRecord
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise MemarenaError(f"cannot read the run record {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise MemarenaError(f"{path}: not a valid memarena run record: not UTF-8 at byte {exc.start}") from exc
+    try:
+        rec = RunRecord.from_json(text, source=str(path))
+    except ValueError as exc:
+        raise MemarenaError(str(exc)) from exc
+    shapes = {
+        "rows": isinstance(rec.rows, list) and all(isinstance(r, dict) for r in rec.rows),
+        "config": isinstance(rec.config, dict),
+        "overrides": isinstance(rec.overrides, list) and all(isinstance(o, str) for o in rec.overrides),
+        "label_columns": isinstance(rec.label_columns, list) and all(isinstance(c, str) for c in rec.label_columns),
+        "family": isinstance(rec.family, str),
+    }
+    wrong = [k for k, ok in shapes.items() if not ok]
+    if wrong:
+        raise MemarenaError(f"{path}: not a valid memarena run record: {', '.join(wrong)} of the wrong type")
+    return rec
+
+
+def _unreadable(exc: MemarenaError) -> MemarenaError:
+    return MemarenaError(
+        f"{exc}; memarena neither overwrites nor resumes it: move it away, or choose another output directory"
+    )
 
 
 def _refusal(output_dir: Path) -> str:
@@ -190,11 +229,17 @@ def _job(cfg: Any) -> dict[str, Any]:
         print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
+        # A bug in a plugin (named: the innermost frame of its code) or in memarena: one line, exit 1;
+        # the traceback is logged at debug level (hydra.verbose=memarena).
+        who = pm.owner_of(exc)
+        what = f"{who.describe() if who else 'internal error'}: {type(exc).__name__}: {exc}"
+        log.debug("traceback of %s", what, exc_info=exc)
         if not multirun:
-            raise  # a bug in a plugin or in memarena: the traceback helps
+            print(f"memarena: error: {what}", file=sys.stderr)
+            raise SystemExit(1) from exc
         # The record says `failed`; the other jobs of the sweep still run.
-        log.error("job %s failed; the sweep goes on", hc.job.num, exc_info=exc)
-        print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        log.error("job %s failed; the sweep goes on", hc.job.num)
+        print(f"memarena: job {hc.job.num} failed: {what}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     if multirun:
         log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), out)
@@ -249,7 +294,15 @@ class SummaryCallback(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _claim(Path(config.hydra.run.dir), sweep=False)
+        from memarena.results import RECORD_FILE
+
+        run_dir = Path(config.hydra.run.dir)
+        _claim(run_dir, sweep=False)
+        try:
+            _read_prior(run_dir / RECORD_FILE)
+        except MemarenaError as exc:
+            _release_lock()
+            raise _Refused(_unreadable(exc)) from None
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         _release_lock()
@@ -262,10 +315,19 @@ class SummaryCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         _claim(sweep_dir, sweep=True)
         reset_jobs(sweep_dir)
+        done = []
+        for path in find_records(sweep_dir):
+            try:
+                rec = _read_prior(path)
+            except MemarenaError as exc:
+                _release_lock()
+                raise _Refused(_unreadable(exc)) from None
+            if rec is not None and rec.status == "complete":
+                done.append(path.parent)
         if config.get("resume", False):
             return
-        done = [p.parent for p in find_records(sweep_dir) if (r := _prior_record(p.parent)) and r.status == "complete"]
         if done:
+            _release_lock()
             raise _Refused(MemarenaError(f"{_refusal(sweep_dir)} ({len(done)} complete job(s))"))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
