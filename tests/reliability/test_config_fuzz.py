@@ -88,6 +88,11 @@ OPEN: dict[tuple[str, str], tuple[str, str]] = {
     ("workload=multi_turn", "conversation_rate"): ("1e-300", _ITEM1),
     ("workload=multi_turn", "mean_think_s"): ("1e300", _ITEM1),
     ("workload=multi_turn", "time_scale"): ("1e-300", _ITEM1),
+    **{
+        (f"workload={w}", f): (v, _ITEM1)
+        for w in ("poisson", "shared_prefix")
+        for f, v in (("n_requests", _BIG), ("rate", "1e-300"), ("time_scale", "1e-300"))
+    },
     ("workload=loop", "n_requests"): (_BIG, _ITEM1),
     ("workload=phase_shift", "n_requests"): (_BIG, _ITEM1),
     **{
