@@ -142,7 +142,10 @@ class Runner:
         self._proc = self._conn = None
 
     def close(self) -> None:
+        import shutil
+
         self._stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def new_dir(self) -> Path:
         self._n += 1
