@@ -60,6 +60,35 @@ class _State:
     task_started: bool = False
     #: The config of the multirun in progress (set by SummaryCallback), for the summary after an interrupt.
     sweep_config: Any = None
+    #: The claim on the current run's or sweep's output directory (memarena.outdir).
+    lock: Any = None
+
+
+class _Refused(BaseException):
+    """A run or sweep refused at start; Hydra turns a callback's ``Exception`` into a mere warning."""
+
+    def __init__(self, error: MemarenaError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _claim(directory: Path, *, sweep: bool) -> None:
+    from memarena.outdir import claim
+
+    _release_lock()
+    try:
+        _State.lock = claim(directory, sweep=sweep)
+    except MemarenaError as exc:
+        raise _Refused(exc) from None
+
+
+def _release_lock() -> None:
+    from memarena.outdir import reset_jobs
+
+    if _State.lock is not None:
+        reset_jobs(_State.lock.directory)  # a sweep's job list (a run's directory has none)
+        _State.lock.release()
+        _State.lock = None
 
 
 def _startup() -> tuple[Any, Any]:
@@ -84,13 +113,52 @@ def _startup() -> tuple[Any, Any]:
 
 def _prior_record(output_dir: Path) -> RunRecord | None:
     """The record already in ``output_dir`` (None if there is none or it is unreadable)."""
-    from memarena.results import RECORD_FILE, RunRecord
+    from memarena.results import RECORD_FILE
 
-    path = output_dir / RECORD_FILE
     try:
-        return RunRecord.from_json(path.read_text(encoding="utf-8"), source=str(path))
-    except (OSError, ValueError):
+        return _read_prior(output_dir / RECORD_FILE)
+    except MemarenaError:
         return None
+
+
+def _read_prior(path: Path) -> RunRecord | None:
+    """The record at ``path``, None if there is none.
+
+    :raises MemarenaError: naming the file, when it is not a record memarena
+        can read (truncated, not JSON, wrong types, another schema version):
+        such a file is never overwritten, nor taken as a complete run.
+    """
+    from memarena.results import RunRecord
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise MemarenaError(f"cannot read the run record {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise MemarenaError(f"{path}: not a valid memarena run record: not UTF-8 at byte {exc.start}") from exc
+    try:
+        rec = RunRecord.from_json(text, source=str(path))
+    except ValueError as exc:
+        raise MemarenaError(str(exc)) from exc
+    shapes = {
+        "rows": isinstance(rec.rows, list) and all(isinstance(r, dict) for r in rec.rows),
+        "config": isinstance(rec.config, dict),
+        "overrides": isinstance(rec.overrides, list) and all(isinstance(o, str) for o in rec.overrides),
+        "label_columns": isinstance(rec.label_columns, list) and all(isinstance(c, str) for c in rec.label_columns),
+        "family": isinstance(rec.family, str),
+    }
+    wrong = [k for k, ok in shapes.items() if not ok]
+    if wrong:
+        raise MemarenaError(f"{path}: not a valid memarena run record: {', '.join(wrong)} of the wrong type")
+    return rec
+
+
+def _unreadable(exc: MemarenaError) -> MemarenaError:
+    return MemarenaError(
+        f"{exc}; memarena neither overwrites nor resumes it: move it away, or choose another output directory"
+    )
 
 
 def _refusal(output_dir: Path) -> str:
@@ -148,6 +216,21 @@ def _run_task(cfg: Any) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return _job(cfg)
+    from memarena.outdir import note_job
+
+    try:
+        return _job(cfg)
+    finally:  # the sweep's summary lists this job, and only the jobs it lists
+        note_job(hc.sweep.dir, hc.runtime.output_dir)
+
+
+def _job(cfg: Any) -> dict[str, Any]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from memarena.run import execute
 
     _State.task_started = True
@@ -189,11 +272,17 @@ def _run_task(cfg: Any) -> dict[str, Any]:
         print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
+        # A bug in a plugin (named: the innermost frame of its code) or in memarena: one line, exit 1;
+        # the traceback is logged at debug level (hydra.verbose=memarena).
+        who = pm.owner_of(exc)
+        what = f"{who.describe() if who else 'internal error'}: {type(exc).__name__}: {exc}"
+        log.debug("traceback of %s", what, exc_info=exc)
         if not multirun:
-            raise  # a bug in a plugin or in memarena: the traceback helps
+            print(f"memarena: error: {what}", file=sys.stderr)
+            raise SystemExit(1) from exc
         # The record says `failed`; the other jobs of the sweep still run.
-        log.error("job %s failed; the sweep goes on", hc.job.num, exc_info=exc)
-        print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        log.error("job %s failed; the sweep goes on", hc.job.num)
+        print(f"memarena: job {hc.job.num} failed: {what}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     if multirun:
         log.info("job %s: %d row(s) -> %s", hc.job.num, len(record.rows), out)
@@ -237,44 +326,74 @@ def _print_summary(rows: Sequence[dict[str, Any]], labels: Sequence[str], family
 
 
 class SummaryCallback(Callback):
-    """Guards a sweep's directory when it starts; prints the summary when it ends.
+    """Claims the output directory when a run or sweep starts; prints a sweep's summary when it ends.
 
-    At the start, a sweep directory that already holds complete records is
-    refused unless ``resume=true``. At the end: one table per family over the
-    complete jobs, then every job that did not complete, with its error.
+    At the start, the run or sweep directory is claimed (:mod:`memarena.outdir`):
+    one in use by another run or sweep is refused, and so is a sweep directory
+    that already holds complete records, unless ``resume=true``. At a sweep's
+    end: one table per family over its complete jobs, then every job that did
+    not complete, with its error; only the jobs this sweep ran (or skipped
+    with ``resume=true``) are listed.
     """
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from memarena.results import RECORD_FILE
+
+        run_dir = Path(config.hydra.run.dir)
+        _claim(run_dir, sweep=False)
+        try:
+            _read_prior(run_dir / RECORD_FILE)
+        except MemarenaError as exc:
+            _release_lock()
+            raise _Refused(_unreadable(exc)) from None
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _release_lock()
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from memarena.outdir import reset_jobs
         from memarena.results import find_records
 
         _State.failed_jobs = 0
         _State.sweep_config = config
+        sweep_dir = Path(config.hydra.sweep.dir)
+        _claim(sweep_dir, sweep=True)
+        reset_jobs(sweep_dir)
+        done = []
+        for path in find_records(sweep_dir):
+            try:
+                rec = _read_prior(path)
+            except MemarenaError as exc:
+                _release_lock()
+                raise _Refused(_unreadable(exc)) from None
+            if rec is not None and rec.status == "complete":
+                done.append(path.parent)
         if config.get("resume", False):
             return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        done = [p.parent for p in find_records(sweep_dir) if (r := _prior_record(p.parent)) and r.status == "complete"]
         if done:
-            print(f"memarena: error: {_refusal(sweep_dir)} ({len(done)} complete job(s))", file=sys.stderr)
-            raise SystemExit(2)
+            _release_lock()
+            raise _Refused(MemarenaError(f"{_refusal(sweep_dir)} ({len(done)} complete job(s))"))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from memarena.errors import NoRecordsError
-        from memarena.report import family_tables, format_family_tables, load_reports, sorted_rows
-        from memarena.results import find_records
+        from memarena.outdir import jobs_of, reset_jobs
+        from memarena.report import family_tables, format_family_tables, report_of, sorted_rows
 
         sweep_dir = Path(config.hydra.sweep.dir)
         failed = []
-        for path in find_records(sweep_dir):
-            rec = _prior_record(path.parent)
+        by_family: dict[str, list[tuple[Path, RunRecord]]] = {}
+        for job_dir in sorted(jobs_of(sweep_dir)):
+            rec = _prior_record(job_dir)
             if rec is None or rec.status != "complete":
-                why = "unreadable record" if rec is None else f"{rec.status}: {rec.error}"
-                failed.append(f"{path.parent}: {why}")
+                why = "no readable record" if rec is None else f"{rec.status}: {rec.error}"
+                failed.append(f"{job_dir}: {why}")
+            else:
+                by_family.setdefault(rec.family, []).append((job_dir, rec))
+        reset_jobs(sweep_dir)
+        _release_lock()
         _State.failed_jobs = len(failed)
-        try:
-            reports = load_reports(sweep_dir)
-        except NoRecordsError as exc:
-            print(f"memarena: no complete runs to summarise ({exc})", file=sys.stderr)
-            reports = []
+        reports = [report_of(entries) for entries in by_family.values()]
+        if not reports:
+            print(f"memarena: no complete runs to summarise in {sweep_dir}", file=sys.stderr)
         for i, rep in enumerate(reports):
             if len(reports) > 1:
                 print(f"{'' if i == 0 else chr(10)}family {rep.families[0]}:")
@@ -437,6 +556,8 @@ def _run_hydra(argv: list[str]) -> int:
     try:
         with main_signal_handlers():
             app()
+    except _Refused as refused:
+        raise refused.error from None
     except KeyboardInterrupt:
         if _State.sweep_config is not None:  # a sweep: the summary of what finished
             SummaryCallback().on_multirun_end(_State.sweep_config)
@@ -455,6 +576,7 @@ def _run_hydra(argv: list[str]) -> int:
             "(choose another with hydra.run.dir=... or, for a sweep, hydra.sweep.dir=...)"
         ) from exc
     finally:
+        _release_lock()  # a run or sweep that raised: its directory is free again
         sys.argv = saved
         if user_full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -181,6 +181,24 @@ class PluginManager(pluggy.PluginManager):
             tb = tb.tb_next
         return self.info(found) if found is not None else None
 
+    def owner_of(self, exc: BaseException) -> PluginInfo | None:
+        """The non-built-in plugin whose code raised ``exc``: the innermost frame in one of its packages.
+
+        A plugin's package is the top-level package of its module (``pkg`` for
+        ``pkg.plugin`` or ``pkg.plugin:obj``); None when no frame is a
+        plugin's (the error is memarena's own, or a dependency's).
+        """
+        packages = {
+            info.module.split(":", 1)[0].split(".", 1)[0]: info for info in self.infos.values() if not info.builtin
+        }
+        found = None
+        tb: TracebackType | None = exc.__traceback__
+        while tb is not None:
+            module = str(tb.tb_frame.f_globals.get("__name__", ""))
+            found = packages.get(module.split(".", 1)[0], found)
+            tb = tb.tb_next
+        return found
+
 
 def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
     dist = getattr(ep, "dist", None)

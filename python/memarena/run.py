@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import logging
 import os
@@ -162,7 +163,9 @@ class Run:
         first, count = self.hook_errors.get(key, (str(err), 0))
         self.hook_errors[key] = (first, count + 1)
         if count == 0:  # once per plugin and hook: an observer may fail on every row
-            log.error("%s (ignored: observers do not change a run's outcome)", err, exc_info=err.error)
+            # One line naming the plugin; its traceback for the plugin's author with hydra.verbose=memarena.
+            log.error("%s (ignored: observers do not change a run's outcome)", err)
+            log.debug("traceback of %s", err, exc_info=err.error)
 
     def hook_error_lines(self) -> list[str]:
         """One line per plugin hook that raised: its first error, and how often it raised."""
@@ -312,7 +315,21 @@ def _check_backend(run: Run, family: Family) -> None:
     backend = run.component("backend")
     if not isinstance(backend, HardwareBackend):
         raise InvalidConfigError(f"config key 'backend' built {type(backend).__name__}, not a memarena HardwareBackend")
-    backend.check(family.backend_requirements(), f"family {family.name!r}")
+    needs = family.backend_requirements()
+    try:
+        backend.check(needs, f"family {family.name!r}")
+    except InvalidConfigError as exc:
+        # A requirement the family took from one of its own keys (a tier name, a dtype):
+        # that key may be what is wrong, not the backend.
+        names = {t for t in needs.tiers if t not in {x.name for x in backend.tiers}}
+        names |= {d for d in needs.peak_flops if d not in backend.peak_flops}
+        config = getattr(family, "config", None)
+        fields = dataclasses.fields(config) if dataclasses.is_dataclass(config) else ()
+        values = {f.name: getattr(config, f.name) for f in fields}
+        keys = [f"'family.{k}' = {v!r}" for k, v in values.items() if isinstance(v, str) and v in names]
+        if not keys:
+            raise
+        raise InvalidConfigError(f"{exc}; set by config key {', '.join(keys)}") from exc
 
 
 def execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -40,22 +40,29 @@ def plugin_search_path(pm: PluginManager) -> list[str]:
     :raises PluginError: a plugin's hook raised or returned something that
         is not a list of strings (the message names the plugin).
     """
-    from memarena.errors import PluginError
-
     out: list[str] = []
     for info, caller in pm.per_plugin("memarena_config_search_path"):
-        try:
-            results = caller()
-        except Exception as exc:
+        out.extend(e for e in _entries(info, caller) if e not in out)
+    return out
+
+
+def _entries(info: Any, caller: Any) -> list[str]:
+    """One plugin's search-path entries; a hook that raises or returns a non-list is a PluginError naming it."""
+    from memarena.errors import PluginError
+
+    try:
+        results = caller()
+    except Exception as exc:
+        raise PluginError(
+            f"{info.describe()}: memarena_config_search_path() raised {type(exc).__name__}: {exc}"
+        ) from exc
+    out: list[str] = []
+    for entries in results:
+        if not isinstance(entries, list | tuple) or not all(isinstance(e, str) for e in entries):
             raise PluginError(
-                f"{info.describe()}: memarena_config_search_path() raised {type(exc).__name__}: {exc}"
-            ) from exc
-        for entries in results:
-            if not isinstance(entries, list | tuple) or not all(isinstance(e, str) for e in entries):
-                raise PluginError(
-                    f"{info.describe()}: memarena_config_search_path() must return a list of strings, got {entries!r}"
-                )
-            out.extend(e for e in entries if e not in out)
+                f"{info.describe()}: memarena_config_search_path() must return a list of strings, got {entries!r}"
+            )
+        out.extend(entries)
     return out
 
 
@@ -92,24 +99,23 @@ def check_preset_names(pm: PluginManager, registry: Registry) -> None:
     from memarena.errors import PluginError
 
     for info, caller in pm.per_plugin("memarena_config_search_path"):
-        for entries in caller():
-            for entry in entries if isinstance(entries, list | tuple) else ():
-                root = _search_dir(entry) if isinstance(entry, str) else None
-                if root is None:
+        for entry in _entries(info, caller):
+            root = _search_dir(entry)
+            if root is None:
+                continue
+            for group in registry.groups():
+                sub = root / group
+                if not sub.is_dir():
                     continue
-                for group in registry.groups():
-                    sub = root / group
-                    if not sub.is_dir():
-                        continue
-                    for f in sorted(sub.iterdir(), key=lambda t: t.name):
-                        name = f.name.removesuffix(".yaml")
-                        if f.name.endswith(".yaml") and name in registry.names(group):
-                            owner = registry.entry(group, name).plugin
-                            raise PluginError(
-                                f"{info.describe()}: its config preset {group}/{f.name} (search path {entry}) "
-                                f"has the name of the registered component {group}={name} from "
-                                f"{owner.describe()}; give the preset a name of its own"
-                            )
+                for f in sorted(sub.iterdir(), key=lambda t: t.name):
+                    name = f.name.removesuffix(".yaml")
+                    if f.name.endswith(".yaml") and name in registry.names(group):
+                        owner = registry.entry(group, name).plugin
+                        raise PluginError(
+                            f"{info.describe()}: its config preset {group}/{f.name} (search path {entry}) "
+                            f"has the name of the registered component {group}={name} from "
+                            f"{owner.describe()}; give the preset a name of its own"
+                        )
 
 
 def _override_span(argv: Sequence[str]) -> tuple[int, int]:

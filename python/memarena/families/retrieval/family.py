@@ -93,8 +93,8 @@ class RetrievalFamily(Family):
         _target_: str = "memarena.families.retrieval.family.RetrievalFamily"
         #: Results per query (recall is reported at min(k, 10) as recall_at_10 and at k).
         k: int = param(10, ge=1)
-        #: Timings per setting; the median is reported.
-        repeats: int = param(3, ge=1)
+        #: Timings per setting; the median is reported (at most 1000: a larger count only runs longer).
+        repeats: int = param(3, ge=1, le=1000)
         #: Queries timed one call at a time for qps_single (0: skip).
         single_queries: int = param(200, ge=0)
         #: Search queries filtered by their tenant when the workload has tenants.

@@ -95,7 +95,7 @@ class PagedPythonKV(KVManager):
         bs = self.block_size
         blocks = min(budget_bytes // (bs * bytes_per_token), 2**32 - 2)
         if blocks == 0:
-            raise InvalidConfigError(f"kv: {budget_bytes} bytes of KV pool hold no block of {bs} tokens")
+            raise InvalidConfigError(f"kv: {budget_bytes} bytes of KV pool hold no block of block_size {bs} tokens")
         self._reset(blocks, bytes_per_token)
         return blocks * bs * bytes_per_token
 

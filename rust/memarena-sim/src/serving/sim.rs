@@ -186,7 +186,8 @@ impl ServingConfig {
     pub fn kv_budget_bytes(&self) -> Result<u64> {
         let usable = (self.hardware.hbm_capacity_bytes as f64 * self.gpu_memory_utilization) as u64;
         let weights = self.model.weight_bytes();
-        let need = weights + self.activation_reserve_bytes;
+        // Saturating: a reserve near 2^64 needs more than any device offers (never wraps to a small need).
+        let need = weights.saturating_add(self.activation_reserve_bytes);
         if need >= usable {
             return Err(Error::invalid(
                 "model",
@@ -197,7 +198,7 @@ impl ServingConfig {
                     weights as f64 / 1e9,
                     if self.activation_reserve_bytes > 0 {
                         format!(
-                            " plus {:.1} GB of activations",
+                            " plus {:.1} GB of activations (activation_reserve_bytes)",
                             self.activation_reserve_bytes as f64 / 1e9
                         )
                     } else {
@@ -265,11 +266,18 @@ impl ServingConfig {
                 if cfg.block_size == 0 {
                     return Err(Error::invalid("kv.block_size", "must be >= 1"));
                 }
-                let blocks = budget / (cfg.block_size as u64 * bpt);
+                // A block larger than 2^64 bytes holds more than any budget: no block (never a wrapped size).
+                let blocks = (cfg.block_size as u64)
+                    .checked_mul(bpt)
+                    .map_or(0, |block| budget / block);
                 if blocks == 0 {
                     return Err(Error::invalid(
                         "kv",
-                        format!("{budget} bytes of KV pool hold no block"),
+                        format!(
+                            "{budget} bytes of KV pool hold no block of block_size {} tokens x \
+                             kv_bytes_per_token {bpt}",
+                            cfg.block_size
+                        ),
                     ));
                 }
                 BuiltKv::Paged(PagedKv::new(

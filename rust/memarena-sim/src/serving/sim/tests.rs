@@ -249,3 +249,29 @@ fn external_fragmentation_only_while_a_request_is_blocked_on_memory() {
         assert_eq!((s.external_frag_bytes, s.free_bytes), (0, 400 * bpt));
     }
 }
+
+proptest::proptest! {
+    /// Huge per-token KV sizes or activation reserves are refused with an
+    /// error, never a wrapped size (a block of 2^64 bytes wrapped to 0 was a
+    /// division by zero; a reserve near 2^64 wrapped to a small need).
+    #[test]
+    fn huge_kv_sizes_never_wrap(
+        bpt in proptest::prop_oneof![1u64..1 << 20, (1u64 << 40)..=u64::MAX],
+        reserve in proptest::prop_oneof![0u64..1 << 30, (1u64 << 62)..=u64::MAX],
+    ) {
+        for (_, kv) in KvManagerConfig::presets() {
+            let mut c = ServingConfig::new(ModelSpec::preset("llama3_8b").unwrap(), Hardware::h100_sxm());
+            c.kv = Some(kv.clone());
+            c.kv_bytes_per_token = Some(bpt);
+            c.activation_reserve_bytes = reserve;
+            let Ok(budget) = c.kv_budget_bytes() else {
+                proptest::prop_assert!(reserve >= 1 << 62);
+                continue;
+            };
+            proptest::prop_assert!(budget <= c.hardware.hbm_capacity_bytes);
+            if let Ok(BuiltKv::Paged(kv)) = c.build_kv(budget) {
+                proptest::prop_assert!(kv.pool_bytes() <= budget);
+            }
+        }
+    }
+}
