@@ -103,6 +103,12 @@ class RunRecord:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise ValueError(f"{name} must be {_KIND_NAMES[kind]}, got {type(value).__name__}")
+        for name in ("overrides", "hook_errors"):
+            bad = next((v for v in getattr(self, name) if not isinstance(v, str)), None)
+            if bad is not None:
+                raise ValueError(f"{name} must be a list of strings, holds {type(bad).__name__} {bad!r}")
+        if not all(isinstance(p, dict) for p in self.plugins):
+            raise ValueError("plugins must be a list of objects")
 
     def to_json(self) -> str:
         """Serialise; NaN and infinities become null (strict JSON)."""

@@ -94,8 +94,8 @@ def test_the_valid_record_reads() -> None:
     assert RunRecord.from_json(VALID).rows == _record().rows
 
 
-#: Valid JSON records with a value of the wrong type: ``memarena report`` fails on them with a traceback
-#: today (issue 14 item 6, a record whose rows are malformed: h-msg's), so they run as strict xfails.
+#: Valid JSON records with a value of the wrong type (issue 14 item 6: ``memarena report`` failed on them
+#: with a traceback): one error naming the file.
 WRONG_TYPES = {
     "a row that is a list": ("rows", [DATA["rows"][0], [1, 2]]),
     "rows a string": ("rows", "abc"),
@@ -105,7 +105,6 @@ WRONG_TYPES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 item 6: a record whose rows are malformed breaks memarena report")
 @pytest.mark.parametrize("what", list(WRONG_TYPES))
 def test_report_over_a_record_of_wrong_types(what: str, runner: Runner, tmp_path: Path) -> None:
     key, value = WRONG_TYPES[what]
@@ -119,8 +118,6 @@ def test_report_over_a_record_of_wrong_types(what: str, runner: Runner, tmp_path
 @given(case=broken())
 def test_report_over_a_broken_record_is_one_error_naming_it(runner: Runner, tmp_path_factory: Any, case: Any) -> None:
     how, data = case
-    if how in ("row", "wrong type"):
-        return  # values of the wrong type: test_report_over_a_record_of_wrong_types (issue 14 item 6)
     root = tmp_path_factory.mktemp("report")
     path = root / "r" / RECORD_FILE
     path.parent.mkdir()
