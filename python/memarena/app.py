@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from memarena.errors import MemarenaError
+from memarena.errors import CallbackError, MemarenaError, PluginError
 
 if TYPE_CHECKING:
     from memarena.results import RunRecord
@@ -265,17 +265,20 @@ def _job(cfg: Any) -> dict[str, Any]:
             _print_interrupted(out)
         raise
     except MemarenaError as exc:
-        # A user error: the message names what is wrong; a traceback would bury it.
+        # A user error (exit 2), or a plugin's code that raised during the run (a bug: exit 1, as
+        # below); the message names what is wrong, or the plugin; a traceback would bury it.
         if not multirun:
             print(f"memarena: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from exc
+            raise SystemExit(1 if isinstance(exc, PluginError | CallbackError) else 2) from exc
         print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
         # A bug in a plugin (named: the innermost frame of its code) or in memarena: one line, exit 1;
         # the traceback is logged at debug level (hydra.verbose=memarena).
-        who = pm.owner_of(exc)
-        what = f"{who.describe() if who else 'internal error'}: {type(exc).__name__}: {exc}"
+        culprit = pm.culprit(exc, registry)
+        what = f"internal error: {type(exc).__name__}: {exc}"
+        if culprit is not None:
+            what = f"{culprit[0].describe()}: {type(exc).__name__}: {exc} ({culprit[1]})"
         log.debug("traceback of %s", what, exc_info=exc)
         if not multirun:
             print(f"memarena: error: {what}", file=sys.stderr)

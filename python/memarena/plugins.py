@@ -181,21 +181,30 @@ class PluginManager(pluggy.PluginManager):
             tb = tb.tb_next
         return self.info(found) if found is not None else None
 
-    def owner_of(self, exc: BaseException) -> PluginInfo | None:
-        """The non-built-in plugin whose code raised ``exc``: the innermost frame in one of its packages.
+    def culprit(self, exc: BaseException, registry: Iterable[Any] = ()) -> tuple[PluginInfo, str] | None:
+        """The third-party plugin whose code raised ``exc``, and where (``at FILE:LINE in QUALNAME``).
 
-        A plugin's package is the top-level package of its module (``pkg`` for
-        ``pkg.plugin`` or ``pkg.plugin:obj``); None when no frame is a
-        plugin's (the error is memarena's own, or a dependency's).
+        The deepest frame of the traceback in a plugin's package (the
+        top-level package of its module: ``pkg`` for ``pkg.plugin`` or
+        ``pkg.plugin:obj``) or in the package of a component it registered
+        (``registry``'s entries). None when no frame is a plugin's: the error
+        is memarena's own, a built-in plugin's or a dependency's.
         """
-        packages = {
-            info.module.split(":", 1)[0].split(".", 1)[0]: info for info in self.infos.values() if not info.builtin
-        }
+
+        def top(module: str) -> str:
+            return module.split(":", 1)[0].split(".", 1)[0]
+
+        packages = {top(info.module): info for info in self.infos.values() if not info.builtin}
+        for entry in registry:
+            if not entry.plugin.builtin:
+                packages.setdefault(top(entry.cls.__module__), entry.plugin)
         found = None
         tb: TracebackType | None = exc.__traceback__
         while tb is not None:
-            module = str(tb.tb_frame.f_globals.get("__name__", ""))
-            found = packages.get(module.split(".", 1)[0], found)
+            owner = packages.get(top(str(tb.tb_frame.f_globals.get("__name__", ""))))
+            if owner is not None:
+                code = tb.tb_frame.f_code
+                found = (owner, f"at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}")
             tb = tb.tb_next
         return found
 

@@ -247,28 +247,6 @@ def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: Over
     return InvalidConfigError(f"config key {keys}: out of range, {bound} ({text})")
 
 
-def plugin_in_traceback(registry: Registry, pm: PluginManager, exc: BaseException) -> tuple[Any, str] | None:
-    """The third-party plugin whose code raised ``exc``, and where: the deepest frame of its traceback
-    in a module of the plugin or of a component it registered. ``None`` when no such frame exists
-    (memarena's own code, or a built-in plugin, raised)."""
-    modules: dict[str, Any] = {}
-    for info in pm.infos.values():
-        if not info.builtin:
-            modules[info.module.split(":", 1)[0]] = info
-    for entry in registry:
-        if not entry.plugin.builtin:
-            modules[entry.cls.__module__] = entry.plugin
-    found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        owner = modules.get(tb.tb_frame.f_globals.get("__name__", ""))
-        if owner is not None:
-            code = tb.tb_frame.f_code
-            found = (owner, f"at {code.co_filename}:{tb.tb_lineno} in {code.co_qualname}")
-        tb = tb.tb_next
-    return found
-
-
 def _changed(record: RunRecord, written: RunRecord) -> bool:
     """Whether ``record`` differs from ``written`` (as JSON: NaN equals NaN there)."""
     try:
@@ -369,26 +347,21 @@ def execute(
             except OverflowError as exc:  # a number the core cannot hold: name the config key
                 raise out_of_range_error(config, run.choices, exc) from exc
             except CallbackError as exc:  # names the component and the call; add the plugin it came from
-                culprit = plugin_in_traceback(registry, pm, exc.__cause__) if exc.__cause__ else None
+                culprit = pm.culprit(exc.__cause__, registry) if exc.__cause__ else None
                 if culprit is None:
                     raise
                 info, where = culprit
                 # Still a CallbackError whose __cause__ is what the callback raised.
                 raise CallbackError(f"{exc} ({info.describe()}, {where})") from exc.__cause__
-            except MemarenaError:
-                raise
-            except Exception as exc:  # a plugin's component raised (a Python policy's callback...): name it
-                culprit = plugin_in_traceback(registry, pm, exc)
-                if culprit is None:
-                    raise  # memarena's own bug: the traceback helps
-                info, where = culprit
-                raise PluginError(f"{info.describe()}: {type(exc).__name__}: {exc} ({where})") from exc
             status = "complete"
     except KeyboardInterrupt as exc:
         status, error = "interrupted", f"{type(exc).__name__}: {exc}"
         raise
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
+        culprit = None if isinstance(exc, MemarenaError) else pm.culprit(exc, registry)
+        if culprit is not None:  # a plugin's code raised: the record names it (app.py prints the same)
+            error += f" ({culprit[0].describe()}, {culprit[1]})"
         raise
     finally:
         rows = run.rows if run is not None else []
