@@ -269,7 +269,7 @@ def _job(cfg: Any) -> dict[str, Any]:
         # below); the message names what is wrong, or the plugin; a traceback would bury it.
         if not multirun:
             print(f"memarena: error: {exc}", file=sys.stderr)
-            raise SystemExit(1 if isinstance(exc, PluginError | CallbackError) else 2) from exc
+            raise SystemExit(1 if _plugin_bug(exc) else 2) from exc
         print(f"memarena: job {hc.job.num} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"status": "failed", "dir": str(out), "rows": 0, "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
@@ -296,6 +296,13 @@ def _job(cfg: Any) -> dict[str, Any]:
         _print_summary(rep.rows, rep.label_columns, record.family)
         print(f"\nrecord: {out / 'memarena-record.json'}  ({record.wall_s:.2f} s)")
     return {"status": record.status, "dir": str(out), "rows": len(record.rows), "error": record.error}
+
+
+def _plugin_bug(exc: MemarenaError) -> bool:
+    """Whether a plugin's code raised during the run (exit 1), rather than a bad value being refused (exit 2)."""
+    from memarena.errors import InvalidConfigError
+
+    return isinstance(exc, PluginError | CallbackError) and not isinstance(exc.__cause__, InvalidConfigError)
 
 
 def _summary_columns(rows: Sequence[dict[str, Any]], labels: Sequence[str], family: str) -> list[str]:
