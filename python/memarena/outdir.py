@@ -140,6 +140,9 @@ def _foreign_locks(directory: Path, *, below: bool) -> list[Path]:
     return found
 
 
+_ELSEWHERE = " (choose another with hydra.run.dir=... or, for a sweep, hydra.sweep.dir=...)"
+
+
 def claim(directory: str | os.PathLike[str], *, sweep: bool = False) -> OutputLock:
     """Claim ``directory`` (created if missing) for this process.
 
@@ -154,13 +157,17 @@ def claim(directory: str | os.PathLike[str], *, sweep: bool = False) -> OutputLo
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MemarenaError(f"cannot create the output directory {directory}: {exc.strerror or exc}") from exc
+        why = exc.strerror or exc
+        raise MemarenaError(f"cannot create or write the output directory {directory}: {why}{_ELSEWHERE}") from exc
     lock = directory / LOCK_FILE
     content = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}) + "\n"
     try:
         created = _create(lock, content) or (_read_holder(lock).dead_here() and _take_over(directory, lock, content))
     except OSError as exc:
-        raise MemarenaError(f"cannot write the lock file {lock}: {exc.strerror or exc}") from exc
+        raise MemarenaError(
+            f"cannot create or write the output directory {directory} (its lock file {lock.name}): "
+            f"{exc.strerror or exc}{_ELSEWHERE}"
+        ) from exc
     if not created:
         raise _in_use(directory, _read_holder(lock), lock)
     claimed = OutputLock(directory, lock, content)

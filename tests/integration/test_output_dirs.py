@@ -183,5 +183,5 @@ def test_claim_in_process(tmp_path: Path) -> None:
     with pytest.raises(DirectoryInUseError, match="unknown holder"):
         claim(tmp_path / "c")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(MemarenaError, match="cannot create the output directory"):
+    with pytest.raises(MemarenaError, match="cannot create or write the output directory"):
         claim(tmp_path / "file" / "d")
