@@ -178,7 +178,8 @@ class GammaRequests(PoissonRequests):
     @dataclass
     class Config(PoissonRequests.Config):
         _target_: str = "memarena.families.serving.workloads.GammaRequests"
-        #: Coefficient of variation of the gaps (1: Poisson).
+        #: Coefficient of variation of the gaps (1: Poisson); in [1.5e-8, 6.7e7], where the gaps' gamma shape
+        #: 1/cv^2 stays in the range the core's f64 sampler follows (memarena-sim's dist::GAMMA_MAX_SHAPE).
         cv: float = param(2.0, gt=0)
 
     def arrivals(self) -> dict[str, Any]:
