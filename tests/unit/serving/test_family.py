@@ -135,3 +135,16 @@ def test_the_series_error_names_what_stretches_the_simulated_time() -> None:
         "kv_manager.page_map_latency_s)"
     )
     assert config_keys("config key 'family.sample_interval_s'") == "config key 'family.sample_interval_s'"
+
+
+def test_a_simulated_time_stretched_past_the_memory_is_refused_naming_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Iterations of ~1e290 s: the series outgrows the memory (here 16 MiB: 104857 samples) at any interval; it grew
+    # until an allocation failed (or the machine ran out of memory) and named only sample_interval_s.
+    import memarena.resources
+
+    monkeypatch.setattr(memarena.resources, "available_memory_bytes", lambda: 16 << 20)
+    with pytest.raises(InvalidConfigError, match=r"104857 samples at family\.sample_interval_s=1 ") as info:
+        run_once(tmp_path, "workload=poisson", "workload.n_requests=3", "family.compute_efficiency=1e-300")
+    assert "family.compute_efficiency" in str(info.value) and "kv_manager.page_map_latency_s" in str(info.value)

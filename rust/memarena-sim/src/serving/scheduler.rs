@@ -269,6 +269,8 @@ pub struct ServingModel<K: KvManager> {
     pub(crate) sample_interval_s: f64,
     pub(crate) check: bool,
     pub(crate) samples: Vec<Sample>,
+    /// The most samples `samples` may hold ([`super::sim::ServingConfig::max_samples`]).
+    pub(crate) max_samples: usize,
     pub(crate) tbt: LogHistogram,
     pub(crate) c: Counters,
     batch: Vec<Scheduled>,
@@ -316,6 +318,7 @@ impl<K: KvManager> ServingModel<K> {
             sample_interval_s,
             check,
             samples: Vec::new(),
+            max_samples: usize::MAX,
             tbt: LogHistogram::default(),
             c: Counters::default(),
             batch: Vec::new(),
@@ -507,7 +510,9 @@ impl<K: KvManager> ServingModel<K> {
         // The series' length is the simulated span over `sample_interval_s`,
         // both from the input: it grows fallibly, never an allocation abort,
         // and the error says what stretched the span.
-        if memarena_core::fallible::try_grow(&mut self.samples, "sample_interval_s").is_err() {
+        if self.samples.len() >= self.max_samples
+            || memarena_core::fallible::try_grow(&mut self.samples, "sample_interval_s").is_err()
+        {
             return Err(series_too_long(
                 now,
                 self.samples.len(),
