@@ -327,8 +327,12 @@ def simulate_serving(
     prefix_group: npt.NDArray[np.int64] | None = None,
     prefix_tokens: npt.NDArray[np.uint32] | None = None,
     manager: object | None = None,
+    max_samples: int | None = None,
 ) -> dict[str, Any]:
     """Simulate serving the requests under ``config`` (GIL released); the report as a dict.
+
+    ``max_samples``: the most samples the time series may hold (the memory the caller allows it);
+    a run whose simulated time outgrows it is an ``InvalidConfigError`` naming ``sample_interval_s``.
 
     ``manager``: a KV manager written in Python (the protocol of ``memarena.api.KVManager``),
     called back with the GIL re-acquired, instead of ``config["kv"]``.

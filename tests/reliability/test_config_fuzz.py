@@ -8,10 +8,9 @@ infinite, negative or empty value, and ``memarena`` runs end to end
 limit. Property: exit 0, or exit 2 with exactly one ``memarena: error:``
 line naming the key; never a traceback, a crash, a hang or exit 1.
 
-Cases that fail today are listed in :data:`OPEN` and run as strict xfails;
-Hypothesis leaves them out until their entry is removed. The cases of issue
-14 that were open when the suite was written run as plain tests
-(:data:`ISSUE_14`).
+The cases of issue 14 that were open when the suite was written
+(:data:`ISSUE_14`) and those it found later (:data:`REGRESSIONS`) also run
+as plain tests, each with the value that broke it.
 """
 
 from __future__ import annotations
@@ -94,22 +93,6 @@ ISSUE_14: list[tuple[str, str, str]] = [
         for f in ("dim", "n_vectors", "n_queries", "n_clusters", "k_truth")
     ],
 ]
-_STRETCH = "issue 14: a value that stretches the simulated time fails on the sample series, naming another key"
-_NEW = "issue 14 (found by this fuzzing, not fixed): the error names the core's key, not the config key"
-#: (component, field) -> (a value that breaks it, why): open cases, run as strict xfails; Hypothesis
-#: leaves these fields out until their entry is removed.
-OPEN: dict[tuple[str, str], tuple[str, str]] = {
-    ("family=serving", "compute_efficiency"): ("1e-300", _STRETCH),
-    ("family=serving", "bandwidth_efficiency"): ("1e-300", _STRETCH),
-    ("family=serving", "iteration_overhead_s"): ("1e300", _STRETCH),
-    ("kv_manager=vattention", "page_map_latency_s"): ("1e300", _STRETCH),
-    ("workload=gamma", "cv"): ("1e-300", "issue 14: a gamma shape 1/cv^2 that is infinite hangs the sampler"),
-}
-#: Found by this fuzzing and not fixed yet (no one's item): strict xfails too.
-OPEN_FOUND: dict[tuple[str, str], tuple[str, str]] = {
-    ("workload=multi_turn", "conversation_rate"): ("inf", _NEW + " (arrivals.rate)"),
-    ("workload=gamma", "cv"): ("1e300", _NEW + " (requests[1].arrival_s)"),
-}
 
 
 def test_every_component_with_parameters_is_fuzzed() -> None:
@@ -213,8 +196,7 @@ def _n_examples(n_fields: int) -> int:
 @pytest.mark.parametrize("entry", FUZZED, ids=IDS)
 def test_bad_values_exit_0_or_one_error_naming_the_key(entry: Entry, runner: Runner, files: dict[str, Path]) -> None:
     base = _baseline(runner, entry, files)
-    key = f"{entry.group}={entry.name}"
-    fields = [f for f in _fields(entry) if (key, f) not in OPEN and (key, f) not in OPEN_FOUND]
+    fields = _fields(entry)
 
     @settings(
         max_examples=_n_examples(len(fields)),
@@ -228,25 +210,7 @@ def test_bad_values_exit_0_or_one_error_naming_the_key(entry: Entry, runner: Run
         outcome = _check(runner, entry, base, field, value)
         assert _problem(outcome, base, field) is None, f"{_problem(outcome, base, field)}\n{outcome}"
 
-    if not fields:  # every parameter is an open case: test_open_cases runs them
-        assert all((key, f) in OPEN for f in _fields(entry))
-        return
     check()
-
-
-OPEN_CASES = [
-    pytest.param(key, field, value, marks=pytest.mark.xfail(strict=True, reason=why), id=f"{key}.{field}={value}")
-    for (key, field), (value, why) in [*OPEN.items(), *OPEN_FOUND.items()]
-]
-
-
-@pytest.mark.parametrize(("key", "field", "value"), OPEN_CASES)
-def test_open_cases(key: str, field: str, value: str, runner: Runner, files: dict[str, Path]) -> None:
-    entry = next(e for e in FUZZED if f"{e.group}={e.name}" == key)
-    # A short timeout: these fail today (a hang among them), and fail fast under the worker's memory limit.
-    outcome = _check(runner, entry, _baseline(runner, entry, files), field, value, timeout=15)
-    problem = outcome.problem(field)
-    assert problem is None, f"{problem}\n{outcome}"
 
 
 #: Cases the fuzzing found, fixed here (each failed before its fix).
@@ -258,6 +222,14 @@ REGRESSIONS = [
     ("family=serving", "activation_reserve_bytes", "18446744073709551615"),  # a wrapped reserve
     ("family=retrieval", "repeats", "100000000000000000000"),  # timed forever
     ("kv_manager=paged_python", "block_size", "9223372036854775808"),  # named no block_size
+    # A simulated span stretched past any sample series: named only sample_interval_s.
+    ("family=serving", "compute_efficiency", "1e-300"),
+    ("family=serving", "bandwidth_efficiency", "1e-300"),
+    ("family=serving", "iteration_overhead_s", "1e300"),
+    ("kv_manager=vattention", "page_map_latency_s", "1e300"),
+    ("workload=gamma", "cv", "1e-300"),  # an infinite gamma shape: the sampler looped forever
+    ("workload=gamma", "cv", "1e300"),  # a zero gamma shape: named arrivals.rate
+    ("workload=multi_turn", "conversation_rate", "inf"),  # named the core's arrivals.rate
 ]
 
 

@@ -397,8 +397,10 @@ fn report_to_py<'py>(py: Python<'py>, r: ServingReport) -> PyResult<Bound<'py, P
 /// [`crate::kv_callback`]) instead of `config.kv`. Returns the report as a dict; its
 /// `samples` and `requests` entries hold numpy arrays. Errors name the
 /// config key (`config.kv.block_size`) or the request (`requests[17].prompt_tokens`).
+/// `max_samples`: the most samples the time series may hold (the memory the
+/// caller allows it); past it the run is an error naming `sample_interval_s`.
 #[pyfunction]
-#[pyo3(signature = (arrival_s, prompt_tokens, output_tokens, config, *, n_parallel=None, prefix_group=None, prefix_tokens=None, manager=None))]
+#[pyo3(signature = (arrival_s, prompt_tokens, output_tokens, config, *, n_parallel=None, prefix_group=None, prefix_tokens=None, manager=None, max_samples=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn simulate_serving<'py>(
     py: Python<'py>,
@@ -410,8 +412,10 @@ pub(crate) fn simulate_serving<'py>(
     prefix_group: Option<PyReadonlyArray1<'py, i64>>,
     prefix_tokens: Option<PyReadonlyArray1<'py, u32>>,
     manager: Option<&Bound<'py, PyAny>>,
+    max_samples: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cfg: ServingConfig = from_py(config, "config")?;
+    let mut cfg: ServingConfig = from_py(config, "config")?;
+    cfg.max_samples = max_samples;
     let python_kv = manager.map(PythonKv::new).transpose()?;
     if python_kv.is_some() != cfg.kv.is_none() {
         return Err(invalid(

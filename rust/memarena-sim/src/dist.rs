@@ -88,13 +88,37 @@ impl ExpZiggurat {
     }
 }
 
-/// A gamma deviate with `shape > 0` and `scale > 0` (mean `shape * scale`),
-/// by Marsaglia & Tsang (2000); shapes below 1 use the boost
-/// `G(a) = G(a + 1) * U^(1/a)`.
+/// The smallest gamma shape [`gamma`] samples: below it `U^(1/shape)`
+/// underflows to 0 for every 53-bit uniform `U`, so every deviate would be
+/// 0 whatever the mean.
+pub const GAMMA_MIN_SHAPE: f64 = f64::EPSILON;
+
+/// The largest gamma shape [`gamma`] samples: Marsaglia & Tsang's acceptance
+/// test adds terms of size `shape`, which round by `shape * EPSILON`; past
+/// `1 / EPSILON` that rounding exceeds the O(1) quantity tested (and at an
+/// infinite shape the test never accepts: the sampler would loop forever).
+pub const GAMMA_MAX_SHAPE: f64 = 1.0 / f64::EPSILON;
+
+/// A gamma deviate with `shape` in [[`GAMMA_MIN_SHAPE`],
+/// [`GAMMA_MAX_SHAPE`]] and `scale > 0` (mean `shape * scale`), by Marsaglia
+/// & Tsang (2000); shapes below 1 use the boost `G(a) = G(a + 1) * U^(1/a)`.
+///
+/// # Panics
+///
+/// If `shape` is outside that range or `scale` is not > 0 (callers validate
+/// their configs first: see `ArrivalProcess`).
 pub fn gamma(rng: &mut Rng, shape: f64, scale: f64) -> f64 {
+    assert!(
+        (GAMMA_MIN_SHAPE..=GAMMA_MAX_SHAPE).contains(&shape) && scale > 0.0,
+        "gamma: shape {shape} outside [{GAMMA_MIN_SHAPE}, {GAMMA_MAX_SHAPE}] or scale {scale} not > 0"
+    );
+    gamma_unchecked(rng, shape, scale)
+}
+
+fn gamma_unchecked(rng: &mut Rng, shape: f64, scale: f64) -> f64 {
     if shape < 1.0 {
         let u = 1.0 - rng.uniform();
-        return gamma(rng, shape + 1.0, scale) * u.powf(1.0 / shape);
+        return gamma_unchecked(rng, shape + 1.0, scale) * u.powf(1.0 / shape);
     }
     let d = shape - 1.0 / 3.0;
     let c = 1.0 / (9.0 * d).sqrt();
@@ -174,6 +198,40 @@ mod tests {
                 (v - k * th * th).abs() < 0.05 * k * th * th,
                 "shape {k}: var {v}"
             );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gamma: shape inf")]
+    fn an_infinite_gamma_shape_panics_instead_of_looping() {
+        // Shape 1 / cv^2 at cv = 1e-300: the acceptance test never passed.
+        gamma(&mut Rng::seed_from_u64(1), f64::INFINITY, 1.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn a_gamma_shape_below_the_minimum_panics() {
+        gamma(&mut Rng::seed_from_u64(1), GAMMA_MIN_SHAPE / 2.0, 1.0);
+    }
+
+    proptest::proptest! {
+        /// Every shape in the sampled range terminates with a finite deviate
+        /// >= 0, the extremes included (mean 1: scale 1 / shape).
+        #[test]
+        fn gamma_terminates_over_its_whole_shape_range(
+            log_shape in proptest::prop_oneof![
+                proptest::strategy::Just(GAMMA_MIN_SHAPE.ln()),
+                proptest::strategy::Just(GAMMA_MAX_SHAPE.ln()),
+                GAMMA_MIN_SHAPE.ln()..GAMMA_MAX_SHAPE.ln(),
+            ],
+            seed in 0u64..1000,
+        ) {
+            let shape = log_shape.exp().clamp(GAMMA_MIN_SHAPE, GAMMA_MAX_SHAPE);
+            let mut r = Rng::seed_from_u64(seed);
+            for _ in 0..200 {
+                let x = gamma(&mut r, shape, 1.0 / shape);
+                proptest::prop_assert!(x.is_finite() && x >= 0.0, "shape {}: {}", shape, x);
+            }
         }
     }
 }

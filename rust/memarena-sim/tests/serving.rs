@@ -54,6 +54,35 @@ fn one_request_decodes_at_the_memory_roof() {
     }
 }
 
+/// A simulated time stretched past `max_samples` (here by a tiny compute
+/// efficiency: every iteration lasts ~1e290 s) is an error naming
+/// `sample_interval_s` and the keys that stretch the time, not a series
+/// grown into all the memory there is.
+#[test]
+fn a_series_past_max_samples_is_an_error_naming_what_stretched_it() {
+    let mut c = small_config(paged(16, PrefixCaching::Off));
+    c.cost.compute_efficiency = 1e-300;
+    c.check_invariants = false;
+    c.max_samples = Some(1000);
+    let e = simulate(&c, &[RequestSpec::new(0.0, 100, 11)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("invalid value for sample_interval_s: "),
+        "{e}"
+    );
+    for key in [
+        "1000 samples",
+        "cost.compute_efficiency",
+        "kv.page_map_latency_s",
+    ] {
+        assert!(e.contains(key), "{key} missing: {e}");
+    }
+    // The same run without the stretch fits in the same series.
+    c.cost.compute_efficiency = 1.0;
+    assert!(simulate(&c, &[RequestSpec::new(0.0, 100, 11)]).is_ok());
+}
+
 #[test]
 fn too_long_requests_are_rejected_and_counted() {
     let mut c = small_config(paged(16, PrefixCaching::Off));

@@ -93,3 +93,58 @@ def test_serving_experiment_composes_with_debug_tiny() -> None:
     paging = compose(["experiment=paging"], pm=PM)
     assert paging.get("kv_manager") is None and paging.get("model") is None
     assert paging.backend._target_.endswith("CpuDdr5Nvme") and paging.policy._target_.endswith("LRU")
+
+
+@pytest.mark.parametrize(
+    ("workload", "override", "key"),
+    [
+        ("poisson", "workload.rate=inf", "workload.rate"),  # the core's arrivals.rate
+        ("gamma", "workload.cv=1e-300", "workload.cv"),  # arrivals.cv (the gamma sampler looped forever)
+        ("gamma", "workload.cv=1e300", "workload.cv"),  # named arrivals.rate
+        ("multi_turn", "workload.conversation_rate=inf", "workload.conversation_rate"),  # named arrivals.rate
+        ("shared_prefix", "workload.prompt_tokens={kind:lognormal,median:-1,sigma:1}", "workload.prompt_tokens"),
+    ],
+)
+def test_core_errors_of_a_workload_name_the_config_key(tmp_path: Path, workload: str, override: str, key: str) -> None:
+    with pytest.raises(InvalidConfigError, match=rf"^config key '{key}[.']") as info:
+        run_once(tmp_path, f"workload={workload}", override)
+    assert "arrivals." not in str(info.value)
+
+
+def test_core_key_error_keeps_keys_it_cannot_map() -> None:
+    from memarena.errors import core_key_error
+
+    exc = InvalidConfigError("invalid value for seed: x")
+    assert str(core_key_error(exc, "workload", "w", ["rate"], {})) == (
+        "config key 'workload' (workload=w): invalid value for seed: x"
+    )
+    mapped = core_key_error(InvalidConfigError("invalid value for a.b: r"), "workload", "w", [], {"a.b": "c"})
+    assert str(mapped) == "config key 'workload.c' (workload=w): r"
+
+
+def test_the_series_error_names_what_stretches_the_simulated_time() -> None:
+    from memarena.families.serving.family import config_keys
+
+    core = (
+        "invalid value for sample_interval_s: the simulation reached 1e7 s, at sample_interval_s=1: check "
+        "(cost.compute_efficiency, cost.bandwidth_efficiency, cost.iteration_overhead_s, kv.page_map_latency_s)"
+    )
+    assert config_keys(core) == (
+        "invalid value for family.sample_interval_s: the simulation reached 1e7 s, at family.sample_interval_s=1: "
+        "check (family.compute_efficiency, family.bandwidth_efficiency, family.iteration_overhead_s, "
+        "kv_manager.page_map_latency_s)"
+    )
+    assert config_keys("config key 'family.sample_interval_s'") == "config key 'family.sample_interval_s'"
+
+
+def test_a_simulated_time_stretched_past_the_memory_is_refused_naming_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Iterations of ~1e290 s: the series outgrows the memory (here 16 MiB: 104857 samples) at any interval; it grew
+    # until an allocation failed (or the machine ran out of memory) and named only sample_interval_s.
+    import memarena.resources
+
+    monkeypatch.setattr(memarena.resources, "available_memory_bytes", lambda: 16 << 20)
+    with pytest.raises(InvalidConfigError, match=r"104857 samples at family\.sample_interval_s=1 ") as info:
+        run_once(tmp_path, "workload=poisson", "workload.n_requests=3", "family.compute_efficiency=1e-300")
+    assert "family.compute_efficiency" in str(info.value) and "kv_manager.page_map_latency_s" in str(info.value)

@@ -17,6 +17,7 @@ series for ``memarena report``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -49,6 +50,21 @@ OPTION_KEYS = (
     "sample_interval_s",
     "check_invariants",
 )
+#: The core's names of the keys above (``cost.compute_efficiency``, ``kv.page_map_latency_s``, ``sample_interval_s``)
+#: as a run's config names them (``family.compute_efficiency``, ``kv_manager.page_map_latency_s``).
+_CORE_KEY = re.compile(r"(?<![\w.])(?:(?:cost|scheduler)\.(\w+)|kv\.(\w+)|(" + "|".join(OPTION_KEYS) + r")\b)")
+
+
+def config_keys(message: str) -> str:
+    """``message`` (a core error of :func:`simulate`) with the core's key names replaced by the config's."""
+
+    def user(m: re.Match[str]) -> str:
+        family, kv, option = m.groups()
+        return f"kv_manager.{kv}" if kv else f"family.{family or option}"
+
+    return _CORE_KEY.sub(user, message)
+
+
 #: Fig. 2 categories, stacked in this order.
 SHARES = tuple(f"{k}_share" for k in BREAKDOWN)
 
@@ -284,16 +300,19 @@ class ServingFamily(Family):
                 "(a header-only CSV?); latencies over no requests are undefined"
             )
         with run.progress(None, desc=f"serving {kv.describe()}", unit="run"):
-            report = simulate(
-                requests,
-                model=model,
-                hardware=hardware,
-                kv_manager=kv,
-                scheduler=self.scheduler,
-                cost=self.cost,
-                seed=run.seed,
-                **self.options,
-            )
+            try:
+                report = simulate(
+                    requests,
+                    model=model,
+                    hardware=hardware,
+                    kv_manager=kv,
+                    scheduler=self.scheduler,
+                    cost=self.cost,
+                    seed=run.seed,
+                    **self.options,
+                )
+            except InvalidConfigError as exc:  # the core names its keys: name the config's
+                raise InvalidConfigError(config_keys(str(exc))) from exc
         labels = {
             "workload": workload.describe(),
             "model": run.label("model", model.name),

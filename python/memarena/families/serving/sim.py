@@ -168,6 +168,21 @@ def _check_series_fits(requests: Requests, sample_interval_s: Any) -> None:
     )
 
 
+def _max_samples() -> int | None:
+    """The most samples of the time series the available memory holds (None: unknown).
+
+    The span estimate (:func:`_check_series_fits`) cannot foresee a run whose
+    iterations stretch the simulated time (a tiny ``compute_efficiency``): the
+    core stops such a run here, with an error naming the keys that stretch it,
+    instead of growing the series into all the memory there is.
+    """
+    from memarena.families.serving.memory import BYTES_PER_SAMPLE
+    from memarena.resources import available_memory_bytes
+
+    limit = available_memory_bytes()
+    return None if limit is None else max(2, limit // BYTES_PER_SAMPLE)
+
+
 def simulate(
     requests: Requests,
     *,
@@ -260,6 +275,7 @@ def simulate(
         config,
         **requests.core_kwargs(),
         manager=python_kv,
+        max_samples=_max_samples(),
     )
     samples = out.pop("samples")
     per_request = out.pop("requests")

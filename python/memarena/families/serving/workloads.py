@@ -19,13 +19,14 @@ twice the load). Length distributions are an integer (fixed) or a dict
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from memarena.api import Workload, param
-from memarena.errors import InvalidConfigError, unreadable_file
+from memarena.errors import InvalidConfigError, core_key_error, unreadable_file
 
 __all__ = [
     "SERVING_WORKLOADS",
@@ -58,6 +59,9 @@ class ServingWorkload(Workload):
     """
 
     family: ClassVar[str] = "serving"
+    #: The core's key of each Config field :meth:`requests` hands to the core under another name
+    #: (its errors name the core's key; the component's name the field).
+    core_keys: ClassVar[dict[str, str]] = {}
 
     def requests(self, seed: int) -> Any:
         """The requests before ``n_requests`` and ``time_scale`` apply."""
@@ -74,8 +78,9 @@ class ServingWorkload(Workload):
 
         try:
             return generate_requests(spec, seed)
-        except InvalidConfigError as exc:
-            raise InvalidConfigError(f"config key 'workload' ({self.name}): {exc}") from exc
+        except InvalidConfigError as exc:  # named by the core's key: name the user's
+            fields = [f.name for f in dataclasses.fields(self.Config)]
+            raise core_key_error(exc, "workload", self.name, fields, self.core_keys) from exc
 
 
 class AzureLLM2023Conv(ServingWorkload):
@@ -124,6 +129,7 @@ class PoissonRequests(ServingWorkload):
 
     name: ClassVar[str] = "poisson"
     arrivals_kind: ClassVar[str] = "poisson"
+    core_keys: ClassVar[dict[str, str]] = {"num_requests": "n_requests", "arrivals.rate": "rate"}
 
     @dataclass
     class Config:
@@ -167,11 +173,13 @@ class GammaRequests(PoissonRequests):
 
     name: ClassVar[str] = "gamma"
     arrivals_kind: ClassVar[str] = "gamma"
+    core_keys: ClassVar[dict[str, str]] = {**PoissonRequests.core_keys, "arrivals.cv": "cv"}
 
     @dataclass
     class Config(PoissonRequests.Config):
         _target_: str = "memarena.families.serving.workloads.GammaRequests"
-        #: Coefficient of variation of the gaps (1: Poisson).
+        #: Coefficient of variation of the gaps (1: Poisson); in [1.5e-8, 6.7e7], where the gaps' gamma shape
+        #: 1/cv^2 stays in the range the core's f64 sampler follows (memarena-sim's dist::GAMMA_MAX_SHAPE).
         cv: float = param(2.0, gt=0)
 
     def arrivals(self) -> dict[str, Any]:

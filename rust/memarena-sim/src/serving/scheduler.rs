@@ -269,6 +269,8 @@ pub struct ServingModel<K: KvManager> {
     pub(crate) sample_interval_s: f64,
     pub(crate) check: bool,
     pub(crate) samples: Vec<Sample>,
+    /// The most samples `samples` may hold ([`super::sim::ServingConfig::max_samples`]).
+    pub(crate) max_samples: usize,
     pub(crate) tbt: LogHistogram,
     pub(crate) c: Counters,
     batch: Vec<Scheduled>,
@@ -316,6 +318,7 @@ impl<K: KvManager> ServingModel<K> {
             sample_interval_s,
             check,
             samples: Vec::new(),
+            max_samples: usize::MAX,
             tbt: LogHistogram::default(),
             c: Counters::default(),
             batch: Vec::new(),
@@ -505,8 +508,17 @@ impl<K: KvManager> ServingModel<K> {
             self.check_breakdown()?;
         }
         // The series' length is the simulated span over `sample_interval_s`,
-        // both from the input: it grows fallibly, never an allocation abort.
-        memarena_core::fallible::try_grow(&mut self.samples, "sample_interval_s")?;
+        // both from the input: it grows fallibly, never an allocation abort,
+        // and the error says what stretched the span.
+        if self.samples.len() >= self.max_samples
+            || memarena_core::fallible::try_grow(&mut self.samples, "sample_interval_s").is_err()
+        {
+            return Err(series_too_long(
+                now,
+                self.samples.len(),
+                self.sample_interval_s,
+            ));
+        }
         self.samples.push(Sample {
             time_s: now,
             running_requests: self.running.len() as u32,
@@ -585,6 +597,51 @@ impl<K: KvManager> Model for ServingModel<K> {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// The error of a sample series that cannot grow: the simulated time it
+/// reached and the keys that stretch it (slow iterations or spread-out
+/// arrivals), in the core's names.
+fn series_too_long(now: f64, samples: usize, interval: f64) -> Error {
+    let bytes = samples as f64 * std::mem::size_of::<Sample>() as f64;
+    Error::invalid(
+        "sample_interval_s",
+        format!(
+            "the simulation reached {now:.3e} s of simulated time, {samples} samples at \
+             sample_interval_s={interval} ({bytes:.3e} B) and the series cannot grow further: raise \
+             sample_interval_s (0: no series), or check what slows the simulated iterations \
+             (cost.compute_efficiency, cost.bandwidth_efficiency, cost.iteration_overhead_s, \
+             kv.page_map_latency_s) or spreads the arrivals (the workload's rate, time_scale)"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The series error says how far the simulation got and names every key
+    /// that stretches the simulated span (it named only
+    /// `sample_interval_s`, which is rarely the cause).
+    #[test]
+    fn a_series_that_cannot_grow_names_what_stretches_the_span() {
+        let e = series_too_long(1.5e12, 16_947_456, 1.0).to_string();
+        assert!(
+            e.starts_with("invalid value for sample_interval_s: "),
+            "{e}"
+        );
+        for key in [
+            "1.500e12 s of simulated time",
+            "16947456 samples",
+            "cost.compute_efficiency",
+            "cost.bandwidth_efficiency",
+            "cost.iteration_overhead_s",
+            "kv.page_map_latency_s",
+            "rate",
+        ] {
+            assert!(e.contains(key), "{key} missing: {e}");
         }
     }
 }

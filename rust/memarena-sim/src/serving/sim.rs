@@ -153,6 +153,13 @@ pub struct ServingConfig {
     /// (slow; for tests).
     #[serde(deserialize_with = "config::strict_bool")]
     pub check_invariants: bool,
+    /// The most samples the time series may hold (the memory the caller
+    /// allows it); `None`: as many as can be allocated. A run whose
+    /// simulated time outgrows it is an error naming `sample_interval_s` and
+    /// the keys that stretch the simulated time. Not a config key: the
+    /// caller sets it (`memarena._core.simulate_serving(max_samples=...)`).
+    #[serde(skip)]
+    pub max_samples: Option<u64>,
 }
 
 impl ServingConfig {
@@ -173,6 +180,7 @@ impl ServingConfig {
             sample_interval_s: 1.0,
             seed: 0,
             check_invariants: false,
+            max_samples: None,
         }
     }
 
@@ -568,7 +576,7 @@ fn run<K: KvManager>(
     let swap_capacity = config
         .swap_space_bytes
         .unwrap_or(config.hardware.host_memory_bytes);
-    let model = ServingModel::new(
+    let mut model = ServingModel::new(
         config.scheduler.clone(),
         kv,
         cost,
@@ -580,6 +588,9 @@ fn run<K: KvManager>(
         config.sample_interval_s,
         config.check_invariants,
     );
+    model.max_samples = config
+        .max_samples
+        .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let mut eng = Engine::new(model);
     let first_arrival = requests
         .iter()

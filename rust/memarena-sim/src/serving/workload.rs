@@ -11,7 +11,7 @@ use memarena_core::trace::{excerpt, open_input, utf8_error_at};
 use serde::Deserialize;
 use serde::de::MapAccess;
 
-use crate::dist::{exponential, gamma, lognormal};
+use crate::dist::{GAMMA_MAX_SHAPE, GAMMA_MIN_SHAPE, exponential, gamma, lognormal};
 use crate::engine::rng_stream;
 
 /// One request to serve.
@@ -314,9 +314,25 @@ impl ArrivalProcess {
                     format!("must be finite and > 0, got {rate}"),
                 ))
             }
-            ArrivalProcess::Gamma { cv, .. } if !(*cv > 0.0 && cv.is_finite()) => Err(
-                Error::invalid("arrivals.cv", format!("must be finite and > 0, got {cv}")),
-            ),
+            ArrivalProcess::Gamma { cv, .. }
+                if !(*cv > 0.0
+                    && cv.is_finite()
+                    && (GAMMA_MIN_SHAPE..=GAMMA_MAX_SHAPE).contains(&(1.0 / (cv * cv)))) =>
+            {
+                // The gaps are gamma with shape 1 / cv^2: the sampler's range
+                // of shapes (see `dist::GAMMA_MAX_SHAPE`) bounds cv.
+                Err(Error::invalid(
+                    "arrivals.cv",
+                    format!(
+                        "must be in [{:.3e}, {:.3e}] (the gaps' gamma shape 1 / cv^2 in [{:.3e}, {:.3e}], \
+                         where its f64 sampler follows the distribution), got {cv:e}",
+                        1.0 / GAMMA_MAX_SHAPE.sqrt(),
+                        1.0 / GAMMA_MIN_SHAPE.sqrt(),
+                        GAMMA_MIN_SHAPE,
+                        GAMMA_MAX_SHAPE,
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -542,10 +558,12 @@ pub struct MultiTurnWorkload {
 impl MultiTurnWorkload {
     /// Generates the requests, sorted by arrival.
     pub fn generate(&self) -> Result<Vec<RequestSpec>> {
-        ArrivalProcess::Poisson {
-            rate: self.conversation_rate,
+        if !(self.conversation_rate > 0.0 && self.conversation_rate.is_finite()) {
+            return Err(Error::invalid(
+                "conversation_rate",
+                format!("must be finite and > 0, got {}", self.conversation_rate),
+            ));
         }
-        .validate()?;
         self.turns.validate("turns")?;
         self.user_tokens.validate("user_tokens")?;
         self.output_tokens.validate("output_tokens")?;
@@ -769,6 +787,64 @@ mod tests {
             };
             let err = w.generate().unwrap_err();
             proptest::prop_assert!(err.to_string().contains("invalid value for num_requests"), "{}", err);
+        }
+
+        /// A cv whose gamma shape 1 / cv^2 is outside the sampler's range is
+        /// an error naming `arrivals.cv` (cv = 1e-300 made the sampler loop
+        /// forever), never a hang or a panic; one inside generates.
+        #[test]
+        fn gamma_cv_is_validated_before_sampling(
+            cv in proptest::prop_oneof![
+                proptest::strategy::Just(1e-300),
+                proptest::strategy::Just(5e-324),
+                proptest::strategy::Just(1e300),
+                proptest::strategy::Just(f64::MAX),
+                1e-300f64..1e-8,
+                1e8f64..1e300,
+                1e-8f64..1e8,
+            ],
+            rate in proptest::prop_oneof![proptest::strategy::Just(1e-3), 1e-3f64..1e3],
+        ) {
+            let w = SyntheticWorkload {
+                num_requests: 50,
+                arrivals: ArrivalProcess::Gamma { rate, cv },
+                prompt_tokens: LengthDist::Fixed(1),
+                output_tokens: LengthDist::Fixed(1),
+                n_parallel: 1,
+                seed: 1,
+            };
+            let shape = 1.0 / (cv * cv);
+            if (GAMMA_MIN_SHAPE..=GAMMA_MAX_SHAPE).contains(&shape) {
+                let reqs = w.generate().unwrap();
+                proptest::prop_assert!(reqs.iter().all(|r| r.arrival_s.is_finite() && r.arrival_s >= 0.0));
+            } else {
+                let e = w.generate().unwrap_err().to_string();
+                proptest::prop_assert!(e.contains("invalid value for arrivals.cv"), "{}", e);
+            }
+        }
+
+        /// A conversation rate that is not finite and > 0 is an error naming
+        /// `conversation_rate` (it named the internal `arrivals.rate`).
+        #[test]
+        fn bad_conversation_rates_name_the_key(
+            rate in proptest::prop_oneof![
+                proptest::strategy::Just(f64::INFINITY),
+                proptest::strategy::Just(f64::NAN),
+                proptest::strategy::Just(0.0),
+                -1e300f64..0.0,
+            ],
+        ) {
+            let w = MultiTurnWorkload {
+                num_conversations: 3,
+                conversation_rate: rate,
+                turns: LengthDist::Fixed(2),
+                user_tokens: LengthDist::Fixed(1),
+                output_tokens: LengthDist::Fixed(1),
+                mean_think_s: 1.0,
+                seed: 1,
+            };
+            let e = w.generate().unwrap_err().to_string();
+            proptest::prop_assert!(e.starts_with("invalid value for conversation_rate"), "{}", e);
         }
 
         /// A rate so low that arrival times overflow is an error naming the
