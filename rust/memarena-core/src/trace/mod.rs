@@ -129,15 +129,7 @@ impl Trace {
     pub fn new(ids: Vec<ObjId>) -> Self {
         let next_vtime = next_access(&ids);
         let first_access = first_access(&ids);
-        Trace {
-            ids,
-            sizes: None,
-            timestamps: None,
-            pred_next_vtime: None,
-            pred_bit: None,
-            next_vtime,
-            first_access,
-        }
+        Self::with_derived(ids, next_vtime, first_access)
     }
 
     /// [`Trace::new`], with the derived columns allocated fallibly: a trace
@@ -151,15 +143,24 @@ impl Trace {
         let mut first = crate::fallible::try_with_capacity(n, name)?;
         let mut seen = crate::FxHashSet::default();
         first.extend(ids.iter().map(|&id| seen.insert(id)));
-        Ok(Trace {
+        Ok(Self::with_derived(ids, next_vtime, first))
+    }
+
+    /// A unit-size trace of `ids` with its derived columns already computed.
+    fn with_derived(ids: Vec<ObjId>, next_vtime: Vec<u64>, first_access: Vec<bool>) -> Self {
+        debug_assert_eq!(
+            (next_vtime.len(), first_access.len()),
+            (ids.len(), ids.len())
+        );
+        Trace {
             ids,
             sizes: None,
             timestamps: None,
             pred_next_vtime: None,
             pred_bit: None,
             next_vtime,
-            first_access: first,
-        })
+            first_access,
+        }
     }
 
     /// Attach object sizes in bytes (one per request). `None` = unit size.
