@@ -88,6 +88,23 @@ fn fill_next_access(
     Ok(())
 }
 
+/// [`next_access`] and [`first_access`] of `ids`, allocated fallibly (an
+/// error naming `name`, the input that set the length) and stoppable (see
+/// [`crate::cancel`]: a long trace's derived columns take seconds).
+pub fn try_derived(ids: &[ObjId], name: &str) -> Result<(Vec<u64>, Vec<bool>)> {
+    let n = ids.len();
+    let mut next_vtime = crate::fallible::try_with_capacity(n, name)?;
+    next_vtime.resize(n, NEVER);
+    fill_next_access(ids, &mut next_vtime, crate::cancel::check)?;
+    let mut first = crate::fallible::try_with_capacity(n, name)?;
+    let mut seen = crate::FxHashSet::default();
+    for &id in ids {
+        crate::cancel::check()?;
+        first.push(seen.insert(id));
+    }
+    Ok((next_vtime, first))
+}
+
 /// Whether each request is the first ever to its id (a compulsory miss for
 /// any cache that starts empty). One forward pass, O(n).
 pub fn first_access(ids: &[ObjId]) -> Vec<bool> {
@@ -144,18 +161,7 @@ impl Trace {
     /// whose columns cannot be allocated is an error naming `name` (the input
     /// that set its length, e.g. `n_requests`), never an allocation abort.
     pub fn try_new(ids: Vec<ObjId>, name: &str) -> Result<Self> {
-        let n = ids.len();
-        let mut next_vtime = crate::fallible::try_with_capacity(n, name)?;
-        next_vtime.resize(n, NEVER);
-        // Stoppable (see `crate::cancel`): a long trace's derived columns
-        // take seconds.
-        fill_next_access(&ids, &mut next_vtime, crate::cancel::check)?;
-        let mut first = crate::fallible::try_with_capacity(n, name)?;
-        let mut seen = crate::FxHashSet::default();
-        for &id in &ids {
-            crate::cancel::check()?;
-            first.push(seen.insert(id));
-        }
+        let (next_vtime, first) = try_derived(&ids, name)?;
         Ok(Self::with_derived(ids, next_vtime, first))
     }
 
