@@ -461,7 +461,12 @@ class Index:
         tenant_offsets: npt.NDArray[np.uint64] | None = None,
         tenant_ids: npt.NDArray[np.uint32] | None = None,
     ) -> None:
-        """Add ``(n, dim)`` rows with ids, each readable by its CSR row of tenants."""
+        """Add ``(n, dim)`` rows with ids, each readable by its CSR row of tenants.
+
+        A signal stops graph, hash, list and tree indexes between two rows;
+        each insertion is atomic, so the index stays valid with the first
+        rows inserted (``len`` tells how many).
+        """
 
     def search(
         self,

@@ -278,3 +278,60 @@ except Stop as exc:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=STOP_S + 60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "raised: from the handler"
+
+
+#: A child that adds far more vectors to an HNSW graph than it could insert
+#: within STOP_S (a high ef_construction), after a first small add; on
+#: KeyboardInterrupt it reports how many vectors the index holds and adds 10
+#: more with default ids (which must follow those already in).
+HNSW_ADD_FOREVER = """
+import sys
+import numpy as np
+from memarena.families.retrieval.index import Index
+
+x = np.random.default_rng(0).standard_normal((400_000, 16), dtype=np.float32)
+index = Index("hnsw", dim=16, params={"m": 32, "ef_construction": 800})
+index.add(x[:100])
+print("ready", flush=True)
+try:
+    index.add(x[100:])
+except KeyboardInterrupt:
+    done = len(index)
+    print("interrupted", done, flush=True)
+    index.add(x[done : done + 10])
+    print("then", len(index), sorted(map(int, index.search(x[:1], 1)[1][0])), flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+
+
+def test_sigint_stops_an_hnsw_add_between_two_vectors(tmp_path: Path) -> None:
+    """Issue 14: a signal stops native vector insertion; the index keeps the vectors inserted so far."""
+    out_path = tmp_path / "stdout"
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HNSW_ADD_FOREVER],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            wait_for("its second add", lambda: "ready" in out_path.read_text(), proc)
+            proc.send_signal(signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the add did not stop within {STOP_S:.0f} s of SIGINT")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    lines_out = out_path.read_text().splitlines()
+    assert proc.returncode == 3, f"exit {proc.returncode}\n{lines_out}\n{err}"
+    interrupted = next(line for line in lines_out if line.startswith("interrupted"))
+    done = int(interrupted.split()[1])
+    assert 100 <= done < 400_000
+    # The index stayed usable: 10 more vectors with the next default ids went in.
+    assert f"then {done + 10} [0]" in lines_out, lines_out

@@ -568,6 +568,8 @@ impl VectorIndex for Curator {
         let data = self.store.prepare(data);
         let dim = self.store.dim;
         for i in 0..n {
+            // Stoppable between two vectors (see `memarena_core::cancel`).
+            memarena_core::cancel::check()?;
             let v = &data[i * dim..(i + 1) * dim];
             let leaf = self.route(v);
             let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));

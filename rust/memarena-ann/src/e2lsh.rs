@@ -377,13 +377,17 @@ impl VectorIndex for E2Lsh {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let (data, first) = self.store.add_rows(data, ids, tenants.as_ref())?;
+        let (data, n) = self.store.begin_add(data, ids, tenants.as_ref())?;
         if self.w == 0.0 && !data.is_empty() {
             self.fit_width(&data);
         }
         let (mut buf, mut h) = (Vec::new(), Vec::new());
-        for (slot, v) in (first..).zip(data.chunks_exact(self.store.dim)) {
-            self.insert(slot, v, &mut buf, &mut h);
+        let dim = self.store.dim;
+        for i in 0..n {
+            // Stoppable between two vectors (see `memarena_core::cancel`).
+            memarena_core::cancel::check()?;
+            let slot = self.store.push_row(&data, ids, tenants.as_ref(), i);
+            self.insert(slot, &data[i * dim..(i + 1) * dim], &mut buf, &mut h);
         }
         Ok(())
     }

@@ -472,8 +472,12 @@ impl VectorIndex for Hnsw {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let (_, first) = self.store.add_rows(data, ids, tenants.as_ref())?;
-        for slot in first..self.store.n_slots() as u32 {
+        let (data, n) = self.store.begin_add(data, ids, tenants.as_ref())?;
+        for i in 0..n {
+            // Stoppable between two vectors (see `memarena_core::cancel`):
+            // each is stored and linked in before the next.
+            memarena_core::cancel::check()?;
+            let slot = self.store.push_row(&data, ids, tenants.as_ref(), i);
             self.insert(slot);
         }
         Ok(())

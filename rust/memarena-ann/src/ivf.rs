@@ -725,13 +725,29 @@ impl VectorIndex for Ivf {
         } else {
             1
         };
-        let near = kmeans::nearest(&data, &self.centroids, dim, m, kmeans::threads());
+        // Rows in blocks, each assigned to its lists by one parallel pass:
+        // a stop request (see `memarena_core::cancel`) ends the add between
+        // two blocks, every row added so far in its lists.
+        const BLOCK: usize = 4096;
+        let mut near = Vec::new();
         let mut chosen = Vec::new();
         for i in 0..n {
+            if i % BLOCK == 0 {
+                memarena_core::cancel::check_now()?;
+                let end = (i + BLOCK).min(n);
+                near = kmeans::nearest(
+                    &data[i * dim..end * dim],
+                    &self.centroids,
+                    dim,
+                    m,
+                    kmeans::threads(),
+                );
+            }
+            let j = i % BLOCK;
             let v = &data[i * dim..(i + 1) * dim];
             let t = tenants.as_ref().map_or(&[][..], |t| t.row(i));
             let slot = self.store.push(v, ids[i], t);
-            self.choose_lists(&near[i * m..(i + 1) * m], &mut chosen);
+            self.choose_lists(&near[j * m..(j + 1) * m], &mut chosen);
             for (j, &c) in chosen.iter().enumerate() {
                 let list = &mut self.lists[c as usize];
                 if j == 0 {

@@ -505,10 +505,14 @@ impl VectorIndex for SimHash {
         ids: &[u64],
         tenants: Option<Tenants<'_>>,
     ) -> Result<()> {
-        let (data, first) = self.store.add_rows(data, ids, tenants.as_ref())?;
+        let (data, n) = self.store.begin_add(data, ids, tenants.as_ref())?;
         let (mut proj, mut codes) = (Vec::new(), Vec::new());
-        for (slot, v) in (first..).zip(data.chunks_exact(self.store.dim)) {
-            self.hash(v, &mut proj, &mut codes);
+        let dim = self.store.dim;
+        for i in 0..n {
+            // Stoppable between two vectors (see `memarena_core::cancel`).
+            memarena_core::cancel::check()?;
+            self.hash(&data[i * dim..(i + 1) * dim], &mut proj, &mut codes);
+            let slot = self.store.push_row(&data, ids, tenants.as_ref(), i);
             self.insert_codes(slot, &codes);
         }
         Ok(())

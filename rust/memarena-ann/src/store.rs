@@ -266,14 +266,41 @@ impl Store {
         ids: &[u64],
         tenants: Option<&Tenants<'_>>,
     ) -> Result<(Cow<'a, [f32]>, u32)> {
-        let n = self.check_add(data, ids, tenants)?;
-        self.reserve_rows(n)?;
-        let data = self.prepare(data);
+        let (data, n) = self.begin_add(data, ids, tenants)?;
         let first = self.n_slots() as u32;
-        for (i, v) in data.chunks_exact(self.dim).take(n).enumerate() {
-            self.push(v, ids[i], tenants.map_or(&[][..], |t| t.row(i)));
+        for i in 0..n {
+            self.push_row(&data, ids, tenants, i);
         }
         Ok((data, first))
+    }
+
+    /// Checks an add batch, makes room for it and prepares it
+    /// ([`Store::prepare`]), appending nothing; returns the prepared rows
+    /// and their number. The index then appends row `i` with
+    /// [`Store::push_row`] and links it in before the next, so that a stop
+    /// request between two rows leaves every appended row indexed.
+    pub(crate) fn begin_add<'a>(
+        &mut self,
+        data: &'a [f32],
+        ids: &[u64],
+        tenants: Option<&Tenants<'_>>,
+    ) -> Result<(Cow<'a, [f32]>, usize)> {
+        let n = self.check_add(data, ids, tenants)?;
+        self.reserve_rows(n)?;
+        Ok((self.prepare(data), n))
+    }
+
+    /// Appends row `i` of a batch that [`Store::begin_add`] prepared
+    /// (`data`) and checked (`ids`, `tenants`); returns its slot.
+    pub(crate) fn push_row(
+        &mut self,
+        data: &[f32],
+        ids: &[u64],
+        tenants: Option<&Tenants<'_>>,
+        i: usize,
+    ) -> u32 {
+        let v = &data[i * self.dim..(i + 1) * self.dim];
+        self.push(v, ids[i], tenants.map_or(&[][..], |t| t.row(i)))
     }
 
     /// Room for `n` more rows, allocated fallibly: a batch the allocator

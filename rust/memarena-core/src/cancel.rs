@@ -15,6 +15,13 @@
 //! spawns itself see none, so such functions check on the calling thread
 //! between rounds of parallel work.
 //!
+//! Loops that check: the trace readers (CSV, oracleGeneral), synthesis and
+//! the derived columns ([`crate::trace::try_derived`]), the paging replays
+//! ([`crate::sim`]), [`crate::mrc`]; in `memarena-sim`, the serving engine,
+//! the Azure reader and the workload generators; in `memarena-ann`, k-means
+//! training, batched search and the adds of the graph, hash, list and tree
+//! indexes (between two vectors, each inserted whole).
+//!
 //! `memarena-py` installs a poll that re-attaches to the interpreter and runs
 //! its pending signal handlers (`PyErr_CheckSignals`), so Ctrl-C and SIGTERM
 //! stop native work within about [`POLL_INTERVAL`] plus one loop iteration.

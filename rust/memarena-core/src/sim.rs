@@ -233,7 +233,9 @@ impl Replay {
         Ok(())
     }
 
-    /// Replay requests `position()..stop` of `view` through `cache`.
+    /// Replay requests `position()..stop` of `view` through `cache`. A stop
+    /// request ([`crate::cancel`]) ends it with [`Error::Interrupted`] and
+    /// `position()` at the first request not replayed.
     pub fn feed<P: ?Sized + Policy>(
         &mut self,
         view: &TraceView<'_>,
@@ -243,6 +245,12 @@ impl Replay {
         self.check_stop(view, stop)?;
         self.reserve_windows(stop)?;
         for i in self.next..stop {
+            // Stoppable (see `crate::cancel`): a stop leaves the replay at
+            // request `i`, consistent with the cache, so it can go on.
+            if let Err(e) = crate::cancel::check() {
+                self.next = i;
+                return Err(e);
+            }
             let req = request_at(view, i, self.opts.ignore_size);
             let outcome = cache.access(&req);
             self.record(i, &req, view.first_access[i], outcome);
@@ -263,6 +271,7 @@ impl Replay {
         self.check_stop(view, stop)?;
         self.reserve_windows(stop)?;
         for i in self.next..stop {
+            crate::cancel::check()?; // stoppable; `position()` is `i`
             let req = request_at(view, i, self.opts.ignore_size);
             let outcome = cache.access_checked(&req)?;
             self.record(i, &req, view.first_access[i], outcome);
@@ -305,9 +314,12 @@ pub fn access_batch<P: ?Sized + Policy>(
     cache: &mut Cache<P>,
 ) -> Result<Vec<bool>> {
     view.validate()?;
-    Ok((0..view.ids.len())
-        .map(|i| cache.access(&request_at(view, i, false)).is_hit())
-        .collect())
+    (0..view.ids.len())
+        .map(|i| {
+            crate::cancel::check()?; // stoppable (see `crate::cancel`)
+            Ok(cache.access(&request_at(view, i, false)).is_hit())
+        })
+        .collect()
 }
 
 #[cfg(test)]

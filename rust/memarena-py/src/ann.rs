@@ -127,6 +127,9 @@ impl PyIndex {
 
     /// Adds `(n, dim)` float32 rows with uint64 ids; row `i` is readable by
     /// tenants `tenant_ids[tenant_offsets[i]:tenant_offsets[i + 1]]` (CSR).
+    /// A signal stops graph, hash, list and tree indexes between two rows;
+    /// each insertion is atomic, so the index stays valid with the first
+    /// rows inserted (`len` tells how many).
     #[pyo3(signature = (data, ids, tenant_offsets=None, tenant_ids=None))]
     fn add(
         &mut self,

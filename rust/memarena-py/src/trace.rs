@@ -38,13 +38,14 @@ struct Derived {
 }
 
 impl Derived {
-    fn of(ids: &[u64]) -> Self {
-        let first_access = trace::first_access(ids);
-        Derived {
-            next_vtime: trace::next_access(ids),
+    /// Stoppable and allocated fallibly ([`trace::try_derived`]).
+    fn of(ids: &[u64]) -> memarena_core::Result<Self> {
+        let (next_vtime, first_access) = trace::try_derived(ids, "ids")?;
+        Ok(Derived {
+            next_vtime,
             num_objects: first_access.iter().filter(|&&f| f).count(),
             first_access,
-        }
+        })
     }
 }
 
@@ -176,7 +177,7 @@ fn derived<'a>(py: Python<'_>, c: &'a NumpyColumns, ids: &[u64]) -> PyResult<&'a
     if let Some(d) = c.derived.get() {
         return Ok(d);
     }
-    let d = py.run_core(|| Ok(Derived::of(ids)))?;
+    let d = py.run_core(|| Derived::of(ids))?;
     let _ = c.derived.set(d);
     Ok(c.derived.get().expect("set above or by a racing thread"))
 }

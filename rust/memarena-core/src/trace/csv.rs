@@ -265,6 +265,7 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Trace> {
     let mut sizes = size_idx.map(|_| Vec::new());
     let mut times = time_idx.map(|_| Vec::new());
     while let Some((line_no, trimmed)) = lines.next(&mut reader)? {
+        crate::cancel::check()?; // stoppable (see `crate::cancel`)
         if trimmed.trim().is_empty() {
             continue;
         }
@@ -318,7 +319,9 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Trace> {
             v.push(parse_u64(idx, col, "time")?);
         }
     }
-    Trace::new(ids).with_sizes(sizes)?.with_timestamps(times)
+    Trace::try_new(ids, &format!("path {}", path.display()))?
+        .with_sizes(sizes)?
+        .with_timestamps(times)
 }
 
 /// Write a trace as delimited text with a header: `id`, then `size` and

@@ -67,17 +67,42 @@ pub fn utf8_error_at(bytes: &[u8], base_line: usize, base_offset: u64) -> Option
 /// where the id is not requested again. One backward pass, O(n).
 pub fn next_access(ids: &[ObjId]) -> Vec<u64> {
     let mut next = vec![NEVER; ids.len()];
-    fill_next_access(ids, &mut next);
+    fill_next_access(ids, &mut next, || Ok(())).expect("no check fails");
     next
 }
 
-fn fill_next_access(ids: &[ObjId], next: &mut [u64]) {
+/// Fill `next` (see [`next_access`]), calling `check` once per request: its
+/// error (a stop request) ends the pass.
+fn fill_next_access(
+    ids: &[ObjId],
+    next: &mut [u64],
+    mut check: impl FnMut() -> Result<()>,
+) -> Result<()> {
     let mut seen: FxHashMap<ObjId, u64> = FxHashMap::default();
     for (t, &id) in ids.iter().enumerate().rev() {
+        check()?;
         if let Some(n) = seen.insert(id, t as u64) {
             next[t] = n;
         }
     }
+    Ok(())
+}
+
+/// [`next_access`] and [`first_access`] of `ids`, allocated fallibly (an
+/// error naming `name`, the input that set the length) and stoppable (see
+/// [`crate::cancel`]: a long trace's derived columns take seconds).
+pub fn try_derived(ids: &[ObjId], name: &str) -> Result<(Vec<u64>, Vec<bool>)> {
+    let n = ids.len();
+    let mut next_vtime = crate::fallible::try_with_capacity(n, name)?;
+    next_vtime.resize(n, NEVER);
+    fill_next_access(ids, &mut next_vtime, crate::cancel::check)?;
+    let mut first = crate::fallible::try_with_capacity(n, name)?;
+    let mut seen = crate::FxHashSet::default();
+    for &id in ids {
+        crate::cancel::check()?;
+        first.push(seen.insert(id));
+    }
+    Ok((next_vtime, first))
 }
 
 /// Whether each request is the first ever to its id (a compulsory miss for
@@ -136,13 +161,7 @@ impl Trace {
     /// whose columns cannot be allocated is an error naming `name` (the input
     /// that set its length, e.g. `n_requests`), never an allocation abort.
     pub fn try_new(ids: Vec<ObjId>, name: &str) -> Result<Self> {
-        let n = ids.len();
-        let mut next_vtime = crate::fallible::try_with_capacity(n, name)?;
-        next_vtime.resize(n, NEVER);
-        fill_next_access(&ids, &mut next_vtime);
-        let mut first = crate::fallible::try_with_capacity(n, name)?;
-        let mut seen = crate::FxHashSet::default();
-        first.extend(ids.iter().map(|&id| seen.insert(id)));
+        let (next_vtime, first) = try_derived(&ids, name)?;
         Ok(Self::with_derived(ids, next_vtime, first))
     }
 

@@ -89,6 +89,7 @@ pub fn read_oracle_general(path: impl AsRef<Path>, opts: &OracleOptions) -> Resu
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut rec = [0u8; RECORD_BYTES];
     for i in 0..n as u64 {
+        crate::cancel::check()?; // stoppable (see `crate::cancel`)
         let offset = i * RECORD_BYTES as u64;
         reader.read_exact(&mut rec).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {

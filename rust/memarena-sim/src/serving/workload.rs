@@ -387,19 +387,20 @@ impl SyntheticWorkload {
         // `num_requests` comes from the config: allocated fallibly.
         let mut out =
             memarena_core::fallible::try_with_capacity(self.num_requests, "num_requests")?;
-        out.extend((0..self.num_requests).map(|i| {
+        for i in 0..self.num_requests {
+            memarena_core::cancel::check()?; // stoppable (see `memarena_core::cancel`)
             if i > 0 {
                 t += self.arrivals.gap(&mut ra);
             }
-            RequestSpec {
+            out.push(RequestSpec {
                 n_parallel: self.n_parallel,
                 ..RequestSpec::new(
                     t,
                     self.prompt_tokens.sample(&mut rp),
                     self.output_tokens.sample(&mut ro),
                 )
-            }
-        }));
+            });
+        }
         if !t.is_finite() {
             return Err(Error::invalid(
                 "arrivals.rate",
@@ -435,6 +436,7 @@ impl SharedPrefixWorkload {
         let mut rg = rng_stream(self.base.seed, 13);
         let mut reqs = self.base.generate()?;
         for r in &mut reqs {
+            memarena_core::cancel::check()?;
             r.prompt_tokens = r.prompt_tokens.saturating_add(self.prefix_tokens);
             r.prefix_group = Some(zipf.sample(&mut rg));
             r.prefix_tokens = self.prefix_tokens;
@@ -581,6 +583,7 @@ impl MultiTurnWorkload {
             let mut t = start;
             let mut history: u32 = 0;
             for k in 0..turns {
+                memarena_core::cancel::check()?; // stoppable (see `memarena_core::cancel`)
                 if k > 0 {
                     t += exponential(&mut r, 1.0 / self.mean_think_s);
                 }
@@ -683,6 +686,7 @@ pub fn parse_azure_csv(text: &str, path: &Path) -> Result<Vec<RequestSpec>> {
     let mut out = Vec::new();
     let mut t0 = f64::INFINITY;
     for (i, line) in lines {
+        memarena_core::cancel::check()?; // stoppable (see `memarena_core::cancel`)
         if line.trim().is_empty() {
             continue;
         }
@@ -743,6 +747,101 @@ pub fn read_azure_csv(path: impl AsRef<Path>) -> Result<Vec<RequestSpec>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memarena_core::cancel::with_poll_interval;
+    use std::time::Duration;
+
+    fn stop() -> bool {
+        true
+    }
+
+    fn go_on() -> bool {
+        false
+    }
+
+    /// An Azure-format trace of `n` requests, one every 10 ms.
+    fn azure_text(n: usize) -> String {
+        let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens\n");
+        for i in 0..n {
+            text += &format!(
+                "2023-11-16 18:{:02}:{:02}.{:02}0,{},{}\n",
+                i / 6000 % 60,
+                i / 100 % 60,
+                i % 100,
+                1 + i % 300,
+                i % 50
+            );
+        }
+        text
+    }
+
+    /// The three generators over `n` requests (conversations).
+    fn generators(n: usize, seed: u64) -> Vec<RequestGenerator> {
+        let base = SyntheticWorkload {
+            num_requests: n,
+            arrivals: ArrivalProcess::Poisson { rate: 10.0 },
+            prompt_tokens: LengthDist::Fixed(8),
+            output_tokens: LengthDist::Fixed(4),
+            n_parallel: 1,
+            seed,
+        };
+        vec![
+            RequestGenerator::Synthetic(base.clone()),
+            RequestGenerator::SharedPrefix(SharedPrefixWorkload {
+                base,
+                num_groups: 7,
+                prefix_tokens: 16,
+                zipf_alpha: 1.0,
+            }),
+            RequestGenerator::MultiTurn(MultiTurnWorkload {
+                num_conversations: n as u64,
+                conversation_rate: 2.0,
+                turns: LengthDist::Fixed(2),
+                user_tokens: LengthDist::Fixed(8),
+                output_tokens: LengthDist::Fixed(4),
+                mean_think_s: 1.0,
+                seed,
+            }),
+        ]
+    }
+
+    /// A stop request (`memarena_core::cancel`) ends the Azure reader and
+    /// every generator with `Error::Interrupted`.
+    #[test]
+    fn a_stop_request_ends_reading_and_generation() {
+        let text = azure_text(3000);
+        let r = with_poll_interval(stop, Duration::ZERO, || {
+            parse_azure_csv(&text, Path::new("x.csv"))
+        });
+        assert!(
+            matches!(r, Err(Error::Interrupted)),
+            "{:?}",
+            r.map(|v| v.len())
+        );
+        for g in generators(3000, 1) {
+            let r = with_poll_interval(stop, Duration::ZERO, || g.generate());
+            assert!(
+                matches!(r, Err(Error::Interrupted)),
+                "{g:?}: {:?}",
+                r.map(|v| v.len())
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+        /// A poll that never says stop changes nothing read or generated.
+        #[test]
+        fn polling_changes_no_request(n in 0usize..1500, seed in proptest::prelude::any::<u64>()) {
+            let text = azure_text(n);
+            let polled = with_poll_interval(go_on, Duration::ZERO, || parse_azure_csv(&text, Path::new("x.csv")));
+            proptest::prop_assert_eq!(polled.unwrap(), parse_azure_csv(&text, Path::new("x.csv")).unwrap());
+            for g in generators(n, seed) {
+                let polled = with_poll_interval(go_on, Duration::ZERO, || g.generate());
+                proptest::prop_assert_eq!(polled.unwrap(), g.generate().unwrap());
+            }
+        }
+    }
 
     #[test]
     fn azure_csv_keeps_relative_timestamps() {
