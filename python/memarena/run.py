@@ -230,11 +230,15 @@ def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: Over
     unsigned one, or one of magnitude 2**63 or more, cannot cross. The keys
     holding such a number are named, with the component chosen for their group.
     """
+    import re
+
     text = " ".join([str(exc), *getattr(exc, "__notes__", ())])
     negative = "negative" in text
-    suspects = [
-        (key, value) for key, value in _numbers(_container(config)) if (value < 0 if negative else abs(value) >= 2**63)
-    ]
+    # numpy names the narrower type it could not hold ("out of bounds for uint32").
+    narrow = re.search(r"out of bounds for (u?)int(8|16|32|64)\b", text)
+    bits = 63 if narrow is None else int(narrow.group(2)) - (0 if narrow.group(1) else 1)
+    numbers = _numbers(_container(config))
+    suspects = [(key, value) for key, value in numbers if (value < 0 if negative else abs(value) >= 2**bits)]
     if not suspects:
         return InvalidConfigError(f"a config value is out of range for memarena's core ({text})")
 
@@ -243,7 +247,7 @@ def out_of_range_error(config: DictConfig, choices: Mapping[str, str], exc: Over
         return f"{key!r} ({group}={choices[group]})" if group in choices and "." in key else repr(key)
 
     keys = ", ".join(f"{name(k)} = {v:g}" if isinstance(v, float) else f"{name(k)} = {v}" for k, v in suspects)
-    bound = "must not be negative" if negative else "must be below 2**63"
+    bound = "must not be negative" if negative else f"must be below 2**{bits}"
     return InvalidConfigError(f"config key {keys}: out of range, {bound} ({text})")
 
 

@@ -85,6 +85,7 @@ ISSUE_14: list[tuple[str, str, str]] = [
         for w in ("poisson", "shared_prefix")
         for f, v in (("n_requests", _BIG), ("rate", "1e-300"), ("time_scale", "1e-300"))
     ],
+    ("workload=gaussian_mixture_128_l2", "n_tenants", "1000000000000"),  # over uint32: named no key
     ("workload=loop", "n_requests", _BIG),
     ("workload=phase_shift", "n_requests", _BIG),
     *[

@@ -45,7 +45,7 @@ class GaussianMixtureDataset(Workload):
         #: Neighbours in the ground truth.
         k_truth: int = param(10, ge=1)
         #: Tenants (0: none). Owners are skewed (u^tenant_skew), queries uniform over tenants.
-        n_tenants: int = param(0, ge=0)
+        n_tenants: int = param(0, ge=0, le=2**32)  # tenant ids are the core's u32
         tenant_skew: float = param(3.0, gt=0)
         #: Share of vectors readable by a second tenant.
         shared_fraction: float = param(0.2, ge=0, le=1)
