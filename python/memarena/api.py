@@ -463,10 +463,32 @@ class KVManager(MemoryMethod):
 
 
 class KVCompression(MemoryMethod):
-    """A KV-cache compression method for the ``kvcache`` family."""
+    """A KV-cache compression method for the ``kvcache`` family.
+
+    A method builds the KV cache of one sequence: :meth:`new_layer` returns
+    one :class:`memarena.families.kvcache.LayerCache` per layer, which the
+    fixture model drives (queries, rotated keys, values of each forward
+    call in; attention out) and which reports the storage bytes of every
+    tensor it holds, by category. ``budget`` is the fraction of the
+    context's tokens a token-selecting method keeps (``family.budget``); a
+    method that does not select tokens (quantization) ignores it. See the
+    plugin-writer guide, "A KV-compression method".
+    """
 
     sub_kind: ClassVar[str] = "kv_compression"
     config_group: ClassVar[str] = "kv_compression"
+    #: Prefill in chunks of this many tokens (None: the whole context in one forward).
+    prefill_chunk_tokens: ClassVar[int | None] = None
+
+    def new_cache(self, spec: Any, budget: float) -> Any:
+        """A :class:`memarena.families.kvcache.KVCache` for one sequence (one :meth:`new_layer` per layer)."""
+        from memarena.families.kvcache.cache import KVCache
+
+        return KVCache([self.new_layer(spec, i, budget) for i in range(spec.n_layers)])
+
+    @abc.abstractmethod
+    def new_layer(self, spec: Any, layer: int, budget: float) -> Any:
+        """Layer ``layer``'s :class:`~memarena.families.kvcache.LayerCache` under ``spec`` (a ``CacheSpec``)."""
 
 
 class Optimizer(MemoryMethod):

@@ -1,0 +1,10 @@
+"""The registered KV-compression methods, one module each (see :data:`KV_COMPRESSIONS`)."""
+
+from __future__ import annotations
+
+from memarena.families.kvcache.methods.full import FullCache
+
+__all__ = ["KV_COMPRESSIONS", "FullCache"]
+
+#: Every built-in ``kv_compression`` component, in listing order.
+KV_COMPRESSIONS: tuple[type, ...] = (FullCache,)
