@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,8 +289,9 @@ class Fp16Store(HeadStore):
 class HeadwiseLayer(LayerCache):
     """A layer whose key/value heads each hold a :class:`HeadStore`; attention is computed per head.
 
-    Subclasses choose the store (:meth:`new_store`) and what to keep
-    (:meth:`after_attention`). Set :attr:`needs_probs` when
+    Subclasses choose what to keep (:meth:`after_attention`); the store
+    each head holds is the ``store`` factory's (a composition picks it:
+    :meth:`new_store`). Set :attr:`needs_probs` when
     :meth:`after_attention` reads the attention probabilities (they cost a
     ``[group, T, n + T]`` float32 tensor per head while the layer runs).
     """
@@ -298,12 +299,16 @@ class HeadwiseLayer(LayerCache):
     #: Hand the attention probabilities to :meth:`after_attention`.
     needs_probs: bool = False
 
-    def __init__(self, spec: CacheSpec, layer: int) -> None:
+    def __init__(self, spec: CacheSpec, layer: int, store: Callable[[int], HeadStore] | None = None) -> None:
         super().__init__(spec, layer)
+        self._store_factory = store
         self.heads: list[HeadStore] = [self.new_store(h) for h in range(spec.n_kv_heads)]
 
     def new_store(self, head: int) -> HeadStore:
-        """The store of key/value head ``head`` (default: :class:`Fp16Store`)."""
+        """The store of key/value head ``head``: the ``store`` factory given (compositions: H2O over KIVI's
+        quantized store ...), else :class:`Fp16Store`."""
+        if self._store_factory is not None:
+            return self._store_factory(head)
         return Fp16Store(self.spec.head_dim, self.spec.dtype)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
