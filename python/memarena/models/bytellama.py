@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 __all__ = [
     "ByteLlama",

@@ -121,7 +121,12 @@ class NeedleProbe:
 
 
 def recall_sample(
-    filler: bytes, length: int, rng: random.Random, n_pairs: int = 6, n_queries: int = 2, key_len: int = 4,
+    filler: bytes,
+    length: int,
+    rng: random.Random,
+    n_pairs: int = 6,
+    n_queries: int = 2,
+    key_len: int = 4,
     value_len: int = 4,
 ) -> tuple[bytes, list[NeedleProbe]]:
     """A training or probe sequence of exactly ``length`` bytes.
@@ -155,7 +160,11 @@ def recall_sample(
     for i in asked:
         line = f'assert KEY_{keys[i]} == "'.encode()
         probes.append(
-            NeedleProbe(prompt=seq[: at + len(line)], answer=values[i].encode(), needle_offset=head.index(f"KEY_{keys[i]}".encode()))
+            NeedleProbe(
+                prompt=seq[: at + len(line)],
+                answer=values[i].encode(),
+                needle_offset=head.index(f"KEY_{keys[i]}".encode()),
+            )
         )
         at += len(line) + value_len + 2
     return seq, probes

@@ -162,7 +162,9 @@ class LayerCache(abc.ABC):
         seen: set[int] = set()
         for cat, t in self.tensors():
             if cat not in out:
-                raise ValueError(f"{type(self).__name__}: unknown byte category {cat!r}; known: {', '.join(CATEGORIES)}")
+                raise ValueError(
+                    f"{type(self).__name__}: unknown byte category {cat!r}; known: {', '.join(CATEGORIES)}"
+                )
             ptr = t.untyped_storage().data_ptr()
             if ptr and ptr in seen:
                 continue
