@@ -53,11 +53,16 @@ def test_wheel_contents(wheel: Path) -> None:
         "memarena/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
         "memarena/data/azure_llm_2023/LICENSE",
         "memarena/data/azure_llm_2023/README.md",
+        # The fixture model's weights and card (issue 16), read by memarena.models.load_fixture.
+        "memarena/models/fixture/bytellama.pt",
+        "memarena/models/fixture/CARD.md",
         "memarena/_core.pyi",
         "memarena/py.typed",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     assert any(n.startswith("memarena/_core") and n.endswith(".so") for n in names)
+    # a training checkpoint next to the fixture is gitignored, so maturin leaves it out
+    assert not any(n.endswith(".ckpt") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert any(n.endswith(".dist-info/licenses/python/memarena/data/azure_llm_2023/LICENSE") for n in names), sorted(
         n for n in names if "dist-info" in n

@@ -1,0 +1,380 @@
+"""Train the fixture :class:`~memarena.models.bytellama.ByteLlama`: ``python -m memarena.models.train``.
+
+The bare command regenerates ``fixture/bytellama.pt`` and ``fixture/CARD.md``
+(the defaults are the shipped fixture's settings; the card records the exact
+command). Data: seeded windows of ``load_corpus("train")`` (CPython's stdlib
+``.py`` files, split by file) mixed with :func:`~memarena.models.corpus.recall_sample`
+sequences (key/value lines early, code filler, asserts at the end) at
+``--recall-fraction``. A curriculum trains the first ``--short-fraction`` of
+the steps at ``--short-len`` bytes, the rest at ``--seq-len`` (the evaluated
+context: a model trained shorter fails past its length). Each step is
+``--batch-tokens`` bytes; the loss is next-byte cross-entropy over all bytes.
+AdamW (decoupled weight decay on matrices only), linear warmup then cosine
+decay to ``--min-lr-ratio`` of the peak.
+
+Checkpoints (``<out>.ckpt``: model, optimizer, RNG states) are written every
+``--ckpt-every`` steps; ``--resume`` continues from one, bit-for-bit the same
+data stream. ``--export-checkpoint`` evaluates a checkpoint and writes the
+fixture from it (an intermediate fixture of a run still going).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from memarena.models.bytellama import ByteLlama, ByteLlamaConfig, from_hf_state_dict, to_hf_state_dict
+from memarena.models.corpus import Corpus, load_corpus, recall_sample
+from memarena.models.evaluate import heldout_bits_per_byte_stats, needle_accuracy
+
+__all__ = ["DEFAULT_OUT", "build_parser", "main", "render_card", "round_to_fp16", "save_fixture"]
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "fixture" / "bytellama.pt"
+
+#: Evaluation sets of the card (seeds distinct from any training stream's).
+EVAL_BPB_SEED = 1234
+EVAL_NEEDLE_SEED = 4321
+
+CARD_INTRO = """\
+# ByteLlama fixture
+
+A tiny Llama-architecture byte-level decoder shipped in the memarena wheel so
+the `kvcache` family compresses the KV cache of a real trained model, offline.
+
+**Architecture.** Llama as transformers' `LlamaForCausalLM` implements it:
+pre-norm RMSNorm, rotary position embeddings ("rotate half"), grouped-query
+attention, SwiGLU MLP, no biases, untied output head; vocabulary = the 256
+byte values. The state dict uses transformers' names, so
+`LlamaForCausalLM(LlamaConfig(**hf_config(cfg)))` loads it unchanged
+(`memarena.models.hf_config`, `to_hf_state_dict`). Stored in fp16.
+
+**Intended use.** A fixture for KV-cache experiments: real keys, values and
+attention patterns (local code statistics, induction/copy heads from the
+associative-recall task) at contexts up to the trained length, cheap enough
+for CPU tests. Held-out bits/byte and the needle probe below show what a
+compressed cache loses against the full one.
+
+**Limits.** Under a million parameters: it models Python source bytes
+(indentation, keywords, identifiers seen earlier in the window) and copies
+key/value pairs from its context, nothing more; it is no language model for
+any other use. Contexts longer than `max_seq_len` are refused (rotary
+positions past the trained length were never seen). Its numbers depend on the
+CPython version whose stdlib is the corpus (recorded below); the split is by
+file path, so it is the same on every machine with that version.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m memarena.models.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=3600, help="optimizer steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture path (.pt); the card goes next to it")
+    p.add_argument("--batch-tokens", type=int, default=8192, help="bytes per optimizer step")
+    p.add_argument("--seq-len", type=int, default=1024, help="sequence length of the final phase")
+    p.add_argument("--short-len", type=int, default=256, help="sequence length of the curriculum's first phase")
+    p.add_argument("--short-fraction", type=float, default=0.5, help="fraction of the steps at --short-len")
+    p.add_argument("--recall-fraction", type=float, default=0.25, help="fraction of sequences that are recall tasks")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr (cosine)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--dim", type=int, default=ByteLlamaConfig.dim)
+    p.add_argument("--n-layers", type=int, default=ByteLlamaConfig.n_layers)
+    p.add_argument("--n-heads", type=int, default=ByteLlamaConfig.n_heads)
+    p.add_argument("--n-kv-heads", type=int, default=ByteLlamaConfig.n_kv_heads)
+    p.add_argument("--ffn-dim", type=int, default=ByteLlamaConfig.ffn_dim)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument(
+        "--eval-every", type=int, default=400, help="quick eval (16 windows, 64 probes, current length); 0: never"
+    )
+    p.add_argument("--ckpt-every", type=int, default=250, help="checkpoint every N steps; 0: never")
+    p.add_argument("--eval-windows", type=int, default=64, help="held-out windows of the card's bits/byte")
+    p.add_argument("--eval-needles", type=int, default=256, help="needle probes of the card's accuracy")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
+    p.add_argument("--export-checkpoint", type=Path, default=None, help="evaluate a checkpoint, write the fixture")
+    return p
+
+
+def _config(args: argparse.Namespace) -> ByteLlamaConfig:
+    return ByteLlamaConfig(
+        dim=args.dim,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_kv_heads,
+        ffn_dim=args.ffn_dim,
+        max_seq_len=args.seq_len,
+    )
+
+
+def lr_at(step: int, args: argparse.Namespace) -> float:
+    """Linear warmup over ``--warmup`` steps, then cosine from ``--lr`` to ``--lr * --min-lr-ratio``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    t = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def seq_len_at(step: int, args: argparse.Namespace) -> int:
+    return args.short_len if step < int(args.short_fraction * args.steps) else args.seq_len
+
+
+def batch(corpus: Corpus, length: int, n: int, recall_fraction: float, rng: random.Random) -> torch.Tensor:
+    """``n`` sequences of ``length`` bytes: corpus windows, each a recall task with probability ``recall_fraction``.
+
+    Recall tasks draw 2 to 8 key/value pairs and 1 to 3 asserts (the probe uses 6 and 1) over a corpus window.
+    """
+    windows = corpus.windows(n, length, rng.randrange(2**31))
+    seqs = []
+    for w in windows:
+        if rng.random() < recall_fraction:
+            w, _ = recall_sample(w, length, rng, n_pairs=rng.randint(2, 8), n_queries=rng.randint(1, 3))
+        seqs.append(list(w))
+    return torch.tensor(seqs, dtype=torch.long)
+
+
+def _optimizer(model: ByteLlama, args: argparse.Namespace) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def _ckpt_path(out: Path) -> Path:
+    return out.with_suffix(out.suffix + ".ckpt")
+
+
+def corpus_meta(train: Corpus, heldout: Corpus) -> dict[str, Any]:
+    return {
+        "source": "CPython standard library .py sources (sysconfig 'stdlib' path), test dirs excluded",
+        "root": str(train.root),
+        "root_pattern": "<prefix>/lib/python{major}.{minor}",
+        "python_version": platform.python_version(),
+        "skip_dirs": "test, tests, idle_test, site-packages, dist-packages, __pycache__",
+        "split_rule": "heldout iff zlib.crc32(posix relative path) % 10 == 0, else train",
+        "train_files": len(train.paths),
+        "train_bytes": train.n_bytes,
+        "heldout_files": len(heldout.paths),
+        "heldout_bytes": heldout.n_bytes,
+    }
+
+
+def evaluate_for_card(model: ByteLlama, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    bpb = heldout_bits_per_byte_stats(model, args.eval_windows, args.seq_len, EVAL_BPB_SEED)
+    acc = needle_accuracy(model, args.eval_needles, args.seq_len, EVAL_NEEDLE_SEED)
+    return {
+        "heldout_bits_per_byte": round(bpb.mean, 4),
+        "heldout_bits_per_byte_window_std": round(bpb.window_std, 4),
+        "heldout_eval": {"n_windows": args.eval_windows, "length": args.seq_len, "seed": EVAL_BPB_SEED},
+        "needle_accuracy": round(acc, 4),
+        "needle_eval": {
+            "n_probes": args.eval_needles,
+            "length": args.seq_len,
+            "seed": EVAL_NEEDLE_SEED,
+            "n_pairs": 6,
+            "cache": "full (no compression)",
+        },
+        "eval_wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def round_to_fp16(model: ByteLlama) -> ByteLlama:
+    """The weights as the fixture stores them (fp16), so the card's metrics are the shipped model's."""
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            t.copy_(t.to(torch.float16).float())
+    return model
+
+
+def save_fixture(model: ByteLlama, meta: dict[str, Any], out: Path) -> None:
+    """fp16 transformers-named state dict + ``meta`` to ``out``; the card (:func:`render_card`) next to it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.to(torch.float16).contiguous() for k, v in to_hf_state_dict(model).items()}
+    tmp = out.with_suffix(".tmp")
+    torch.save({"state_dict": state, "meta": meta}, tmp)
+    tmp.replace(out)
+    (out.parent / "CARD.md").write_text(render_card(meta))
+
+
+def _row(k: str, v: Any) -> str:
+    return f"| {k} | {v} |"
+
+
+def render_card(meta: dict[str, Any]) -> str:
+    """The model card: :data:`CARD_INTRO`, then tables generated from ``meta``."""
+    c, corp = meta["config"], meta["corpus"]
+    lines = [CARD_INTRO, "## Results", "", "| metric | value |", "|---|---|"]
+    he, ne = meta["heldout_eval"], meta["needle_eval"]
+    lines.append(
+        _row(
+            "held-out bits/byte",
+            f"{meta['heldout_bits_per_byte']} (goal <= 2.6; {he['n_windows']} windows of {he['length']} bytes, "
+            f"seed {he['seed']}; per-window std {meta['heldout_bits_per_byte_window_std']})",
+        )
+    )
+    lines.append(
+        _row(
+            "needle accuracy (full cache)",
+            f"{meta['needle_accuracy']} (goal >= 0.9; {ne['n_probes']} probes of {ne['length']} bytes, "
+            f"{ne['n_pairs']} pairs, seed {ne['seed']}, greedy exact match)",
+        )
+    )
+    lines += ["", "## Model", "", "| field | value |", "|---|---|"]
+    lines += [_row(k, v) for k, v in c.items()]
+    lines.append(_row("parameters", meta["n_params"]))
+    lines += ["", "## Corpus and split", "", "| field | value |", "|---|---|"]
+    lines += [_row(k, v) for k, v in corp.items()]
+    lines += ["", "## Training", "", "| field | value |", "|---|---|"]
+    for k in (
+        "seed",
+        "steps",
+        "tokens_seen",
+        "batch_tokens",
+        "sequence_lengths",
+        "recall_fraction",
+        "optimizer",
+        "training_wall_s",
+        "torch_version",
+        "threads",
+    ):
+        lines.append(_row(k, meta[k]))
+    lines += ["", "## Regenerate", "", "```", meta["command"], "```", ""]
+    return "\n".join(lines)
+
+
+def _meta(
+    model: ByteLlama, args: argparse.Namespace, step: int, wall_s: float, corpus: dict[str, Any]
+) -> dict[str, Any]:
+    n_short = int(args.short_fraction * args.steps)
+    tokens = sum(args.batch_tokens // seq_len_at(s, args) * seq_len_at(s, args) for s in range(step))
+    return {
+        "config": model.cfg.to_dict(),
+        "n_params": model.n_params(),
+        "corpus": corpus,
+        "seed": args.seed,
+        "steps": step,
+        "tokens_seen": tokens,
+        "batch_tokens": args.batch_tokens,
+        "sequence_lengths": f"{args.short_len} for steps [0, {n_short}), {args.seq_len} for [{n_short}, {args.steps})",
+        "recall_fraction": args.recall_fraction,
+        "optimizer": (
+            f"AdamW(betas=(0.9, 0.95), weight_decay={args.weight_decay} on matrices), peak lr {args.lr}, "
+            f"{args.warmup} warmup steps, cosine to {args.min_lr_ratio}x, grad clip {args.grad_clip}"
+        ),
+        "training_wall_s": round(wall_s, 1),
+        "torch_version": str(torch.__version__),
+        "threads": args.threads,
+        "command": " ".join(["python -m memarena.models.train", *map(shlex.quote, args.argv)]),
+    }
+
+
+def _export(args: argparse.Namespace) -> None:
+    blob = torch.load(args.export_checkpoint, map_location="cpu", weights_only=False)
+    ck_args = blob["args"]
+    ck_args.eval_windows, ck_args.eval_needles = args.eval_windows, args.eval_needles
+    model = round_to_fp16(from_hf_state_dict(blob["model"], ByteLlamaConfig.from_dict(blob["config"])))
+    corpus = corpus_meta(load_corpus("train"), load_corpus("heldout"))
+    meta = _meta(model, ck_args, blob["step"], blob["wall_s"], corpus)
+    if blob["step"] < ck_args.steps:
+        meta["intermediate"] = f"checkpoint at step {blob['step']} of {ck_args.steps}"
+    meta.update(evaluate_for_card(model, ck_args))
+    save_fixture(model, meta, args.out)
+    print({k: meta[k] for k in ("steps", "heldout_bits_per_byte", "needle_accuracy")}, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    if args.export_checkpoint is not None:
+        _export(args)
+        return 0
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    train, heldout = load_corpus("train"), load_corpus("heldout")
+    corpus = corpus_meta(train, heldout)
+    model = ByteLlama(_config(args))
+    opt = _optimizer(model, args)
+    step, wall_s = 0, 0.0
+    ckpt = _ckpt_path(args.out)
+    if args.resume:
+        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["opt"])
+        rng.setstate(blob["py_rng"])
+        torch.set_rng_state(blob["torch_rng"])
+        step, wall_s = blob["step"], blob["wall_s"]
+        print(f"resumed at step {step}", flush=True)
+    print(
+        f"{model.n_params()} params; train {corpus['train_files']} files {corpus['train_bytes']} bytes; "
+        f"heldout {corpus['heldout_files']} files {corpus['heldout_bytes']} bytes",
+        flush=True,
+    )
+    model.train()
+    t_start = time.perf_counter() - wall_s
+    loss_acc, n_acc = 0.0, 0
+    while step < args.steps:
+        length = seq_len_at(step, args)
+        x = batch(train, length, max(1, args.batch_tokens // length), args.recall_fraction, rng)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args)
+        logits = model(x[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        step += 1
+        loss_acc += loss.item()
+        n_acc += 1
+        if step % args.log_every == 0 or step == args.steps:
+            el = time.perf_counter() - t_start
+            print(
+                f"step {step} len {length} lr {lr_at(step - 1, args):.2e} "
+                f"train_bpb {loss_acc / n_acc / math.log(2):.3f} elapsed_s {el:.0f}",
+                flush=True,
+            )
+            loss_acc, n_acc = 0.0, 0
+        if args.eval_every and step % args.eval_every == 0 and step < args.steps:
+            # at the current phase's length (a model in its short phase is not yet trained at --seq-len)
+            bpb = heldout_bits_per_byte_stats(model, 16, length, EVAL_BPB_SEED + 1).mean
+            acc = needle_accuracy(model, 64, length, EVAL_NEEDLE_SEED + 1)
+            print(f"eval step {step} len {length} heldout_bpb {bpb:.3f} needle {acc:.3f}", flush=True)
+        if args.ckpt_every and (step % args.ckpt_every == 0 or step == args.steps):
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "py_rng": rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "wall_s": time.perf_counter() - t_start,
+                    "config": model.cfg.to_dict(),
+                    "args": args,
+                },
+                ckpt,
+            )
+    wall_s = time.perf_counter() - t_start
+    round_to_fp16(model)
+    meta = _meta(model, args, step, wall_s, corpus)
+    meta.update(evaluate_for_card(model, args))
+    save_fixture(model, meta, args.out)
+    print({k: meta[k] for k in ("steps", "tokens_seen", "heldout_bits_per_byte", "needle_accuracy")}, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
