@@ -76,7 +76,7 @@ file path, so it is the same on every machine with that version.
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m memarena.models.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=3600, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=2600, help="optimizer steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture path (.pt); the card goes next to it")
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=1024, help="sequence length of the final phase")
     p.add_argument("--short-len", type=int, default=256, help="sequence length of the curriculum's first phase")
     p.add_argument("--short-fraction", type=float, default=0.5, help="fraction of the steps at --short-len")
-    p.add_argument("--recall-fraction", type=float, default=0.25, help="fraction of sequences that are recall tasks")
+    p.add_argument("--recall-fraction", type=float, default=0.5, help="fraction of sequences that are recall tasks")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr (cosine)")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
@@ -130,16 +130,24 @@ def seq_len_at(step: int, args: argparse.Namespace) -> int:
     return args.short_len if step < int(args.short_fraction * args.steps) else args.seq_len
 
 
+#: ``KEY_abcd = "wxyz"\n`` and ``assert KEY_abcd == "wxyz"\n`` (4-byte keys and values, recall_sample's defaults).
+_PAIR_BYTES, _ASSERT_BYTES = 18, 26
+
+
 def batch(corpus: Corpus, length: int, n: int, recall_fraction: float, rng: random.Random) -> torch.Tensor:
     """``n`` sequences of ``length`` bytes: corpus windows, each a recall task with probability ``recall_fraction``.
 
-    Recall tasks draw 2 to 8 key/value pairs and 1 to 3 asserts (the probe uses 6 and 1) over a corpus window.
+    Recall tasks draw 2 to 8 key/value pairs (the probe uses 6) and assert as many of them as fit with at least
+    32 bytes of code between (every pair at 1024 bytes): each assert is a recall to learn from, and with one or two
+    per sequence (under 1% of the bytes) a pilot run had learnt none after 750 steps.
     """
     windows = corpus.windows(n, length, rng.randrange(2**31))
     seqs = []
     for w in windows:
         if rng.random() < recall_fraction:
-            w, _ = recall_sample(w, length, rng, n_pairs=rng.randint(2, 8), n_queries=rng.randint(1, 3))
+            n_pairs = rng.randint(2, max(2, min(8, (length - 32 - _ASSERT_BYTES) // _PAIR_BYTES)))
+            n_queries = min(n_pairs, (length - 32 - _PAIR_BYTES * n_pairs) // _ASSERT_BYTES)
+            w, _ = recall_sample(w, length, rng, n_pairs=n_pairs, n_queries=max(1, n_queries))
         seqs.append(list(w))
     return torch.tensor(seqs, dtype=torch.long)
 
