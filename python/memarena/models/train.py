@@ -76,15 +76,20 @@ file path, so it is the same on every machine with that version.
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m memarena.models.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=2600, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=3200, help="optimizer steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture path (.pt); the card goes next to it")
-    p.add_argument("--batch-tokens", type=int, default=8192, help="bytes per optimizer step")
+    p.add_argument("--batch-tokens", type=int, default=4096, help="bytes per optimizer step")
     p.add_argument("--seq-len", type=int, default=1024, help="sequence length of the final phase")
     p.add_argument("--short-len", type=int, default=256, help="sequence length of the curriculum's first phase")
     p.add_argument("--short-fraction", type=float, default=0.5, help="fraction of the steps at --short-len")
-    p.add_argument("--recall-fraction", type=float, default=0.5, help="fraction of sequences that are recall tasks")
+    p.add_argument(
+        "--recall-fraction", type=float, default=0.5, help="fraction of sequences that are recall tasks (long phase)"
+    )
+    p.add_argument(
+        "--short-recall-fraction", type=float, default=0.8, help="fraction of recall tasks in the short phase"
+    )
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr (cosine)")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
@@ -276,7 +281,7 @@ def _meta(
         "tokens_seen": tokens,
         "batch_tokens": args.batch_tokens,
         "sequence_lengths": f"{args.short_len} for steps [0, {n_short}), {args.seq_len} for [{n_short}, {args.steps})",
-        "recall_fraction": args.recall_fraction,
+        "recall_fraction": f"{args.short_recall_fraction} in the short phase, {args.recall_fraction} after",
         "optimizer": (
             f"AdamW(betas=(0.9, 0.95), weight_decay={args.weight_decay} on matrices), peak lr {args.lr}, "
             f"{args.warmup} warmup steps, cosine to {args.min_lr_ratio}x, grad clip {args.grad_clip}"
@@ -331,11 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     model.train()
+    n_short = int(args.short_fraction * args.steps)
     t_start = time.perf_counter() - wall_s
     loss_acc, n_acc = 0.0, 0
     while step < args.steps:
         length = seq_len_at(step, args)
-        x = batch(train, length, max(1, args.batch_tokens // length), args.recall_fraction, rng)
+        recall = args.short_recall_fraction if length == args.short_len and step < n_short else args.recall_fraction
+        x = batch(train, length, max(1, args.batch_tokens // length), recall, rng)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
         logits = model(x[:, :-1])
