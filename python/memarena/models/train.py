@@ -312,8 +312,10 @@ def render_card(meta: dict[str, Any]) -> str:
         "training_wall_s",
         "torch_version",
         "threads",
+        "resumed_at_steps",
     ):
-        lines.append(_row(k, meta[k]))
+        if k in meta:
+            lines.append(_row(k, meta[k]))
     lines += ["", "## Regenerate", "", "```", meta["command"], "```", ""]
     return "\n".join(lines)
 
@@ -377,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     model = ByteLlama(_config(args))
     opt = _optimizer(model, args)
     step, wall_s = 0, 0.0
+    resumed_at: list[int] = []
     ckpt = _ckpt_path(args.out)
     if args.resume:
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -385,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         rng.setstate(blob["py_rng"])
         torch.set_rng_state(blob["torch_rng"])
         step, wall_s = blob["step"], blob["wall_s"]
+        resumed_at = [*blob.get("resumed_at", []), step]
         print(f"resumed at step {step}", flush=True)
     print(
         f"{model.n_params()} params; train {corpus['train_files']} files {corpus['train_bytes']} bytes; "
@@ -437,12 +441,14 @@ def main(argv: list[str] | None = None) -> int:
                     "wall_s": time.perf_counter() - t_start,
                     "config": model.cfg.to_dict(),
                     "args": args,
+                    "resumed_at": resumed_at,
                 },
                 ckpt,
             )
     wall_s = time.perf_counter() - t_start
     round_to_fp16(model)
     meta = _meta(model, args, step, wall_s, corpus)
+    meta["resumed_at_steps"] = resumed_at
     meta.update(evaluate_for_card(model, args))
     save_fixture(model, meta, args.out)
     print({k: meta[k] for k in ("steps", "tokens_seen", "heldout_bits_per_byte", "needle_accuracy")}, flush=True)
