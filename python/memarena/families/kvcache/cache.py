@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
 from memarena.models.bytellama import ByteLlamaConfig, Rope
 
@@ -289,7 +290,11 @@ class Fp16Store(HeadStore):
 
 
 class HeadwiseLayer(LayerCache):
-    """A layer whose key/value heads each hold a :class:`HeadStore`; attention is computed per head.
+    """A layer whose key/value heads each hold a :class:`HeadStore`.
+
+    Attention is one batched SDPA over the heads when no probabilities are
+    needed and every head holds the same number of full-width rows (the
+    fast path), else computed head by head with explicit probabilities.
 
     Subclasses choose what to keep (:meth:`after_attention`); the store
     each head holds is the ``store`` factory's (a composition picks it:
@@ -314,14 +319,55 @@ class HeadwiseLayer(LayerCache):
         return Fp16Store(self.spec.head_dim, self.spec.dtype)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        t = q.shape[1]
+        cached = [store.read() for store in self.heads]
+        probs: list[torch.Tensor] | None = None
+        out = None if self.needs_probs else self._attend_sdpa(q, k, v, cached)
+        if out is None:
+            out, probs = self._attend_per_head(q, k, v, cached)
+        self.after_attention(q, k, v, probs)
+        self.seen += t
+        return out.to(q.dtype)
+
+    def _attend_sdpa(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    ) -> torch.Tensor | None:
+        """The fast path: one SDPA over all heads (GQA), when every head holds the same number of full-width
+        rows; ``None`` otherwise (ragged heads, pruned key channels). Equal to :meth:`_attend_per_head`'s output
+        to float rounding."""
+        n = cached[0][0].shape[0]
+        if any(chan is not None or kc.shape[0] != n for kc, _, chan in cached):
+            return None
+        t = q.shape[1]
+        kk = torch.cat([torch.stack([kc for kc, _, _ in cached]), k.float()], dim=1)
+        vv = torch.cat([torch.stack([vc for _, vc, _ in cached]), v.float()], dim=1)
+        gqa = self.spec.group_size > 1
+        if n == 0:
+            return F.scaled_dot_product_attention(q.float(), kk, vv, is_causal=True, enable_gqa=gqa)
+        # cached rows visible to every new token, causal among the new ones
+        mask = torch.ones(t, n + t, dtype=torch.bool)
+        mask[:, n:] = torch.ones(t, t, dtype=torch.bool).tril()
+        return F.scaled_dot_product_attention(q.float(), kk, vv, attn_mask=mask, enable_gqa=gqa)
+
+    def _attend_per_head(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Attention head by head with explicit probabilities (kept when :attr:`needs_probs`)."""
         g = self.spec.group_size
         t = q.shape[1]
         scale = 1.0 / math.sqrt(self.spec.head_dim)
         out = torch.empty_like(q, dtype=torch.float32)
         probs: list[torch.Tensor] | None = [] if self.needs_probs else None
         causal = torch.ones(t, t, dtype=torch.bool).triu(1)
-        for h, store in enumerate(self.heads):
-            kc, vc, chan = store.read()
+        for h, (kc, vc, chan) in enumerate(cached):
             qh = q[h * g : (h + 1) * g].float()
             s_cached = (qh if chan is None else qh[..., chan]) @ kc.T
             s_new = (qh @ k[h].float().T).masked_fill(causal, float("-inf"))
@@ -330,9 +376,7 @@ class HeadwiseLayer(LayerCache):
             out[h * g : (h + 1) * g] = p[..., :n] @ vc + p[..., n:] @ v[h].float()
             if probs is not None:
                 probs.append(p)
-        self.after_attention(q, k, v, probs)
-        self.seen += t
-        return out.to(q.dtype)
+        return out, probs
 
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from memarena.families.kvcache.methods.full import FullCache
+from memarena.families.kvcache.methods.knorm import KnormCache
 
-__all__ = ["KV_COMPRESSIONS", "FullCache"]
+__all__ = ["KV_COMPRESSIONS", "FullCache", "KnormCache"]
 
 #: Every built-in ``kv_compression`` component, in listing order.
-KV_COMPRESSIONS: tuple[type, ...] = (FullCache,)
+KV_COMPRESSIONS: tuple[type, ...] = (FullCache, KnormCache)
