@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from memarena.families.kvcache.methods.full import FullCache
+from memarena.families.kvcache.methods.h2o import H2O
+from memarena.families.kvcache.methods.snapkv import SnapKV
 
-__all__ = ["KV_COMPRESSIONS", "FullCache"]
+__all__ = ["H2O", "KV_COMPRESSIONS", "FullCache", "SnapKV"]
 
 #: Every built-in ``kv_compression`` component, in listing order.
-KV_COMPRESSIONS: tuple[type, ...] = (FullCache,)
+KV_COMPRESSIONS: tuple[type, ...] = (FullCache, H2O, SnapKV)
