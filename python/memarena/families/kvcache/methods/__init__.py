@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from memarena.families.kvcache.methods.full import FullCache
 from memarena.families.kvcache.methods.h2o import H2O
+from memarena.families.kvcache.methods.scissorhands import Scissorhands
 from memarena.families.kvcache.methods.snapkv import SnapKV
+from memarena.families.kvcache.methods.streaming_llm import StreamingLLM
 
-__all__ = ["H2O", "KV_COMPRESSIONS", "FullCache", "SnapKV"]
+__all__ = ["H2O", "KV_COMPRESSIONS", "FullCache", "Scissorhands", "SnapKV", "StreamingLLM"]
 
 #: Every built-in ``kv_compression`` component, in listing order.
-KV_COMPRESSIONS: tuple[type, ...] = (FullCache, H2O, SnapKV)
+KV_COMPRESSIONS: tuple[type, ...] = (FullCache, H2O, Scissorhands, StreamingLLM, SnapKV)
