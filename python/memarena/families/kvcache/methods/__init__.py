@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from memarena.families.kvcache.methods.full import FullCache
+from memarena.families.kvcache.methods.kivi import Kivi
+from memarena.families.kvcache.methods.think import Think
 
-__all__ = ["KV_COMPRESSIONS", "FullCache"]
+__all__ = ["KV_COMPRESSIONS", "FullCache", "Kivi", "Think"]
 
 #: Every built-in ``kv_compression`` component, in listing order.
-KV_COMPRESSIONS: tuple[type, ...] = (FullCache,)
+KV_COMPRESSIONS: tuple[type, ...] = (FullCache, Kivi, Think)
