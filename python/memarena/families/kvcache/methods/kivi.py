@@ -77,7 +77,7 @@ def unpack_codes(packed: torch.Tensor, bits: int, c: int) -> torch.Tensor:
     shifts = torch.arange(per, dtype=torch.uint8) * bits
     mask = (1 << bits) - 1
     codes = (packed.unsqueeze(-1) >> shifts) & mask
-    return codes.reshape(packed.shape[0], -1)[:, :c]
+    return codes.reshape(packed.shape[0], packed.shape[1] * per)[:, :c]
 
 
 def quantize(x: torch.Tensor, bits: int, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -230,8 +230,8 @@ class KiviStore(HeadStore):
     def read(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         kq = self.read_quantized_keys()
         n_v = self.v_codes.shape[0]
-        vq = dequantize(unpack_codes(self.v_codes, self.bits, self.head_dim).view(n_v, -1, self.v_group),
-                        self.v_scale.unsqueeze(-1), self.v_min.unsqueeze(-1)).view(n_v, self.head_dim)  # fmt: skip
+        v_codes = unpack_codes(self.v_codes, self.bits, self.head_dim).view(n_v, self.v_scale.shape[1], self.v_group)
+        vq = dequantize(v_codes, self.v_scale.unsqueeze(-1), self.v_min.unsqueeze(-1)).view(n_v, self.head_dim)
         v = torch.cat([vq, self.v_res.float()])
         if self.k_channels is None:
             return torch.cat([kq, self.k_res.float()]), v, None
@@ -324,4 +324,3 @@ class Kivi(KVCompression):
     def new_layer(self, spec: CacheSpec, layer: int, budget: float) -> HeadwiseLayer:
         check_kivi_shape(self, spec)
         return HeadwiseLayer(spec, layer, store=lambda h: self.new_store(spec))
-

@@ -173,4 +173,3 @@ class Think(KVCompression):
 
     def new_layer(self, spec: CacheSpec, layer: int, budget: float) -> HeadwiseLayer:
         return ThinkLayer(spec, layer, self.pruning_ratio, self.window_tokens, self.recent_tokens)
-
