@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from memarena.families.kvcache.methods.full import FullCache
 from memarena.families.kvcache.methods.kivi import Kivi
+from memarena.families.kvcache.methods.kivi_think import KiviThink
 from memarena.families.kvcache.methods.think import Think
 
-__all__ = ["KV_COMPRESSIONS", "FullCache", "Kivi", "Think"]
+__all__ = ["KV_COMPRESSIONS", "FullCache", "Kivi", "KiviThink", "Think"]
 
 #: Every built-in ``kv_compression`` component, in listing order.
-KV_COMPRESSIONS: tuple[type, ...] = (FullCache, Kivi, Think)
+KV_COMPRESSIONS: tuple[type, ...] = (FullCache, Kivi, Think, KiviThink)
