@@ -18,7 +18,8 @@ cache. Per method it prints:
   kvpress's cache tensors (and the same at fp16: the HF model runs in
   float32, so its cache is float32);
 * **time**: median prefill time (the decoder body, no LM head, as kvpress's
-  pipeline prefills), one thread on both sides, and memarena/kvpress.
+  pipeline prefills), one thread on both sides, the sides alternating
+  repeat by repeat, and memarena/kvpress.
 
 Pairs (memarena method <-> kvpress press): ``full`` <-> no press;
 ``knorm`` <-> ``KnormPress``; ``streaming_llm`` <-> ``StreamingLLMPress``;
@@ -107,6 +108,8 @@ class Pair:
     kept: str = "tokens"
     eager: bool = False
     quantized: bool = False
+    #: memarena's parameters set to kvpress's definition where a choice exists.
+    ours_params: dict[str, Any] = field(default_factory=dict)
     #: why the definitions differ (printed with the row).
     notes: list[str] = field(default_factory=list)
 
@@ -123,7 +126,7 @@ def _pairs() -> list[Pair]:
         return StreamingLLMPress(compression_ratio=1 - b, n_sink=int(_config_value(m, "sink") or 4))
 
     def think(m: Any, b: float) -> Any:
-        ratio = _config_value(m, "ratio") or _config_value(m, "prune")
+        ratio = _config_value(m, "pruning_ratio")
         window = _config_value(m, "window") or 32
         return ThinKPress(key_channel_compression_ratio=float(ratio if ratio is not None else 0.5), window_size=window)
 
@@ -135,7 +138,12 @@ def _pairs() -> list[Pair]:
             streaming,
             notes=["memarena re-indexes positions inside the cache (the paper); kvpress keeps the original ones"],
         ),
-        Pair("snapkv", snapkv),
+        Pair(
+            "snapkv",
+            snapkv,
+            ours_params={"pooling": "avg"},
+            notes=["memarena's pooling set to kvpress's (avg); window 32 and kernel 7 given to SnapKVPress"],
+        ),
         Pair(
             "think",
             think,
@@ -196,9 +204,15 @@ def _match_rows(kept: torch.Tensor, full: torch.Tensor) -> set[int]:
 
 
 def run_ours(
-    model: ByteLlama, method_name: str, budget: float, ctx: torch.Tensor, cont: torch.Tensor, repeats: int
+    model: ByteLlama,
+    method_name: str,
+    budget: float,
+    ctx: torch.Tensor,
+    cont: torch.Tensor,
+    repeats: int,
+    params: dict[str, Any] | None = None,
 ) -> tuple[SideResult, Held]:
-    method = METHODS[method_name]()
+    method = METHODS[method_name](**(params or {}))
     spec = CacheSpec.of(model.cfg, model.rope)
     times = []
     with torch.inference_mode():
@@ -214,23 +228,56 @@ def run_ours(
     return SideResult(torch.cat([last, rest]).float(), None, prefill_bytes, prefill_bytes, times), held
 
 
-Held = list[list[tuple[torch.Tensor, torch.Tensor | None]]]
+Held = list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]]
 
 
 def snapshot(cache: KVCache) -> Held:
     """Per layer and head, the keys and kept channels a cache holds (after the prefill)."""
-    return [[s.read()[0::2] for s in layer.heads] for layer in cache.layers]  # type: ignore[attr-defined,misc]
+    out: Held = []
+    for layer in cache.layers:
+        heads = []
+        for s in layer.heads:  # type: ignore[attr-defined]
+            kk, vv, chan = s.read()
+            # ThinK's store reads back full width (zeros in the pruned channels) while it holds full-width rows
+            chans = getattr(s, "channels", None)
+            heads.append((kk, vv, chan if chans is None else chans.long()))
+        out.append(heads)
+    return out
 
 
-def ours_kept(held: Held, full: Held, what: str) -> list[list[set[int]]]:
+def _match_kv(kk: torch.Tensor, vv: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, rope: Any) -> set[int]:
+    """Full-cache indices of kept rows ``kk``, ``vv``, by nearest value (values are never re-rotated; a method
+    that needs attention probabilities runs the per-head path, whose rounding differs from the full cache's SDPA
+    in the last bits, so rows of layers > 0 may differ by an fp16 ulp); ties between equal values (layer 0: a
+    byte's value is the same wherever it occurs) by nearest key, or, when no key is near (StreamingLLM re-indexed
+    the positions), by the key rotated back to the candidate's position. In layer 0 under re-indexing, two
+    occurrences of a byte are the same row and cannot be told apart: the match then takes the first."""
+    out = set()
+    dv = (vv.float()[:, None, :] - vf.float()[None]).abs().amax(-1)  # [kept, full]
+    for i in range(vv.shape[0]):
+        cands = (dv[i] <= dv[i].min() + 1e-3).nonzero().flatten().tolist()
+        if len(cands) > 1:
+            dk = (kk[i].float() - kf[cands].float()).abs().amax(-1)
+            if float(dk.min()) <= 1e-2:
+                cands = [cands[int(dk.argmin())]]
+            else:
+                err = torch.stack(
+                    [(rope.rotate(kk[i : i + 1], torch.tensor([p - i])) - kf[p]).abs().max() for p in cands]
+                )
+                cands = [cands[int(err.argmin())]]
+        out.add(cands[0])
+    return out
+
+
+def ours_kept(held: Held, full: Held, what: str, rope: Any = None) -> list[list[set[int]]]:
     out = []
     for layer, full_layer in zip(held, full, strict=True):
         heads = []
-        for (kc, chan), (kf, _) in zip(layer, full_layer, strict=True):
+        for (kc, vc, chan), (kf, vf, _) in zip(layer, full_layer, strict=True):
             if what == "channels":
                 heads.append(set(range(kc.shape[1])) if chan is None else {int(c) for c in chan})
             else:
-                heads.append(_match_rows(kc, kf))
+                heads.append(_match_kv(kc, vc, kf, vf, rope))
         out.append(heads)
     return out
 
@@ -328,6 +375,48 @@ def run_kvpress(
         pos = torch.arange(ctx_len, ctx_len + cont.shape[1] - 1)[None]
         rest = hf(input_ids=cont[:, :-1], past_key_values=cache, position_ids=pos).logits[0]
     return SideResult(torch.cat([last, rest]).float(), kept, nbytes, fp16, times, full_keys)
+
+
+def time_prefills(
+    model: ByteLlama,
+    method_name: str,
+    budget: float,
+    hf: Any,
+    press: Any,
+    quantized: bool,
+    ctx: torch.Tensor,
+    repeats: int,
+    params: dict[str, Any] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Prefill times ``(memarena, kvpress)`` in seconds, the two sides alternating (each first every other
+    repeat) so that a change in the machine's load reaches both alike."""
+    method = METHODS[method_name](**(params or {}))
+    spec = CacheSpec.of(model.cfg, model.rope)
+
+    def ours() -> float:
+        cache = method.new_cache(spec, budget)
+        t0 = time.perf_counter()
+        model.hidden(ctx, cache)
+        return time.perf_counter() - t0
+
+    def kvp() -> float:
+        cache = new_hf_cache(hf, quantized)
+        with press(hf) if press is not None else nullcontext():
+            t0 = time.perf_counter()
+            hf.model(input_ids=ctx, past_key_values=cache)
+            return time.perf_counter() - t0
+
+    t_ours: list[float] = []
+    t_kvp: list[float] = []
+    with torch.inference_mode():
+        for r in range(repeats):
+            if r % 2:
+                t_kvp.append(kvp())
+                t_ours.append(ours())
+            else:
+                t_ours.append(ours())
+                t_kvp.append(kvp())
+    return t_ours, t_kvp
 
 
 # ---------------------------------------------------------------------------
@@ -444,24 +533,29 @@ def main() -> None:
         if pair.quantized and not hqq_available():
             print(f"{pair.name:<14} skipped: transformers' QuantizedCache needs hqq (or optimum-quanto + ninja)")
             continue
-        method = METHODS[pair.name]()
+        method = METHODS[pair.name](**pair.ours_params)
         jac, eq, bo, bk, ko, kk, by_o, by_k, by_k16, to, tk, tie_gap = ([] for _ in range(12))
         for w, seq in enumerate(seqs):
             ctx, cont = seq[:, : args.context], seq[:, args.context :]
-            res_o, held_o = run_ours(ours, pair.name, args.budget, ctx, cont, args.repeats)
+            res_o, held_o = run_ours(ours, pair.name, args.budget, ctx, cont, 1, pair.ours_params)
             press = pair.press(method, args.budget) if pair.press is not None else None
             model = hf_eager if pair.eager else hf
-            res_k = run_kvpress(model, press, pair.quantized, ctx, cont, args.repeats, pair.kept)
+            res_k = run_kvpress(model, press, pair.quantized, ctx, cont, 1, pair.kept)
+            t_ours, t_kvp = time_prefills(
+                ours, pair.name, args.budget, model, press, pair.quantized, ctx, args.repeats, pair.ours_params
+            )
             if pair.name == "full":
                 full_ours.append((res_o.logits, held_o))
                 full_kvp.append(res_k.logits)
             if pair.kept != "none" and res_k.kept is not None and full_ours:
-                j, e = agreement(ours_kept(held_o, full_ours[w][1], pair.kept), res_k.kept)
+                j, e = agreement(ours_kept(held_o, full_ours[w][1], pair.kept, ours.rope), res_k.kept)
                 jac.append(j)
                 eq.append(e)
                 if pair.name == "knorm":
                     tie_gap.append(
-                        knorm_tie_gap(ours_kept(held_o, full_ours[w][1], "tokens"), res_k.kept, res_k.full_keys)
+                        knorm_tie_gap(
+                            ours_kept(held_o, full_ours[w][1], "tokens", ours.rope), res_k.kept, res_k.full_keys
+                        )
                     )
             bo.append(bits_per_byte(res_o.logits, cont))
             bk.append(bits_per_byte(res_k.logits, cont))
@@ -471,8 +565,8 @@ def main() -> None:
             by_o.append(res_o.cache_bytes)
             by_k.append(res_k.cache_bytes)
             by_k16.append(res_k.cache_fp16_bytes)
-            to.extend(res_o.prefill_s)
-            tk.extend(res_k.prefill_s)
+            to.extend(t_ours)
+            tk.extend(t_kvp)
 
         def m(xs: list[float]) -> str:
             return f"{statistics.fmean(xs):.4f}" if xs else "-"

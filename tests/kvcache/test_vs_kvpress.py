@@ -58,10 +58,10 @@ def _kept(setup: tuple, name: str) -> tuple[list, list, dict, object]:
     ours, hf, hf_eager, ctx, cont = setup
     pair = _pair(name)
     _, held_full = B.run_ours(ours, "full", BUDGET, ctx, cont, 1)
-    res_o, held = B.run_ours(ours, name, BUDGET, ctx, cont, 1)
-    press = pair.press(B.METHODS[name](), BUDGET)
+    res_o, held = B.run_ours(ours, name, BUDGET, ctx, cont, 1, pair.ours_params)
+    press = pair.press(B.METHODS[name](**pair.ours_params), BUDGET)
     res_k = B.run_kvpress(hf_eager if pair.eager else hf, press, pair.quantized, ctx, cont, 1, pair.kept)
-    return B.ours_kept(held, held_full, pair.kept), res_k.kept, res_k.full_keys, (res_o, res_k)
+    return B.ours_kept(held, held_full, pair.kept, ours.rope), res_k.kept, res_k.full_keys, (res_o, res_k)
 
 
 def test_same_weights_same_logits(setup: tuple) -> None:
@@ -85,17 +85,20 @@ def test_knorm_kept_sets_equal_kvpress(setup: tuple) -> None:
 
 def test_streaming_llm_kept_sets_equal_kvpress(setup: tuple) -> None:
     ours_sets, kvp_sets, _, _ = _kept(setup, "streaming_llm")
+    # layers > 0 exactly; in layer 0 two occurrences of a byte are the same (key, value) row up to position, and
+    # memarena re-indexes positions, so which occurrence it kept cannot be read back there
+    assert ours_sets[1:] == kvp_sets[1:]
+
+
+def test_snapkv_kept_sets_equal_kvpress(setup: tuple) -> None:
+    # memarena's pooling set to kvpress's (avg); kvpress given memarena's window (32) and kernel (7)
+    ours_sets, kvp_sets, _, _ = _kept(setup, "snapkv")
     assert ours_sets == kvp_sets
 
 
-@pytest.mark.parametrize("name", ["snapkv", "h2o"])
-def test_attention_scored_kept_sets_agree(setup: tuple, name: str) -> None:
-    ours_sets, kvp_sets, _, _ = _kept(setup, name)
-    jaccard, _ = B.agreement(ours_sets, kvp_sets)
-    if name == "snapkv":
-        assert ours_sets == kvp_sets
-    else:  # ObservedAttention (mean attention, no recent window) is not H2O's rule: overlap only
-        assert jaccard > 0.5
+def test_think_kept_channels_equal_kvpress(setup: tuple) -> None:
+    ours_sets, kvp_sets, _, _ = _kept(setup, "think")
+    assert ours_sets == kvp_sets
 
 
 def test_think_saves_bytes_kvpress_does_not(setup: tuple) -> None:
