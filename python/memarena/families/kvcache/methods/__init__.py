@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from memarena.families.kvcache.methods.full import FullCache
 from memarena.families.kvcache.methods.h2o import H2O
+from memarena.families.kvcache.methods.h2o_kivi import H2OKivi
 from memarena.families.kvcache.methods.kivi import Kivi
 from memarena.families.kvcache.methods.kivi_think import KiviThink
 from memarena.families.kvcache.methods.scissorhands import Scissorhands
 from memarena.families.kvcache.methods.snapkv import SnapKV
+from memarena.families.kvcache.methods.snapkv_think import SnapKVThink
 from memarena.families.kvcache.methods.streaming_llm import StreamingLLM
 from memarena.families.kvcache.methods.think import Think
 
@@ -15,10 +17,12 @@ __all__ = [
     "H2O",
     "KV_COMPRESSIONS",
     "FullCache",
+    "H2OKivi",
     "Kivi",
     "KiviThink",
     "Scissorhands",
     "SnapKV",
+    "SnapKVThink",
     "StreamingLLM",
     "Think",
 ]
@@ -33,4 +37,6 @@ KV_COMPRESSIONS: tuple[type, ...] = (
     SnapKV,
     Think,
     KiviThink,
+    SnapKVThink,
+    H2OKivi,
 )
