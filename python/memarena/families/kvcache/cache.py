@@ -45,6 +45,7 @@ __all__ = [
     "HeadwiseLayer",
     "KVCache",
     "LayerCache",
+    "budget_tokens",
     "held_tensors",
     "storage_bytes",
 ]
@@ -87,6 +88,17 @@ class CacheSpec:
         """Bytes one token takes in the uncompressed cache (K and V, every layer and head, :attr:`dtype`)."""
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * itemsize
+
+
+def budget_tokens(budget: float, n_tokens: int) -> int:
+    """Tokens a head keeps of ``n_tokens`` prefill tokens under ``budget`` (a fraction): ``ceil(budget * n)``,
+    at least 1 and at most ``n_tokens``.
+
+    :raises ValueError: ``budget`` outside (0, 1] (the family's ``family.budget``).
+    """
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(f"family.budget must be in (0, 1], got {budget!r}")
+    return max(1, min(n_tokens, math.ceil(budget * n_tokens - 1e-9)))
 
 
 def storage_bytes(t: torch.Tensor) -> int:
@@ -143,6 +155,11 @@ class LayerCache(abc.ABC):
         #: Tokens this layer has been handed so far (prefill and decoded).
         self.seen = 0
 
+    def begin_prefill(self, n_tokens: int) -> None:
+        """The context about to be prefilled has ``n_tokens`` tokens (called once, before the first forward, by
+        :func:`memarena.families.kvcache.prefill.prefill`; a method that evicts during a chunked prefill needs
+        the total to size its budget). Default: nothing."""
+
     def positions(self, n_new: int) -> torch.Tensor:
         """Rotary positions of the next ``n_new`` tokens: their positions in the sequence (override to re-index)."""
         return torch.arange(self.seen, self.seen + n_new)
@@ -185,6 +202,11 @@ class KVCache:
 
     def layer(self, i: int) -> LayerCache:
         return self.layers[i]
+
+    def begin_prefill(self, n_tokens: int) -> None:
+        """Tell every layer the context's length before it is prefilled (:meth:`LayerCache.begin_prefill`)."""
+        for layer in self.layers:
+            layer.begin_prefill(n_tokens)
 
     def nbytes(self) -> dict[str, int]:
         out = dict.fromkeys(CATEGORIES, 0)
