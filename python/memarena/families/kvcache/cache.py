@@ -159,6 +159,7 @@ class LayerCache(abc.ABC):
         """The context about to be prefilled has ``n_tokens`` tokens (called once, before the first forward, by
         :func:`memarena.families.kvcache.prefill.prefill`; a method that evicts during a chunked prefill needs
         the total to size its budget). Default: nothing."""
+        return
 
     def positions(self, n_new: int) -> torch.Tensor:
         """Rotary positions of the next ``n_new`` tokens: their positions in the sequence (override to re-index)."""

@@ -12,7 +12,7 @@ __all__ = ["prefill"]
 
 @torch.no_grad()
 def prefill(model: ByteLlama, tokens: torch.Tensor, cache: KVCache, chunk_tokens: int | None = None) -> torch.Tensor:
-    """Run ``tokens`` (``[T]`` or ``[1, T]`` byte ids) through ``model`` into ``cache``; return the logits ``[1, T, V]``.
+    """Run ``tokens`` (``[T]`` or ``[1, T]`` byte ids) through ``model`` into ``cache``; return logits ``[1, T, V]``.
 
     The cache is first told the context's length (:meth:`KVCache.begin_prefill`).
     With ``chunk_tokens`` (a method's

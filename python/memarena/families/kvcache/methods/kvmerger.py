@@ -94,10 +94,8 @@ def gaussian_merge(
     pivot = int(torch.argmax(scores))
     dist = (keys.float() - keys[pivot].float()).norm(dim=-1)
     s = float(dist.sum()) / (math.sqrt(2.0) * len(dist)) if sigma is None else sigma
-    if s <= 0.0:  # every key equal to the pivot's: the kernel is flat
-        g = torch.ones_like(dist)
-    else:
-        g = torch.exp(-dist.square() / (2.0 * s * s))
+    # s == 0: every key equals the pivot's, the kernel is flat
+    g = torch.ones_like(dist) if s <= 0.0 else torch.exp(-dist.square() / (2.0 * s * s))
     w = g / g.sum()
     return w @ keys.float(), w @ values.float(), pivot
 
@@ -168,7 +166,7 @@ class KVMergerLayer(HeadwiseLayer):
 
 
 class KVMerger(KVCompression):
-    """KVMerger (Wang et al. 2024): Gaussian-kernel merging of runs of similar adjacent keys, then eviction to the budget."""
+    """KVMerger (Wang et al. 2024): Gaussian-kernel merging of runs of similar adjacent keys, eviction to the budget."""
 
     name: ClassVar[str] = "kvmerger"
 

@@ -104,7 +104,7 @@ def retaining_features(
 
 
 def evict_by_cis(cis: torch.Tensor, n_keep: int, n_protect: int) -> torch.Tensor:
-    """The rows (sorted) to keep of ``cis`` ``[n]``: the last ``n_protect`` ones, then the highest CIS, ``n_keep`` in all."""
+    """The rows (sorted) to keep of ``cis`` ``[n]``: the last ``n_protect``, then the highest CIS, ``n_keep`` in all."""
     n = int(cis.shape[0])
     if n <= n_keep:
         return torch.arange(n)
