@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from memarena.families.kvcache import CacheSpec, held_tensors, storage_bytes
-from memarena.families.kvcache.cache import budget_tokens
 from memarena.families.kvcache.locret_train import features_and_labels, loss_of
 from memarena.families.kvcache.methods import FullCache, Locret
+from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.locret import (
     HEADS_FILE,
     RetainingHeads,
@@ -99,7 +99,7 @@ def test_budget_per_head_and_exact_bytes() -> None:
     method = Locret(heads=heads())
     weights = {p.untyped_storage().data_ptr() for p in method.heads.parameters()}
     for budget in (0.1, 0.25, 0.5):
-        n_keep = budget_tokens(budget, 200)
+        n_keep = tokens_for(budget, 200)
         cache = method.new_cache(SPEC, budget)
         cache.begin_prefill(200)
         with torch.no_grad():

@@ -9,8 +9,8 @@ import torch
 
 from memarena.errors import InvalidConfigError
 from memarena.families.kvcache import CacheSpec, Fp16Store, held_tensors, storage_bytes
-from memarena.families.kvcache.cache import budget_tokens
 from memarena.families.kvcache.methods import ElasticCache, KVMerger
+from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.elastic import anchor_groups, merge_groups
 from memarena.families.kvcache.methods.kvmerger import KVMergerLayer, gaussian_merge, merging_sets
 from memarena.families.kvcache.prefill import prefill
@@ -144,7 +144,7 @@ def test_budget_per_head_and_exact_bytes(model: ByteLlama, method: KVMerger | El
     for budget in (0.25, 0.5, 1.0):
         cache = method.new_cache(spec, budget)
         prefill(model, torch.randint(0, 256, (n,)), cache, method.prefill_chunk_tokens)
-        n_keep = budget_tokens(budget, n)
+        n_keep = tokens_for(budget, n)
         assert all(0 < t <= n_keep for layer in cache.tokens_held() for t in layer)
         with torch.no_grad():
             for i in range(3):
@@ -170,5 +170,5 @@ def test_bad_parameters_name_their_key(model: ByteLlama) -> None:
         KVMerger(threshold=2.0)
     with pytest.raises(InvalidConfigError, match="kv_compression.offset_tokens"):
         ElasticCache(offset_tokens=-1)
-    with pytest.raises(ValueError, match="family.budget"):
+    with pytest.raises(InvalidConfigError, match="family.budget"):
         KVMerger().new_layer(spec_of(model), 0, 0.0)

@@ -45,7 +45,6 @@ __all__ = [
     "HeadwiseLayer",
     "KVCache",
     "LayerCache",
-    "budget_tokens",
     "held_tensors",
     "storage_bytes",
 ]
@@ -88,17 +87,6 @@ class CacheSpec:
         """Bytes one token takes in the uncompressed cache (K and V, every layer and head, :attr:`dtype`)."""
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * itemsize
-
-
-def budget_tokens(budget: float, n_tokens: int) -> int:
-    """Tokens a head keeps of ``n_tokens`` prefill tokens under ``budget`` (a fraction): ``ceil(budget * n)``,
-    at least 1 and at most ``n_tokens``.
-
-    :raises ValueError: ``budget`` outside (0, 1] (the family's ``family.budget``).
-    """
-    if not 0.0 < budget <= 1.0:
-        raise ValueError(f"family.budget must be in (0, 1], got {budget!r}")
-    return max(1, min(n_tokens, math.ceil(budget * n_tokens - 1e-9)))
 
 
 def storage_bytes(t: torch.Tensor) -> int:

@@ -45,7 +45,9 @@ from typing import ClassVar
 import torch
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, budget_tokens
+from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.methods.budgets import tokens_for
+from memarena.families.kvcache.methods.selection import check_budget
 
 __all__ = ["ElasticCache", "ElasticLayer", "anchor_groups"]
 
@@ -107,7 +109,7 @@ class ElasticLayer(HeadwiseLayer):
         if self.n_keep is None:  # the prompt
             assert probs is not None, "ElasticLayer needs the prompt's attention probabilities"
             n = int(k.shape[1])
-            self.n_keep = budget_tokens(self.budget, n)
+            self.n_keep = tokens_for(self.budget, n)
             for h, store in enumerate(self.heads):
                 groups = anchor_groups(probs[h].sum(dim=(0, 1)), self.n_keep, self.start_tokens, self.protect_tokens)
                 merge_groups(store, groups)
@@ -148,5 +150,5 @@ class ElasticCache(KVCompression):
         offset_tokens: int = param(25, ge=0)
 
     def new_layer(self, spec: CacheSpec, layer: int, budget: float) -> ElasticLayer:
-        budget_tokens(budget, 1)  # checks the budget
+        check_budget(budget)
         return ElasticLayer(spec, layer, budget, self.start_tokens, self.protect_tokens, self.offset_tokens)

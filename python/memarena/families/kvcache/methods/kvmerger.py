@@ -37,7 +37,7 @@ cache):
    config fixes it instead). The merged row stands where the run stood and carries
    ``sum_{i in S} a_i`` as its score.
 5. **The rest by eviction.** If merging leaves more rows than the budget
-   (``ceil(budget x prompt tokens)``), the unprotected rows of least score
+   (``round(budget x prompt tokens)``, as the selection methods), the unprotected rows of least score
    are evicted (H2O's accumulated attention, the eviction the paper pairs
    merging with); if merging alone gets below the budget, nothing more is
    done (the paper's "adaptive" compression: the cache is what the
@@ -57,7 +57,9 @@ from typing import ClassVar
 import torch
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, budget_tokens
+from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.methods.budgets import tokens_for
+from memarena.families.kvcache.methods.selection import check_budget
 
 __all__ = ["KVMerger", "KVMergerLayer", "gaussian_merge", "merging_sets"]
 
@@ -131,7 +133,7 @@ class KVMergerLayer(HeadwiseLayer):
             return
         assert probs is not None, "KVMergerLayer needs the attention probabilities"
         n = int(k.shape[1])
-        n_keep = budget_tokens(self.budget, n)
+        n_keep = tokens_for(self.budget, n)
         if n_keep < n:
             for h, store in enumerate(self.heads):
                 self.compress_head(store, probs[h].sum(dim=(0, 1)), n_keep)
@@ -183,7 +185,7 @@ class KVMerger(KVCompression):
         sigma: float = param(0.0, ge=0.0)
 
     def new_layer(self, spec: CacheSpec, layer: int, budget: float) -> KVMergerLayer:
-        budget_tokens(budget, 1)  # checks the budget
+        check_budget(budget)
         return KVMergerLayer(
             spec, layer, budget, self.threshold, self.heavy_fraction, self.recent_tokens, self.sigma or None
         )

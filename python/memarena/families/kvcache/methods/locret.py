@@ -24,7 +24,7 @@ the authors' code (github.com/huangyuxiang03/Locret):
 * **Decoding** appends without eviction (as the code does); the CIS are
   freed once the prompt is in.
 
-Differences from the code: the budget is ``ceil(budget x context tokens)``
+Differences from the code: the budget is ``round(budget x context tokens)``
 per head (the code takes a fixed ``budget_size``); the code prefills the
 last ``local_len`` context tokens without eviction on top of the budget,
 here the last chunk keeps its last ``local_tokens`` rows *within* the
@@ -48,7 +48,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, budget_tokens, storage_bytes
+from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, storage_bytes
+from memarena.families.kvcache.methods.budgets import tokens_for
+from memarena.families.kvcache.methods.selection import check_budget
 
 __all__ = [
     "HEADS_FILE",
@@ -140,7 +142,7 @@ class LocretLayer(HeadwiseLayer):
 
     def begin_prefill(self, n_tokens: int) -> None:
         self.n_prefill = n_tokens
-        self.n_keep = budget_tokens(self.budget, n_tokens)
+        self.n_keep = tokens_for(self.budget, n_tokens)
 
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None
@@ -228,7 +230,7 @@ class Locret(KVCompression):
         return sum(storage_bytes(p) for p in self.heads.parameters())
 
     def new_layer(self, spec: CacheSpec, layer: int, budget: float) -> LocretLayer:
-        budget_tokens(budget, 1)  # checks the budget
+        check_budget(budget)
         shape = self.heads.shape
         want = {"n_layers": spec.n_layers, "n_heads": spec.n_heads, "n_kv_heads": spec.n_kv_heads}
         want["head_dim"] = spec.head_dim
