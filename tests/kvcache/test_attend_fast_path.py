@@ -57,3 +57,43 @@ def test_full_model_logits_match_uncached_forward() -> None:
     # the cache stores fp16 keys/values: the 8 tokens after the prefill read rounded rows
     torch.testing.assert_close(got[:, :32], ref[:, :32], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got, ref, atol=2e-3, rtol=2e-3)
+
+
+class _LastRowsLayer(HeadwiseLayer):
+    """Reads the attention of the last ``m`` new queries only (as SnapKV's observation window)."""
+
+    def __init__(self, spec: CacheSpec, m: int) -> None:
+        super().__init__(spec, 0)
+        self.m = m
+        self.seen_probs: list[torch.Tensor] | None = None
+
+    def probs_queries(self, t: int) -> int:
+        return self.m
+
+    def after_attention(self, q, k, v, probs) -> None:  # type: ignore[no-untyped-def]
+        self.seen_probs = probs
+        super().after_attention(q, k, v, probs)
+
+
+class _AllRowsLayer(_LastRowsLayer):
+    needs_probs = True
+
+    def probs_queries(self, t: int) -> int:
+        return t
+
+
+def test_last_rows_of_probabilities_equal_those_rows_of_the_full_ones() -> None:
+    torch.manual_seed(3)
+    model = ByteLlama()
+    spec = CacheSpec.of(model.cfg, model.rope)
+    part, full = _LastRowsLayer(spec, 4), _AllRowsLayer(spec, 0)
+    hq, hkv, d = spec.n_heads, spec.n_kv_heads, spec.head_dim
+    for t in (12, 6):  # a prefill, then a chunk over the cached rows
+        q, k, v = torch.randn(hq, t, d), torch.randn(hkv, t, d), torch.randn(hkv, t, d)
+        torch.testing.assert_close(part.attend(q, k, v), full.attend(q, k, v), atol=1e-5, rtol=1e-5)
+        assert part.seen_probs is not None and full.seen_probs is not None
+        for p, f in zip(part.seen_probs, full.seen_probs, strict=True):
+            assert p.shape == (spec.group_size, 4, f.shape[-1])
+            torch.testing.assert_close(p, f[:, -4:], atol=1e-6, rtol=1e-6)
+            # a row's probability over keys it may not see (later new tokens) is exactly 0
+            assert float(p[:, 0, -3:].abs().sum()) == 0.0

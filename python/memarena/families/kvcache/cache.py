@@ -329,16 +329,50 @@ class HeadwiseLayer(LayerCache):
             return self._store_factory(head)
         return Fp16Store(self.spec.head_dim, self.spec.dtype)
 
+    def probs_queries(self, t: int) -> int:
+        """How many of the ``t`` new queries (the last ones) :meth:`after_attention` reads the attention of.
+
+        Default: all ``t`` when :attr:`needs_probs`, else none. A method that
+        reads only a few rows (SnapKV's observation window) returns fewer:
+        the output then takes the batched fast path and only those rows of
+        probabilities are computed.
+        """
+        return t if self.needs_probs else 0
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         t = q.shape[1]
         cached = [store.read() for store in self.heads]
         probs: list[torch.Tensor] | None = None
-        out = None if self.needs_probs else self._attend_sdpa(q, k, v, cached)
+        m = min(t, self.probs_queries(t))
+        out = None if m == t else self._attend_sdpa(q, k, v, cached)
         if out is None:
-            out, probs = self._attend_per_head(q, k, v, cached)
+            out, probs = self._attend_per_head(q, k, v, cached, keep_probs=m == t)
+        if 0 < m < t:
+            probs = self._last_probs(q, k, cached, m)
         self.after_attention(q, k, v, probs)
         self.seen += t
         return out.to(q.dtype)
+
+    def _last_probs(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+        m: int,
+    ) -> list[torch.Tensor]:
+        """Head by head, the attention ``[group, m, n_h + T]`` of the last ``m`` new queries."""
+        g = self.spec.group_size
+        t = q.shape[1]
+        scale = 1.0 / math.sqrt(self.spec.head_dim)
+        # query t - m + i sees the new keys 0 ..= t - m + i
+        hidden = torch.arange(t)[None, :] > torch.arange(t - m, t)[:, None]
+        out = []
+        for h, (kc, _, chan) in enumerate(cached):
+            qh = q[h * g : (h + 1) * g, t - m :].float()
+            s_cached = (qh if chan is None else qh[..., chan]) @ kc.T
+            s_new = (qh @ k[h].float().T).masked_fill(hidden, float("-inf"))
+            out.append(torch.softmax(torch.cat([s_cached, s_new], dim=-1) * scale, dim=-1))
+        return out
 
     def _attend_sdpa(
         self,
@@ -370,13 +404,14 @@ class HeadwiseLayer(LayerCache):
         k: torch.Tensor,
         v: torch.Tensor,
         cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+        keep_probs: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """Attention head by head with explicit probabilities (kept when :attr:`needs_probs`)."""
+        """Attention head by head with explicit probabilities (returned when ``keep_probs``)."""
         g = self.spec.group_size
         t = q.shape[1]
         scale = 1.0 / math.sqrt(self.spec.head_dim)
         out = torch.empty_like(q, dtype=torch.float32)
-        probs: list[torch.Tensor] | None = [] if self.needs_probs else None
+        probs: list[torch.Tensor] | None = [] if keep_probs else None
         causal = torch.ones(t, t, dtype=torch.bool).triu(1)
         for h, (kc, vc, chan) in enumerate(cached):
             qh = q[h * g : (h + 1) * g].float()
@@ -394,9 +429,10 @@ class HeadwiseLayer(LayerCache):
     ) -> None:
         """Absorb the new tokens (default: append them to every head's store).
 
-        ``probs[h]`` (when :attr:`needs_probs`) is head ``h``'s attention,
-        ``[group, T, n_h + T]``: its ``group`` query heads over the ``n_h``
-        rows the store held before this call, then the ``T`` new tokens.
+        ``probs[h]`` (when :meth:`probs_queries` asks for ``m > 0`` rows) is
+        head ``h``'s attention ``[group, m, n_h + T]``: its ``group`` query
+        heads, the last ``m`` new queries, over the ``n_h`` rows the store
+        held before this call, then the ``T`` new tokens.
         """
         for h, store in enumerate(self.heads):
             store.append(k[h], v[h])

@@ -66,6 +66,13 @@ class SnapKVLayer(SelectionLayer):
         self.kernel_tokens = kernel_tokens
         self.pooling = pooling
 
+    def probs_queries(self, t: int) -> int:
+        """Only the observation window's rows, and only at prefill (the output keeps the batched path)."""
+        if self.unlimited or self.head_budgets_tokens is not None:
+            return 0
+        n = sum(len(s) for s in self.heads[:1]) + t
+        return min(self.window_tokens, n - 1)
+
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None
     ) -> None:
@@ -81,7 +88,7 @@ class SnapKVLayer(SelectionLayer):
             return
         w = min(self.window_tokens, n - 1)
         prefix = n - w
-        votes = [self.votes(p[:, n - w :, :prefix]) for p in probs]
+        votes = [self.votes(p[:, -w:, :prefix]) for p in probs]
         keep_window = min(w, budget)
         if self.head_budget == "adaptive":
             per_head = adaptive_head_budgets(votes, len(self.heads) * (budget - keep_window))
