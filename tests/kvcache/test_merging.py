@@ -35,8 +35,10 @@ def spec_of(model: ByteLlama) -> CacheSpec:
 def test_merging_sets_are_runs_of_similar_adjacent_keys() -> None:
     none = torch.zeros(6, dtype=torch.bool)
     assert merging_sets(KEYS, 0.9, none) == [[0, 1], [2, 3, 4]]
-    assert merging_sets(KEYS, 0.7, none) == [[0, 1], [2, 3, 4, 5]]  # 1/sqrt(2) = 0.7071 >= 0.7
+    assert merging_sets(KEYS, 0.7, none) == [[0, 1], [2, 3, 4, 5]]  # 1/sqrt(2) = 0.7071 > 0.7
     assert merging_sets(KEYS, 1.5, none) == []
+    # Algorithm 1 groups adjacent keys only when cos > eps: cosines of exactly 1 do not exceed 1
+    assert merging_sets(KEYS, 1.0, none) == []
     protected = none.clone()
     protected[3] = True  # a protected key splits the run and stays alone
     assert merging_sets(KEYS, 0.9, protected) == [[0, 1]]
@@ -51,7 +53,8 @@ def test_gaussian_merge_by_hand() -> None:
     g = [1.0, math.exp(-9 * 9 / 49), math.exp(-16 * 9 / 49)]
     w = [x / sum(g) for x in g]
     assert torch.allclose(k, torch.tensor([3 * w[1], 4 * w[2]]), atol=1e-6)
-    assert torch.allclose(v, torch.tensor([w[0] + w[2], w[1] + w[2]]), atol=1e-6)
+    # values: the same weights times |S| = 3 (Sec. 4.2: "w_i and w_p are multiplied by |S_v|")
+    assert torch.allclose(v, 3 * torch.tensor([w[0] + w[2], w[1] + w[2]]), atol=1e-6)
     # a fixed sigma: 2 sigma^2 = 2
     k2, _, _ = gaussian_merge(keys, values, torch.tensor([5.0, 1.0, 1.0]), sigma=1.0)
     g2 = [1.0, math.exp(-9 / 2), math.exp(-16 / 2)]
@@ -80,7 +83,8 @@ def test_compress_head_merges_at_the_pivot_then_evicts(model: ByteLlama) -> None
     # set [2,3,4]: distances 2, 0, 2; 2 sigma^2 = 16/9
     k234 = torch.tensor([0.0, (e94 * 1 + 3 + e94 * 5) / (1 + 2 * e94)])
     assert torch.allclose(k, torch.stack([k01, k234, KEYS[5]]), atol=2e-3)
-    assert torch.allclose(v, 10 * torch.stack([k01, k234, KEYS[5]]), atol=2e-2)
+    # values (10 x keys) merge with the same weights times |S|: 2 and 3
+    assert torch.allclose(v, 10 * torch.stack([2 * k01, 3 * k234, KEYS[5]]), atol=5e-2)
     # budget 2: the merged row of least summed attention (6 < 7) goes; the recent row is protected
     store = store_of(KEYS)
     layer.compress_head(store, scores, n_keep=2)
