@@ -11,7 +11,7 @@ from memarena.errors import InvalidConfigError
 from memarena.families.kvcache import CacheSpec, Fp16Store, held_tensors, storage_bytes
 from memarena.families.kvcache.methods import ElasticCache, KVMerger
 from memarena.families.kvcache.methods.budgets import tokens_for
-from memarena.families.kvcache.methods.elastic import anchor_groups, merge_groups
+from memarena.families.kvcache.methods.elastic import ElasticLayer, anchor_groups, merge_groups
 from memarena.families.kvcache.methods.kvmerger import KVMergerLayer, gaussian_merge, merging_sets
 from memarena.families.kvcache.prefill import prefill
 from memarena.models import ByteLlama
@@ -120,6 +120,24 @@ def test_merge_groups_averages_into_the_anchor() -> None:
     want = torch.stack([keys[0], keys[1:6].mean(0), keys[6:9].mean(0), keys[9]])
     assert torch.equal(k, want)
     assert torch.equal(v, -want)
+
+
+def test_elastic_anchors_are_one_per_layer_from_all_heads_importance(model: ByteLlama) -> None:
+    # The authors' code scores a layer once (attention averaged over its heads, summed over queries), so all
+    # its key/value heads keep the same anchors even where one head alone would pick other tokens.
+    layer = ElasticLayer(spec_of(model), 0, 0.5, 1, 1, 25)  # 8 prompt rows -> 4 kept: start 1, 2 anchors, last 1
+    n, d = 8, spec_of(model).head_dim
+    k = torch.arange(2 * n * d, dtype=torch.float32).view(2, n, d) / 100
+    probs = [torch.zeros(2, n, n), torch.zeros(2, n, n)]
+    probs[0][0, 0, 2], probs[0][1, 0, 5] = 5.0, 4.0  # head 0: rows 2 and 5
+    probs[1][0, 0, 2], probs[1][0, 0, 6], probs[1][1, 0, 5] = 5.0, 3.0, 1.0  # head 1 alone: rows 2 and 6
+    # the layer: row 2 10, row 5 5, row 6 3 -> anchors 2 and 5 for both heads; rows 1, 3 -> 2; rows 4, 6 -> 5
+    layer.after_attention(torch.zeros(4, n, d), k, -k, probs)
+    for h in range(2):
+        kh, vh, _ = layer.heads[h].read()
+        want = torch.stack([k[h, 0], k[h, 1:4].mean(0), k[h, 4:7].mean(0), k[h, 7]])
+        assert torch.allclose(kh.float(), want, atol=1e-2)
+        assert torch.allclose(vh.float(), -want, atol=1e-2)
 
 
 def test_elastic_decode_drops_the_row_before_the_offset_window(model: ByteLlama) -> None:
