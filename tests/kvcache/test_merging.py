@@ -11,7 +11,7 @@ from memarena.errors import InvalidConfigError
 from memarena.families.kvcache import CacheSpec, Fp16Store, held_tensors, storage_bytes
 from memarena.families.kvcache.methods import ElasticCache, KVMerger
 from memarena.families.kvcache.methods.budgets import tokens_for
-from memarena.families.kvcache.methods.elastic import anchor_groups, merge_groups
+from memarena.families.kvcache.methods.elastic import ElasticLayer, anchor_groups, merge_groups
 from memarena.families.kvcache.methods.kvmerger import KVMergerLayer, gaussian_merge, merging_sets
 from memarena.families.kvcache.prefill import prefill
 from memarena.models import ByteLlama
@@ -35,8 +35,10 @@ def spec_of(model: ByteLlama) -> CacheSpec:
 def test_merging_sets_are_runs_of_similar_adjacent_keys() -> None:
     none = torch.zeros(6, dtype=torch.bool)
     assert merging_sets(KEYS, 0.9, none) == [[0, 1], [2, 3, 4]]
-    assert merging_sets(KEYS, 0.7, none) == [[0, 1], [2, 3, 4, 5]]  # 1/sqrt(2) = 0.7071 >= 0.7
+    assert merging_sets(KEYS, 0.7, none) == [[0, 1], [2, 3, 4, 5]]  # 1/sqrt(2) = 0.7071 > 0.7
     assert merging_sets(KEYS, 1.5, none) == []
+    # Algorithm 1 groups adjacent keys only when cos > eps: cosines of exactly 1 do not exceed 1
+    assert merging_sets(KEYS, 1.0, none) == []
     protected = none.clone()
     protected[3] = True  # a protected key splits the run and stays alone
     assert merging_sets(KEYS, 0.9, protected) == [[0, 1]]
@@ -51,7 +53,8 @@ def test_gaussian_merge_by_hand() -> None:
     g = [1.0, math.exp(-9 * 9 / 49), math.exp(-16 * 9 / 49)]
     w = [x / sum(g) for x in g]
     assert torch.allclose(k, torch.tensor([3 * w[1], 4 * w[2]]), atol=1e-6)
-    assert torch.allclose(v, torch.tensor([w[0] + w[2], w[1] + w[2]]), atol=1e-6)
+    # values: the same weights times |S| = 3 (Sec. 4.2: "w_i and w_p are multiplied by |S_v|")
+    assert torch.allclose(v, 3 * torch.tensor([w[0] + w[2], w[1] + w[2]]), atol=1e-6)
     # a fixed sigma: 2 sigma^2 = 2
     k2, _, _ = gaussian_merge(keys, values, torch.tensor([5.0, 1.0, 1.0]), sigma=1.0)
     g2 = [1.0, math.exp(-9 / 2), math.exp(-16 / 2)]
@@ -80,7 +83,8 @@ def test_compress_head_merges_at_the_pivot_then_evicts(model: ByteLlama) -> None
     # set [2,3,4]: distances 2, 0, 2; 2 sigma^2 = 16/9
     k234 = torch.tensor([0.0, (e94 * 1 + 3 + e94 * 5) / (1 + 2 * e94)])
     assert torch.allclose(k, torch.stack([k01, k234, KEYS[5]]), atol=2e-3)
-    assert torch.allclose(v, 10 * torch.stack([k01, k234, KEYS[5]]), atol=2e-2)
+    # values (10 x keys) merge with the same weights times |S|: 2 and 3
+    assert torch.allclose(v, 10 * torch.stack([2 * k01, 3 * k234, KEYS[5]]), atol=5e-2)
     # budget 2: the merged row of least summed attention (6 < 7) goes; the recent row is protected
     store = store_of(KEYS)
     layer.compress_head(store, scores, n_keep=2)
@@ -116,6 +120,24 @@ def test_merge_groups_averages_into_the_anchor() -> None:
     want = torch.stack([keys[0], keys[1:6].mean(0), keys[6:9].mean(0), keys[9]])
     assert torch.equal(k, want)
     assert torch.equal(v, -want)
+
+
+def test_elastic_anchors_are_one_per_layer_from_all_heads_importance(model: ByteLlama) -> None:
+    # The authors' code scores a layer once (attention averaged over its heads, summed over queries), so all
+    # its key/value heads keep the same anchors even where one head alone would pick other tokens.
+    layer = ElasticLayer(spec_of(model), 0, 0.5, 1, 1, 25)  # 8 prompt rows -> 4 kept: start 1, 2 anchors, last 1
+    n, d = 8, spec_of(model).head_dim
+    k = torch.arange(2 * n * d, dtype=torch.float32).view(2, n, d) / 100
+    probs = [torch.zeros(2, n, n), torch.zeros(2, n, n)]
+    probs[0][0, 0, 2], probs[0][1, 0, 5] = 5.0, 4.0  # head 0: rows 2 and 5
+    probs[1][0, 0, 2], probs[1][0, 0, 6], probs[1][1, 0, 5] = 5.0, 3.0, 1.0  # head 1 alone: rows 2 and 6
+    # the layer: row 2 10, row 5 5, row 6 3 -> anchors 2 and 5 for both heads; rows 1, 3 -> 2; rows 4, 6 -> 5
+    layer.after_attention(torch.zeros(4, n, d), k, -k, probs)
+    for h in range(2):
+        kh, vh, _ = layer.heads[h].read()
+        want = torch.stack([k[h, 0], k[h, 1:4].mean(0), k[h, 4:7].mean(0), k[h, 7]])
+        assert torch.allclose(kh.float(), want, atol=1e-2)
+        assert torch.allclose(vh.float(), -want, atol=1e-2)
 
 
 def test_elastic_decode_drops_the_row_before_the_offset_window(model: ByteLlama) -> None:

@@ -17,7 +17,10 @@ As the authors' code (github.com/liuzuyan/ElasticCache, ``kv_cache.py``,
 class ``ElasticCache``) does it, per key/value head:
 
 * **Instruction encoding (prefill).** Importance ``a_i`` = the attention
-  token ``i`` received from every prompt query. The first ``start_tokens``
+  token ``i`` received from every prompt query, summed over all the layer's
+  query heads (the code's ``score_sum[layer]``: ``attn.mean(dim=1)`` over
+  heads, accumulated over queries), so every key/value head of a layer keeps
+  the same anchors. The first ``start_tokens``
   and the last ``protect_tokens`` tokens are always kept as they are; of the
   tokens between, the ``n_keep - start - protect`` of highest importance are
   the anchors, and every other one is merged into the anchor **nearest in
@@ -29,11 +32,21 @@ class ``ElasticCache``) does it, per key/value head:
   recent ones is dropped (the code's ``distance = -25``: a fixed position,
   so the merged prompt cache and the recent window survive).
 
-Differences: importance is per key/value head (the code averages all heads
-of a layer), summed over the query heads that share it (GQA); ties in
-position go to the earlier anchor (as ``argmin`` does in the code). A
-multi-token forward after the prompt drops its overflow in one block at
-the same place, after its attention is computed.
+Differences from the code, each deliberate:
+
+* The code picks anchors with ``torch.where(torch.argsort(s) > forget_num)``,
+  which compares token *indices* rather than ranks with ``forget_num`` (and
+  omits the ``start_size`` offset of the merged rows): taken literally it
+  keeps an arbitrary set, not the important one. We keep what the paper
+  says and the code means: the highest-importance tokens are the anchors.
+* Budget: the code recomputes ``forget_num = seq_len - (1 - ratio) x
+  tokens_seen`` each step, so its cache grows by ``1 - ratio`` per generated
+  token; here, as for every method of this family, the budget is fixed at
+  ``round(budget x prompt tokens)`` and decoding drops one row per new token
+  at the same fixed point.
+* Ties in position go to the earlier anchor (as ``argmin`` does in the
+  code). A multi-token forward after the prompt drops its overflow in one
+  block at the same place, after its attention is computed.
 """
 
 from __future__ import annotations
@@ -110,8 +123,11 @@ class ElasticLayer(HeadwiseLayer):
             assert probs is not None, "ElasticLayer needs the prompt's attention probabilities"
             n = int(k.shape[1])
             self.n_keep = tokens_for(self.budget, n)
-            for h, store in enumerate(self.heads):
-                groups = anchor_groups(probs[h].sum(dim=(0, 1)), self.n_keep, self.start_tokens, self.protect_tokens)
+            # one importance per layer, as the authors' code (score_sum[layer]: attention averaged over all heads,
+            # summed over the prompt's queries): every head keeps the same anchors and merges the same groups
+            importance = torch.stack([p.sum(dim=(0, 1)) for p in probs]).sum(dim=0)
+            groups = anchor_groups(importance, self.n_keep, self.start_tokens, self.protect_tokens)
+            for store in self.heads:
                 merge_groups(store, groups)
             self.needs_probs = False  # decoding reads no attention
             return

@@ -41,8 +41,12 @@ class ScissorhandsLayer(SelectionLayer):
     * ``B``, ``r``, ``m`` are tokens of the head's budget: ``B`` from the
       family budget at prefill (see :mod:`selection`), ``r = round(recent_fraction B)``,
       ``m = max(1, round(drop_fraction B))``; ``w`` is ``history_window_tokens``.
-      The paper gives no defaults we could find for ``r`` and ``m`` in its
-      text; ours are 10 % of the budget each and ``w = 32`` steps.
+    * **Defaults** (the paper's text could not be opened here; these are the
+      paper's defaults as AnswerDotAI's cold-compress reimplementation records
+      them, citing Algorithms 1-2): history window ``w = 400``, drop amount
+      ``m = 0.4 B``, recent window ``r = 10`` tokens. ``r`` is a share of the
+      budget in this config (``recent_fraction``, default 0.1: 10 tokens at a
+      100-token budget).
     * Ties in the counts drop the older token first.
     """
 
@@ -54,9 +58,9 @@ class ScissorhandsLayer(SelectionLayer):
         layer: int,
         fraction: float,
         *,
-        history_window_tokens: int = 32,
+        history_window_tokens: int = 400,
         recent_fraction: float = 0.1,
-        drop_fraction: float = 0.1,
+        drop_fraction: float = 0.4,
         store: Callable[[int], HeadStore] | None = None,
     ) -> None:
         super().__init__(spec, layer, fraction, store=store)
@@ -124,12 +128,12 @@ class Scissorhands(KVCompression):
     @dataclass
     class Config:
         _target_: str = "memarena.families.kvcache.methods.scissorhands.Scissorhands"
-        #: History window w: the attention of this many last steps is counted.
-        history_window_tokens: int = param(32, ge=1)
+        #: History window w: the attention of this many last steps is counted (the paper's 400).
+        history_window_tokens: int = param(400, ge=1)
         #: Recent window r, as a share of the budget (never dropped).
         recent_fraction: float = param(0.1, ge=0.0, le=1.0)
-        #: Drop amount m, as a share of the budget (at least one token).
-        drop_fraction: float = param(0.1, ge=0.0, le=1.0)
+        #: Drop amount m, as a share of the budget (at least one token; the paper's 0.4).
+        drop_fraction: float = param(0.4, ge=0.0, le=1.0)
 
     def new_layer(
         self, spec: CacheSpec, layer: int, budget: float, store: Callable[[int], HeadStore] | None = None
