@@ -1,4 +1,4 @@
-"""A test plugin (``MEMARENA_PLUGINS=tests.kvcache.random_model_plugin``) for CLI runs before the fixture exists.
+"""A test plugin (``MEMARENA_PLUGINS=tests.kvcache.random_model_plugin``) for CLI runs on an untrained model.
 
 It replaces the kvcache family's model loader by a seeded random
 :class:`ByteLlama` of the fixture's shape: the tests exercise the runner,

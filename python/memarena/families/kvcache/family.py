@@ -287,9 +287,9 @@ class KVCacheFamily(Family):
             for probe in probes:
                 prompt = as_tokens(probe.prompt)
                 n = len(probe.answer)
-                for m, c in ((full, None), (method, chunk)):
+                for m, chunk_tokens in ((full, None), (method, chunk)):
                     cache = m.new_cache(spec, self.budget)
-                    got = greedy(model, cache, prefill(model, prompt, cache, c), n)
+                    got = greedy(model, cache, prefill(model, prompt, cache, chunk_tokens), n)
                     hit = int(got == probe.answer)
                     if m is full:
                         needle_hits_full += hit
