@@ -246,3 +246,23 @@ def test_memory_estimate_is_within_reach_of_the_data(model: ByteLlama) -> None:
 def test_the_trained_fixture_beats_a_random_model(tmp_path: Path) -> None:
     (row,) = run_kv(tmp_path, "family.needle_probes=0").rows
     assert row["bits_per_byte_full"] < 4.0
+
+
+def test_the_guides_kv_compression_example_runs_and_its_bytes_are_its_tensors(model: ByteLlama) -> None:
+    import re
+
+    from memarena.families.kvcache.cache import held_tensors, storage_bytes
+
+    guide = (Path(__file__).resolve().parents[2] / "plugins" / "memarena-example" / "README.md").read_text()
+    section = guide[guide.index("## 9. A KV-compression method") : guide.index("## 10. ")]
+    (code,) = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    ns: dict[str, Any] = {}
+    exec(compile(code, "guide section 9", "exec"), ns)
+    spec = CacheSpec.of(model.cfg, model.rope)
+    cache = ns["Recent"]().new_cache(spec, 0.25)
+    with torch.inference_mode():
+        prefill(model, as_tokens(bytes(range(32, 132))), cache)  # 100 tokens: ceil(25) rows per head
+        assert cache.total_bytes() == 25 * FULL_BYTES_PER_TOKEN
+        decode_step(model, 65, cache)  # 26 rows -> ceil(6.5) = 7
+    assert cache.total_bytes() == 7 * FULL_BYTES_PER_TOKEN
+    assert sum(storage_bytes(t) for t in held_tensors(cache)) == cache.total_bytes()
