@@ -21,7 +21,7 @@ from memarena.config import compose
 from memarena.errors import InvalidConfigError, MemarenaError
 from memarena.families.kvcache import family as kv_family
 from memarena.families.kvcache.cache import CacheSpec
-from memarena.families.kvcache.eval import as_tokens, decode_step, greedy, next_byte_scores, prefill
+from memarena.families.kvcache.eval import as_tokens, decode_step, greedy, next_byte_scores, prefill_next
 from memarena.families.kvcache.methods.full import FullCache
 from memarena.models import ByteLlama
 from memarena.plugins import get_plugin_manager
@@ -131,8 +131,8 @@ def test_chunked_prefill_matches_one_forward_on_the_full_cache(model: ByteLlama)
     tokens = as_tokens(bytes(range(40, 140)))
     with torch.inference_mode():
         one, chunked = FullCache().new_cache(spec, 1.0), FullCache().new_cache(spec, 1.0)
-        a = prefill(model, tokens, one)
-        b = prefill(model, tokens, chunked, chunk_tokens=32)
+        a = prefill_next(model, tokens, one)
+        b = prefill_next(model, tokens, chunked, chunk_tokens=32)
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
         assert one.nbytes() == chunked.nbytes()
         torch.testing.assert_close(decode_step(model, 7, one), decode_step(model, 7, chunked), atol=1e-4, rtol=1e-4)
@@ -143,7 +143,7 @@ def test_chunked_prefill_matches_one_forward_on_the_full_cache(model: ByteLlama)
         assert one.total_bytes() == before + 3 * FULL_BYTES_PER_TOKEN
         for bad in (0, -1):
             with pytest.raises(ValueError, match="chunk_tokens"):
-                prefill(model, tokens, FullCache().new_cache(spec, 1.0), chunk_tokens=bad)
+                prefill_next(model, tokens, FullCache().new_cache(spec, 1.0), chunk_tokens=bad)
 
 
 def test_a_chunked_method_is_prefilled_chunk_by_chunk(tmp_path: Path, model: ByteLlama) -> None:
@@ -261,8 +261,20 @@ def test_the_guides_kv_compression_example_runs_and_its_bytes_are_its_tensors(mo
     spec = CacheSpec.of(model.cfg, model.rope)
     cache = ns["Recent"]().new_cache(spec, 0.25)
     with torch.inference_mode():
-        prefill(model, as_tokens(bytes(range(32, 132))), cache)  # 100 tokens: ceil(25) rows per head
+        prefill_next(model, as_tokens(bytes(range(32, 132))), cache)  # 100 tokens: ceil(25) rows per head
         assert cache.total_bytes() == 25 * FULL_BYTES_PER_TOKEN
         decode_step(model, 65, cache)  # 26 rows -> ceil(6.5) = 7
     assert cache.total_bytes() == 7 * FULL_BYTES_PER_TOKEN
     assert sum(storage_bytes(t) for t in held_tensors(cache)) == cache.total_bytes()
+
+
+def test_the_preset_sweeps_every_registered_method() -> None:
+    from omegaconf import OmegaConf
+
+    from memarena.families.kvcache.methods import KV_COMPRESSIONS
+
+    preset = Path(kv_family.__file__).parent / "conf" / "experiment" / "kvcache.yaml"
+    listed = str(OmegaConf.load(preset).hydra.sweeper.params.kv_compression).split(",")
+    assert listed == [m.name for m in KV_COMPRESSIONS]
+    builtin = REG.names("kv_compression")
+    assert sorted(listed) == sorted(n for n in builtin if not n.startswith("keep_recent"))

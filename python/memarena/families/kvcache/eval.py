@@ -1,5 +1,7 @@
 """Driving the fixture model over a compressed cache: prefill (whole or chunked), decoding, scoring.
 
+:func:`prefill` is :mod:`memarena.families.kvcache.prefill`'s (re-exported).
+
 Shared by the ``kvcache`` family's runner and by any method or benchmark
 that needs the same steps (Locret's chunked prefill under a fixed budget,
 the kvpress comparison). Every function expects to run under
@@ -14,10 +16,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from memarena.families.kvcache.prefill import prefill
+
 if TYPE_CHECKING:
+    from memarena.families.kvcache.cache import KVCache
     from memarena.models.bytellama import ByteLlama, KVCacheLike
 
-__all__ = ["as_tokens", "decode_step", "greedy", "next_byte_scores", "prefill"]
+__all__ = ["as_tokens", "decode_step", "greedy", "next_byte_scores", "prefill", "prefill_next"]
 
 
 def as_tokens(data: bytes) -> torch.Tensor:
@@ -25,28 +30,12 @@ def as_tokens(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(torch.int64)
 
 
-def prefill(
-    model: ByteLlama, tokens: torch.Tensor, cache: KVCacheLike, chunk_tokens: int | None = None
+def prefill_next(
+    model: ByteLlama, tokens: torch.Tensor, cache: KVCache, chunk_tokens: int | None = None
 ) -> torch.Tensor:
-    """Run ``tokens`` ``[T]`` through ``model`` into ``cache``; return the next-token logits ``[vocab]`` (float32).
-
-    :param chunk_tokens: Forward the context in chunks of this many tokens,
-        each attending to the cache the earlier chunks left (a method such as
-        Locret compresses between chunks, so the cache never exceeds its
-        budget); None: the whole context in one forward.
-    :raises ValueError: no tokens, or ``chunk_tokens < 1``.
-    """
-    n = int(tokens.shape[0])
-    if n < 1:
-        raise ValueError("prefill needs at least one token")
-    if chunk_tokens is not None and chunk_tokens < 1:
-        raise ValueError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
-    step = n if chunk_tokens is None else chunk_tokens
-    hidden = None
-    for start in range(0, n, step):
-        hidden = model.hidden(tokens[None, start : start + step], cache)
-    assert hidden is not None
-    return model.lm_head(hidden[0, -1]).float()
+    """:func:`~memarena.families.kvcache.prefill.prefill` (the cache told the context's length, chunked where
+    ``chunk_tokens`` is set), keeping only the next-token logits ``[vocab]`` (float32)."""
+    return prefill(model, tokens, cache, chunk_tokens)[0, -1].float()
 
 
 def decode_step(model: ByteLlama, token: int, cache: KVCacheLike) -> torch.Tensor:

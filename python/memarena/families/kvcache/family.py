@@ -231,7 +231,7 @@ class KVCacheFamily(Family):
         import torch
 
         from memarena.families.kvcache.cache import CacheSpec
-        from memarena.families.kvcache.eval import as_tokens, decode_step, greedy, next_byte_scores, prefill
+        from memarena.families.kvcache.eval import as_tokens, decode_step, greedy, next_byte_scores, prefill_next
         from memarena.families.kvcache.methods.full import FullCache
         from memarena.models.corpus import needle_probe
 
@@ -253,7 +253,7 @@ class KVCacheFamily(Family):
         ) -> tuple[torch.Tensor, dict[str, int], int, float, float]:
             cache = m.new_cache(spec, self.budget)
             t0 = time.perf_counter()
-            logits = [prefill(model, tokens[:ctx], cache, chunk_tokens)]
+            logits = [prefill_next(model, tokens[:ctx], cache, chunk_tokens)]
             t1 = time.perf_counter()
             by_cat = cache.nbytes()
             for tok in tokens[ctx : ctx + cont - 1].tolist():
@@ -289,7 +289,7 @@ class KVCacheFamily(Family):
                 n = len(probe.answer)
                 for m, chunk_tokens in ((full, None), (method, chunk)):
                     cache = m.new_cache(spec, self.budget)
-                    got = greedy(model, cache, prefill(model, prompt, cache, chunk_tokens), n)
+                    got = greedy(model, cache, prefill_next(model, prompt, cache, chunk_tokens), n)
                     hit = int(got == probe.answer)
                     if m is full:
                         needle_hits_full += hit
