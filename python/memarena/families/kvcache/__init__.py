@@ -9,7 +9,8 @@
 
 The package imports without torch (its plugin registers the family, so
 ``memarena plugins`` and ``--help`` work on the base install); the names
-below import torch when first read.
+below load on first read, and import torch only when used (a layer built,
+a tensor made: :mod:`memarena.families.kvcache.lazy`).
 """
 
 from __future__ import annotations

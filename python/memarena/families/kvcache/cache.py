@@ -30,13 +30,13 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.nn import functional as F
+from memarena.families.kvcache.lazy import F, torch
 
-from memarena.models.bytellama import ByteLlamaConfig, Rope
+if TYPE_CHECKING:
+    from memarena.models.bytellama import ByteLlamaConfig, Rope
 
 __all__ = [
     "CATEGORIES",
@@ -73,11 +73,12 @@ class CacheSpec:
     rope: Rope
     #: Trained length: positions beyond it are out of distribution.
     max_seq_len: int
-    #: The dtype keys and values are stored in when kept at full precision.
-    dtype: torch.dtype = torch.float16
+    #: The dtype keys and values are stored in when kept at full precision (default ``torch.float16``).
+    dtype: torch.dtype = field(default_factory=lambda: torch.float16)  # a factory: reading torch imports it
 
     @classmethod
-    def of(cls, cfg: ByteLlamaConfig, rope: Rope, dtype: torch.dtype = torch.float16) -> CacheSpec:
+    def of(cls, cfg: ByteLlamaConfig, rope: Rope, dtype: torch.dtype | None = None) -> CacheSpec:
+        dtype = torch.float16 if dtype is None else dtype
         return cls(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, rope, cfg.max_seq_len, dtype)
 
     @property
@@ -100,6 +101,7 @@ def held_tensors(obj: Any) -> list[torch.Tensor]:
     seen_obj: set[int] = set()
     seen_storage: set[int] = set()
     found: list[torch.Tensor] = []
+    from memarena.models.bytellama import Rope  # a torch module: imported where used
 
     def walk(x: Any) -> None:
         if isinstance(x, torch.Tensor):
@@ -273,7 +275,8 @@ class Fp16Store(HeadStore):
 
     __slots__ = ("dtype", "k", "v")
 
-    def __init__(self, head_dim: int, dtype: torch.dtype = torch.float16) -> None:
+    def __init__(self, head_dim: int, dtype: torch.dtype | None = None) -> None:
+        dtype = torch.float16 if dtype is None else dtype
         self.dtype = dtype
         self.k = torch.empty(0, head_dim, dtype=dtype)
         self.v = torch.empty(0, head_dim, dtype=dtype)

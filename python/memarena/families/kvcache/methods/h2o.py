@@ -6,10 +6,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, adaptive_head_budgets
 from memarena.families.kvcache.methods.selection import SelectionLayer, layer_fraction
 

@@ -47,11 +47,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.errors import InvalidConfigError
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.lazy import torch
 
 __all__ = ["Kivi", "KiviStore", "dequantize", "pack_codes", "quantize", "unpack_codes"]
 
@@ -138,8 +137,9 @@ class KiviStore(HeadStore):
     )
 
     def __init__(
-        self, head_dim: int, bits: int, group_size: int, residual: int, dtype: torch.dtype = torch.float16
+        self, head_dim: int, bits: int, group_size: int, residual: int, dtype: torch.dtype | None = None
     ) -> None:
+        dtype = torch.float16 if dtype is None else dtype
         if bits not in (2, 4):
             raise ValueError(f"KIVI packs 2- or 4-bit codes, got bits={bits}")
         if residual % group_size:

@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.kivi import KiviStore, check_kivi_shape, check_residual
 from memarena.families.kvcache.methods.think import think_channels
 

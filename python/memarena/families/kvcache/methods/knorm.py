@@ -27,10 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
+from memarena.families.kvcache.lazy import torch
 
 
 def knorm_keep(keys: torch.Tensor, n_keep: int) -> torch.Tensor:

@@ -79,10 +79,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.selection import check_budget
 

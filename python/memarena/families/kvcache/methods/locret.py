@@ -41,16 +41,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
-from torch.nn import functional as F
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, storage_bytes
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.selection import check_budget
+
+if TYPE_CHECKING:
+    from memarena.families.kvcache.methods.locret_heads import RetainingHeads
 
 __all__ = [
     "HEADS_FILE",
@@ -64,35 +64,6 @@ __all__ = [
 
 #: The trained retaining heads inside the package (``torch.save``: fp16 state dict and ``meta``).
 HEADS_FILE = "locret_heads.pt"
-
-
-class RetainingHeads(nn.Module):
-    """One retaining head per layer: ``Linear(in, hidden) -> SiLU -> Linear(hidden, n_kv_heads)``, no biases.
-
-    ``in`` = ``(n_heads + 2 n_kv_heads) x head_dim``: a token's queries, keys
-    and values, concatenated in that order.
-    """
-
-    def __init__(self, n_layers: int, n_heads: int, n_kv_heads: int, head_dim: int, hidden: int) -> None:
-        super().__init__()
-        self.shape = {
-            "n_layers": n_layers,
-            "n_heads": n_heads,
-            "n_kv_heads": n_kv_heads,
-            "head_dim": head_dim,
-            "hidden": hidden,
-        }
-        d_in = (n_heads + 2 * n_kv_heads) * head_dim
-        self.fc1 = nn.ModuleList(nn.Linear(d_in, hidden, bias=False) for _ in range(n_layers))
-        self.fc2 = nn.ModuleList(nn.Linear(hidden, n_kv_heads, bias=False) for _ in range(n_layers))
-
-    @classmethod
-    def for_spec(cls, spec: CacheSpec, hidden: int) -> RetainingHeads:
-        return cls(spec.n_layers, spec.n_heads, spec.n_kv_heads, spec.head_dim, hidden)
-
-    def forward(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """CIS ``[T, n_kv_heads]`` of features ``x`` ``[T, in]`` (:func:`retaining_features`) at ``layer``."""
-        return self.fc2[layer](F.silu(self.fc1[layer](x)))
 
 
 def retaining_features(
@@ -194,6 +165,8 @@ def _packaged_heads() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def load_retaining_heads() -> tuple[RetainingHeads, dict[str, Any]]:
     """The packaged retaining heads (float32, eval mode) and their training card (``meta``)."""
+    from memarena.families.kvcache.methods.locret_heads import RetainingHeads
+
     state, meta = _packaged_heads()
     heads = RetainingHeads(**meta["shape"])
     heads.load_state_dict({k: v.float() for k, v in state.items()})
@@ -237,3 +210,13 @@ class Locret(KVCompression):
         if any(shape[k] != v for k, v in want.items()):
             raise ValueError(f"Locret's retaining heads are for a model of shape {shape}, not {want}")
         return LocretLayer(spec, layer, budget, self.heads, self.stabilizer_tokens, self.local_tokens)
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: RetainingHeads is an nn.Module (defining it imports torch), so it lives in locret_heads and
+    # loads on first use; `from memarena.families.kvcache.methods.locret import RetainingHeads` still works.
+    if name == "RetainingHeads":
+        from memarena.families.kvcache.methods.locret_heads import RetainingHeads
+
+        return RetainingHeads
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

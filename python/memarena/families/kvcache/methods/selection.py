@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from memarena.errors import InvalidConfigError
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, layer_fractions
 
 __all__ = ["SelectionLayer", "check_budget", "layer_fraction"]

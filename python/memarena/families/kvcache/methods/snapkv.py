@@ -7,11 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-from torch.nn import functional as F
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.lazy import F, torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, adaptive_head_budgets
 from memarena.families.kvcache.methods.selection import SelectionLayer, layer_fraction
 

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS
 from memarena.families.kvcache.methods.selection import layer_fraction
 from memarena.families.kvcache.methods.snapkv import POOLINGS, SnapKVLayer

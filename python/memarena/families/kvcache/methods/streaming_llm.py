@@ -7,10 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.selection import SelectionLayer, check_budget
 
 __all__ = ["StreamingLLM", "StreamingLLMLayer"]

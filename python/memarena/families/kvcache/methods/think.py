@@ -35,10 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.lazy import torch
 
 __all__ = ["Think", "ThinkLayer", "ThinkStore", "think_channels"]
 
@@ -70,7 +69,8 @@ class ThinkStore(HeadStore):
 
     __slots__ = ("channels", "dtype", "head_dim", "k_full", "k_pruned", "recent_tokens", "v")
 
-    def __init__(self, head_dim: int, recent_tokens: int, dtype: torch.dtype = torch.float16) -> None:
+    def __init__(self, head_dim: int, recent_tokens: int, dtype: torch.dtype | None = None) -> None:
+        dtype = torch.float16 if dtype is None else dtype
         self.head_dim, self.recent_tokens, self.dtype = head_dim, recent_tokens, dtype
         #: The kept key channels (sorted, ``int16``); ``None`` until :meth:`prune`.
         self.channels: torch.Tensor | None = None
