@@ -50,7 +50,10 @@ def test_scissorhands_prefill_drops_the_persistently_unimportant() -> None:
     layer = sc_layer()
     assert held_indices(layer) == [1, 4, 8, 9]
     # the history is the last 2 steps, compacted to the kept tokens: row 8 found 8 low, row 9 found 8, 9
-    assert layer.history[0].tolist() == [[0, 0, 1, 0], [0, 0, 1, 1]]
+    assert layer.window_counts(0).tolist() == [[0, 0, 1, 0], [0, 0, 1, 1]]
+    assert layer.window_totals(0).tolist() == [0, 0, 2, 1]
+    # packed: one plane (group 1), one byte a token; steps 8, 9 in ring slots 0, 1 (bits 0, 1)
+    assert layer.history[0].tolist() == [[[0, 0, 0b11, 0b10]]]
 
 
 def test_scissorhands_decode_drops_m_plus_overflow_at_the_budget() -> None:
@@ -62,12 +65,15 @@ def test_scissorhands_decode_drops_m_plus_overflow_at_the_budget() -> None:
     # 10 and 11: counts 1: 0 + 1, 4: 0 + 1, 8: 1 + 1, 9: 1 + 1 -> drop 8 and 9.
     layer.attend(query(1)[None, None], SC_KEYS[None, 11:12], tagged_values(1, 11))
     assert held_indices(layer) == [1, 4, 10, 11]
-    assert layer.history[0].tolist() == [[0, 0, 1, 0], [1, 1, 0, 1]]
+    assert layer.window_counts(0).tolist() == [[0, 0, 1, 0], [1, 1, 0, 1]]
+    # steps 10, 11 overwrote ring slots 0, 1
+    assert layer.history[0].tolist() == [[[0b10, 0b10, 0b01, 0b10]]]
 
 
 def test_scissorhands_counts_the_gqa_group() -> None:
     # Two query heads on one kv head, both querying channel 0 in rows 8 and 9: every "below average" is
-    # found by both, so the history holds 2 where one head held 1 (counts over the group).
+    # found by both, so the history holds 2 where one head held 1 (counts over the group): two bit planes,
+    # the count's binary digits (2 = 0b10: plane 1).
     layer = ScissorhandsLayer(
         tiny_spec(n_heads=2), 0, 0.5, history_window_tokens=2, recent_fraction=0.4, drop_fraction=0.2
     )
@@ -76,15 +82,16 @@ def test_scissorhands_counts_the_gqa_group() -> None:
     q[1, 8], q[1, 9] = query(0), query(0)
     layer.attend(q, SC_KEYS[None, :10], tagged_values(10))
     assert held_indices(layer) == [1, 4, 8, 9]
-    assert layer.history[0].tolist() == [[0, 0, 2, 0], [0, 0, 2, 2]]
+    assert layer.window_counts(0).tolist() == [[0, 0, 2, 0], [0, 0, 2, 2]]
+    assert layer.history[0].tolist() == [[[0, 0, 0, 0]], [[0, 0, 0b11, 0b10]]]
 
 
 def test_scissorhands_bytes_hand_computed() -> None:
     layer = sc_layer()
     nb = layer.nbytes()
     assert nb["payload"] == 2 * 4 * 4 * 2  # K and V: 4 rows x 4 channels fp16
-    assert nb["scores"] == 2 * 4  # uint8 history: 2 steps x 4 tokens
-    assert bytes_match(KVCache([layer])) == (72, 72)
+    assert nb["scores"] == 1 * 1 * 4  # packed history: 1 plane x ceil(2 steps / 8) bytes x 4 tokens
+    assert bytes_match(KVCache([layer])) == (68, 68)
 
 
 # --- StreamingLLM ----------------------------------------------------------------------------------------

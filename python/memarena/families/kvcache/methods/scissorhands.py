@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 from memarena.api import KVCompression, param
@@ -12,6 +13,12 @@ from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.selection import SelectionLayer, check_budget
 
 __all__ = ["Scissorhands", "ScissorhandsLayer"]
+
+
+@lru_cache(maxsize=1)
+def _popcount() -> torch.Tensor:
+    """``[256]`` int64: the number of set bits of each byte value."""
+    return torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int64)
 
 
 class ScissorhandsLayer(SelectionLayer):
@@ -26,12 +33,19 @@ class ScissorhandsLayer(SelectionLayer):
     tokens with the most such counts are dropped, and the last ``r`` tokens
     are never dropped (their history is too short to judge).
 
-    * **State** (category ``scores``): per key/value head a ``uint8``
-      ``[w_rows, n_h]`` history, row ``j`` holding for each kept token how
-      many of the ``group`` query heads (GQA) found it below average at
-      step ``j`` (0 where it was not yet there); kept in place of the paper's
-      float attention scores, from which only these comparisons are read.
-      Compacted with the rows.
+    * **State** (category ``scores``): for each kept token and each of the
+      last ``w`` steps, how many of the ``group`` query heads (GQA) found it
+      below average at that step (0 where it was not yet there): kept in
+      place of the paper's float attention scores, from which only these
+      comparisons are read. Bit-packed: per key/value head a ``uint8``
+      ``[planes, ceil(w_rows / 8), n_h]`` tensor, ``planes = bit_length(group)``
+      (the count's binary digits: 1 plane without GQA), step ``s`` in bit
+      ``s mod 8`` of byte ``(s mod w) / 8`` (a ring over the window: the step
+      written replaces the one ``w`` steps older), ``w_rows = min(steps, w)``.
+      A token's count over the window is the popcount of its bytes, plane
+      ``b`` weighted ``2^b``. At the paper's ``w = 400`` that is 50 bytes a
+      token per plane (a ``uint8`` per step would take 400). Compacted with
+      the rows (a column per token).
     * **When.** After every forward call: while over ``B`` (the prefill may
       exceed it by many tokens, a decode step by one) the cache is brought
       to ``B - m``: the paper's "drop m at the budget", generalised to a
@@ -68,7 +82,12 @@ class ScissorhandsLayer(SelectionLayer):
         self.drop_fraction = drop_fraction
         self.recent_tokens = 0
         self.drop_tokens = 0
-        self.history: list[torch.Tensor] = [torch.zeros(0, 0, dtype=torch.uint8) for _ in self.heads]
+        #: Bits per step and token: the count of query heads below average is at most the group.
+        self.planes = spec.group_size.bit_length()
+        #: Steps (queries) seen so far; step ``s`` is in ring slot ``s mod w``.
+        self.steps = 0
+        #: Per head, the packed history ``[planes, ceil(min(steps, w) / 8), n_h]`` (see the class docs).
+        self.history: list[torch.Tensor] = [torch.zeros(self.planes, 0, 0, dtype=torch.uint8) for _ in self.heads]
 
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None
@@ -77,16 +96,19 @@ class ScissorhandsLayer(SelectionLayer):
         if self.unlimited:
             return
         assert probs is not None
+        w, t = self.history_window_tokens, int(probs[0].shape[1])
+        # the steps of this call still in the window after it (the earlier ones are overwritten within it)
+        last = min(t, w)
+        slots = (self.steps + t - last + torch.arange(last)) % w
+        n_bytes = (min(self.steps + t, w) + 7) // 8
+        self.steps += t
         for h, p in enumerate(probs):
-            n_old, t = before[h], p.shape[1]
-            visible = n_old + torch.arange(1, t + 1)  # keys row j attends (cached + causal new)
-            cols = torch.arange(n_old + t)
-            seen = cols[None, :] < visible[:, None]  # [T, n]
-            low = (p < (1.0 / visible)[None, :, None]) & seen[None]
-            rows = low.sum(dim=0).to(torch.uint8)  # [T, n]: query heads of the group below average
-            old = self.history[h]
-            old = torch.cat([old, torch.zeros(old.shape[0], t, dtype=torch.uint8)], dim=1)
-            self.history[h] = torch.cat([old, rows])[-self.history_window_tokens :].clone()
+            n_old = before[h]
+            visible = n_old + torch.arange(t - last + 1, t + 1)  # keys each of those rows attends (cached + causal new)
+            seen = torch.arange(n_old + t)[None, :] < visible[:, None]  # [last, n]
+            low = (p[:, t - last :] < (1.0 / visible)[None, :, None]) & seen[None]
+            rows = low.sum(dim=0)  # [last, n]: query heads of the group below average, per step
+            self.history[h] = self._write(self.history[h], rows, slots, n_bytes)
         if self.head_budgets_tokens is None:
             n = len(self.heads[0])
             budget = max(1, min(n, round(self.fraction * n)))
@@ -102,7 +124,7 @@ class ScissorhandsLayer(SelectionLayer):
             return
         target = budget - self.drop_tokens
         r = min(self.recent_tokens, target)
-        counts = self.history[h].sum(dim=0, dtype=torch.int64)[: n - r]
+        counts = self.window_totals(h)[: n - r]
         # most "below average" counts first; ties: the older token first (stable sort on index order)
         order = torch.sort(-counts, stable=True).indices
         dropped = order[: n - target]
@@ -110,7 +132,41 @@ class ScissorhandsLayer(SelectionLayer):
         keep[dropped] = False
         rows = keep.nonzero().flatten()
         self.heads[h].keep(rows)
-        self.history[h] = self.history[h][:, rows].clone()
+        self.history[h] = self.history[h][:, :, rows].clone()
+
+    def _write(self, packed: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor, n_bytes: int) -> torch.Tensor:
+        """``packed`` grown to ``n_bytes`` a plane and ``rows.shape[1]`` tokens, with ``rows[i]`` (counts) in
+        ring slot ``slots[i]`` (distinct slots), replacing what those slots held."""
+        planes, old_bytes, n_old = packed.shape
+        n = int(rows.shape[1])
+        out = torch.zeros(planes, n_bytes, n, dtype=torch.uint8)
+        out[:, :old_bytes, :n_old] = packed  # new tokens: 0 at the steps before them
+        byte, bit = slots // 8, (slots % 8).to(torch.uint8)
+        clear = torch.zeros(n_bytes, dtype=torch.int64).index_add_(0, byte, 1 << bit.long())
+        out &= (255 - clear).to(torch.uint8)[None, :, None]
+        for b in range(planes):
+            digit = ((rows >> b) & 1).to(torch.int64) << bit.long()[:, None]  # [steps, n], distinct bits per byte
+            out[b] |= torch.zeros(n_bytes, n, dtype=torch.int64).index_add_(0, byte, digit).to(torch.uint8)
+        return out
+
+    def window_totals(self, h: int) -> torch.Tensor:
+        """``[n_h]`` int64: per kept token of head ``h``, its "below average" count summed over the window
+        (the popcount of its bytes, plane ``b`` weighted ``2^b``)."""
+        packed, popcount = self.history[h], _popcount()
+        total = torch.zeros(packed.shape[2], dtype=torch.int64)
+        for b in range(self.planes):
+            total += popcount[packed[b].long()].sum(dim=0) << b
+        return total
+
+    def window_counts(self, h: int) -> torch.Tensor:
+        """``[min(steps, w), n_h]`` int64: head ``h``'s history unpacked, oldest step first (how many query heads
+        found each kept token below average at each step of the window)."""
+        w, packed = self.history_window_tokens, self.history[h]
+        n_steps = min(self.steps, w)
+        slots = (self.steps - n_steps + torch.arange(n_steps)) % w
+        bits = (packed[:, slots // 8, :] >> (slots % 8).to(torch.uint8)[None, :, None]) & 1  # [planes, steps, n]
+        weights = (1 << torch.arange(packed.shape[0]))[:, None, None]
+        return (bits.to(torch.int64) * weights).sum(dim=0)
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         yield from super().tensors()
