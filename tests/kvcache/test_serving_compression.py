@@ -128,6 +128,8 @@ def test_kivi_batch_preset_runs_a_method_beside_the_paper(tmp_path: Path) -> Non
         "experiment=kivi_batch",
         "kv_compression=int8_test",
         "workload.n_requests=600",
+        "family.kv_compression_output_tokens=100",  # the prompt: the requests' mean (160)
+        "family.kv_compression_budget=0.5",  # recorded; the fake keeps every token
         f"hydra.run.dir={tmp_path}/r",
         cwd=tmp_path,
         env=PLUGIN,
@@ -136,7 +138,8 @@ def test_kivi_batch_preset_runs_a_method_beside_the_paper(tmp_path: Path) -> Non
     (rec,) = records(tmp_path / "r")
     row = rec.rows[0]
     assert row["kv_compression"] == "int8_test" and row["kv_manager"] == "static_oracle"
-    assert (row["kv_compression_prompt_tokens"], row["kv_compression_output_tokens"]) == (160, 338)
+    assert (row["kv_compression_prompt_tokens"], row["kv_compression_output_tokens"]) == (160, 100)
+    assert row["kv_compression_budget"] == 0.5
     assert row["kv_compression_ratio"] == 0.5 and row["kv_bytes_per_token"] == 262_144
     assert row["full_kv_bytes_per_token"] == 524_288
     pool = row["kv_pool_bytes"]
@@ -177,4 +180,3 @@ def test_kv_compression_with_an_explicit_bytes_per_token_is_refused(tmp_path: Pa
     )
     assert res.returncode == 2
     assert "family.kv_bytes_per_token" in res.stderr and "kv_compression" in res.stderr
-

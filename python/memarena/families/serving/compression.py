@@ -53,7 +53,7 @@ from typing import Any
 
 from memarena.errors import InvalidConfigError
 
-__all__ = ["KVRatio", "TORCH_EXTRA", "bytes_per_token", "measure_kv_ratio", "require_torch"]
+__all__ = ["TORCH_EXTRA", "KVRatio", "bytes_per_token", "measure_kv_ratio", "require_torch"]
 
 log = logging.getLogger("memarena")
 

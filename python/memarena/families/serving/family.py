@@ -435,8 +435,7 @@ class ServingFamily(Family):
         method = run.component("kv_compression")
         if not isinstance(method, KVCompression):
             raise InvalidConfigError(
-                f"config key 'kv_compression': {getattr(method, 'name', method)!r} is not a "
-                "memarena.api.KVCompression"
+                f"config key 'kv_compression': {getattr(method, 'name', method)!r} is not a memarena.api.KVCompression"
             )
         c = self.config
         prompt = c.kv_compression_prompt_tokens
