@@ -143,6 +143,12 @@ class LayerCache(abc.ABC):
         #: Tokens this layer has been handed so far (prefill and decoded).
         self.seen = 0
 
+    def begin_prefill(self, n_tokens: int) -> None:
+        """The context about to be prefilled has ``n_tokens`` tokens (called once, before the first forward, by
+        :func:`memarena.families.kvcache.prefill.prefill`; a method that evicts during a chunked prefill needs
+        the total to size its budget). Default: nothing."""
+        return
+
     def positions(self, n_new: int) -> torch.Tensor:
         """Rotary positions of the next ``n_new`` tokens: their positions in the sequence (override to re-index)."""
         return torch.arange(self.seen, self.seen + n_new)
@@ -185,6 +191,11 @@ class KVCache:
 
     def layer(self, i: int) -> LayerCache:
         return self.layers[i]
+
+    def begin_prefill(self, n_tokens: int) -> None:
+        """Tell every layer the context's length before it is prefilled (:meth:`LayerCache.begin_prefill`)."""
+        for layer in self.layers:
+            layer.begin_prefill(n_tokens)
 
     def nbytes(self) -> dict[str, int]:
         out = dict.fromkeys(CATEGORIES, 0)
