@@ -23,14 +23,18 @@ def small_run(family: str) -> list[str]:
 
 #: Label columns a built-in leaves out where they do not apply (paging: the
 #: prediction labels of a run without predictions).
-OPTIONAL_LABELS: dict[str, tuple[str, ...]] = {"paging": ("predictions", "prediction_error")}
+OPTIONAL_LABELS: dict[str, tuple[str, ...]] = {
+    "paging": ("predictions", "prediction_error"),
+    # a serving run labels its rows with the kv_compression method only when one is selected
+    "serving": ("kv_compression",),
+}
 
 
 def test_every_builtin_family_has_a_preset_and_a_debug_part() -> None:
     from memarena.config import compose, search_path_dirs
 
     names = {c.name for c in BUILTIN_FAMILIES}
-    assert {"paging", "retrieval", "serving"} <= names, sorted(names)
+    assert {"paging", "retrieval", "serving", "kvcache"} <= names, sorted(names)
     pm = get_plugin_manager(autoload=False)
     tiny = {f.stem for d in search_path_dirs(pm) for f in (d / "family_debug").glob("*.yaml")}
     for name in names:
