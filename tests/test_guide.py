@@ -3,7 +3,7 @@
 The guide is ``plugins/memarena-example/README.md``. Each hook of
 ``memarena.hookspecs``, each name of ``memarena.api.__all__`` and the two
 objects a plugin receives (``Run``, ``RunRecord``) needs a heading of its
-own in the reference (section 11) whose body shows a Python example; every
+own in the reference (section 12) whose body shows a Python example; every
 Python block of the guide must at least compile, and the examples of the
 component classes run (the vector index passes the index suite's checks).
 """
@@ -76,7 +76,7 @@ def test_there_is_something_to_document() -> None:
 def test_every_hook_and_public_type_has_a_reference_section(name: str, documented: dict[str, str]) -> None:
     assert name in documented, (
         f"{GUIDE.name} has no heading for `{name}`: add a reference section (what to implement, what memarena "
-        "calls and when, the errors, a minimal example) under '## 11. Reference'"
+        "calls and when, the errors, a minimal example) under '## 12. Reference'"
     )
     body = documented[name]
     assert "```python" in body, f"the reference section of `{name}` in {GUIDE.name} has no Python example"

@@ -750,6 +750,15 @@ class PlotSpec:
     #: Columns drawn as one stacked bar per row (labelled by ``hue`` and the
     #: other labels), e.g. the shares of a memory breakdown; ``y`` is unused.
     stack: tuple[str, ...] = ()
+    #: Draw the Pareto front over every row (all hues together) as a dashed
+    #: line: ``(x_better, y_better)``, each ``"min"`` or ``"max"``, e.g.
+    #: ``("min", "min")`` for a loss against bytes. A point is on the front
+    #: when no other point is at least as good on both axes and better on one.
+    pareto: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.pareto and (len(self.pareto) != 2 or not set(self.pareto) <= {"min", "max"}):
+            raise ValueError(f"PlotSpec.pareto must be two of 'min'/'max' (x, y), got {self.pareto!r}")
 
     def file(self) -> str:
         """PNG file name."""

@@ -52,6 +52,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "memarena.families.paging.plugin",
     "memarena.families.serving.plugin",
     "memarena.families.retrieval.plugin",
+    "memarena.families.kvcache.plugin",
 )
 
 

@@ -346,6 +346,26 @@ def _point_groups(report: Report, spec: PlotSpec) -> dict[str, list[tuple[float,
     return groups
 
 
+def pareto_front(points: Sequence[tuple[float, float]], better: Sequence[str]) -> list[tuple[float, float]]:
+    """The points no other point dominates, sorted by x.
+
+    ``better`` is ``(x, y)``, each ``"min"`` or ``"max"``: a point dominates
+    another when it is at least as good on both axes and better on one.
+    Duplicates of a front point are kept once; non-finite points are left out.
+    """
+    sx = 1.0 if better[0] == "min" else -1.0
+    sy = 1.0 if better[1] == "min" else -1.0
+    front: list[tuple[float, float]] = []
+    best_y = float("inf")
+    # Best x first (ties: best y first); a point joins the front when its y beats every better-x point's.
+    finite = {(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)}
+    for x, y in sorted(finite, key=lambda p: (sx * p[0], sy * p[1])):
+        if sy * y < best_y:
+            front.append((x, y))
+            best_y = sy * y
+    return sorted(front)
+
+
 def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
     """Draw ``spec`` from the report's rows.
 
@@ -366,6 +386,16 @@ def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
     for hue, pts in sorted(groups.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=hue)
+    if spec.pareto:
+        front = pareto_front([p for pts in groups.values() for p in pts], spec.pareto)
+        ax.plot(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            linestyle="--",
+            color="black",
+            linewidth=1,
+            label="Pareto front",
+        )
     ax.set_xlabel(spec.x)
     ax.set_ylabel(spec.y)
     ax.set_title(spec.title)

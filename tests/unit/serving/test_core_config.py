@@ -49,6 +49,10 @@ NOT_IN_CORE = {
     "device_tier": "selects the backend tier (checked below through the backend)",
     "host_tier": "selects the backend tier (checked below through the backend)",
     "normalized_latency_bound_s_per_token": "copied into the rows for report_tables (tested in test_vllm_fig2)",
+    **dict.fromkeys(
+        ("kv_compression_budget", "kv_compression_prompt_tokens", "kv_compression_output_tokens"),
+        "measure a kv_compression method in Python (tests/kvcache/test_serving_compression.py)",
+    ),
 }
 
 #: Workload fields the Python side applies itself, and fields named differently in the core.

@@ -30,12 +30,13 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import torch
+from memarena.families.kvcache.lazy import F, torch
 
-from memarena.models.bytellama import ByteLlamaConfig, Rope
+if TYPE_CHECKING:
+    from memarena.models.bytellama import ByteLlamaConfig, Rope
 
 __all__ = [
     "CATEGORIES",
@@ -72,11 +73,12 @@ class CacheSpec:
     rope: Rope
     #: Trained length: positions beyond it are out of distribution.
     max_seq_len: int
-    #: The dtype keys and values are stored in when kept at full precision.
-    dtype: torch.dtype = torch.float16
+    #: The dtype keys and values are stored in when kept at full precision (default ``torch.float16``).
+    dtype: torch.dtype = field(default_factory=lambda: torch.float16)  # a factory: reading torch imports it
 
     @classmethod
-    def of(cls, cfg: ByteLlamaConfig, rope: Rope, dtype: torch.dtype = torch.float16) -> CacheSpec:
+    def of(cls, cfg: ByteLlamaConfig, rope: Rope, dtype: torch.dtype | None = None) -> CacheSpec:
+        dtype = torch.float16 if dtype is None else dtype
         return cls(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, rope, cfg.max_seq_len, dtype)
 
     @property
@@ -99,6 +101,7 @@ def held_tensors(obj: Any) -> list[torch.Tensor]:
     seen_obj: set[int] = set()
     seen_storage: set[int] = set()
     found: list[torch.Tensor] = []
+    from memarena.models.bytellama import Rope  # a torch module: imported where used
 
     def walk(x: Any) -> None:
         if isinstance(x, torch.Tensor):
@@ -143,6 +146,12 @@ class LayerCache(abc.ABC):
         #: Tokens this layer has been handed so far (prefill and decoded).
         self.seen = 0
 
+    def begin_prefill(self, n_tokens: int) -> None:
+        """The context about to be prefilled has ``n_tokens`` tokens (called once, before the first forward, by
+        :func:`memarena.families.kvcache.prefill.prefill`; a method that evicts during a chunked prefill needs
+        the total to size its budget). Default: nothing."""
+        return
+
     def positions(self, n_new: int) -> torch.Tensor:
         """Rotary positions of the next ``n_new`` tokens: their positions in the sequence (override to re-index)."""
         return torch.arange(self.seen, self.seen + n_new)
@@ -185,6 +194,11 @@ class KVCache:
 
     def layer(self, i: int) -> LayerCache:
         return self.layers[i]
+
+    def begin_prefill(self, n_tokens: int) -> None:
+        """Tell every layer the context's length before it is prefilled (:meth:`LayerCache.begin_prefill`)."""
+        for layer in self.layers:
+            layer.begin_prefill(n_tokens)
 
     def nbytes(self) -> dict[str, int]:
         out = dict.fromkeys(CATEGORIES, 0)
@@ -261,7 +275,8 @@ class Fp16Store(HeadStore):
 
     __slots__ = ("dtype", "k", "v")
 
-    def __init__(self, head_dim: int, dtype: torch.dtype = torch.float16) -> None:
+    def __init__(self, head_dim: int, dtype: torch.dtype | None = None) -> None:
+        dtype = torch.float16 if dtype is None else dtype
         self.dtype = dtype
         self.k = torch.empty(0, head_dim, dtype=dtype)
         self.v = torch.empty(0, head_dim, dtype=dtype)
@@ -289,7 +304,11 @@ class Fp16Store(HeadStore):
 
 
 class HeadwiseLayer(LayerCache):
-    """A layer whose key/value heads each hold a :class:`HeadStore`; attention is computed per head.
+    """A layer whose key/value heads each hold a :class:`HeadStore`.
+
+    Attention is one batched SDPA over the heads when no probabilities are
+    needed and every head holds the same number of full-width rows (the
+    fast path), else computed head by head with explicit probabilities.
 
     Subclasses choose what to keep (:meth:`after_attention`); the store
     each head holds is the ``store`` factory's (a composition picks it:
@@ -313,15 +332,91 @@ class HeadwiseLayer(LayerCache):
             return self._store_factory(head)
         return Fp16Store(self.spec.head_dim, self.spec.dtype)
 
+    def probs_queries(self, t: int) -> int:
+        """How many of the ``t`` new queries (the last ones) :meth:`after_attention` reads the attention of.
+
+        Default: all ``t`` when :attr:`needs_probs`, else none. A method that
+        reads only a few rows (SnapKV's observation window) returns fewer:
+        the output then takes the batched fast path and only those rows of
+        probabilities are computed.
+        """
+        return t if self.needs_probs else 0
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        t = q.shape[1]
+        cached = [store.read() for store in self.heads]
+        probs: list[torch.Tensor] | None = None
+        m = min(t, self.probs_queries(t))
+        out = None if m == t else self._attend_sdpa(q, k, v, cached)
+        if out is None:
+            out, probs = self._attend_per_head(q, k, v, cached, keep_probs=m == t)
+        if 0 < m < t:
+            probs = self._last_probs(q, k, cached, m)
+        self.after_attention(q, k, v, probs)
+        self.seen += t
+        return out.to(q.dtype)
+
+    def _last_probs(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+        m: int,
+    ) -> list[torch.Tensor]:
+        """Head by head, the attention ``[group, m, n_h + T]`` of the last ``m`` new queries."""
+        g = self.spec.group_size
+        t = q.shape[1]
+        scale = 1.0 / math.sqrt(self.spec.head_dim)
+        # query t - m + i sees the new keys 0 ..= t - m + i
+        hidden = torch.arange(t)[None, :] > torch.arange(t - m, t)[:, None]
+        out = []
+        for h, (kc, _, chan) in enumerate(cached):
+            qh = q[h * g : (h + 1) * g, t - m :].float()
+            s_cached = (qh if chan is None else qh[..., chan]) @ kc.T
+            s_new = (qh @ k[h].float().T).masked_fill(hidden, float("-inf"))
+            out.append(torch.softmax(torch.cat([s_cached, s_new], dim=-1) * scale, dim=-1))
+        return out
+
+    def _attend_sdpa(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    ) -> torch.Tensor | None:
+        """The fast path: one SDPA over all heads (GQA), when every head holds the same number of full-width
+        rows; ``None`` otherwise (ragged heads, pruned key channels). Equal to :meth:`_attend_per_head`'s output
+        to float rounding."""
+        n = cached[0][0].shape[0]
+        if any(chan is not None or kc.shape[0] != n for kc, _, chan in cached):
+            return None
+        t = q.shape[1]
+        kk = torch.cat([torch.stack([kc for kc, _, _ in cached]), k.float()], dim=1)
+        vv = torch.cat([torch.stack([vc for _, vc, _ in cached]), v.float()], dim=1)
+        gqa = self.spec.group_size > 1
+        if n == 0:
+            return F.scaled_dot_product_attention(q.float(), kk, vv, is_causal=True, enable_gqa=gqa)
+        # cached rows visible to every new token, causal among the new ones
+        mask = torch.ones(t, n + t, dtype=torch.bool)
+        mask[:, n:] = torch.ones(t, t, dtype=torch.bool).tril()
+        return F.scaled_dot_product_attention(q.float(), kk, vv, attn_mask=mask, enable_gqa=gqa)
+
+    def _attend_per_head(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+        keep_probs: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Attention head by head with explicit probabilities (returned when ``keep_probs``)."""
         g = self.spec.group_size
         t = q.shape[1]
         scale = 1.0 / math.sqrt(self.spec.head_dim)
         out = torch.empty_like(q, dtype=torch.float32)
-        probs: list[torch.Tensor] | None = [] if self.needs_probs else None
+        probs: list[torch.Tensor] | None = [] if keep_probs else None
         causal = torch.ones(t, t, dtype=torch.bool).triu(1)
-        for h, store in enumerate(self.heads):
-            kc, vc, chan = store.read()
+        for h, (kc, vc, chan) in enumerate(cached):
             qh = q[h * g : (h + 1) * g].float()
             s_cached = (qh if chan is None else qh[..., chan]) @ kc.T
             s_new = (qh @ k[h].float().T).masked_fill(causal, float("-inf"))
@@ -330,18 +425,17 @@ class HeadwiseLayer(LayerCache):
             out[h * g : (h + 1) * g] = p[..., :n] @ vc + p[..., n:] @ v[h].float()
             if probs is not None:
                 probs.append(p)
-        self.after_attention(q, k, v, probs)
-        self.seen += t
-        return out.to(q.dtype)
+        return out, probs
 
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None
     ) -> None:
         """Absorb the new tokens (default: append them to every head's store).
 
-        ``probs[h]`` (when :attr:`needs_probs`) is head ``h``'s attention,
-        ``[group, T, n_h + T]``: its ``group`` query heads over the ``n_h``
-        rows the store held before this call, then the ``T`` new tokens.
+        ``probs[h]`` (when :meth:`probs_queries` asks for ``m > 0`` rows) is
+        head ``h``'s attention ``[group, m, n_h + T]``: its ``group`` query
+        heads, the last ``m`` new queries, over the ``n_h`` rows the store
+        held before this call, then the ``T`` new tokens.
         """
         for h, store in enumerate(self.heads):
             store.append(k[h], v[h])

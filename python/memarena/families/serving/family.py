@@ -13,6 +13,14 @@ reserved / internal fragmentation / external fragmentation, plus
 vAttention's idle mapped pages / free), in bytes and as shares of the pool, averaged over the samples with requests
 running; the same breakdown and the batch size over time are kept as
 series for ``memarena report``.
+
+With ``kv_compression=<method>`` (a kvcache-family method, needs
+``memarena[torch]``) the KV cache is compressed: the method's bytes per
+token, measured on the fixture model at the length of a mean request
+(:mod:`memarena.families.serving.compression`), replace the model's in the
+KV pool and in the bytes decode reads; the same run also simulates the
+uncompressed cache, and the row carries the ratios (``*_x_full``: batch
+size and throughput over the uncompressed cache's), as KIVI reports them.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from memarena.errors import InvalidConfigError
 from memarena.families.serving.sim import BREAKDOWN
 
 if TYPE_CHECKING:
-    from memarena.families.serving import ServingReport
+    from memarena.api import KVManager
+    from memarena.families.serving import ModelSpec, ServingReport
     from memarena.run import Run
 
 __all__ = ["ServingFamily"]
@@ -65,8 +74,25 @@ def config_keys(message: str) -> str:
     return _CORE_KEY.sub(user, message)
 
 
+#: Metrics a compressed run reports as ratios over the same run's uncompressed cache (``<metric>_x_full``).
+X_FULL = ("max_batch_seqs", "mean_batch_seqs", "throughput_output_tokens_per_s", "throughput_requests_per_s")
+
 #: Fig. 2 categories, stacked in this order.
 SHARES = tuple(f"{k}_share" for k in BREAKDOWN)
+
+
+_MEASURED: dict[tuple[str, str, int, int, float], Any] = {}
+
+
+def _measured(method: Any, prompt: int, output: int, budget: float) -> Any:
+    """:func:`~memarena.families.serving.compression.measure_kv_ratio`, once per method config and length
+    (a sweep over KV managers or loads measures each method once per process)."""
+    from memarena.families.serving.compression import measure_kv_ratio
+
+    key = (type(method).__qualname__, repr(getattr(method, "config", None)), prompt, output, budget)
+    if key not in _MEASURED:
+        _MEASURED[key] = measure_kv_ratio(method, prompt, output, budget=budget)
+    return _MEASURED[key]
 
 
 def _downsample(n: int, points: int) -> np.ndarray:
@@ -80,7 +106,14 @@ class ServingFamily(Family):
     """KV-cache managers on a serving workload: throughput, latency, memory breakdown."""
 
     name: ClassVar[str] = "serving"
-    label_columns: ClassVar[tuple[str, ...]] = ("workload", "model", "backend", "kv_manager", "preemption")
+    label_columns: ClassVar[tuple[str, ...]] = (
+        "workload",
+        "model",
+        "backend",
+        "kv_manager",
+        "kv_compression",
+        "preemption",
+    )
     summary_columns: ClassVar[tuple[str, ...]] = (
         "completed",
         "rejected",
@@ -98,6 +131,11 @@ class ServingFamily(Family):
         "token_states_share_of_used",
         "paper_mean_batch_requests",
         "paper_token_states_share_of_used",
+        # kv_compression=<method> only:
+        "kv_bytes_per_token",
+        "kv_compression_ratio",
+        *(f"{m}_x_full" for m in X_FULL),
+        *(f"paper_{m}_x_full{s}" for m in X_FULL for s in ("", "_low", "_high")),
         "wall_s",
     )
     plots: ClassVar[tuple[PlotSpec, ...]] = (
@@ -243,9 +281,18 @@ class ServingFamily(Family):
         host_tier: str = "host"
         #: Re-check every KV invariant at every iteration (slow; for tests).
         check_invariants: bool = False
-        #: Published numbers to print beside memarena's: {kv_manager label: {row column: value}}; a run whose
-        #: kv_manager is listed gets ``paper_<column>`` columns (experiment=vllm_fig2 sets the vLLM paper's).
-        paper: dict[str, dict[str, float]] = param(factory=dict)
+        #: With kv_compression=<method>: the share of tokens a selecting method keeps (the kvcache family's
+        #: family.budget; quantization ignores it).
+        kv_compression_budget: float = param(1.0, gt=0, le=1)
+        #: With kv_compression=<method>: the request the method's bytes per token are measured over on the
+        #: fixture model (prefill this many tokens, then decode that many; null: the mean over the requests).
+        kv_compression_prompt_tokens: int | None = None
+        kv_compression_output_tokens: int | None = None
+        #: Published numbers to print beside memarena's: {label: {row column: value or [low, high]}}, the label
+        #: being the kv_compression's when one is set, else the kv_manager's; a run whose label is listed gets
+        #: ``paper_<column>`` (or ``paper_<column>_low`` and ``_high``) columns (experiment=vllm_fig2 sets the
+        #: vLLM paper's, experiment=kivi_batch KIVI's).
+        paper: dict[str, dict[str, Any]] = param(factory=dict)
         #: Normalized latency (mean over completed requests of end-to-end latency / output tokens, the vLLM
         #: paper's Fig. 12 metric) a request rate must stay under to count as sustained (sweep=serving_load).
         normalized_latency_bound_s_per_token: float = param(0.5, gt=0)
@@ -257,6 +304,10 @@ class ServingFamily(Family):
         self.scheduler = {k: getattr(c, k) for k in SCHEDULER_KEYS}
         self.cost = {k: getattr(c, k) for k in COST_KEYS}
         self.options: dict[str, Any] = {k: getattr(c, k) for k in OPTION_KEYS}
+        for key, low in (("kv_compression_prompt_tokens", 1), ("kv_compression_output_tokens", 0)):
+            v = getattr(c, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise InvalidConfigError(f"config key 'family.{key}' must be null or an integer >= {low}, got {v!r}")
 
     def backend_requirements(self) -> BackendRequirements:
         """The device and host tiers (the swap link between them) and the dtype's peak FLOP/s."""
@@ -299,20 +350,32 @@ class ServingFamily(Family):
                 f"config key 'workload' (workload={run.label('workload', workload.name)}): {source} has no requests "
                 "(a header-only CSV?); latencies over no requests are undefined"
             )
-        with run.progress(None, desc=f"serving {kv.describe()}", unit="run"):
+        compressed = self._compression(run, requests, model) if run.has("kv_compression") else None
+        options = dict(self.options)
+        if compressed is not None:
+            options["kv_bytes_per_token"] = compressed["kv_bytes_per_token"]
+
+        def serve(kv_manager: KVManager, options: dict[str, Any]) -> ServingReport:
             try:
-                report = simulate(
+                return simulate(
                     requests,
                     model=model,
                     hardware=hardware,
-                    kv_manager=kv,
+                    kv_manager=kv_manager,
                     scheduler=self.scheduler,
                     cost=self.cost,
                     seed=run.seed,
-                    **self.options,
+                    **options,
                 )
             except InvalidConfigError as exc:  # the core names its keys: name the config's
                 raise InvalidConfigError(config_keys(str(exc))) from exc
+
+        with run.progress(None, desc=f"serving {kv.describe()}", unit="run"):
+            report = serve(kv, options)
+            full: ServingReport | None = None
+            if compressed is not None:  # the uncompressed cache beside it, in the same run
+                same = options["kv_bytes_per_token"] == model.kv_bytes_per_token
+                full = report if same else serve(run.component("kv_manager"), self.options)
         labels = {
             "workload": workload.describe(),
             "model": run.label("model", model.name),
@@ -320,16 +383,80 @@ class ServingFamily(Family):
             "kv_manager": run.label("kv_manager", kv.describe()),
             "preemption": self.scheduler["preemption"],
         }
+        if compressed is not None:
+            labels["kv_compression"] = compressed.pop("label")
         row = self._row(labels, report, requests)
         row["workload_kind"] = workload.name  # the workload without its rate, for report_tables
-        for column, value in self.paper.get(labels["kv_manager"], {}).items():
+        if compressed is not None and full is not None:
+            row.update(compressed)
+            base = full.row()
+            for m in X_FULL:
+                row[f"full_{m}"] = base[m]
+                row[f"{m}_x_full"] = row[m] / base[m] if base[m] else float("nan")
+        self._paper_columns(row, labels.get("kv_compression", labels["kv_manager"]))
+        run.emit(row)
+
+    def _paper_columns(self, row: dict[str, Any], label: str) -> None:
+        """``paper_<column>`` (a number) or ``paper_<column>_low`` / ``_high`` (a range) from ``family.paper``."""
+        for column, value in self.paper.get(label, {}).items():
+            key = f"family.paper.{label}.{column}"
             if column not in row or not isinstance(row[column], int | float):
                 raise InvalidConfigError(
-                    f"config key 'family.paper.{labels['kv_manager']}.{column}': not a numeric column of the "
-                    f"serving rows (e.g. token_states_share_of_used, mean_batch_requests)"
+                    f"config key {key!r}: not a numeric column of the serving rows "
+                    f"(e.g. token_states_share_of_used, mean_batch_requests, throughput_output_tokens_per_s_x_full)"
                 )
-            row[f"paper_{column}"] = float(value)
-        run.emit(row)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row[f"paper_{column}"] = float(value)
+            elif (
+                isinstance(value, Sequence)
+                and not isinstance(value, str)
+                and len(value) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            ):
+                row[f"paper_{column}_low"], row[f"paper_{column}_high"] = float(value[0]), float(value[1])
+            else:
+                raise InvalidConfigError(f"config key {key!r} must be a number or [low, high], got {value!r}")
+
+    def _compression(self, run: Run, requests: Any, model: ModelSpec) -> dict[str, Any]:
+        """The kv_compression method's bytes per token on ``model``, measured on the fixture (needs torch).
+
+        At the length of a mean request (``family.kv_compression_prompt_tokens`` + ``_output_tokens``;
+        null: the means over ``requests``), see :mod:`memarena.families.serving.compression`.
+        """
+        from memarena.api import KVCompression
+        from memarena.families.serving.compression import bytes_per_token, require_torch
+
+        require_torch("kv_compression")  # before the method's module (which imports torch) is loaded
+        if self.options["kv_bytes_per_token"] is not None:
+            raise InvalidConfigError(
+                "config keys 'family.kv_bytes_per_token' and 'kv_compression' both set the KV bytes per token; "
+                "set one (family.kv_bytes_per_token=null to measure the kv_compression method's)"
+            )
+        method = run.component("kv_compression")
+        if not isinstance(method, KVCompression):
+            raise InvalidConfigError(
+                f"config key 'kv_compression': {getattr(method, 'name', method)!r} is not a memarena.api.KVCompression"
+            )
+        c = self.config
+        prompt = c.kv_compression_prompt_tokens
+        output = c.kv_compression_output_tokens
+        if prompt is None:
+            prompt = max(1, round(float(np.mean(np.asarray(requests.prompt_tokens, dtype=np.float64)))))
+        if output is None:
+            output = max(0, round(float(np.mean(np.asarray(requests.output_tokens, dtype=np.float64)))))
+        measured = _measured(method, int(prompt), int(output), float(c.kv_compression_budget))
+        return {
+            "label": run.label("kv_compression", method.name),
+            "kv_compression_ratio": measured.ratio,
+            "kv_compression_prompt_tokens": measured.prompt_tokens,
+            "kv_compression_output_tokens": measured.output_tokens,
+            "kv_compression_bytes": measured.kv_bytes,
+            "kv_compression_full_bytes": measured.full_bytes,
+            "kv_compression_model": measured.model,
+            "kv_compression_budget": float(c.kv_compression_budget),
+            "full_kv_bytes_per_token": model.kv_bytes_per_token,
+            "kv_bytes_per_token": bytes_per_token(measured.ratio, model.kv_bytes_per_token),
+        }
 
     @classmethod
     def report_tables(cls, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -347,7 +474,10 @@ class ServingFamily(Family):
             if not all(isinstance(r.get(k), int | float) for k in need):
                 continue
             key = tuple(r.get(k) for k in ("workload_kind", "model", "backend", "preemption"))
-            groups.setdefault(key, {}).setdefault(str(r.get("kv_manager")), []).append(r)
+            manager = str(r.get("kv_manager"))
+            if r.get("kv_compression") is not None:  # a compressed cache is another peer, not another load
+                manager += f"+{r['kv_compression']}"
+            groups.setdefault(key, {}).setdefault(manager, []).append(r)
         out: list[dict[str, Any]] = []
         for (kind, model, backend, preemption), managers in groups.items():
             if not any(len(rs) > 1 for rs in managers.values()):
