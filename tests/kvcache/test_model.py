@@ -164,14 +164,14 @@ class _CountingRng(random.Random):
 def test_recall_sample_layout_by_hand() -> None:
     seq, probes = recall_sample(b"0123456789abcdef", 82, _CountingRng(), n_pairs=2, n_queries=2, key_len=2, value_len=2)
     head = b'KEY_ab = "ef"\nKEY_cd = "gh"\n'  # keys then values, letters in order
-    tail = b'assert KEY_ab == "ef"\nassert KEY_cd == "gh"\n'
+    tail = b'expect(KEY_ab = "ef")\nexpect(KEY_cd = "gh")\n'  # each query restates its definition's bytes
     assert len(head) == 28 and len(tail) == 44
     body = b"012345678\n"  # 82 - 28 - 44 = 10 filler bytes from offset 0, the last one a newline
     assert seq == head + body + tail
     assert len(seq) == 82
     assert [p.prompt for p in probes] == [
-        head + body + b'assert KEY_ab == "',
-        head + body + b'assert KEY_ab == "ef"\nassert KEY_cd == "',
+        head + body + b'expect(KEY_ab = "',
+        head + body + b'expect(KEY_ab = "ef")\nexpect(KEY_cd = "',
     ]
     assert [p.answer for p in probes] == [b"ef", b"gh"]
     assert [p.needle_offset for p in probes] == [0, 14]
@@ -187,10 +187,10 @@ def test_needle_probes_are_consistent() -> None:
     probes = needle_probe(heldout, 5, 512, seed=11)
     assert probes == needle_probe(heldout, 5, 512, seed=11)
     for p in probes:
-        # the prompt ends in the assert's opening quote; prompt + value + '"\n' is the whole 512-byte sequence
-        assert len(p.prompt) + len(p.answer) + 2 == 512
+        # the prompt ends in the query's opening quote; prompt + value + '")\n' is the whole 512-byte sequence
+        assert len(p.prompt) + len(p.answer) + 3 == 512
         assert p.prompt.endswith(b'"')
-        key = p.prompt.rsplit(b"\n", 1)[1][len(b"assert ") : -len(b' == "')]
+        key = p.prompt.rsplit(b"\n", 1)[1][len(b"expect(") : -len(b' = "')]
         assert p.prompt[p.needle_offset :].startswith(key + b' = "' + p.answer + b'"\n')
         assert p.prompt.count(key + b" = ") == 1
         assert len(p.answer) == 4 and p.answer.isalnum()

@@ -9,7 +9,7 @@ them) as are installed packages.
 
 The associative-recall task (:func:`recall_sample`) mixes into training
 and makes the needle probe (:func:`needle_probe`): key/value assignments
-early in a window of code, one of them asserted at the end. A model that
+early in a window of code, one of them restated at the end. A model that
 can read its context back completes the value; a KV cache that dropped or
 blurred the early tokens cannot.
 """
@@ -132,9 +132,15 @@ def recall_sample(
     """A training or probe sequence of exactly ``length`` bytes.
 
     ``n_pairs`` lines ``KEY_<k> = "<v>"`` open it, code from ``filler``
-    follows, and ``n_queries`` lines ``assert KEY_<k> == "<v>"`` (keys drawn
+    follows, and ``n_queries`` lines ``expect(KEY_<k> = "<v>")`` (keys drawn
     from the pairs) close it. Returns the bytes and one :class:`NeedleProbe`
     per query (its prompt cut right after the opening quote).
+
+    The query restates the definition's bytes up to the value (``KEY_<k> = "``),
+    which are unique among the pairs: the value follows the same bytes in the
+    definition, so copying it back is an induction (match, then copy) problem.
+    An earlier ``assert KEY_<k> == "<v>"`` query, whose bytes before the value
+    differ from the definition's, was never learnt by the fixture (needle 0.0).
     """
     keys: list[str] = []
     while len(keys) < n_pairs:
@@ -144,7 +150,7 @@ def recall_sample(
     values = [_word(rng, value_len) for _ in keys]
     head = "".join(f'KEY_{k} = "{v}"\n' for k, v in zip(keys, values, strict=True)).encode()
     asked = rng.sample(range(n_pairs), min(n_queries, n_pairs))
-    tail = "".join(f'assert KEY_{keys[i]} == "{values[i]}"\n' for i in asked).encode()
+    tail = "".join(f'expect(KEY_{keys[i]} = "{values[i]}")\n' for i in asked).encode()
     room = length - len(head) - len(tail)
     if room < 1:
         raise ValueError(f"length {length} leaves no room for filler")
@@ -158,7 +164,7 @@ def recall_sample(
     probes = []
     at = len(head) + len(body)
     for i in asked:
-        line = f'assert KEY_{keys[i]} == "'.encode()
+        line = f'expect(KEY_{keys[i]} = "'.encode()
         probes.append(
             NeedleProbe(
                 prompt=seq[: at + len(line)],
@@ -166,7 +172,7 @@ def recall_sample(
                 needle_offset=head.index(f"KEY_{keys[i]}".encode()),
             )
         )
-        at += len(line) + value_len + 2
+        at += len(line) + value_len + 3
     return seq, probes
 
 

@@ -62,7 +62,8 @@ byte values. The state dict uses transformers' names, so
 attention patterns of a model trained on code, at contexts up to the trained
 length, cheap enough for CPU tests. Held-out bits/byte shows what a compressed
 cache costs in next-byte prediction against the full cache. The needle probe
-(a key/value pair near the start, asserted at the end) shows recall from early
+(key/value lines near the start, one restated at the end up to its value:
+`KEY_abcd = "wy15"` ... `expect(KEY_abcd = "`) shows recall from early
 context only as far as the full cache itself recalls (its accuracy is below):
 where that is near zero, the probe cannot separate compression methods.
 
@@ -70,7 +71,14 @@ where that is near zero, the probe cannot separate compression methods.
 (indentation, keywords, common identifiers) and nothing more; it is no
 language model for any other use. Trained for minutes on two CPU threads: in
 this budget it did not learn content-based copying (induction), so it does not
-read key/value pairs back from its context (see the needle accuracy).
+read key/value pairs back from its context (see the needle accuracy). The
+shipped weights are the 3000-step fixture of commit b1181a1 (the Regenerate
+section's `--init-from` file: `git show
+b1181a1:python/memarena/models/fixture/bytellama.pt`) fine-tuned for the
+recall task's current format (the query restates the definition's bytes up to
+the value, so an induction head would solve it); pilots of up to 400 steps
+from it (recall-heavy at 128-256 bytes, lr up to 3e-3, and a random-string
+induction task with the loss on the copied half only) stayed at chance.
 Contexts longer than `max_seq_len` are refused (rotary positions past the
 trained length were never seen). Its numbers depend on the
 CPython version whose stdlib is the corpus (recorded below); the split is by
@@ -98,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--induction-fraction", type=float, default=0.2, help="fraction of induction tasks in the long phase"
     )
     p.add_argument("--short-copy-fraction", type=float, default=0.2, help="fraction of copy tasks in the short phase")
+    p.add_argument(
+        "--short-induction-fraction", type=float, default=0.0, help="fraction of induction tasks in the short phase"
+    )
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr (cosine)")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
@@ -116,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-windows", type=int, default=64, help="held-out windows of the card's bits/byte")
     p.add_argument("--eval-needles", type=int, default=256, help="needle probes of the card's accuracy")
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from this fixture's weights (a .pt written by this script), fresh optimizer and schedule",
+    )
     p.add_argument("--export-checkpoint", type=Path, default=None, help="evaluate a checkpoint, write the fixture")
     return p
 
@@ -143,7 +160,7 @@ def seq_len_at(step: int, args: argparse.Namespace) -> int:
     return args.short_len if step < int(args.short_fraction * args.steps) else args.seq_len
 
 
-#: ``KEY_abcd = "wxyz"\n`` and ``assert KEY_abcd == "wxyz"\n`` (4-byte keys and values, recall_sample's defaults).
+#: ``KEY_abcd = "wxyz"\n`` and ``expect(KEY_abcd = "wxyz")\n`` (4-byte keys and values, recall_sample's defaults).
 _PAIR_BYTES, _ASSERT_BYTES = 18, 26
 
 
@@ -312,6 +329,7 @@ def render_card(meta: dict[str, Any]) -> str:
         "training_wall_s",
         "torch_version",
         "threads",
+        "init_from",
         "resumed_at_steps",
     ):
         if k in meta:
@@ -336,7 +354,11 @@ def _meta(
         "sequence_lengths": f"{args.short_len} for steps [0, {n_short}), {args.seq_len} for [{n_short}, {args.steps})",
         "recall_fraction": f"{args.short_recall_fraction} in the short phase, {args.recall_fraction} after",
         "copy_fraction": f"{args.short_copy_fraction} in the short phase (repeated random strings), 0 after",
-        "induction_fraction": f"0 in the short phase, {args.induction_fraction} after (random string, copied chunks)",
+        "induction_fraction": (
+            f"{getattr(args, 'short_induction_fraction', 0.0)} in the short phase, {args.induction_fraction} after "
+            "(random string, copied chunks)"
+        ),
+        "init_from": str(args.init_from) if getattr(args, "init_from", None) else "random (seeded)",
         "optimizer": (
             f"AdamW(betas=(0.9, 0.95), weight_decay={args.weight_decay} on matrices), peak lr {args.lr}, "
             f"{args.warmup} warmup steps, cosine to {args.min_lr_ratio}x, grad clip {args.grad_clip}"
@@ -377,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     train, heldout = load_corpus("train"), load_corpus("heldout")
     corpus = corpus_meta(train, heldout)
     model = ByteLlama(_config(args))
+    if args.init_from is not None:
+        blob = torch.load(args.init_from, map_location="cpu", weights_only=False)
+        base = from_hf_state_dict(blob["state_dict"], ByteLlamaConfig.from_dict(blob["meta"]["config"]))
+        model.load_state_dict(base.state_dict())
+        print(f"initialised from {args.init_from} (step {blob['meta']['steps']})", flush=True)
     opt = _optimizer(model, args)
     step, wall_s = 0, 0.0
     resumed_at: list[int] = []
@@ -403,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         length = seq_len_at(step, args)
         recall = args.short_recall_fraction if length == args.short_len and step < n_short else args.recall_fraction
         copy = args.short_copy_fraction if step < n_short else 0.0
-        induction = 0.0 if step < n_short else args.induction_fraction
+        induction = args.short_induction_fraction if step < n_short else args.induction_fraction
         x = batch(train, length, max(1, args.batch_tokens // length), recall, rng, copy, induction)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
