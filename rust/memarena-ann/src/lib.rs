@@ -45,6 +45,6 @@ pub use index::{
 };
 pub use ivf::{Ivf, IvfBuildConfig, IvfConfig, SpannBuildConfig};
 pub use metric::Metric;
-pub use simhash::{SimHash, SimHashConfig};
+pub use simhash::{Planes, SimHash, SimHashConfig};
 pub use store::MAX_ID;
 pub use tenant::{TenantFilter, TenantLists, Tenants};
