@@ -286,8 +286,7 @@ def build(n_vectors: int, n_queries: int, seed: int, threads: int, force: bool =
         np.save(out / f"queries_{dim}.npy", q)
         np.save(out / f"truth_{dim}.npy", exact_top(b, q, K_TRUTH))
         stats[str(dim)] = statistics(b, seed=seed)
-    with open(out / "passages.json", "w") as f:
-        json.dump({"queries": queries, "base": base}, f)
+    (out / "passages.json").write_text(json.dumps({"queries": queries, "base": base}))
     meta = {
         "model": MODEL,
         "model_version": version,
@@ -301,8 +300,8 @@ def build(n_vectors: int, n_queries: int, seed: int, threads: int, force: bool =
         "build_s": time.perf_counter() - t0,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
-    for f in sorted(partial.glob("*.npy")):
-        f.unlink()
+    for part in sorted(partial.glob("*.npy")):
+        part.unlink()
     partial.rmdir()
     print(json.dumps(meta, indent=1))
     return out
