@@ -22,6 +22,8 @@ pub mod curator;
 pub mod dataset;
 pub mod e2lsh;
 pub mod flat;
+#[allow(unsafe_code)] // one `sgemm` call, its shapes asserted
+mod gemm;
 pub mod hnsw;
 pub mod index;
 pub mod ivf;

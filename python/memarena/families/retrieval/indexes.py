@@ -160,7 +160,7 @@ class IVF(RegisteredIndex):
         nlist: int | None = None
         kmeans_iters: int = 10
         seed: int = 0
-        #: Training points used at most (null: 64 per list).
+        #: Training points used at most (null: 256 per list, faiss's max_points_per_centroid).
         max_train_points: int | None = None
         nprobe: Any = _grid(1, 2, 4, 8, 16, 32)  # noqa: RUF009
 
