@@ -52,6 +52,7 @@ fn main() -> memarena_core::Result<()> {
             n_bits,
             n_tables,
             seed: 0,
+            ..SimHashConfig::default()
         })
     };
     let configs: Vec<Case> = vec![

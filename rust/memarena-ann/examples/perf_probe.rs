@@ -32,6 +32,7 @@ fn simhash(n_bits: usize, n_tables: usize) -> IndexConfig {
         n_bits,
         n_tables,
         seed: 0,
+        ..SimHashConfig::default()
     })
 }
 

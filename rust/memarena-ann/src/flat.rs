@@ -2,8 +2,9 @@
 
 use memarena_core::Result;
 
+use crate::gemm;
 use crate::index::{Engine, SearchParams, VectorIndex, scan_tenant, store_delegates};
-use crate::metric::Metric;
+use crate::metric::{Metric, norm_sq};
 use crate::persist::{Reader, Writer, encode};
 use crate::store::Store;
 use crate::tenant::Tenants;
@@ -59,17 +60,23 @@ impl Engine for Flat {
         }
     }
 
-    /// Cache-blocked scan: each block of vectors is scored against every
-    /// query of the group while it is in cache (the same scores and the same
-    /// slot order as the one-query path, so the results are identical).
+    /// Groups of [`GEMM_MIN_QUERIES`] or more: [`Flat::gemm_group`] (a
+    /// blocked matrix product selects, the scan kernel re-scores). Smaller
+    /// groups: a cache-blocked scan, each block of vectors scored against
+    /// every query of the group while it is in cache. Both give exactly the
+    /// one-query path's results.
     fn search_block(
         &self,
         qs: &[f32],
-        _k: usize,
+        k: usize,
         _p: &SearchParams,
         s: &mut Scratch,
         tops: &mut [TopK],
     ) -> bool {
+        if tops.len() >= GEMM_MIN_QUERIES && self.store.dim > 0 {
+            self.gemm_group(qs, k, s, tops);
+            return true;
+        }
         let dim = self.store.dim;
         let sc = &mut s.f32s;
         for (b, block) in self.store.data.chunks(BLOCK * dim).enumerate() {
@@ -78,6 +85,10 @@ impl Engine for Flat {
             }
         }
         true
+    }
+
+    fn block_group(&self) -> usize {
+        GEMM_GROUP
     }
 }
 
@@ -102,6 +113,94 @@ impl Flat {
 
 /// Vectors per cache block of the batched scan (64 KiB at dim 128).
 const BLOCK: usize = 128;
+
+/// Queries per group of a batch (the GEMM's `m`; faiss blocks 4096, but a
+/// group this size already reuses each packed block of vectors 128 times).
+const GEMM_GROUP: usize = 128;
+/// The smallest group searched by GEMM (faiss: `distance_compute_blas_threshold = 20`).
+const GEMM_MIN_QUERIES: usize = 20;
+/// Stored vectors per GEMM block (faiss `distance_compute_blas_database_bs = 1024`;
+/// 512 keeps a 128-query score tile at 256 KiB).
+const GEMM_ROWS: usize = 512;
+
+impl Flat {
+    /// Exact top-`k` of a group of queries through a blocked GEMM.
+    ///
+    /// Each block of `GEMM_ROWS` vectors is multiplied with the group
+    /// ([`gemm::dot_tile`]); a query keeps its best `2k + 32` approximate
+    /// scores (`-<q, x>`, or `|x|^2 + |q|^2 - 2 <q, x>` for L2). Approximate and
+    /// scan scores differ by at most `e = 2 * dot_error_bound` (for L2 with
+    /// norms `|q| + max |x|`), so every vector of the exact top-`k` has an
+    /// approximate score within `2e` of the `k`-th approximate one: those are
+    /// re-scored by the scan's kernel and offered to `top` (which orders by
+    /// `(score, slot)` whatever the arrival order). A query whose kept list
+    /// ends inside that window (many near-ties) is scanned instead. Either
+    /// way the result is the scan's, bit for bit.
+    fn gemm_group(&self, qs: &[f32], k: usize, s: &mut Scratch, tops: &mut [TopK]) {
+        let st = &self.store;
+        let dim = st.dim;
+        let g = tops.len();
+        let l2 = st.metric == Metric::L2;
+        let cap = 2 * k + 32;
+        let mut approx: Vec<TopK> = (0..g).map(|_| TopK::new(cap)).collect();
+        let qn: Vec<f32> = qs.chunks_exact(dim).map(norm_sq).collect();
+        let mut tile = std::mem::take(&mut s.f32s);
+        let mut xn = std::mem::take(&mut s.scores);
+        tile.resize(g * GEMM_ROWS, 0.0);
+        xn.resize(GEMM_ROWS, 0.0);
+        let mut max_xn = 0.0f32;
+        for (b, block) in st.data.chunks(GEMM_ROWS * dim).enumerate() {
+            let nb = block.len() / dim;
+            let base = b * GEMM_ROWS;
+            gemm::dot_tile(qs, g, block, nb, dim, &mut tile[..g * nb]);
+            for (x, n) in block.chunks_exact(dim).zip(xn.iter_mut()) {
+                *n = norm_sq(x);
+                max_xn = max_xn.max(*n);
+            }
+            let dead = &st.deleted[base..base + nb];
+            for ((row, &q2), top) in tile.chunks_exact(nb).zip(&qn).zip(approx.iter_mut()) {
+                for (i, (&dp, &x2)) in row.iter().zip(&xn[..nb]).enumerate() {
+                    let sc = if l2 { x2 + q2 - 2.0 * dp } else { -dp };
+                    if sc <= top.threshold() && !dead[i] {
+                        top.push(sc, (base + i) as u32);
+                    }
+                }
+            }
+        }
+        let mut one = [0.0f32; 1];
+        for (j, (top, cand)) in tops.iter_mut().zip(&approx).enumerate() {
+            let q = &qs[j * dim..(j + 1) * dim];
+            let (qnorm, m) = (qn[j].sqrt(), max_xn.sqrt());
+            let e = 2.0
+                * if l2 {
+                    gemm::dot_error_bound(dim, qnorm + m, qnorm + m)
+                } else {
+                    gemm::dot_error_bound(dim, qnorm, m)
+                };
+            let items = cand.items();
+            let tau = if items.len() >= k {
+                items[k - 1].0
+            } else {
+                f32::INFINITY
+            };
+            let limit = tau + 2.0 * e;
+            // NaN-safe: an overflowing bound also falls back to the scan.
+            if items.len() >= cap && !(items[cap - 1].0 > limit) {
+                for (b, block) in st.data.chunks(BLOCK * dim).enumerate() {
+                    self.scan_block(q, block, b * BLOCK, &mut tile, top);
+                }
+                continue;
+            }
+            for &(_, slot) in items.iter().take_while(|c| !(c.0 > limit)) {
+                let x = &st.data[slot as usize * dim..(slot as usize + 1) * dim];
+                st.metric.score_many(q, x, &mut one);
+                top.push(one[0], slot);
+            }
+        }
+        s.f32s = tile;
+        s.scores = xn;
+    }
+}
 
 impl VectorIndex for Flat {
     store_delegates!();
@@ -140,5 +239,94 @@ impl VectorIndex for Flat {
         let mut w = Writer::default();
         self.store.write(&mut w);
         encode(self.kind(), &w.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::VectorIndex;
+    use memarena_core::rng::Rng;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A GEMM-searched batch (groups of 20+ queries) gives exactly what
+        /// each query gets alone from the scan: ids, order and distances,
+        /// with exact duplicates (ties), near-duplicates, deletes, every
+        /// metric and k beyond the live count.
+        #[test]
+        fn gemm_batches_equal_single_query_scans(
+            n in 1usize..1300,
+            dim in 1usize..48,
+            nq in 20usize..70,
+            k in 1usize..40,
+            metric in prop::sample::select(vec![Metric::L2, Metric::InnerProduct, Metric::Cosine]),
+            scale in prop::sample::select(vec![1e-3f32, 1.0, 1e3]),
+            seed in any::<u64>(),
+        ) {
+            let mut rng = Rng::seed_from_u64(seed);
+            let mut data: Vec<f32> = (0..n * dim).map(|_| scale * rng.normal() as f32).collect();
+            // duplicates and near-duplicates of earlier rows
+            for i in (1..n).step_by(7) {
+                let j = rng.below(i as u64) as usize;
+                let jitter = if i % 2 == 0 { 0.0 } else { 1e-6 * scale };
+                for d in 0..dim {
+                    data[i * dim + d] = data[j * dim + d] + jitter;
+                }
+            }
+            let mut idx = Flat::new(metric, dim);
+            let ids: Vec<u64> = (0..n as u64).map(|i| i * 5 + 2).collect();
+            idx.add(&data, &ids).unwrap();
+            let dead: Vec<u64> = ids.iter().copied().filter(|i| i % 3 == 0).collect();
+            idx.delete(&dead).unwrap();
+            // queries: fresh draws and copies of stored rows (exact ties)
+            let qs: Vec<f32> = (0..nq)
+                .flat_map(|j| {
+                    let r = (j * 13) % n;
+                    let copy = j % 3 == 0;
+                    let row = data[r * dim..(r + 1) * dim].to_vec();
+                    (0..dim)
+                        .map(|d| if copy { row[d] } else { scale * rng.normal() as f32 })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let one = SearchParams { threads: 1, ..SearchParams::default() };
+            let batch = idx.search(&qs, k, &one, None).unwrap();
+            for j in 0..nq {
+                let r = idx.search(&qs[j * dim..(j + 1) * dim], k, &one, None).unwrap();
+                prop_assert_eq!(&r.ids[..], batch.row_ids(j), "query {}", j);
+                prop_assert_eq!(&r.distances[..], batch.row_distances(j), "query {}", j);
+            }
+        }
+    }
+
+    /// Far more tied vectors than the GEMM keeps (`2k + 32`): the query
+    /// falls back to the scan and still matches it, ties broken by slot.
+    #[test]
+    fn all_tied_vectors_fall_back_to_the_scan() {
+        let (n, dim, k) = (700, 8, 10);
+        let mut data = vec![0.5f32; n * dim];
+        data[(n - 1) * dim..].fill(1.0); // one clear winner (the query itself), at the last slot
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let mut idx = Flat::new(metric, dim);
+            let ids: Vec<u64> = (0..n as u64).collect();
+            idx.add(&data, &ids).unwrap();
+            let qs = vec![1.0f32; 30 * dim];
+            let one = SearchParams {
+                threads: 1,
+                ..SearchParams::default()
+            };
+            let batch = idx.search(&qs, k, &one, None).unwrap();
+            let alone = idx.search(&qs[..dim], k, &one, None).unwrap();
+            let want: Vec<i64> = std::iter::once(n as i64 - 1)
+                .chain(0..k as i64 - 1)
+                .collect();
+            for j in 0..30 {
+                assert_eq!(batch.row_ids(j), &want[..], "{metric:?}");
+                assert_eq!(batch.row_distances(j), &alone.distances[..]);
+            }
+        }
     }
 }

@@ -50,7 +50,9 @@ pub struct IvfConfig {
     pub replicas: usize,
     /// Boundary replication tolerance on the distance ratio to the nearest centroid.
     pub replica_epsilon: f32,
-    /// Training points used at most (a seeded sample); 0 = `64 * nlist`.
+    /// Training points used at most (a seeded sample); 0 = the default,
+    /// [`DEFAULT_TRAIN_POINTS_PER_LIST`] per list (`ivf`) or 64 per list
+    /// (`spann`, whose balanced assignment sorts the whole sample).
     pub max_train_points: usize,
 }
 
@@ -65,10 +67,22 @@ pub struct IvfBuildConfig {
     pub kmeans_iters: usize,
     /// Seed of the k-means sample and initialisation.
     pub seed: u64,
-    /// Training points used at most (a seeded sample); `None`: `64 * nlist`.
+    /// Training points used at most (a seeded sample); `None`:
+    /// [`DEFAULT_TRAIN_POINTS_PER_LIST`] per list.
     #[serde(deserialize_with = "required")]
     pub max_train_points: Option<usize>,
 }
+
+/// Training points per list an `ivf` samples by default: faiss's
+/// `ClusteringParameters::max_points_per_centroid`, which `IndexIVFFlat`'s
+/// coarse quantizer uses (faiss `Clustering.cpp`: "max_points_per_centroid(256)";
+/// "if (nx > k * max_points_per_centroid) { ... subsample_training_set").
+/// faiss trains that quantizer with `cp.niter = 10` (`Level1Quantizer`:
+/// "here we set a low # iterations because this is typically used for large
+/// clusterings"), as `kmeans_iters` defaults here. With 64 points per list
+/// (the old default) the lists of 100k vectors and nlist 1024 came out
+/// coarser than faiss's and cost 0.01-0.03 recall@10 at nprobe 1-8.
+pub const DEFAULT_TRAIN_POINTS_PER_LIST: usize = 256;
 
 /// The Rust defaults (256 lists; the Python side picks `nlist` from the data).
 impl Default for IvfBuildConfig {
@@ -695,7 +709,12 @@ impl VectorIndex for Ivf {
             self.cfg.seed,
             self.cfg.balanced,
             if self.cfg.max_train_points == 0 {
-                64 * self.cfg.nlist
+                let per_list = if self.cfg.balanced {
+                    64
+                } else {
+                    DEFAULT_TRAIN_POINTS_PER_LIST
+                };
+                per_list * self.cfg.nlist
             } else {
                 self.cfg.max_train_points
             },

@@ -22,6 +22,8 @@ pub mod curator;
 pub mod dataset;
 pub mod e2lsh;
 pub mod flat;
+#[allow(unsafe_code)] // one `sgemm` call, its shapes asserted
+mod gemm;
 pub mod hnsw;
 pub mod index;
 pub mod ivf;
@@ -45,6 +47,6 @@ pub use index::{
 };
 pub use ivf::{Ivf, IvfBuildConfig, IvfConfig, SpannBuildConfig};
 pub use metric::Metric;
-pub use simhash::{SimHash, SimHashConfig};
+pub use simhash::{Planes, SimHash, SimHashConfig};
 pub use store::MAX_ID;
 pub use tenant::{TenantFilter, TenantLists, Tenants};

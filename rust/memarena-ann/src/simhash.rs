@@ -3,8 +3,21 @@
 //! re-ranking — the LSH organisation Think-in-Memory stores its memories in.
 //!
 //! Each table hashes a vector to an `n_bits`-bit code, bit `b` being the sign
-//! of `<plane_b, x - mean>` (the mean is learnt by [`VectorIndex::train`];
-//! untrained, the planes pass through the origin as in faiss `IndexLSH`).
+//! of `<plane_b, x> - threshold_b`. Untrained, every threshold is 0 (the
+//! planes pass through the origin, as in faiss `IndexLSH`);
+//! [`VectorIndex::train`] sets each threshold to the median projection of the
+//! training vectors (faiss `IndexLSH`'s `train_thresholds`), so every bit
+//! splits the training data in half.
+//!
+//! The hyperplanes ([`Planes`]) are by default orthonormal: blocks of `dim`
+//! orthonormal directions, each block the Gram-Schmidt orthonormalisation of
+//! a seeded Gaussian matrix, i.e. a random rotation as faiss `IndexLSH`
+//! (`rotate_data = true`) applies; `Planes::Gaussian`, independent Gaussian
+//! hyperplanes, is what indexes saved before this choice existed use.
+//! Orthonormal bits are decorrelated on anisotropic data (embeddings whose
+//! mean is far from 0 and whose variance sits in few directions), so codes
+//! rank neighbours better at the same width (a test in
+//! `tests/simhash_planes.rs` shows it).
 //! Two ways to find candidates:
 //!
 //! - **buckets** (tables of at most 32 bits, `n_probes >= 1`): each table maps a
@@ -32,7 +45,7 @@ use crate::index::{
     Engine, SearchParams, VectorIndex, buckets_bytes, in_range, rows, scan_tenant, store_delegates,
     unlink_bucket, use_exact_filter,
 };
-use crate::metric::{Metric, dot};
+use crate::metric::Metric;
 use crate::persist::{Reader, Writer, encode};
 use crate::simd::kernels;
 use crate::store::Store;
@@ -45,6 +58,39 @@ const SCAN_CHUNK: usize = 1024;
 /// Widest table that keeps bucket maps.
 pub const MAX_BUCKET_BITS: usize = 32;
 
+/// How the hyperplanes of a [`SimHash`] are drawn from its seed.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Planes {
+    /// Blocks of `dim` orthonormal unit directions (a random rotation per
+    /// block), as faiss `IndexLSH(d, nbits, rotate_data=true)`.
+    #[default]
+    Orthonormal,
+    /// Independent standard Gaussian hyperplanes (not normalised): the
+    /// planes of every index saved before [`Planes`] existed.
+    Gaussian,
+}
+
+/// The config name (`orthonormal`, `gaussian`), as configs spell it.
+impl std::fmt::Debug for Planes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Planes::Orthonormal => "orthonormal",
+            Planes::Gaussian => "gaussian",
+        })
+    }
+}
+
+impl Planes {
+    /// Code in the persisted payload (absent = `Gaussian`, files from before).
+    fn code(self) -> u64 {
+        match self {
+            Planes::Gaussian => 0,
+            Planes::Orthonormal => 1,
+        }
+    }
+}
+
 /// Build parameters of [`SimHash`] (`kind: simhash`), deserialized from
 /// every field the Python `Config` sends.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -56,6 +102,8 @@ pub struct SimHashConfig {
     pub n_tables: usize,
     /// Seed of the hyperplanes.
     pub seed: u64,
+    /// How the hyperplanes are drawn (`"orthonormal"` or `"gaussian"`).
+    pub planes: Planes,
 }
 
 /// The defaults equal the Python `SimHash.Config` defaults (the user-facing
@@ -66,6 +114,7 @@ impl Default for SimHashConfig {
             n_bits: 16,
             n_tables: 16,
             seed: 0,
+            planes: Planes::Orthonormal,
         }
     }
 }
@@ -85,7 +134,9 @@ pub struct SimHash {
     cfg: SimHashConfig,
     /// `n_tables * n_bits` hyperplanes of `dim` values.
     planes: Vec<f32>,
-    /// Per hyperplane: `<plane, mean>` (0 until trained).
+    /// Per hyperplane: the threshold its projection is compared with (0
+    /// until trained; then the median projection of the training data, or,
+    /// in files saved before, `<plane, mean>`).
     offsets: Vec<f32>,
     trained: bool,
     /// `n_slots * n_tables` codes, slot-major.
@@ -95,7 +146,7 @@ pub struct SimHash {
 }
 
 impl SimHash {
-    /// An empty index with seeded Gaussian hyperplanes.
+    /// An empty index with seeded hyperplanes ([`SimHashConfig::planes`]).
     pub fn new(metric: Metric, dim: usize, cfg: SimHashConfig) -> Result<Self> {
         if cfg.n_bits == 0 || cfg.n_bits > 64 || cfg.n_tables == 0 || cfg.n_tables > 64 {
             return Err(Error::invalid(
@@ -103,9 +154,14 @@ impl SimHash {
                 "n_bits and n_tables must be in 1..=64",
             ));
         }
-        let mut rng = Rng::seed_from_u64(cfg.seed);
         let n_planes = cfg.n_bits * cfg.n_tables;
-        let planes = (0..n_planes * dim).map(|_| rng.normal() as f32).collect();
+        let planes = match cfg.planes {
+            Planes::Gaussian => {
+                let mut rng = Rng::seed_from_u64(cfg.seed);
+                (0..n_planes * dim).map(|_| rng.normal() as f32).collect()
+            }
+            Planes::Orthonormal => orthonormal_planes(n_planes, dim, cfg.seed),
+        };
         let with_buckets = cfg.n_bits <= MAX_BUCKET_BITS;
         Ok(SimHash {
             store: Store::new(metric, dim, true),
@@ -246,6 +302,13 @@ impl SimHash {
         let seed = r.u64("seed")?;
         let trained = r.u8("trained")? == 1;
         let offsets = r.f32s("offsets")?;
+        // Appended when the planes are not Gaussian (absent in files saved
+        // before `Planes` existed, whose planes are Gaussian).
+        let planes = match r.trailing_u64("planes", Planes::Gaussian.code())? {
+            0 => Planes::Gaussian,
+            1 => Planes::Orthonormal,
+            other => return Err(r.err(format!("unknown simhash planes code {other}"))),
+        };
         if !(1..=64).contains(&n_bits) || !(1..=64).contains(&n_tables) || !store.keep_vectors {
             return Err(r.err("bad simhash configuration"));
         }
@@ -253,6 +316,7 @@ impl SimHash {
             n_bits,
             n_tables,
             seed,
+            planes,
         };
         let mut idx = SimHash::new(store.metric, store.dim, cfg)?;
         if offsets.len() != idx.offsets.len() {
@@ -281,6 +345,118 @@ impl SimHash {
             b.entry(codes[t]).or_default().push(slot);
         }
     }
+}
+
+/// Seeded orthonormal hyperplanes: `n_planes` rows of `dim` values, in
+/// blocks of `dim` rows (the last block shorter), each block orthonormal
+/// (modified Gram-Schmidt, in f64 and twice, of standard Gaussian rows) and
+/// the blocks independent.
+///
+/// For `n_planes <= dim` this is faiss's `RandomRotationMatrix(d, nbits)`
+/// that `IndexLSH(d, nbits, rotate_data=true)` applies (the QR of a Gaussian
+/// matrix: Gram-Schmidt of Gaussian rows is Haar-distributed as well);
+/// faiss/VectorTransform.cpp, `RandomRotationMatrix::init`:
+///
+/// ```text
+/// if (d_out <= d_in) {
+///     A.resize(d_out * d_in);
+///     float* q = A.data();
+///     float_randn(q, d_out * d_in, seed);
+///     matrix_qr(d_in, d_out, q);
+/// } else {
+///     // use tight-frame transformation
+///     A.resize(d_out * d_out);
+///     ...
+///     matrix_qr(d_out, d_out, q);
+///     // remove columns
+/// ```
+///
+/// For more bits than dimensions faiss keeps `d_in` columns of a `d_out`
+/// rotation (a tight frame, rows not of unit norm); here each further block
+/// of `dim` bits is another independent rotation, so every plane is a unit
+/// vector and each block of `dim` bits is exactly decorrelated.
+pub fn orthonormal_planes(n_planes: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n_planes * dim);
+    let mut block: Vec<Vec<f64>> = Vec::with_capacity(dim.min(n_planes));
+    for _ in 0..n_planes {
+        if block.len() == dim {
+            block.clear();
+        }
+        let row = loop {
+            let mut g: Vec<f64> = (0..dim).map(|_| rng.normal()).collect();
+            for _ in 0..2 {
+                for b in &block {
+                    let c: f64 = g.iter().zip(b).map(|(x, y)| x * y).sum();
+                    g.iter_mut().zip(b).for_each(|(x, y)| *x -= c * y);
+                }
+            }
+            let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+            // A Gaussian row in the span of the block has probability 0;
+            // draw again if rounding ever makes it nearly so.
+            if norm > 1e-6 {
+                g.iter_mut().for_each(|x| *x /= norm);
+                break g;
+            }
+        };
+        out.extend(row.iter().map(|&x| x as f32));
+        block.push(row);
+    }
+    assert_eq!(out.len(), n_planes * dim, "one row per plane");
+    out
+}
+
+/// Per plane (rows of `dim` values in `planes`), the median of the
+/// projections of the rows of `data`: the mean of the two middle values
+/// when the count is even, as faiss `train_thresholds`. Projections are
+/// computed by the kernel that hashes (so a vector's bit is the comparison
+/// of exactly the value the median was taken over), a group of planes at
+/// a time to bound the buffer.
+pub(crate) fn median_thresholds(planes: &[f32], dim: usize, data: &[f32]) -> Result<Vec<f32>> {
+    assert!(dim > 0 && planes.len() % dim == 0, "planes are rows of dim");
+    let n_planes = planes.len() / dim;
+    let n = data.len() / dim;
+    assert!(n > 0 && data.len() == n * dim, "data is n >= 1 rows of dim");
+    // At most 16 Mi projections (64 MiB) at once.
+    let group = ((16usize << 20) / n).clamp(1, n_planes);
+    let dot_block = kernels().dot_block;
+    let mut out = Vec::with_capacity(n_planes);
+    let mut proj = vec![0.0f32; group];
+    let mut cols: Vec<Vec<f32>> = Vec::new();
+    for p0 in (0..n_planes).step_by(group) {
+        let g = group.min(n_planes - p0);
+        let rows = &planes[p0 * dim..(p0 + g) * dim];
+        cols.clear();
+        cols.resize_with(g, || Vec::with_capacity(n));
+        for x in data.chunks_exact(dim) {
+            memarena_core::cancel::check()?;
+            (dot_block)(x, 1, rows, &mut proj[..g]);
+            for (c, &v) in cols.iter_mut().zip(&proj[..g]) {
+                c.push(v);
+            }
+        }
+        for c in &mut cols {
+            out.push(median(c));
+        }
+    }
+    Ok(out)
+}
+
+/// The median of `v` (reordered): the middle value, or the mean of the two
+/// middle values when `v.len()` is even. `v` is not empty.
+fn median(v: &mut [f32]) -> f32 {
+    let n = v.len();
+    let (_, &mut hi, _) = v.select_nth_unstable_by(n / 2, f32::total_cmp);
+    if n % 2 == 1 {
+        return hi;
+    }
+    // The largest of the lower half is the other middle value.
+    let lo = v[..n / 2]
+        .iter()
+        .copied()
+        .max_by(f32::total_cmp)
+        .expect("n >= 2");
+    ((lo as f64 + hi as f64) / 2.0) as f32
 }
 
 /// Query-directed probe sequence (Lv et al. 2007): given per-candidate
@@ -474,8 +650,28 @@ impl VectorIndex for SimHash {
         true
     }
 
-    /// Centres the hyperplanes on the mean of `data` (re-hashing any vectors
-    /// already added).
+    /// Sets each hyperplane's threshold to the median projection of `data`
+    /// (re-hashing any vectors already added), so that every bit splits the
+    /// training vectors in half (within one vector when projections tie
+    /// nowhere).
+    ///
+    /// faiss `IndexLSH::train` with `train_thresholds` (faiss/IndexLSH.cpp):
+    ///
+    /// ```text
+    /// std::nth_element(xi, xi + n / 2, xi + n);
+    /// float median = xi[n / 2];
+    /// if (n % 2 == 0) {
+    ///     std::nth_element(xi, xi + n / 2 - 1, xi + n);
+    ///     median = (median + xi[n / 2 - 1]) / 2;
+    /// }
+    /// thresholds[i] = median;
+    /// ```
+    ///
+    /// Earlier builds centred the planes on the mean (`<plane, mean>`): on
+    /// anisotropic data a projection's mean is not its median (the
+    /// distribution is skewed by the directions the data concentrates in),
+    /// so bits stayed unbalanced, and the balance they did gain shrank the
+    /// buckets a query probes without making them more precise.
     fn train(&mut self, data: &[f32]) -> Result<()> {
         let dim = self.store.dim;
         let n = rows(data, dim, "training vectors")?;
@@ -486,14 +682,7 @@ impl VectorIndex for SimHash {
             ));
         }
         let data = self.store.prepare(data);
-        let mut mean = vec![0.0f64; dim];
-        for v in data.chunks_exact(dim) {
-            mean.iter_mut().zip(v).for_each(|(m, x)| *m += *x as f64);
-        }
-        let mean: Vec<f32> = mean.iter().map(|m| (*m / n as f64) as f32).collect();
-        for (i, o) in self.offsets.iter_mut().enumerate() {
-            *o = dot(&self.planes[i * dim..(i + 1) * dim], &mean);
-        }
+        self.offsets = median_thresholds(&self.planes, dim, &data)?;
         self.trained = true;
         self.rehash_all();
         Ok(())
@@ -551,6 +740,11 @@ impl VectorIndex for SimHash {
         w.u64(self.cfg.seed);
         w.u8(self.trained as u8);
         w.f32s(&self.offsets);
+        // Gaussian planes write nothing more, so their files keep the bytes
+        // of the format before `Planes` (and load in older builds).
+        if self.cfg.planes != Planes::Gaussian {
+            w.u64(self.cfg.planes.code());
+        }
         encode(self.kind(), &w.buf)
     }
 }
@@ -558,6 +752,138 @@ impl VectorIndex for SimHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::{IndexConfig, build, from_bytes};
+    use memarena_core::rng::Rng;
+    use proptest::prelude::*;
+
+    fn gaussian_rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::seed_from_u64(seed);
+        (0..n * dim).map(|_| rng.normal() as f32).collect()
+    }
+
+    fn config(planes: Planes) -> SimHashConfig {
+        SimHashConfig {
+            n_bits: 12,
+            n_tables: 5,
+            seed: 3,
+            planes,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Every block of `dim` planes is orthonormal: |R R^T - I| small.
+        #[test]
+        fn orthonormal_planes_are_blocks_of_rotations(
+            dim in 1usize..40, n_planes in 1usize..120, seed in any::<u64>()
+        ) {
+            let p = orthonormal_planes(n_planes, dim, seed);
+            prop_assert_eq!(p.len(), n_planes * dim);
+            for block in p.chunks(dim * dim) {
+                let rows: Vec<&[f32]> = block.chunks_exact(dim).collect();
+                for (i, a) in rows.iter().enumerate() {
+                    for (j, b) in rows.iter().enumerate() {
+                        let d: f64 = a.iter().zip(*b).map(|(x, y)| *x as f64 * *y as f64).sum();
+                        let want = if i == j { 1.0 } else { 0.0 };
+                        prop_assert!((d - want).abs() < 1e-5, "dim {} rows {} {}: {}", dim, i, j, d);
+                    }
+                }
+            }
+            // Seeded: the same seed gives the same planes.
+            prop_assert_eq!(orthonormal_planes(n_planes, dim, seed), p);
+        }
+
+        /// After `train`, each bit is 1 for half the training vectors
+        /// (within one), whichever planes.
+        #[test]
+        fn median_thresholds_split_every_bit_in_half(
+            n in 1usize..300, dim in 1usize..24, seed in any::<u64>(), gaussian in any::<bool>(),
+            shift in -3.0f32..3.0,
+        ) {
+            let planes = if gaussian { Planes::Gaussian } else { Planes::Orthonormal };
+            let cfg = SimHashConfig { n_bits: 7, n_tables: 3, seed, planes };
+            let mut idx = SimHash::new(Metric::L2, dim, cfg).unwrap();
+            // Off-centre data: untrained, most bits would be unbalanced.
+            let data: Vec<f32> = gaussian_rows(n, dim, seed ^ 1).iter().map(|x| x + shift).collect();
+            idx.train(&data).unwrap();
+            let ids: Vec<u64> = (0..n as u64).collect();
+            idx.add(&data, &ids).unwrap();
+            for t in 0..3 {
+                for b in 0..7 {
+                    let ones = (0..n).filter(|&s| idx.codes[s * 3 + t] >> b & 1 == 1).count();
+                    prop_assert!(
+                        (ones as f64 - n as f64 / 2.0).abs() <= 1.0,
+                        "table {} bit {}: {} of {} ones", t, b, ones, n
+                    );
+                }
+            }
+        }
+
+        /// Saved indexes load with the same planes, thresholds and results,
+        /// and re-serialize to the same bytes; Gaussian planes write the
+        /// format of before the choice existed (no trailing planes code).
+        #[test]
+        fn persistence_round_trips_both_planes(seed in any::<u64>(), train in any::<bool>()) {
+            let data = gaussian_rows(200, 6, seed);
+            let ids: Vec<u64> = (0..200).collect();
+            let queries = gaussian_rows(5, 6, seed ^ 2);
+            let p = SearchParams { n_probes: 3, rerank: 20, ..SearchParams::default() };
+            let mut sizes = Vec::new();
+            for planes in [Planes::Gaussian, Planes::Orthonormal] {
+                let mut idx = build(Metric::L2, 6, &IndexConfig::SimHash(SimHashConfig { seed, ..config(planes) })).unwrap();
+                if train {
+                    idx.train(&data).unwrap();
+                }
+                idx.add(&data, &ids).unwrap();
+                let bytes = idx.to_bytes();
+                let back = from_bytes(&bytes).unwrap();
+                prop_assert_eq!(back.to_bytes(), bytes.clone());
+                prop_assert_eq!(
+                    back.search(&queries, 5, &p, None).unwrap(),
+                    idx.search(&queries, 5, &p, None).unwrap()
+                );
+                sizes.push(bytes.len());
+            }
+            prop_assert_eq!(sizes[1], sizes[0] + 8);
+        }
+    }
+
+    #[test]
+    fn a_payload_without_the_planes_code_loads_as_gaussian() {
+        let data = gaussian_rows(100, 6, 1);
+        let ids: Vec<u64> = (0..100).collect();
+        let mut old = SimHash::new(Metric::L2, 6, config(Planes::Gaussian)).unwrap();
+        old.add(&data, &ids).unwrap();
+        let bytes = old.to_bytes();
+        let back = from_bytes(&bytes).unwrap();
+        let p = SearchParams {
+            n_probes: 0,
+            rerank: 0,
+            ..SearchParams::default()
+        };
+        let q = gaussian_rows(4, 6, 9);
+        assert_eq!(
+            back.search(&q, 10, &p, None).unwrap(),
+            old.search(&q, 10, &p, None).unwrap()
+        );
+        // The same payload with an unknown planes code appended is an error
+        // naming its offset. Header: magic, version, kind, payload length.
+        let header = 8 + 4 + 1 + "simhash".len() + 8;
+        let mut payload = bytes[header..bytes.len() - 4].to_vec();
+        payload.extend_from_slice(&7u64.to_le_bytes());
+        let e = from_bytes(&encode("simhash", &payload))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planes code 7") && e.contains("byte"), "{e}");
+    }
+
+    #[test]
+    fn median_is_the_middle_or_the_mean_of_the_two_middles() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [5.0]), 5.0);
+    }
 
     #[test]
     fn probe_sets_come_in_increasing_score() {

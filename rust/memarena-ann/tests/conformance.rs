@@ -388,6 +388,7 @@ fn hamming_scan_groups_equal_single_queries_with_deletes() {
         n_bits: 64,
         n_tables: 4,
         seed: 3,
+        ..SimHashConfig::default()
     });
     let mut idx = build(Metric::L2, DIM, &wide).unwrap();
     idx.add(&ds.base, &ids).unwrap();

@@ -21,6 +21,8 @@ PM = get_plugin_manager(autoload=False)
 
 #: Non-default values for fields whose default is null (the Python side then picks or omits them).
 FOR_NULL = {"nlist": 16, "max_train_points": 512, "exact_filter_max": 5}
+#: Non-default values for string fields (a choice among names).
+FOR_STR = {"planes": "gaussian"}
 #: Dataset fields the Python side uses itself (tenants, truth depth), or ignores.
 DATASET_PYTHON_ONLY = {"metric", "k_truth", "tenant_skew", "shared_fraction"}
 
@@ -32,6 +34,8 @@ def other(name: str, default: Any) -> Any:
         return default[0] + 1
     if isinstance(default, bool):
         return not default
+    if isinstance(default, str):
+        return FOR_STR[name]
     if isinstance(default, float):
         return default * 0.5 if default else 0.25
     return default + 3

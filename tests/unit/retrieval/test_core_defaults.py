@@ -44,7 +44,11 @@ def test_core_search_defaults_equal_the_python_search_config() -> None:
 def test_every_config_field_arrives(cls: type[RegisteredIndex]) -> None:
     """Non-default values of every build field reach the core (read back from its Debug form)."""
     defaults = build_defaults(cls.core_kind)
-    changed = {k: 7 if v is None or isinstance(v, int) else v + 0.5 for k, v in defaults.items()}
+    other_str = {"planes": "gaussian"}  # string fields: another allowed name
+    changed = {
+        k: other_str[k] if isinstance(v, str) else 7 if v is None or isinstance(v, int) else v + 0.5
+        for k, v in defaults.items()
+    }
     got = _core.index_config_debug({"kind": cls.core_kind, **changed})
     for k, v in changed.items():
         want = f"Some({v})" if defaults[k] is None and k != "nlist" else str(v)

@@ -86,3 +86,58 @@ def test_the_tenant_methods_are_declared_with_a_clear_default() -> None:
         index.tenant_len(0)
     with pytest.raises(NotImplementedError, match="brute_force_test does not support tenants"):
         index.tenant_memory_bytes(np.arange(3, dtype=np.uint32))
+
+
+class ThreeOnly(BruteForce):
+    """Returns only its 3 nearest ids per query; the other slots are -1 (an index short of results)."""
+
+    name: ClassVar[str] = "three_only_test"
+
+    @dataclass
+    class Config:
+        _target_: str = "tests.unit.retrieval.test_python_index.ThreeOnly"
+
+    def search(self, queries: Any, k: int, params: Any = None, tenant: Any = None) -> Any:
+        d, ids = super().search(queries, k, params, tenant)
+        d[:, 3:], ids[:, 3:] = np.inf, -1
+        return d, ids
+
+
+class ShortPlugin:
+    @hookimpl
+    def memarena_register_indexes(self) -> list[type[Any]]:
+        return [ThreeOnly]
+
+
+def test_rows_count_the_result_slots_an_index_left_empty(tmp_path: Path) -> None:
+    """short_results: the -1 slots over all n_queries x k results, never silently dropped."""
+    from memarena.families.retrieval.family import short_results
+
+    assert short_results(np.array([[1, 2, -1], [-1, -1, -1]])) == 4
+    assert short_results(np.zeros((0, 10), dtype=np.int64)) == 0
+    pm = get_plugin_manager(autoload=False, plugins=[Plugin(), ShortPlugin()])
+    registry = Registry.from_plugin_manager(pm)
+    rows = {}
+    for name in ("brute_force_test", "three_only_test"):
+        overrides = ["experiment=retrieval", *SMALL, f"index={name}", "family.single_queries=0"]
+        (rows[name],) = execute(
+            compose(overrides, pm=pm), tmp_path / name, pm=pm, registry=registry, overrides=overrides
+        ).rows
+    assert rows["brute_force_test"]["short_results"] == 0
+    assert rows["three_only_test"]["short_results"] == 20 * (10 - 3)
+    assert rows["three_only_test"]["recall_at_10"] == pytest.approx(0.3)
+
+
+def test_a_bucketed_simhash_short_of_candidates_says_so(tmp_path: Path) -> None:
+    """One table of 16-bit buckets over 300 vectors: most buckets hold fewer than k vectors."""
+    overrides = [
+        "experiment=retrieval",
+        *SMALL,
+        "index=simhash",
+        "index.n_tables=1",
+        "index.n_probes=[1]",
+        "index.rerank=0",
+        "family.single_queries=0",
+    ]
+    (row,) = execute(compose(overrides, pm=PM), tmp_path, pm=PM, registry=REGISTRY, overrides=overrides).rows
+    assert 0 < row["short_results"] <= 20 * 10

@@ -14,7 +14,12 @@ query arguments, e.g. ``nprobe`` 1..32) emits a row with
   structures (``tenant_bytes_mean``/``_max``/``_total``);
 * two checks that must read 0: ``single_mismatches`` (a single query that
   got other results than in the batch) and ``tenant_violations`` (a result a
-  query's tenant may not read).
+  query's tenant may not read);
+* ``short_results``: result slots left empty (id -1) over the whole batch of
+  ``n_queries * k`` slots, so an index that returns fewer than ``k`` ids
+  (LSH buckets that hold too few candidates, a filtered search of a tenant
+  with fewer than ``k`` readable vectors) says so; 0 when every query got
+  ``k`` ids.
 
 ``memarena report`` draws recall@10 against QPS, the ann-benchmarks plot.
 """
@@ -35,7 +40,7 @@ from memarena.families.retrieval.dataset import Dataset, recall_at_k
 if TYPE_CHECKING:
     from memarena.run import Run
 
-__all__ = ["RetrievalFamily", "tenant_violations"]
+__all__ = ["RetrievalFamily", "short_results", "tenant_violations"]
 
 
 def tenant_violations(ds: Dataset, ids: np.ndarray) -> int:
@@ -50,6 +55,11 @@ def tenant_violations(ds: Dataset, ids: np.ndarray) -> int:
             if t not in tids[offsets[r] : offsets[r + 1]]:
                 bad += 1
     return bad
+
+
+def short_results(ids: np.ndarray) -> int:
+    """Result slots without an id (-1) over all queries: 0 when every query got ``k`` ids."""
+    return int((np.asarray(ids) < 0).sum())
 
 
 def _label(sp: dict[str, Any]) -> str:
@@ -193,6 +203,7 @@ class RetrievalFamily(Family):
             out["qps_single"] = m / statistics.median(single_times)
             out["single_mismatches"] = mismatches
         out["tenant_violations"] = tenant_violations(ds, ids)
+        out["short_results"] = short_results(ids)
         return out
 
     @staticmethod

@@ -7,6 +7,12 @@ ground truth by an exact (flat) search. With ``n_tenants > 0`` every vector
 gets an owner tenant (skewed sizes, so most tenants are selective) and some
 a second one, each query a tenant drawn uniformly, and the ground truth is
 the filtered one.
+
+``minilm_docstrings``: real sentence embeddings (all-MiniLM-L6-v2 on the
+standard library's and a few packages' documentation text, 384-d or a 128-d
+projection, unit norm, exact neighbours by inner product), read from the
+cache :mod:`memarena.families.retrieval.real` builds; loading without it
+fails with the cache path and the command that builds it.
 """
 
 from __future__ import annotations
@@ -18,10 +24,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memarena.api import Workload, param
+from memarena.errors import InvalidConfigError
 from memarena.families.retrieval.dataset import Dataset, assign_tenants, gaussian_mixture, ground_truth
 from memarena.families.retrieval.index import METRICS
 
-__all__ = ["RETRIEVAL_WORKLOADS", "GaussianMixture128L2", "GaussianMixture384Cosine", "GaussianMixtureDataset"]
+__all__ = [
+    "RETRIEVAL_WORKLOADS",
+    "GaussianMixture128L2",
+    "GaussianMixture384Cosine",
+    "GaussianMixtureDataset",
+    "MiniLMDocstrings",
+]
 
 
 class GaussianMixtureDataset(Workload):
@@ -110,4 +123,43 @@ class GaussianMixture384Cosine(GaussianMixtureDataset):
         metric: str = param("cosine", choices=METRICS)
 
 
-RETRIEVAL_WORKLOADS = (GaussianMixtureDataset, GaussianMixture128L2, GaussianMixture384Cosine)
+class MiniLMDocstrings(Workload):
+    """Documentation sentences embedded by all-MiniLM-L6-v2 (cached), held-out queries, exact neighbours."""
+
+    name: ClassVar[str] = "minilm_docstrings"
+    family: ClassVar[str] = "retrieval"
+
+    @dataclass
+    class Config:
+        _target_: str = "memarena.families.retrieval.workloads.MiniLMDocstrings"
+        #: 384 (the model's width) or 128 (projection onto the top principal directions).
+        dim: int = param(384, choices=(128, 384))
+        #: Vectors are unit norm, so every metric ranks as inner product (the ground truth's).
+        metric: str = param("ip", choices=METRICS)
+        #: Base vectors and held-out queries of the cached set.
+        n_vectors: int = param(100_000, ge=1)
+        n_queries: int = param(1000, ge=1)
+        #: Neighbours in the ground truth (the cache keeps 100).
+        k_truth: int = param(10, ge=1, le=100)
+        #: Seed of the held-out split the cache was built with (not the run's seed: the set is fixed).
+        split_seed: int = param(0, ge=0)
+
+    def describe(self) -> str:
+        return f"minilm{self.dim}_{self.metric}"
+
+    def load(self, seed: int) -> Dataset:
+        from memarena.families.retrieval import real
+
+        r = real.load(self.dim, self.n_vectors, self.n_queries, self.split_seed)
+        if r.truth.shape[1] < self.k_truth:
+            raise InvalidConfigError(f"{self.name}: the cache holds {r.truth.shape[1]} neighbours per query")
+        return Dataset(
+            name=self.describe(),
+            metric=self.metric,
+            base=r.base,
+            queries=r.queries,
+            truth=np.ascontiguousarray(r.truth[:, : self.k_truth]),
+        )
+
+
+RETRIEVAL_WORKLOADS = (GaussianMixtureDataset, GaussianMixture128L2, GaussianMixture384Cosine, MiniLMDocstrings)

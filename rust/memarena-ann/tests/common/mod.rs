@@ -33,6 +33,7 @@ pub fn kinds() -> Vec<Case> {
             n_bits,
             n_tables,
             seed: 1,
+            ..SimHashConfig::default()
         })
     };
     vec![
