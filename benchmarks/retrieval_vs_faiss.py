@@ -233,7 +233,7 @@ def bench_hnsw(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarr
         s, (_, ids) = timed(lambda: fh.search(q, K), a.repeats)
         row(rows, "hnsw", "faiss IndexHNSWFlat", f"ef={ef}", ids, truth, s, len(q), b, None)
     t0 = time.perf_counter()
-    idx = Index("hnsw", params={"m": 32, "ef_construction": 200})
+    idx = Index("hnsw", params={"m": 32, "ef_construction": 200, "threads": a.threads})
     idx.add(base)
     b = time.perf_counter() - t0
     ours(rows, "hnsw", "memarena hnsw", idx, b, q, truth, [{"ef_search": ef} for ef in efs], a)
