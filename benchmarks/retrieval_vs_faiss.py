@@ -16,7 +16,8 @@ is reported. Rows:
 * IVF: ``IndexIVFFlat`` (nlist 1024) against memarena ``ivf`` (nlist 1024),
   nprobe 1..32.
 * HNSW: hnswlib and faiss ``IndexHNSWFlat`` (M 32, efConstruction 200)
-  against memarena ``hnsw`` (m 32, ef_construction 200), ef 16..256.
+  against memarena ``hnsw`` (m 32, ef_construction 200), ef 16..256; every
+  system builds on ``--threads`` threads (memarena's ``threads`` build key).
 * Tenants (100 tenants of skewed sizes, most queries on selective tenants,
   20% of vectors shared by two tenants): faiss HNSW with a per-tenant
   ``IDSelectorBitmap`` (bitmap filtering), per-tenant partitioning (one faiss

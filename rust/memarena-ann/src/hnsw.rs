@@ -75,6 +75,9 @@ impl HnswConfig {
     }
 }
 
+/// The links a new node gets: `(layer, chosen neighbours)`, top layer first.
+type Plan = Vec<(usize, Vec<u32>)>;
+
 /// Which nodes a layer search may return.
 #[derive(Clone, Copy)]
 enum Accept {
@@ -367,7 +370,7 @@ impl Hnsw {
     /// The links a new node `q` (level `level`) gets on each layer it shares
     /// with the graph, top layer first: `(layer, chosen neighbours)`. Reads
     /// the graph only (the search and selection of [`Hnsw::insert`]).
-    fn plan(&self, q: &[f32], level: usize, s: &mut Scratch) -> Vec<(usize, Vec<u32>)> {
+    fn plan(&self, q: &[f32], level: usize, s: &mut Scratch) -> Plan {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
@@ -445,7 +448,7 @@ impl Hnsw {
             let per = b.div_ceil(threads);
             let stop = AtomicBool::new(false);
             let this = &*self;
-            let work = |j0: usize, out: &mut [Option<Vec<(usize, Vec<u32>)>>], poll: bool| {
+            let work = |j0: usize, out: &mut [Option<Plan>], poll: bool| {
                 let mut s = Scratch::default();
                 for (j, o) in out.iter_mut().enumerate() {
                     if stop.load(Ordering::Relaxed) {
@@ -459,7 +462,7 @@ impl Hnsw {
                     *o = Some(this.plan(&data[r * dim..(r + 1) * dim], levels[j0 + j], &mut s));
                 }
             };
-            let mut plans: Vec<Option<Vec<(usize, Vec<u32>)>>> = vec![None; b];
+            let mut plans: Vec<Option<Plan>> = vec![None; b];
             std::thread::scope(|sc| {
                 let mut chunks = plans.chunks_mut(per).enumerate();
                 let (_, mine) = chunks.next().expect("b >= 1");
@@ -499,7 +502,7 @@ impl Hnsw {
         tenants: Option<&Tenants<'_>>,
         i0: usize,
         levels: &[usize],
-        plans: &[Option<Vec<(usize, Vec<u32>)>>],
+        plans: &[Option<Plan>],
         threads: usize,
     ) {
         let m = self.cfg.m;
