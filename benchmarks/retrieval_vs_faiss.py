@@ -18,7 +18,8 @@ is reported. Rows:
 * IVF: ``IndexIVFFlat`` (nlist 1024) against memarena ``ivf`` (nlist 1024),
   nprobe 1..32.
 * HNSW: hnswlib and faiss ``IndexHNSWFlat`` (M 32, efConstruction 200)
-  against memarena ``hnsw`` (m 32, ef_construction 200), ef 16..256.
+  against memarena ``hnsw`` (m 32, ef_construction 200), ef 16..256; every
+  system builds on ``--threads`` threads (memarena's ``threads`` build key).
 * Tenants (100 tenants of skewed sizes, most queries on selective tenants,
   20% of vectors shared by two tenants): faiss HNSW with a per-tenant
   ``IDSelectorBitmap`` (bitmap filtering), per-tenant partitioning (one faiss
@@ -283,7 +284,7 @@ def bench_hnsw(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarr
         s, (_, ids) = timed(lambda: fh.search(q, K), a.repeats)
         row(rows, "hnsw", "faiss IndexHNSWFlat", f"ef={ef}", ids, truth, s, len(q), b, None)
     t0 = time.perf_counter()
-    idx = Index("hnsw", params={"m": 32, "ef_construction": 200})
+    idx = Index("hnsw", params={"m": 32, "ef_construction": 200, "threads": a.threads})
     idx.add(base)
     b = time.perf_counter() - t0
     ours(rows, "hnsw", "memarena hnsw", idx, b, q, truth, [{"ef_search": ef} for ef in efs], a)

@@ -504,7 +504,7 @@ pub(crate) fn run_batch<E: Engine>(
 ) -> Result<SearchResult> {
     let st = e.store();
     let dim = st.dim;
-    if queries.len() % dim != 0 {
+    if !queries.len().is_multiple_of(dim) {
         return Err(Error::invalid(
             "queries",
             format!("length {} is not a multiple of dim {dim}", queries.len()),
@@ -889,7 +889,7 @@ pub(crate) fn use_exact_filter(st: &Store, tenant: u32, p: &SearchParams) -> boo
 
 /// Checks `n * dim` training or query data.
 pub(crate) fn rows(data: &[f32], dim: usize, what: &str) -> Result<usize> {
-    if data.len() % dim != 0 {
+    if !data.len().is_multiple_of(dim) {
         return Err(Error::invalid(
             what.to_string(),
             format!("length {} is not a multiple of dim {dim}", data.len()),

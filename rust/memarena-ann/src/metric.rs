@@ -148,7 +148,7 @@ pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The distance-kernel set chosen for this CPU at run time
-/// (`"portable"` or `"avx2+fma+popcnt"`).
+/// (`"portable"`, `"avx2+fma+popcnt"` or `"avx512f+avx2+fma+popcnt"`).
 pub fn kernel_set() -> &'static str {
     crate::simd::kernels().name
 }
@@ -363,7 +363,7 @@ pub(crate) fn hamming_words(a: &[u64], b: &[u64]) -> u32 {
 /// 32-lane sum costs more than the 128-d main loop itself.
 #[inline(always)]
 fn reduce<const N: usize, const FOLD: bool>(acc: &[f32; N]) -> f32 {
-    if FOLD && N > 8 && N % 8 == 0 {
+    if FOLD && N > 8 && N.is_multiple_of(8) {
         let mut r = [0.0f32; 8];
         for c in acc.chunks_exact(8) {
             for i in 0..8 {

@@ -71,7 +71,8 @@ pub(crate) struct Kernels {
     /// Hints the cache lines of a slice into L1 (a no-op where the target
     /// has no prefetch instruction); never changes a value.
     pub(crate) prefetch: fn(&[f32]),
-    /// Which set this is (`"portable"` or `"avx2+fma+popcnt"`).
+    /// Which set this is (`"portable"`, `"avx2+fma+popcnt"` or
+    /// `"avx512f+avx2+fma+popcnt"`).
     pub(crate) name: &'static str,
 }
 
@@ -495,17 +496,144 @@ mod x86 {
         name: "avx2+fma+popcnt",
     };
 
+    /// The 16-lane body of the AVX-512F set: four independent 16-lane
+    /// accumulators over chunks of 64 (an FMA has a latency of about four
+    /// cycles, so one chain would leave the unit idle), then chunks of 16
+    /// into the first, then the last `len % 16` values as one zero-masked
+    /// load (masked-off lanes contribute `0` to either sum), then a fixed
+    /// reduction. Deterministic for given inputs; differs from the portable
+    /// kernel only by the order of the additions (tolerance in the tests).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(unused_unsafe)]
+    fn lanes_avx512<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
+        use std::arch::x86_64::*;
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        macro_rules! step {
+            ($acc:expr, $x:expr, $y:expr) => {
+                if L2 {
+                    let t = _mm512_sub_ps($x, $y);
+                    $acc = _mm512_fmadd_ps(t, t, $acc);
+                } else {
+                    $acc = _mm512_fmadd_ps($x, $y, $acc);
+                }
+            };
+        }
+        // A macro, not a closure, so the load inlines under this function's
+        // target features.
+        macro_rules! ld {
+            ($p:expr, $i:expr) => {
+                // SAFETY: every use has `$i + 16 <= n`: 16 in-bounds floats of
+                // both slices; `loadu` takes unaligned addresses.
+                unsafe { _mm512_loadu_ps($p.add($i)) }
+            };
+        }
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 64 <= n {
+            for (c, acc_c) in acc.iter_mut().enumerate() {
+                let o = i + 16 * c;
+                step!(*acc_c, ld!(pa, o), ld!(pb, o));
+            }
+            i += 64;
+        }
+        while i + 16 <= n {
+            step!(acc[0], ld!(pa, i), ld!(pb, i));
+            i += 16;
+        }
+        if i < n {
+            // `n - i` in 1..=15: the low `n - i` lanes.
+            let m: __mmask16 = ((1u32 << (n - i)) - 1) as u16;
+            // SAFETY: only the `n - i` unmasked lanes are read, all in
+            // bounds; AVX-512 masked loads suppress faults on masked lanes.
+            let (x, y) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(m, pa.add(i)),
+                    _mm512_maskz_loadu_ps(m, pb.add(i)),
+                )
+            };
+            step!(acc[1], x, y);
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(s)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
+        lanes_avx512::<true>(a, b)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        lanes_avx512::<false>(a, b)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(unused_unsafe)]
+    fn l2_sq_at_avx512(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        at_prefetched!(lanes_avx512::<true>, q, data, rows, out)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(unused_unsafe)]
+    fn dot_at_avx512(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        at_prefetched!(lanes_avx512::<false>, q, data, rows, out)
+    }
+
+    pub(super) fn l2_sq_512(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx512f.
+        unsafe { l2_sq_avx512(a, b) }
+    }
+
+    pub(super) fn dot_512(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx512f.
+        unsafe { dot_avx512(a, b) }
+    }
+
+    pub(super) fn l2_sq_at_512(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx512f.
+        unsafe { l2_sq_at_avx512(q, data, rows, out) }
+    }
+
+    pub(super) fn dot_at_512(q: &[f32], data: &[f32], rows: &[u32], out: &mut [f32]) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx512f.
+        unsafe { dot_at_avx512(q, data, rows, out) }
+    }
+
+    /// The AVX-512F set: 16-lane single-pair and gather kernels (the ones a
+    /// graph search and the pairwise callers use); the query-block and
+    /// Hamming kernels stay the AVX2 ones (every AVX-512F CPU has AVX2, FMA
+    /// and POPCNT; `detect` checks them all).
+    pub(super) const AVX512: Kernels = Kernels {
+        l2_sq: l2_sq_512,
+        dot: dot_512,
+        l2_sq_at: l2_sq_at_512,
+        dot_at: dot_at_512,
+        name: "avx512f+avx2+fma+popcnt",
+        ..AVX2
+    };
+
     pub(super) fn detect() -> Option<&'static Kernels> {
         let ok = std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("popcnt");
-        ok.then_some(&AVX2)
+        if !ok {
+            return None;
+        }
+        if std::is_x86_feature_detected!("avx512f")
+            && std::env::var_os("MEMARENA_ANN_NO_AVX512").is_none_or(|v| v != "1")
+        {
+            return Some(&AVX512);
+        }
+        Some(&AVX2)
     }
 }
 
-/// The best kernel set for this CPU, detected once. Setting the environment
-/// variable `MEMARENA_ANN_PORTABLE=1` before the first search forces the
-/// portable set (for comparisons).
+/// The best kernel set for this CPU, detected once: AVX-512F where the CPU
+/// has it, else AVX2+FMA, else portable. Setting the environment variable
+/// `MEMARENA_ANN_PORTABLE=1` before the first search forces the portable
+/// set, `MEMARENA_ANN_NO_AVX512=1` the AVX2 one (for comparisons).
 #[inline]
 pub(crate) fn kernels() -> &'static Kernels {
     static K: OnceLock<&'static Kernels> = OnceLock::new();
@@ -623,9 +751,101 @@ mod tests {
         }
     }
 
+    /// Every wide set this CPU can run (tested against the portable one
+    /// whatever `kernels()` picked).
+    fn wide_sets() -> Vec<&'static Kernels> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut v = Vec::new();
+            if x86::detect().is_some() {
+                v.push(&x86::AVX2);
+                if std::is_x86_feature_detected!("avx512f") {
+                    v.push(&x86::AVX512);
+                }
+            }
+            v
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Vec::new()
+    }
+
+    /// Bound on `|wide - portable|` for a sum of the `n` terms `t`. Both
+    /// kernels add the same rounded terms (products, or squares of the same
+    /// rounded `f32` differences) and differ only in the order of the
+    /// additions and in fusing the product into the add. Any summation
+    /// order of `n` terms, each product rounded once or not at all, is off
+    /// the exact sum by at most `gamma_n * sum |t_i|` with
+    /// `gamma_n = n u / (1 - n u)`, `u = 2^-24` (Higham, *Accuracy and
+    /// Stability of Numerical Algorithms*, eq. 3.5); two such results differ
+    /// by at most twice that. `n + 2` covers the rounding of the squared
+    /// difference against its exact value used here for `t`.
+    fn sum_bound(t: impl Iterator<Item = f64>) -> f64 {
+        let (mut n, mut s) = (0usize, 0.0f64);
+        for x in t {
+            n += 1;
+            s += x.abs();
+        }
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let k = (n + 2) as f64 * u;
+        2.0 * k / (1.0 - k) * s
+    }
+
+    proptest! {
+        #[test]
+        fn wide_kernels_match_portable_within_the_summation_bound(
+            dim in prop_oneof![
+                Just(1usize), Just(15), Just(16), Just(17), Just(63), Just(64), Just(65),
+                Just(128), Just(384), 0usize..400,
+            ],
+            off_q in 0usize..16,
+            off_d in 0usize..16,
+            scale in prop_oneof![Just(1e-3f32), Just(1.0f32), Just(1e3f32)],
+            seed in any::<u64>(),
+        ) {
+            let mut rng = memarena_core::rng::Rng::seed_from_u64(seed);
+            let n_rows = 5;
+            // Unaligned starts: `off_*` floats into a fresh buffer.
+            let qbuf: Vec<f32> = (0..off_q + dim).map(|_| rng.normal() as f32 * scale).collect();
+            let dbuf: Vec<f32> =
+                (0..off_d + n_rows * dim).map(|_| rng.normal() as f32 * scale).collect();
+            let q = &qbuf[off_q..];
+            let data = &dbuf[off_d..];
+            let rows: Vec<u32> = (0..7).map(|_| rng.below(n_rows as u64) as u32).collect();
+            for k in wide_sets() {
+                let mut at_l2 = vec![0.0; rows.len()];
+                let mut at_dot = vec![0.0; rows.len()];
+                (k.l2_sq_at)(q, data, &rows, &mut at_l2);
+                (k.dot_at)(q, data, &rows, &mut at_dot);
+                for (i, &r) in rows.iter().enumerate() {
+                    let v = &data[r as usize * dim..(r as usize + 1) * dim];
+                    let tl = sum_bound(q.iter().zip(v).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)));
+                    let td = sum_bound(q.iter().zip(v).map(|(x, y)| f64::from(*x) * f64::from(*y)));
+                    let (pl, pd) = (l2_sq_portable(q, v), dot_portable(q, v));
+                    for (got, want, tol, what) in [
+                        ((k.l2_sq)(q, v), pl, tl, "l2_sq"),
+                        ((k.dot)(q, v), pd, td, "dot"),
+                        (at_l2[i], pl, tl, "l2_sq_at"),
+                        (at_dot[i], pd, td, "dot_at"),
+                    ] {
+                        prop_assert!(
+                            (f64::from(got) - f64::from(want)).abs() <= tol,
+                            "{} {what} dim {dim}: {got} vs {want} (tol {tol})", k.name
+                        );
+                    }
+                    // The single-pair and gather kernels are the same body.
+                    prop_assert_eq!(at_l2[i].to_bits(), (k.l2_sq)(q, v).to_bits());
+                    prop_assert_eq!(at_dot[i].to_bits(), (k.dot)(q, v).to_bits());
+                }
+            }
+        }
+    }
+
     #[test]
     fn reports_the_chosen_set() {
         let name = kernels().name;
-        assert!(name == "portable" || name == "avx2+fma+popcnt", "{name}");
+        assert!(
+            ["portable", "avx2+fma+popcnt", "avx512f+avx2+fma+popcnt"].contains(&name),
+            "{name}"
+        );
     }
 }

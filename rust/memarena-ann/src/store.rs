@@ -180,7 +180,7 @@ impl Store {
         ids: &[u64],
         tenants: Option<&Tenants<'_>>,
     ) -> Result<usize> {
-        if data.len() % self.dim != 0 {
+        if !data.len().is_multiple_of(self.dim) {
             return Err(Error::invalid(
                 "vectors",
                 format!(

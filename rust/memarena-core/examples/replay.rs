@@ -21,7 +21,7 @@ const RECORD_BYTES: usize = 24;
 fn read_trace(path: &str, unit: bool) -> Vec<Request> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert!(
-        bytes.len() % RECORD_BYTES == 0,
+        bytes.len().is_multiple_of(RECORD_BYTES),
         "{path}: not a whole number of records"
     );
     bytes

@@ -287,7 +287,7 @@ fn manager(k: u8, block: u32) -> KvManagerConfig {
         5 => paged(block, PrefixCaching::V1),
         _ => KvManagerConfig::Vattention(VattnConfig {
             page_size_bytes: 64 << 10, // 32 tokens per page on Llama-3-8B
-            deferred_reclaim: block % 2 == 0,
+            deferred_reclaim: block.is_multiple_of(2),
             page_map_latency_s: 1e-6,
         }),
     }

@@ -68,7 +68,7 @@ def hnsw(**over: Any) -> dict[str, Any]:
     [
         (hnsw(m="many"), r"index\.m: wrong type or range: 'str' object cannot be interpreted as an integer"),
         (hnsw(m=2.5), r"index\.m: wrong type or range: 'float' object cannot be interpreted as an integer"),
-        (hnsw(mm=4), r"index\.mm: unknown key; allowed: m, ef_construction, seed, tenant_block_max"),
+        (hnsw(mm=4), r"index\.mm: unknown key; allowed: m, ef_construction, seed, tenant_block_max, threads"),
         ({"kind": "hnsw", "m": 16}, r"index\.ef_construction: is required"),
         ({"kind": "annoy"}, r"index\.kind: unknown kind \"annoy\"; available: flat, simhash, e2lsh, ivf, spann"),
         (hnsw(m=1), r"index\.m: must be in \[2, 256\], got 1"),

@@ -200,7 +200,7 @@ class HNSW(RegisteredIndex):
 
     name: ClassVar[str] = "hnsw"
     core_kind: ClassVar[str] = "hnsw"
-    build_keys: ClassVar[tuple[str, ...]] = ("m", "ef_construction", "seed", "tenant_block_max")
+    build_keys: ClassVar[tuple[str, ...]] = ("m", "ef_construction", "seed", "tenant_block_max", "threads")
     search_keys: ClassVar[tuple[str, ...]] = ("ef_search", "exact_filter_max")
 
     @dataclass
@@ -214,6 +214,10 @@ class HNSW(RegisteredIndex):
         #: them for exact filtered scans (0: no copies, ~2x less vector
         #: memory on tenant-heavy data, slower scans).
         tenant_block_max: int = 16384
+        #: Threads an add runs on (0: every core). 1 inserts one node at a
+        #: time (the graph depends on the data and seed only); more insert in
+        #: batches (same recall, another graph, the same for any count > 1).
+        threads: int = 1
         ef_search: Any = _grid(16, 32, 64, 128, 256)  # noqa: RUF009
         #: Filtered search: tenants with at most this many vectors are scanned
         #: exactly (null: automatic; 0: always filter inside the graph).

@@ -72,11 +72,11 @@ impl Policy for Belady {
     fn evict(&mut self, _req: &Request) -> (ObjId, u64) {
         loop {
             let (next, id) = self.heap.pop().expect("evict from empty Belady");
-            if let Some(&(n, size)) = self.resident.get(&id) {
-                if n == next {
-                    self.resident.remove(&id);
-                    return (id, size);
-                }
+            if let Some(&(n, size)) = self.resident.get(&id)
+                && n == next
+            {
+                self.resident.remove(&id);
+                return (id, size);
             }
         }
     }

@@ -120,7 +120,7 @@ impl ModelSpec {
                 return Err(Error::invalid(format!("model.{field}"), "must be >= 1"));
             }
         }
-        if self.num_attention_heads % self.num_kv_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::invalid(
                 "model.num_kv_heads",
                 format!(

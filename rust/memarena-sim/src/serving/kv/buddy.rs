@@ -128,7 +128,7 @@ impl Buddy {
     pub(crate) fn release(&mut self, offset: u64, block_len: u64) {
         assert!(
             block_len.is_power_of_two()
-                && offset % block_len == 0
+                && offset.is_multiple_of(block_len)
                 && offset + block_len <= self.total,
             "buddy: freeing a block that was never handed out ({block_len} slots at {offset})"
         );

@@ -236,7 +236,7 @@ impl PagedKv {
             let fast = g.seqs.iter().all(|s| {
                 tokens <= s.tokens
                     || (tokens <= s.blocks.len() as u32 * bs
-                        && !(caching && tokens % bs == 0)
+                        && !(caching && tokens.is_multiple_of(bs))
                         && blocks[*s.blocks.last().expect("partial block") as usize].ref_cnt == 1)
             });
             if fast {
