@@ -185,13 +185,13 @@ impl Flat {
             };
             let limit = tau + 2.0 * e;
             // NaN-safe: an overflowing bound also falls back to the scan.
-            if items.len() >= cap && !(items[cap - 1].0 > limit) {
+            if items.len() >= cap && not_above(items[cap - 1].0, limit) {
                 for (b, block) in st.data.chunks(BLOCK * dim).enumerate() {
                     self.scan_block(q, block, b * BLOCK, &mut tile, top);
                 }
                 continue;
             }
-            for &(_, slot) in items.iter().take_while(|c| !(c.0 > limit)) {
+            for &(_, slot) in items.iter().take_while(|c| not_above(c.0, limit)) {
                 let x = &st.data[slot as usize * dim..(slot as usize + 1) * dim];
                 st.metric.score_many(q, x, &mut one);
                 top.push(one[0], slot);
@@ -240,6 +240,11 @@ impl VectorIndex for Flat {
         self.store.write(&mut w);
         encode(self.kind(), &w.buf)
     }
+}
+
+/// `x <= limit`, or either is NaN: "not provably above the bound" (a NaN falls back to the exact path).
+fn not_above(x: f32, limit: f32) -> bool {
+    x.partial_cmp(&limit) != Some(std::cmp::Ordering::Greater)
 }
 
 #[cfg(test)]

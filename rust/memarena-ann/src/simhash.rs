@@ -413,7 +413,10 @@ pub fn orthonormal_planes(n_planes: usize, dim: usize, seed: u64) -> Vec<f32> {
 /// of exactly the value the median was taken over), a group of planes at
 /// a time to bound the buffer.
 pub(crate) fn median_thresholds(planes: &[f32], dim: usize, data: &[f32]) -> Result<Vec<f32>> {
-    assert!(dim > 0 && planes.len() % dim == 0, "planes are rows of dim");
+    assert!(
+        dim > 0 && planes.len().is_multiple_of(dim),
+        "planes are rows of dim"
+    );
     let n_planes = planes.len() / dim;
     let n = data.len() / dim;
     assert!(n > 0 && data.len() == n * dim, "data is n >= 1 rows of dim");
