@@ -57,3 +57,16 @@ def run(model: ByteLlama, cache: KVCache, tokens: torch.Tensor, n_prefill: int) 
         for t in range(n_prefill, len(tokens)):
             out.append(model(tokens[None, t : t + 1], cache)[0, -1])
     return torch.stack(out)
+
+
+def run_method(
+    method: object, tokens: torch.Tensor, model: ByteLlama, prefill: int, budget: float = 1.0
+) -> tuple[torch.Tensor, KVCache]:
+    """A fresh cache of ``method``: logits of every token ``[T, vocab]`` (the prefill's, then one per decoded
+    token of ``tokens [1, T]``) and the cache."""
+    spec = CacheSpec.of(model.cfg, model.rope)
+    cache = method.new_cache(spec, budget)  # type: ignore[attr-defined]
+    outs = [model(tokens[:, :prefill], cache)[0]]
+    for t in range(prefill, tokens.shape[1]):
+        outs.append(model(tokens[:, t : t + 1], cache)[0])
+    return torch.cat(outs), cache

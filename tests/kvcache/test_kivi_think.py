@@ -6,20 +6,12 @@ import pytest
 import torch
 
 from memarena.errors import InvalidConfigError
-from memarena.families.kvcache import CacheSpec, held_tensors, storage_bytes
+from memarena.families.kvcache import held_tensors, storage_bytes
 from memarena.families.kvcache.methods import Kivi, KiviThink
 from memarena.models import ByteLlama
+from tests.kvcache.helpers import run_method
 
 torch.set_num_threads(1)
-
-
-def _run(method: object, tokens: torch.Tensor, model: ByteLlama, prefill: int) -> tuple[torch.Tensor, object]:
-    spec = CacheSpec.of(model.cfg, model.rope)
-    cache = method.new_cache(spec, 1.0)  # type: ignore[attr-defined]
-    outs = [model(tokens[:, :prefill], cache)[0]]
-    for t in range(prefill, tokens.shape[1]):
-        outs.append(model(tokens[:, t : t + 1], cache)[0])
-    return torch.cat(outs), cache
 
 
 @torch.no_grad()
@@ -28,7 +20,7 @@ def test_bytes_by_hand_and_equal_held_storage() -> None:
     model = ByteLlama().eval()
     tokens = torch.randint(0, 256, (1, 110))
     method = KiviThink(bits=2, group_size=32, residual=32, pruning_ratio=0.5, window_tokens=16)
-    _, cache = _run(method, tokens, model, prefill=100)
+    _, cache = run_method(method, tokens, model, prefill=100)
     reported = cache.nbytes()  # type: ignore[attr-defined]
     assert sum(reported.values()) == sum(storage_bytes(t) for t in held_tensors(cache))
     # Per head, 110 tokens, G = R = 32, 16 of 32 key channels kept:
@@ -48,10 +40,10 @@ def test_no_pruning_is_kivi() -> None:
     torch.manual_seed(0)
     model = ByteLlama().eval()
     tokens = torch.randint(0, 256, (1, 80))
-    kivi, _ = _run(Kivi(bits=2, group_size=32, residual=32), tokens, model, prefill=70)
-    both, _ = _run(KiviThink(bits=2, group_size=32, residual=32, pruning_ratio=0.0), tokens, model, prefill=70)
+    kivi, _ = run_method(Kivi(bits=2, group_size=32, residual=32), tokens, model, prefill=70)
+    both, _ = run_method(KiviThink(bits=2, group_size=32, residual=32, pruning_ratio=0.0), tokens, model, prefill=70)
     assert torch.allclose(both, kivi, atol=1e-5)
-    pruned, _ = _run(KiviThink(bits=2, group_size=32, residual=32, pruning_ratio=0.5), tokens, model, prefill=70)
+    pruned, _ = run_method(KiviThink(bits=2, group_size=32, residual=32, pruning_ratio=0.5), tokens, model, prefill=70)
     assert not torch.allclose(pruned, kivi, atol=1e-5)
 
 

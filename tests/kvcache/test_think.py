@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from memarena.errors import InvalidConfigError
-from memarena.families.kvcache import CacheSpec, held_tensors, storage_bytes
+from memarena.families.kvcache import held_tensors, storage_bytes
 from memarena.families.kvcache.methods import FullCache, Think
 from memarena.families.kvcache.methods.think import ThinkStore, think_channels
 from memarena.models import ByteLlama
+from tests.kvcache.helpers import run_method
 
 torch.set_num_threads(1)
 
@@ -63,22 +64,13 @@ def test_store_compacts_all_but_the_recent_keys() -> None:
     assert s.k_full.shape == (1, 32) and s.k_pruned.shape == (10, 8)
 
 
-def _run(method: object, tokens: torch.Tensor, model: ByteLlama, prefill: int) -> tuple[torch.Tensor, object]:
-    spec = CacheSpec.of(model.cfg, model.rope)
-    cache = method.new_cache(spec, 1.0)  # type: ignore[attr-defined]
-    outs = [model(tokens[:, :prefill], cache)[0]]
-    for t in range(prefill, tokens.shape[1]):
-        outs.append(model(tokens[:, t : t + 1], cache)[0])
-    return torch.cat(outs), cache
-
-
 @torch.no_grad()
 def test_keep_all_channels_equals_full_cache() -> None:
     torch.manual_seed(0)
     model = ByteLlama().eval()
     tokens = torch.randint(0, 256, (1, 72))
-    full, _ = _run(FullCache(), tokens, model, prefill=64)
-    same, cache = _run(Think(pruning_ratio=0.0, window_tokens=16, recent_tokens=8), tokens, model, prefill=64)
+    full, _ = run_method(FullCache(), tokens, model, prefill=64)
+    same, cache = run_method(Think(pruning_ratio=0.0, window_tokens=16, recent_tokens=8), tokens, model, prefill=64)
     assert torch.allclose(same, full, atol=1e-5)
     assert cache.layer(0).heads[0].k_pruned.shape == (56, 32)  # type: ignore[attr-defined]
 
@@ -88,8 +80,8 @@ def test_model_bytes_equal_held_storage_and_pruning_saves() -> None:
     torch.manual_seed(0)
     model = ByteLlama().eval()
     tokens = torch.randint(0, 256, (1, 72))
-    full, full_cache = _run(FullCache(), tokens, model, prefill=64)
-    pruned, cache = _run(Think(pruning_ratio=0.5, window_tokens=16, recent_tokens=8), tokens, model, prefill=64)
+    full, full_cache = run_method(FullCache(), tokens, model, prefill=64)
+    pruned, cache = run_method(Think(pruning_ratio=0.5, window_tokens=16, recent_tokens=8), tokens, model, prefill=64)
     reported = cache.nbytes()  # type: ignore[attr-defined]
     assert sum(reported.values()) == sum(storage_bytes(t) for t in held_tensors(cache))
     # per head: 56 compacted keys x 16 ch x 2 B + (8 recent + 8 decoded) x 32 x 2 B + values 72 x 32 x 2 B,
