@@ -383,9 +383,13 @@ def draw_plot(report: Report, spec: PlotSpec, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for hue, pts in sorted(groups.items()):
+    # Over ten lines the default cycle repeats colours: twenty colours, and a marker per ten lines.
+    cmap = plt.get_cmap("tab20")
+    colors = [cmap(j) for j in range(20)] if len(groups) > 10 else None
+    for i, (hue, pts) in enumerate(sorted(groups.items())):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=hue)
+        style = {"color": colors[i % len(colors)], "marker": "os^D"[(i // 10) % 4]} if colors else {"marker": "o"}
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], markersize=3, label=hue, **style)
     if spec.pareto:
         front = pareto_front([p for pts in groups.values() for p in pts], spec.pareto)
         ax.plot(
