@@ -79,3 +79,14 @@ def test_the_base_install_requires_torch_only_under_the_extra() -> None:
         f"the installed memarena has no torch extra ({reqs}): reinstall it, pip install -e '.[test,torch]'"
     )
     assert all(re.search(r"""extra\s*==\s*["']torch["']""", r) for r in torch_reqs), torch_reqs
+
+
+def test_a_method_named_without_torch_names_the_extra(tmp_path: Path) -> None:
+    # the methods register without torch (their modules read it lazily): the run, not Hydra, refuses
+    for args in (("experiment=kvcache", "kv_compression=kivi"), ("experiment=serving", "kv_compression=kivi")):
+        res = memarena_without_torch(
+            *args, "debug=tiny", f"hydra.run.dir={tmp_path}/{args[0].split('=')[1]}", cwd=tmp_path
+        )
+        assert res.returncode == 2, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("memarena: error:")]
+        assert len(errors) == 1 and "pip install 'memarena[torch]'" in errors[0], res.stderr
