@@ -204,10 +204,15 @@ execute(compose(warm, pm=pm), tmp / "warm", pm=pm, registry=reg, overrides=warm)
 cfg = compose(overrides, pm=pm)
 run = Run(cfg, reg, pm, tmp / "x")
 est = run.component("family").estimate_memory(run)
-# The run's peak over what the process holds now (not over an earlier peak, which would hide growth).
+# The run's peak over what the process holds now. Not ru_maxrss: it keeps an earlier peak, and Linux
+# carries it across exec from the parent (a parent holding torch made every run look 300 MB bigger).
+# Writing 5 to clear_refs resets this process's high-water mark (VmHWM) to its current RSS.
 before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
 record = execute(cfg, tmp / "run", pm=pm, registry=reg, overrides=overrides)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+after = int(hwm.split()[1]) * 1024
 print(json.dumps({"estimate": est.bytes, "growth": after - before, "detail": est.detail,
                   "samples": len(record.rows[0].get("time_s_over_time", []))}))
 """

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Address space of a worker: enough for any tiny run, far below the machine's memory.
+#: Address space a worker may add to what it maps at start (torch included): enough for any tiny run,
+#: far below the machine's memory.
 AS_LIMIT = 1536 << 20
 #: Seconds one case may take before it counts as a hang.
 CASE_TIMEOUT = 60.0
@@ -70,7 +71,17 @@ def _serve(conn: multiprocessing.connection.Connection, env: dict[str, str], lim
     import sys
     import traceback
 
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # torch (the kvcache family's runs) maps gigabytes of address space (its CUDA libraries) when
+    # imported: import it before the limit, and limit what the runs add on top of that.
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + limit, mapped + limit))
     os.environ.update(env)
     from memarena.app import main
 

@@ -36,7 +36,7 @@ from tests.reliability.harness import Outcome, Runner
 SCALE = float(os.environ.get("MEMARENA_FUZZ_SCALE", "1"))
 
 #: The family whose experiment runs a component of a group that does not say its family itself.
-FAMILY_OF_GROUP = {"policy": "paging", "kv_manager": "serving", "index": "retrieval"}
+FAMILY_OF_GROUP = {"policy": "paging", "kv_manager": "serving", "index": "retrieval", "kv_compression": "kvcache"}
 
 #: Values of each kind (Hydra override syntax); Hypothesis draws from these and from generated numbers.
 BAD_VALUES = {
