@@ -61,7 +61,12 @@ def _fields(entry: Entry) -> list[str]:
 
 
 REGISTRY = _registry()
-FUZZED = [e for e in REGISTRY if _fields(e)]
+#: Components whose default run needs data built outside the test suite, with the reason (their
+#: errors for a missing cache are tested where they are built: tests/unit/retrieval/test_real_embeddings.py).
+NEEDS_EXTERNAL_DATA = {
+    "workload=minilm_docstrings": "its vectors are a cache built by embedding 100k sentences (minutes)",
+}
+FUZZED = [e for e in REGISTRY if _fields(e) and f"{e.group}={e.name}" not in NEEDS_EXTERNAL_DATA]
 IDS = [f"{e.group}={e.name}" for e in FUZZED]
 
 _BIG = "9223372036854775808"
@@ -99,7 +104,7 @@ ISSUE_14: list[tuple[str, str, str]] = [
 def test_every_component_with_parameters_is_fuzzed() -> None:
     assert {f"{e.group}={e.name}" for e in REGISTRY if e not in FUZZED} == {
         f"{e.group}={e.name}" for e in REGISTRY if not _fields(e)
-    }
+    } | set(NEEDS_EXTERNAL_DATA)
     assert "policy=fuzz_fifo_test" in IDS  # the plugin's component, found through the registry
     assert len(IDS) >= 40
 
