@@ -199,10 +199,14 @@ def batch(
     rng: random.Random,
     copy_fraction: float = 0.0,
     induction_fraction: float = 0.0,
-) -> torch.Tensor:
-    """``n`` sequences of ``length`` bytes: corpus windows, each a recall task with probability ``recall_fraction``
-    else a :func:`copy_sample` with probability ``copy_fraction`` else an :func:`induction_sample` with probability
-    ``induction_fraction`` (all three fractions of the whole).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` sequences of ``length`` bytes and the loss weight of each predicted byte (``[n, length - 1]``).
+
+    A sequence is a corpus window, a recall task with probability ``recall_fraction``, else a :func:`copy_sample`
+    with probability ``copy_fraction``, else an :func:`induction_sample` with probability ``induction_fraction``
+    (all three fractions of the whole). Corpus and recall bytes all count; copy and induction tasks count only
+    their copied half (their random first half is unpredictable: its loss is noise that drowned the copying
+    signal in earlier runs).
 
     Recall tasks draw 2 to 8 key/value pairs (the probe uses 6) and assert as many of them as fit with at least
     32 bytes of code between (every pair at 1024 bytes): each assert is a recall to learn from, and with one or two
@@ -210,17 +214,20 @@ def batch(
     """
     windows = corpus.windows(n, length, rng.randrange(2**31))
     seqs = []
-    for w in windows:
+    weights = torch.ones(n, length - 1)
+    for i, w in enumerate(windows):
         if rng.random() < recall_fraction:
             n_pairs = rng.randint(2, max(2, min(8, (length - 32 - _ASSERT_BYTES) // _PAIR_BYTES)))
             n_queries = min(n_pairs, (length - 32 - _PAIR_BYTES * n_pairs) // _ASSERT_BYTES)
             w, _ = recall_sample(w, length, rng, n_pairs=n_pairs, n_queries=max(1, n_queries))
         elif copy_fraction and rng.random() < copy_fraction / max(1e-9, 1 - recall_fraction):
             w = copy_sample(length, rng)
+            weights[i, : (length + 1) // 2 - 1] = 0.0
         elif induction_fraction and rng.random() < induction_fraction / max(1e-9, 1 - recall_fraction):
             w = induction_sample(length, rng)
+            weights[i, : length // 2 - 1] = 0.0
         seqs.append(list(w))
-    return torch.tensor(seqs, dtype=torch.long)
+    return torch.tensor(seqs, dtype=torch.long), weights
 
 
 def _optimizer(model: ByteLlama, args: argparse.Namespace) -> torch.optim.AdamW:
@@ -431,11 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         recall = args.short_recall_fraction if length == args.short_len and step < n_short else args.recall_fraction
         copy = args.short_copy_fraction if step < n_short else 0.0
         induction = args.short_induction_fraction if step < n_short else args.induction_fraction
-        x = batch(train, length, max(1, args.batch_tokens // length), recall, rng, copy, induction)
+        x, weight = batch(train, length, max(1, args.batch_tokens // length), recall, rng, copy, induction)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
         logits = model(x[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+        loss = (nll * weight.reshape(-1)).sum() / weight.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
