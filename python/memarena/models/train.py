@@ -185,7 +185,7 @@ def induction_sample(length: int, rng: random.Random) -> bytes:
     half = "".join(rng.choice(_ALNUM) for _ in range(length // 2)).encode()
     out = bytearray(half)
     while len(out) < length:
-        k = rng.randint(8, 32)
+        k = rng.randint(8, max(8, min(32, len(half) // 2)))
         s = rng.randrange(len(half) - k)
         out += half[s : s + k]
     return bytes(out[:length])

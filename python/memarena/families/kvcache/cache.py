@@ -409,10 +409,21 @@ class HeadwiseLayer(LayerCache):
         cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
         keep_probs: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """Attention head by head with explicit probabilities (returned when ``keep_probs``)."""
+        """Attention with explicit probabilities (returned when ``keep_probs``): batched over every head when
+        they hold the same number of full-width rows (one matmul each way), else head by head."""
         g = self.spec.group_size
         t = q.shape[1]
         scale = 1.0 / math.sqrt(self.spec.head_dim)
+        n = cached[0][0].shape[0]
+        if all(chan is None and kc.shape[0] == n for kc, _, chan in cached):
+            kk = torch.cat([torch.stack([kc for kc, _, _ in cached]), k.float()], dim=1)  # [H_kv, n + T, d]
+            vv = torch.cat([torch.stack([vc for _, vc, _ in cached]), v.float()], dim=1)
+            qg = q.float().reshape(len(cached), g * t, -1)  # a kv head's query heads, stacked
+            s = (qg @ kk.transpose(1, 2)).view(len(cached), g, t, n + t)
+            s[..., n:].masked_fill_(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+            p = torch.softmax(s * scale, dim=-1)
+            out = (p.view(len(cached), g * t, n + t) @ vv).view_as(q)
+            return out, (list(p.unbind(0)) if keep_probs else None)
         out = torch.empty_like(q, dtype=torch.float32)
         probs: list[torch.Tensor] | None = [] if keep_probs else None
         causal = torch.ones(t, t, dtype=torch.bool).triu(1)

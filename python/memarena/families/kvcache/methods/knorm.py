@@ -56,15 +56,15 @@ class KnormLayer(HeadwiseLayer):
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None
     ) -> None:
-        prefill = self.seen == 0
-        super().after_attention(q, k, v, probs)
-        if not (prefill and self.compress):
+        if not (self.seen == 0 and self.compress):
+            super().after_attention(q, k, v, probs)
             return
+        # the prefill: every head starts empty, so only its kept rows are ever stored
+        n = k.shape[1]
+        n_keep = kept_tokens(n, self.budget)
         for h, store in enumerate(self.heads):
-            n = len(store)
-            n_keep = kept_tokens(n, self.budget)
-            if n_keep < n:
-                store.keep(knorm_keep(k[h], n_keep))
+            rows = knorm_keep(k[h], n_keep) if n_keep < n else slice(None)
+            store.append(k[h, rows], v[h, rows])
 
 
 class KnormCache(KVCompression):

@@ -30,7 +30,8 @@ class StreamingLLMLayer(SelectionLayer):
       negative shift), so the invariant "position = cache index" holds
       after every call. The official code instead keeps un-rotated keys and
       rotates the whole cache at every step; the result is the same up to
-      rounding: here each eviction reads the keys back from the store
+      rounding: the prefill stores only the kept rows, re-rotated from the
+      float32 keys; each later eviction reads the keys back from the store
       (fp16 for :class:`Fp16Store`) and writes the re-rotated keys with
       :meth:`HeadStore.reset`, so a key re-rotated many times accumulates
       the store's rounding once per eviction. A store whose keys are
@@ -63,17 +64,24 @@ class StreamingLLMLayer(SelectionLayer):
     def after_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: list[torch.Tensor] | None
     ) -> None:
-        self.append_all(k, v)
-        n = len(self.heads[0])
+        n = len(self.heads[0]) + k.shape[1]
         if self.head_budgets_tokens is None:
             budget = max(1, min(n, round(self.fraction * n)))
             self.head_budgets_tokens = [budget] * len(self.heads)
         budget = self.head_budgets_tokens[0]
         if self.unlimited or n <= budget:
+            self.append_all(k, v)
             return
         sinks = min(self.sink_tokens, budget)
         rows = torch.cat([torch.arange(sinks), torch.arange(n - (budget - sinks), n)])
         shift = torch.arange(budget) - rows  # new index - old index (0 for the sinks)
+        if n == k.shape[1]:
+            # the prefill (nothing stored yet): store the kept rows once, re-rotated from the float keys
+            kept = self.spec.rope.rotate(k[:, rows].float(), shift)
+            for h, store in enumerate(self.heads):
+                store.append(kept[h], v[h, rows])
+            return
+        self.append_all(k, v)
         for store in self.heads:
             kk, vv, chan = store.read()
             if chan is not None:
