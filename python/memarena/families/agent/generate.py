@@ -141,7 +141,7 @@ FACTS: tuple[FactType, ...] = (
         ),
         "works as a {v}",
         "planning to retrain as a {v}",
-        ("I'm not a {v}, despite what my cousin tells everyone.", "I never worked as a {v}."),
+        ("I'm not a {v}, despite what people assume.", "I never worked as a {v}."),
         ("What do I do for a living?", "What is my job?"),
         "What does my {rel} do for a living?",
         "what your {rel} does for a living",
