@@ -279,3 +279,18 @@ def test_the_fixture_re_evaluates_close_to_its_card() -> None:
     acc = needle_accuracy(model, n_probes, length, seed=meta["needle_eval"]["seed"] + 7)
     tol = 4 * math.sqrt(max(p * (1 - p), 0.01) * (1 / n_probes + 1 / meta["needle_eval"]["n_probes"])) + 1 / n_probes
     assert abs(acc - p) < tol, (acc, p, tol)
+
+
+def test_batch_masks_the_random_half_of_copy_and_induction_tasks_only_when_asked() -> None:
+    from memarena.models.train import batch, induction_sample
+
+    train = load_corpus("train")
+    x, w = batch(train, 64, 3, 0.0, random.Random(0), induction_fraction=1.0, mask_random_half=True)
+    assert x.shape == (3, 64) and w.shape == (3, 63)
+    # position t predicts byte t + 1: the copied half starts at byte 32, predicted from position 31
+    assert torch.equal(w[:, :31], torch.zeros(3, 31)) and torch.equal(w[:, 31:], torch.ones(3, 32))
+    _, w_all = batch(train, 64, 3, 0.0, random.Random(0), induction_fraction=1.0)
+    assert torch.equal(w_all, torch.ones(3, 63))
+    # every chunk of an induction sample is a substring of its first half (here 8-16 bytes at 64)
+    s = induction_sample(64, random.Random(1))
+    assert s[32:40] in s[:32]

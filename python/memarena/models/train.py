@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--short-induction-fraction", type=float, default=0.0, help="fraction of induction tasks in the short phase"
     )
+    p.add_argument(
+        "--mask-random-half",
+        action="store_true",
+        help="copy and induction tasks count only their copied half in the loss (default: every byte)",
+    )
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final lr / peak lr (cosine)")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
@@ -199,14 +204,15 @@ def batch(
     rng: random.Random,
     copy_fraction: float = 0.0,
     induction_fraction: float = 0.0,
+    mask_random_half: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` sequences of ``length`` bytes and the loss weight of each predicted byte (``[n, length - 1]``).
 
     A sequence is a corpus window, a recall task with probability ``recall_fraction``, else a :func:`copy_sample`
     with probability ``copy_fraction``, else an :func:`induction_sample` with probability ``induction_fraction``
-    (all three fractions of the whole). Corpus and recall bytes all count; copy and induction tasks count only
-    their copied half (their random first half is unpredictable: its loss is noise that drowned the copying
-    signal in earlier runs).
+    (all three fractions of the whole). Every byte counts, except that with ``mask_random_half`` copy and
+    induction tasks count only their copied half (their random first half is unpredictable: its loss is noise
+    beside the copying signal).
 
     Recall tasks draw 2 to 8 key/value pairs (the probe uses 6) and assert as many of them as fit with at least
     32 bytes of code between (every pair at 1024 bytes): each assert is a recall to learn from, and with one or two
@@ -222,10 +228,12 @@ def batch(
             w, _ = recall_sample(w, length, rng, n_pairs=n_pairs, n_queries=max(1, n_queries))
         elif copy_fraction and rng.random() < copy_fraction / max(1e-9, 1 - recall_fraction):
             w = copy_sample(length, rng)
-            weights[i, : (length + 1) // 2 - 1] = 0.0
+            if mask_random_half:
+                weights[i, : (length + 1) // 2 - 1] = 0.0
         elif induction_fraction and rng.random() < induction_fraction / max(1e-9, 1 - recall_fraction):
             w = induction_sample(length, rng)
-            weights[i, : length // 2 - 1] = 0.0
+            if mask_random_half:
+                weights[i, : length // 2 - 1] = 0.0
         seqs.append(list(w))
     return torch.tensor(seqs, dtype=torch.long), weights
 
@@ -438,12 +446,17 @@ def main(argv: list[str] | None = None) -> int:
         recall = args.short_recall_fraction if length == args.short_len and step < n_short else args.recall_fraction
         copy = args.short_copy_fraction if step < n_short else 0.0
         induction = args.short_induction_fraction if step < n_short else args.induction_fraction
-        x, weight = batch(train, length, max(1, args.batch_tokens // length), recall, rng, copy, induction)
+        x, weight = batch(
+            train, length, max(1, args.batch_tokens // length), recall, rng, copy, induction, args.mask_random_half
+        )
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
         logits = model(x[:, :-1])
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-        loss = (nll * weight.reshape(-1)).sum() / weight.sum()
+        if args.mask_random_half:
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+            loss = (nll * weight.reshape(-1)).sum() / weight.sum()
+        else:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
