@@ -300,8 +300,8 @@ class HashingEmbedder(Embedder):
                 out += ["\x01" + padded[i : i + c] for i in range(len(padded) - c + 1)]
         return out
 
-    def bucket(self, feature: str) -> tuple[int, int]:
-        """``(bucket, sign)`` of a feature: blake2b-64 of its UTF-8 bytes mod ``dim``, sign from bit 63."""
+    def _code(self, feature: str) -> int:
+        """``±(bucket + 1)`` with the feature's sign (never 0, so ``cache.get(f) or self._code(f)`` works)."""
         code = self._buckets.get(feature)
         if code is None:
             h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8, salt=self._salt).digest(), "little")
@@ -309,28 +309,41 @@ class HashingEmbedder(Embedder):
             if len(self._buckets) >= _CACHE_ENTRIES:
                 self._buckets.clear()
             self._buckets[feature] = code
+        return code
+
+    def bucket(self, feature: str) -> tuple[int, int]:
+        """``(bucket, sign)`` of a feature: blake2b-64 of its UTF-8 bytes mod ``dim``, sign from bit 63."""
+        code = self._code(feature)
         return abs(code) - 1, (1 if code > 0 else -1)
 
-    def weight(self, feature: str, count: int) -> float:
-        """The weight of a feature seen ``count`` times in a text, before the sign and the normalisation."""
-        return 1.0 + math.log(count) if self.config.sublinear_tf else float(count)
+    def weights(self, features: Sequence[str], counts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The weights of distinct features seen ``counts`` times in a text (before the sign and the norm)."""
+        return 1.0 + np.log(counts) if self.config.sublinear_tf else counts
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        dim = self.dim
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        cache_get, code_of = self._buckets.get, self._code
         batch = 4096
         for r0 in range(0, len(texts), batch):
             part = texts[r0 : r0 + batch]
             rows: list[int] = []
-            cols: list[int] = []
-            vals: list[float] = []
+            codes: list[int] = []
+            vals: list[npt.NDArray[np.float64]] = []
             for i, text in enumerate(part):
-                for feature, count in Counter(self.features(text)).items():
-                    col, sign = self.bucket(feature)
-                    rows.append(i)
-                    cols.append(col)
-                    vals.append(sign * self.weight(feature, count))
-            acc = np.zeros((len(part), self.dim))
-            np.add.at(acc, (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)), vals)
+                counted = Counter(self.features(text))
+                if not counted:
+                    continue
+                features = list(counted)
+                codes += [cache_get(f) or code_of(f) for f in features]
+                rows += [i] * len(features)
+                vals.append(self.weights(features, np.fromiter(counted.values(), np.float64, len(features))))
+            if not codes:
+                continue
+            signed = np.array(codes, dtype=np.int64)
+            flat = np.array(rows, dtype=np.int64) * dim + (np.abs(signed) - 1)
+            acc = np.bincount(flat, np.sign(signed) * np.concatenate(vals), minlength=len(part) * dim)
+            acc = acc.reshape(len(part), dim)
             norms = np.sqrt((acc * acc).sum(axis=1, keepdims=True))
             out[r0 : r0 + len(part)] = np.divide(acc, norms, out=np.zeros_like(acc), where=norms > 0)
         return out
@@ -371,8 +384,10 @@ class TfidfEmbedder(HashingEmbedder):
         """``ln((1 + n) / (1 + df)) + 1`` for a feature in ``df`` of the ``n`` fitted texts."""
         return math.log((1 + self._n_docs) / (1 + self._df.get(feature, 0))) + 1.0
 
-    def weight(self, feature: str, count: int) -> float:
-        return super().weight(feature, count) * self.idf(feature)
+    def weights(self, features: Sequence[str], counts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        n, df = self._n_docs, self._df
+        idf = np.fromiter((math.log((1 + n) / (1 + df.get(f, 0))) + 1.0 for f in features), np.float64, len(features))
+        return super().weights(features, counts) * idf
 
 
 #: The embedders this family registers (``embedder=<name>``).
