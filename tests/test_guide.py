@@ -16,6 +16,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memarena import api, hookimpl, hookspecs
@@ -171,6 +172,14 @@ def test_backend_and_memory_examples_build(documented: dict[str, str], monkeypat
     for i in range(3):
         recent.add(MemoryItem(f"note {i}"))
     assert [m.text for m in recent.retrieve("anything", 2)] == ["note 2", "note 1"]
+
+
+def test_embedder_example_embeds(documented: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = example_module("Embedder", documented, monkeypatch).CharCount()
+    v = emb.embed(["Abba", "", "cab"])
+    assert v.dtype == np.float32 and v.shape == (3, emb.dim)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), [1, 0, 1], atol=1e-6)
+    assert v[0] @ v[2] > 0.8
 
 
 def test_family_and_workload_examples_run(

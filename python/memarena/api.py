@@ -8,7 +8,8 @@ Hydra's config store is derived from the registry of these classes, so
 
 Kinds (``Component.kind``): ``method`` (memory methods, with a ``sub_kind``
 such as ``paging_policy``), ``backend``, ``agent_memory``, ``workload``,
-``index`` (vector indexes), ``metric`` and ``family`` (an experiment runner). New method sub-kinds are
+``index`` (vector indexes), ``embedder`` (text to unit-norm vectors), ``metric`` and ``family`` (an
+experiment runner). New method sub-kinds are
 added by subclassing :class:`MemoryMethod` with a new ``sub_kind`` and
 ``config_group``.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "AgentMemory",
     "BackendRequirements",
     "Component",
+    "Embedder",
     "Family",
     "HardwareBackend",
     "KVBreakdown",
@@ -691,6 +693,40 @@ class VectorIndex(Component):
 
 
 # ---------------------------------------------------------------------------
+# Embedders
+# ---------------------------------------------------------------------------
+
+
+class Embedder(Component):
+    """Text to unit-norm vectors, for any family that retrieves by meaning (``embedder=<name>``).
+
+    :meth:`embed` is batch-first: a sequence of ``n`` texts in, one float32
+    ``(n, dim)`` array out, each row of L2 norm 1 (a text with nothing to
+    embed, such as an empty string for a word-feature embedder, gives a row
+    of zeros), so that an inner product is a cosine. Equal texts give equal
+    rows, in any batch, in any process. An embedder with corpus statistics
+    (TF-IDF) learns them in :meth:`fit`, which a family calls with the texts
+    it is about to store before it embeds any; the default is a no-op.
+    The family builds an embedder from its ``Config`` with no run values.
+    """
+
+    kind: ClassVar[str] = "embedder"
+    config_group: ClassVar[str] = "embedder"
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Columns of every :meth:`embed` result."""
+
+    @abc.abstractmethod
+    def embed(self, texts: Sequence[str]) -> Any:
+        """A float32 ``(len(texts), dim)`` array of unit-norm rows (zero rows for texts with nothing to embed)."""
+
+    def fit(self, texts: Sequence[str]) -> None:
+        """Learn corpus statistics from ``texts`` (default: nothing to learn)."""
+
+
+# ---------------------------------------------------------------------------
 # Workloads, metrics, families
 # ---------------------------------------------------------------------------
 
@@ -842,6 +878,7 @@ KINDS: dict[str, type[Component]] = {
     "backend": HardwareBackend,
     "agent_memory": AgentMemory,
     "index": VectorIndex,
+    "embedder": Embedder,
     "workload": Workload,
     "metric": Metric,
     "family": Family,

@@ -26,7 +26,16 @@ import pluggy
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from memarena.api import AgentMemory, Family, HardwareBackend, MemoryMethod, Metric, VectorIndex, Workload
+    from memarena.api import (
+        AgentMemory,
+        Embedder,
+        Family,
+        HardwareBackend,
+        MemoryMethod,
+        Metric,
+        VectorIndex,
+        Workload,
+    )
     from memarena.results import RunRecord
     from memarena.run import Run
 
@@ -91,6 +100,21 @@ def memarena_register_indexes() -> list[type[VectorIndex]]:
     ``index=<name>``.
 
     :returns: A list of ``VectorIndex`` subclasses (may be empty).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def memarena_register_embedders() -> list[type[Embedder]]:
+    """Return the embedder classes this plugin provides.
+
+    An embedder turns a batch of texts into unit-norm float32 rows
+    (``Embedder.embed``) and may learn corpus statistics first
+    (``Embedder.fit``). Selected with ``embedder=<name>``; any family that
+    retrieves text by meaning builds the selected one.
+
+    :returns: A list of ``Embedder`` subclasses (may be empty).
 
     .. versionadded:: 0.1
     """

@@ -53,6 +53,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "memarena.families.serving.plugin",
     "memarena.families.retrieval.plugin",
     "memarena.families.kvcache.plugin",
+    "memarena.families.agent.plugin",
 )
 
 

@@ -28,6 +28,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "memarena_register_backends": "backend",
     "memarena_register_agent_memories": "agent_memory",
     "memarena_register_indexes": "index",
+    "memarena_register_embedders": "embedder",
     "memarena_register_workloads": "workload",
     "memarena_register_metrics": "metric",
     "memarena_register_families": "family",

@@ -38,8 +38,8 @@ REGISTERED = [(e.group, e.name) for e in REGISTRY]
 
 def experiment_with(group: str, option: str) -> list[str]:
     """Overrides choosing an experiment whose defaults list holds ``group`` (none when the primary does)."""
-    if group in ("experiment", "sweep", "debug", "backend"):
-        return []
+    if group in ("experiment", "sweep", "debug", "backend", "agent_memory", "embedder"):
+        return []  # the primary config's defaults list holds these groups
     if group == "family":
         return [f"experiment={option}"]
     if group == "workload" and option in REGISTRY.names("workload"):

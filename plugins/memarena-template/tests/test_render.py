@@ -16,13 +16,14 @@ from memarena.registry import Registry
 copier = pytest.importorskip("copier", reason="copier renders the template (memarena's `test` extra has it)")
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-ALL_KINDS = ["policy", "backend", "agent_memory", "index", "family"]
+ALL_KINDS = ["policy", "backend", "agent_memory", "index", "embedder", "family"]
 #: kind -> (module file, test file, config group, component name suffix)
 FILES = {
     "policy": ("policy.py", "test_policy.py", "policy", "fifo"),
     "backend": ("backend.py", "test_backend.py", "backend", "box"),
     "agent_memory": ("memory.py", "test_memory.py", "agent_memory", "overlap"),
     "index": ("index.py", "test_index.py", "index", "exact"),
+    "embedder": ("embedder.py", "test_embedder.py", "embedder", "words"),
     "family": ("family.py", "test_family.py", "family", "sweep"),
 }
 
@@ -32,6 +33,7 @@ HOOK_OF = {
     "backend": "memarena_register_backends",
     "agent_memory": "memarena_register_agent_memories",
     "index": "memarena_register_indexes",
+    "embedder": "memarena_register_embedders",
     "family": "memarena_register_families",
 }
 

@@ -29,6 +29,7 @@ The suites, one per component kind a plugin adds:
 * :class:`PolicyConformance` (``make_policy``: capacity -> paging policy);
 * :class:`BackendConformance` (``backend_class``);
 * :class:`AgentMemoryConformance` (``make_memory``);
+* :class:`EmbedderConformance` (``make_embedder``);
 * :class:`IndexConformance` (``make_index``: (dim, metric) -> vector index);
 * :class:`FamilyConformance` (``family_class`` and ``family_overrides``, the
   overrides of a small run).
@@ -58,14 +59,16 @@ import numpy as np
 import pytest
 
 from memarena import hookimpl
-from memarena.api import AgentMemory, HardwareBackend, MemoryItem, PagingPolicy
+from memarena.api import AgentMemory, Embedder, HardwareBackend, MemoryItem, PagingPolicy
 
 if TYPE_CHECKING:
     from memarena.families.paging import Trace
 
 __all__ = [
+    "EMBEDDER_TEXTS",
     "AgentMemoryConformance",
     "BackendConformance",
+    "EmbedderConformance",
     "FamilyConformance",
     "FamilyRun",
     "IndexConformance",
@@ -580,6 +583,92 @@ class AgentMemoryConformance:
             assert got[0].text == item.text, (
                 f"{filled_memory.name}: querying {item.text!r} returned {got[0].text!r} first"
             )
+
+
+# ---------------------------------------------------------------------------
+# Embedders
+# ---------------------------------------------------------------------------
+
+#: Texts :class:`EmbedderConformance` embeds: a paraphrase pair, then unrelated sentences.
+EMBEDDER_TEXTS = (
+    "Alice moved to Lisbon in March.",
+    "In March, Alice moved to Lisbon.",
+    "The soup needs more salt and a little pepper.",
+    "Our team lost the football match on Sunday.",
+)
+
+
+class EmbedderConformance:
+    """The contract of an embedder (``memarena.api.Embedder``).
+
+    Provide ``make_embedder``: a fixture returning a callable ``() ->
+    Embedder`` (it may return one shared instance, for an embedder that is
+    slow to load). Override ``embedder_texts`` to embed other texts (the
+    first two a paraphrase pair, the third unrelated to them).
+
+    Checks: snake_case ``name`` and the ``embedder`` group; the ``Config``'s
+    ``_target_`` builds the same class; ``embed`` returns float32 rows of
+    shape ``(n, dim)`` (``(0, dim)`` for no text) and L2 norm 1; a text's row
+    is the same alone and in a batch (within 1e-5); the paraphrase is closer
+    than the unrelated text; after ``fit`` the rows are still unit norm.
+    """
+
+    @pytest.fixture
+    def make_embedder(self) -> Callable[[], Embedder]:
+        """``() -> Embedder``; a subclass must provide it."""
+        pytest.fail(f"{type(self).__name__} must define a `make_embedder` fixture (() -> Embedder)")
+
+    @pytest.fixture
+    def embedder_texts(self) -> list[str]:
+        """Non-empty texts: a paraphrase pair, then unrelated ones."""
+        return list(EMBEDDER_TEXTS)
+
+    def test_name_kind_and_group(self, make_embedder: Callable[[], Embedder]) -> None:
+        cls = type(make_embedder())
+        _check_name(cls, Embedder)
+        assert cls.kind == "embedder"
+        assert cls.config_group == "embedder"
+
+    def test_config_target_builds_same_class(self, make_embedder: Callable[[], Embedder]) -> None:
+        from hydra.utils import instantiate
+
+        cls = type(make_embedder())
+        _check_built(instantiate(_check_config(cls)), cls)
+
+    def test_shapes_dtype_and_unit_norm(self, make_embedder: Callable[[], Embedder], embedder_texts: list[str]) -> None:
+        emb = make_embedder()
+        v = np.asarray(emb.embed(embedder_texts))
+        assert v.dtype == np.float32, f"{emb.name}: embed returned {v.dtype}, not float32"
+        assert v.shape == (len(embedder_texts), emb.dim), f"{emb.name}: shape {v.shape}, dim {emb.dim}"
+        norms = np.linalg.norm(v.astype(np.float64), axis=1)
+        assert np.allclose(norms, 1.0, atol=1e-4), f"{emb.name}: row norms {norms.tolist()}, not 1"
+        assert np.asarray(emb.embed([])).shape == (0, emb.dim), f"{emb.name}: embed([]) is not (0, dim)"
+
+    def test_a_row_does_not_depend_on_its_batch(
+        self, make_embedder: Callable[[], Embedder], embedder_texts: list[str]
+    ) -> None:
+        emb = make_embedder()
+        batch = np.asarray(emb.embed(embedder_texts))
+        for i, text in enumerate(embedder_texts):
+            alone = np.asarray(emb.embed([text]))[0]
+            assert np.allclose(alone, batch[i], atol=1e-5), f"{emb.name}: {text!r} alone differs from in a batch"
+        again = np.asarray(emb.embed(embedder_texts[::-1]))[::-1]
+        assert np.allclose(again, batch, atol=1e-5), f"{emb.name}: the rows depend on the order of the batch"
+
+    def test_a_paraphrase_is_closer_than_an_unrelated_text(
+        self, make_embedder: Callable[[], Embedder], embedder_texts: list[str]
+    ) -> None:
+        emb = make_embedder()
+        v = np.asarray(emb.embed(embedder_texts[:3]), dtype=np.float64)
+        assert v[0] @ v[1] > v[0] @ v[2], (
+            f"{emb.name}: {embedder_texts[0]!r} is closer to {embedder_texts[2]!r} than to {embedder_texts[1]!r}"
+        )
+
+    def test_fit_then_embed(self, make_embedder: Callable[[], Embedder], embedder_texts: list[str]) -> None:
+        emb = make_embedder()
+        emb.fit(embedder_texts)
+        v = np.asarray(emb.embed(embedder_texts[:2]), dtype=np.float64)
+        assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4), f"{emb.name}: rows after fit are not unit norm"
 
 
 # ---------------------------------------------------------------------------
