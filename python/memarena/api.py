@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -31,6 +32,7 @@ __all__ = [
     "KINDS",
     "AgentMemory",
     "BackendRequirements",
+    "Clock",
     "Component",
     "Embedder",
     "Family",
@@ -40,6 +42,7 @@ __all__ = [
     "KVCounters",
     "KVManager",
     "KVRequest",
+    "MemoryContext",
     "MemoryEstimate",
     "MemoryItem",
     "MemoryMethod",
@@ -47,6 +50,7 @@ __all__ = [
     "Optimizer",
     "PagingPolicy",
     "PlotSpec",
+    "ScoredItem",
     "Tier",
     "VectorIndex",
     "Workload",
@@ -589,39 +593,255 @@ class HardwareBackend(Component):
 
 @dataclass
 class MemoryItem:
-    """One stored memory of an agent: text plus when and where it came from."""
+    """One stored memory of an agent: text plus whose it is, when and where it was said.
+
+    The first four fields keep their positions (``MemoryItem(text, session,
+    turn, metadata)``); the rest are keywords. The ``agent`` family makes one
+    item per turn of a history: ``session`` is the session's position in the
+    user's history (0, 1, ...; memories that count time in sessions use it as
+    their clock), ``turn`` the turn's position among *all* turns of its
+    session (user and assistant; LongMemEval's turn ids are ``turn + 1``),
+    ``session_id`` the session's id in the data, ``role`` ``"user"`` or
+    ``"assistant"``, ``timestamp_s`` the session's date in seconds since the
+    epoch (naive dates read as UTC). An item a memory derives from several
+    turns (a session document, a note, a summary) keeps the ``session`` and
+    ``session_id`` of its source and ``turn = -1`` when it stands for no one
+    turn; the family scores a memory's results through these two fields.
+    """
 
     text: str
     session: int = 0
     turn: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Whose memory this is (the family gives each user a memory of their own).
+    user: str = ""
+    #: The session's id in the data (LongMemEval's ``haystack_session_ids``).
+    session_id: str = ""
+    #: Who said it: ``"user"`` or ``"assistant"`` (or what a memory derives, e.g. ``"note"``).
+    role: str = "user"
+    #: When it was said: the session's date, seconds since the epoch (None: unknown).
+    timestamp_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The item as a JSON object (``metadata`` must hold JSON values)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MemoryItem:
+        """The item :meth:`to_json` wrote (unknown keys are refused, naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"MemoryItem: unknown field {unknown[0]!r}")
+        return cls(**data)
+
+
+class ScoredItem(NamedTuple):
+    """One result of :meth:`AgentMemory.search`: an item and its score (higher is better)."""
+
+    item: MemoryItem
+    score: float
+
+
+class Clock:
+    """Simulated time of a memory, in seconds since the epoch; it never goes back.
+
+    The ``agent`` family moves it to each session's date before adding the
+    session and to the question's date before searching, so a memory reads
+    "now" as ``clock.now_s`` (``clock.now_days`` for curves in days).
+
+    :param now_s: The starting time.
+    """
+
+    __slots__ = ("_now_s",)
+
+    def __init__(self, now_s: float = 0.0) -> None:
+        self._now_s = float(now_s)
+
+    @property
+    def now_s(self) -> float:
+        """The current time, seconds since the epoch."""
+        return self._now_s
+
+    @property
+    def now_days(self) -> float:
+        """The current time in days since the epoch."""
+        return self._now_s / 86400.0
+
+    def advance_to(self, t_s: float) -> None:
+        """Move to ``t_s``; a time before now leaves the clock where it is."""
+        if t_s > self._now_s:
+            self._now_s = float(t_s)
+
+    def __repr__(self) -> str:
+        return f"Clock(now_s={self._now_s})"
+
+
+@dataclass
+class MemoryContext:
+    """What the family hands a memory before the first :meth:`AgentMemory.add` (:meth:`AgentMemory.bind`).
+
+    :param user: Whose memory it is; every item added carries this ``user``.
+    :param embedder: The run's ``embedder`` component (None when the run has
+        none; a memory that needs one raises, naming the ``embedder`` key).
+    :param clock: The simulated time (the family advances it).
+    """
+
+    user: str = ""
+    embedder: Embedder | None = None
+    clock: Clock = field(default_factory=Clock)
 
 
 class AgentMemory(Component):
-    """A long-term memory for an LLM agent: store items, retrieve for a query."""
+    """A long-term memory for an LLM agent: store items, search them for a query.
+
+    **What to implement** (a memory is one file plus a registration):
+
+    * ``add(item)``: store one :class:`MemoryItem`; a memory may keep it
+      whole, split it, merge it into what it holds, or derive notes from it.
+    * ``search(query, k) -> list[ScoredItem]``: at most ``k`` items, best
+      first (scores non-increasing), each with the memory's score. Older
+      memories implement ``retrieve(query, k) -> list[MemoryItem]`` instead;
+      each of the two defaults to the other (a ``retrieve``-only memory's
+      scores are ``-rank``).
+    * ``__len__``: items stored (what :meth:`search` can return).
+    * ``items()``: every stored item, for inspection and the cost.
+
+    **Optional:** :meth:`add_many` (one session at a time; the default loops
+    over :meth:`add`), :meth:`memory_breakdown` (the exact cost: text,
+    vector and index bytes; the default counts the texts of :meth:`items`),
+    and :meth:`get_state`/:meth:`set_state` (a snapshot, for :meth:`save`).
+
+    **What the family provides** through :meth:`bind`, before the first
+    add: the user, the run's embedder (``self.embedder``) and the clock
+    (``self.clock.now_s``). The ``agent`` family builds one memory per
+    user from its ``Config``, binds it, adds the user's sessions in time
+    order (``add_many`` per session, the clock at the session's date), then
+    searches for the question with the clock at the question's date.
+
+    **Durability:** :meth:`save` writes :meth:`get_state` to a versioned,
+    checksummed file; :meth:`load` reads it back. For interrupted ingests,
+    :func:`memarena.families.agent.persist.DurableMemory` journals every
+    acknowledged add and search (fsynced) and replays them on open, which
+    needs nothing more from a memory than being deterministic given its
+    calls, its config and the clock.
+
+    Invariants: ``len(self) == len(self.items())``; :meth:`search` returns
+    stored items only, never more than ``k``, best first;
+    ``memory_bytes() == sum(memory_breakdown().values())``.
+    """
 
     kind: ClassVar[str] = "agent_memory"
     config_group: ClassVar[str] = "agent_memory"
+    #: Version of the layout :meth:`get_state` returns; bump it when the layout changes
+    #: (a file saved under another version is refused, naming both).
+    state_version: ClassVar[int] = 1
+
+    # -- context --------------------------------------------------------------
+
+    def bind(self, context: MemoryContext) -> None:
+        """Receive the user, the embedder and the clock (the family calls it once, before any add)."""
+        self.__dict__["_context"] = context
+
+    @property
+    def context(self) -> MemoryContext:
+        """What :meth:`bind` gave (an empty context, with its own clock, if never bound)."""
+        ctx = self.__dict__.get("_context")
+        if ctx is None:
+            ctx = self.__dict__["_context"] = MemoryContext()
+        return ctx  # type: ignore[no-any-return]
+
+    @property
+    def clock(self) -> Clock:
+        """The simulated time (``self.clock.now_s``)."""
+        return self.context.clock
+
+    @property
+    def embedder(self) -> Embedder:
+        """The run's embedder; raises ``InvalidConfigError`` naming the ``embedder`` key when there is none."""
+        emb = self.context.embedder
+        if emb is None:
+            from memarena.errors import InvalidConfigError
+
+            raise InvalidConfigError(
+                f"config key 'embedder': agent_memory={self.name} embeds texts, and no embedder is set "
+                "(choose one with embedder=<name>, e.g. embedder=hashing)"
+            )
+        return emb
+
+    # -- the contract -------------------------------------------------------------
 
     @abc.abstractmethod
     def add(self, item: MemoryItem) -> None:
         """Store one item."""
 
-    @abc.abstractmethod
+    def add_many(self, items: Sequence[MemoryItem]) -> None:
+        """Store several items, in order: one session's turns when the ``agent`` family calls it."""
+        for item in items:
+            self.add(item)
+
+    def search(self, query: str, k: int) -> list[ScoredItem]:
+        """At most ``k`` items for ``query``, best first, each with its score (higher is better)."""
+        if type(self).retrieve is AgentMemory.retrieve:
+            raise NotImplementedError(f"{self.name} implements neither search nor retrieve")
+        return [ScoredItem(item, -float(rank)) for rank, item in enumerate(self.retrieve(query, k))]
+
     def retrieve(self, query: str, k: int) -> list[MemoryItem]:
-        """Return at most ``k`` items relevant to ``query``, best first."""
+        """Return at most ``k`` items relevant to ``query``, best first (:meth:`search` without scores)."""
+        if type(self).search is AgentMemory.search:
+            raise NotImplementedError(f"{self.name} implements neither search nor retrieve")
+        return [hit.item for hit in self.search(query, k)]
 
     @abc.abstractmethod
     def __len__(self) -> int:
         """Number of items held."""
 
-    def memory_bytes(self) -> int:
-        """Approximate bytes of text held (the cost the agent family reports)."""
-        return sum(len(m.text.encode()) for m in self.items())
-
     def items(self) -> list[MemoryItem]:
         """Every item held (for inspection and cost accounting)."""
         raise NotImplementedError(f"{self.name} does not list its items")
+
+    # -- cost --------------------------------------------------------------------
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes held, by part: ``text_bytes`` (UTF-8 of every stored text), ``vector_bytes``
+        (embeddings), ``index_bytes`` (the index structure beyond its vectors, term postings).
+
+        The default counts the texts of :meth:`items` only.
+        """
+        return {"text_bytes": sum(len(m.text.encode()) for m in self.items()), "vector_bytes": 0, "index_bytes": 0}
+
+    def memory_bytes(self) -> int:
+        """Bytes held: the sum of :meth:`memory_breakdown` (the cost the agent family reports)."""
+        return sum(self.memory_breakdown().values())
+
+    # -- durability ----------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """A snapshot of everything the memory holds: JSON values, ``bytes`` and numpy arrays, nested in
+        dicts and lists. :meth:`set_state` on a fresh memory of the same config must restore it exactly."""
+        raise NotImplementedError(f"{self.name} does not support save (get_state)")
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` snapshot into this fresh, bound memory."""
+        raise NotImplementedError(f"{self.name} does not support load (set_state)")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`get_state` to ``path`` atomically: versioned, checksummed
+        (:mod:`memarena.families.agent.persist`)."""
+        from memarena.families.agent.persist import save_memory
+
+        save_memory(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], context: MemoryContext | None = None) -> AgentMemory:
+        """A memory built from the config saved in ``path``, bound to ``context``, its state restored.
+
+        :raises MalformedInputError: not a memory file, another format or
+            state version, a truncated or corrupted file (naming the path).
+        """
+        from memarena.families.agent.persist import load_memory
+
+        return load_memory(path, context, expect=cls)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ single-session-preference single-session-preference    one user turn stating a p
 multi-session             multi-session                2-4 sessions, one counted item each
 two-hop                   multi-session                "my sister Lena" + "Lena lives in Porto"
 knowledge-update          knowledge-update             the old value's session, then the new one's
+                                                       (``stale_session_ids``: the old one)
 temporal-reasoning        temporal-reasoning           two dated events (days between, which first,
                                                        days ago)
 abstention                single-session-user or       ``_abs``: asks a relative's fact never
@@ -869,6 +870,8 @@ def _question(seed: int, index: int, size: str | int) -> Instance:
         haystack_dates=tuple(dates[i].strftime(DATE_FORMAT) for i in keep),
         haystack_sessions=tuple(tuple(placed[i].turns) for i in keep),
         answer_session_ids=tuple(sid for sid in session_ids if sid.startswith("answer_")),
+        # knowledge-update: the old value's session comes first in time, so it is answer_<qid>_1
+        stale_session_ids=(f"answer_{qid}_1",) if q.question_type == "knowledge-update" else (),
     )
 
 

@@ -17,6 +17,13 @@ A file (``longmemeval_oracle.json``, ``longmemeval_s.json``,
     haystack_sessions     [[{"role": "user"|"assistant", "content": str, "has_answer"?: bool}]]
     answer_session_ids    [str] the evidence sessions
 
+One optional field is memarena's own (absent from the released files, written
+only when non-empty): ``stale_session_ids``, the evidence sessions of a
+knowledge-update question that hold the value the later evidence replaced
+(the generator knows them; the ``agent`` family scores "latest value ranked
+above the stale one" with them, and falls back to the evidence sessions'
+dates where a file has none).
+
 Conventions of the upstream code that the rest of this family relies on:
 
 * **Evidence sessions** have ids containing ``answer`` (the generator that
@@ -41,9 +48,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +69,7 @@ __all__ = [
     "label_problems",
     "load",
     "parse",
+    "parse_date",
     "save",
 ]
 
@@ -107,6 +117,8 @@ class Instance:
     haystack_dates: tuple[str, ...]
     haystack_sessions: tuple[tuple[Turn, ...], ...]
     answer_session_ids: tuple[str, ...]
+    #: Evidence sessions holding a value that later evidence replaced (memarena's field; empty if unknown).
+    stale_session_ids: tuple[str, ...] = ()
 
     @property
     def is_abstention(self) -> bool:
@@ -119,7 +131,7 @@ class Instance:
 
     def to_json(self) -> dict[str, Any]:
         """The instance as the released files spell it (keys in the README's order)."""
-        return {
+        out: dict[str, Any] = {
             "question_id": self.question_id,
             "question_type": self.question_type,
             "question": self.question,
@@ -130,6 +142,9 @@ class Instance:
             "haystack_sessions": [[t.to_json() for t in s] for s in self.haystack_sessions],
             "answer_session_ids": list(self.answer_session_ids),
         }
+        if self.stale_session_ids:
+            out["stale_session_ids"] = list(self.stale_session_ids)
+        return out
 
 
 class _Where:
@@ -218,6 +233,12 @@ def _instance(raw: object, index: int, source: str) -> Instance:
         if n != len(sessions):
             raise where.error(key, f"has {n} entries but haystack_sessions has {len(sessions)}")
     answer_ids = _str_list(raw, "answer_session_ids", where)
+    stale_ids: tuple[str, ...] = ()
+    if "stale_session_ids" in raw:
+        stale_ids = _str_list(raw, "stale_session_ids", where)
+        for i, sid in enumerate(stale_ids):
+            if sid not in answer_ids:
+                raise where.error(f"stale_session_ids[{i}]", f"{sid!r} is not one of answer_session_ids")
     return Instance(
         question_id=question_id,
         question_type=question_type,
@@ -228,6 +249,7 @@ def _instance(raw: object, index: int, source: str) -> Instance:
         haystack_dates=dates,
         haystack_sessions=tuple(sessions),
         answer_session_ids=answer_ids,
+        stale_session_ids=stale_ids,
     )
 
 
@@ -297,6 +319,24 @@ def save(instances: Iterable[Instance], path: str | os.PathLike[str]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+_DATE = re.compile(r"\s*(\d{4})/(\d{1,2})/(\d{1,2})(?:\s*\(\w+\))?(?:\s+(\d{1,2}):(\d{2}))?\s*")
+
+
+def parse_date(text: str) -> datetime:
+    """A date as the released files write it, ``"2023/05/30 (Tue) 23:40"``, as a UTC datetime.
+
+    The weekday in brackets is ignored (not checked), the time is optional
+    (midnight); no locale is involved.
+
+    :raises ValueError: ``text`` has another shape.
+    """
+    m = _DATE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not a LongMemEval date (YYYY/MM/DD (Day) HH:MM): {text!r}")
+    year, month, day, hour, minute = (int(g) if g else 0 for g in m.groups())
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def label_problems(inst: Instance) -> list[str]:

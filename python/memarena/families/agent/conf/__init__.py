@@ -1,0 +1,1 @@
+"""The agent family's Hydra config tree (on the search path through its plugin)."""

@@ -1,0 +1,15 @@
+"""The agent memories of the ``agent`` family (``agent_memory=<name>``), one module each.
+
+Each is an :class:`memarena.api.AgentMemory` registered in :data:`AGENT_MEMORIES`
+(the family's plugin returns them from ``memarena_register_agent_memories``).
+"""
+
+from __future__ import annotations
+
+from memarena.api import AgentMemory
+from memarena.families.agent.memories.flat_rag import FlatRAG
+
+__all__ = ["AGENT_MEMORIES", "FlatRAG"]
+
+#: The agent memories this family registers, in sweep order.
+AGENT_MEMORIES: tuple[type[AgentMemory], ...] = (FlatRAG,)
