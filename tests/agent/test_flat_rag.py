@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -83,14 +84,18 @@ def test_bm25_equals_longmemeval_flat_bm25_exactly(data: list[Instance], granula
 
 def test_bm25_ranks_the_same_documents_in_the_same_order(data: list[Instance]) -> None:
     for inst in data[:8]:
-        ids, ranking = upstream_ranking(inst, "session")
+        _ids, ranking = upstream_ranking(inst, "session")
         mem = FlatRAG()
         for p, (sid, session) in enumerate(zip(inst.haystack_session_ids, inst.haystack_sessions, strict=True)):
-            mem.add_many([MemoryItem(t.content, session=p, turn=i, session_id=sid, role=t.role) for i, t in enumerate(session)])
+            mem.add_many(
+                [MemoryItem(t.content, session=p, turn=i, session_id=sid, role=t.role) for i, t in enumerate(session)]
+            )
         got = [hit.item.session_id for hit in mem.search(inst.question, len(mem))]
         want = [inst.haystack_session_ids[i] for i in ranking]
         assert got == want
-        assert [hit.item.text for hit in mem.search(inst.question, 3)] == [build_corpus(inst, "session").texts[i] for i in ranking[:3]]
+        assert [hit.item.text for hit in mem.search(inst.question, 3)] == [
+            build_corpus(inst, "session").texts[i] for i in ranking[:3]
+        ]
 
 
 def test_values_follow_build_corpus_user_turns_only() -> None:
@@ -138,7 +143,11 @@ def test_merge_keys_prefix_the_facts() -> None:
     ]
     extra = len(mem.keys[0].encode())
     text = sum(len(i.text.encode()) for i in SESSION)
-    assert mem.memory_breakdown() == {"text_bytes": text + extra, "vector_bytes": 0, "index_bytes": mem._bm25.memory_bytes()}  # type: ignore[union-attr]
+    assert mem.memory_breakdown() == {
+        "text_bytes": text + extra,
+        "vector_bytes": 0,
+        "index_bytes": mem._bm25.memory_bytes(),  # type: ignore[union-attr]
+    }
 
 
 def test_separate_keys_point_to_one_value_returned_once() -> None:
@@ -181,7 +190,7 @@ def test_dense_flat_ranks_by_inner_product_of_the_embeddings() -> None:
     assert mem.memory_bytes() == sum(len(t.encode()) for t in TEXTS) + mem._index.memory_bytes()
 
 
-@pytest.mark.parametrize("index,params", [("hnsw", {}), ("simhash", {"n_bits": 4, "n_tables": 4, "n_probes": 0})])
+@pytest.mark.parametrize(("index", "params"), [("hnsw", {}), ("simhash", {"n_bits": 4, "n_tables": 4, "n_probes": 0})])
 def test_dense_approximate_indexes_return_stored_values_once(index: str, params: dict[str, object]) -> None:
     mem = dense(index, index_params=params)
     for i, t in enumerate(TEXTS):
@@ -190,7 +199,7 @@ def test_dense_approximate_indexes_return_stored_values_once(index: str, params:
     assert 1 <= len(hits) <= 5
     assert len({h.item.session_id for h in hits}) == len(hits)
     assert hits[0].item.text == "note 13: I painted the boat"
-    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
 
 
 # ---------------------------------------------------------------------------

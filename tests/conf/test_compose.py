@@ -19,7 +19,11 @@ from memarena.registry import Registry
 PM = get_plugin_manager(autoload=False)
 REGISTRY = Registry.from_plugin_manager(PM)
 # Options whose required fields (file paths) have no default.
-NEEDS = {("workload", "csv_trace"): ["workload.path=t.csv"], ("workload", "oracle_general"): ["workload.path=t.bin"]}
+NEEDS = {
+    ("workload", "csv_trace"): ["workload.path=t.csv"],
+    ("workload", "oracle_general"): ["workload.path=t.bin"],
+    ("workload", "longmemeval_file"): ["workload.path=t.json"],
+}
 # The primary tree plus every family's own tree (on the search path through its plugin).
 # local/ holds only the user's untracked overrides; family_debug/ is selected by `debug`.
 ROOTS = [conf_dir(), *search_path_dirs(PM)]

@@ -298,6 +298,8 @@ class AgentFamily(Family):
         _target_: str = "memarena.families.agent.family.AgentFamily"
         #: Items each search asks for (0: every item the memory holds, so every metric is exact).
         retrieve_k: int = param(0, ge=0)
+        #: Evaluate only the workload's first this many questions (0: all).
+        max_questions: int = param(0, ge=0)
 
     def run(self, run: Run) -> None:
         workload = run.component("workload")
@@ -316,6 +318,8 @@ class AgentFamily(Family):
                 raise InvalidConfigError(f"config key 'embedder' built {type(inner).__name__}, not a memarena Embedder")
             embedder = TimedEmbedder(inner)
         instances: list[Instance] = workload.load(run.seed)
+        if self.max_questions:
+            instances = instances[: self.max_questions]
         results: list[QuestionResult] = []
         label = None
         with run.progress(len(instances), desc="agent", unit="question") as bar:
