@@ -106,8 +106,19 @@ def _refresh(grad: torch.Tensor, rank: int, side: str, state: dict[str, Any]) ->
     matrix = grad if grad.dtype == torch.float32 else grad.float()
     u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
 
-    def own(t: torch.Tensor) -> torch.Tensor:  # a compact copy: no view keeps the whole factor alive
-        return t.to(dtype=grad.dtype, memory_format=torch.contiguous_format, copy=True)
+    def own(t: torch.Tensor) -> torch.Tensor:
+        """A compact copy (no view keeping the whole factor alive) in the factor's layout.
+
+        torch's SVD returns column-major factors; upstream's float32 projector is a
+        column-major view, and BLAS rounds a product by its operands' layout, so
+        the copy keeps it (a row-major copy drifts from upstream by 1e-4 in 100 steps).
+        A cast (non-float32 gradients) is upstream's own ``.type(dtype)``.
+        """
+        if t.dtype != grad.dtype:
+            return t.to(grad.dtype)
+        if t.stride(0) == 1:
+            return t.t().clone(memory_format=torch.contiguous_format).t()
+        return t.clone(memory_format=torch.contiguous_format)
 
     if side == "right":
         state["proj"] = own(vh[:rank, :])
