@@ -23,7 +23,7 @@ def test_the_dynamic_maps_hold_the_values_worked_out_from_the_definition() -> No
     # exponent 0 (10**0): linspace(0.1, 1, 65) for signed, step 0.9/64; the last midpoint is 1 - 0.9/128
     assert signed[-1] == 1.0 and signed[0] == np.float32(-(1 - 0.9 / 128))
     assert signed[1] == np.float32(-(1 - 0.9 / 128 - 0.9 / 64))
-    # exponent -6: linspace(0.1, 1, 2) -> midpoint 0.55, times 1e-6 (signed); linspace(0.1, 1, 3) -> 0.325, 0.775 (unsigned)
+    # exponent -6: linspace(0.1, 1, 2) -> midpoint 0.55 (signed); linspace(0.1, 1, 3) -> 0.325, 0.775 (unsigned)
     assert np.isclose(signed[signed > 0].min(), 0.55e-6, rtol=1e-6)
     assert np.isclose(unsigned[unsigned > 0].min(), 0.325e-6, rtol=1e-6)
     assert np.isclose(np.sort(unsigned[unsigned > 0])[1], 0.775e-6, rtol=1e-6)
@@ -76,10 +76,12 @@ def test_each_element_goes_to_its_nearest_code_and_the_round_trip_error_is_bound
     back = dequantize_blockwise(q, absmax, code, block)
     half_gap = float((code[1:] - code[:-1]).max()) / 2
     assert torch.all((back - x).abs() <= per_elem * (half_gap + 1e-6))
-    top = x == per_elem  # a positive block max is exact (the map holds 1.0), a negative one comes back as -0.99296875 of it
+    top = (
+        x == per_elem
+    )  # a positive block max is exact (the map holds 1.0), a negative one comes back as -0.99296875 of it
     assert torch.all(back[top] == x[top])
     bottom = x == -per_elem
-    assert torch.allclose(back[bottom], x[bottom] * float(code[0]), rtol=1e-6)
+    assert torch.allclose(back[bottom], per_elem[bottom] * float(code[0]), rtol=1e-6)
 
 
 def test_codes_match_bitsandbytes_cpu_kernel_but_at_near_ties() -> None:
@@ -97,4 +99,6 @@ def test_codes_match_bitsandbytes_cpu_kernel_but_at_near_ties() -> None:
         d0 = torch.ops.bitsandbytes.dequantize_blockwise(q0, a0, code, 256, torch.float32)
         assert torch.equal(d0, dequantize_blockwise(q0, a0, code, 256))
         gap = float((code[1:] - code[:-1]).max())
-        assert torch.all((dequantize_blockwise(q1, a1, code, 256) - d0).abs() <= a0.repeat_interleave(256)[:10_000] * gap * 1.001)  # one code step
+        assert torch.all(
+            (dequantize_blockwise(q1, a1, code, 256) - d0).abs() <= a0.repeat_interleave(256)[:10_000] * gap * 1.001
+        )  # one code step

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from memarena.families.training.engine import RuleOptimizer
 
-__all__ = ["Adam8bit", "adam8bit_step", "adam8bit_state_bytes"]
+__all__ = ["Adam8bit", "adam8bit_state_bytes", "adam8bit_step"]
 
 
 def _qmaps(opt: RuleOptimizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

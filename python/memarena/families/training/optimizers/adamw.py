@@ -64,4 +64,3 @@ class AdamW(TrainingOptimizer):
         out["moments_bytes"] = 2 * numel(shape) * itemsize
         out["steps_bytes"] = 4  # the float32 step scalar
         return out
-

@@ -141,7 +141,9 @@ def project(grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any], it
     return (state["proj_left"].t() @ grad) @ state["proj_right"].t()
 
 
-def project_back(low: torch.Tensor, state: dict[str, Any], group: dict[str, Any], shape: tuple[int, ...]) -> torch.Tensor:
+def project_back(
+    low: torch.Tensor, state: dict[str, Any], group: dict[str, Any], shape: tuple[int, ...]
+) -> torch.Tensor:
     """``low`` back in the full space of a ``shape`` matrix, times ``scale``."""
     side = projection_side(shape, group["proj_type"])
     if side == "right":
@@ -163,7 +165,8 @@ def galore_param_groups(
     ``"mlp"``); here, the 2-D parameters whose name contains one. A nameless
     parameter (plain tensors given) is projected when it is 2-D.
     """
-    galore, regular = [], []
+    galore: list[torch.Tensor] = []
+    regular: list[torch.Tensor] = []
     for name, p in named:
         hit = p.dim() == 2 and (name is None or any(t in name for t in target_modules))
         (galore if hit else regular).append(p)
