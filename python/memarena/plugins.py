@@ -54,6 +54,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "memarena.families.retrieval.plugin",
     "memarena.families.kvcache.plugin",
     "memarena.families.agent.plugin",
+    "memarena.families.training.plugin",
 )
 
 
