@@ -257,6 +257,15 @@ def test_the_training_script_runs_two_tiny_steps(tmp_path: Path) -> None:
     assert main([*args, "--resume"]) == 0
     again = torch.load(out, map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(again[k], v) for k, v in blob["state_dict"].items())
+    assert meta["regenerate"] == [meta["command"]]
+    # a run from these weights records the chain of commands that regenerates it from scratch
+    out2 = tmp_path / "next" / "tiny2.pt"
+    args2 = [*args[: args.index("--out")], "--out", str(out2), "--init-from", str(out), "--steps", "1"]
+    assert main(args2) == 0
+    meta2 = torch.load(out2, map_location="cpu", weights_only=True)["meta"]
+    assert meta2["regenerate"] == [meta["command"], meta2["command"]]
+    card2 = (out2.parent / "CARD.md").read_text()
+    assert "From scratch, 2 commands" in card2 and meta["command"] in card2 and meta2["command"] in card2
 
 
 @pytest.mark.slow

@@ -349,7 +349,11 @@ def render_card(meta: dict[str, Any]) -> str:
     ):
         if k in meta:
             lines.append(_row(k, meta[k]))
-    lines += ["", "## Regenerate", "", "```", meta["command"], "```", ""]
+    chain = meta.get("regenerate", [meta["command"]])
+    lines += ["", "## Regenerate", ""]
+    if len(chain) > 1:
+        lines += [f"From scratch, {len(chain)} commands, each starting from the previous one's weights:", ""]
+    lines += ["```", *chain, "```", ""]
     return "\n".join(lines)
 
 
@@ -397,6 +401,7 @@ def _export(args: argparse.Namespace) -> None:
     meta = _meta(model, ck_args, blob["step"], blob["wall_s"], corpus)
     if blob["step"] < ck_args.steps:
         meta["intermediate"] = f"checkpoint at step {blob['step']} of {ck_args.steps}"
+    meta["regenerate"] = [*getattr(ck_args, "base_chain", []), meta["command"]]
     meta.update(evaluate_for_card(model, ck_args))
     save_fixture(model, meta, args.out)
     print({k: meta[k] for k in ("steps", "heldout_bits_per_byte", "needle_accuracy")}, flush=True)
@@ -419,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         base = from_hf_state_dict(blob["state_dict"], ByteLlamaConfig.from_dict(blob["meta"]["config"]))
         model.load_state_dict(base.state_dict())
         print(f"initialised from {args.init_from} (step {blob['meta']['steps']})", flush=True)
+        args.base_chain = blob["meta"].get("regenerate", [blob["meta"]["command"]])
     opt = _optimizer(model, args)
     step, wall_s = 0, 0.0
     resumed_at: list[int] = []
@@ -497,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     round_to_fp16(model)
     meta = _meta(model, args, step, wall_s, corpus)
     meta["resumed_at_steps"] = resumed_at
+    # the commands that regenerate these weights from scratch: the base fixture's chain, then this one
+    meta["regenerate"] = [*getattr(args, "base_chain", []), meta["command"]]
     meta.update(evaluate_for_card(model, args))
     save_fixture(model, meta, args.out)
     print({k: meta[k] for k in ("steps", "tokens_seen", "heldout_bits_per_byte", "needle_accuracy")}, flush=True)
