@@ -69,16 +69,16 @@ LINK_BYTES = 8
 
 _WORD = re.compile(r"[a-z][a-z']+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-STOP_WORDS: frozenset[str] = frozenset(
-    """a about above after again against all also am an and any are aren't as at be because been before being
+_STOP_WORDS_TEXT = """a about above after again against all also am an and any are aren't as at be because
+    been before being
     below between both but by can can't could did didn't do does doesn't doing don't down during each few for from
     further get got had has have having he her here hers herself him himself his how i i'd i'll i'm i've if in into
     is isn't it it's its itself just let's like me more most much my myself no nor not now of off on once only or
     other our ours ourselves out over own really same she should so some such than that that's the their theirs
     them themselves then there these they this those through to too under until up very was we were what when where
     which while who whom why will with would you your yours yourself yourselves thanks thank please yes yeah okay
-    well also just one two been want need know think going make made lot lots thing things something anything""".split()
-)
+    well also just one two been want need know think going make made lot lots thing things something anything"""
+STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS_TEXT.split())
 
 #: Rule-based tags: topic -> cue words (a note gets every topic one of whose words it has, in this order).
 TAG_RULES: tuple[tuple[str, frozenset[str]], ...] = tuple(

@@ -256,7 +256,7 @@ class MemoryBank(AgentMemory):
         self._last_recall_s += [now] * len(units)
 
     def search(self, query: str, k: int) -> list[ScoredItem]:
-        """Forget (if the clock moved), then the ``k`` nearest retained memories; the first ``recall_k`` are recalled."""
+        """Forget if the clock moved, then the ``k`` nearest retained memories; the first ``recall_k`` are recalled."""
         if k <= 0 or not self._items:
             return []
         self.forget_pass()
