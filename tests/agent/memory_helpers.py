@@ -35,7 +35,10 @@ def snapshot(mem: AgentMemory, queries: tuple[str, ...]) -> tuple[Any, ...]:
     return (
         len(mem),
         [m.to_json() for m in mem.items()],
-        [[(h.item.session_id, h.item.turn, h.item.text, round(h.score, 6)) for h in mem.search(q, 50)] for q in queries],
+        [
+            [(h.item.session_id, h.item.turn, h.item.text, round(h.score, 6)) for h in mem.search(q, 50)]
+            for q in queries
+        ],
         parts["text_bytes"],
         parts["vector_bytes"],
     )
@@ -44,7 +47,9 @@ def snapshot(mem: AgentMemory, queries: tuple[str, ...]) -> tuple[Any, ...]:
 def save_load(mem: AgentMemory, tmp_path: Path) -> AgentMemory:
     path = tmp_path / "m.mam"
     mem.save(path)
-    return AgentMemory.load(path, MemoryContext(user=mem.context.user, embedder=HashingEmbedder(dim=DIM), clock=Clock(mem.clock.now_s)))
+    return AgentMemory.load(
+        path, MemoryContext(user=mem.context.user, embedder=HashingEmbedder(dim=DIM), clock=Clock(mem.clock.now_s))
+    )
 
 
 def family_rows(make: Callable[[], AgentMemory], questions: int = 8, size: int = 12) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""agent_memory=amem: notes by hand, keyword and similarity links, tag evolution, link expansion, cost, state, family."""
+"""agent_memory=amem: notes by hand, similarity and keyword links, tag evolution, expansion, cost, state, family."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_search_expands_each_hit_with_its_links() -> None:
     assert hits[0].item.metadata["links"] == [0] and hits[1].item.metadata["tags"] == ["pets", "travel", "food"]
     plain = three(expansion="none").search(BEACH, 3)
     assert plain[0].item.text == BEACH
-    assert all(a.score >= b.score for a, b in zip(plain, plain[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(plain))
     cos = float(mem.embedder.embed([BEACH])[0] @ mem.embedder.embed([PUPPY])[0])
     assert [h.score for h in plain if h.item.text == PUPPY] == [pytest.approx(cos, abs=1e-5)]
     assert len(mem.search(BEACH, 10)) == 3  # each note once
