@@ -7,9 +7,12 @@ Each is an :class:`memarena.api.AgentMemory` registered in :data:`AGENT_MEMORIES
 from __future__ import annotations
 
 from memarena.api import AgentMemory
+from memarena.families.agent.memories.amem import AMem
 from memarena.families.agent.memories.flat_rag import FlatRAG
+from memarena.families.agent.memories.memorybank import MemoryBank
+from memarena.families.agent.memories.tim import ThoughtMemory
 
-__all__ = ["AGENT_MEMORIES", "FlatRAG"]
+__all__ = ["AGENT_MEMORIES", "AMem", "FlatRAG", "MemoryBank", "ThoughtMemory"]
 
 #: The agent memories this family registers, in sweep order.
-AGENT_MEMORIES: tuple[type[AgentMemory], ...] = (FlatRAG,)
+AGENT_MEMORIES: tuple[type[AgentMemory], ...] = (FlatRAG, MemoryBank, AMem, ThoughtMemory)
