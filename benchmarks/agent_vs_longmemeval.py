@@ -74,7 +74,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from rank_bm25 import BM25Okapi  # noqa: E402
 
-from memarena.api import Embedder  # noqa: E402
+from memarena.api import AgentMemory, Embedder  # noqa: E402
 from memarena.families.agent.family import TimedEmbedder, evaluate_question  # noqa: E402
 from memarena.families.agent.generate import generate, num_sessions  # noqa: E402
 from memarena.families.agent.longmemeval import Instance  # noqa: E402
@@ -128,7 +128,9 @@ def _evaluate(ranking: Sequence[int], correct: Sequence[str], ids: Sequence[str]
     return float(any(d in recalled for d in correct)), float(all(d in recalled for d in correct)), ndcg
 
 
-def _evaluate_turn2session(ranking: Sequence[int], correct: Sequence[str], ids: Sequence[str], k: int) -> tuple[float, ...]:
+def _evaluate_turn2session(
+    ranking: Sequence[int], correct: Sequence[str], ids: Sequence[str], k: int
+) -> tuple[float, ...]:
     # eval_utils.evaluate_retrieval_turn2session: strip '_<turn>' from every id, then grow k until it
     # covers k distinct sessions (or passes the corpus' length)
     def strip(doc_id: str) -> str:
@@ -164,7 +166,9 @@ class SideResult:
     embed_s: float = 0.0
 
 
-def peer_question(entry: dict[str, Any], granularity: str, retriever: str, embedder: Embedder | None) -> tuple[Metrics, float, float]:
+def peer_question(
+    entry: dict[str, Any], granularity: str, retriever: str, embedder: Embedder | None
+) -> tuple[Metrics, float, float]:
     """One question by LongMemEval's loop: ``(metrics, seconds of steps 1-2 without embedding, embedding seconds)``."""
     t0 = time.perf_counter()
     corpus, ids = peer_corpus(entry, granularity)
@@ -186,7 +190,9 @@ def peer_question(entry: dict[str, Any], granularity: str, retriever: str, embed
     return peer_metrics([int(i) for i in ranking], ids, granularity), seconds, embed_s
 
 
-def run_peer(entries: Sequence[dict[str, Any]], granularity: str, retriever: str, make_embedder: Callable[[], Embedder]) -> SideResult:
+def run_peer(
+    entries: Sequence[dict[str, Any]], granularity: str, retriever: str, make_embedder: Callable[[], Embedder]
+) -> SideResult:
     out = SideResult()
     embedder = make_embedder() if retriever == "dense" else None
     for entry in entries:
@@ -220,10 +226,12 @@ def first_difference(instances: Sequence[Instance], peer: Sequence[Metrics], our
     for inst, a, b in zip(instances, peer, ours, strict=True):
         for level in ("session", "turn"):
             if a[level].keys() != b[level].keys():
-                return f"question {inst.question_id!r}: level {level!r} has metrics {sorted(a[level])} vs {sorted(b[level])}"
+                names = f"{sorted(a[level])} vs {sorted(b[level])}"
+                return f"question {inst.question_id!r}: level {level!r} has metrics {names}"
             for name, value in a[level].items():
                 if value != b[level][name]:
-                    return f"question {inst.question_id!r}: {level} {name} is {value} (LongMemEval) vs {b[level][name]} (memarena)"
+                    got = b[level][name]
+                    return f"question {inst.question_id!r}: {level} {name} is {value} (LongMemEval) vs {got} (memarena)"
     return None
 
 
@@ -340,7 +348,9 @@ def sweep(instances: Sequence[Instance]) -> list[tuple[str, float, int]]:
         embedder = TimedEmbedder(HashingEmbedder())
         t0 = time.perf_counter()
         for inst in instances:
-            evaluate_question(inst, cls(), embedder)
+            memory = cls()
+            assert isinstance(memory, AgentMemory), f"agent_memory={name} built {type(memory).__name__}"
+            evaluate_question(inst, memory, embedder)
         out.append((name, time.perf_counter() - t0, len(instances)))
     return out
 
@@ -357,8 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pinned = pin_one_core()
-    print(f"# agent_vs_longmemeval: python {platform.python_version()}, rank-bm25 "
-          f"{importlib.metadata.version('rank-bm25')}, numpy {np.__version__}; {pinned}")
+    print(
+        f"# agent_vs_longmemeval: python {platform.python_version()}, rank-bm25 "
+        f"{importlib.metadata.version('rank-bm25')}, numpy {np.__version__}; {pinned}"
+    )
     print(f"# {args.questions} questions a size, seed {args.seed}, median of {args.repeats}; {load_line()}")
     header = (
         f"{'size':<7}{'retriever':<10}{'gran':<8}{'docs/q':>8}  {'s_r_any@5':>10}{'s_ndcg@10':>10}{'t_r_any@10':>11}"
@@ -370,9 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         instances = generate(size=size, questions=args.questions, seed=args.seed)
         for retriever in args.retrievers.split(","):
             for granularity in args.granularities.split(","):
-                c = compare(
-                    instances, size=size, retriever=retriever, granularity=granularity, repeats=args.repeats
-                )
+                c = compare(instances, size=size, retriever=retriever, granularity=granularity, repeats=args.repeats)
                 docs = np.mean([len(peer_corpus(e, granularity)[0]) for e in (i.to_json() for i in instances)])
                 turn = (
                     f"{scored_mean(instances, c.ours.metrics, 'turn', 'recall_any@10'):>11.4f}"
