@@ -1,4 +1,4 @@
-"""family.durable_dir: a killed run resumes to the same rows; the benchmark against LongMemEval's loop; estimate_memory."""
+"""family.durable_dir: a killed run resumes to the same rows; estimate_memory; the benchmark against LongMemEval."""
 
 from __future__ import annotations
 
@@ -71,14 +71,14 @@ def test_a_user_resumes_from_the_first_unacknowledged_session(tmp_path: Path) ->
     FAIL_AT[0] = 7
     with pytest.raises(RuntimeError, match="crash at session 7"):
         evaluate_question(inst, Counting, None, durable=tmp_path / "u")
-    assert SEEN == list(range(7))
+    assert list(range(7)) == SEEN
     assert not (tmp_path / "u" / DurableMemory.SNAPSHOT).exists()
     journal = (tmp_path / "u" / DurableMemory.JOURNAL).read_bytes().splitlines()
     assert len(journal) == 7  # sessions 0-6 acknowledged, 7 never
     SEEN.clear()
     FAIL_AT[0] = None
     resumed = evaluate_question(inst, Counting, None, durable=tmp_path / "u")
-    assert SEEN == list(range(20))  # 0-6 replayed from the journal, 7-19 added: each session once
+    assert list(range(20)) == SEEN  # 0-6 replayed from the journal, 7-19 added: each session once
     assert resumed.metrics == plain.metrics and resumed.latest_first == plain.latest_first
     assert (resumed.items_stored, resumed.memory_parts) == (plain.items_stored, plain.memory_parts)
     assert (tmp_path / "u" / DurableMemory.JOURNAL).read_bytes() == b""  # checkpointed
@@ -255,7 +255,8 @@ def test_the_peer_corpus_and_metrics_by_hand() -> None:
     m = bench.peer_metrics([1, 0], ["answer_a_1", "s_2"], "session")
     assert (m["session"]["recall_any@1"], m["session"]["recall_any@3"], m["session"]["ndcg_any@3"]) == (0.0, 1.0, 1.0)
     assert m["turn"] == {}
-    # turn level [s_2_1, noans, answer]: turn ndcg@3 = (1/log2(3)) / 1; session level strips to [s_2, noans_a_1, answer_a_1]
+    # turn level [s_2_1, noans, answer]: turn ndcg@3 = (1/log2(3)) / 1;
+    # session level strips to [s_2, noans_a_1, answer_a_1]
     t = bench.peer_metrics([2, 0, 1], ["noans_a_1_1", "answer_a_1_3", "s_2_1"], "turn")
     assert t["turn"]["ndcg_any@3"] == pytest.approx(1 / 1.584962500721156)
     assert t["turn"]["recall_any@1"] == 0.0 and t["session"]["recall_any@3"] == 1.0
