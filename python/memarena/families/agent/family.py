@@ -45,6 +45,18 @@ are skipped, :func:`~memarena.families.agent.metrics.aggregate`):
 
 ``memarena report`` draws recall_any@k per question type (sessions and
 turns) and the memory bytes of each memory, by part.
+
+Durable users (``family.durable_dir=<dir>``): question ``i``'s memory is a
+:class:`~memarena.families.agent.persist.DurableMemory` in
+``<dir>/users/<i>_<question id>``: each session added is journaled (and
+fsynced) before the next, a snapshot is written when the user's ingest
+ends. Rerunning the same run with the same directory resumes: a user whose
+snapshot holds every session is loaded, not re-ingested; an interrupted
+one replays its journal and goes on from the first session not
+acknowledged. The search is not journaled, so the rows equal an
+uninterrupted run's (times aside). ``<dir>/run.json`` records the config
+(agent_memory, embedder, workload, seed, family.retrieve_k); a run of
+another config is refused.
 """
 
 from __future__ import annotations
