@@ -45,26 +45,68 @@ are skipped, :func:`~memarena.families.agent.metrics.aggregate`):
 
 ``memarena report`` draws recall_any@k per question type (sessions and
 turns) and the memory bytes of each memory, by part.
+
+Durable users (``family.durable_dir=<dir>``): question ``i``'s memory is a
+:class:`~memarena.families.agent.persist.DurableMemory` in
+``<dir>/users/<i>_<question id>``: each session added is journaled (and
+fsynced) before the next, a snapshot is written when the user's ingest
+ends. Rerunning the same run with the same directory resumes: a user whose
+snapshot holds every session is loaded, not re-ingested; an interrupted
+one replays its journal and goes on from the first session not
+acknowledged. The search is not journaled, so the rows equal an
+uninterrupted run's (times aside). ``<dir>/run.json`` records the config
+(agent_memory, embedder, workload, seed, family.retrieve_k); a run of
+another config is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from memarena.api import AgentMemory, Clock, Embedder, Family, MemoryContext, MemoryItem, PlotSpec, ScoredItem, param
+from memarena.api import (
+    AgentMemory,
+    Clock,
+    Embedder,
+    Family,
+    MemoryContext,
+    MemoryEstimate,
+    MemoryItem,
+    PlotSpec,
+    ScoredItem,
+    param,
+)
 from memarena.errors import InvalidConfigError, InvariantError, MalformedInputError
 from memarena.families.agent.longmemeval import Instance, parse_date
 from memarena.families.agent.metrics import ALL, KS, aggregate, build_corpus, is_scored, question_metrics
+from memarena.families.agent.persist import DurableMemory
 
 if TYPE_CHECKING:
     from memarena.run import Run
 
-__all__ = ["AgentFamily", "QuestionResult", "TimedEmbedder", "evaluate_question", "latest_first", "session_dates"]
+__all__ = [
+    "AgentFamily",
+    "QuestionResult",
+    "TimedEmbedder",
+    "estimate",
+    "evaluate_question",
+    "latest_first",
+    "open_durable_dir",
+    "session_dates",
+    "user_dir_name",
+]
+
+log = logging.getLogger("memarena")
 
 _METRICS = ("recall_any", "recall_all", "ndcg_any")
 _PARTS = ("text_bytes", "vector_bytes", "index_bytes")
@@ -188,26 +230,64 @@ def _ranking(inst: Instance, hits: Sequence[ScoredItem], order: Sequence[int]) -
     return "session", sessions, sessions
 
 
+def _only(memory: AgentMemory) -> Callable[[], AgentMemory]:
+    """A factory handing out ``memory`` once (a durable directory without a snapshot builds it)."""
+
+    def make() -> AgentMemory:
+        return memory
+
+    return make
+
+
 def evaluate_question(
     inst: Instance,
-    memory: AgentMemory,
+    memory: AgentMemory | Callable[[], AgentMemory],
     embedder: TimedEmbedder | None,
     retrieve_k: int = 0,
+    durable: str | os.PathLike[str] | None = None,
 ) -> QuestionResult:
-    """Ingest ``inst``'s haystack into the fresh ``memory`` and score its search (steps 1-4 of the module docstring)."""
+    """Ingest ``inst``'s haystack into the fresh ``memory`` and score its search (steps 1-4 of the module docstring).
+
+    :param memory: The fresh memory, or (with ``durable``) what builds one.
+    :param durable: A directory for this user's :class:`~memarena.families.agent.persist.DurableMemory`:
+        every session added is journaled before the next, a snapshot is
+        written when the ingest ends; what the directory already holds is
+        resumed (a complete memory is loaded, an interrupted one replays
+        its journal and goes on from the first session not acknowledged).
+        The search is not journaled: the memory stays as its ingest left it.
+    """
     user = inst.question_id
     clock = Clock()
-    memory.bind(MemoryContext(user=user, embedder=embedder, clock=clock))
+    context = MemoryContext(user=user, embedder=embedder, clock=clock)
     dates, asked_s = session_dates(inst)
     embed_before = embedder.embed_s if embedder is not None else 0.0
-    if embedder is not None:
+    if embedder is not None:  # before a durable memory opens: its replay embeds
         embedder.fit([t.content for s in inst.haystack_sessions for t in s])
     order = sorted(range(len(dates)), key=lambda p: (dates[p], p))
     t0 = time.perf_counter()
-    for ordinal, p in enumerate(order):
+    log: DurableMemory | None = None
+    if durable is None:
+        if not isinstance(memory, AgentMemory):
+            memory = memory()
+        memory.bind(context)
+        target: AgentMemory | DurableMemory = memory
+        start = 0
+    else:
+        make = memory if not isinstance(memory, AgentMemory) else _only(memory)
+        log = target = DurableMemory(durable, make, context)
+        memory = log.memory
+        start = log.seq
+        if start > len(order):
+            log.close()
+            raise InvariantError(
+                f"question {user!r}: {os.fspath(durable)} holds {start} calls, more than the {len(order)} sessions; "
+                "it is another run's (config key 'family.durable_dir')"
+            )
+    for ordinal in range(start, len(order)):
+        p = order[ordinal]
         clock.advance_to(dates[p])
         sid = inst.haystack_session_ids[p]
-        memory.add_many(
+        target.add_many(
             [
                 MemoryItem(
                     t.content, session=ordinal, turn=i, user=user, session_id=sid, role=t.role, timestamp_s=dates[p]
@@ -215,6 +295,10 @@ def evaluate_question(
                 for i, t in enumerate(inst.haystack_sessions[p])
             ]
         )
+    if log is not None:
+        if log.replayed or start < len(order):  # the journal holds calls the snapshot lacks
+            log.checkpoint()
+        log.close()
     ingest_s = time.perf_counter() - t0
     embed_ingest = (embedder.embed_s if embedder is not None else 0.0) - embed_before
 
@@ -300,6 +384,16 @@ class AgentFamily(Family):
         retrieve_k: int = param(0, ge=0)
         #: Evaluate only the workload's first this many questions (0: all).
         max_questions: int = param(0, ge=0)
+        #: A directory that makes every user's memory durable (null: off): each session added is
+        #: journaled, a snapshot is written when the user's ingest ends, and a rerun of the same
+        #: run with the same directory resumes (complete users are loaded, an interrupted one
+        #: replays its journal and goes on). A directory of another config is refused.
+        durable_dir: str | None = None
+
+    def estimate_memory(self, run: Run) -> MemoryEstimate | None:
+        """The workload's questions in memory plus one user's memory (see :func:`estimate`)."""
+        workload = run.component("workload")
+        return estimate(workload, self.max_questions) if getattr(workload, "family", None) == "agent" else None
 
     def run(self, run: Run) -> None:
         workload = run.component("workload")
@@ -320,24 +414,121 @@ class AgentFamily(Family):
         instances: list[Instance] = workload.load(run.seed)
         if self.max_questions:
             instances = instances[: self.max_questions]
+        durable = None if self.durable_dir is None else open_durable_dir(run, workload, self.durable_dir)
+
+        def new_memory() -> AgentMemory:
+            memory = make_memory()
+            if not isinstance(memory, AgentMemory):
+                raise InvalidConfigError(
+                    f"config key 'agent_memory' built {type(memory).__name__}, not a memarena AgentMemory"
+                )
+            return memory
+
         results: list[QuestionResult] = []
         label = None
         with run.progress(len(instances), desc="agent", unit="question") as bar:
-            for inst in instances:
-                memory = make_memory()
-                if not isinstance(memory, AgentMemory):
-                    raise InvalidConfigError(
-                        f"config key 'agent_memory' built {type(memory).__name__}, not a memarena AgentMemory"
-                    )
-                label = label or run.label("agent_memory", memory.name)
-                bar.set_description(f"agent {label}")
-                results.append(evaluate_question(inst, memory, embedder, self.retrieve_k))
+            for q, inst in enumerate(instances):
+                if durable is None:
+                    memory = new_memory()
+                    label = label or run.label("agent_memory", memory.name)
+                    bar.set_description(f"agent {label}")
+                    results.append(evaluate_question(inst, memory, embedder, self.retrieve_k))
+                else:
+                    label = label or run.label("agent_memory", new_memory().name)
+                    where = durable / "users" / user_dir_name(q, inst.question_id)
+                    results.append(evaluate_question(inst, new_memory, embedder, self.retrieve_k, durable=where))
                 bar.update(1)
         common = {"workload": workload.describe(), "agent_memory": label or run.label("agent_memory", "?")}
         if embedder is not None:
             common["embedder"] = run.label("embedder", getattr(embedder.inner, "name", "?"))
         for row in rows_of(results):
             run.emit({**common, **row})
+
+
+def user_dir_name(index: int, question_id: str) -> str:
+    """The directory of question ``index``'s user: its position and its id, unsafe characters as ``_``."""
+    return f"{index:06d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', question_id)[:80]}"
+
+
+#: The config groups whose settings a durable directory belongs to (a rerun must match them).
+_DURABLE_KEYS = ("agent_memory", "embedder", "workload", "seed", "family.retrieve_k")
+
+
+def open_durable_dir(run: Run, workload: Any, directory: str) -> Path:
+    """``family.durable_dir``, created; its ``run.json`` written, or checked against this run's config.
+
+    :raises InvalidConfigError: the directory holds another config's memories, naming the key that differs.
+    """
+    from omegaconf import OmegaConf
+
+    root = Path(os.path.expanduser(directory))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidConfigError(f"config key 'family.durable_dir': cannot create {str(root)!r}: {exc}") from exc
+    config: dict[str, Any] = {}
+    for key in _DURABLE_KEYS:
+        value = OmegaConf.select(run.config, key)
+        config[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    config["workload"] = {"describe": workload.describe(), "config": config["workload"]}
+    fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    meta = root / "run.json"
+    if meta.exists():
+        saved = json.loads(meta.read_text())
+        if saved.get("sha256") != fingerprint:
+            differ = [
+                k
+                for k in config
+                if json.dumps(saved["config"].get(k), sort_keys=True, default=str)
+                != json.dumps(config[k], sort_keys=True, default=str)
+            ]
+            raise InvalidConfigError(
+                f"config key 'family.durable_dir': {str(root)!r} holds the memories of another run "
+                f"(config key {differ[0] if differ else '?'!r} differs); use a new directory"
+            )
+        log.info("agent: resuming the durable memories in %s", root)
+    else:
+        meta.write_text(json.dumps({"sha256": fingerprint, "config": config}, sort_keys=True, default=str, indent=1))
+    return root
+
+
+#: Python bytes of one generated session in memory (measured: ~1.3 kB for ~7 turns).
+SESSION_BYTES = 1300
+#: Python bytes in memory per byte of a LongMemEval JSON file (strings, lists and turn objects).
+FILE_BYTES_FACTOR = 4
+#: One memory's bytes per session of its user: the text again, items, a 1024-d float32 vector a turn.
+MEMORY_BYTES_PER_SESSION = 2 * SESSION_BYTES + 7 * 1024 * 4
+
+
+def estimate(workload: Any, max_questions: int = 0) -> MemoryEstimate | None:
+    """Every question loaded, plus one user's memory at a time (the family keeps only the rows of the others)."""
+    from memarena.families.agent.generate import num_sessions
+
+    if getattr(workload, "name", "") == "longmemeval_file":
+        try:
+            file_bytes = workload.file().stat().st_size
+        except (InvalidConfigError, OSError):
+            return None
+        total = FILE_BYTES_FACTOR * file_bytes
+        return MemoryEstimate(
+            bytes=int(total),
+            keys=("workload.path", "workload.limit"),
+            detail=f"{FILE_BYTES_FACTOR} x the file's {file_bytes:.3g} B (its questions, one user's memory within)",
+        )
+    try:
+        sessions = num_sessions(str(workload.size) if not isinstance(workload.size, int) else workload.size)
+        questions = int(workload.questions)
+    except (AttributeError, TypeError, ValueError, InvalidConfigError):
+        return None
+    if max_questions:
+        questions = min(questions, max_questions)
+    total = questions * sessions * SESSION_BYTES + sessions * MEMORY_BYTES_PER_SESSION
+    return MemoryEstimate(
+        bytes=int(total),
+        keys=("workload.questions", "workload.size"),
+        detail=f"{questions} questions x {sessions} sessions x {SESSION_BYTES} B"
+        f" + one memory of {sessions} sessions x {MEMORY_BYTES_PER_SESSION} B",
+    )
 
 
 def _metric_columns(levels: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -31,7 +31,6 @@ turn-to-session level, whose cut-off grows until it holds k distinct sessions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -147,10 +146,11 @@ def dcg(relevances: Sequence[float], k: int) -> float:
     The first *and* second positions are undiscounted: position ``p``
     (1-based, ``p >= 2``) is divided by ``log2(p)``, not ``log2(p + 1)``.
     """
-    head = [float(r) for r in relevances[:k]]
-    if not head:
+    head = np.asarray(relevances, dtype=np.float64)[:k]
+    if not head.size:
         return 0.0
-    return head[0] + sum(r / math.log2(p) for p, r in enumerate(head[1:], start=2))
+    # numpy's sum (pairwise) and log2, as upstream: a Python sum differs in the last bit beyond ~8 terms
+    return float(head[0] + np.sum(head[1:] / np.log2(np.arange(2, head.size + 1))))
 
 
 def ndcg(ranking: Sequence[int], correct: Iterable[str], corpus_ids: Sequence[str], k: int = 10) -> float:

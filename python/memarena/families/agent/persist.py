@@ -419,6 +419,11 @@ class DurableMemory:
     def __len__(self) -> int:
         return len(self.memory)
 
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last acknowledged call: the adds and searches since the memory was empty."""
+        return self._seq
+
     # -- snapshots ---------------------------------------------------------------
 
     def checkpoint(self) -> None:
