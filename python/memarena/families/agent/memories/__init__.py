@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from memarena.api import AgentMemory
 from memarena.families.agent.memories.flat_rag import FlatRAG
+from memarena.families.agent.memories.mem0 import Mem0
+from memarena.families.agent.memories.memgpt import MemGPT
+from memarena.families.agent.memories.scm import SCM
 
-__all__ = ["AGENT_MEMORIES", "FlatRAG"]
+__all__ = ["AGENT_MEMORIES", "SCM", "FlatRAG", "Mem0", "MemGPT"]
 
 #: The agent memories this family registers, in sweep order.
-AGENT_MEMORIES: tuple[type[AgentMemory], ...] = (FlatRAG,)
+AGENT_MEMORIES: tuple[type[AgentMemory], ...] = (FlatRAG, SCM, MemGPT, Mem0)
