@@ -1,4 +1,4 @@
-"""The LLM interface: rules, the OpenAI-compatible client against a fake server on 127.0.0.1, errors naming step and URL."""
+"""The LLM interface: rules; the OpenAI-compatible client on a fake 127.0.0.1 server; errors name step and URL."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ from memarena.families.agent.llm import (
 
 
 def completion(content: str) -> dict[str, Any]:
-    return {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+    }
 
 
 class FakeServer:
@@ -40,7 +44,7 @@ class FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append(
                     {"path": self.path, "json": json.loads(body), "auth": self.headers.get("Authorization")}
@@ -89,7 +93,10 @@ def server() -> Iterator[FakeServer]:
 
 
 def test_rule_summary_is_the_first_sentence_cut_to_whitespace_tokens() -> None:
-    assert first_sentence_summary("I moved to Lisbon last month. The tram is great!", 24) == "I moved to Lisbon last month."
+    assert (
+        first_sentence_summary("I moved to Lisbon last month. The tram is great!", 24)
+        == "I moved to Lisbon last month."
+    )
     assert first_sentence_summary("  one two three four five", 3) == "one two three"
     assert first_sentence_summary("", 5) == ""
     assert whitespace_tokens(" a  b\tc\n") == 3
@@ -166,7 +173,9 @@ def test_5xx_is_retried_4xx_is_not(server: FakeServer) -> None:
     server.reply_raw(b"busy", status=503)
     server.reply_raw(b"busy", status=503)
     server.reply_raw(b"busy", status=503)
-    with pytest.raises(LLMError, match=rf"LLM step 'decide': POST {server.base_url}/chat/completions failed after 3 tries: HTTP 503"):
+    with pytest.raises(
+        LLMError, match=rf"LLM step 'decide': POST {server.base_url}/chat/completions failed after 3 tries: HTTP 503"
+    ):
         client.complete([], "decide")
     server.reply_raw(b'{"error": "bad key"}', status=401)
     with pytest.raises(LLMError, match=r"'decide'.*failed: HTTP 401.*bad key"):
@@ -177,7 +186,9 @@ def test_5xx_is_retried_4xx_is_not(server: FakeServer) -> None:
 def test_errors_name_the_step_and_the_url(server: FakeServer) -> None:
     client = ChatClient(LLMConfig.from_mapping(server.llm(max_retries=0)))
     server.reply_raw(b"<html>not json</html>")
-    with pytest.raises(LLMError, match=rf"'summarize': POST {server.base_url}/chat/completions: the response is not JSON"):
+    with pytest.raises(
+        LLMError, match=rf"'summarize': POST {server.base_url}/chat/completions: the response is not JSON"
+    ):
         client.complete([], "summarize")
     server.reply({"choices": []})
     with pytest.raises(LLMError, match=r"'summarize'.*no choices\[0\].message.content"):
@@ -185,8 +196,14 @@ def test_errors_name_the_step_and_the_url(server: FakeServer) -> None:
     server.reply("not json at all")
     with pytest.raises(LLMError, match=r"'extract_facts'.*the completion is not JSON"):
         client.complete_json([], "extract_facts")
-    down = ChatClient(LLMConfig.from_mapping({"base_url": "http://127.0.0.1:9/v1", "max_retries": 1, "retry_backoff_s": 0.0, "timeout_s": 2.0}))
-    with pytest.raises(LLMError, match=r"LLM step 'should_recall': POST http://127.0.0.1:9/v1/chat/completions failed after 2 tries"):
+    down = ChatClient(
+        LLMConfig.from_mapping(
+            {"base_url": "http://127.0.0.1:9/v1", "max_retries": 1, "retry_backoff_s": 0.0, "timeout_s": 2.0}
+        )
+    )
+    with pytest.raises(
+        LLMError, match=r"LLM step 'should_recall': POST http://127.0.0.1:9/v1/chat/completions failed after 2 tries"
+    ):
         down.complete([], "should_recall")
 
 
@@ -200,10 +217,16 @@ def test_llm_deciders_parse_each_step(server: FakeServer) -> None:
     server.reply(json.dumps({"facts": ["Lives in Porto", " "]}))
     assert llm.extract_facts("I live in Porto.") == ["Lives in Porto"]
     memories = [("0", "Lives in Lisbon"), ("1", "Has a cat")]
-    server.reply(json.dumps({"memory": [
-        {"id": "1", "text": "Has a cat", "event": "NONE"},
-        {"id": "0", "text": "Lives in Porto", "event": "UPDATE", "old_memory": "Lives in Lisbon"},
-    ]}))
+    server.reply(
+        json.dumps(
+            {
+                "memory": [
+                    {"id": "1", "text": "Has a cat", "event": "NONE"},
+                    {"id": "0", "text": "Lives in Porto", "event": "UPDATE", "old_memory": "Lives in Lisbon"},
+                ]
+            }
+        )
+    )
     assert llm.decide(memories, "Lives in Porto") == Decision("UPDATE", "0", "Lives in Porto", "Lives in Lisbon")
     prompt = server.requests[-1]["json"]["messages"][0]["content"]
     assert '"id": "0", "text": "Lives in Lisbon"' in prompt and "New fact: Lives in Porto" in prompt

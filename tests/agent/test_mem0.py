@@ -42,9 +42,27 @@ def test_four_facts_give_add_none_update_delete() -> None:
     assert len(mem) == 0 and mem.items() == [] and mem.search("Where do I live?", 5) == []
     assert mem.history == [
         {"memory_id": 0, "event": "ADD", "old_memory": None, "new_memory": "I live in Lisbon.", "timestamp_s": 0.0},
-        {"memory_id": 0, "event": "NONE", "old_memory": "I live in Lisbon.", "new_memory": "I live in Lisbon.", "timestamp_s": DAY},
-        {"memory_id": 0, "event": "UPDATE", "old_memory": "I live in Lisbon.", "new_memory": "I live in Porto.", "timestamp_s": 2 * DAY},
-        {"memory_id": 0, "event": "DELETE", "old_memory": "I live in Porto.", "new_memory": None, "timestamp_s": 3 * DAY},
+        {
+            "memory_id": 0,
+            "event": "NONE",
+            "old_memory": "I live in Lisbon.",
+            "new_memory": "I live in Lisbon.",
+            "timestamp_s": DAY,
+        },
+        {
+            "memory_id": 0,
+            "event": "UPDATE",
+            "old_memory": "I live in Lisbon.",
+            "new_memory": "I live in Porto.",
+            "timestamp_s": 2 * DAY,
+        },
+        {
+            "memory_id": 0,
+            "event": "DELETE",
+            "old_memory": "I live in Porto.",
+            "new_memory": None,
+            "timestamp_s": 3 * DAY,
+        },
     ]
     # the cost counts the history: 3+17, 4+17+17, 6+17+16, 6+16 text bytes and 16 bytes an entry
     breakdown = mem.memory_breakdown()
@@ -55,12 +73,15 @@ def test_four_facts_give_add_none_update_delete() -> None:
 
 def test_add_many_reads_user_turns_and_keeps_other_facts() -> None:
     mem = bind(Mem0())
-    mem.add_many([said("Hi! I live in Lisbon. My dog is called Rex.", 0), MemoryItem("I love Lisbon too.", role="assistant")])
+    mem.add_many(
+        [said("Hi! I live in Lisbon. My dog is called Rex.", 0), MemoryItem("I love Lisbon too.", role="assistant")]
+    )
     mem.add_many([said("Guess what? I live in Porto now.", 1)])
     assert [m.text for m in mem.items()] == ["I live in Porto now.", "My dog is called Rex."]
     assert [h["event"] for h in mem.history] == ["ADD", "ADD", "UPDATE"]
     text = sum(len(m.text.encode()) for m in mem.items()) + sum(
-        len(h["event"]) + len((h["old_memory"] or "").encode()) + len((h["new_memory"] or "").encode()) for h in mem.history
+        len(h["event"]) + len((h["old_memory"] or "").encode()) + len((h["new_memory"] or "").encode())
+        for h in mem.history
     )
     live = 2 * 128 * 4
     assert mem.memory_breakdown() == {
@@ -89,9 +110,15 @@ def test_llm_extraction_and_decision_against_a_fake_server() -> None:
         server.reply(json.dumps({"memory": [{"id": "0", "text": "Lives in Lisbon", "event": "ADD"}]}))
         mem.add(said("I live in Lisbon.", 0))
         server.reply(json.dumps({"facts": ["Moved to Porto"]}))
-        server.reply(json.dumps({"memory": [
-            {"id": "0", "text": "Lives in Porto", "event": "UPDATE", "old_memory": "Lives in Lisbon"},
-        ]}))
+        server.reply(
+            json.dumps(
+                {
+                    "memory": [
+                        {"id": "0", "text": "Lives in Porto", "event": "UPDATE", "old_memory": "Lives in Lisbon"},
+                    ]
+                }
+            )
+        )
         mem.add(said("I just moved to Porto.", 1))
         assert [m.text for m in mem.items()] == ["Lives in Porto"]
         assert [(h["event"], h["old_memory"], h["new_memory"]) for h in mem.history] == [
@@ -105,7 +132,9 @@ def test_llm_extraction_and_decision_against_a_fake_server() -> None:
         assert '[{"id": "0", "text": "Lives in Lisbon"}]' in update and "New fact: Moved to Porto" in update
         server.reply(json.dumps({"facts": ["Has a cat"]}))
         server.reply("this is not json")
-        with pytest.raises(Exception, match=rf"LLM step 'decide': POST {server.base_url}/chat/completions: the completion is not JSON"):
+        with pytest.raises(
+            Exception, match=rf"LLM step 'decide': POST {server.base_url}/chat/completions: the completion is not JSON"
+        ):
             mem.add(said("I have a cat.", 2))
     finally:
         server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def test_search_core_then_archival_then_recall() -> None:
     assert [h.item.text for h in hits[:4]] == ["I read chess books.", "I like tea.", "I own cats.", "I play chess."]
     assert [m.text for m in mem.archival] == ["I play chess."]  # the fourth hit came from archival storage
     assert hits[0].score == pytest.approx(2 + (1 + 1 / np.sqrt(2)) / 2) and hits[3].score == pytest.approx(2.0)
-    assert len(hits) == len(mem) and all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    assert len(hits) == len(mem) and all(a.score >= b.score for a, b in itertools.pairwise(hits))
     recall = [h.item for h in hits[4:]]
     assert {m.text for m in recall} == {t for _, _, t in SCRIPT} and "chess" in recall[0].text.lower()
     assert mem.search("chess", 2) == hits[:2] and mem.search("chess", 0) == []

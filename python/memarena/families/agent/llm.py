@@ -53,8 +53,8 @@ from memarena.families.agent.facts import extract_facts
 __all__ = [
     "EVENTS",
     "ChatClient",
-    "Decision",
     "Deciders",
+    "Decision",
     "LLMConfig",
     "LLMDeciders",
     "LLMError",
@@ -206,7 +206,9 @@ class ChatClient:
         try:
             return json.loads(content)
         except ValueError:
-            raise LLMError(f"LLM step {step!r}: POST {self.url}: the completion is not JSON: {content[:200]!r}") from None
+            raise LLMError(
+                f"LLM step {step!r}: POST {self.url}: the completion is not JSON: {content[:200]!r}"
+            ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -395,7 +397,9 @@ class LLMDeciders:
         data = self.client.complete_json(self._user(FACTS_PROMPT.format(text=text)), "extract_facts")
         facts = data.get("facts") if isinstance(data, dict) else None
         if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
-            raise LLMError(f"LLM step 'extract_facts': POST {self.client.url}: expected {{\"facts\": [str]}}, got {data!r}")
+            raise LLMError(
+                f"LLM step 'extract_facts': POST {self.client.url}: expected {{\"facts\": [str]}}, got {data!r}"
+            )
         return [f.strip() for f in facts if f.strip()]
 
     def decide(self, memories: Sequence[tuple[str, str]], fact: str) -> Decision:

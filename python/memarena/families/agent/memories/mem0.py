@@ -42,7 +42,7 @@ import numpy as np
 
 from memarena.api import AgentMemory, MemoryItem, ScoredItem, param
 from memarena.errors import InvariantError
-from memarena.families.agent.llm import Decision, Deciders, make_deciders
+from memarena.families.agent.llm import Deciders, Decision, make_deciders
 from memarena.families.agent.memories._vectors import TextVectors
 
 __all__ = ["HISTORY_ENTRY_BYTES", "Mem0"]
@@ -181,7 +181,9 @@ class Mem0(AgentMemory):
         return {
             "text_bytes": text,
             "vector_bytes": self._vectors.vector_bytes(),
-            "index_bytes": self._vectors.index_bytes() + 16 * len(self._memories) + HISTORY_ENTRY_BYTES * len(self._history),
+            "index_bytes": self._vectors.index_bytes()
+            + 16 * len(self._memories)
+            + HISTORY_ENTRY_BYTES * len(self._history),
         }
 
     def get_state(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ SCM's parts, as the released code (github wbbeyourself/SCM4LLMs,
   ``summary_tokens`` tokens).
 * **Flash memory:** the last ``flash_turns`` turns, always in context
   (upstream keeps the previous turn, ``self.history[-1]``, out of retrieval
-  and concatenates it directly: "上一轮的文本直接拼接进入对话，无需检索").
+  and concatenates it directly: a comment there says the previous turn is concatenated directly, no retrieval needed).
 * **Activation (the memory controller):** whether to recall at all.
   Upstream asks the LLM (``is_history_need``: an answer with ``(B)`` means
   no). Rule: the best similarity of the query to a stream item outside the
