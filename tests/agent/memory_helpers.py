@@ -1,12 +1,15 @@
-"""Helpers shared by the tests of the agent memories: a bound context, a small run through the family, isolation."""
+"""Helpers shared by the tests of the agent memories: bound contexts, a hand-checkable embedder, a small run
+through the family, save/load round trips, per-user isolation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from memarena.api import AgentMemory, Clock, MemoryContext, MemoryItem
+import numpy as np
+
+from memarena.api import AgentMemory, Clock, Embedder, MemoryContext, MemoryItem
 from memarena.families.agent.family import TimedEmbedder, evaluate_question, rows_of
 from memarena.families.agent.generate import generate
 from memarena.families.agent.retrievers import HashingEmbedder
@@ -67,3 +70,71 @@ def check_rows(rows: list[dict[str, Any]]) -> None:
         for key, value in row.items():
             if key.startswith(("session_", "turn_", "ku_")) and not isinstance(value, list):
                 assert 0.0 <= value <= 1.0, (row["question_type"], key, value)
+    assert any(k.startswith("session_recall_any_at_") for k in rows[-1])
+
+
+class KeywordEmbedder(Embedder):
+    """One axis per keyword found in the lower-cased text (substring), one more for none; rows unit-norm.
+
+    So cosines are hand-computable: a text with keywords {a, b} against one with {a} is 1/sqrt(2).
+    """
+
+    name: ClassVar[str] = "keyword_test"
+
+    def __init__(self, keywords: Sequence[str]) -> None:  # a test double, never registered
+        self.keywords = list(keywords)
+
+    @property
+    def dim(self) -> int:
+        return len(self.keywords) + 1
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for r, text in enumerate(texts):
+            low = text.lower()
+            hits = [i for i, kw in enumerate(self.keywords) if kw in low] or [len(self.keywords)]
+            out[r, hits] = 1.0 / np.sqrt(len(hits))
+        return out
+
+
+def bind(memory: AgentMemory, embedder: Embedder | None = None, user: str = "u", now_s: float = 0.0) -> AgentMemory:
+    memory.bind(MemoryContext(user=user, embedder=embedder or HashingEmbedder(dim=128), clock=Clock(now_s)))
+    return memory
+
+
+def sessions(n: int = 3) -> list[list[MemoryItem]]:
+    """The first ``n`` x 20 sessions of generated haystacks, as the family adds them."""
+    out = []
+    for inst in generate(size=20, questions=n, seed=6):
+        for p, (sid, session) in enumerate(zip(inst.haystack_session_ids, inst.haystack_sessions, strict=True)):
+            out.append(
+                [
+                    MemoryItem(t.content, session=p, turn=i, user="u", session_id=sid, role=t.role, timestamp_s=1e9 + p)
+                    for i, t in enumerate(session)
+                ]
+            )
+    return out
+
+
+QUERIES = ("Where do I live now?", "What pet do I have?", "How many plants have I bought?")
+
+
+def round_trip(make: Callable[[], AgentMemory], tmp_path: Path) -> tuple[AgentMemory, AgentMemory]:
+    """A filled memory and its save/load copy, checked equal in state, cost, items and searches."""
+    mem = bind(make())
+    for i, s in enumerate(sessions(2)):
+        mem.clock.advance_to(1e9 + 86400.0 * i)
+        mem.add_many(s)
+    mem.save(tmp_path / "m.mam")
+    back = AgentMemory.load(tmp_path / "m.mam", MemoryContext(user="u", embedder=HashingEmbedder(dim=128)))
+    assert type(back) is type(mem) and back.config == mem.config
+    assert back.memory_breakdown()["text_bytes"] == mem.memory_breakdown()["text_bytes"]
+    assert [m.to_json() for m in back.items()] == [m.to_json() for m in mem.items()]
+    for q in QUERIES:
+        a, b = mem.search(q, 40), back.search(q, 40)
+        assert [(h.item.to_json(), h.score) for h in a] == [(h.item.to_json(), h.score) for h in b]
+    extra = sessions(3)[-1]
+    mem.add_many(extra)
+    back.add_many(extra)
+    assert [m.to_json() for m in back.items()] == [m.to_json() for m in mem.items()]
+    return mem, back
