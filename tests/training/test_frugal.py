@@ -146,7 +146,9 @@ def test_svd_and_random_state_bytes_are_the_rank_times_the_fixed_side(
     got = opt.bytes_by_category()
     assert got["moments_bytes"] + got["projectors_bytes"] == sum(t.nbytes for t in held)
     real = {"std": "right" if m >= n else "left", "reverse_std": "left" if m >= n else "right"}.get(side, side)
-    r = frugal_rank((m, n), density, real)
+    r = frugal_rank((m, n), density, real, selection)
+    wanted = round({"right": n, "left": m, "full": min(m, n)}[real] * density)
+    assert r == (min(wanted, m, n) if selection == "svd" else wanted)  # a reduced SVD has min(m, n) vectors
     per_rank = {"right": (2 * m + n), "left": (m + 2 * n), "full": None}[real]
     if per_rank is not None:  # proportional to the rank round(dim * rho)
         assert got["moments_bytes"] + got["projectors_bytes"] == 4 * r * per_rank

@@ -77,11 +77,16 @@ SELECTIONS: tuple[str, ...] = ("svd", "random", "blocks")
 INACTIVE_RULES: tuple[str, ...] = ("sign_sgd", "sgd", "no")
 
 
-def frugal_rank(shape: tuple[int, ...], density: float, side: str) -> int:
-    """Rank of the state-full subspace: ``round(dim * density)``, ``dim`` the projected side's length."""
+def frugal_rank(shape: tuple[int, ...], density: float, side: str, selection: str = "random") -> int:
+    """Rank of the state-full subspace: ``round(dim * density)``, ``dim`` the projected side's length.
+
+    For ``svd`` it is at most ``min(m, n)``: upstream's ``Vh[:rank]`` of a
+    reduced SVD has no more rows (a wide matrix projected on the right).
+    """
     m, n = shape
     dim = {"right": n, "left": m, "full": min(m, n)}[side]
-    return round(dim * density)
+    r = round(dim * density)
+    return min(r, m, n) if selection == "svd" else r
 
 
 def _projector_shapes(shape: tuple[int, ...], r: int, side: str) -> list[tuple[int, int]]:
@@ -246,7 +251,7 @@ class FRUGAL(TrainingOptimizer):
             return
         side = projection_side(tuple(p.shape), c.proj_side)
         if refresh:
-            r = frugal_rank(tuple(p.shape), c.density, side)
+            r = frugal_rank(tuple(p.shape), c.density, side, c.selection)
             index = state.setdefault("index", next(i for i, q in enumerate(group["params"]) if q is p))
             _new_projector(grad, r, side, c.selection, c.seed * 1_000_003 + round_ * 10_007 + index, state)
             if c.reset_state:
@@ -267,7 +272,7 @@ class FRUGAL(TrainingOptimizer):
         if self.config.selection == "blocks":
             return out  # the active tensors' moments: shared_bytes, which knows which are active
         side = projection_side(shape, self.config.proj_side)
-        r = frugal_rank(shape, self.config.density, side)
+        r = frugal_rank(shape, self.config.density, side, self.config.selection)
         out["moments_bytes"] = 2 * numel(_low_shape(shape, r, side)) * itemsize
         out["projectors_bytes"] = sum(numel(s) for s in _projector_shapes(shape, r, side)) * itemsize
         return out
