@@ -6,7 +6,7 @@ import pytest
 import torch
 from galore_torch import GaLoreAdamW
 
-from memarena.families.training.optimizers import CATEGORIES, Adam8bit, AdamW, GaLore, GaLore8bit
+from memarena.families.training.optimizers import CATEGORIES, FRUGAL, Adam8bit, AdamW, GaLore, GaLore8bit
 from tests.training.helpers import batches, held_tensors, storage_bytes, tiny_model, train
 
 #: Which held tensors belong to which category, by the last key of their path in the state.
@@ -29,6 +29,9 @@ CASES = {
     "galore_full": lambda: GaLore(rank=8, proj_type="full"),
     "adam8bit": lambda: Adam8bit(block_size=256),
     "galore8bit": lambda: GaLore8bit(rank=8, block_size=64, min_8bit_size=256),
+    "frugal_svd": lambda: FRUGAL(selection="svd", density=0.25, update_gap=2),
+    "frugal_random": lambda: FRUGAL(selection="random", density=0.25, proj_side="full", update_gap=2),
+    "frugal_blocks": lambda: FRUGAL(selection="blocks", density=0.5, update_gap=2),
 }
 
 
@@ -49,7 +52,7 @@ def test_each_category_equals_the_storage_of_the_tensors_held(case: str) -> None
     for cat in CATEGORIES:
         assert reported[cat] == storage_bytes(by_cat[cat]), f"{case}: {cat}"
     assert sum(reported.values()) == storage_bytes([t for _, t in held]) > 0
-    if case.startswith("galore"):
+    if case.startswith("galore") or case in ("frugal_svd", "frugal_random"):
         assert reported["projectors_bytes"] > 0
     if "8bit" in case:
         assert reported["absmax_bytes"] > 0 and reported["quant_maps_bytes"] == 2 * 256 * 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bitsandbytes.functional as bnbF
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -102,3 +103,18 @@ def test_codes_match_bitsandbytes_cpu_kernel_but_at_near_ties() -> None:
         assert torch.all(
             (dequantize_blockwise(q1, a1, code, 256) - d0).abs() <= a0.repeat_interleave(256)[:10_000] * gap * 1.001
         )  # one code step
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_bucketed_nearest_code_equals_the_binary_search_on_every_bound_and_its_neighbours(signed: bool) -> None:
+    from memarena.families.training.optimizers.quant import nearest_code
+
+    code = torch.from_numpy(dynamic_map(signed))
+    bounds = (code[:-1] + code[1:]) / 2
+    up, down = torch.nextafter(bounds, torch.tensor(2.0)), torch.nextafter(bounds, torch.tensor(-2.0))
+    g = torch.Generator().manual_seed(0)
+    spread = torch.rand(20000, generator=g) * 2 - 1
+    tiny = (torch.randn(20000, generator=g) * 1e-5).clamp(-1, 1)
+    edges = torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-38, -1e-38, 1e-45])
+    x = torch.cat([bounds, up, down, code, spread, tiny, edges]).clamp(-1.0 if signed else 0.0, 1.0)
+    assert torch.equal(nearest_code(x, code), torch.searchsorted(bounds, x))

@@ -30,5 +30,5 @@ def test_registering_and_composing_the_optimizers_import_no_torch(tmp_path: Path
     )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert "optimizers: adam8bit,adamw,galore,galore8bit" in lines, res.stdout
+    assert "optimizers: adam8bit,adamw,frugal,galore,galore8bit" in lines, res.stdout
     assert "composed: 4 2048" in lines and "torch: False" in lines, res.stdout

@@ -1,7 +1,7 @@
 """Hardware backends: memory tiers and compute, with datasheet figures."""
 
 from memarena.backends.catalog import BUILTIN_BACKENDS, CpuDdr5Nvme, TierConfig, TieredBackend
-from memarena.backends.gpus import A100_40GB, A100_80GB, GPU_BACKENDS, H100_SXM, H200, L4
+from memarena.backends.gpus import A100_40GB, A100_80GB, GPU_BACKENDS, H100_SXM, H200, L4, RTX4090
 
 __all__ = [
     "A100_40GB",
@@ -11,6 +11,7 @@ __all__ = [
     "H100_SXM",
     "H200",
     "L4",
+    "RTX4090",
     "CpuDdr5Nvme",
     "TierConfig",
     "TieredBackend",

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from memarena.backends.catalog import TierConfig, TieredBackend
 
-__all__ = ["A100_40GB", "A100_80GB", "GPU_BACKENDS", "H100_SXM", "H200", "L4"]
+__all__ = ["A100_40GB", "A100_80GB", "GPU_BACKENDS", "H100_SXM", "H200", "L4", "RTX4090"]
 
 GB = 10**9
 GiB = 2**30
@@ -139,5 +139,25 @@ class L4(TieredBackend):
         )
 
 
+class RTX4090(TieredBackend):
+    """NVIDIA GeForce RTX 4090: 24 GB GDDR6X at 1,008 GB/s, 165 TFLOP/s dense BF16, PCIe Gen4 (GaLore's 24 GB card)."""
+
+    name: ClassVar[str] = "rtx4090"
+
+    @dataclass
+    class Config:
+        _target_: str = "memarena.backends.RTX4090"
+        tiers: list[TierConfig] = field(default_factory=lambda: _tiers(24 * GB, 1008 * GB, 32 * GB))
+        peak_flops: dict[str, float] = field(
+            default_factory=lambda: {"bf16": 165.2 * TFLOPS, "fp16": 165.2 * TFLOPS, "tf32": 82.6 * TFLOPS}
+        )
+        source: str = (
+            "NVIDIA Ada GPU Architecture whitepaper (v2.1, 2023, Appendix A, GeForce RTX 4090 column): 24 GB "
+            "GDDR6X, 1,008 GB/s, peak BF16/FP16 Tensor TFLOPS with FP32 accumulate 165.2 dense (330.4 with "
+            "sparsity), TF32 82.6 dense, PCIe Gen4 x16 64 GB/s (bidirectional: 32 GB/s per direction); host swap "
+            "256 GiB and latencies assumed"
+        )
+
+
 #: The accelerator backends, registered by :mod:`memarena.backends.plugin`.
-GPU_BACKENDS: tuple[type[TieredBackend], ...] = (A100_40GB, A100_80GB, H100_SXM, H200, L4)
+GPU_BACKENDS: tuple[type[TieredBackend], ...] = (A100_40GB, A100_80GB, H100_SXM, H200, L4, RTX4090)
