@@ -15,8 +15,9 @@ config value ``activation.alpha``).
 Here, with ``torch.autograd.graph.saved_tensors_hooks`` around each decoder
 layer's forward:
 
-* **pack**: a saved tensor that is a parameter (or a view of one) is kept
-  as it is (weights are not activations). A tensor with a token dimension
+* **pack**: a saved tensor that is a parameter (or a view of one) or the
+  layer's input is kept as it is (weights are not activations; the input
+  is kept anyway). A tensor with a token dimension
   (``[B, T, ...]``, ``[B, heads, T, ...]`` or ``[T, ...]``) has its first
   ``ceil(alpha * T)`` tokens copied to the host tier (on a CPU-only
   machine the host tier is a separate tensor store: a contiguous copy,
@@ -35,7 +36,10 @@ for all tokens and keeps the ``(1 - alpha)`` part (MEMO recomputes only the
 dropped tokens' activations, so its recompute FLOPs shrink with ``alpha``;
 the bytes held are the same); the swap is a synchronous copy (the overlap
 of the swap with compute is modelled in the family's rows, from the
-backend's host-link bandwidth); ``alpha`` is given, not solved for; MEMO's
+backend's host-link bandwidth); ``alpha`` is given, not solved for; the host copy is
+made per distinct saved view (a storage saved under two shapes, e.g. a
+linear layer's ``[B, T, d]`` input and its ``[B * T, d]`` flattening, is
+copied twice: MEMO swaps each tensor once); MEMO's
 bi-level MIP memory planning (fragmentation) is not modelled.
 """
 
@@ -88,17 +92,18 @@ class _Frame:
     def __init__(self, layer: Any, x: torch_t.Tensor, alpha: float, meter: Meter, skip: set[int]) -> None:
         self.layer, self.x, self.alpha, self.meter, self.skip = layer, x.detach(), alpha, meter, skip
         self.x_requires_grad = x.requires_grad
-        self.hosted: dict[tuple[Any, ...], tuple[weakref.ref[torch_t.Tensor], torch_t.Tensor]] = {}
+        self.hosted: dict[tuple[Any, ...], tuple[weakref.ref[Any], torch_t.Tensor]] = {}
         self.batch, self.tokens = int(x.shape[0]), int(x.shape[1])
         self.count = 0
         self.recomputed: list[torch_t.Tensor] | None = None
+        self.input_ptr = self.x.untyped_storage().data_ptr()
         meter.note(self.x)  # the layer input, kept on the device
 
     def pack(self, t: torch_t.Tensor) -> Any:
         idx = self.count
         self.count += 1
-        if t.untyped_storage().data_ptr() in self.skip:
-            return ("keep", idx, t)
+        if t.untyped_storage().data_ptr() in self.skip or t.untyped_storage().data_ptr() == self.input_ptr:
+            return ("keep", idx, t)  # a weight, or the layer's input (kept on the device already)
         d = token_dim(tuple(t.shape), self.batch, self.tokens)
         if d is None:
             self.meter.note(t)
@@ -108,13 +113,15 @@ class _Frame:
         if n:
             # one host copy per distinct view (two ops saving the same tensor share it)
             view = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, d)
+            # the same data while that storage is alive (not a later tensor at a reused address)
+            storage = t.untyped_storage()
             seen = self.hosted.get(view)
-            if seen is not None and seen[0]() is not None:  # the same tensor, still alive (not a reused address)
+            if seen is not None and seen[0]() is storage:
                 host = seen[1]
             else:
                 tv, dv = _tokens_view(t.detach(), d, self.batch, self.tokens)
                 host = tv.narrow(dv, 0, n).to("cpu", copy=True).contiguous()
-                self.hosted[view] = (weakref.ref(t), host)
+                self.hosted[view] = (weakref.ref(storage), host)
                 self.meter.note(host, tier="host")
         return ("memo", idx, host, d)
 
