@@ -79,7 +79,7 @@ def test_same_logits_and_gradients_as_plain_autograd(policy: Any) -> None:
     loss, _ = loss_with(m, policy)
     loss.backward()
     for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
-        assert p.grad is not None and torch.equal(p.grad, q.grad), name
+        assert p.grad is not None and q.grad is not None and torch.equal(p.grad, q.grad), name
 
 
 def test_none_counts_every_saved_storage_once() -> None:

@@ -159,7 +159,7 @@ class Meter:
     def begin_backward(self, fixed: dict[str, int]) -> None:
         """The forward is done: the trace's first point. ``fixed``: parameters and device optimizer state."""
         self._fixed = dict(fixed)
-        self._released: set[str] = set()
+        self._released = set()
         self._t = time.perf_counter()
         self.trace.add("forward_end", **self._fixed, gradients_bytes=0, activations_bytes=self.activation_bytes)
 

@@ -40,12 +40,12 @@ bytes per method. Needs torch (``pip install 'memarena[torch]'``).
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import statistics
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import BackendRequirements, Family, PlotSpec, param
@@ -210,7 +210,6 @@ class TrainingFamily(Family):
         return ByteLlama(cfg).train()
 
     def _train(self, run: Run, optimizer: Any, activation: Any, backend: Any) -> dict[str, Any]:
-        import torch
         from torch.nn import functional as F
 
         from memarena.families.training.accounting import Meter
@@ -237,9 +236,10 @@ class TrainingFamily(Family):
         for p in params:  # after them: a per-layer update has freed it
             p.register_post_accumulate_grad_hook(meter.grad_after)
         peak_lr = [g["lr"] for g in opt.param_groups]
-        schedule = SimpleNamespace(
+        # lr_at's arguments (memarena.models.train's command line); lr=1 gives the multiplier of each group's peak
+        schedule = argparse.Namespace(
             lr=1.0, warmup=self.warmup_steps, steps=self.steps, min_lr_ratio=self.min_lr_ratio
-        )  # lr_at's keys; lr=1 gives the multiplier of each group's peak
+        )
         params_bytes = _storage_bytes(params)
         region_params = self._region_params(model)
         device_cap = backend.tier(self.device_tier).capacity_bytes

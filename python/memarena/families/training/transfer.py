@@ -69,14 +69,20 @@ def swap_chunks(
     backward starts) overlaps the backward of the region the backward runs
     just before it.
     """
-    out = [(per_region.get(r, 0), fwd_s.get(order[i + 1], 0.0) if i + 1 < len(order) else 0.0) for i, r in enumerate(order)]
+    out = [
+        (per_region.get(r, 0), fwd_s.get(order[i + 1], 0.0) if i + 1 < len(order) else 0.0) for i, r in enumerate(order)
+    ]
     back = list(reversed(order))
     back_in = [(per_region.get(r, 0), bwd_s.get(back[i - 1], 0.0) if i > 0 else 0.0) for i, r in enumerate(back)]
     return out + back_in
 
 
-def offload_chunks(order: Sequence[str], per_region: dict[str, int], bwd_s: dict[str, float]) -> list[tuple[int, float]]:
+def offload_chunks(
+    order: Sequence[str], per_region: dict[str, int], bwd_s: dict[str, float]
+) -> list[tuple[int, float]]:
     """Optimizer-offload chunks: a region's gradients (and its updated parameters) after its backward ends,
     overlapping the backward of the region the backward runs next."""
     back = list(reversed(order))
-    return [(per_region.get(r, 0), bwd_s.get(back[i + 1], 0.0) if i + 1 < len(back) else 0.0) for i, r in enumerate(back)]
+    return [
+        (per_region.get(r, 0), bwd_s.get(back[i + 1], 0.0) if i + 1 < len(back) else 0.0) for i, r in enumerate(back)
+    ]

@@ -44,9 +44,7 @@ class Checkpoint(TrainingActivation):
         key = (id(layer), tuple(x.shape))
         if key not in self._transient:  # once per layer and shape: the probe is one more forward of the layer
             skip = parameter_storages(layer)
-            self._transient[key] = saved_bytes_of(
-                lambda: layer(x.detach().requires_grad_(x.requires_grad), None), skip
-            )
+            self._transient[key] = saved_bytes_of(lambda: layer(x.detach().requires_grad_(x.requires_grad), None), skip)
         meter.note_transient(region, self._transient[key])
         out: torch_t.Tensor = torch.utils.checkpoint.checkpoint(layer, x, None, use_reentrant=False)
         return out
