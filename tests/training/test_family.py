@@ -3,6 +3,9 @@ seeding, errors naming their keys, and the run without torch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +133,29 @@ def test_without_torch_the_run_names_the_extra(tmp_path: Path) -> None:
     assert res.returncode == 2, res.stderr
     errors = [line for line in res.stderr.splitlines() if line.startswith("memarena: error:")]
     assert len(errors) == 1 and "pip install 'memarena[torch]'" in errors[0], res.stderr
+
+
+REGISTRY_SCRIPT = """
+import sys
+from memarena.config import compose
+from memarena.plugins import get_plugin_manager
+from memarena.registry import Registry
+
+reg = Registry.from_plugin_manager(get_plugin_manager())
+print("activations:", ",".join(reg.names("activation")))
+cfg = compose(["experiment=training", "optimizer=galore", "activation=memo", "activation.alpha=0.25"])
+print("composed:", cfg.family._target_.rsplit(".", 1)[1], cfg.optimizer.rank, cfg.activation.alpha, cfg.backend.tiers[1].name)
+print("torch:", "torch" in sys.modules)
+"""
+
+
+def test_registering_and_composing_import_no_torch(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "python"), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run(
+        [sys.executable, "-c", REGISTRY_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "activations: checkpoint,memo,none" in lines, res.stdout
+    assert "composed: TrainingFamily 128 0.25 host" in lines and "torch: False" in lines, res.stdout

@@ -8,9 +8,14 @@ the warmup-then-cosine learning rate from :mod:`memarena.models.train`'s
 with one ``optimizer`` (adamw, galore, adam8bit, galore8bit) and one
 ``activation`` policy (none, checkpoint, memo), seeded: from scratch
 (``family.init: scratch``) or from the fixture's weights (``fixture``).
-Training runs on the CPU; the device/host split and the host-link cost come
-from the selected hardware backend (``backend``, default ``a100_80gb``: its
-``hbm`` and ``host`` tiers).
+Training runs on the CPU: there the "device" and the "host" are one
+memory, so the tiers are an accounting, not a placement. What a policy
+keeps on the device, what it swaps (``memo``) and the optimizer state with
+``family.offload_optimizer`` (Deep Optimizer States: the state lives on the
+host and the update runs there, here on the CPU that holds it) are
+attributed to the backend's tiers (``backend``, default ``a100_80gb``: its
+``hbm`` and ``host`` tiers), and the host-link cost comes from the
+backend's host tier.
 
 One row per run, labelled ``optimizer``, ``activation``, ``offload_optimizer``:
 
