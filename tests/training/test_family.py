@@ -144,7 +144,8 @@ from memarena.registry import Registry
 reg = Registry.from_plugin_manager(get_plugin_manager())
 print("activations:", ",".join(reg.names("activation")))
 cfg = compose(["experiment=training", "optimizer=galore", "activation=memo", "activation.alpha=0.25"])
-print("composed:", cfg.family._target_.rsplit(".", 1)[1], cfg.optimizer.rank, cfg.activation.alpha, cfg.backend.tiers[1].name)
+family = cfg.family._target_.rsplit(".", 1)[1]
+print("composed:", family, cfg.optimizer.rank, cfg.activation.alpha, cfg.backend.tiers[1].name)
 print("torch:", "torch" in sys.modules)
 """
 
