@@ -148,3 +148,24 @@ def test_the_meter_counts_storages_not_saves_and_skips_parameters() -> None:
         y = (a * a).sum() + (a @ w).sum()  # mul saves a twice, mm saves a and w
     assert meter.activation_bytes == 5 * 3 * 4
     y.backward()
+
+
+def test_the_step_trace_is_hand_computed() -> None:
+    a = torch.randn(4, requires_grad=True)  # 16 B
+    meter = Meter(set())
+    a.register_post_accumulate_grad_hook(meter.grad_ready)
+    with meter.hooks():
+        meter.mark_input("r0", a)
+        with meter.enter("r0"):
+            h = a * a  # saves a once: 16 B
+        meter.mark_input("r1", h)
+        with meter.enter("r1"):
+            out = (h * h).sum()  # saves h: 16 B
+    assert meter.device == {"r0": 16, "r1": 16}
+    meter.begin_backward({"parameters_bytes": 100})
+    out.backward()
+    meter.end_step()
+    totals = [(label, sum(live.values())) for label, live in meter.trace.points]
+    # r1 ends first (both activations still counted), then r0 (its 16 B only); a's gradient is live at the step
+    assert totals == [("forward_end", 132), ("backward_r1", 132), ("backward_r0", 116), ("optimizer_step", 116)]
+    assert meter.trace.peak() == ("forward_end", 132)
