@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "ActivationPolicy",
     "AgentMemory",
     "BackendRequirements",
     "Clock",
@@ -502,6 +503,17 @@ class Optimizer(MemoryMethod):
 
     sub_kind: ClassVar[str] = "optimizer"
     config_group: ClassVar[str] = "optimizer"
+
+
+class ActivationPolicy(MemoryMethod):
+    """What the ``training`` family keeps of each layer's activations for backward: all, a checkpoint, a host copy.
+
+    Selected with ``activation=<name>``; the family runs every decoder layer
+    through the policy (see :mod:`memarena.families.training.activations`).
+    """
+
+    sub_kind: ClassVar[str] = "activation_policy"
+    config_group: ClassVar[str] = "activation"
 
 
 # ---------------------------------------------------------------------------

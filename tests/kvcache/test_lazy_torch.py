@@ -2,7 +2,7 @@
 
 Every ``memarena`` command builds the registry, whatever its family, and
 the registry imports every ``kv_compression`` method's module: those read
-torch through :mod:`memarena.families.kvcache.lazy`, so the seconds torch
+torch through :mod:`memarena.lazy`, so the seconds torch
 takes to import are paid only by runs that use it. Checked in a fresh
 interpreter (this one has torch imported by the kvcache conftest).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from memarena.families.kvcache.lazy import LazyModule
+from memarena.lazy import LazyModule
 
 ROOT = Path(__file__).resolve().parents[2]
 

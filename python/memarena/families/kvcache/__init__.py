@@ -10,7 +10,7 @@
 The package imports without torch (its plugin registers the family, so
 ``memarena plugins`` and ``--help`` work on the base install); the names
 below load on first read, and import torch only when used (a layer built,
-a tensor made: :mod:`memarena.families.kvcache.lazy`).
+a tensor made: :mod:`memarena.lazy`).
 """
 
 from __future__ import annotations

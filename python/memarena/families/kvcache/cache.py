@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memarena.families.kvcache.lazy import F, torch
+from memarena.lazy import F, torch
 
 if TYPE_CHECKING:
     from memarena.models.bytellama import ByteLlamaConfig, Rope

@@ -3,7 +3,7 @@
 The family, its workload and the ``kv_compression`` methods register on
 the base install too: registering imports no torch (a second or more, paid
 by every ``memarena`` command whatever its family), since the methods'
-modules read torch through :mod:`memarena.families.kvcache.lazy`. So
+modules read torch through :mod:`memarena.lazy`. So
 ``kv_compression=kivi`` composes everywhere, and a run that needs torch
 where it is not installed (``experiment=kvcache``, or a serving run with a
 ``kv_compression``) stops with one error naming the extra,

@@ -1,8 +1,10 @@
 """The ``training`` family's hook implementations: registered like any plugin's.
 
-The ``optimizer`` components register on the base install: their modules
-import torch only inside functions, so ``optimizer=galore`` composes
-everywhere and torch is imported when an optimizer is built (``make``).
+The family, the ``optimizer`` and the ``activation`` components register on
+the base install: their modules import torch only inside functions (or
+through :mod:`memarena.lazy`), so ``optimizer=galore`` and
+``activation=memo`` compose everywhere, and a run where torch is not
+installed stops with one error naming ``pip install 'memarena[torch]'``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,19 @@ from memarena import hookimpl
 
 @hookimpl
 def memarena_register_methods() -> list[type[Any]]:
+    from memarena.families.training.activations import ACTIVATIONS
     from memarena.families.training.optimizers import OPTIMIZERS
 
-    return list(OPTIMIZERS)
+    return [*OPTIMIZERS, *ACTIVATIONS]
+
+
+@hookimpl
+def memarena_register_families() -> list[type[Any]]:
+    from memarena.families.training.family import TrainingFamily
+
+    return [TrainingFamily]
+
+
+@hookimpl
+def memarena_config_search_path() -> list[str]:
+    return ["pkg://memarena.families.training.conf"]

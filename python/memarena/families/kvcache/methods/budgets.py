@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memarena.families.kvcache.lazy import torch
+from memarena.lazy import torch
 
 __all__ = [
     "HEAD_BUDGETS",

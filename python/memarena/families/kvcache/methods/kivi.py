@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 from memarena.api import KVCompression, param
 from memarena.errors import InvalidConfigError
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
-from memarena.families.kvcache.lazy import torch
+from memarena.lazy import torch
 
 __all__ = ["Kivi", "KiviStore", "dequantize", "pack_codes", "quantize", "unpack_codes"]
 

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
-from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.kivi import KiviStore, check_kivi_shape, check_residual
 from memarena.families.kvcache.methods.think import think_channels
+from memarena.lazy import torch
 
 __all__ = ["KiviThink", "KiviThinkLayer"]
 

@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
-from memarena.families.kvcache.lazy import torch
+from memarena.lazy import torch
 
 
 def knorm_keep(keys: torch.Tensor, n_keep: int) -> torch.Tensor:

@@ -81,9 +81,9 @@ from typing import ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
-from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.selection import check_budget
+from memarena.lazy import torch
 
 __all__ = ["KVMerger", "KVMergerLayer", "gaussian_merge", "merging_sets"]
 

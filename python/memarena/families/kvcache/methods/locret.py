@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, storage_bytes
-from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.selection import check_budget
+from memarena.lazy import torch
 
 if TYPE_CHECKING:
     from memarena.families.kvcache.methods.locret_heads import RetainingHeads

@@ -9,8 +9,8 @@ from typing import ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
-from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.selection import SelectionLayer, check_budget
+from memarena.lazy import torch
 
 __all__ = ["Scissorhands", "ScissorhandsLayer"]
 

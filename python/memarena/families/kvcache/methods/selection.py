@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from memarena.errors import InvalidConfigError
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
-from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, layer_fractions
+from memarena.lazy import torch
 
 __all__ = ["SelectionLayer", "check_budget", "layer_fraction"]
 

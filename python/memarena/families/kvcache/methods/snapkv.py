@@ -9,9 +9,9 @@ from typing import ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
-from memarena.families.kvcache.lazy import F, torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, adaptive_head_budgets
 from memarena.families.kvcache.methods.selection import SelectionLayer, layer_fraction
+from memarena.lazy import F, torch
 
 __all__ = ["POOLINGS", "SnapKV", "SnapKVLayer"]
 

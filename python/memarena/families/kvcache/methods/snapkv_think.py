@@ -17,11 +17,11 @@ from typing import ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore
-from memarena.families.kvcache.lazy import torch
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS
 from memarena.families.kvcache.methods.selection import layer_fraction
 from memarena.families.kvcache.methods.snapkv import POOLINGS, SnapKVLayer
 from memarena.families.kvcache.methods.think import ThinkStore, prune_heads
+from memarena.lazy import torch
 
 __all__ = ["SnapKVThink", "SnapKVThinkLayer"]
 

@@ -37,7 +37,7 @@ from typing import ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
-from memarena.families.kvcache.lazy import torch
+from memarena.lazy import torch
 
 __all__ = ["Think", "ThinkLayer", "ThinkStore", "think_channels"]
 

@@ -1,0 +1,171 @@
+"""Activation policies: the same logits and gradients as plain autograd, and saved bytes that an independent walk
+of what is really held agrees with, byte for byte."""
+
+from __future__ import annotations
+
+import gc
+import math
+from typing import Any
+
+import pytest
+import torch
+import torch.utils.checkpoint
+
+from memarena.families.training.accounting import Meter
+from memarena.families.training.activations import Checkpoint, KeepAll, Memo
+from memarena.families.training.activations.base import forward, parameter_storages
+from memarena.families.training.activations.memo import token_dim
+from memarena.models import ByteLlama, ByteLlamaConfig
+
+#: Two layers; head_dim (16) equals the tokens (16) to exercise the token-dimension rule.
+CFG = ByteLlamaConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=64, max_seq_len=64)
+B, T = 2, 16
+
+
+def model() -> ByteLlama:
+    torch.manual_seed(0)
+    return ByteLlama(CFG)
+
+
+def tokens() -> torch.Tensor:
+    return torch.randint(0, 256, (B, T + 1), generator=torch.Generator().manual_seed(3))
+
+
+def loss_with(m: ByteLlama, policy: Any) -> tuple[torch.Tensor, Meter]:
+    meter = Meter(parameter_storages(m))
+    x = tokens()
+    with meter.hooks():
+        logits = forward(m, x[:, :-1], policy, meter)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1))
+    return loss, meter
+
+
+def graph_saved(root: Any, skip: set[int]) -> dict[tuple[Any, ...], torch.Tensor]:
+    """Every tensor the autograd graph under ``root`` holds as saved (reading ``_saved_*``), by distinct view."""
+    out: dict[tuple[Any, ...], torch.Tensor] = {}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for name in dir(node):
+            if not name.startswith("_saved_"):
+                continue
+            try:
+                v = getattr(node, name)
+            except RuntimeError:
+                continue
+            for t in v if isinstance(v, tuple | list) else [v]:
+                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in skip:
+                    key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+                    out[key] = t
+        stack += [f for f, _ in node.next_functions]
+    return out
+
+
+def storage_bytes(tensors: Any) -> int:
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+@pytest.mark.parametrize("policy", [KeepAll(), Checkpoint(), Memo(alpha=0.0), Memo(alpha=0.5), Memo(alpha=1.0)])
+def test_same_logits_and_gradients_as_plain_autograd(policy: Any) -> None:
+    ref = model()
+    x = tokens()
+    logits = ref(x[:, :-1])
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1)).backward()
+    m = model()
+    loss, _ = loss_with(m, policy)
+    loss.backward()
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None and torch.equal(p.grad, q.grad), name
+
+
+def test_none_counts_every_saved_storage_once() -> None:
+    m = model()
+    loss, meter = loss_with(m, KeepAll())
+    walked = graph_saved(loss.grad_fn, parameter_storages(m))
+    assert meter.activation_bytes == storage_bytes(walked.values()) > 0
+    assert meter.host_activation_bytes == 0 and meter.transient == {}
+
+
+def test_checkpoint_holds_the_layer_inputs_and_rematerialises_a_layer() -> None:
+    m = model()
+    _, plain = loss_with(m, KeepAll())
+    gc.collect()
+    loss, meter = loss_with(m, Checkpoint())
+    frames = [o for o in gc.get_objects() if type(o) is torch.utils.checkpoint._CheckpointFrame]
+    held = [t for f in frames for t in f.get_inputs() if isinstance(t, torch.Tensor)]
+    assert len(frames) == CFG.n_layers and len(held) == CFG.n_layers
+    layer_inputs = storage_bytes(held)
+    assert layer_inputs == CFG.n_layers * B * T * CFG.dim * 4
+    outside = sum(v for r, v in plain.device.items() if not r.startswith("layer"))
+    assert meter.activation_bytes == outside + layer_inputs
+    for i, layer in enumerate(m.model.layers):  # each layer's transient: what plain autograd saves in that layer
+        leaf = torch.randn(B, T, CFG.dim, requires_grad=True)
+        walked = graph_saved(layer(leaf, None).grad_fn, parameter_storages(m))
+        assert meter.transient[f"layer{i}"] == storage_bytes(walked.values()) > layer_inputs // CFG.n_layers
+    del loss
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
+def test_memo_swaps_a_token_prefix_of_each_saved_view_and_keeps_the_input(alpha: float) -> None:
+    m = model()
+    skip = parameter_storages(m)
+    # plain autograd's saved tensors of one layer, read from its graph (the layer's input made a leaf)
+    x = torch.randn(B, T, CFG.dim, requires_grad=True)
+    y = m.model.layers[0](x, None)
+    saved = graph_saved(y.grad_fn, skip | {x.untyped_storage().data_ptr()})
+    n = math.ceil(alpha * T)
+    expected_host = 0
+    for t in saved.values():
+        d = token_dim(tuple(t.shape), B, T)
+        assert d is not None, t.shape  # every activation this layer saves has a token dimension
+        expected_host += t.numel() // T * n * t.element_size()
+    meter = Meter(skip)
+    with meter.hooks(), meter.enter("layer0"):
+        out = Memo(alpha=alpha).run_layer(m.model.layers[0], x, meter, "layer0")
+    assert meter.host.get("layer0", 0) == expected_host
+    assert meter.device["layer0"] == x.untyped_storage().nbytes()  # the input only
+    out.sum().backward()
+    assert x.grad is not None
+
+
+def test_token_dimension_rule() -> None:
+    assert token_dim((2, 16, 32), 2, 16) == 1
+    assert token_dim((2, 4, 16, 8), 2, 16) == 2
+    assert token_dim((16, 8), 2, 16) == 0
+    assert token_dim((32, 64), 2, 16) == -1
+    assert token_dim((7, 3), 2, 16) is None
+
+
+def test_the_meter_counts_storages_not_saves_and_skips_parameters() -> None:
+    w = torch.nn.Parameter(torch.ones(3, 4))
+    a = torch.randn(5, 3, requires_grad=True)
+    meter = Meter({w.untyped_storage().data_ptr()})
+    with meter.hooks():
+        y = (a * a).sum() + (a @ w).sum()  # mul saves a twice, mm saves a and w
+    assert meter.activation_bytes == 5 * 3 * 4
+    y.backward()
+
+
+def test_the_step_trace_is_hand_computed() -> None:
+    a = torch.randn(4, requires_grad=True)  # 16 B
+    meter = Meter(set())
+    a.register_post_accumulate_grad_hook(meter.grad_ready)
+    with meter.hooks():
+        meter.mark_input("r0", a)
+        with meter.enter("r0"):
+            h = a * a  # saves a once: 16 B
+        meter.mark_input("r1", h)
+        with meter.enter("r1"):
+            out = (h * h).sum()  # saves h: 16 B
+    assert meter.device == {"r0": 16, "r1": 16}
+    meter.begin_backward({"parameters_bytes": 100})
+    out.backward()
+    meter.end_step()
+    totals = [(label, sum(live.values())) for label, live in meter.trace.points]
+    # r1 ends first (both activations still counted), then r0 (its 16 B only); a's gradient is live at the step
+    assert totals == [("forward_end", 132), ("backward_r1", 132), ("backward_r0", 116), ("optimizer_step", 116)]
+    assert meter.trace.peak() == ("forward_end", 132)
