@@ -16,7 +16,7 @@ is reported. Rows:
   whose index returned fewer than 10 ids for some queries prints and records
   ``short_results`` (result slots left at -1).
 * IVF: ``IndexIVFFlat`` (nlist 1024) against memarena ``ivf`` (nlist 1024),
-  nprobe 1..32.
+  nprobe 1..128.
 * HNSW: hnswlib and faiss ``IndexHNSWFlat`` (M 32, efConstruction 200)
   against memarena ``hnsw`` (m 32, ef_construction 200), ef 16..256; every
   system builds on ``--threads`` threads (memarena's ``threads`` build key).
@@ -180,7 +180,7 @@ def bench_lsh(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarra
         b,
         q,
         truth,
-        [{"n_probes": 0, "rerank": r} for r in (0, 20, 50, 100, 200, 500)],
+        [{"n_probes": 0, "rerank": r} for r in (0, 20, 50, 100, 200, 500, 1000)],
         a,
     )
     t0 = time.perf_counter()
@@ -234,6 +234,10 @@ def bench_flat(rows: list[Row], base: np.ndarray, q: np.ndarray, a: argparse.Nam
     ours(rows, "flat", "memarena flat", idx, b, q, truth, [{}], a)
 
 
+#: nprobe settings of both IVF indexes (64 and 128: the real sets reach recall 0.95 only there).
+IVF_NPROBES = (1, 2, 4, 8, 12, 16, 32, 64, 128)
+
+
 def bench_ivf(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarray, a: argparse.Namespace) -> None:
     print("IVF (nlist 1024)")
     d = base.shape[1]
@@ -242,7 +246,7 @@ def bench_ivf(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarra
     ivf.train(base)
     ivf.add(base)
     b = time.perf_counter() - t0
-    for p in (1, 2, 4, 8, 12, 16, 32):
+    for p in IVF_NPROBES:
         ivf.nprobe = p
         s, (_, ids) = timed(lambda: ivf.search(q, K), a.repeats)
         one = single_time(lambda x: ivf.search(x, K), q[: a.single], a.repeats) if a.single else None
@@ -252,7 +256,7 @@ def bench_ivf(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarra
     idx.train(base)
     idx.add(base)
     b = time.perf_counter() - t0
-    ours(rows, "ivf", "memarena ivf", idx, b, q, truth, [{"nprobe": p} for p in (1, 2, 4, 8, 12, 16, 32)], a)
+    ours(rows, "ivf", "memarena ivf", idx, b, q, truth, [{"nprobe": p} for p in IVF_NPROBES], a)
 
 
 def bench_hnsw(rows: list[Row], base: np.ndarray, q: np.ndarray, truth: np.ndarray, a: argparse.Namespace) -> None:
@@ -434,12 +438,14 @@ def goals(rows: list[Row], data: str) -> None:
         best(rows, "ivf", "faiss IndexIVFFlat", 0.95),
         1.0,
     )
-    line(
-        "HNSW >= 0.8x hnswlib QPS at recall >= 0.95",
-        best(rows, "hnsw", "memarena hnsw", 0.95),
-        best(rows, "hnsw", "hnswlib", 0.95),
-        0.8,
-    )
+    mine_hnsw, peer_hnsw = best(rows, "hnsw", "memarena hnsw", 0.95), best(rows, "hnsw", "hnswlib", 0.95)
+    line("HNSW >= 1.0x hnswlib QPS at recall >= 0.95 (issue 19)", mine_hnsw, peer_hnsw, 1.0)
+    if mine_hnsw and peer_hnsw:
+        ratio = peer_hnsw["build_s"] / mine_hnsw["build_s"]
+        print(
+            f"| HNSW build <= hnswlib's, same threads | memarena hnsw | | {mine_hnsw['build_s']:.1f} s | hnswlib | | "
+            f"{peer_hnsw['build_s']:.1f} s | {ratio:.2f} | {'yes' if ratio >= 1.0 else 'NO'} |"
+        )
     mine = max(
         (best(rows, "tenants", s, 0.95) for s in ("memarena curator", "memarena hnsw filtered")),
         key=lambda r: r["qps_batch"] if r else -1.0,
