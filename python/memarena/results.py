@@ -21,12 +21,21 @@ import platform
 import secrets
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECORD_FILE", "SCHEMA_VERSION", "RunRecord", "find_records", "host_info", "versions", "write_record"]
+__all__ = [
+    "RECORD_FILE",
+    "SCHEMA_VERSION",
+    "RunRecord",
+    "atomic_write",
+    "find_records",
+    "host_info",
+    "versions",
+    "write_record",
+]
 
 #: File name of a run record inside a run directory.
 RECORD_FILE = "memarena-record.json"
@@ -140,30 +149,39 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
-    """Write ``record`` atomically as ``run_dir/memarena-record.json``.
+def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> Path:
+    """Write ``chunks`` to ``path`` atomically: a reader sees the old file (or none) or the whole new one.
 
-    The JSON is serialised first (so a serialisation error writes nothing),
-    written to a temporary file in the same directory, fsynced, then renamed
-    over the final name. The file gets the permissions the umask allows
-    (like any file the user writes), not a temporary file's 0600.
+    The bytes go to a temporary file beside ``path`` (its directory is
+    created), are fsynced, then renamed over ``path``; on any error the
+    temporary file is removed and ``path`` is untouched. The file gets the
+    permissions the umask allows (like any file the user writes), not a
+    temporary file's 0600.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    text = record.to_json()
-    tmp = run_dir / f".memarena-record.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        final = run_dir / RECORD_FILE
         os.replace(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
+    """Write ``record`` atomically (:func:`atomic_write`) as ``run_dir/memarena-record.json``.
+
+    The JSON is serialised first, so a serialisation error writes nothing.
+    """
+    text = record.to_json()
+    return atomic_write(Path(run_dir) / RECORD_FILE, [text.encode("utf-8")])
 
 
 def find_records(root: str | os.PathLike[str]) -> Iterator[Path]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from memarena.api import AgentMemory, Clock, Embedder, MemoryContext, MemoryItem
+from memarena.api import AgentMemory, Clock, Embedder, MemoryContext, MemoryItem, ScoredItem
 from memarena.families.agent.family import TimedEmbedder, evaluate_question, rows_of
 from memarena.families.agent.generate import generate
 from memarena.families.agent.retrievers import HashingEmbedder
@@ -73,6 +73,27 @@ def check_rows(rows: list[dict[str, Any]]) -> None:
     assert any(k.startswith("session_recall_any_at_") for k in rows[-1])
 
 
+def isolated_hits(
+    make: Callable[[], AgentMemory], texts: Sequence[str], query: str = "Lisbon cello"
+) -> list[tuple[AgentMemory, list[ScoredItem]]]:
+    """Users ana and bo, each with a memory from ``make`` fed ``texts`` (one session a text), searched for ``query``.
+
+    Checks that every hit is an item of the memory's own user; returns ``(memory, hits)`` per user.
+    """
+    mems = {}
+    for user in ("ana", "bo"):
+        mem = bound(make(), user)
+        for s, t in enumerate(texts):
+            mem.add_many(turns(t, session=s, user=user))
+        mems[user] = mem
+    out = []
+    for user, mem in mems.items():
+        hits = mem.search(query, 100)
+        assert {h.item.user for h in hits} == {user}
+        out.append((mem, hits))
+    return out
+
+
 class KeywordEmbedder(Embedder):
     """One axis per keyword found in the lower-cased text (substring), one more for none; rows unit-norm.
 
@@ -102,10 +123,10 @@ def bind(memory: AgentMemory, embedder: Embedder | None = None, user: str = "u",
     return memory
 
 
-def sessions(n: int = 3) -> list[list[MemoryItem]]:
-    """The first ``n`` x 20 sessions of generated haystacks, as the family adds them."""
+def sessions(n: int = 3, size: int = 20, seed: int = 6) -> list[list[MemoryItem]]:
+    """The ``n`` x ``size`` sessions of generated haystacks (``n`` questions), as the family adds them."""
     out = []
-    for inst in generate(size=20, questions=n, seed=6):
+    for inst in generate(size=size, questions=n, seed=seed):
         for p, (sid, session) in enumerate(zip(inst.haystack_session_ids, inst.haystack_sessions, strict=True)):
             out.append(
                 [

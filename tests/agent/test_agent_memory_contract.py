@@ -15,10 +15,11 @@ import pytest
 
 from memarena.api import AgentMemory, Clock, MemoryContext, MemoryItem, ScoredItem
 from memarena.errors import InvalidConfigError, MalformedInputError
-from memarena.families.agent.generate import generate
 from memarena.families.agent.memories.flat_rag import FlatRAG
 from memarena.families.agent.persist import DurableMemory, load_memory, save_memory
 from memarena.families.agent.retrievers import HashingEmbedder, TfidfEmbedder
+from tests.agent.memory_helpers import QUERIES
+from tests.agent.memory_helpers import sessions as haystack_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,20 +119,8 @@ def test_clock_never_goes_back_and_context_defaults() -> None:
 
 
 def sessions(n_questions: int = 2) -> list[list[MemoryItem]]:
-    """The sessions of generated haystacks, as the family adds them (one list per session)."""
-    out = []
-    for inst in generate(size=10, questions=n_questions, seed=5):
-        for p, (sid, session) in enumerate(zip(inst.haystack_session_ids, inst.haystack_sessions, strict=True)):
-            out.append(
-                [
-                    MemoryItem(t.content, session=p, turn=i, user="u", session_id=sid, role=t.role, timestamp_s=1e9 + p)
-                    for i, t in enumerate(session)
-                ]
-            )
-    return out
-
-
-QUERIES = ("Where do I live now?", "What pet do I have?", "How many plants have I bought?")
+    """The sessions of generated haystacks (10 per question), as the family adds them (one list per session)."""
+    return haystack_sessions(n_questions, size=10, seed=5)
 
 
 def snapshot(mem: AgentMemory | DurableMemory) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from memarena.api import AgentMemory, MemoryItem
 from memarena.errors import InvalidConfigError
 from memarena.families.agent.memories.memorybank import META_BYTES_PER_MEMORY, MemoryBank, retention
 from memarena.testing.conformance import AgentMemoryConformance
-from tests.agent.memory_helpers import DIM, bound, check_rows, family_rows, save_load, snapshot, turns
+from tests.agent.memory_helpers import DIM, bound, check_rows, family_rows, isolated_hits, save_load, snapshot, turns
 
 DAY = 86400.0
 
@@ -194,13 +194,6 @@ def test_through_the_family() -> None:
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.sampled_from(["I live in Lisbon", "my cat Tom", "tea", "I play cello"]), min_size=1, max_size=4))
 def test_a_users_memory_holds_only_that_user(texts: list[str]) -> None:
-    mems = {}
-    for user in ("ana", "bo"):
-        mem = bound(MemoryBank(forget=False), user)
-        for s, t in enumerate(texts):
-            mem.add_many(turns(t, session=s, user=user))
-        mems[user] = mem
-    for user, mem in mems.items():
-        hits = mem.search("Lisbon cello", 100)
-        assert len(hits) == len(texts) and {h.item.user for h in hits} == {user}
+    for _, hits in isolated_hits(lambda: MemoryBank(forget=False), texts):
+        assert len(hits) == len(texts)
         assert np.all(np.diff([h.score for h in hits]) <= 1e-6)

@@ -14,7 +14,7 @@ from memarena.api import AgentMemory, MemoryItem
 from memarena.errors import InvalidConfigError
 from memarena.families.agent.memories.tim import ThoughtMemory, extract_thoughts
 from memarena.testing.conformance import DEFAULT_ITEMS, AgentMemoryConformance
-from tests.agent.memory_helpers import DIM, bound, check_rows, family_rows, save_load, snapshot, turns
+from tests.agent.memory_helpers import DIM, bound, check_rows, family_rows, isolated_hits, save_load, snapshot, turns
 
 
 def tim(**params: object) -> ThoughtMemory:
@@ -152,15 +152,8 @@ def test_through_the_family() -> None:
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.sampled_from(["I live in Lisbon", "my cat is Tom", "tea", "I play cello"]), min_size=1, max_size=4))
 def test_a_users_memory_holds_only_that_user(texts: list[str]) -> None:
-    mems = {}
-    for user in ("ana", "bo"):
-        mem = bound(ThoughtMemory(n_probes=0), user)
-        for s, t in enumerate(texts):
-            mem.add_many(turns(t, session=s, user=user))
-        mems[user] = mem
-    for user, mem in mems.items():
-        hits = mem.search("Lisbon cello", 100)
-        assert len(hits) == len(mem) and {h.item.user for h in hits} == {user}
+    for mem, hits in isolated_hits(lambda: ThoughtMemory(n_probes=0), texts):
+        assert len(hits) == len(mem)
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from memarena.errors import MalformedInputError
+from memarena.results import atomic_write
 
 __all__ = [
     "ABSTENTION_MARK",
@@ -304,21 +304,8 @@ def save(instances: Iterable[Instance], path: str | os.PathLike[str]) -> Path:
     ``path``, fsynced and renamed over it, so a reader sees either the old
     file or the whole new one.
     """
-    final = Path(path)
     text = dump(instances)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    return atomic_write(path, [text.encode("utf-8")])
 
 
 _DATE = re.compile(r"\s*(\d{4})/(\d{1,2})/(\d{1,2})(?:\s*\(\w+\))?(?:\s+(\d{1,2}):(\d{2}))?\s*")

@@ -37,7 +37,6 @@ import hashlib
 import importlib
 import json
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -48,6 +47,7 @@ import numpy as np
 
 from memarena.api import AgentMemory, Clock, MemoryContext, MemoryItem, ScoredItem
 from memarena.errors import InvalidConfigError, MalformedInputError
+from memarena.results import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
@@ -138,22 +138,6 @@ def _embedder_id(context: MemoryContext) -> dict[str, Any] | None:
     return {"name": getattr(inner, "name", type(inner).__name__), "config": fields}
 
 
-def _atomic_write(path: Path, chunks: Sequence[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_memory(memory: AgentMemory, path: str | os.PathLike[str], journal_seq: int = 0) -> Path:
     """Write ``memory``'s :meth:`~memarena.api.AgentMemory.get_state` to ``path`` (see the module docstring).
 
@@ -182,7 +166,7 @@ def save_memory(memory: AgentMemory, path: str | os.PathLike[str], journal_seq: 
     for chunk in (prefix, head, *blobs):
         digest.update(chunk)
     final = Path(path)
-    _atomic_write(final, [prefix, head, *blobs, digest.digest()])
+    atomic_write(final, [prefix, head, *blobs, digest.digest()])
     return final
 
 
@@ -430,7 +414,7 @@ class DurableMemory:
         """Save a snapshot holding every call so far, then empty the journal."""
         save_memory(self.memory, self.directory / self.SNAPSHOT, journal_seq=self._seq)
         self._file.close()
-        _atomic_write(self.directory / self.JOURNAL, [])
+        atomic_write(self.directory / self.JOURNAL, [])
         self._file = open(self.directory / self.JOURNAL, "ab")  # noqa: SIM115
 
     def close(self) -> None:

@@ -1,6 +1,10 @@
 """Embedded texts on a Rust index (flat or HNSW, inner product over the embedder's unit rows), by integer id.
 
-Shared by ``scm``, ``memgpt`` and ``mem0``: :meth:`add` embeds and indexes,
+:func:`new_index` builds the index an agent memory's ``index`` and
+``index_params`` keys name (every memory with a Rust index uses it), and
+:func:`restore_index` reads one back from a saved state.
+
+:class:`TextVectors` is shared by ``scm``, ``memgpt`` and ``mem0``: :meth:`add` embeds and indexes,
 :meth:`delete` drops ids (flat only deletes; ``mem0`` uses it for UPDATE and
 DELETE), :meth:`scores` gives the similarity of every live id to a query
 (an exhaustive search: the memories here rank everything they hold), and
@@ -10,7 +14,7 @@ heap beyond them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +22,40 @@ import numpy as np
 from memarena.api import Embedder
 from memarena.errors import InvalidConfigError
 
+#: The indexes a :class:`TextVectors` may hold.
 INDEXES: tuple[str, ...] = ("flat", "hnsw")
+#: Every index :func:`new_index` builds.
+ALL_INDEXES: tuple[str, ...] = ("flat", "hnsw", "simhash")
+
+
+def new_index(name: str, params: dict[str, Any], dim: int, key: str = "agent_memory.index_params") -> Any:
+    """A registered Rust index (``flat``, ``hnsw``, ``simhash``) for unit vectors (inner product).
+
+    A bad parameter raises ``InvalidConfigError`` naming ``key`` and the index.
+    """
+    from memarena.families.retrieval.indexes import HNSW, Flat, SimHash
+
+    cls = {"flat": Flat, "hnsw": HNSW, "simhash": SimHash}[name]
+    try:
+        return cls(dim=dim, metric="ip", **dict(params))
+    except (TypeError, ValueError, InvalidConfigError) as exc:
+        raise InvalidConfigError(f"config key {key!r} (index={cls.name}): {exc}") from exc
+
+
+def restore_index(raw: bytes | None, new: Callable[[int], Any]) -> Any:
+    """The index ``raw`` (an index's ``to_bytes``; ``None``: none was built) holds, searching as ``new(dim)`` would.
+
+    The saved bytes keep the vectors and build parameters; the search
+    defaults (``ef_search``, probes) come from the index ``new`` builds for
+    the memory's config.
+    """
+    from memarena.families.retrieval.index import Index
+
+    if raw is None:
+        return None
+    index = Index.from_bytes(raw)
+    index.search_defaults = new(int(index.dim or 0)).search_defaults
+    return index
 
 
 class TextVectors:
@@ -32,13 +69,7 @@ class TextVectors:
         self.live = 0
 
     def _new(self, dim: int) -> Any:
-        from memarena.families.retrieval.indexes import HNSW, Flat
-
-        cls = {"flat": Flat, "hnsw": HNSW}[self.kind]
-        try:
-            return cls(dim=dim, metric="ip", **self.params)
-        except (TypeError, ValueError, InvalidConfigError) as exc:
-            raise InvalidConfigError(f"config key '{self.key}' (index={cls.name}): {exc}") from exc
+        return new_index(self.kind, self.params, dim, self.key)
 
     def add(self, embedder: Embedder, texts: Sequence[str], ids: Sequence[int]) -> None:
         if not texts:
@@ -72,11 +103,5 @@ class TextVectors:
         return {"index": None if self.index is None else self.index.to_bytes(), "live": self.live}
 
     def from_state(self, state: dict[str, Any]) -> None:
-        from memarena.families.retrieval.index import Index
-
         self.live = int(state["live"])
-        self.index = None
-        if state["index"] is not None:
-            index = Index.from_bytes(state["index"])
-            index.search_defaults = self._new(int(index.dim or 0)).search_defaults
-            self.index = index
+        self.index = restore_index(state["index"], self._new)

@@ -60,7 +60,7 @@ import numpy as np
 
 from memarena.api import AgentMemory, MemoryItem, ScoredItem, param
 from memarena.errors import InvalidConfigError
-from memarena.families.agent.memories.memorybank import INDEXES, new_index
+from memarena.families.agent.memories._vectors import ALL_INDEXES, new_index, restore_index
 
 __all__ = ["NOTE_BUILDERS", "TAG_RULES", "AMem", "Note", "NoteBuilder", "NoteFields", "RuleNoteBuilder"]
 
@@ -242,7 +242,7 @@ class AMem(AgentMemory):
         #: Linked notes listed after each hit at most (0: up to k, as upstream).
         links_per_hit: int = param(0, ge=0)
         #: The registered index holding the content vectors.
-        index: str = param("flat", choices=INDEXES)
+        index: str = param("flat", choices=ALL_INDEXES)
         #: Build and search parameters of that index.
         index_params: dict[str, Any] = param(factory=dict)
 
@@ -411,15 +411,8 @@ class AMem(AgentMemory):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        from memarena.families.retrieval.index import Index
-
         self._notes, self._df, self._by_keyword = [], Counter(), {}
         for data in state["notes"]:
             self._register(Note.from_json(data))
-        self._index = None
-        if state["index"] is not None:
-            index = Index.from_bytes(state["index"])
-            index.search_defaults = new_index(
-                self.config.index, self.config.index_params, int(index.dim or 0)
-            ).search_defaults
-            self._index = index
+        c = self.config
+        self._index = restore_index(state["index"], lambda dim: new_index(c.index, c.index_params, dim))

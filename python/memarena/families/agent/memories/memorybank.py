@@ -63,10 +63,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memarena.api import AgentMemory, MemoryItem, ScoredItem, param
+from memarena.families.agent.memories._vectors import ALL_INDEXES, new_index, restore_index
 
 __all__ = ["MemoryBank", "retention"]
 
-INDEXES: tuple[str, ...] = ("flat", "hnsw", "simhash")
 #: Bytes of each memory's bookkeeping: its index id (int64), strength and last recall time (float64).
 META_BYTES_PER_MEMORY = 24
 _DAY_S = 86400.0
@@ -86,18 +86,6 @@ def retention(t_days: float, strength: float, formula: str = "paper") -> float:
     if formula == "upstream_code":
         return math.exp(-t_days / 5 * strength)  # the released code's precedence, on purpose
     raise ValueError(f"retention formula must be paper or upstream_code, got {formula!r}")
-
-
-def new_index(name: str, params: dict[str, Any], dim: int, key: str = "agent_memory.index_params") -> Any:
-    """A registered Rust index (``flat``, ``hnsw``, ``simhash``) for unit vectors (inner product)."""
-    from memarena.errors import InvalidConfigError
-    from memarena.families.retrieval.indexes import HNSW, Flat, SimHash
-
-    cls = {"flat": Flat, "hnsw": HNSW, "simhash": SimHash}[name]
-    try:
-        return cls(dim=dim, metric="ip", **dict(params))
-    except (TypeError, ValueError, InvalidConfigError) as exc:
-        raise InvalidConfigError(f"config key {key!r} (index={cls.name}): {exc}") from exc
 
 
 class MemoryBank(AgentMemory):
@@ -129,7 +117,7 @@ class MemoryBank(AgentMemory):
         #: Seed of the forgetting draws.
         seed: int = 0
         #: The registered index holding the vectors.
-        index: str = param("flat", choices=INDEXES)
+        index: str = param("flat", choices=ALL_INDEXES)
         #: Build and search parameters of that index.
         index_params: dict[str, Any] = param(factory=dict)
 
@@ -313,8 +301,6 @@ class MemoryBank(AgentMemory):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        from memarena.families.retrieval.index import Index
-
         self._items = [MemoryItem.from_json(m) for m in state["items"]]
         self._ids = [int(i) for i in state["ids"]]
         self._strength = [float(s) for s in state["strength"]]
@@ -324,10 +310,5 @@ class MemoryBank(AgentMemory):
         self._last_pass_s = None if state["last_pass_s"] is None else float(state["last_pass_s"])
         rng = state["rng"]
         self._rng.setstate((int(rng["version"]), tuple(int(x) for x in rng["internal"]), rng["gauss"]))
-        self._index = None
-        if state["index"] is not None:
-            index = Index.from_bytes(state["index"])
-            index.search_defaults = new_index(
-                self.config.index, self.config.index_params, int(index.dim or 0)
-            ).search_defaults
-            self._index = index
+        c = self.config
+        self._index = restore_index(state["index"], lambda dim: new_index(c.index, c.index_params, dim))

@@ -57,6 +57,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memarena.api import AgentMemory, MemoryItem, ScoredItem, param
+from memarena.families.agent.memories._vectors import restore_index
 
 __all__ = ["SINGLE_VALUED", "Thought", "ThoughtMemory", "extract_thoughts", "thought_key"]
 
@@ -358,8 +359,6 @@ class ThoughtMemory(AgentMemory):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        from memarena.families.retrieval.index import Index
-
         self._thoughts = {int(tid): Thought.from_json(t) for tid, t in state["thoughts"]}
         self._by_key = {}
         for tid, t in self._thoughts.items():
@@ -368,8 +367,4 @@ class ThoughtMemory(AgentMemory):
         self._next_id = int(state["next_id"])
         self._merged = int(state["merged"])
         self._forgotten = int(state["forgotten"])
-        self._index = None
-        if state["index"] is not None:
-            index = Index.from_bytes(state["index"])
-            index.search_defaults = self._new_index(int(index.dim or 0)).search_defaults
-            self._index = index
+        self._index = restore_index(state["index"], self._new_index)
