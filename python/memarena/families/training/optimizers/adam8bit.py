@@ -31,6 +31,7 @@ def _qmaps(opt: RuleOptimizer, device: torch.device) -> tuple[torch.Tensor, torc
     if "qmap_signed" not in opt.shared:
         opt.shared["qmap_signed"] = torch.from_numpy(dynamic_map(signed=True)).to(device)
         opt.shared["qmap_unsigned"] = torch.from_numpy(dynamic_map(signed=False)).to(device)
+        opt.shared["qmap_signed_zero"] = int(torch.nonzero(opt.shared["qmap_signed"] == 0)[0, 0])
     return opt.shared["qmap_signed"], opt.shared["qmap_unsigned"]
 
 
@@ -85,14 +86,16 @@ def adam8bit_step(
         v = dequantize_blockwise(state["exp_avg_sq"], state["exp_avg_sq_absmax"], qmap2, block_size)
         m.mul_(beta1).add_(g, alpha=1.0 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        denom = (v.sqrt() / correction2).add_(eps)
+        denom = v.sqrt().div_(correction2).add_(eps)
         if weight_decay > 0.0:
             pf.mul_(1.0 - lr * weight_decay)
         pf.addcdiv_(m, denom, value=-lr / correction1)
-        for key, value, code in (("exp_avg", m, qmap1), ("exp_avg_sq", v, qmap2)):
-            q, absmax = quantize_blockwise(value, code, block_size)
-            state[key].copy_(q)
-            state[key + "_absmax"].copy_(absmax)
+        q1 = quantize_blockwise(m, qmap1, block_size, out=(state["exp_avg"], state["exp_avg_absmax"]))[0]
+        # kOptimizerStatic8bit2StateBlockwise: "make sure state1 term has still the same sign after
+        # quantization": a negative m that rounds to the map's 0 takes the code below it instead
+        zero = opt.shared["qmap_signed_zero"]
+        q1.sub_(torch.signbit(m).logical_and_(q1 == zero).view(torch.uint8))
+        quantize_blockwise(v, qmap2, block_size, out=(state["exp_avg_sq"], state["exp_avg_sq_absmax"]))
     else:
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_(g, alpha=1.0 - beta1)
