@@ -16,14 +16,38 @@ power of ten applied to float32 values).
 blocks of ``block_size`` elements (the last may be short); each block's
 scale is its largest magnitude (``absmax``, float32), each element
 ``x / absmax`` is clamped to [-1, 1] and stored as the index of the nearest
-map value (a tie goes to the lower index). bitsandbytes' reference
-(``backends/default/ops.py``, the ``quantize_blockwise`` kernel for
-"default", and the CPU 8-bit optimizer update in ``backends/cpu/ops.py``)
-does exactly this: ``absmax = A_com.abs().max(dim=-1)``, ``scaled =
-clamp(A * (1 / absmax.clamp(min=1e-38)), -1, 1)`` (the short last block
-divided by its absmax instead) and ``torch.bucketize(scaled, bounds)``
-with ``bounds`` the midpoints of the sorted map. Dequantizing is
-``code[q] * absmax``.
+map value (a tie goes to the lower index). Dequantizing is ``code[q] * absmax``.
+
+**Which rounding: bitsandbytes' CUDA kernel's.** bitsandbytes rounds three ways:
+
+* CUDA (``csrc/kernels.cu``; the 8-bit optimizers' ``kOptimizerStatic8bit2StateBlockwise``
+  calls ``quantize_2D<SIGNED>(quadrants, smem_code, s / absmax)``): a
+  7-step binary search over the 256 sorted codes, then "if x > val:
+  midpoint = (upper + val) * 0.5; x > midpoint ? upper_pivot : pivot",
+  else the same against the lower neighbour: the nearest code, **every
+  index reachable**: a second moment below half the smallest non-zero code
+  (1.6e-7 x absmax) is stored as 0. Ties depend on the search path (measure
+  zero; here always the lower index).
+* The torch reference (``backends/default/ops.py`` ``quantize_blockwise``):
+  ``torch.bucketize(scaled, bounds)`` with ``bounds`` the midpoints: the
+  nearest code, as CUDA; memarena's codes equal it bit for bit.
+* The native CPU kernel of bitsandbytes >= 0.50 (``csrc/cpu_ops.cpp``
+  ``quantize_cpu_impl``, bitsandbytes PR #1968 "Improve CPU performance"):
+  ``lut[norm_to_lut_index(val * inv_absmax)]``, a 65,536-bin table over
+  [-1, 1] built from the bins' centres (``-1 + 2 i / 65535``). The bins are
+  3.05e-5 wide, wider than the map's 14 smallest gaps, so codes near 0 are
+  unreachable: 0 lands in the bin centred on +1.53e-5, whose nearest
+  unsigned code is index 7 (1.5625e-5). So on CPU no second moment is ever
+  stored below 1.5625e-5 x absmax, a floor no other backend has; it is a
+  side effect of the table's resolution (0.49's CPU kernel, ``std::lower_bound``
+  then the nearer neighbour, rounded to nearest), not a design choice.
+
+memarena follows CUDA, the kernel bitsandbytes' users train with (and its
+own reference). Consequence, as on CUDA: a weight whose ``v`` rounds to 0
+while ``m`` does not takes ``m / eps``-sized steps when its gradient is 0
+next (an embedding row of a byte absent from the batch); bitsandbytes'
+remedy is to keep embeddings' states in 32 bits (``StableEmbedding``,
+``GlobalOptimManager.override_config(..., "optim_bits", 32)``), not a floor.
 
 bitsandbytes' 8-bit optimizers used blocks of 2048 until v0.44, which
 changed them to 256 (bitsandbytes PR #1365); the block size is a parameter
@@ -39,10 +63,20 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["QMAP_LEN", "dequantize_blockwise", "dynamic_map", "n_blocks", "nearest_code", "quantize_blockwise"]
+__all__ = [
+    "QMAP_LEN",
+    "SIGNED_ZERO",
+    "dequantize_blockwise",
+    "dynamic_map",
+    "n_blocks",
+    "nearest_code",
+    "quantize_blockwise",
+]
 
 #: Values in an 8-bit map.
 QMAP_LEN = 256
+#: Index of 0 in the signed dynamic map (127 negative values sort below it).
+SIGNED_ZERO = 127
 
 
 def dynamic_map(signed: bool) -> np.ndarray:
@@ -63,7 +97,9 @@ def dynamic_map(signed: bool) -> np.ndarray:
             values += (-scaled).tolist()
     values += [0.0, 1.0]
     assert len(values) == QMAP_LEN, f"dynamic map has {len(values)} values, not {QMAP_LEN}"
-    return np.sort(np.asarray(values, dtype=np.float32))
+    out = np.sort(np.asarray(values, dtype=np.float32))
+    assert not signed or out[SIGNED_ZERO] == 0.0, "signed dynamic map: 0 is not at index SIGNED_ZERO"
+    return out
 
 
 def n_blocks(numel: int, block_size: int) -> int:
@@ -106,9 +142,7 @@ def quantize_blockwise(
         absmax = torch.amax(piece.abs(), dim=1)
         absmax_out[row : row + rows].copy_(absmax)
         scaled = (piece * absmax.clamp_(min=1e-38).reciprocal_().unsqueeze(1)).clamp_(-1.0, 1.0)
-        q_flat[row * block_size : row * block_size + rows * width].view(rows, width).copy_(
-            nearest_code(scaled, code)
-        )
+        q_flat[row * block_size : row * block_size + rows * width].view(rows, width).copy_(nearest_code(scaled, code))
         row += rows
     return q_out.view(x.shape), absmax_out
 
