@@ -28,7 +28,7 @@ def cuda_rounding(A: torch.Tensor, code: torch.Tensor, absmax_out: torch.Tensor,
     ``kOptimizerStatic8bit2StateBlockwise``'s sign rule for the signed map: a code whose sign differs from
     the value's moves one step towards it.
     """
-    keys = torch._C.DispatchKeySet("CompositeExplicitAutograd")
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)
     q, absmax = torch.ops.bitsandbytes.quantize_blockwise.default.redispatch(keys, A, code, bs)
     if code[0] < 0:
         q[(q == SIGNED_ZERO) & torch.signbit(A)] -= 1
@@ -107,6 +107,7 @@ def test_each_step_from_the_same_states_agrees_with_bitsandbytes_cpu_kernel_with
     for step, tokens in enumerate(batches(30)):
         loss_of(peer, tokens).backward()
         for a, b in zip(ours.parameters(), peer.parameters(), strict=True):
+            assert b.grad is not None
             a.data.copy_(b.data)
             a.grad = b.grad.clone()
             if step > 0 and peer_opt.state[b]["state1"].dtype == torch.uint8:
