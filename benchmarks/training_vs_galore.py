@@ -16,12 +16,18 @@ printed before and after. Rows:
   weight decay 0.1. After ``--steps`` steps: the largest absolute parameter
   difference (goal <= 1e-6).
 * **8-bit**: memarena ``Adam8bit(block_size=256)`` against bitsandbytes
-  ``AdamW8bit`` (blocks of 256 since bitsandbytes 0.44), lr 1e-3. Each side
-  trains on its own gradients; printed: the largest parameter difference
-  after ``--steps`` steps, and, feeding both optimizers the *same*
-  gradients for the same steps, the largest difference of the dequantized
-  moments in units of one code step times the block's absmax (<= 1 means
-  within bitsandbytes' own quantization error).
+  ``AdamW8bit`` (blocks of 256 since bitsandbytes 0.44), lr 1e-3, each side
+  on its own gradients, two rows: the peer as shipped (its native CPU
+  quantizer floors small second-moment codes, see memarena's ``quant.py``;
+  memarena rounds as the CUDA kernel), and the peer with its CPU quantizer
+  swapped for bitsandbytes' own torch reference kernel plus the CUDA
+  kernel's sign rule (``--cuda-rounding`` row; its time is the reference
+  kernel's, not comparable). Printed: the largest parameter difference after
+  ``--steps`` steps, and, against the peer as shipped, each step taken from
+  the *same* parameters, states and gradient: the largest difference of the
+  updated parameters and of the dequantized moments in units of the largest
+  code gap times the block's absmax (<= 1: within bitsandbytes' own
+  quantization error).
 * **State bytes**: memarena's ``bytes_by_category()`` (from shapes) against
   the storage of every tensor the peer optimizer holds, found by walking its
   state (dicts, lists, object attributes: galore-torch's projector object
@@ -33,12 +39,14 @@ printed before and after. Rows:
 
 Run::
 
-    python benchmarks/training_vs_galore.py [--steps 100] [--repeats 3] [--rank 32] [--gap 10] [--cpu 0]
+    python benchmarks/training_vs_galore.py [--steps 100] [--repeats 3] [--rank 32] [--gap 10] [--cpu 0] \
+        [--only galore,8bit]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -51,7 +59,7 @@ import torch
 
 from memarena.families.training.optimizers import Adam8bit, GaLore
 from memarena.families.training.optimizers.galore import PROJ_TYPES
-from memarena.families.training.optimizers.quant import dequantize_blockwise
+from memarena.families.training.optimizers.quant import SIGNED_ZERO, dequantize_blockwise
 from memarena.models import ByteLlama, ByteLlamaConfig
 
 CONFIG = ByteLlamaConfig()  # the fixture's shape
@@ -67,7 +75,7 @@ def batches(n: int, seed: int = 1, batch: int = 4, seq: int = 64) -> list[torch.
     return [torch.randint(0, 256, (batch, seq + 1), generator=g) for _ in range(n)]
 
 
-def loss_of(m: ByteLlama, tokens: torch.Tensor) -> torch.Tensor:
+def loss_of(m: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     logits = m(tokens[:, :-1])
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
@@ -164,36 +172,77 @@ def run(
     }
 
 
-def eight_bit_code_steps(steps: int) -> float:
-    """Largest moment difference, in code steps x absmax, when both 8-bit optimizers see the same gradients."""
+def cuda_rounding(
+    A_fp32: torch.Tensor, code: torch.Tensor, absmax_out: torch.Tensor, out_uint8: torch.Tensor, blocksize: int
+) -> None:
+    """bitsandbytes' CPU ``_quant_blockwise_fp32_direct`` rounding as its CUDA optimizer kernel.
+
+    Codes from bitsandbytes' torch reference ``quantize_blockwise`` (registered as
+    CompositeExplicitAutograd: the nearest code), then ``kOptimizerStatic8bit2StateBlockwise``'s sign rule.
+    """
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)
+    q, absmax = torch.ops.bitsandbytes.quantize_blockwise.default.redispatch(keys, A_fp32, code, blocksize)
+    if code[0] < 0:
+        q[(q == SIGNED_ZERO) & torch.signbit(A_fp32)] -= 1
+    out_uint8.copy_(q)
+    absmax_out.copy_(absmax)
+
+
+@contextlib.contextmanager
+def peer_cuda_rounding() -> Iterator[None]:
+    import bitsandbytes.backends.cpu.ops as bnb_cpu
+
+    shipped = bnb_cpu._quant_blockwise_fp32_direct
+    bnb_cpu._quant_blockwise_fp32_direct = cuda_rounding
+    try:
+        yield
+    finally:
+        bnb_cpu._quant_blockwise_fp32_direct = shipped
+
+
+def eight_bit_same_state_steps(steps: int) -> tuple[float, float]:
+    """Against bitsandbytes as shipped, every step from the same parameters, states and gradient.
+
+    Returns the largest parameter difference after any step and the largest moment difference in
+    largest-code-gap x absmax units.
+    """
     import bitsandbytes as bnb
 
     ours, peer = model(), model()
     opt = Adam8bit(lr=1e-3, block_size=256).make(ours.named_parameters())
     peer_opt = bnb.optim.AdamW8bit(peer.parameters(), lr=1e-3)
-    worst = 0.0
+    worst_param = worst_code = 0.0
     for tokens in batches(steps):
-        loss_of(ours, tokens).backward()
+        loss_of(peer, tokens).backward()
         for a, b in zip(ours.parameters(), peer.parameters(), strict=True):
-            b.grad = a.grad.clone() if a.grad is not None else None
+            a.data.copy_(b.data)
+            a.grad = b.grad.clone() if b.grad is not None else None
+            t = peer_opt.state.get(b)
+            if t and t["state1"].dtype == torch.uint8:
+                s = opt.state[a]
+                for key, q, absmax in (("exp_avg", "state1", "absmax1"), ("exp_avg_sq", "state2", "absmax2")):
+                    s[key].copy_(t[q])
+                    s[key + "_absmax"].copy_(t[absmax])
         opt.step()
         peer_opt.step()
         opt.zero_grad(set_to_none=True)
         peer_opt.zero_grad(set_to_none=True)
-    for a, b in zip(ours.parameters(), peer.parameters(), strict=True):
-        s, t = opt.state[a], peer_opt.state[b]
-        if t["state1"].dtype != torch.uint8:
-            continue
-        for key, q, absmax, code in (
-            ("exp_avg", "state1", "absmax1", "qmap1"),
-            ("exp_avg_sq", "state2", "absmax2", "qmap2"),
-        ):
-            mine = dequantize_blockwise(s[key], s[key + "_absmax"], t[code], 256)
-            theirs = dequantize_blockwise(t[q], t[absmax], t[code], 256)
-            gap = float((t[code][1:] - t[code][:-1]).max())
-            scale = torch.maximum(s[key + "_absmax"], t[absmax]).repeat_interleave(256)[: mine.numel()].view(mine.shape)
-            worst = max(worst, float(((mine - theirs).abs() / (gap * scale.clamp(min=1e-30))).max()))
-    return worst
+        worst_param = max(worst_param, max_diff(ours, peer))
+        for a, b in zip(ours.parameters(), peer.parameters(), strict=True):
+            s, t = opt.state[a], peer_opt.state[b]
+            if t["state1"].dtype != torch.uint8:
+                continue
+            for key, q, absmax, code in (
+                ("exp_avg", "state1", "absmax1", "qmap1"),
+                ("exp_avg_sq", "state2", "absmax2", "qmap2"),
+            ):
+                mine = dequantize_blockwise(s[key], s[key + "_absmax"], t[code], 256)
+                theirs = dequantize_blockwise(t[q], t[absmax], t[code], 256)
+                gap = float((t[code][1:] - t[code][:-1]).max())
+                scale = torch.maximum(s[key + "_absmax"], t[absmax]).repeat_interleave(256)[: mine.numel()]
+                err = (mine - theirs).abs() / (gap * scale.view(mine.shape).clamp(min=1e-30))
+                worst_code = max(worst_code, float(err.max()))
+    return worst_param, worst_code
 
 
 def main() -> None:
@@ -203,7 +252,7 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--gap", type=int, default=10)
     ap.add_argument("--cpu", type=int, default=0)
-    ap.add_argument("--only", default="galore,8bit")
+    ap.add_argument("--only", default="galore,8bit", help="comma-separated: galore, 8bit")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):
@@ -226,18 +275,22 @@ def main() -> None:
                 groups = galore_peer_groups(m, args.rank, args.gap, pt)
                 return GaLoreAdamW(groups, lr=1e-2, weight_decay=0.1, no_deprecation_warning=True)
 
-            rows.append(run(f"galore {proj_type}", lambda m, g=mine: g.make(m.named_parameters()), peer, args))
+            def ours(m: torch.nn.Module, g: GaLore = mine) -> Any:
+                return g.make(m.named_parameters())
+
+            rows.append(run(f"galore {proj_type}", ours, peer, args))
     if "8bit" in only:
         import bitsandbytes as bnb
 
-        rows.append(
-            run(
-                "adam8bit",
-                lambda m: Adam8bit(lr=1e-3, block_size=256).make(m.named_parameters()),
-                lambda m: bnb.optim.AdamW8bit(m.parameters(), lr=1e-3),
-                args,
-            )
-        )
+        def ours8(m: torch.nn.Module) -> Any:
+            return Adam8bit(lr=1e-3, block_size=256).make(m.named_parameters())
+
+        def peer8(m: torch.nn.Module) -> torch.optim.Optimizer:
+            return bnb.optim.AdamW8bit(m.parameters(), lr=1e-3)
+
+        rows.append(run("adam8bit", ours8, peer8, args))
+        with peer_cuda_rounding():
+            rows.append(run("adam8bit (peer: CUDA rounding)", ours8, peer8, args))
     print(f"# loadavg after: {os.getloadavg()}")
     print()
     print(
@@ -246,7 +299,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for r in rows:
-        peer_name = "bitsandbytes AdamW8bit" if r["name"] == "adam8bit" else "galore-torch GaLoreAdamW"
+        peer_name = "bitsandbytes AdamW8bit" if r["name"].startswith("adam8bit") else "galore-torch GaLoreAdamW"
         mo, mp = r["median_ms"]
         ao, ap_ = r["mean_ms"]
         print(
@@ -256,9 +309,11 @@ def main() -> None:
         )
     if "8bit" in only:
         print()
+        param_diff, code_diff = eight_bit_same_state_steps(args.steps)
         print(
-            f"8-bit moments, same gradients for {args.steps} steps: largest difference "
-            f"{eight_bit_code_steps(args.steps):.3f} code steps x absmax (<= 1: within quantization error)"
+            f"8-bit against bitsandbytes as shipped, each of {args.steps} steps from the same parameters, states "
+            f"and gradient: largest parameter difference {param_diff:.3g}, largest moment difference "
+            f"{code_diff:.3f} code gaps x absmax (<= 1: within quantization error)"
         )
 
 

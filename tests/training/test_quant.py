@@ -117,4 +117,4 @@ def test_bucketed_nearest_code_equals_the_binary_search_on_every_bound_and_its_n
     tiny = (torch.randn(20000, generator=g) * 1e-5).clamp(-1, 1)
     edges = torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-38, -1e-38, 1e-45])
     x = torch.cat([bounds, up, down, code, spread, tiny, edges]).clamp(-1.0 if signed else 0.0, 1.0)
-    assert torch.equal(nearest_code(x, code), torch.searchsorted(bounds, x))
+    assert torch.equal(nearest_code(x, code), torch.searchsorted(bounds, x, out_int32=True))

@@ -10,6 +10,7 @@ from memarena.api import param
 from memarena.families.training.optimizers.base import AdamConfig, TrainingOptimizer, numel, zero_bytes
 from memarena.families.training.optimizers.quant import (
     QMAP_LEN,
+    SIGNED_ZERO,
     dequantize_blockwise,
     dynamic_map,
     n_blocks,
@@ -49,12 +50,27 @@ def adam8bit_step(
     bitsandbytes' ``Optimizer2State("adam")`` (``optim/optimizer.py``:
     ``init_state`` keeps float32 states when ``p.numel() <
     config["min_8bit_size"]``, else uint8 states with ``qmap1`` the signed
-    and ``qmap2`` the unsigned dynamic map and one absmax per block) and
-    its CPU kernels (``backends/cpu/ops.py``). The 8-bit update dequantizes
-    ``m`` and ``v`` to float32, ``m = b1 m + (1 - b1) g``, ``v = b2 v +
-    (1 - b2) g^2``, ``denom = sqrt(v) / sqrt(1 - b2^t) + eps``, ``p *= 1 -
-    lr wd`` then ``p -= lr / (1 - b1^t) * m / denom``, and quantizes ``m``
-    and ``v`` back; the 32-bit one computes ``p += -lr sqrt(1 - b2^t) / (1 -
+    and ``qmap2`` the unsigned dynamic map and one absmax per block). The
+    8-bit update, as its CUDA kernel ``kOptimizerStatic8bit2StateBlockwise``
+    (``csrc/kernels.cu``) and CPU one (``backends/cpu/ops.py``
+    ``_optimizer_update_8bit_blockwise_cpu``) do it: dequantize ``m`` and
+    ``v`` to float32, ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    the new block absmax of each from these float32 values, ``denom =
+    sqrt(v) / sqrt(1 - b2^t) + eps``, ``p -= lr / (1 - b1^t) * m / denom``,
+    then ``m`` and ``v`` quantized back, rounded to the nearest code as the
+    CUDA kernel does (see :mod:`.quant` for why not the CPU kernel's table),
+    with the CUDA kernel's sign rule on ``m``: "make sure state1 term has
+    still the same sign after quantization": ``if (signbit(code1[c1]) !=
+    signbit(s1)) c1 += s1 > 0 ? 1 : -1``, i.e. a negative ``m`` (or -0.0)
+    that rounds to the signed map's 0 is stored one code lower (-5.5e-7 x
+    absmax). The CPU backend has no such rule; the torch reference neither.
+
+    Where the backends differ and this follows the CPU one: the decoupled
+    weight decay ``p *= 1 - lr wd`` comes before the update (CPU, torch's
+    AdamW, the AdamW paper); CUDA multiplies after it, a difference of ``lr
+    wd |update|`` per step (1e-5 of the update at the defaults). Not
+    reproduced: CUDA zeroes both moments and leaves ``p`` where the gradient
+    is NaN or inf. The 32-bit path computes ``p += -lr sqrt(1 - b2^t) / (1 -
     b1^t) * m / (sqrt(v) + eps sqrt(1 - b2^t))`` after the same decay. The
     step counter is a Python int (``state["step"]``), as upstream.
     """
@@ -85,14 +101,15 @@ def adam8bit_step(
         v = dequantize_blockwise(state["exp_avg_sq"], state["exp_avg_sq_absmax"], qmap2, block_size)
         m.mul_(beta1).add_(g, alpha=1.0 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        denom = (v.sqrt() / correction2).add_(eps)
+        denom = v.sqrt().div_(correction2).add_(eps)
         if weight_decay > 0.0:
             pf.mul_(1.0 - lr * weight_decay)
         pf.addcdiv_(m, denom, value=-lr / correction1)
-        for key, value, code in (("exp_avg", m, qmap1), ("exp_avg_sq", v, qmap2)):
-            q, absmax = quantize_blockwise(value, code, block_size)
-            state[key].copy_(q)
-            state[key + "_absmax"].copy_(absmax)
+        q1 = quantize_blockwise(m, qmap1, block_size, out=(state["exp_avg"], state["exp_avg_absmax"]))[0]
+        # kOptimizerStatic8bit2StateBlockwise: "make sure state1 term has still the same sign after
+        # quantization": a negative m that rounds to the map's 0 takes the code below it instead
+        q1.sub_(torch.signbit(m).logical_and_(q1 == SIGNED_ZERO).view(torch.uint8))
+        quantize_blockwise(v, qmap2, block_size, out=(state["exp_avg_sq"], state["exp_avg_sq_absmax"]))
     else:
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_(g, alpha=1.0 - beta1)

@@ -16,14 +16,38 @@ power of ten applied to float32 values).
 blocks of ``block_size`` elements (the last may be short); each block's
 scale is its largest magnitude (``absmax``, float32), each element
 ``x / absmax`` is clamped to [-1, 1] and stored as the index of the nearest
-map value (a tie goes to the lower index). bitsandbytes' reference
-(``backends/default/ops.py``, the ``quantize_blockwise`` kernel for
-"default", and the CPU 8-bit optimizer update in ``backends/cpu/ops.py``)
-does exactly this: ``absmax = A_com.abs().max(dim=-1)``, ``scaled =
-clamp(A * (1 / absmax.clamp(min=1e-38)), -1, 1)`` (the short last block
-divided by its absmax instead) and ``torch.bucketize(scaled, bounds)``
-with ``bounds`` the midpoints of the sorted map. Dequantizing is
-``code[q] * absmax``.
+map value (a tie goes to the lower index). Dequantizing is ``code[q] * absmax``.
+
+**Which rounding: bitsandbytes' CUDA kernel's.** bitsandbytes rounds three ways:
+
+* CUDA (``csrc/kernels.cu``; the 8-bit optimizers' ``kOptimizerStatic8bit2StateBlockwise``
+  calls ``quantize_2D<SIGNED>(quadrants, smem_code, s / absmax)``): a
+  7-step binary search over the 256 sorted codes, then "if x > val:
+  midpoint = (upper + val) * 0.5; x > midpoint ? upper_pivot : pivot",
+  else the same against the lower neighbour: the nearest code, **every
+  index reachable**: a second moment below half the smallest non-zero code
+  (1.6e-7 x absmax) is stored as 0. Ties depend on the search path (measure
+  zero; here always the lower index).
+* The torch reference (``backends/default/ops.py`` ``quantize_blockwise``):
+  ``torch.bucketize(scaled, bounds)`` with ``bounds`` the midpoints: the
+  nearest code, as CUDA; memarena's codes equal it bit for bit.
+* The native CPU kernel of bitsandbytes >= 0.50 (``csrc/cpu_ops.cpp``
+  ``quantize_cpu_impl``, bitsandbytes PR #1968 "Improve CPU performance"):
+  ``lut[norm_to_lut_index(val * inv_absmax)]``, a 65,536-bin table over
+  [-1, 1] built from the bins' centres (``-1 + 2 i / 65535``). The bins are
+  3.05e-5 wide, wider than the map's 14 smallest gaps, so codes near 0 are
+  unreachable: 0 lands in the bin centred on +1.53e-5, whose nearest
+  unsigned code is index 7 (1.5625e-5). So on CPU no second moment is ever
+  stored below 1.5625e-5 x absmax, a floor no other backend has; it is a
+  side effect of the table's resolution (0.49's CPU kernel, ``std::lower_bound``
+  then the nearer neighbour, rounded to nearest), not a design choice.
+
+memarena follows CUDA, the kernel bitsandbytes' users train with (and its
+own reference). Consequence, as on CUDA: a weight whose ``v`` rounds to 0
+while ``m`` does not takes ``m / eps``-sized steps when its gradient is 0
+next (an embedding row of a byte absent from the batch); bitsandbytes'
+remedy is to keep embeddings' states in 32 bits (``StableEmbedding``,
+``GlobalOptimManager.override_config(..., "optim_bits", 32)``), not a floor.
 
 bitsandbytes' 8-bit optimizers used blocks of 2048 until v0.44, which
 changed them to 256 (bitsandbytes PR #1365); the block size is a parameter
@@ -39,10 +63,20 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["QMAP_LEN", "dequantize_blockwise", "dynamic_map", "n_blocks", "nearest_code", "quantize_blockwise"]
+__all__ = [
+    "QMAP_LEN",
+    "SIGNED_ZERO",
+    "dequantize_blockwise",
+    "dynamic_map",
+    "n_blocks",
+    "nearest_code",
+    "quantize_blockwise",
+]
 
 #: Values in an 8-bit map.
 QMAP_LEN = 256
+#: Index of 0 in the signed dynamic map (127 negative values sort below it).
+SIGNED_ZERO = 127
 
 
 def dynamic_map(signed: bool) -> np.ndarray:
@@ -63,7 +97,9 @@ def dynamic_map(signed: bool) -> np.ndarray:
             values += (-scaled).tolist()
     values += [0.0, 1.0]
     assert len(values) == QMAP_LEN, f"dynamic map has {len(values)} values, not {QMAP_LEN}"
-    return np.sort(np.asarray(values, dtype=np.float32))
+    out = np.sort(np.asarray(values, dtype=np.float32))
+    assert not signed or out[SIGNED_ZERO] == 0.0, "signed dynamic map: 0 is not at index SIGNED_ZERO"
+    return out
 
 
 def n_blocks(numel: int, block_size: int) -> int:
@@ -71,19 +107,44 @@ def n_blocks(numel: int, block_size: int) -> int:
     return -(-numel // block_size)
 
 
-def quantize_blockwise(x: torch.Tensor, code: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` as uint8 indices into ``code`` (shape of ``x``) and one float32 absmax per block."""
+def _block_pieces(flat: torch.Tensor, block_size: int) -> list[torch.Tensor]:
+    """``flat`` (1-D) as views of shape (blocks, elements): the full blocks, then the short last one if any."""
+    n = flat.numel()
+    full = n - n % block_size
+    pieces = [flat[:full].view(-1, block_size)] if full else []
+    if full < n:
+        pieces.append(flat[full:].view(1, -1))
+    return pieces
+
+
+def quantize_blockwise(
+    x: torch.Tensor,
+    code: torch.Tensor,
+    block_size: int,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` as uint8 indices into ``code`` (shape of ``x``) and one float32 absmax per block.
+
+    With ``out`` (a contiguous uint8 tensor of ``x``'s elements and a float32
+    one of its blocks) the result is written there and returned.
+    """
     import torch
-    import torch.nn.functional as F
 
     flat = x.reshape(-1).float()
-    n = flat.numel()
-    nb = n_blocks(n, block_size)
-    padded = F.pad(flat, (0, nb * block_size - n)).view(nb, block_size)
-    absmax = padded.abs().amax(dim=1)
-    scaled = (padded * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)).clamp_(-1.0, 1.0).reshape(-1)[:n]
-    q = nearest_code(scaled, code)
-    return q.to(torch.uint8).view(x.shape), absmax
+    if out is None:
+        nb = n_blocks(flat.numel(), block_size)
+        out = (torch.empty(x.shape, dtype=torch.uint8, device=x.device), torch.empty(nb, device=x.device))
+    q_out, absmax_out = out
+    q_flat = q_out.view(-1)
+    row = 0
+    for piece in _block_pieces(flat, block_size):
+        rows, width = piece.shape
+        absmax = torch.amax(piece.abs(), dim=1)
+        absmax_out[row : row + rows].copy_(absmax)
+        scaled = (piece * absmax.clamp_(min=1e-38).reciprocal_().unsqueeze(1)).clamp_(-1.0, 1.0)
+        q_flat[row * block_size : row * block_size + rows * width].view(rows, width).copy_(nearest_code(scaled, code))
+        row += rows
+    return q_out.view(x.shape), absmax_out
 
 
 #: Per map (by its bytes): the bucket table of :func:`nearest_code`, or None where it cannot serve.
@@ -110,40 +171,44 @@ def _bucket_table(code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | Non
     table: tuple[torch.Tensor, torch.Tensor] | None = None
     if np.all(upto[inside] - below[inside] <= 1):
         padded = np.append(bounds, np.float32(np.inf))
-        table = (torch.from_numpy(below.astype(np.int64)), torch.from_numpy(padded))
+        table = (torch.from_numpy(below.astype(np.int32)), torch.from_numpy(padded))
     _BUCKETS[key] = table
     return table
 
 
 def nearest_code(scaled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest ``code`` value for each float32 of ``scaled`` (in [-1, 1]), a tie to the lower.
+    """Index (int32, shape of ``scaled``) of the nearest ``code`` value for each float32 of ``scaled`` (in [-1, 1]).
 
-    Equal to ``torch.searchsorted(bounds, scaled)`` with ``bounds`` the
-    midpoints of ``code`` (the first bound >= the value), computed with one
-    table look-up and one comparison: the top 16 bits of a float32 (sign,
-    exponent, 7 mantissa bits) name a bucket that holds at most one bound of
-    the dynamic maps, so the index is the bounds below the bucket plus
-    ``value > that next bound``. Six times faster than the binary search on
-    one CPU thread; a map for which a bucket holds two bounds falls back to it.
+    A tie goes to the lower index. Equal to ``torch.searchsorted(bounds,
+    scaled)`` with ``bounds`` the midpoints of ``code`` (the first bound >=
+    the value), computed with one table look-up and one comparison: the top
+    16 bits of a float32 (sign, exponent, 7 mantissa bits) name a bucket that
+    holds at most one bound of the dynamic maps, so the index is the bounds
+    below the bucket plus ``value > that next bound``. The look-ups are
+    ``index_select`` (a plain gather; ``table[index]`` goes through advanced
+    indexing, 7x slower on one CPU thread). A map for which a bucket holds two
+    bounds falls back to the binary search.
     """
     import torch
 
     table = _bucket_table(code)
     if table is None or scaled.dtype != torch.float32:
         bounds = (code[:-1] + code[1:]) / 2
-        return torch.searchsorted(bounds, scaled)
+        return torch.searchsorted(bounds, scaled.contiguous(), out_int32=True)
     below, padded = (t.to(scaled.device) for t in table)
-    h = (scaled.view(torch.int32) >> 16) & 0xFFFF
-    base = below[h]
-    return base + (scaled > padded[base])
+    flat = scaled.reshape(-1)
+    h = (flat.view(torch.int32) >> 16).bitwise_and_(0xFFFF)
+    base = below.index_select(0, h)
+    return base.add_(flat > padded.index_select(0, base)).view(scaled.shape)
 
 
 def dequantize_blockwise(q: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, block_size: int) -> torch.Tensor:
     """float32 values of ``q`` (indices into ``code``) scaled by each block's ``absmax``."""
-    import torch.nn.functional as F
+    import torch
 
-    flat = code[q.reshape(-1).long()]
-    n = flat.numel()
-    nb = absmax.numel()
-    out = F.pad(flat, (0, nb * block_size - n)).view(nb, block_size) * absmax.unsqueeze(1)
-    return out.reshape(-1)[:n].view(q.shape)
+    flat = code.index_select(0, q.reshape(-1).to(torch.int32))
+    row = 0
+    for piece in _block_pieces(flat, block_size):
+        piece.mul_(absmax[row : row + piece.shape[0]].unsqueeze(1))
+        row += piece.shape[0]
+    return flat.view(q.shape)
