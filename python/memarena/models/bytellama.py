@@ -94,18 +94,20 @@ class Rope:
     def __init__(self, head_dim: int, theta: float) -> None:
         self.head_dim = head_dim
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-        # the last positions asked for and their cos/sin: every layer rotates q and k at the same positions
-        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # the two most recent position sets and their cos/sin, most recent first: every layer rotates q and k at
+        # the same positions, and a cache re-rotating kept keys (StreamingLLM) asks for a second set in between
+        self._recent: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``cos`` and ``sin`` of shape ``[len(positions), head_dim]`` (float32)."""
-        last = self._last
-        if last is not None and last[0].shape == positions.shape and torch.equal(last[0], positions):
-            return last[1], last[2]
+        for i, (pos, cos, sin) in enumerate(self._recent):
+            if pos.shape == positions.shape and torch.equal(pos, positions):
+                self._recent.insert(0, self._recent.pop(i))
+                return cos, sin
         ang = positions.to(torch.float64)[:, None] * self.inv_freq[None, :]
         ang = torch.cat([ang, ang], dim=-1)
         cos, sin = ang.cos().float(), ang.sin().float()
-        self._last = (positions.clone(), cos, sin)
+        self._recent = [(positions.clone(), cos, sin), *self._recent[:1]]
         return cos, sin
 
     @staticmethod

@@ -418,10 +418,11 @@ class HeadwiseLayer(LayerCache):
         if all(chan is None and kc.shape[0] == n for kc, _, chan in cached):
             kk = torch.cat([torch.stack([kc for kc, _, _ in cached]), k.float()], dim=1)  # [H_kv, n + T, d]
             vv = torch.cat([torch.stack([vc for _, vc, _ in cached]), v.float()], dim=1)
-            qg = q.float().reshape(len(cached), g * t, -1)  # a kv head's query heads, stacked
+            # a kv head's query heads, stacked, pre-scaled (one pass over q instead of one over the scores)
+            qg = (q.float() * scale).reshape(len(cached), g * t, -1)
             s = (qg @ kk.transpose(1, 2)).view(len(cached), g, t, n + t)
             s[..., n:].masked_fill_(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
-            p = torch.softmax(s * scale, dim=-1)
+            p = torch.softmax(s, dim=-1)
             out = (p.view(len(cached), g * t, n + t) @ vv).view_as(q)
             return out, (list(p.unbind(0)) if keep_probs else None)
         out = torch.empty_like(q, dtype=torch.float32)
