@@ -203,7 +203,9 @@ impl Bm25 {
         let doc = u32::try_from(self.doc_len.len())
             .ok()
             .filter(|&d| d < u32::MAX)
-            .ok_or_else(|| Error::invalid("texts", "a BM25 index holds at most 2^32 - 1 documents"))?;
+            .ok_or_else(|| {
+                Error::invalid("texts", "a BM25 index holds at most 2^32 - 1 documents")
+            })?;
         let mut len: u64 = 0;
         for term in terms {
             len += 1;
@@ -234,10 +236,7 @@ impl Bm25 {
                     self.scratch_tf[id as usize] = 0;
                 }
                 self.touched.clear();
-                return Err(Error::invalid(
-                    "texts",
-                    "a document of 2^32 terms or more",
-                ));
+                return Err(Error::invalid("texts", "a document of 2^32 terms or more"));
             }
         };
         for &id in &self.touched {
@@ -305,7 +304,9 @@ impl Bm25 {
     /// The idf of `term` after the epsilon floor (0 for an unknown term).
     pub fn idf(&mut self, term: &str) -> f64 {
         self.refresh();
-        self.vocab.get(term).map_or(0.0, |&id| self.idf[id as usize])
+        self.vocab
+            .get(term)
+            .map_or(0.0, |&id| self.idf[id as usize])
     }
 
     /// BM25 score of every document for the query `terms`, by document id.
@@ -399,8 +400,13 @@ impl Bm25 {
             let at = r.pos;
             let len = usize::try_from(r.u64()?).map_err(|_| malformed(at, "term length"))?;
             let bytes = r.take(len)?;
-            let term = std::str::from_utf8(bytes).map_err(|_| malformed(at, "term is not UTF-8"))?;
-            if index.vocab.insert(term.into(), terms.len() as u32).is_some() {
+            let term =
+                std::str::from_utf8(bytes).map_err(|_| malformed(at, "term is not UTF-8"))?;
+            if index
+                .vocab
+                .insert(term.into(), terms.len() as u32)
+                .is_some()
+            {
                 return Err(malformed(at, format!("term {term:?} twice")));
             }
             index.term_bytes += term.len();
@@ -431,7 +437,10 @@ impl Bm25 {
                 sum += u64::from(tf);
             }
             if sum != u64::from(len) {
-                return Err(malformed(at, format!("document {doc}: length {len}, counts sum to {sum}")));
+                return Err(malformed(
+                    at,
+                    format!("document {doc}: length {len}, counts sum to {sum}"),
+                ));
             }
             index.doc_len.push(len);
             index.total_terms += u64::from(len);
@@ -440,7 +449,10 @@ impl Bm25 {
             return Err(malformed(r.pos, "trailing bytes"));
         }
         if let Some(id) = index.post_docs.iter().position(Vec::is_empty) {
-            return Err(malformed(r.pos, format!("term {:?} in no document", terms[id])));
+            return Err(malformed(
+                r.pos,
+                format!("term {:?} in no document", terms[id]),
+            ));
         }
         Ok(index)
     }
@@ -478,11 +490,15 @@ impl<'a> Reader<'a> {
     }
 
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn f64(&mut self) -> Result<f64> {
-        Ok(f64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(f64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn len_u32(&mut self, what: &str) -> Result<usize> {
@@ -515,7 +531,10 @@ mod tests {
         assert_eq!(ws.tokenize(""), [""]);
         assert_eq!(ws.tokenize(" a\tb "), ["", "a\tb", ""]);
         let w = Tokenizer::Whitespace;
-        assert_eq!(w.tokenize("  a\tb\u{3000}c\x1fd\u{85} "), ["a", "b", "c", "d"]);
+        assert_eq!(
+            w.tokenize("  a\tb\u{3000}c\x1fd\u{85} "),
+            ["a", "b", "c", "d"]
+        );
         assert!(w.tokenize(" \n ").is_empty());
         assert_eq!(w.tokenize("a\u{200b}b"), ["a\u{200b}b"]); // zero-width space is not whitespace
         assert!(Tokenizer::from_name("nltk").is_err());
@@ -586,7 +605,10 @@ mod tests {
         let mut bm = index(&["the cat", "the the dog", "", "a  cat"]);
         let bytes = bm.to_bytes();
         let mut back = Bm25::from_bytes(&bytes).unwrap();
-        assert_eq!(back.scores(["cat", "the", ""]), bm.scores(["cat", "the", ""]));
+        assert_eq!(
+            back.scores(["cat", "the", ""]),
+            bm.scores(["cat", "the", ""])
+        );
         assert_eq!(back.doc_lens(), bm.doc_lens());
         assert_eq!(back.memory_bytes(), bm.memory_bytes());
         for cut in [0, 5, 8, 20, bytes.len() - 1] {
@@ -594,7 +616,12 @@ mod tests {
         }
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(Bm25::from_bytes(&extra).unwrap_err().to_string().contains("trailing"));
+        assert!(
+            Bm25::from_bytes(&extra)
+                .unwrap_err()
+                .to_string()
+                .contains("trailing")
+        );
     }
 
     /// Scores recomputed from the documents alone, upstream's way: every

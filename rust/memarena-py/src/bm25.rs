@@ -111,7 +111,10 @@ impl PyBm25 {
         for (i, doc) in docs.try_iter()?.enumerate() {
             owned.push(strings(&doc?, &format!("docs[{i}]"))?);
         }
-        let docs = owned.iter().map(|d| views(d)).collect::<PyResult<Vec<_>>>()?;
+        let docs = owned
+            .iter()
+            .map(|d| views(d))
+            .collect::<PyResult<Vec<_>>>()?;
         let inner = &mut self.inner;
         py.run_core(|| {
             for d in docs {
