@@ -301,7 +301,12 @@ class SessionItems(Sequence[MemoryItem]):
         """The items of ``role``'s turns, in order (made now if not yet)."""
         if self._items is not None:
             return [item for item in self._items if item.role == role]
-        return [self._make(i) for i, t in enumerate(self.turns) if t.role == role]
+        session, user, sid, ts = self.session, self.user, self.session_id, self.timestamp_s
+        return [
+            MemoryItem(t.content, session=session, turn=i, user=user, session_id=sid, role=role, timestamp_s=ts)
+            for i, t in enumerate(self.turns)
+            if t.role == role
+        ]
 
 
 def evaluate_question(

@@ -212,7 +212,14 @@ class FlatRAG(AgentMemory):
         """Store one session's items: one value per session id (session) or per user turn (turn)."""
         keys: list[str] = []
         owners: list[int] = []
-        for value in self._new_values(items):
+        values = self._new_values(items)
+        if self.config.fact_keys == "none":  # one key per value, its text
+            first = len(self._values)
+            self._values += values
+            keys = [value.text for value in values]
+            owners = list(range(first, first + len(values)))
+            values = []
+        for value in values:
             v = len(self._values)
             self._values.append(value)
             for key in self._keys_of(value.text):
@@ -252,10 +259,11 @@ class FlatRAG(AgentMemory):
         dist, ids = self._index.search(q, want)
         hits: list[ScoredItem] = []
         seen: set[int] = set()
-        for d, key in zip(dist[0], ids[0], strict=True):
+        key_value = self._key_value
+        for d, key in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
             if key < 0:
                 continue
-            v = self._key_value[int(key)]
+            v = key_value[key]
             if v not in seen:
                 seen.add(v)
                 hits.append(ScoredItem(self._values[v], float(d)))
