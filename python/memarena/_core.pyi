@@ -517,10 +517,8 @@ class BM25Index:
     and ``scores``; None for an index fed token lists only.
     """
 
-    def __new__(
-        cls, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25, tokenizer: str | None = "whitespace_split"
-    ) -> BM25Index:
-        """An empty index; bad parameters raise ``InvalidConfigError`` naming them."""
+    def __new__(cls, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25, tokenizer: str | None = ...) -> BM25Index:
+        """An empty index (``tokenizer`` defaults to ``"whitespace_split"``); bad parameters raise."""
 
     @property
     def tokenizer(self) -> str | None:
@@ -565,8 +563,8 @@ class BM25Index:
         """The index as bytes (the tokenizer is not stored)."""
 
     @staticmethod
-    def from_bytes(data: bytes, tokenizer: str | None = "whitespace_split") -> BM25Index:
-        """The index ``to_bytes`` wrote; corrupt bytes raise ``MalformedInputError``."""
+    def from_bytes(data: bytes, tokenizer: str | None = ...) -> BM25Index:
+        """The index ``to_bytes`` wrote (``tokenizer``: default ``"whitespace_split"``); bad bytes raise."""
 
 def bm25_tokenizers() -> list[str]:
     """Names of the tokenizers ``BM25Index`` runs in Rust."""
