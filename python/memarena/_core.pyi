@@ -9,7 +9,7 @@ signal handlers every 50 ms and raise what a handler raised
 (``KeyboardInterrupt``), leaving no partial result.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from os import PathLike
 from typing import Any, ClassVar, final
 
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BM25Index",
     "CallbackError",
     "EventQueue",
     "Index",
@@ -29,6 +30,7 @@ __all__ = [
     "PagingStats",
     "Trace",
     "__version__",
+    "bm25_tokenizers",
     "config_debug",
     "default_debug",
     "feed_many",
@@ -505,6 +507,67 @@ class Index:
 
     def save(self, path: str | PathLike[str]) -> None:
         """Write the index to ``path`` atomically."""
+
+@final
+class BM25Index:
+    """Okapi BM25 over a growing set of documents, ``rank_bm25.BM25Okapi``'s scores bit for bit.
+
+    ``tokenizer``: one of :func:`bm25_tokenizers` (``whitespace_split`` is
+    ``str.split(" ")``, ``whitespace`` is ``str.split()``), used by ``add``
+    and ``scores``; None for an index fed token lists only.
+    """
+
+    def __new__(cls, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25, tokenizer: str | None = ...) -> BM25Index:
+        """An empty index (``tokenizer`` defaults to ``"whitespace_split"``); bad parameters raise."""
+
+    @property
+    def tokenizer(self) -> str | None:
+        """The tokenizer's name, or None."""
+
+    @property
+    def params(self) -> tuple[float, float, float]:
+        """``(k1, b, epsilon)``."""
+
+    @property
+    def n_terms(self) -> int:
+        """Number of distinct terms."""
+
+    def add(self, texts: Iterable[str]) -> None:
+        """Append documents split by the tokenizer; ids continue from ``len``."""
+
+    def add_tokens(self, docs: Iterable[Iterable[str]]) -> None:
+        """Append already tokenized documents."""
+
+    def scores(self, query: str) -> npt.NDArray[np.float64]:
+        """BM25 score of every document for ``query`` (split by the tokenizer), by document id."""
+
+    def scores_tokens(self, terms: Iterable[str]) -> npt.NDArray[np.float64]:
+        """BM25 score of every document for an already tokenized query."""
+
+    def tokenize(self, text: str) -> list[str]:
+        """The terms of ``text`` under the tokenizer."""
+
+    def idf(self, term: str) -> float:
+        """The term's idf after the epsilon floor (0 for an unknown term)."""
+
+    def doc_freq(self, term: str) -> int:
+        """Number of documents holding ``term``."""
+
+    def __len__(self) -> int:
+        """Number of documents."""
+
+    def memory_bytes(self) -> int:
+        """Heap bytes of the index (postings, terms, per-document lengths and norms)."""
+
+    def to_bytes(self) -> bytes:
+        """The index as bytes (the tokenizer is not stored)."""
+
+    @staticmethod
+    def from_bytes(data: bytes, tokenizer: str | None = ...) -> BM25Index:
+        """The index ``to_bytes`` wrote (``tokenizer``: default ``"whitespace_split"``); bad bytes raise."""
+
+def bm25_tokenizers() -> list[str]:
+    """Names of the tokenizers ``BM25Index`` runs in Rust."""
 
 def index_kinds() -> list[str]:
     """Registry names of the core's index kinds."""

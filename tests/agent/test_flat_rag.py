@@ -219,3 +219,33 @@ def test_config_errors_name_the_key() -> None:
     no_embedder = FlatRAG(retriever="dense")
     with pytest.raises(InvalidConfigError, match=r"config key 'embedder'.*agent_memory=flat_rag.*embedder=hashing"):
         no_embedder.add(MemoryItem("I moved"))
+
+
+# ---------------------------------------------------------------------------
+# The family's lazy session (SessionItems): the same items, the same values
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("granularity", ["session", "turn"])
+def test_session_items_give_the_values_a_list_gives(data: list[Instance], granularity: str) -> None:
+    from memarena.families.agent.family import SessionItems
+
+    inst = data[0]
+    lazy, eager = FlatRAG(granularity=granularity), FlatRAG(granularity=granularity)
+    for p, turns in enumerate([*inst.haystack_sessions, []]):  # an empty session adds nothing either way
+        sid = inst.haystack_session_ids[p] if p < len(inst.haystack_session_ids) else "empty"
+        batch = SessionItems(turns, session=p, user="u", session_id=sid, timestamp_s=float(p))
+        items = [
+            MemoryItem(t.content, session=p, turn=i, user="u", session_id=sid, role=t.role, timestamp_s=float(p))
+            for i, t in enumerate(turns)
+        ]
+        assert batch.contents("user") == [i.text for i in items if i.role == "user"]
+        assert batch.of_role("assistant") == [i for i in items if i.role == "assistant"]
+        assert len(batch) == len(items) and list(batch) == items and batch[-1:] == items[-1:]
+        lazy.add_many(batch)
+        eager.add_many(items)
+    assert lazy.items() == eager.items()
+    assert lazy.keys == eager.keys
+    assert [(h.item, h.score) for h in lazy.search(inst.question, 10)] == [
+        (h.item, h.score) for h in eager.search(inst.question, 10)
+    ]

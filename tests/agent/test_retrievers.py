@@ -146,6 +146,82 @@ def test_bm25_before_any_term() -> None:
 
 
 # ---------------------------------------------------------------------------
+# The Rust index (memarena._core.BM25Index): tokenizers and scores against Python
+# ---------------------------------------------------------------------------
+
+
+def test_rust_whitespace_is_pythons_on_every_code_point() -> None:
+    from memarena._core import BM25Index
+
+    index = BM25Index(tokenizer="whitespace")
+    split = BM25Index(tokenizer="whitespace_split")
+    differing = []
+    for cp in range(sys.maxunicode + 1):
+        if 0xD800 <= cp <= 0xDFFF:  # lone surrogates cannot be UTF-8
+            continue
+        text = f"a{chr(cp)}b"
+        if index.tokenize(text) != text.split() or split.tokenize(text) != text.split(" "):
+            differing.append(hex(cp))
+    assert differing == []
+    assert sum(chr(cp).isspace() for cp in range(sys.maxunicode + 1)) == 29  # the set matched above is not empty
+
+
+TEXT = st.text(
+    alphabet=st.sampled_from(["a", "b", "é", " ", "\t", "\n", "\x1c", "\xa0", "\u3000", "\u200b"]), max_size=20
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    docs=st.lists(TEXT, min_size=1, max_size=12),
+    query=TEXT,
+    tokenizer=st.sampled_from(["whitespace_split", "whitespace"]),
+)
+def test_rust_tokenizers_and_scores_equal_python_and_rank_bm25(docs: list[str], query: str, tokenizer: str) -> None:
+    from memarena._core import BM25Index
+
+    split = TOKENIZERS[tokenizer]
+    index = BM25Index(tokenizer=tokenizer)
+    for text in [*docs, query]:
+        assert index.tokenize(text) == split(text), repr(text)
+    index.add(docs)
+    tokenized = [split(d) for d in docs]
+    assert len(index) == len(docs)
+    assert index.n_terms == len({t for d in tokenized for t in d})
+    if not any(tokenized):
+        return  # rank_bm25 divides by a zero average length
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = BM25Okapi(tokenized).get_scores(split(query))
+    got = index.scores(query)
+    defined = ~np.isnan(want)  # rank_bm25's 0/0 on empty documents at b = 1 cannot happen at b = 0.75
+    assert defined.all()
+    assert np.array_equal(got, want), f"{docs!r} / {query!r}: {got} vs {want}"
+    back = BM25Index.from_bytes(index.to_bytes(), tokenizer)
+    assert np.array_equal(back.scores(query), got)
+
+
+def test_rust_index_errors_name_the_input() -> None:
+    from memarena._core import BM25Index
+    from memarena.errors import MalformedInputError
+
+    index = BM25Index()
+    with pytest.raises(TypeError, match=r"texts\[1\] must be str, not int"):
+        index.add(["a", 3])
+    with pytest.raises(TypeError, match="list of str, not one str"):
+        index.add("abc")
+    with pytest.raises(InvalidConfigError, match="k1"):
+        BM25Index(k1=0.0)
+    with pytest.raises(InvalidConfigError, match="tokenizer"):
+        BM25Index(tokenizer="regex_words")
+    with pytest.raises(InvalidConfigError, match="add_tokens"):
+        BM25Index(tokenizer=None).add(["a"])
+    index.add(["a b", "b"])
+    with pytest.raises(MalformedInputError, match="byte"):
+        BM25Index.from_bytes(index.to_bytes()[:-1])
+    assert index.memory_bytes() == 8 * 3 + 2 + 32 * 2 + 12 * 2
+
+
+# ---------------------------------------------------------------------------
 # Hashing embedders
 # ---------------------------------------------------------------------------
 

@@ -15,9 +15,13 @@
 //! | `spann` | [`Ivf`] | balanced clustering with boundary replication (SPANN) |
 //! | `hnsw` | [`Hnsw`] | hierarchical navigable small-world graph |
 //! | `curator` | [`Curator`] | shared clustering tree with per-tenant shortlists (Curator) |
+//!
+//! Beside them, [`Bm25`]: Okapi BM25 over an inverted index of texts, with
+//! `rank_bm25.BM25Okapi`'s scores bit for bit (the agent family's lexical retriever).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bm25;
 pub mod curator;
 pub mod dataset;
 pub mod e2lsh;
@@ -38,6 +42,7 @@ mod store;
 pub mod tenant;
 mod topk;
 
+pub use bm25::{Bm25, Tokenizer};
 pub use curator::{Curator, CuratorConfig};
 pub use e2lsh::{E2Lsh, E2LshConfig};
 pub use flat::Flat;

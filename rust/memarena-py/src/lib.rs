@@ -9,11 +9,13 @@
 //! predictions), [`sim`] (resumable and parallel replay), [`callback`] (the
 //! Python-policy adapter), [`kv_callback`] (the Python KV-manager adapter), [`mrc`] (miss-ratio curves), [`serving`] (the
 //! serving model, its workloads and the event engine of `memarena-sim`),
-//! [`ann`] (the vector indexes of `memarena-ann` and their datasets); [`config`]
+//! [`ann`] (the vector indexes of `memarena-ann` and their datasets), [`bm25`]
+//! (BM25 over texts); [`config`]
 //! turns config dicts into the core's config structs (serde, one call).
 #![warn(missing_docs)]
 
 mod ann;
+mod bm25;
 mod callback;
 mod config;
 mod detach;
@@ -33,6 +35,8 @@ mod _core {
         PyIndex, gaussian_mixture, index_config_debug, index_default_debug, index_kinds,
         metric_names, recall_at_k, search_default_debug, search_param_names, search_params_debug,
     };
+    #[pymodule_export]
+    use crate::bm25::{PyBm25, bm25_tokenizers};
     #[pymodule_export]
     use crate::errors::{
         CallbackError, InvalidConfigError, InvariantError, MalformedInputError, MemarenaError,

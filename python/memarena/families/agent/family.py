@@ -67,10 +67,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 import numpy as np
 
@@ -87,7 +87,7 @@ from memarena.api import (
     param,
 )
 from memarena.errors import InvalidConfigError, InvariantError, MalformedInputError
-from memarena.families.agent.longmemeval import Instance, parse_date
+from memarena.families.agent.longmemeval import Instance, Turn, parse_date
 from memarena.families.agent.metrics import ALL, KS, aggregate, build_corpus, is_scored, question_metrics
 from memarena.families.agent.persist import DurableMemory
 
@@ -97,6 +97,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentFamily",
     "QuestionResult",
+    "SessionItems",
     "TimedEmbedder",
     "estimate",
     "evaluate_question",
@@ -239,6 +240,75 @@ def _only(memory: AgentMemory) -> Callable[[], AgentMemory]:
     return make
 
 
+class SessionItems(Sequence[MemoryItem]):
+    """One session's turns as the :class:`MemoryItem` sequence ``add_many`` receives, each item made on first use.
+
+    Item ``i`` is ``MemoryItem(turns[i].content, session=session, turn=i,
+    user=user, session_id=session_id, role=turns[i].role,
+    timestamp_s=timestamp_s)``; indexing or iterating makes them all once.
+    A memory that needs only the texts reads :meth:`contents` (and
+    :meth:`of_role` for some of the items) without making the others: at
+    M-like size the family's ingest would otherwise spend most of its time
+    making thousands of items per question that such a memory drops.
+    """
+
+    __slots__ = ("_items", "session", "session_id", "timestamp_s", "turns", "user")
+
+    def __init__(
+        self, turns: Sequence[Turn], *, session: int, user: str, session_id: str, timestamp_s: float | None
+    ) -> None:
+        self.turns = turns
+        self.session, self.user, self.session_id, self.timestamp_s = session, user, session_id, timestamp_s
+        self._items: list[MemoryItem] | None = None
+
+    def _make(self, i: int) -> MemoryItem:
+        t = self.turns[i]
+        return MemoryItem(
+            t.content,
+            session=self.session,
+            turn=i,
+            user=self.user,
+            session_id=self.session_id,
+            role=t.role,
+            timestamp_s=self.timestamp_s,
+        )
+
+    def _all(self) -> list[MemoryItem]:
+        if self._items is None:
+            self._items = [self._make(i) for i in range(len(self.turns))]
+        return self._items
+
+    @overload
+    def __getitem__(self, index: int) -> MemoryItem: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[MemoryItem]: ...
+    def __getitem__(self, index: int | slice) -> MemoryItem | list[MemoryItem]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+    def __iter__(self) -> Iterator[MemoryItem]:
+        return iter(self._all())
+
+    def contents(self, role: str | None = None) -> list[str]:
+        """The turns' texts in order, only ``role``'s when given."""
+        if role is None:
+            return [t.content for t in self.turns]
+        return [t.content for t in self.turns if t.role == role]
+
+    def of_role(self, role: str) -> list[MemoryItem]:
+        """The items of ``role``'s turns, in order (made now if not yet)."""
+        if self._items is not None:
+            return [item for item in self._items if item.role == role]
+        session, user, sid, ts = self.session, self.user, self.session_id, self.timestamp_s
+        return [
+            MemoryItem(t.content, session=session, turn=i, user=user, session_id=sid, role=role, timestamp_s=ts)
+            for i, t in enumerate(self.turns)
+            if t.role == role
+        ]
+
+
 def evaluate_question(
     inst: Instance,
     memory: AgentMemory | Callable[[], AgentMemory],
@@ -288,12 +358,7 @@ def evaluate_question(
         clock.advance_to(dates[p])
         sid = inst.haystack_session_ids[p]
         target.add_many(
-            [
-                MemoryItem(
-                    t.content, session=ordinal, turn=i, user=user, session_id=sid, role=t.role, timestamp_s=dates[p]
-                )
-                for i, t in enumerate(inst.haystack_sessions[p])
-            ]
+            SessionItems(inst.haystack_sessions[p], session=ordinal, user=user, session_id=sid, timestamp_s=dates[p])
         )
     if log is not None:
         if log.replayed or start < len(order):  # the journal holds calls the snapshot lacks

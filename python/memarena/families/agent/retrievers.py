@@ -111,15 +111,19 @@ class BM25:
       with ``f`` the term's count in the document, ``dl`` the document's
       length in terms and ``avgdl`` the mean length.
 
-    The arithmetic here is the same, in the same order (the idf sum over the
-    vocabulary in order of first appearance, ``math.log``, numpy float64),
-    so the scores are equal to rank_bm25's to the last bit; they are
-    computed from an inverted index, touching only the documents that hold a
-    query term. :meth:`add` appends documents; the idf and the lengths are
-    recomputed at the next query. Empty documents count (in ``N`` and in
-    ``avgdl``) as they do in rank_bm25; an empty document scores 0 where
-    rank_bm25 divides 0 by 0 (every document empty, or ``b = 1``) and
-    returns nan.
+    The index and the arithmetic are the Rust core's
+    (:class:`memarena._core.BM25Index`, ``memarena_ann::bm25``): the same
+    IEEE operations in the same order (the idf sum over the vocabulary in
+    order of first appearance, the C library's ``log`` as ``math.log``), so
+    the scores are equal to rank_bm25's to the last bit; they are computed
+    from an inverted index, touching only the documents that hold a query
+    term. ``whitespace_split`` and ``whitespace`` tokenise in Rust (Python's
+    ``str.split(" ")`` and ``str.split()``, whitespace set included);
+    ``regex_words`` tokenises here and passes the terms. :meth:`add` appends
+    documents; the idf and the lengths are recomputed at the next query.
+    Empty documents count (in ``N`` and in ``avgdl``) as they do in
+    rank_bm25; an empty document scores 0 where rank_bm25 divides 0 by 0
+    (every document empty, or ``b = 1``) and returns nan.
 
     :param k1: Term-frequency saturation, above 0.
     :param b: Length normalisation, 0 (none) to 1 (full).
@@ -130,91 +134,46 @@ class BM25:
     def __init__(
         self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25, tokenizer: str = "whitespace_split"
     ) -> None:
-        if not (k1 > 0 and 0 <= b <= 1 and epsilon >= 0):
+        from memarena._core import BM25Index, bm25_tokenizers
+
+        if not (k1 > 0 and 0 <= b <= 1 and epsilon >= 0 and math.isfinite(k1) and math.isfinite(epsilon)):
             # k1 = 0 makes a document without the term score 0/0 (rank_bm25 returns nan there)
             raise ValueError(f"BM25 needs k1 > 0, 0 <= b <= 1 and epsilon >= 0; got k1={k1}, b={b}, epsilon={epsilon}")
         self.k1, self.b, self.epsilon = float(k1), float(b), float(epsilon)
         self.tokenizer = tokenizer
         self._tokenize = get_tokenizer(tokenizer)
-        # term -> (document ids, counts), in order of the term's first appearance.
-        self._postings: dict[str, tuple[list[int], list[int]]] = {}
-        self._doc_len: list[int] = []
-        self._total_terms = 0
-        self._stale = True
-        self._idf: dict[str, float] = {}
-        self._norm: npt.NDArray[np.float64] = np.zeros(0)
-        self._arrays: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        native = tokenizer if tokenizer in bm25_tokenizers() else None
+        #: True when the core tokenises (add and scores take texts straight to Rust).
+        self._native = native is not None
+        self._index = BM25Index(self.k1, self.b, self.epsilon, native)
 
     def __len__(self) -> int:
-        return len(self._doc_len)
+        return len(self._index)
 
     def add(self, texts: Iterable[str]) -> None:
         """Append documents (tokenized with :attr:`tokenizer`); ids continue from :func:`len`."""
-        self.add_tokens(self._tokenize(t) for t in texts)
+        if self._native:
+            self._index.add(texts if isinstance(texts, list | tuple) else list(texts))
+        else:
+            self._index.add_tokens([self._tokenize(t) for t in texts])
 
     def add_tokens(self, docs: Iterable[Sequence[str]]) -> None:
         """Append already tokenized documents."""
-        for terms in docs:
-            doc = len(self._doc_len)
-            for term, count in Counter(terms).items():  # first-appearance order, as rank_bm25's dicts
-                ids, counts = self._postings.setdefault(term, ([], []))
-                ids.append(doc)
-                counts.append(count)
-            self._doc_len.append(len(terms))
-            self._total_terms += len(terms)
-            self._stale = True
-
-    def _refresh(self) -> None:
-        n_docs = len(self._doc_len)
-        idf: dict[str, float] = {}
-        idf_sum = 0.0
-        negative = []
-        for term, (ids, _) in self._postings.items():
-            value = math.log(n_docs - len(ids) + 0.5) - math.log(len(ids) + 0.5)
-            idf[term] = value
-            idf_sum += value
-            if value < 0:
-                negative.append(term)
-        if idf:
-            floor = self.epsilon * (idf_sum / len(idf))
-            for term in negative:
-                idf[term] = floor
-        self._idf = idf
-        doc_len = np.array(self._doc_len, dtype=np.int64)
-        if self._total_terms:
-            avgdl = self._total_terms / n_docs
-            self._norm = np.asarray(self.k1 * (1 - self.b + self.b * doc_len / avgdl), dtype=np.float64)
-        else:
-            self._norm = np.ones(n_docs)  # every document empty: no term can match
-        self._arrays = {}
-        self._stale = False
+        self._index.add_tokens(docs)
 
     def idf(self, term: str) -> float:
         """The term's idf after the epsilon floor (0 for a term no document holds)."""
-        if self._stale:
-            self._refresh()
-        return self._idf.get(term, 0.0)
+        return self._index.idf(term)
 
     def scores(self, query: str) -> npt.NDArray[np.float64]:
         """BM25 score of every document for ``query`` (tokenized with :attr:`tokenizer`), by document id."""
-        return self.scores_tokens(self._tokenize(query))
+        if self._native:
+            return self._index.scores(query)
+        return self._index.scores_tokens(self._tokenize(query))
 
     def scores_tokens(self, terms: Sequence[str]) -> npt.NDArray[np.float64]:
         """BM25 score of every document for an already tokenized query."""
-        if self._stale:
-            self._refresh()
-        score = np.zeros(len(self._doc_len))
-        for term in terms:
-            idf = self._idf.get(term)
-            if not idf:  # unknown, or an idf of exactly 0: adds 0 to every score
-                continue
-            arrays = self._arrays.get(term)
-            if arrays is None:
-                ids, counts = self._postings[term]
-                arrays = self._arrays[term] = (np.array(ids, dtype=np.int64), np.array(counts, dtype=np.int64))
-            ids_a, freq = arrays
-            score[ids_a] += idf * (freq * (self.k1 + 1) / (freq + self._norm[ids_a]))
-        return score
+        return self._index.scores_tokens(terms)
 
     def ranking(self, query: str, k: int | None = None) -> npt.NDArray[np.int64]:
         """Document ids by descending score, ties to the lower id; the first ``k`` (all when None).
@@ -227,9 +186,8 @@ class BM25:
         return order if k is None else order[:k]
 
     def memory_bytes(self) -> int:
-        """Approximate bytes of the index: 16 per posting (id and count) plus the terms' UTF-8 bytes."""
-        postings = sum(len(ids) for ids, _ in self._postings.values())
-        return 16 * postings + sum(len(t.encode()) for t in self._postings) + 8 * len(self._doc_len)
+        """Bytes of the index: 8 per posting (id and count), the terms' UTF-8 bytes plus 32 a term, 12 a document."""
+        return self._index.memory_bytes()
 
 
 # ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import numpy as np
 
 from memarena.api import AgentMemory, MemoryItem, ScoredItem, param
 from memarena.families.agent.facts import extract_facts
+from memarena.families.agent.family import SessionItems
 from memarena.families.agent.metrics import rank_by_scores
 from memarena.families.agent.retrievers import BM25, TOKENIZERS
 
@@ -96,12 +97,16 @@ class FlatRAG(AgentMemory):
         self._key_value: list[int] = []
         self._bm25: BM25 | None = None
         self._index: Any = None
+        self._indexed = 0  # keys[:_indexed] are in the BM25 index or the vector index
         self._reset_retriever()
+        if self.config.retriever == "dense":
+            self._new_index(1)  # bad index_params fail here, not at the first search
 
     def _reset_retriever(self) -> None:
         c = self.config
         self._bm25 = BM25(c.k1, c.b, c.epsilon, c.tokenizer) if c.retriever == "bm25" else None
         self._index = None
+        self._indexed = 0
 
     def _new_index(self, dim: int) -> Any:
         from memarena.errors import InvalidConfigError
@@ -116,6 +121,8 @@ class FlatRAG(AgentMemory):
     # -- values and keys ---------------------------------------------------------
 
     def _new_values(self, items: Sequence[MemoryItem]) -> list[MemoryItem]:
+        if isinstance(items, SessionItems):  # the family's session: read the turns, make no per-turn item
+            return self._session_values(items)
         if self.config.granularity == "turn":
             return [item for item in items if item.role == "user"]
         sessions: dict[str, list[MemoryItem]] = {}
@@ -139,6 +146,31 @@ class FlatRAG(AgentMemory):
             )
         return out
 
+    def _session_values(self, items: SessionItems) -> list[MemoryItem]:
+        """``_new_values`` of one whole session, the same values, from its turns."""
+        if self.config.granularity == "turn":
+            return items.of_role("user")
+        if not len(items):
+            return []
+        turns: list[int] = []
+        texts: list[str] = []
+        for i, t in enumerate(items.turns):
+            if t.role == "user":
+                turns.append(i)
+                texts.append(t.content)
+        return [
+            MemoryItem(
+                " ".join(texts),
+                items.session,
+                -1,
+                {"turns": turns},
+                user=items.user,
+                session_id=items.session_id,
+                role="user",
+                timestamp_s=items.timestamp_s,
+            )
+        ]
+
     def _keys_of(self, text: str) -> list[str]:
         mode = self.config.fact_keys
         if mode == "none":
@@ -148,14 +180,26 @@ class FlatRAG(AgentMemory):
             return [text]
         return [f"{facts} {text}"] if mode == "merge" else [text, facts]
 
-    def _index_keys(self, keys: list[str], first_key: int) -> None:
+    def _flush(self) -> None:
+        """Index the keys added since the last flush: one BM25 add, or one embedding call and one index add.
+
+        Keys wait in ``self._keys`` from their ``add_many`` to the next search
+        (or state, or size): a BM25 index and an embedder do the same work
+        on one batch as on many, minus the per-call cost, which at M-like
+        size (500 sessions) was most of flat_rag's ingest.
+        """
+        first = self._indexed
+        if first == len(self._keys):
+            return
+        keys = self._keys[first:]
+        self._indexed = len(self._keys)
         if self._bm25 is not None:
             self._bm25.add(keys)
             return
         vectors = np.ascontiguousarray(self.embedder.embed(keys), dtype=np.float32)
         if self._index is None:
             self._index = self._new_index(vectors.shape[1])
-        ids = np.arange(first_key, first_key + len(keys), dtype=np.uint64)
+        ids = np.arange(first, first + len(keys), dtype=np.uint64)
         self._index.add(vectors, ids)
 
     # -- AgentMemory -------------------------------------------------------------
@@ -168,22 +212,28 @@ class FlatRAG(AgentMemory):
         """Store one session's items: one value per session id (session) or per user turn (turn)."""
         keys: list[str] = []
         owners: list[int] = []
-        for value in self._new_values(items):
+        values = self._new_values(items)
+        if self.config.fact_keys == "none":  # one key per value, its text
+            first = len(self._values)
+            self._values += values
+            keys = [value.text for value in values]
+            owners = list(range(first, first + len(values)))
+            values = []
+        for value in values:
             v = len(self._values)
             self._values.append(value)
             for key in self._keys_of(value.text):
                 keys.append(key)
                 owners.append(v)
-        if not keys:
-            return
-        first = len(self._keys)
-        self._keys += keys
+        if keys and self._bm25 is None:
+            _ = self.embedder  # no embedder bound: fail at the add, not at the first search
+        self._keys += keys  # indexed at the next search (_flush)
         self._key_value += owners
-        self._index_keys(keys, first)
 
     def value_scores(self, query: str) -> np.ndarray:
         """BM25: the score of every value (its best key's), by insertion order."""
         assert self._bm25 is not None, "value_scores is the bm25 retriever's"
+        self._flush()
         key_scores = self._bm25.scores(query)
         if len(self._keys) == len(self._values):
             return key_scores
@@ -199,7 +249,9 @@ class FlatRAG(AgentMemory):
         if self._bm25 is not None:
             scores = self.value_scores(query)
             order = rank_by_scores(scores)[:k]
-            return [ScoredItem(self._values[i], float(scores[i])) for i in order]
+            values = self._values
+            return list(map(ScoredItem, [values[i] for i in order.tolist()], scores[order].tolist()))
+        self._flush()
         q = np.ascontiguousarray(self.embedder.embed([query]), dtype=np.float32)
         n_keys = len(self._keys)
         per_value = -(-n_keys // n)  # keys per value, at most this many on average; all when k covers everything
@@ -207,10 +259,11 @@ class FlatRAG(AgentMemory):
         dist, ids = self._index.search(q, want)
         hits: list[ScoredItem] = []
         seen: set[int] = set()
-        for d, key in zip(dist[0], ids[0], strict=True):
+        key_value = self._key_value
+        for d, key in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
             if key < 0:
                 continue
-            v = self._key_value[int(key)]
+            v = key_value[key]
             if v not in seen:
                 seen.add(v)
                 hits.append(ScoredItem(self._values[v], float(d)))
@@ -233,6 +286,7 @@ class FlatRAG(AgentMemory):
 
     def memory_breakdown(self) -> dict[str, int]:
         """Values' and extra keys' UTF-8 bytes; key vectors; the BM25 postings or the index beyond its vectors."""
+        self._flush()
         text = sum(len(v.text.encode()) for v in self._values)
         text += sum(
             len(key.encode()) for key, v in zip(self._keys, self._key_value, strict=True) if key != self._values[v].text
@@ -251,6 +305,7 @@ class FlatRAG(AgentMemory):
     # -- durability ----------------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
+        self._flush()
         return {
             "values": [v.to_json() for v in self._values],
             "keys": list(self._keys),
@@ -266,8 +321,9 @@ class FlatRAG(AgentMemory):
         self._key_value = [int(v) for v in state["key_value"]]
         self._reset_retriever()
         if self._bm25 is not None:
-            self._bm25.add(self._keys)  # deterministic: the same postings, the same scores
-        elif state["index"] is not None:
+            return  # the keys are indexed at the next search: the same postings, the same scores
+        if state["index"] is not None:
             index = Index.from_bytes(state["index"])
             index.search_defaults = self._new_index(int(index.dim or 0)).search_defaults
             self._index = index
+        self._indexed = len(self._keys)
