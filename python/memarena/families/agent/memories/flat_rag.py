@@ -49,12 +49,13 @@ import numpy as np
 from memarena.api import AgentMemory, MemoryItem, ScoredItem, param
 from memarena.families.agent.facts import extract_facts
 from memarena.families.agent.family import SessionItems
+from memarena.families.agent.memories._vectors import ALL_INDEXES, new_index, restore_index
 from memarena.families.agent.metrics import rank_by_scores
 from memarena.families.agent.retrievers import BM25, TOKENIZERS
 
 __all__ = ["FlatRAG"]
 
-INDEXES: tuple[str, ...] = ("flat", "hnsw", "simhash")
+INDEXES: tuple[str, ...] = ALL_INDEXES
 
 
 class FlatRAG(AgentMemory):
@@ -109,14 +110,7 @@ class FlatRAG(AgentMemory):
         self._indexed = 0
 
     def _new_index(self, dim: int) -> Any:
-        from memarena.errors import InvalidConfigError
-        from memarena.families.retrieval.indexes import HNSW, Flat, SimHash
-
-        cls = {"flat": Flat, "hnsw": HNSW, "simhash": SimHash}[self.config.index]
-        try:
-            return cls(dim=dim, metric="ip", **dict(self.config.index_params))
-        except (TypeError, ValueError, InvalidConfigError) as exc:
-            raise InvalidConfigError(f"config key 'agent_memory.index_params' (index={cls.name}): {exc}") from exc
+        return new_index(self.config.index, self.config.index_params, dim)
 
     # -- values and keys ---------------------------------------------------------
 
@@ -314,16 +308,11 @@ class FlatRAG(AgentMemory):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        from memarena.families.retrieval.index import Index
-
         self._values = [MemoryItem.from_json(v) for v in state["values"]]
         self._keys = list(state["keys"])
         self._key_value = [int(v) for v in state["key_value"]]
         self._reset_retriever()
         if self._bm25 is not None:
             return  # the keys are indexed at the next search: the same postings, the same scores
-        if state["index"] is not None:
-            index = Index.from_bytes(state["index"])
-            index.search_defaults = self._new_index(int(index.dim or 0)).search_defaults
-            self._index = index
+        self._index = restore_index(state["index"], self._new_index)
         self._indexed = len(self._keys)
