@@ -45,6 +45,13 @@ type DotBlock = fn(&[f32], usize, &[f32], &mut [f32]);
 type HammingBlock = fn(&[u64], &[u64], usize, &mut [u16]);
 /// Float scores of a query against listed rows of a row-major block.
 type ScoreAt = fn(&[f32], &[f32], &[u32], &mut [f32]);
+/// Inner products of a block of rows with a packed query panel (see
+/// [`crate::gemm::QueryPanel`]): `(panel, width, rows, dim, out)`, row-major
+/// `out[i * width + j]`.
+pub(crate) type DotPanel = fn(&[f32], usize, &[f32], usize, &mut [f32]);
+/// Which queries take a stored row: `(dots, qn, thr, x2, l2, hits)`, see
+/// [`row_hits_portable`].
+pub(crate) type RowHits = fn(&[f32], &[f32], &[f32], f32, bool, &mut [u16]);
 
 /// One set of kernels; every function assumes equal-length inputs.
 pub(crate) struct Kernels {
@@ -68,6 +75,14 @@ pub(crate) struct Kernels {
     pub(crate) dot_block: DotBlock,
     /// Squared L2 of `nq` queries to every row of a row-major block, query-major.
     pub(crate) l2_sq_block: DotBlock,
+    /// Inner products of a block of rows with a packed query panel, by a
+    /// register-blocked kernel; `None`: the batched search multiplies
+    /// through `matrixmultiply::sgemm` instead (see [`crate::gemm`]).
+    pub(crate) dot_panel: Option<DotPanel>,
+    /// The batched flat search's filter: which queries of a group take one
+    /// stored row (see [`row_hits_portable`]); bit for bit the portable
+    /// result.
+    pub(crate) row_hits: RowHits,
     /// Hints the cache lines of a slice into L1 (a no-op where the target
     /// has no prefetch instruction); never changes a value.
     pub(crate) prefetch: fn(&[f32]),
@@ -159,6 +174,40 @@ fn hamming_block_portable(codes: &[u64], qs: &[u64], nq: usize, out: &mut [u16])
     hamming_block_body(codes, qs, nq, out)
 }
 
+/// Bit `l` of `hits[c]` is set iff query `j = 16 c + l` takes the stored row:
+/// its approximate score, `-dots[j]`, or `(x2 + qn[j]) - 2 dots[j]` with
+/// `l2`, is `<= thr[j]` (false for NaN). Every word of `hits` is written;
+/// bits past `dots.len()` are clear.
+///
+/// # Panics
+/// If `qn`, `thr` or `hits` is shorter than `dots` needs.
+pub(crate) fn row_hits_portable(
+    dots: &[f32],
+    qn: &[f32],
+    thr: &[f32],
+    x2: f32,
+    l2: bool,
+    hits: &mut [u16],
+) {
+    let n = dots.len();
+    assert!(
+        qn.len() >= n && thr.len() >= n && hits.len() >= n.div_ceil(16),
+        "row_hits: short input"
+    );
+    for (c, h) in hits.iter_mut().enumerate() {
+        let mut m = 0u16;
+        for j in 16 * c..(16 * c + 16).min(n) {
+            let sc = if l2 {
+                x2 + qn[j] - 2.0 * dots[j]
+            } else {
+                -dots[j]
+            };
+            m |= u16::from(sc <= thr[j]) << (j - 16 * c);
+        }
+        *h = m;
+    }
+}
+
 /// The portable set (always valid).
 pub(crate) const PORTABLE: Kernels = Kernels {
     l2_sq: l2_sq_portable,
@@ -169,6 +218,8 @@ pub(crate) const PORTABLE: Kernels = Kernels {
     hamming_block: hamming_block_portable,
     dot_block: dot_block_portable,
     l2_sq_block: l2_sq_block_portable,
+    dot_panel: None,
+    row_hits: row_hits_portable,
     #[cfg(target_arch = "x86_64")]
     prefetch: prefetch_x86,
     #[cfg(not(target_arch = "x86_64"))]
@@ -492,6 +543,8 @@ mod x86 {
         hamming_block,
         dot_block,
         l2_sq_block,
+        dot_panel: None,
+        row_hits: row_hits_portable,
         prefetch: super::prefetch_x86,
         name: "avx2+fma+popcnt",
     };
@@ -601,15 +654,180 @@ mod x86 {
         unsafe { dot_at_avx512(q, data, rows, out) }
     }
 
+    /// One register tile of [`dot_panel_avx512`]: `MR` rows (row-major at
+    /// `rows`, `dim` floats each) times one `16 * V`-query tile of the panel
+    /// (`[dim][16 * V]` at `tile`), `MR x V` zmm accumulators, each summed
+    /// over `p = 0..dim` in order by FMA (a row value broadcast, 16
+    /// queries' values loaded), stored to `out[i * ldo + 16 * v ..]`.
+    ///
+    /// # Safety
+    /// avx512f; `rows` readable for `MR * dim` floats, `tile` for
+    /// `16 * V * dim`, `out` writable at `i * ldo + w` for `i < MR`,
+    /// `w < 16 * V`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(unused_unsafe)]
+    unsafe fn panel_tile_avx512<const MR: usize, const V: usize>(
+        rows: *const f32,
+        dim: usize,
+        tile: *const f32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        let mut b = [_mm512_setzero_ps(); V];
+        for p in 0..dim {
+            for (v, bv) in b.iter_mut().enumerate() {
+                // SAFETY: `p < dim`, `v < V`: inside the tile (caller's contract).
+                *bv = unsafe { _mm512_loadu_ps(tile.add(p * 16 * V + 16 * v)) };
+            }
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                // SAFETY: `i < MR`, `p < dim`: inside the rows (caller's contract).
+                let a = _mm512_set1_ps(unsafe { *rows.add(i * dim + p) });
+                for (acc_iv, bv) in acc_i.iter_mut().zip(&b) {
+                    *acc_iv = _mm512_fmadd_ps(a, *bv, *acc_iv);
+                }
+            }
+        }
+        for (i, acc_i) in acc.iter().enumerate() {
+            for (v, acc_iv) in acc_i.iter().enumerate() {
+                // SAFETY: `i < MR`, `16 * v + 16 <= 16 * V` (caller's contract).
+                unsafe { _mm512_storeu_ps(out.add(i * ldo + 16 * v), *acc_iv) };
+            }
+        }
+    }
+
+    /// `out[i * width + j] = <rows_i, panel query j>`: rows in micro-panels of
+    /// 12 (then 4, then 1) kept in L1 while every query tile of the panel
+    /// (32 wide, a last one 16 wide, streamed from L2) passes over them.
+    /// Each value is one FMA chain over `p = 0..dim` whatever the tile shape.
+    ///
+    /// # Panics
+    /// If the shapes disagree (checked before any access).
+    #[target_feature(enable = "avx512f")]
+    #[allow(unused_unsafe)]
+    fn dot_panel_avx512(panel: &[f32], width: usize, rows: &[f32], dim: usize, out: &mut [f32]) {
+        assert!(
+            dim > 0 && width.is_multiple_of(16),
+            "dot_panel: dim {dim}, width {width}"
+        );
+        let nr = rows.len() / dim;
+        assert!(panel.len() >= width * dim, "dot_panel: short panel");
+        assert!(out.len() >= nr * width, "dot_panel: short output");
+        let (pr, pp, po) = (rows.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+        macro_rules! rows_of {
+            ($mr:literal, $i:expr) => {{
+                let mut t0 = 0;
+                while t0 < width {
+                    // SAFETY: rows `$i..$i + $mr <= nr`; the tile at query
+                    // `t0` is `w * dim` floats at `t0 * dim` with
+                    // `t0 + w <= width`; outputs `i * width + t0 + w'` with
+                    // `i < nr`, `w' < w` (all asserted above).
+                    unsafe {
+                        let (r, t, o) =
+                            (pr.add($i * dim), pp.add(t0 * dim), po.add($i * width + t0));
+                        if width - t0 >= 32 {
+                            panel_tile_avx512::<$mr, 2>(r, dim, t, o, width);
+                            t0 += 32;
+                        } else {
+                            panel_tile_avx512::<$mr, 1>(r, dim, t, o, width);
+                            t0 += 16;
+                        }
+                    }
+                }
+            }};
+        }
+        let mut i = 0;
+        while i + 12 <= nr {
+            rows_of!(12, i);
+            i += 12;
+        }
+        while i + 4 <= nr {
+            rows_of!(4, i);
+            i += 4;
+        }
+        while i < nr {
+            rows_of!(1, i);
+            i += 1;
+        }
+    }
+
+    /// [`super::row_hits_portable`] by 16-lane compares (the same
+    /// operations in the same order, so the same bits); the last chunk
+    /// zero-masked.
+    #[target_feature(enable = "avx512f")]
+    #[allow(unused_unsafe)]
+    fn row_hits_avx512(dots: &[f32], qn: &[f32], thr: &[f32], x2: f32, l2: bool, hits: &mut [u16]) {
+        use std::arch::x86_64::*;
+        let n = dots.len();
+        assert!(
+            qn.len() >= n && thr.len() >= n && hits.len() >= n.div_ceil(16),
+            "row_hits: short input"
+        );
+        let (pd, pq, pt) = (dots.as_ptr(), qn.as_ptr(), thr.as_ptr());
+        let x2v = _mm512_set1_ps(x2);
+        for (c, h) in hits.iter_mut().enumerate() {
+            let o = 16 * c;
+            let live: __mmask16 = if n - o >= 16 {
+                0xffff
+            } else {
+                ((1u32 << (n - o)) - 1) as u16
+            };
+            // SAFETY: only the `live` lanes are read, all below `n` (asserted
+            // lengths); masked-off lanes suppress faults.
+            let (d, t) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(live, pd.add(o)),
+                    _mm512_maskz_loadu_ps(live, pt.add(o)),
+                )
+            };
+            let sc = if l2 {
+                // SAFETY: as above.
+                let q = unsafe { _mm512_maskz_loadu_ps(live, pq.add(o)) };
+                _mm512_sub_ps(_mm512_add_ps(x2v, q), _mm512_add_ps(d, d))
+            } else {
+                _mm512_sub_ps(_mm512_setzero_ps(), d)
+            };
+            *h = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, sc, t);
+        }
+    }
+
+    pub(super) fn row_hits_512(
+        dots: &[f32],
+        qn: &[f32],
+        thr: &[f32],
+        x2: f32,
+        l2: bool,
+        hits: &mut [u16],
+    ) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx512f.
+        unsafe { row_hits_avx512(dots, qn, thr, x2, l2, hits) }
+    }
+
+    pub(super) fn dot_panel_512(
+        panel: &[f32],
+        width: usize,
+        rows: &[f32],
+        dim: usize,
+        out: &mut [f32],
+    ) {
+        // SAFETY: installed in `Kernels` only after `detect` saw avx512f.
+        unsafe { dot_panel_avx512(panel, width, rows, dim, out) }
+    }
+
     /// The AVX-512F set: 16-lane single-pair and gather kernels (the ones a
-    /// graph search and the pairwise callers use); the query-block and
-    /// Hamming kernels stay the AVX2 ones (every AVX-512F CPU has AVX2, FMA
-    /// and POPCNT; `detect` checks them all).
+    /// graph search and the pairwise callers use) and the query-panel
+    /// kernel of the batched flat search; the query-block and Hamming
+    /// kernels stay the AVX2 ones (every AVX-512F CPU has AVX2, FMA and
+    /// POPCNT; `detect` checks them all).
     pub(super) const AVX512: Kernels = Kernels {
         l2_sq: l2_sq_512,
         dot: dot_512,
         l2_sq_at: l2_sq_at_512,
         dot_at: dot_at_512,
+        dot_panel: Some(dot_panel_512),
+        row_hits: row_hits_512,
         name: "avx512f+avx2+fma+popcnt",
         ..AVX2
     };
@@ -836,6 +1054,47 @@ mod tests {
                     prop_assert_eq!(at_l2[i].to_bits(), (k.l2_sq)(q, v).to_bits());
                     prop_assert_eq!(at_dot[i].to_bits(), (k.dot)(q, v).to_bits());
                 }
+            }
+        }
+    }
+
+    proptest! {
+        /// Every set's filter gives the portable bits, which are the
+        /// definition's: ties (`score == thr`) pass, infinite thresholds
+        /// pass everything finite, the bits past the last query are clear.
+        #[test]
+        fn row_hits_match_the_definition(
+            n in 0usize..300,
+            l2 in any::<bool>(),
+            x2 in 0.0f32..4.0,
+            seed in any::<u64>(),
+        ) {
+            let mut rng = memarena_core::rng::Rng::seed_from_u64(seed);
+            let dots: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let qn: Vec<f32> = (0..n).map(|_| rng.normal().abs() as f32).collect();
+            let thr: Vec<f32> = (0..n)
+                .map(|j| match rng.below(4) {
+                    0 => f32::INFINITY,
+                    // exactly the score: a tie
+                    1 => if l2 { x2 + qn[j] - 2.0 * dots[j] } else { -dots[j] },
+                    _ => rng.normal() as f32 + if l2 { x2 + qn[j] } else { 0.0 },
+                })
+                .collect();
+            let words = n.div_ceil(16);
+            let mut want = vec![0u16; words];
+            for j in 0..n {
+                let sc = if l2 { x2 + qn[j] - 2.0 * dots[j] } else { -dots[j] };
+                if sc <= thr[j] {
+                    want[j / 16] |= 1 << (j % 16);
+                }
+            }
+            let mut got = vec![u16::MAX; words];
+            row_hits_portable(&dots, &qn, &thr, x2, l2, &mut got);
+            prop_assert_eq!(&got, &want);
+            for k in wide_sets() {
+                let mut got = vec![u16::MAX; words];
+                (k.row_hits)(&dots, &qn, &thr, x2, l2, &mut got);
+                prop_assert_eq!(&got, &want, "{}", k.name);
             }
         }
     }

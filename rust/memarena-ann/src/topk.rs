@@ -126,6 +126,22 @@ impl Reservoir {
     }
 }
 
+/// An order-preserving key of a score: for non-NaN `a`, `b`,
+/// `a < b` iff `score_key(a) < score_key(b)`, and `-0.0`, `0.0` share the key
+/// of `0.0` (so `(score_key(s) << 32) | slot` orders `(score, slot)` pairs as
+/// [`TopK`] does). [`key_score`] inverts it.
+#[inline]
+pub(crate) fn score_key(x: f32) -> u32 {
+    let b = (x + 0.0).to_bits(); // -0.0 + 0.0 == +0.0
+    if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+}
+
+/// The score of a [`score_key`] (`+0.0` for either zero).
+#[inline]
+pub(crate) fn key_score(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 1 { k & 0x7fff_ffff } else { !k })
+}
+
 /// A `(score, id)` pair ordered by score then id (a total order, for heaps).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Cand(pub(crate) f32, pub(crate) u32);
@@ -222,6 +238,17 @@ mod tests {
             let mut unordered = r.finish_unordered().to_vec();
             unordered.sort_unstable();
             assert_eq!(unordered, want, "cap {cap}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn score_keys_preserve_order_and_invert(a in proptest::num::f32::ANY, b in proptest::num::f32::ANY) {
+            proptest::prop_assume!(!a.is_nan() && !b.is_nan());
+            proptest::prop_assert_eq!(a < b, score_key(a) < score_key(b));
+            proptest::prop_assert_eq!(a == b, score_key(a) == score_key(b));
+            proptest::prop_assert_eq!(key_score(score_key(a)), a);
+            proptest::prop_assert!(key_score(score_key(a)).to_bits() == (a + 0.0).to_bits());
         }
     }
 
