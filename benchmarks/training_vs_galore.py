@@ -59,7 +59,7 @@ import torch
 
 from memarena.families.training.optimizers import Adam8bit, GaLore
 from memarena.families.training.optimizers.galore import PROJ_TYPES
-from memarena.families.training.optimizers.quant import SIGNED_ZERO, dequantize_blockwise
+from memarena.families.training.optimizers.quant import SIGNED_ZERO, code_step_error
 from memarena.models import ByteLlama, ByteLlamaConfig
 
 CONFIG = ByteLlamaConfig()  # the fixture's shape
@@ -236,12 +236,8 @@ def eight_bit_same_state_steps(steps: int) -> tuple[float, float]:
                 ("exp_avg", "state1", "absmax1", "qmap1"),
                 ("exp_avg_sq", "state2", "absmax2", "qmap2"),
             ):
-                mine = dequantize_blockwise(s[key], s[key + "_absmax"], t[code], 256)
-                theirs = dequantize_blockwise(t[q], t[absmax], t[code], 256)
-                gap = float((t[code][1:] - t[code][:-1]).max())
-                scale = torch.maximum(s[key + "_absmax"], t[absmax]).repeat_interleave(256)[: mine.numel()]
-                err = (mine - theirs).abs() / (gap * scale.view(mine.shape).clamp(min=1e-30))
-                worst_code = max(worst_code, float(err.max()))
+                err = code_step_error(s[key], s[key + "_absmax"], t[q], t[absmax], t[code], 256)
+                worst_code = max(worst_code, err)
     return worst_param, worst_code
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from memarena.families.training.optimizers import Adam8bit, GaLore8bit
-from memarena.families.training.optimizers.quant import SIGNED_ZERO, dequantize_blockwise, dynamic_map
+from memarena.families.training.optimizers.quant import SIGNED_ZERO, code_step_error, dequantize_blockwise, dynamic_map
 from tests.training.helpers import batches, loss_of, tiny_model, train
 
 BIG = 10**9  # min_8bit_size that keeps every state in 32 bits
@@ -38,17 +38,13 @@ def cuda_rounding(A: torch.Tensor, code: torch.Tensor, absmax_out: torch.Tensor,
 
 def code_steps(s: dict, t: dict) -> float:
     """Largest difference of memarena's (``s``) and bitsandbytes' (``t``) dequantized moments, in code gaps x absmax."""
-    worst = 0.0
-    for key, q, absmax, code in (
-        ("exp_avg", "state1", "absmax1", "qmap1"),
-        ("exp_avg_sq", "state2", "absmax2", "qmap2"),
-    ):
-        mine = dequantize_blockwise(s[key], s[key + "_absmax"], t[code], 256)
-        theirs = dequantize_blockwise(t[q], t[absmax], t[code], 256)
-        gap = float((t[code][1:] - t[code][:-1]).max())
-        scale = torch.maximum(s[key + "_absmax"], t[absmax]).repeat_interleave(256)[: mine.numel()].view(mine.shape)
-        worst = max(worst, float(((mine - theirs).abs() / (gap * scale.clamp(min=1e-30))).max()))
-    return worst
+    return max(
+        code_step_error(s[key], s[key + "_absmax"], t[q], t[absmax], t[code], 256)
+        for key, q, absmax, code in (
+            ("exp_avg", "state1", "absmax1", "qmap1"),
+            ("exp_avg_sq", "state2", "absmax2", "qmap2"),
+        )
+    )
 
 
 def test_one_step_codes_by_hand_zero_reachable_and_a_negative_first_moment_keeps_its_sign() -> None:

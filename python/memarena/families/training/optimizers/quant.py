@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QMAP_LEN",
     "SIGNED_ZERO",
+    "code_step_error",
     "dequantize_blockwise",
     "dynamic_map",
     "n_blocks",
@@ -212,3 +213,23 @@ def dequantize_blockwise(q: torch.Tensor, absmax: torch.Tensor, code: torch.Tens
         piece.mul_(absmax[row : row + piece.shape[0]].unsqueeze(1))
         row += piece.shape[0]
     return flat.view(q.shape)
+
+
+def code_step_error(
+    q_a: torch.Tensor,
+    absmax_a: torch.Tensor,
+    q_b: torch.Tensor,
+    absmax_b: torch.Tensor,
+    code: torch.Tensor,
+    block_size: int,
+) -> float:
+    """Largest difference of two blockwise-quantized states (the same ``code``), in units of the map's widest
+    gap times the larger of the two blocks' ``absmax``: 1 is one quantization step (how memarena's 8-bit states
+    are compared with bitsandbytes')."""
+    import torch
+
+    a = dequantize_blockwise(q_a, absmax_a, code, block_size)
+    b = dequantize_blockwise(q_b, absmax_b, code, block_size)
+    gap = float((code[1:] - code[:-1]).max())
+    scale = torch.maximum(absmax_a, absmax_b).repeat_interleave(block_size)[: a.numel()].view(a.shape)
+    return float(((a - b).abs() / (gap * scale.clamp(min=1e-30))).max())
