@@ -46,6 +46,7 @@ bytes per method. Needs torch (``pip install 'memarena[torch]'``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import random
 import statistics
@@ -302,6 +303,7 @@ class TrainingFamily(Family):
                     if not math.isfinite(losses[-1]):
                         raise MemarenaError(
                             f"training diverged at step {step + 1} (loss {losses[-1]}): lower 'optimizer.lr'"
+                            + _changed_settings(optimizer, "optimizer")
                         )
                 bar.update(1)
         state = opt.bytes_by_category()
@@ -354,3 +356,18 @@ class TrainingFamily(Family):
             out[f"layer{i}"] = _storage_bytes(layer.parameters())
         out["head"] = _storage_bytes([*body.norm.parameters(), *model.lm_head.parameters()])
         return out
+
+
+def _changed_settings(component: Any, group: str) -> str:
+    """``"; settings changed from the defaults: 'group.key'=value, ..."`` (empty when none): a divergence names
+    the keys that may have caused it besides the learning rate."""
+    config = getattr(component, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return ""
+    default = type(config)()
+    changed = [
+        f"'{group}.{f.name}'={getattr(config, f.name)!r}"
+        for f in dataclasses.fields(config)
+        if f.name != "_target_" and getattr(config, f.name) != getattr(default, f.name)
+    ]
+    return f"; settings changed from the defaults: {', '.join(changed)}" if changed else ""

@@ -87,7 +87,7 @@ class AdamConfig:
     #: Adam's beta2 (second-moment decay).
     beta2: float = param(0.999, ge=0, lt=1)
     #: Adam's epsilon.
-    eps: float = param(1e-8, ge=0)
+    eps: float = param(1e-8, gt=0)
     #: Decoupled weight decay.
     weight_decay: float = param(1e-2, ge=0)
     #: Update each parameter in a post-accumulate-grad hook during backward and free

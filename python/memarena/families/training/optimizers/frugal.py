@@ -175,7 +175,7 @@ class FRUGALConfig(AdamConfig):
     """AdamConfig plus FRUGAL's split; defaults are the official code's ``AdamW`` and ``ProjOptimizer``."""
 
     #: Adam's epsilon (upstream AdamW default).
-    eps: float = param(1e-8, ge=0)
+    eps: float = param(1e-8, gt=0)
     #: Fraction rho of each projectable matrix (svd, random) or of the projectable tensors (blocks) kept state-full.
     density: float = param(0.25, ge=0, le=1)
     #: How the state-full subspace is chosen: svd (top singular vectors), random (semi-orthogonal) or blocks.

@@ -183,7 +183,7 @@ class GaLoreConfig(AdamConfig):
     """AdamConfig plus GaLore's projection settings; Adam defaults are galore-torch ``AdamW``'s."""
 
     #: Adam's epsilon (galore-torch's AdamW default).
-    eps: float = param(1e-6, ge=0)
+    eps: float = param(1e-6, gt=0)
     #: Decoupled weight decay (galore-torch's AdamW default).
     weight_decay: float = param(0.0, ge=0)
     #: Rank r of the projection (clipped to the matrix's smaller side).

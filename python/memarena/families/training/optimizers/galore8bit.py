@@ -56,7 +56,7 @@ class GaLore8bit(TrainingOptimizer):
     @dataclass
     class Config(Adam8bitConfig, GaLoreConfig):
         #: Adam's epsilon (bitsandbytes' AdamW8bit default).
-        eps: float = param(1e-8, ge=0)
+        eps: float = param(1e-8, gt=0)
         #: Decoupled weight decay (bitsandbytes' AdamW8bit default).
         weight_decay: float = param(1e-2, ge=0)
         _target_: str = "memarena.families.training.optimizers.galore8bit.GaLore8bit"
