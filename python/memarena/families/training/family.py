@@ -364,7 +364,8 @@ def _changed_settings(component: Any, group: str) -> str:
     config = getattr(component, "config", None)
     if config is None or not dataclasses.is_dataclass(config):
         return ""
-    default = type(config)()
+    config_cls: Any = type(config)
+    default = config_cls()
     changed = [
         f"'{group}.{f.name}'={getattr(config, f.name)!r}"
         for f in dataclasses.fields(config)
