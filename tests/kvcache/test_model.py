@@ -116,6 +116,10 @@ def test_the_fixture_loads_and_matches_its_card() -> None:
         assert str(meta[key]) in card, key
     assert meta["command"].startswith("python -m memarena.models.train") and meta["command"] in card
     assert meta["corpus"]["split_rule"] in card
+    # the issue's goals for the shipped fixture (re-measured by the slow test below)
+    assert meta["heldout_bits_per_byte"] <= 2.6 and meta["needle_accuracy"] >= 0.9
+    assert meta["heldout_eval"]["length"] >= 1024 and meta["needle_eval"]["length"] >= 1024
+    assert meta["needle_eval"]["cache"] == "full (no compression)" and meta["needle_eval"]["n_probes"] >= 256
 
 
 def test_split_is_the_standard_crc32_of_the_relative_path() -> None:
@@ -303,3 +307,47 @@ def test_batch_masks_the_random_half_of_copy_and_induction_tasks_only_when_asked
     # every chunk of an induction sample is a substring of its first half (here 8-16 bytes at 64)
     s = induction_sample(64, random.Random(1))
     assert s[32:40] in s[:32]
+
+
+def test_dense_recall_sample_queries_only_defined_keys_and_spans_their_values() -> None:
+    from memarena.models.corpus import dense_recall_sample
+
+    for seed in range(5):
+        s, spans = dense_recall_sample(300, random.Random(seed))
+        assert len(s) == 300 and spans
+        lines = s.decode().split("\n")
+        assert lines[0].startswith("KEY_")
+        defined: dict[str, str] = {}
+        for line in lines[:-1]:  # the last line may be cut at the length
+            if line.startswith("KEY_"):
+                key, value = line[4:8], line[12:16]
+                assert line == f'KEY_{key} = "{value}"' and key not in defined
+                defined[key] = value
+            else:
+                key, value = line[11:15], line[19:23]
+                assert line == f'expect(KEY_{key} = "{value}")' and defined[key] == value
+        # each span is the value of a query line, right after its opening quote
+        for start, end in spans:
+            assert end - start == 4 and s[start - 1 : start] == b'"' and s[end : end + 1] in (b'"', b"")
+            line_start = s.rfind(b"\n", 0, start) + 1
+            assert s[line_start:start].startswith(b"expect(KEY_")
+
+
+def test_batch_weighs_recalled_values_by_answer_weight() -> None:
+    from memarena.models.train import batch
+
+    train = load_corpus("train")
+    x, w = batch(train, 128, 4, 0.0, random.Random(3), dense_fraction=1.0, answer_weight=5.0)
+    for row, weights in zip(x.tolist(), w, strict=True):
+        s = bytes(row)
+        heavy = (weights == 5.0).nonzero().flatten().tolist()
+        assert heavy and set(weights.tolist()) <= {1.0, 5.0}
+        # position t predicts byte t + 1: every heavy prediction is of a value byte inside an expect(...) line
+        for t in heavy:
+            line = s[s.rfind(b"\n", 0, t + 1) + 1 : t + 1]
+            assert line.startswith(b"expect(KEY_") and b'"' in line
+    _, w_plain = batch(train, 128, 4, 0.0, random.Random(3), dense_fraction=1.0)
+    assert torch.equal(w_plain, torch.ones(4, 127))
+    # a recall task's asserted values weigh the same way
+    x, w = batch(train, 256, 2, 1.0, random.Random(4), answer_weight=3.0)
+    assert int((w == 3.0).sum()) % 4 == 0 and int((w == 3.0).sum()) >= 8

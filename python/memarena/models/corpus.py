@@ -28,6 +28,7 @@ __all__ = [
     "SKIP_DIRS",
     "Corpus",
     "NeedleProbe",
+    "dense_recall_sample",
     "load_corpus",
     "needle_probe",
     "recall_sample",
@@ -174,6 +175,40 @@ def recall_sample(
         )
         at += len(line) + value_len + 3
     return seq, probes
+
+
+def dense_recall_sample(
+    length: int, rng: random.Random, key_len: int = 4, value_len: int = 4, define_p: float = 0.4
+) -> tuple[bytes, list[tuple[int, int]]]:
+    """A sequence of exactly ``length`` bytes made of recall lines only (no code filler).
+
+    Each line is a new definition ``KEY_<k> = "<v>"`` with probability ``define_p`` (always the first), else
+    a query ``expect(KEY_<k> = "<v>")`` of a key defined earlier, drawn uniformly: the multi-query associative
+    recall shape (Arora et al., "Zoology", 2023, MQAR) in :func:`recall_sample`'s line format, so the needle's
+    match-then-copy step is trained at every distance up to ``length`` with about one value in two bytes' worth
+    of lines. Returns the bytes (the last line cut at ``length``) and the ``[start, end)`` byte spans of every
+    queried value that fits.
+    """
+    keys: list[str] = []
+    values: list[str] = []
+    out = bytearray()
+    spans: list[tuple[int, int]] = []
+    while len(out) < length:
+        if not keys or rng.random() < define_p:
+            k = _word(rng, key_len)
+            while k in keys:
+                k = _word(rng, key_len)
+            keys.append(k)
+            values.append(_word(rng, value_len))
+            out += f'KEY_{k} = "{values[-1]}"\n'.encode()
+        else:
+            i = rng.randrange(len(keys))
+            line = f'expect(KEY_{keys[i]} = "'.encode()
+            start = len(out) + len(line)
+            out += line + f'{values[i]}")\n'.encode()
+            if start + value_len <= length:
+                spans.append((start, start + value_len))
+    return bytes(out[:length]), spans
 
 
 def needle_probe(corpus: Corpus, n: int, length: int, seed: int, n_pairs: int = 6) -> list[NeedleProbe]:
