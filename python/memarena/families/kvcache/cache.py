@@ -391,11 +391,11 @@ class HeadwiseLayer(LayerCache):
         if any(chan is not None or kc.shape[0] != n for kc, _, chan in cached):
             return None
         t = q.shape[1]
+        gqa = self.spec.group_size > 1
+        if n == 0:  # nothing cached (a prefill): the new keys and values as they are
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True, enable_gqa=gqa)
         kk = torch.cat([torch.stack([kc for kc, _, _ in cached]), k.float()], dim=1)
         vv = torch.cat([torch.stack([vc for _, vc, _ in cached]), v.float()], dim=1)
-        gqa = self.spec.group_size > 1
-        if n == 0:
-            return F.scaled_dot_product_attention(q.float(), kk, vv, is_causal=True, enable_gqa=gqa)
         # cached rows visible to every new token, causal among the new ones
         mask = torch.ones(t, n + t, dtype=torch.bool)
         mask[:, n:] = torch.ones(t, t, dtype=torch.bool).tril()

@@ -159,7 +159,7 @@ class KVCacheFamily(Family):
         #: Bytes after the context decoded one at a time on the cache (teacher-forced); at least 2.
         continuation_tokens: int = param(128, ge=2)
         #: Associative-recall needle probes (0: none).
-        needle_probes: int = param(16, ge=0)
+        needle_probes: int = param(32, ge=0)
         #: Bytes of each needle probe's window (to the end of the asked value).
         needle_length: int = param(1024, ge=128)
         #: Added to the run's seed: picks the windows and the probes.
