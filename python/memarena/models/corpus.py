@@ -185,9 +185,9 @@ def dense_recall_sample(
     Each line is a new definition ``KEY_<k> = "<v>"`` with probability ``define_p`` (always the first), else
     a query ``expect(KEY_<k> = "<v>")`` of a key defined earlier, drawn uniformly: the multi-query associative
     recall shape (Arora et al., "Zoology", 2023, MQAR) in :func:`recall_sample`'s line format, so the needle's
-    match-then-copy step is trained at every distance up to ``length`` with about one value in two bytes' worth
-    of lines. Returns the bytes (the last line cut at ``length``) and the ``[start, end)`` byte spans of every
-    queried value that fits.
+    match-then-copy step is trained at every distance up to ``length``, about 60% of the lines being queries
+    (vs one or two per sequence in :func:`recall_sample`). Returns the bytes (the last line cut at ``length``)
+    and the ``[start, end)`` byte spans of every queried value that fits.
     """
     keys: list[str] = []
     values: list[str] = []
