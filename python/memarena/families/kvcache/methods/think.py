@@ -39,7 +39,7 @@ from memarena.api import KVCompression, param
 from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
 from memarena.lazy import torch
 
-__all__ = ["Think", "ThinkLayer", "ThinkStore", "think_channels"]
+__all__ = ["Think", "ThinkLayer", "ThinkStore", "think_channels", "think_channels_heads"]
 
 
 def think_channels(q_obs: torch.Tensor, k: torch.Tensor, pruning_ratio: float) -> torch.Tensor:
@@ -51,10 +51,16 @@ def think_channels(q_obs: torch.Tensor, k: torch.Tensor, pruning_ratio: float) -
     :param pruning_ratio: ``lambda``: fraction of channels pruned (``int(d * lambda)``, as the official code).
     """
     d = k.shape[-1]
-    q = q_obs.reshape(-1, d).float()
-    score = q.norm(dim=0) * k.float().norm(dim=0)
+    return think_channels_heads(q_obs.reshape(1, -1, d), k[None], pruning_ratio)[0]
+
+
+def think_channels_heads(q_obs: torch.Tensor, k: torch.Tensor, pruning_ratio: float) -> torch.Tensor:
+    """:func:`think_channels` for ``H`` heads at once: ``q_obs`` ``[H, rows, d]``, ``k`` ``[H, n, d]`` ->
+    ``[H, kept]`` (each head's own channels; one batched norm, top-k and sort instead of a loop over heads)."""
+    d = k.shape[-1]
+    score = q_obs.float().norm(dim=1) * k.float().norm(dim=1)
     kept = d - int(d * pruning_ratio)
-    return score.topk(kept).indices.sort().values
+    return score.topk(kept, dim=-1).indices.sort(dim=-1).values
 
 
 class ThinkStore(HeadStore):
@@ -134,11 +140,21 @@ def prune_heads(layer: HeadwiseLayer, q: torch.Tensor, pruning_ratio: float, win
     query heads, then :meth:`ThinkStore.prune` (after any token selection, as SnapKV then ThinK in the official
     ``update_thinkv``)."""
     g = layer.spec.group_size
-    for h, store in enumerate(layer.heads):
+    stores: list[ThinkStore] = []
+    for store in layer.heads:
         if not isinstance(store, ThinkStore):
             raise TypeError(f"ThinK prunes ThinkStore heads, got {type(store).__name__}")
-        q_obs = q[h * g : (h + 1) * g, -window_tokens:]
-        store.prune(think_channels(q_obs, store.full_keys(), pruning_ratio))
+        stores.append(store)
+    keys = [store.full_keys() for store in stores]
+    q_obs = q[:, -window_tokens:]
+    if all(k.shape == keys[0].shape for k in keys):  # every head holds as many rows (uniform budgets)
+        w = q_obs.shape[1]
+        chans = think_channels_heads(q_obs.reshape(len(stores), g * w, -1), torch.stack(keys), pruning_ratio)
+        for store, chan in zip(stores, chans, strict=True):
+            store.prune(chan)
+        return
+    for h, (store, k) in enumerate(zip(stores, keys, strict=True)):
+        store.prune(think_channels(q_obs[h * g : (h + 1) * g], k, pruning_ratio))
 
 
 class ThinkLayer(HeadwiseLayer):
