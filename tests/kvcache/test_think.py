@@ -33,13 +33,13 @@ def test_channel_score_is_the_frobenius_norm_of_the_outer_product() -> None:
     assert torch.equal(think_channels(q, k, 0.5), expected)
 
 
-
 def test_channels_of_all_heads_at_once_equal_each_head_alone() -> None:
     torch.manual_seed(1)
     q, k = torch.randn(3, 10, 32), torch.randn(3, 40, 32) * torch.rand(3, 1, 32)
     per_head = torch.stack([think_channels(q[h], k[h], 0.4) for h in range(3)])
     assert torch.equal(think_channels_heads(q, k, 0.4), per_head)
     assert think_channels_heads(q, k, 0.4).shape == (3, 32 - int(32 * 0.4))
+
 
 def _bytes(store: ThinkStore) -> dict[str, int]:
     out: dict[str, int] = {}
