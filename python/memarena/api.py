@@ -495,7 +495,10 @@ class KVCompression(MemoryMethod):
 
     @abc.abstractmethod
     def new_layer(self, spec: Any, layer: int, budget: float) -> Any:
-        """Layer ``layer``'s :class:`~memarena.families.kvcache.LayerCache` under ``spec`` (a ``CacheSpec``)."""
+        """Layer ``layer``'s :class:`~memarena.families.kvcache.LayerCache` under ``spec``.
+
+        ``spec`` is a :class:`memarena.models.CacheSpec`: the model's KV geometry.
+        """
 
 
 class Optimizer(MemoryMethod):

@@ -287,7 +287,7 @@ except Stop as exc:
 HNSW_ADD_FOREVER = """
 import sys
 import numpy as np
-from memarena.families.retrieval.index import Index
+from memarena.indexes import Index
 
 x = np.random.default_rng(0).standard_normal((400_000, 16), dtype=np.float32)
 index = Index("hnsw", dim=16, params={"m": 32, "ef_construction": 800})

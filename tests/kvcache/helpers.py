@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from memarena.families.kvcache.cache import CacheSpec, KVCache, held_tensors, storage_bytes
+from memarena.families.kvcache.cache import KVCache, held_tensors, storage_bytes
+from memarena.models import CacheSpec
 from memarena.models.bytellama import ByteLlama, Rope
 
 BIG = 40.0  # a query channel of 40 against a key channel of 1, scaled by 1/sqrt(4): logit 20 (e^-20 ~ 2e-9)

@@ -20,10 +20,9 @@ from memarena.api import PlotSpec
 from memarena.config import compose
 from memarena.errors import InvalidConfigError, MemarenaError
 from memarena.families.kvcache import family as kv_family
-from memarena.families.kvcache.cache import CacheSpec
 from memarena.families.kvcache.eval import as_tokens, decode_step, greedy, next_byte_scores, prefill_next
 from memarena.families.kvcache.methods.full import FullCache
-from memarena.models import ByteLlama
+from memarena.models import ByteLlama, CacheSpec
 from memarena.plugins import get_plugin_manager
 from memarena.registry import Registry
 from memarena.report import load_report, pareto_front, write_report

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from memarena.errors import InvalidConfigError
-from memarena.families.kvcache.cache import CacheSpec, Fp16Store, HeadStore
+from memarena.families.kvcache.cache import Fp16Store, HeadStore
 from memarena.families.kvcache.methods import H2O, FullCache, SnapKV
 from memarena.families.kvcache.methods.h2o import H2OLayer
 from memarena.families.kvcache.methods.snapkv import SnapKVLayer
+from memarena.models import CacheSpec
 from tests.kvcache.helpers import bytes_match, model_and_tokens, onehot_keys, query, run, tiny_spec
 
 torch.set_num_threads(1)

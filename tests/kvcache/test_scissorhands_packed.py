@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import torch
 
-from memarena.families.kvcache.cache import CacheSpec, KVCache
+from memarena.families.kvcache.cache import KVCache
 from memarena.families.kvcache.methods.scissorhands import ScissorhandsLayer
+from memarena.models import CacheSpec
 from tests.kvcache.helpers import bytes_match, model_and_tokens
 
 torch.set_num_threads(1)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from memarena.errors import InvalidConfigError
-from memarena.families.kvcache.cache import CacheSpec, KVCache
+from memarena.families.kvcache.cache import KVCache
 from memarena.families.kvcache.methods import Scissorhands, StreamingLLM
 from memarena.families.kvcache.methods.scissorhands import ScissorhandsLayer
 from memarena.families.kvcache.methods.streaming_llm import StreamingLLMLayer
+from memarena.models import CacheSpec
 from memarena.models.bytellama import Rope
 from tests.kvcache.helpers import bytes_match, model_and_tokens, onehot_keys, query, run, tiny_spec
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from memarena.families.kvcache.cache import CacheSpec
 from memarena.families.kvcache.methods import H2O, FullCache, Scissorhands, SnapKV, StreamingLLM
+from memarena.models import CacheSpec
 from tests.kvcache.helpers import bytes_match, model_and_tokens, run
 
 torch.set_num_threads(1)

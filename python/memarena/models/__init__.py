@@ -2,6 +2,8 @@
 
 * :class:`ByteLlama` — a small Llama-architecture byte-level decoder in
   plain torch, convertible to and from transformers' ``LlamaForCausalLM``;
+* :class:`CacheSpec` — its KV geometry as a KV-compression method sees it
+  (layers, heads, head size, rotary tables, trained length, storage dtype);
 * :func:`load_fixture` — the fixture weights shipped in the wheel, trained
   by :mod:`memarena.models.train` (see ``fixture/CARD.md``);
 * :mod:`memarena.models.corpus` — the data: CPython's stdlib sources split
@@ -18,6 +20,7 @@ from typing import Any
 from memarena.models.bytellama import (
     ByteLlama,
     ByteLlamaConfig,
+    CacheSpec,
     Rope,
     from_hf_state_dict,
     hf_config,
@@ -28,6 +31,7 @@ __all__ = [
     "FIXTURE_WEIGHTS",
     "ByteLlama",
     "ByteLlamaConfig",
+    "CacheSpec",
     "Rope",
     "fixture_card",
     "from_hf_state_dict",

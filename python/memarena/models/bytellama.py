@@ -32,6 +32,7 @@ from torch.nn import functional as F
 __all__ = [
     "ByteLlama",
     "ByteLlamaConfig",
+    "CacheSpec",
     "KVCacheLike",
     "LayerCacheLike",
     "Rope",
@@ -139,6 +140,39 @@ class KVCacheLike(Protocol):
     """A KV cache of one sequence: one :class:`LayerCacheLike` per layer."""
 
     def layer(self, i: int) -> LayerCacheLike: ...
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a KV-compression method needs to know about the model whose KV it stores.
+
+    Shared by the torch families: the ``kvcache`` family builds every cache under one, and the ``serving``
+    family measures a method's bytes per token with one (:mod:`memarena.families.serving.compression`).
+    """
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    rope: Rope
+    #: Trained length: positions beyond it are out of distribution.
+    max_seq_len: int
+    #: The dtype keys and values are stored in when kept at full precision (default ``torch.float16``).
+    dtype: torch.dtype = torch.float16
+
+    @classmethod
+    def of(cls, cfg: ByteLlamaConfig, rope: Rope, dtype: torch.dtype | None = None) -> CacheSpec:
+        dtype = torch.float16 if dtype is None else dtype
+        return cls(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, rope, cfg.max_seq_len, dtype)
+
+    @property
+    def group_size(self) -> int:
+        return self.n_heads // self.n_kv_heads
+
+    def full_bytes_per_token(self) -> int:
+        """Bytes one token takes in the uncompressed cache (K and V, every layer and head, :attr:`dtype`)."""
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * itemsize
 
 
 class RMSNorm(nn.Module):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from memarena.families.retrieval import gaussian_mixture
-from memarena.families.retrieval.indexes import E2LSH, HNSW, IVF, SPANN, Curator, Flat, SimHash
+from memarena.indexes import E2LSH, HNSW, IVF, SPANN, Curator, Flat, SimHash
 
 DIM = 16
 

@@ -11,8 +11,8 @@ import pytest
 from memarena import _core
 from memarena.config import compose
 from memarena.families.retrieval.family import RetrievalFamily
-from memarena.families.retrieval.indexes import BUILTIN_INDEXES, RegisteredIndex
 from memarena.families.retrieval.workloads import GaussianMixtureDataset
+from memarena.indexes import BUILTIN_INDEXES, RegisteredIndex
 from memarena.plugins import get_plugin_manager
 from memarena.registry import Registry
 from memarena.run import execute

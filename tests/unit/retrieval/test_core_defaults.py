@@ -19,7 +19,7 @@ import pytest
 from memarena import _core
 from memarena.errors import InvalidConfigError
 from memarena.families.retrieval import METRICS, Index, SearchConfig
-from memarena.families.retrieval.indexes import BUILTIN_INDEXES, RegisteredIndex, build_defaults
+from memarena.indexes import BUILTIN_INDEXES, RegisteredIndex, build_defaults
 
 
 @pytest.mark.parametrize("cls", BUILTIN_INDEXES, ids=lambda c: c.name)

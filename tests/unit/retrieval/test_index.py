@@ -10,7 +10,7 @@ import pytest
 
 from memarena.errors import InvalidConfigError
 from memarena.families.retrieval import Index, ground_truth, recall_at_k, tenants_to_csr
-from memarena.families.retrieval.indexes import HNSW, Curator
+from memarena.indexes import HNSW, Curator
 from tests.unit.retrieval.conftest import DIM, data, make
 
 

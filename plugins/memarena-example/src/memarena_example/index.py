@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from memarena.api import VectorIndex
 from memarena.errors import InvalidConfigError
-from memarena.families.retrieval import tenants_to_csr
+from memarena.indexes import tenants_to_csr
 
 __all__ = ["NumpyFlat"]
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from memarena.families.kvcache.cache import (
         CATEGORIES,
-        CacheSpec,
         Fp16Store,
         HeadStore,
         HeadwiseLayer,
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
         storage_bytes,
     )
     from memarena.families.kvcache.methods import KV_COMPRESSIONS
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = [
     "CATEGORIES",
@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 _WHERE = dict.fromkeys(__all__, "memarena.families.kvcache.cache") | {
-    "KV_COMPRESSIONS": "memarena.families.kvcache.methods"
+    "KV_COMPRESSIONS": "memarena.families.kvcache.methods",
+    # the model's KV geometry: shared with the serving family, so it lives with the model (public API)
+    "CacheSpec": "memarena.models.bytellama",
 }
 
 

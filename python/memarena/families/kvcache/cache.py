@@ -30,17 +30,15 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memarena.lazy import F, torch
 
 if TYPE_CHECKING:
-    from memarena.models.bytellama import ByteLlamaConfig, Rope
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = [
     "CATEGORIES",
-    "CacheSpec",
     "Fp16Store",
     "HeadStore",
     "HeadwiseLayer",
@@ -62,35 +60,6 @@ CATEGORIES = (
 )
 
 
-@dataclass(frozen=True)
-class CacheSpec:
-    """What a method needs to know about the model whose KV it stores."""
-
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    rope: Rope
-    #: Trained length: positions beyond it are out of distribution.
-    max_seq_len: int
-    #: The dtype keys and values are stored in when kept at full precision (default ``torch.float16``).
-    dtype: torch.dtype = field(default_factory=lambda: torch.float16)  # a factory: reading torch imports it
-
-    @classmethod
-    def of(cls, cfg: ByteLlamaConfig, rope: Rope, dtype: torch.dtype | None = None) -> CacheSpec:
-        dtype = torch.float16 if dtype is None else dtype
-        return cls(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, rope, cfg.max_seq_len, dtype)
-
-    @property
-    def group_size(self) -> int:
-        return self.n_heads // self.n_kv_heads
-
-    def full_bytes_per_token(self) -> int:
-        """Bytes one token takes in the uncompressed cache (K and V, every layer and head, :attr:`dtype`)."""
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
-        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * itemsize
-
-
 def storage_bytes(t: torch.Tensor) -> int:
     """Bytes of ``t``'s whole storage (a view of a bigger tensor counts all of it)."""
     return int(t.untyped_storage().nbytes())
@@ -101,7 +70,7 @@ def held_tensors(obj: Any) -> list[torch.Tensor]:
     seen_obj: set[int] = set()
     seen_storage: set[int] = set()
     found: list[torch.Tensor] = []
-    from memarena.models.bytellama import Rope  # a torch module: imported where used
+    from memarena.models.bytellama import CacheSpec, Rope  # a torch module: imported where used
 
     def walk(x: Any) -> None:
         if isinstance(x, torch.Tensor):

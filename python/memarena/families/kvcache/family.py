@@ -230,9 +230,9 @@ class KVCacheFamily(Family):
     ) -> dict[str, Any]:
         import torch
 
-        from memarena.families.kvcache.cache import CacheSpec
         from memarena.families.kvcache.eval import as_tokens, decode_step, greedy, next_byte_scores, prefill_next
         from memarena.families.kvcache.methods.full import FullCache
+        from memarena.models import CacheSpec
         from memarena.models.corpus import needle_probe
 
         spec = CacheSpec.of(model.cfg, model.rope)

@@ -34,9 +34,10 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer, KVCache
+from memarena.families.kvcache.cache import HeadwiseLayer, KVCache
 from memarena.families.kvcache.methods.locret import HEADS_FILE, RetainingHeads, retaining_features
 from memarena.models import ByteLlama, load_fixture
+from memarena.models.bytellama import CacheSpec
 from memarena.models.corpus import load_corpus
 
 SMOOTH_WEIGHT = 0.0025

@@ -1,11 +1,10 @@
-"""Retrieval: vector indexes of the Rust core, tenants, datasets and recall.
+"""Retrieval: the ``retrieval`` family's facade: indexes, tenants, datasets and recall.
 
-Typed facade over ``memarena._core``: :class:`Index` (train / add / search /
-delete / reset / save / load, numpy in and out without copies, the GIL
-released, batches searched in parallel, per-vector tenant sets and
-per-query tenant filters), the registered indexes in
-:mod:`memarena.families.retrieval.indexes` (``index=<name>``), and seeded datasets
-with exact ground truth in :mod:`memarena.families.retrieval.dataset`.
+The indexes themselves are :mod:`memarena.indexes` (shared with the agent
+family): :class:`Index` and the registered kinds (``index=<name>``) are
+re-exported here. The family adds seeded datasets with exact ground truth
+(:mod:`memarena.families.retrieval.dataset`), the real-embedding set
+(:mod:`memarena.families.retrieval.real`), workloads and the runner.
 
 >>> import numpy as np
 >>> from memarena.families.retrieval import Index
@@ -20,7 +19,7 @@ True
 from __future__ import annotations
 
 from memarena.families.retrieval.dataset import Dataset, assign_tenants, gaussian_mixture, ground_truth, recall_at_k
-from memarena.families.retrieval.index import METRICS, Index, SearchConfig, tenants_to_csr
+from memarena.indexes import METRICS, Index, SearchConfig, tenants_to_csr
 
 __all__ = [
     "METRICS",

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from memarena import _core
 from memarena.errors import InvalidConfigError
-from memarena.families.retrieval.index import Index
+from memarena.indexes import Index
 
 __all__ = ["Dataset", "assign_tenants", "gaussian_mixture", "ground_truth", "recall_at_k"]
 

@@ -13,18 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from memarena.api import MemoryEstimate
+from memarena.indexes.core import BYTES_PER_RESULT, result_bytes
 
 __all__ = ["BYTES_PER_RESULT", "INDEX_BYTES_PER_VECTOR", "estimate", "result_bytes"]
 
-#: One search result: an int64 id and a float32 distance.
-BYTES_PER_RESULT = 12
 #: An index's own structures per vector (ids, lists, graph links, codes), beyond the vectors.
 INDEX_BYTES_PER_VECTOR = 128
-
-
-def result_bytes(n_queries: int, k: int) -> int:
-    """The bytes of a search's result arrays (``(n_queries, k)`` ids and distances)."""
-    return n_queries * k * BYTES_PER_RESULT
 
 
 def estimate(family: Any, workload: Any) -> MemoryEstimate | None:

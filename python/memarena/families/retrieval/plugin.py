@@ -9,7 +9,7 @@ from memarena import hookimpl
 
 @hookimpl
 def memarena_register_indexes() -> list[type[Any]]:
-    from memarena.families.retrieval.indexes import BUILTIN_INDEXES
+    from memarena.indexes import BUILTIN_INDEXES
 
     return list(BUILTIN_INDEXES)
 

@@ -26,7 +26,7 @@ import numpy as np
 from memarena.api import Workload, param
 from memarena.errors import InvalidConfigError
 from memarena.families.retrieval.dataset import Dataset, assign_tenants, gaussian_mixture, ground_truth
-from memarena.families.retrieval.index import METRICS
+from memarena.indexes import METRICS
 
 __all__ = [
     "RETRIEVAL_WORKLOADS",

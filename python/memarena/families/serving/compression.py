@@ -134,8 +134,7 @@ def measure_kv_ratio(
     """
     import torch
 
-    from memarena.families.kvcache import CacheSpec
-    from memarena.models import ByteLlama, load_fixture
+    from memarena.models import ByteLlama, CacheSpec, load_fixture
     from memarena.models.corpus import load_corpus
 
     if prompt_tokens < 1 or output_tokens < 0:

@@ -33,7 +33,7 @@ def new_index(name: str, params: dict[str, Any], dim: int, key: str = "agent_mem
 
     A bad parameter raises ``InvalidConfigError`` naming ``key`` and the index.
     """
-    from memarena.families.retrieval.indexes import HNSW, Flat, SimHash
+    from memarena.indexes import HNSW, Flat, SimHash
 
     cls = {"flat": Flat, "hnsw": HNSW, "simhash": SimHash}[name]
     try:
@@ -49,7 +49,7 @@ def restore_index(raw: bytes | None, new: Callable[[int], Any]) -> Any:
     defaults (``ef_search``, probes) come from the index ``new`` builds for
     the memory's config.
     """
-    from memarena.families.retrieval.index import Index
+    from memarena.indexes import Index
 
     if raw is None:
         return None

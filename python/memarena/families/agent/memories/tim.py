@@ -280,7 +280,7 @@ class ThoughtMemory(AgentMemory):
         self._forgotten += len(ids)
 
     def _new_index(self, dim: int) -> Any:
-        from memarena.families.retrieval.indexes import SimHash
+        from memarena.indexes import SimHash
 
         c = self.config
         return SimHash(dim=dim, metric="ip", n_bits=c.n_hyperplanes, n_tables=1, seed=c.seed, n_probes=c.n_probes)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from memarena.api import KVCompression
-from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
+from memarena.families.kvcache.cache import HeadwiseLayer
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 
 class FullCache(KVCompression):

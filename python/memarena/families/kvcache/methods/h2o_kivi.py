@@ -14,13 +14,15 @@ dequantized keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS
 from memarena.families.kvcache.methods.h2o import H2O, H2OLayer
 from memarena.families.kvcache.methods.kivi import KiviStore, check_kivi_shape, check_residual
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["H2OKivi"]
 

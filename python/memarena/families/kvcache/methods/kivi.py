@@ -45,12 +45,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import KVCompression, param
 from memarena.errors import InvalidConfigError
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.cache import HeadStore, HeadwiseLayer
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["Kivi", "KiviStore", "dequantize", "pack_codes", "quantize", "unpack_codes"]
 

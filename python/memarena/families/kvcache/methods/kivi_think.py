@@ -14,13 +14,16 @@ the fp16 key residual and the values are not pruned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
+from memarena.families.kvcache.cache import HeadwiseLayer
 from memarena.families.kvcache.methods.kivi import KiviStore, check_kivi_shape, check_residual
 from memarena.families.kvcache.methods.think import think_channels
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["KiviThink", "KiviThinkLayer"]
 

@@ -25,11 +25,14 @@ same order up to float rounding). ``skip_layers`` are left uncompressed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadwiseLayer
+from memarena.families.kvcache.cache import HeadwiseLayer
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 
 def knorm_keep(keys: torch.Tensor, n_keep: int) -> torch.Tensor:

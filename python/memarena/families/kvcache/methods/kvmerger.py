@@ -77,13 +77,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.cache import HeadStore, HeadwiseLayer
 from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.selection import check_budget
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["KVMerger", "KVMergerLayer", "gaussian_merge", "merging_sets"]
 

@@ -44,13 +44,14 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer, storage_bytes
+from memarena.families.kvcache.cache import HeadStore, HeadwiseLayer, storage_bytes
 from memarena.families.kvcache.methods.budgets import tokens_for
 from memarena.families.kvcache.methods.selection import check_budget
 from memarena.lazy import torch
 
 if TYPE_CHECKING:
     from memarena.families.kvcache.methods.locret_heads import RetainingHeads
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = [
     "HEADS_FILE",

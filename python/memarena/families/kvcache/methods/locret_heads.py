@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from memarena.families.kvcache.cache import CacheSpec
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["RetainingHeads"]
 

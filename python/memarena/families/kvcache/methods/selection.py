@@ -14,11 +14,15 @@ budget of 1.0 gives exactly the full cache's logits, prefill and decode).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from memarena.errors import InvalidConfigError
-from memarena.families.kvcache.cache import CacheSpec, HeadStore, HeadwiseLayer
+from memarena.families.kvcache.cache import HeadStore, HeadwiseLayer
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, layer_fractions
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["SelectionLayer", "check_budget", "layer_fraction"]
 

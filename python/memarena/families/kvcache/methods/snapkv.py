@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.cache import HeadStore
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS, adaptive_head_budgets
 from memarena.families.kvcache.methods.selection import SelectionLayer, layer_fraction
 from memarena.lazy import F, torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["POOLINGS", "SnapKV", "SnapKVLayer"]
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.cache import HeadStore
 from memarena.families.kvcache.methods.budgets import HEAD_BUDGETS, LAYER_BUDGETS
 from memarena.families.kvcache.methods.selection import layer_fraction
 from memarena.families.kvcache.methods.snapkv import POOLINGS, SnapKVLayer
 from memarena.families.kvcache.methods.think import ThinkStore, prune_heads
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["SnapKVThink", "SnapKVThinkLayer"]
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from memarena.api import KVCompression, param
-from memarena.families.kvcache.cache import CacheSpec, HeadStore
+from memarena.families.kvcache.cache import HeadStore
 from memarena.families.kvcache.methods.selection import SelectionLayer, check_budget
 from memarena.lazy import torch
+
+if TYPE_CHECKING:
+    from memarena.models.bytellama import CacheSpec
 
 __all__ = ["StreamingLLM", "StreamingLLMLayer"]
 
