@@ -59,7 +59,7 @@ import torch
 
 from memarena.families.training.optimizers import Adam8bit, GaLore
 from memarena.families.training.optimizers.galore import PROJ_TYPES
-from memarena.families.training.optimizers.quant import SIGNED_ZERO, code_step_error
+from memarena.families.training.optimizers.quant import bnb_cpu_quantize_as_cuda, code_step_error
 from memarena.models import ByteLlama, ByteLlamaConfig
 
 CONFIG = ByteLlamaConfig()  # the fixture's shape
@@ -172,28 +172,12 @@ def run(
     }
 
 
-def cuda_rounding(
-    A_fp32: torch.Tensor, code: torch.Tensor, absmax_out: torch.Tensor, out_uint8: torch.Tensor, blocksize: int
-) -> None:
-    """bitsandbytes' CPU ``_quant_blockwise_fp32_direct`` rounding as its CUDA optimizer kernel.
-
-    Codes from bitsandbytes' torch reference ``quantize_blockwise`` (registered as
-    CompositeExplicitAutograd: the nearest code), then ``kOptimizerStatic8bit2StateBlockwise``'s sign rule.
-    """
-    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)
-    q, absmax = torch.ops.bitsandbytes.quantize_blockwise.default.redispatch(keys, A_fp32, code, blocksize)
-    if code[0] < 0:
-        q[(q == SIGNED_ZERO) & torch.signbit(A_fp32)] -= 1
-    out_uint8.copy_(q)
-    absmax_out.copy_(absmax)
-
-
 @contextlib.contextmanager
 def peer_cuda_rounding() -> Iterator[None]:
     import bitsandbytes.backends.cpu.ops as bnb_cpu
 
     shipped = bnb_cpu._quant_blockwise_fp32_direct
-    bnb_cpu._quant_blockwise_fp32_direct = cuda_rounding
+    bnb_cpu._quant_blockwise_fp32_direct = bnb_cpu_quantize_as_cuda
     try:
         yield
     finally:

@@ -14,26 +14,16 @@ import pytest
 import torch
 
 from memarena.families.training.optimizers import Adam8bit, GaLore8bit
-from memarena.families.training.optimizers.quant import SIGNED_ZERO, code_step_error, dequantize_blockwise, dynamic_map
+from memarena.families.training.optimizers.quant import (
+    SIGNED_ZERO,
+    bnb_cpu_quantize_as_cuda,
+    code_step_error,
+    dequantize_blockwise,
+    dynamic_map,
+)
 from tests.training.helpers import batches, loss_of, tiny_model, train
 
 BIG = 10**9  # min_8bit_size that keeps every state in 32 bits
-
-
-def cuda_rounding(A: torch.Tensor, code: torch.Tensor, absmax_out: torch.Tensor, out: torch.Tensor, bs: int) -> None:
-    """bitsandbytes' CPU ``_quant_blockwise_fp32_direct`` with the CUDA kernel's rounding.
-
-    The codes come from bitsandbytes' torch reference kernel (``backends/default/ops.py``, registered as
-    CompositeExplicitAutograd: bucketize on the midpoints, the nearest code as CUDA's ``quantize_2D``), then
-    ``kOptimizerStatic8bit2StateBlockwise``'s sign rule for the signed map: a code whose sign differs from
-    the value's moves one step towards it.
-    """
-    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)
-    q, absmax = torch.ops.bitsandbytes.quantize_blockwise.default.redispatch(keys, A, code, bs)
-    if code[0] < 0:
-        q[(q == SIGNED_ZERO) & torch.signbit(A)] -= 1
-    out.copy_(q)
-    absmax_out.copy_(absmax)
 
 
 def code_steps(s: dict, t: dict) -> float:
@@ -81,7 +71,7 @@ def test_bitsandbytes_cpu_kernel_floors_the_second_moment_at_code_7() -> None:
 def test_eight_bit_equals_bitsandbytes_with_cuda_rounding_for_100_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     import bitsandbytes.backends.cpu.ops as bnb_cpu
 
-    monkeypatch.setattr(bnb_cpu, "_quant_blockwise_fp32_direct", cuda_rounding)
+    monkeypatch.setattr(bnb_cpu, "_quant_blockwise_fp32_direct", bnb_cpu_quantize_as_cuda)
     data = batches(100)
     ours, peer = tiny_model(), tiny_model()
     opt = Adam8bit(lr=1e-3, block_size=256, min_8bit_size=64).make(ours.named_parameters())

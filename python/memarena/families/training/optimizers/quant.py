@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QMAP_LEN",
     "SIGNED_ZERO",
+    "bnb_cpu_quantize_as_cuda",
     "code_step_error",
     "dequantize_blockwise",
     "dynamic_map",
@@ -233,3 +234,25 @@ def code_step_error(
     gap = float((code[1:] - code[:-1]).max())
     scale = torch.maximum(absmax_a, absmax_b).repeat_interleave(block_size)[: a.numel()].view(a.shape)
     return float(((a - b).abs() / (gap * scale.clamp(min=1e-30))).max())
+
+
+def bnb_cpu_quantize_as_cuda(
+    A: torch.Tensor, code: torch.Tensor, absmax_out: torch.Tensor, out: torch.Tensor, block_size: int
+) -> None:
+    """A stand-in for bitsandbytes' CPU ``_quant_blockwise_fp32_direct`` that rounds as its CUDA optimizer kernel.
+
+    For comparing memarena's 8-bit states with bitsandbytes' ``AdamW8bit`` on a machine without CUDA (the
+    tests and ``benchmarks/training_vs_galore.py`` patch it in; bitsandbytes is never a runtime dependency).
+    The codes come from bitsandbytes' torch reference kernel (``backends/default/ops.py``, registered as
+    CompositeExplicitAutograd: bucketize on the midpoints, the nearest code as CUDA's ``quantize_2D``), then
+    ``kOptimizerStatic8bit2StateBlockwise``'s sign rule for the signed map: a code whose sign differs from
+    the value's moves one step towards it (:data:`SIGNED_ZERO` - 1 for a negative value nearest zero).
+    """
+    import torch
+
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)
+    q, absmax = torch.ops.bitsandbytes.quantize_blockwise.default.redispatch(keys, A, code, block_size)
+    if code[0] < 0:
+        q[(q == SIGNED_ZERO) & torch.signbit(A)] -= 1
+    out.copy_(q)
+    absmax_out.copy_(absmax)
