@@ -158,3 +158,18 @@ def test_search_before_train_or_add_says_what_to_do() -> None:
         Index("spann").search(q, 3)
     with pytest.raises(InvalidConfigError, match=r"flat index is empty, no dimension yet: call add\(vectors\)"):
         Index("flat").search(q, 3)
+
+
+def test_the_indexes_old_module_paths_still_load() -> None:
+    # configs saved before the indexes moved to memarena.indexes name the retrieval family's modules
+    from hydra.utils import instantiate
+
+    import memarena.indexes
+    from memarena.families.retrieval import index as old_index
+    from memarena.families.retrieval import indexes as old_indexes
+
+    assert old_indexes.Flat is memarena.indexes.Flat and old_index.Index is memarena.indexes.Index
+    assert old_indexes.BUILTIN_INDEXES == memarena.indexes.BUILTIN_INDEXES
+    made = instantiate({"_target_": "memarena.families.retrieval.indexes.HNSW", "dim": 8, "metric": "ip", "m": 8})
+    assert isinstance(made, memarena.indexes.HNSW) and made.dim == 8
+    assert memarena.indexes.Flat.Config._target_ == "memarena.indexes.Flat"
