@@ -69,6 +69,43 @@ pub fn is_python_whitespace(c: char) -> bool {
     )
 }
 
+/// Calls `f` on every piece of `text.split(' ')`, in order.
+///
+/// A space (0x20) is never part of a multi-byte UTF-8 sequence, so the cuts
+/// are found on bytes, eight at a time: in `x = word ^ 0x2020...`, a space is
+/// a zero byte, and `!(((x & 0x7f..) + 0x7f..) | x) & 0x80..` sets exactly
+/// the high bit of each zero byte (no borrow crosses bytes, unlike the
+/// `(x - 0x01..) & !x & 0x80..` test, which also flags bytes above a zero).
+/// `str::split(' ')` costs several times more per term on the short terms of
+/// text, and tokenising is most of a BM25 build.
+fn split_spaces<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ SPACES;
+        let mut zeros = !(((x & LOW7) + LOW7) | x) & HIGH;
+        while zeros != 0 {
+            let cut = at + (zeros.trailing_zeros() / 8) as usize;
+            f(&text[start..cut]);
+            start = cut + 1;
+            zeros &= zeros - 1;
+        }
+        at += 8;
+    }
+    for (i, &b) in words.remainder().iter().enumerate() {
+        if b == b' ' {
+            f(&text[start..at + i]);
+            start = at + i + 1;
+        }
+    }
+    f(&text[start..]);
+}
+
 impl Tokenizer {
     /// The tokenizer called `name` (one of [`TOKENIZERS`]).
     pub fn from_name(name: &str) -> Result<Self> {
@@ -93,7 +130,7 @@ impl Tokenizer {
     /// Calls `f` on every term of `text`, in order.
     pub fn for_each<'a>(self, text: &'a str, mut f: impl FnMut(&'a str)) {
         match self {
-            Tokenizer::WhitespaceSplit => text.split(' ').for_each(f),
+            Tokenizer::WhitespaceSplit => split_spaces(text, f),
             Tokenizer::Whitespace => text
                 .split(is_python_whitespace)
                 .filter(|t| !t.is_empty())
@@ -110,6 +147,16 @@ impl Tokenizer {
 }
 
 /// Okapi BM25 over a growing set of documents (see the module docs).
+///
+/// Storage: every document's `(term id, count)` pairs go to a forward
+/// "tail" in the order they are added (sequential writes: an add touches no
+/// per-term list), and the inverted index (per term, its documents
+/// increasing and their counts, one CSR array) covers the documents before
+/// the tail. A query scores the inverted part term by term and scans the
+/// tail document by document; when the tail holds more than a quarter of
+/// the postings (and at least [`MIN_TAIL_POSTINGS`]), the query first merges
+/// it into the inverted index, so each posting is copied a bounded number
+/// of times however adds and queries interleave.
 #[derive(Clone, Debug)]
 pub struct Bm25 {
     k1: f64,
@@ -118,19 +165,36 @@ pub struct Bm25 {
     /// Term -> id; ids in order of the term's first appearance in the corpus.
     vocab: FxHashMap<Box<str>, u32>,
     term_bytes: usize,
-    /// Per term id: the documents holding it, increasing, and its count in each.
-    post_docs: Vec<Vec<u32>>,
-    post_tf: Vec<Vec<u32>>,
+    /// Per term id: the number of documents holding it.
+    df: Vec<u32>,
     /// Terms of each document, repeats counted.
     doc_len: Vec<u32>,
     total_terms: u64,
+    /// Inverted index of documents `0..inv_docs`: term `t`'s postings are
+    /// `inv_doc[inv_start[t]..inv_start[t + 1]]` (documents increasing) and
+    /// the same range of `inv_tf`; terms at or past `inv_start.len() - 1` have none yet.
+    inv_start: Vec<usize>,
+    inv_doc: Vec<u32>,
+    inv_tf: Vec<u32>,
+    inv_docs: usize,
+    /// Forward index of documents `inv_docs..`: document `inv_docs + i`'s
+    /// pairs are `tail_term[tail_start[i]..tail_start[i + 1]]` (first
+    /// appearance order) and the same range of `tail_tf`.
+    tail_start: Vec<usize>,
+    tail_term: Vec<u32>,
+    tail_tf: Vec<u32>,
     /// Per term id, the count in the document being added (0 between adds).
     scratch_tf: Vec<u32>,
     touched: Vec<u32>,
+    /// The tail is merged past `max(this, a quarter of the postings)` postings.
+    min_tail: usize,
     stale: bool,
     idf: Vec<f64>,
     norm: Vec<f64>,
 }
+
+/// The tail is merged into the inverted index only past this many postings.
+pub const MIN_TAIL_POSTINGS: usize = 1 << 14;
 
 impl Bm25 {
     /// An empty index; `k1 > 0`, `0 <= b <= 1`, `epsilon >= 0` (finite), else
@@ -154,12 +218,19 @@ impl Bm25 {
             epsilon,
             vocab: FxHashMap::default(),
             term_bytes: 0,
-            post_docs: Vec::new(),
-            post_tf: Vec::new(),
+            df: Vec::new(),
             doc_len: Vec::new(),
             total_terms: 0,
+            inv_start: vec![0],
+            inv_doc: Vec::new(),
+            inv_tf: Vec::new(),
+            inv_docs: 0,
+            tail_start: vec![0],
+            tail_term: Vec::new(),
+            tail_tf: Vec::new(),
             scratch_tf: Vec::new(),
             touched: Vec::new(),
+            min_tail: MIN_TAIL_POSTINGS,
             stale: true,
             idf: Vec::new(),
             norm: Vec::new(),
@@ -183,7 +254,7 @@ impl Bm25 {
 
     /// Number of distinct terms.
     pub fn n_terms(&self) -> usize {
-        self.post_docs.len()
+        self.df.len()
     }
 
     /// Terms of every document (repeats counted), by document id.
@@ -195,12 +266,17 @@ impl Bm25 {
     pub fn doc_freq(&self, term: &str) -> usize {
         self.vocab
             .get(term)
-            .map_or(0, |&id| self.post_docs[id as usize].len())
+            .map_or(0, |&id| self.df[id as usize] as usize)
+    }
+
+    /// Postings: `(term id, count)` pairs over every document.
+    pub fn n_postings(&self) -> usize {
+        self.inv_doc.len() + self.tail_term.len()
     }
 
     /// Appends one document given as its terms; its id is the former [`Bm25::len`].
     pub fn add_tokens<'a>(&mut self, terms: impl IntoIterator<Item = &'a str>) -> Result<()> {
-        let doc = u32::try_from(self.doc_len.len())
+        u32::try_from(self.doc_len.len())
             .ok()
             .filter(|&d| d < u32::MAX)
             .ok_or_else(|| {
@@ -212,13 +288,12 @@ impl Bm25 {
             let id = match self.vocab.get(term) {
                 Some(&id) => id,
                 None => {
-                    let id = u32::try_from(self.post_docs.len()).map_err(|_| {
+                    let id = u32::try_from(self.df.len()).map_err(|_| {
                         Error::invalid("texts", "a BM25 index holds at most 2^32 terms")
                     })?;
                     self.vocab.insert(term.into(), id);
                     self.term_bytes += term.len();
-                    self.post_docs.push(Vec::new());
-                    self.post_tf.push(Vec::new());
+                    self.df.push(0);
                     self.scratch_tf.push(0);
                     id
                 }
@@ -239,13 +314,17 @@ impl Bm25 {
                 return Err(Error::invalid("texts", "a document of 2^32 terms or more"));
             }
         };
+        self.tail_term.reserve(self.touched.len());
+        self.tail_tf.reserve(self.touched.len());
         for &id in &self.touched {
-            let id = id as usize;
-            self.post_docs[id].push(doc);
-            self.post_tf[id].push(self.scratch_tf[id]);
-            self.scratch_tf[id] = 0;
+            let i = id as usize;
+            self.tail_term.push(id);
+            self.tail_tf.push(self.scratch_tf[i]);
+            self.df[i] += 1;
+            self.scratch_tf[i] = 0;
         }
         self.touched.clear();
+        self.tail_start.push(self.tail_term.len());
         self.doc_len.push(len);
         self.total_terms += u64::from(len);
         self.stale = true;
@@ -259,19 +338,68 @@ impl Bm25 {
         self.add_tokens(terms)
     }
 
+    /// Moves the tail's documents into the inverted index (a counting sort by term).
+    fn merge_tail(&mut self) {
+        if self.tail_term.is_empty() && self.inv_docs == self.doc_len.len() {
+            return;
+        }
+        let n_terms = self.df.len();
+        let mut start = vec![0usize; n_terms + 1];
+        let old_terms = self.inv_start.len() - 1;
+        for t in 0..old_terms {
+            start[t + 1] = self.inv_start[t + 1] - self.inv_start[t];
+        }
+        for &t in &self.tail_term {
+            start[t as usize + 1] += 1;
+        }
+        for t in 0..n_terms {
+            start[t + 1] += start[t];
+        }
+        let total = start[n_terms];
+        let mut doc = vec![0u32; total];
+        let mut tf = vec![0u32; total];
+        let mut at = start.clone();
+        for (next, w) in at.iter_mut().zip(self.inv_start.windows(2)) {
+            let (a, b) = (w[0], w[1]);
+            doc[*next..*next + (b - a)].copy_from_slice(&self.inv_doc[a..b]);
+            tf[*next..*next + (b - a)].copy_from_slice(&self.inv_tf[a..b]);
+            *next += b - a;
+        }
+        for (i, w) in self.tail_start.windows(2).enumerate() {
+            let d = (self.inv_docs + i) as u32;
+            for j in w[0]..w[1] {
+                let t = self.tail_term[j] as usize;
+                doc[at[t]] = d;
+                tf[at[t]] = self.tail_tf[j];
+                at[t] += 1;
+            }
+        }
+        self.inv_start = start;
+        self.inv_doc = doc;
+        self.inv_tf = tf;
+        self.inv_docs = self.doc_len.len();
+        self.tail_start.clear();
+        self.tail_start.push(0);
+        self.tail_term = Vec::new();
+        self.tail_tf = Vec::new();
+    }
+
     /// Recomputes the idf of every term and the length norm of every
     /// document, as `BM25Okapi._calc_idf` and `get_scores` do.
     fn refresh(&mut self) {
         if !self.stale {
             return;
         }
+        if self.tail_term.len() > (self.inv_doc.len() / 4).max(self.min_tail) {
+            self.merge_tail();
+        }
         let n = self.doc_len.len() as f64;
         self.idf.clear();
-        self.idf.reserve(self.post_docs.len());
+        self.idf.reserve(self.df.len());
         let mut idf_sum = 0.0_f64;
         let mut any_negative = false;
-        for docs in &self.post_docs {
-            let df = docs.len() as f64;
+        for &df in &self.df {
+            let df = f64::from(df);
             let value = (n - df + 0.5).ln() - (df + 0.5).ln();
             idf_sum += value;
             any_negative |= value < 0.0;
@@ -314,19 +442,52 @@ impl Bm25 {
         self.refresh();
         let mut score = vec![0.0_f64; self.doc_len.len()];
         let k1_plus_1 = self.k1 + 1.0;
-        for term in terms {
-            let Some(&id) = self.vocab.get(term) else {
-                continue;
-            };
-            let id = id as usize;
-            let idf = self.idf[id];
-            if idf == 0.0 {
+        // The query's known terms of nonzero idf, in order (a repeated term counts each time).
+        let query: Vec<usize> = terms
+            .into_iter()
+            .filter_map(|t| self.vocab.get(t).map(|&id| id as usize))
+            .filter(|&id| self.idf[id] != 0.0)
+            .collect();
+        let inverted = self.inv_start.len() - 1;
+        for &id in &query {
+            if id >= inverted {
                 continue;
             }
-            for (&d, &tf) in self.post_docs[id].iter().zip(&self.post_tf[id]) {
+            let idf = self.idf[id];
+            let (a, b) = (self.inv_start[id], self.inv_start[id + 1]);
+            for (&d, &tf) in self.inv_doc[a..b].iter().zip(&self.inv_tf[a..b]) {
                 let f = f64::from(tf);
                 let d = d as usize;
                 score[d] += idf * (f * k1_plus_1 / (f + self.norm[d]));
+            }
+        }
+        if query.is_empty() || self.tail_term.is_empty() {
+            return score;
+        }
+        // The tail, document by document: each document's terms added in the
+        // query's order, as the inverted part (and upstream) add them.
+        let mut in_query = vec![false; self.df.len()];
+        for &id in &query {
+            in_query[id] = true;
+        }
+        let mut tf_of: FxHashMap<usize, u32> = FxHashMap::default();
+        for (i, w) in self.tail_start.windows(2).enumerate() {
+            tf_of.clear();
+            for j in w[0]..w[1] {
+                let t = self.tail_term[j] as usize;
+                if in_query[t] {
+                    tf_of.insert(t, self.tail_tf[j]);
+                }
+            }
+            if tf_of.is_empty() {
+                continue;
+            }
+            let d = self.inv_docs + i;
+            for &id in &query {
+                if let Some(&tf) = tf_of.get(&id) {
+                    let f = f64::from(tf);
+                    score[d] += self.idf[id] * (f * k1_plus_1 / (f + self.norm[d]));
+                }
             }
         }
         score
@@ -337,12 +498,31 @@ impl Bm25 {
         self.scores(tokenizer.tokenize(query))
     }
 
-    /// Heap bytes: 8 per posting (document id and count), the terms' UTF-8
-    /// bytes plus 32 per term (its key, id, lists and idf), 12 per document
-    /// (length and norm).
+    /// Heap bytes: 8 per posting (term or document id and count), the
+    /// terms' UTF-8 bytes plus 40 per term (its key, id, document frequency,
+    /// list start, idf and the add's scratch count), 20 per document (length,
+    /// norm, and where its postings start while it is in the forward tail:
+    /// counted always, so the figure does not depend on when the tail was
+    /// merged).
     pub fn memory_bytes(&self) -> usize {
-        let postings: usize = self.post_docs.iter().map(Vec::len).sum();
-        8 * postings + self.term_bytes + 32 * self.post_docs.len() + 12 * self.doc_len.len()
+        8 * self.n_postings() + self.term_bytes + 40 * self.df.len() + 20 * self.doc_len.len()
+    }
+
+    /// Every document's `(term id, count)` pairs in increasing term id.
+    fn doc_pairs(&self) -> Vec<Vec<(u32, u32)>> {
+        let mut per_doc: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.doc_len.len()];
+        for t in 0..self.inv_start.len() - 1 {
+            let (a, b) = (self.inv_start[t], self.inv_start[t + 1]);
+            for (&d, &tf) in self.inv_doc[a..b].iter().zip(&self.inv_tf[a..b]) {
+                per_doc[d as usize].push((t as u32, tf));
+            }
+        }
+        for (i, w) in self.tail_start.windows(2).enumerate() {
+            let pairs = &mut per_doc[self.inv_docs + i];
+            pairs.extend((w[0]..w[1]).map(|j| (self.tail_term[j], self.tail_tf[j])));
+            pairs.sort_unstable();
+        }
+        per_doc
     }
 
     /// Serialises the index: a magic, the parameters, the terms in id order,
@@ -361,16 +541,12 @@ impl Bm25 {
             put_u64(&mut out, t.len() as u64);
             out.extend_from_slice(t.as_bytes());
         }
-        // Documents as (term, count) lists, rebuilt from the postings; within
-        // a document the terms in increasing id, which is their order of
-        // first appearance in it whenever the term was new there, and which
-        // only the term-id assignment (not the scores) depends on.
-        let mut per_doc: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.doc_len.len()];
-        for (id, (docs, tfs)) in self.post_docs.iter().zip(&self.post_tf).enumerate() {
-            for (&d, &tf) in docs.iter().zip(tfs) {
-                per_doc[d as usize].push((id as u32, tf));
-            }
-        }
+        // Documents as (term, count) lists; within a document the terms in
+        // increasing id, which is their order of first appearance in it
+        // whenever the term was new there, and which only the term-id
+        // assignment (not the scores) depends on. The same bytes whether or
+        // not the tail was merged.
+        let per_doc = self.doc_pairs();
         put_u64(&mut out, self.doc_len.len() as u64);
         for (pairs, &len) in per_doc.iter().zip(&self.doc_len) {
             put_u64(&mut out, u64::from(len));
@@ -412,8 +588,7 @@ impl Bm25 {
             index.term_bytes += term.len();
             terms.push(term.into());
         }
-        index.post_docs = vec![Vec::new(); n_terms];
-        index.post_tf = vec![Vec::new(); n_terms];
+        index.df = vec![0; n_terms];
         index.scratch_tf = vec![0; n_terms];
         let n_docs = r.len_u32("documents")?;
         for doc in 0..n_docs {
@@ -421,20 +596,25 @@ impl Bm25 {
             let len = u32::try_from(r.u64()?).map_err(|_| malformed(at, "document length"))?;
             let pairs = r.len_u32("document terms")?;
             let mut sum: u64 = 0;
+            let first = index.tail_term.len();
             for _ in 0..pairs {
                 let at = r.pos;
                 let id = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
                 let tf = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
-                let list = index
-                    .post_docs
-                    .get_mut(id as usize)
-                    .ok_or_else(|| malformed(at, format!("term id {id} of {n_terms}")))?;
-                if tf == 0 || list.last() == Some(&(doc as u32)) {
+                if id as usize >= n_terms {
+                    return Err(malformed(at, format!("term id {id} of {n_terms}")));
+                }
+                if tf == 0 || index.scratch_tf[id as usize] != 0 {
                     return Err(malformed(at, "a zero or repeated posting"));
                 }
-                list.push(doc as u32);
-                index.post_tf[id as usize].push(tf);
+                index.scratch_tf[id as usize] = 1; // seen in this document
+                index.tail_term.push(id);
+                index.tail_tf.push(tf);
+                index.df[id as usize] += 1;
                 sum += u64::from(tf);
+            }
+            for &id in &index.tail_term[first..] {
+                index.scratch_tf[id as usize] = 0;
             }
             if sum != u64::from(len) {
                 return Err(malformed(
@@ -442,18 +622,20 @@ impl Bm25 {
                     format!("document {doc}: length {len}, counts sum to {sum}"),
                 ));
             }
+            index.tail_start.push(index.tail_term.len());
             index.doc_len.push(len);
             index.total_terms += u64::from(len);
         }
         if r.pos != data.len() {
             return Err(malformed(r.pos, "trailing bytes"));
         }
-        if let Some(id) = index.post_docs.iter().position(Vec::is_empty) {
+        if let Some(id) = index.df.iter().position(|&df| df == 0) {
             return Err(malformed(
                 r.pos,
                 format!("term {:?} in no document", terms[id]),
             ));
         }
+        index.merge_tail();
         Ok(index)
     }
 }
@@ -713,6 +895,55 @@ mod tests {
             prop_assert_eq!(bm.doc_lens(), &lens[..]);
             let mut back = Bm25::from_bytes(&bm.to_bytes()).unwrap();
             prop_assert_eq!(back.scores(query.iter().copied()), got);
+        }
+
+        #[test]
+        fn interleaved_adds_and_queries_score_as_one_batch(
+            docs in prop::collection::vec(prop::collection::vec(0..WORDS.len(), 1..12), 1..40),
+            queries in prop::collection::vec(prop::collection::vec(0..WORDS.len() + 1, 0..6), 1..6),
+            every in 1usize..8,
+            min_tail in prop::sample::select(vec![0usize, 1, 5, 30, MIN_TAIL_POSTINGS]),
+        ) {
+            // Queries between adds merge the tail at different points (min_tail 0: at
+            // every query after an add); scores, lengths and bytes never depend on it.
+            let docs: Vec<Vec<&str>> =
+                docs.iter().map(|d| d.iter().map(|&i| WORDS[i]).collect()).collect();
+            let queries: Vec<Vec<&str>> = queries
+                .iter()
+                .map(|q| q.iter().map(|&i| WORDS.get(i).copied().unwrap_or("unseen")).collect())
+                .collect();
+            let mut bm = Bm25::new(1.5, 0.75, 0.25).unwrap();
+            bm.min_tail = min_tail;
+            let mut batch = Bm25::new(1.5, 0.75, 0.25).unwrap();
+            for (i, d) in docs.iter().enumerate() {
+                bm.add_tokens(d.iter().copied()).unwrap();
+                batch.add_tokens(d.iter().copied()).unwrap();
+                if i % every == 0 {
+                    let q = &queries[i % queries.len()];
+                    let want = naive(&docs[..=i], q, 1.5, 0.75, 0.25);
+                    let got = bm.scores(q.iter().copied());
+                    prop_assert_eq!(
+                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    );
+                }
+            }
+            prop_assert_eq!(bm.n_postings(), batch.n_postings());
+            prop_assert_eq!(bm.memory_bytes(), batch.memory_bytes());
+            prop_assert_eq!(bm.to_bytes(), batch.to_bytes());
+            for q in &queries {
+                prop_assert_eq!(bm.scores(q.iter().copied()), batch.scores(q.iter().copied()));
+            }
+            let mut back = Bm25::from_bytes(&bm.to_bytes()).unwrap();
+            prop_assert_eq!(back.to_bytes(), bm.to_bytes());
+            prop_assert_eq!(back.scores(queries[0].iter().copied()), bm.scores(queries[0].iter().copied()));
+        }
+
+        #[test]
+        fn split_spaces_is_str_split(text in "[a b\u{e9}\u{4e2d}]{0,40}") {
+            let mut got = Vec::new();
+            split_spaces(&text, |t| got.push(t));
+            prop_assert_eq!(got, text.split(' ').collect::<Vec<_>>());
         }
 
         #[test]
