@@ -2,7 +2,10 @@
 
 Data: :func:`memarena.families.agent.generate.generate` (seeded), sizes
 ``oracle``, ``s`` (50 sessions a haystack, S-like) and ``m`` (500, M-like),
-``--questions`` questions each (question ``i`` has kind ``i mod 8``).
+``--questions`` questions each (question ``i`` has kind ``i mod 8``), at
+each ``--session-words`` length: 0 keeps the templates' short sessions
+(~60 words), 1700 pads every session to LongMemEval_S/_M's volume (~2.3k
+tokens a session; the generator's "Session length").
 
 **Peer** (:func:`peer_question`): the loop of LongMemEval's released
 ``src/retrieval/run_retrieval.py`` (github xiaowu0162/LongMemEval,
@@ -53,10 +56,12 @@ hashing embedder) over the M-like questions, as ``memarena -m
 experiment=agent workload.size=m`` would, one core.
 
     python benchmarks/agent_vs_longmemeval.py [--sizes oracle,s,m] [--questions 16] [--repeats 3] [--sweep]
+        [--session-words 0,1700]
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
@@ -363,6 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrievers", default="bm25,dense")
     parser.add_argument("--granularities", default="session,turn")
+    parser.add_argument(
+        "--session-words",
+        default="0",
+        help="comma list: pad every session to at least this many words (0: the generator's ~60; "
+        "LongMemEval's sessions hold ~1.7k-2.3k, see memarena.families.agent.generate)",
+    )
     parser.add_argument("--sweep", action="store_true", help="also time every registered agent memory at size m")
     args = parser.parse_args(argv)
 
@@ -373,13 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"# {args.questions} questions a size, seed {args.seed}, median of {args.repeats}; {load_line()}")
     header = (
-        f"{'size':<7}{'retriever':<10}{'gran':<8}{'docs/q':>8}  {'s_r_any@5':>10}{'s_ndcg@10':>10}{'t_r_any@10':>11}"
+        f"{'size':<7}{'words':>6} {'retriever':<10}{'gran':<8}{'docs/q':>8}  "
+        f"{'s_r_any@5':>10}{'s_ndcg@10':>10}{'t_r_any@10':>11}"
         f"  {'metrics':<10}{'LME s':>9}{'memarena s':>11}{'ratio':>8}{'embed s (LME/mem)':>20}"
     )
     print(header)
     rows = []
-    for size in args.sizes.split(","):
-        instances = generate(size=size, questions=args.questions, seed=args.seed)
+    lengths = [int(w) for w in args.session_words.split(",")]
+    for size, words in itertools.product(args.sizes.split(","), lengths):
+        instances = generate(size=size, questions=args.questions, seed=args.seed, session_words=words)
         for retriever in args.retrievers.split(","):
             for granularity in args.granularities.split(","):
                 c = compare(instances, size=size, retriever=retriever, granularity=granularity, repeats=args.repeats)
@@ -390,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else f"{'-':>11}"
                 )
                 print(
-                    f"{size:<7}{retriever:<10}{granularity:<8}{docs:>8.0f}  "
+                    f"{size:<7}{words:>6} {retriever:<10}{granularity:<8}{docs:>8.0f}  "
                     f"{scored_mean(instances, c.ours.metrics, 'session', 'recall_any@5'):>10.4f}"
                     f"{scored_mean(instances, c.ours.metrics, 'session', 'ndcg_any@10'):>10.4f}{turn}"
                     f"  {'identical':<10}{statistics.median(c.peer_s):>9.4f}{statistics.median(c.ours_s):>11.4f}"
@@ -400,9 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 rows.append(c)
     print(f"# {load_line()}")
-    if args.sweep:
-        instances = generate(size="m", questions=args.questions, seed=args.seed)
-        print(f"# sweep at size m ({num_sessions('m')} sessions), {args.questions} questions, one core")
+    for words in lengths if args.sweep else []:
+        instances = generate(size="m", questions=args.questions, seed=args.seed, session_words=words)
+        print(f"# sweep at size m ({num_sessions('m')} sessions, session_words={words}), {args.questions} questions")
         for name, seconds, n in sweep(instances):
             print(f"{name:<20}{seconds:>9.2f} s  ({seconds / n:.3f} s a question)")
         print(f"# {load_line()}")

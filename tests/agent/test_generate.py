@@ -180,3 +180,57 @@ def test_cli_writes_a_loadable_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         gen.main(["--size", "huge", "--out", str(out)])
     assert "size must be one of" in capsys.readouterr().err
+
+
+def test_padding_vocabulary_is_zipf_over_distinct_seeded_words() -> None:
+    words, cum = gen.padding_vocabulary()
+    assert len(words) == len(set(words)) == gen.PADDING_VOCABULARY == len(cum)
+    assert all(re.fullmatch(r"(?:[bcdfghjklmnprstvwz][aeiou]){2,4}", w) for w in words)
+    # word r (0-based) weighs 1 / (r + 1): cumulative 1, 1.5, 1.5 + 1/3, ...
+    assert cum[:3] == (1.0, 1.5, 1.5 + 1 / 3)
+    assert cum[-1] == pytest.approx(sum(1 / r for r in range(1, gen.PADDING_VOCABULARY + 1)))
+
+
+def test_session_words_pads_every_session_and_changes_nothing_else() -> None:
+    plain = gen.generate(size=12, questions=8, seed=5)
+    padded = gen.generate(size=12, questions=8, seed=5, session_words=400)
+    assert gen.generate(size=12, questions=8, seed=5, session_words=0) == plain
+    words, _ = gen.padding_vocabulary()
+    vocabulary = set(words)
+    for p, q in zip(plain, padded, strict=True):
+        assert (p.question_id, p.question, p.answer, p.question_date, p.haystack_dates) == (
+            q.question_id,
+            q.question,
+            q.answer,
+            q.question_date,
+            q.haystack_dates,
+        )
+        assert (p.haystack_session_ids, p.answer_session_ids) == (q.haystack_session_ids, q.answer_session_ids)
+        for sid, short, long in zip(q.haystack_session_ids, p.haystack_sessions, q.haystack_sessions, strict=True):
+            assert long[: len(short)] == short  # the session's own turns first, unchanged
+            assert sum(len(t.content.split()) for t in long) >= 400
+            added = long[len(short) :]
+            assert added and [t.role for t in added] == ["user", "assistant"] * (len(added) // 2)
+            for t in added:  # padding words only, no evidence: false in an evidence session, unlabelled elsewhere
+                assert set(t.content.rstrip("?.").split(" ")) <= vocabulary
+                assert t.has_answer is (False if sid in q.answer_session_ids else None)
+                low, high = gen.PADDING_USER_WORDS if t.role == "user" else gen.PADDING_ASSISTANT_WORDS
+                assert low <= len(t.content.split(" ")) <= high
+        assert label_problems(q) == []
+        assert build_corpus(q, "turn").ids and build_corpus(q, "session").ids
+    assert dump(padded) == dump(gen.generate(size=12, questions=8, seed=5, session_words=400))
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "100"])
+def test_bad_session_words(bad: object) -> None:
+    with pytest.raises(InvalidConfigError, match="session_words must be a whole number >= 0"):
+        gen.generate(size=3, questions=1, session_words=bad)  # type: ignore[arg-type]
+
+
+def test_the_workload_passes_session_words_on() -> None:
+    from memarena.families.agent.workloads import LongMemEvalGenerated
+
+    w = LongMemEvalGenerated(size="7", questions=2, session_words=300)
+    assert w.describe() == "generated_7_q2_w300"
+    assert w.load(0) == gen.generate(size=7, questions=2, seed=0, session_words=300)
+    assert LongMemEvalGenerated(size="7", questions=2).describe() == "generated_7_q2"

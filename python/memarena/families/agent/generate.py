@@ -41,8 +41,25 @@ abstention                single-session-user or       ``_abs``: asks a relative
 
 Sizes: ``oracle`` (the ``s`` haystack cut to its evidence sessions), ``s``
 (50 sessions), ``m`` (500), or any number of sessions. Question ``i`` of a
-seed depends only on ``(seed, i, size)``; the same arguments give the same
-bytes.
+seed depends only on ``(seed, i, size, session_words)``; the same arguments
+give the same bytes.
+
+**Session length** (``session_words``). The templates make short sessions
+(1-6 exchanges, ~60 words), so a generated haystack has the released files'
+number of sessions but a fraction of their text: LongMemEval_S holds ~115k
+tokens in ~50 sessions and LongMemEval_M ~1.5M tokens in 500 (Wu et al.,
+"LongMemEval", ICLR 2025, section 3.3), about 2.3k-3k tokens (~1.7k-2.3k
+words) a session. ``session_words=N`` appends chat to every session, in
+exchanges after its own turns, until it holds at least ``N``
+whitespace-separated words: a user turn of 15-60 words and an assistant turn
+of 60-240 (chat assistants answer at length), in a Zipf-distributed
+vocabulary of 20,000 seeded pseudo-words (:func:`padding_vocabulary`; rank
+``r`` drawn with weight ``1 / r``, as word frequencies in text roughly
+are). The padding is volume, not meaning: it never states a persona fact
+and holds no evidence (in an evidence session its turns carry
+``has_answer: false``, as the sampler labels every turn of such a
+session), and it comes from its own random stream, so ``session_words=0``
+(the default) gives the same bytes as before the option existed.
 
     python -m memarena.families.agent.generate --size s --questions 60 --seed 0 --out F.json
 """
@@ -51,16 +68,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from memarena.errors import InvalidConfigError
 from memarena.families.agent.longmemeval import Instance, Turn, save
 
-__all__ = ["KINDS", "SIZES", "generate", "main", "num_sessions"]
+__all__ = ["KINDS", "SIZES", "generate", "main", "num_sessions", "padding_vocabulary"]
 
 #: Named sizes: sessions per haystack (``oracle`` keeps only the evidence of the ``s`` haystack).
 SIZES: dict[str, int] = {"oracle": 50, "s": 50, "m": 500}
@@ -794,6 +813,44 @@ def _filler(rng: random.Random, persona: _Persona, q: _Question, count: int) -> 
     return out
 
 
+#: Pseudo-words in the padding vocabulary, and the ranges of words in a padding exchange's user and assistant turn.
+PADDING_VOCABULARY = 20_000
+PADDING_USER_WORDS = (15, 60)
+PADDING_ASSISTANT_WORDS = (60, 240)
+_SYLLABLES = tuple(c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou")  # consonant-vowel: no word ends in a consonant
+
+
+@lru_cache(maxsize=1)
+def padding_vocabulary() -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The padding's words (distinct, lowercase, 2-4 syllables, from a fixed seed) and their Zipf cumulative weights.
+
+    Word ``r`` (0-based) has weight ``1 / (r + 1)``; ``cum_weights`` for :meth:`random.Random.choices`.
+    """
+    rng = random.Random("memarena-agent:padding-vocabulary")
+    words: dict[str, None] = {}
+    while len(words) < PADDING_VOCABULARY:
+        words["".join(rng.choices(_SYLLABLES, k=rng.randint(2, 4)))] = None
+    return tuple(words), tuple(itertools.accumulate(1.0 / r for r in range(1, PADDING_VOCABULARY + 1)))
+
+
+def _words(turns: Sequence[Turn]) -> int:
+    return sum(len(t.content.split()) for t in turns)
+
+
+def _pad(rng: random.Random, turns: list[Turn], evidence: bool, session_words: int) -> list[Turn]:
+    """``turns`` followed by padding exchanges until they hold at least ``session_words`` words."""
+    words, cum = padding_vocabulary()
+    out = list(turns)
+    have = _words(out)
+    label = False if evidence else None
+    while have < session_words:
+        user = rng.choices(words, cum_weights=cum, k=rng.randint(*PADDING_USER_WORDS))
+        assistant = rng.choices(words, cum_weights=cum, k=rng.randint(*PADDING_ASSISTANT_WORDS))
+        out += [Turn("user", " ".join(user) + "?", label), Turn("assistant", " ".join(assistant) + ".", label)]
+        have += len(user) + len(assistant)
+    return out
+
+
 def num_sessions(size: str | int) -> int:
     """Sessions per haystack for ``size`` (``oracle``, ``s``, ``m`` or a positive number)."""
     if isinstance(size, bool):
@@ -814,7 +871,7 @@ def num_sessions(size: str | int) -> int:
     return n
 
 
-def _question(seed: int, index: int, size: str | int) -> Instance:
+def _question(seed: int, index: int, size: str | int, session_words: int = 0) -> Instance:
     n_sessions = num_sessions(size)
     # A string seed goes through SHA-512 in random.seed, so it does not depend on PYTHONHASHSEED.
     rng = random.Random(f"memarena-agent:{seed}:{index}:{n_sessions}")
@@ -860,6 +917,10 @@ def _question(seed: int, index: int, size: str | int) -> Instance:
     if q.finish is not None:
         question, answer = q.finish(evidence_dates, asked)
     keep = [i for i, s in enumerate(placed) if s.evidence] if size == "oracle" else range(total)
+    if session_words > 0:  # its own stream: the rest of the question is the same with or without padding
+        pad = random.Random(f"memarena-agent:{seed}:{index}:{n_sessions}:pad")
+        for i in range(total):
+            placed[i] = _Session(_pad(pad, placed[i].turns, placed[i].evidence, session_words), placed[i].evidence)
     return Instance(
         question_id=qid + ("_abs" if q.abstention else ""),
         question_type=q.question_type,
@@ -875,15 +936,18 @@ def _question(seed: int, index: int, size: str | int) -> Instance:
     )
 
 
-def generate(*, size: str | int = "s", questions: int = 60, seed: int = 0) -> list[Instance]:
+def generate(*, size: str | int = "s", questions: int = 60, seed: int = 0, session_words: int = 0) -> list[Instance]:
     """``questions`` instances with ``size`` sessions each (see the module docstring), deterministic in ``seed``.
 
-    Question ``i`` has kind ``KINDS[i % len(KINDS)]``; 8 questions cover every kind.
+    Question ``i`` has kind ``KINDS[i % len(KINDS)]``; 8 questions cover every kind. ``session_words > 0``
+    pads every session to at least that many words (the module docstring's "Session length").
     """
     num_sessions(size)
     if questions < 0:
         raise InvalidConfigError(f"questions must be >= 0, got {questions}")
-    return [_question(seed, i, size) for i in range(questions)]
+    if isinstance(session_words, bool) or not isinstance(session_words, int) or session_words < 0:
+        raise InvalidConfigError(f"session_words must be a whole number >= 0, got {session_words!r}")
+    return [_question(seed, i, size, session_words) for i in range(questions)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -894,11 +958,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default="s", help="oracle, s (50 sessions), m (500) or a number of sessions")
     parser.add_argument("--questions", type=int, default=60, help="number of questions (default 60)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--session-words", type=int, default=0, help="pad every session to at least this many words (default 0: none)"
+    )
     parser.add_argument("--out", required=True, help="the JSON file to write")
     args = parser.parse_args(argv)
     size: str | int = args.size
     try:
-        instances = generate(size=size, questions=args.questions, seed=args.seed)
+        instances = generate(size=size, questions=args.questions, seed=args.seed, session_words=args.session_words)
     except InvalidConfigError as exc:
         parser.error(str(exc))
     path = save(instances, args.out)

@@ -39,6 +39,8 @@ class LongMemEvalGenerated(Workload):
         questions: int = param(16, ge=1)
         #: Added to the run's seed.
         seed_offset: int = param(0, ge=0)
+        #: Pad every session to at least this many words (0: the templates' ~60; LongMemEval's are ~1.7k-2.3k).
+        session_words: int = param(0, ge=0)
 
     def __init__(self, **params: Any) -> None:
         from memarena.families.agent.generate import num_sessions
@@ -50,14 +52,18 @@ class LongMemEvalGenerated(Workload):
             raise InvalidConfigError(f"config key 'workload.size': {exc}") from None
 
     def describe(self) -> str:
-        return f"generated_{self.size}_q{self.questions}"
+        words = self.config.session_words
+        return f"generated_{self.size}_q{self.questions}" + (f"_w{words}" if words else "")
 
     def load(self, seed: int) -> list[Instance]:
         from memarena.families.agent.generate import generate
 
         size = str(self.config.size)
         return generate(
-            size=size if not size.isdigit() else int(size), questions=self.questions, seed=seed + self.seed_offset
+            size=size if not size.isdigit() else int(size),
+            questions=self.questions,
+            seed=seed + self.seed_offset,
+            session_words=self.config.session_words,
         )
 
 
