@@ -16,6 +16,7 @@ from memarena.families.training.activations import Checkpoint, KeepAll, Memo
 from memarena.families.training.activations.base import forward, parameter_storages
 from memarena.families.training.activations.memo import token_dim
 from memarena.models import ByteLlama, ByteLlamaConfig
+from memarena.models.bytellama import TokenChunk
 
 #: Two layers; head_dim (16) equals the tokens (16) to exercise the token-dimension rule.
 CFG = ByteLlamaConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=64, max_seq_len=64)
@@ -80,6 +81,27 @@ def test_same_logits_and_gradients_as_plain_autograd(policy: Any) -> None:
     loss.backward()
     for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
         assert p.grad is not None and q.grad is not None and torch.equal(p.grad, q.grad), name
+
+
+@pytest.mark.parametrize("n", [0, 5, 16])
+def test_a_layer_run_as_two_token_chunks_equals_the_whole_layer(n: int) -> None:
+    """``TokenChunk``: chunk B (tokens n..) attending to chunk A's keys gives the layer's rows n.. and the gradients
+    reach chunk A's keys and values through it."""
+    layer = model().model.layers[0]
+    x = torch.randn(B, T, CFG.dim, generator=torch.Generator().manual_seed(5))
+    whole = layer(x, None)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a = TokenChunk()
+    out_a = layer(xa[:, :n], a)
+    assert a.k is not None and a.v is not None and a.k.shape == (B, CFG.n_kv_heads, n, CFG.head_dim)
+    out_b = layer(xb[:, n:], TokenChunk(start=n, past_k=a.k, past_v=a.v))
+    torch.testing.assert_close(torch.cat([out_a, out_b], dim=1), whole, rtol=1e-6, atol=1e-6)
+    ref = x.clone().requires_grad_()
+    layer(ref, None)[:, n:].sum().backward()  # only the rows of chunk B: chunk A's rows reach them by attention
+    out_b.sum().backward()
+    assert xa.grad is not None and xb.grad is not None and ref.grad is not None
+    torch.testing.assert_close(xa.grad + xb.grad, ref.grad, rtol=1e-5, atol=1e-6)
+    assert n in (0, T) or xa.grad[:, :n].abs().sum() > 0  # the chunk-A rows got a gradient from chunk B
 
 
 def test_none_counts_every_saved_storage_once() -> None:
