@@ -14,8 +14,8 @@ import torch.utils.checkpoint
 from memarena.families.training.accounting import Meter
 from memarena.families.training.activations import Checkpoint, KeepAll, Memo
 from memarena.families.training.activations.base import forward, parameter_storages
-from memarena.families.training.activations.memo import token_dim
 from memarena.models import ByteLlama, ByteLlamaConfig
+from memarena.models.bytellama import TokenChunk
 
 #: Two layers; head_dim (16) equals the tokens (16) to exercise the token-dimension rule.
 CFG = ByteLlamaConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=64, max_seq_len=64)
@@ -69,7 +69,7 @@ def storage_bytes(tensors: Any) -> int:
     return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
 
 
-@pytest.mark.parametrize("policy", [KeepAll(), Checkpoint(), Memo(alpha=0.0), Memo(alpha=0.5), Memo(alpha=1.0)])
+@pytest.mark.parametrize("policy", [KeepAll(), Checkpoint(), Memo(alpha=0.0), Memo(alpha=1.0)])
 def test_same_logits_and_gradients_as_plain_autograd(policy: Any) -> None:
     ref = model()
     x = tokens()
@@ -80,6 +80,42 @@ def test_same_logits_and_gradients_as_plain_autograd(policy: Any) -> None:
     loss.backward()
     for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
         assert p.grad is not None and q.grad is not None and torch.equal(p.grad, q.grad), name
+
+
+@pytest.mark.parametrize("alpha", [0.25, 0.5, 0.8])
+def test_memo_split_into_two_chunks_gives_the_same_loss_and_gradients_within_float_rounding(alpha: float) -> None:
+    """Two chunks sum the attention in another order than one: equal up to float32 rounding, not bit for bit."""
+    ref = model()
+    ref_loss, _ = loss_with(ref, KeepAll())
+    ref_loss.backward()
+    m = model()
+    loss, _ = loss_with(m, Memo(alpha=alpha))
+    loss.backward()
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=0)
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("n", [0, 5, 16])
+def test_a_layer_run_as_two_token_chunks_equals_the_whole_layer(n: int) -> None:
+    """``TokenChunk``: chunk B (tokens n..) attending to chunk A's keys gives the layer's rows n.. and the gradients
+    reach chunk A's keys and values through it."""
+    layer = model().model.layers[0]
+    x = torch.randn(B, T, CFG.dim, generator=torch.Generator().manual_seed(5))
+    whole = layer(x, None)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a = TokenChunk()
+    out_a = layer(xa[:, :n], a)
+    assert a.k is not None and a.v is not None and a.k.shape == (B, CFG.n_kv_heads, n, CFG.head_dim)
+    out_b = layer(xb[:, n:], TokenChunk(start=n, past_k=a.k, past_v=a.v))
+    torch.testing.assert_close(torch.cat([out_a, out_b], dim=1), whole, rtol=1e-6, atol=1e-6)
+    ref = x.clone().requires_grad_()
+    layer(ref, None)[:, n:].sum().backward()  # only the rows of chunk B: chunk A's rows reach them by attention
+    out_b.sum().backward()
+    assert xa.grad is not None and xb.grad is not None and ref.grad is not None
+    torch.testing.assert_close(xa.grad + xb.grad, ref.grad, rtol=1e-5, atol=1e-6)
+    assert n in (0, T) or xa.grad[:, :n].abs().sum() > 0  # the chunk-A rows got a gradient from chunk B
 
 
 def test_none_counts_every_saved_storage_once() -> None:
@@ -110,34 +146,55 @@ def test_checkpoint_holds_the_layer_inputs_and_rematerialises_a_layer() -> None:
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
-def test_memo_swaps_a_token_prefix_of_each_saved_view_and_keeps_the_input(alpha: float) -> None:
+def test_memo_swaps_chunk_a_holds_the_input_and_rematerialises_chunk_b(alpha: float) -> None:
     m = model()
+    layer = m.model.layers[0]
     skip = parameter_storages(m)
-    # plain autograd's saved tensors of one layer, read from its graph (the layer's input made a leaf)
     x = torch.randn(B, T, CFG.dim, requires_grad=True)
-    y = m.model.layers[0](x, None)
-    saved = graph_saved(y.grad_fn, skip | {x.untyped_storage().data_ptr()})
+    not_counted = skip | {x.untyped_storage().data_ptr()}
+    # plain autograd's saved storages of the layer, read from its graph (the input a leaf, not counted): each has
+    # one token dimension of T, so chunk A's (its first n tokens) are n / T of them
+    plain = storage_bytes(graph_saved(layer(x, None).grad_fn, not_counted).values())
     n = math.ceil(alpha * T)
-    expected_host = 0
-    for t in saved.values():
-        d = token_dim(tuple(t.shape), B, T)
-        assert d is not None, t.shape  # every activation this layer saves has a token dimension
-        expected_host += t.numel() // T * n * t.element_size()
+    assert plain * n % T == 0
+    # what plain autograd saves running chunk B (chunk A's keys and values leaves): the recompute's set
+    k, v = (torch.randn(B, CFG.n_kv_heads, n, CFG.head_dim, requires_grad=True) for _ in "kv")
+    chunk_b = layer(x[:, n:], TokenChunk(start=n, past_k=k if n else None, past_v=v if n else None))
+    recompute = storage_bytes(graph_saved(chunk_b.grad_fn, not_counted).values()) if n < T else 0
     meter = Meter(skip)
     with meter.hooks(), meter.enter("layer0"):
-        out = Memo(alpha=alpha).run_layer(m.model.layers[0], x, meter, "layer0")
-    assert meter.host.get("layer0", 0) == expected_host
+        out = Memo(alpha=alpha).run_layer(layer, x, meter, "layer0")
+    assert meter.host.get("layer0", 0) == plain * n // T
     assert meter.device["layer0"] == x.untyped_storage().nbytes()  # the input only
+    # backward holds the swapped-in copies and chunk B's recomputed tensors together
+    assert meter.transient["layer0"] == plain * n // T + recompute
     out.sum().backward()
     assert x.grad is not None
 
 
-def test_token_dimension_rule() -> None:
-    assert token_dim((2, 16, 32), 2, 16) == 1
-    assert token_dim((2, 4, 16, 8), 2, 16) == 2
-    assert token_dim((16, 8), 2, 16) == 0
-    assert token_dim((32, 64), 2, 16) == -1
-    assert token_dim((7, 3), 2, 16) is None
+@pytest.mark.parametrize(("alpha", "rows"), [(0.0, B * 16), (0.25, B * 12), (0.5, B * 8), (1.0, 0)])
+def test_memo_recomputes_only_the_dropped_tokens(alpha: float, rows: int) -> None:
+    """In backward (the recompute: the only forward then), every linear layer of a decoder layer sees the rows of
+    the T - ceil(alpha * T) dropped tokens of each sequence, once: T = 16, B = 2."""
+    m = model()
+    loss, _ = loss_with(m, Memo(alpha=alpha))
+    seen: dict[str, int] = {}
+    linears = {n: mod for n, mod in m.model.layers.named_modules() if isinstance(mod, torch.nn.Linear)}
+    assert len(linears) == CFG.n_layers * 7  # q, k, v, o; gate, up, down
+
+    def count(name: str) -> Any:
+        def hook(_mod: Any, args: tuple[torch.Tensor, ...]) -> None:
+            seen[name] = seen.get(name, 0) + args[0].shape[:-1].numel()
+
+        return hook
+
+    handles = [mod.register_forward_pre_hook(count(n)) for n, mod in linears.items()]
+    try:
+        loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == ({n: rows for n in linears} if rows else {})
 
 
 def test_the_meter_counts_storages_not_saves_and_skips_parameters() -> None:

@@ -15,7 +15,11 @@ the training path (causal attention over the whole sequence, batched);
 ``forward(tokens, cache)`` with a :class:`KVCacheLike` of one sequence is
 the inference path: each layer hands its queries and new keys/values to the
 cache's layer, which stores them however its method does (dropped,
-quantized, merged, pruned) and returns the attention output.
+quantized, merged, pruned) and returns the attention output. A decoder
+layer run with a :class:`TokenChunk` in place of the cache is the training
+path over a chunk of the sequence (batched): the chunk's tokens at their
+positions, attending causally to an earlier chunk's keys/values and their
+own (what ``activation=memo`` recomputes token-wise).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "KVCacheLike",
     "LayerCacheLike",
     "Rope",
+    "TokenChunk",
     "from_hf_state_dict",
     "hf_config",
     "to_hf_state_dict",
@@ -136,6 +141,30 @@ class LayerCacheLike(Protocol):
         ...
 
 
+@dataclass
+class TokenChunk:
+    """A decoder layer's training path over tokens ``start ..`` of a sequence, the earlier tokens' keys given.
+
+    ``layer(x_chunk, TokenChunk(start, past_k, past_v))`` computes what
+    ``layer(x, None)`` computes at those tokens (the same ops, on fewer
+    rows): queries and keys rotated at positions ``start .. start + t - 1``,
+    attention over ``past_k`` / ``past_v`` (``[B, n_kv_heads, start,
+    head_dim]``, rotated: an earlier chunk's :attr:`k` / :attr:`v`) and the
+    chunk's own keys, causal. Without ``past_k`` (``start`` 0) the attention
+    is the plain causal one. The layer sets :attr:`k` and :attr:`v` to the
+    chunk's rotated keys and values (the next chunk's ``past_k`` /
+    ``past_v``; gradients flow back through them).
+    """
+
+    start: int = 0
+    past_k: torch.Tensor | None = None
+    past_v: torch.Tensor | None = None
+    #: Set by the layer: this chunk's rotated keys, ``[B, n_kv_heads, t, head_dim]``.
+    k: torch.Tensor | None = None
+    #: Set by the layer: this chunk's values, ``[B, n_kv_heads, t, head_dim]``.
+    v: torch.Tensor | None = None
+
+
 class KVCacheLike(Protocol):
     """A KV cache of one sequence: one :class:`LayerCacheLike` per layer."""
 
@@ -196,19 +225,29 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, layer_cache: LayerCacheLike | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer_cache: LayerCacheLike | TokenChunk | None) -> torch.Tensor:
         b, t, _ = x.shape
         cfg = self.cfg
         hd = cfg.head_dim
         q = self.q_proj(x).view(b, t, cfg.n_heads, hd).transpose(1, 2)
         k = self.k_proj(x).view(b, t, cfg.n_kv_heads, hd).transpose(1, 2)
         v = self.v_proj(x).view(b, t, cfg.n_kv_heads, hd).transpose(1, 2)
-        if layer_cache is None:
-            pos = torch.arange(t)
+        if layer_cache is None or isinstance(layer_cache, TokenChunk):
+            start = 0 if layer_cache is None else layer_cache.start
+            pos = torch.arange(start, start + t)
             cos, sin = self.rope.cos_sin(pos)
             q = q * cos + Rope._rotate_half(q) * sin
             k = k * cos + Rope._rotate_half(k) * sin
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=cfg.group_size > 1)
+            if layer_cache is not None:
+                layer_cache.k, layer_cache.v = k, v
+            if layer_cache is None or layer_cache.past_k is None or layer_cache.past_v is None:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=cfg.group_size > 1)
+            else:
+                k = torch.cat([layer_cache.past_k, k], dim=2)
+                v = torch.cat([layer_cache.past_v, v], dim=2)
+                # the chunk's query i is token start + i: it sees keys 0 .. start + i
+                causal = torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(start)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, enable_gqa=cfg.group_size > 1)
         else:
             if b != 1:
                 raise ValueError(f"a KV cache holds one sequence; got a batch of {b}")
@@ -236,7 +275,7 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, layer_cache: LayerCacheLike | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer_cache: LayerCacheLike | TokenChunk | None) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), layer_cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 

@@ -15,9 +15,10 @@ The bytes are recorded by *region*: ``embed``, ``layer<i>``, ``head``
 **The step trace and the peak.** The live device bytes of a step are
 modelled as the sum of five categories: parameters, optimizer state
 (device part: none with ``offload_optimizer``), gradients live, saved
-activations live, and a policy's recompute transient (the bytes one layer's
-forward saves, rematerialised during that layer's backward by
-``checkpoint`` and ``memo``). The trace has one point at the end of the
+activations live, and a policy's recompute transient (what one layer's
+backward rematerialises: with ``checkpoint`` the bytes the layer's forward
+saves, recomputed; with ``memo`` its swapped-in host copies plus the
+recomputed tensors of its dropped tokens). The trace has one point at the end of the
 forward (every activation live, no gradient: gradients are set to None
 before each step) and one per region of the backward, in backward order
 (head, last layer ... first layer, embed): at the end of a region's backward

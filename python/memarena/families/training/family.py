@@ -31,7 +31,7 @@ One row per run, labelled ``optimizer``, ``activation``, ``offload_optimizer``:
   ``steps_bytes``: the optimizer's ``bytes_by_category()``);
   ``activations_bytes`` (saved for backward, on the device, measured with
   saved-tensor hooks), ``recompute_bytes`` (the largest layer's
-  rematerialised set), ``host_bytes`` (swapped activations, plus the
+  rematerialised set: recomputed, and with ``memo`` swapped back in), ``host_bytes`` (swapped activations, plus the
   optimizer state with ``offload_optimizer``); ``peak_bytes`` (the device
   peak of the step trace, the most over the steps) and ``peak_at`` (the
   trace point); ``fits_device`` (peak within the backend's device tier);

@@ -12,35 +12,48 @@ the remaining tokens are dropped and recomputed in backward (MEMO picks
 ``alpha`` so the swap hides behind the layer's compute; here it is the
 config value ``activation.alpha``).
 
-Here, with ``torch.autograd.graph.saved_tensors_hooks`` around each decoder
-layer's forward:
+Here, each decoder layer's forward runs as two token chunks
+(:class:`memarena.models.bytellama.TokenChunk`: the layer's own code on
+fewer rows), under ``torch.autograd.graph.saved_tensors_hooks``, with
+``n = ceil(alpha * T)``:
 
-* **pack**: a saved tensor that is a parameter (or a view of one) or the
-  layer's input is kept as it is (weights are not activations; the input
-  is kept anyway). A tensor with a token dimension
-  (``[B, T, ...]``, ``[B, heads, T, ...]`` or ``[T, ...]``) has its first
-  ``ceil(alpha * T)`` tokens copied to the host tier (on a CPU-only
-  machine the host tier is a separate tensor store: a contiguous copy,
-  accounted as host bytes) and is otherwise dropped. A tensor without a
-  token dimension stays on the device whole. The layer's input is kept on
-  the device (the recompute starts from it, as in full recomputation).
-* **unpack** (the first time backward needs one of the layer's tensors):
-  the layer's forward is rerun from its input under a capturing hook,
-  giving every saved tensor again in the same order; each dropped one is
-  taken from the recompute with its first tokens overwritten by the host
-  copy (the same values: the forward is deterministic). The recomputed set
-  is held until the layer's backward ends (the meter's recompute transient).
+* **chunk A**, tokens ``0 .. n - 1`` (plain causal attention): every
+  tensor it saves is copied to the host tier (one copy per storage, the
+  same shape, strides and offset over it; on a CPU-only machine the host
+  tier is a separate tensor store, accounted as host bytes) and fetched
+  back when backward unpacks it. Its rotated keys and values, what chunk
+  B's recompute attends to, are on the host too (the attention's saved
+  copy where it saved them, so no second copy).
+* **chunk B**, tokens ``n .. T - 1``, attending causally to chunk A's keys
+  and values and its own (rotary positions ``n .. T - 1``): what it saves
+  is dropped. The first time backward unpacks one, chunk B alone is rerun
+  from the layer's input ``x[:, n:]`` and chunk A's keys and values fetched
+  from the host, under a capturing hook: the same ops in the same order as
+  its forward, so the ``i``-th save of the rerun replaces the ``i``-th
+  dropped one; the rerun stops at the last save (as ``torch.utils.checkpoint``
+  stops early: the MLP's down projection, whose output nothing saves, is
+  not rerun). The recompute's FLOPs are chunk B's: the linear layers see
+  ``(1 - alpha)`` of the rows (the attention's score matrix is
+  ``(T - n) x T``).
+* A saved tensor that is a parameter (or a view of one) or the layer's
+  input (or a view of it) is kept as it is, in either chunk; the input is
+  kept on the device (the recompute starts from it). The layer's output is
+  the two chunks' outputs concatenated; gradients reach chunk A through
+  chunk B's attention over its keys and values.
 
-Simplifications, against the paper: the recompute reruns the whole layer
-for all tokens and keeps the ``(1 - alpha)`` part (MEMO recomputes only the
-dropped tokens' activations, so its recompute FLOPs shrink with ``alpha``;
-the bytes held are the same); the swap is a synchronous copy (the overlap
-of the swap with compute is modelled in the family's rows, from the
-backend's host-link bandwidth); ``alpha`` is given, not solved for; the host copy is
-made per distinct saved view (a storage saved under two shapes, e.g. a
-linear layer's ``[B, T, d]`` input and its ``[B * T, d]`` flattening, is
-copied twice: MEMO swaps each tensor once); MEMO's
-bi-level MIP memory planning (fragmentation) is not modelled.
+``alpha`` 0 is full recomputation (one chunk B of every token), ``alpha``
+1 swaps everything (one chunk A, no recompute): both give plain autograd's
+gradients bit for bit; in between, two chunks sum the attention in another
+order than one, equal up to float32 rounding. The meter's transient for
+the layer is what its backward holds at once: the host copies fetched back
+plus chunk B's recomputed tensors (measured once per layer, input shape and
+split, by running chunk B under a counting hook, the input left out: it is
+counted on the device already).
+
+Simplifications, against the paper: the swap is a synchronous copy (the
+overlap of the swap with compute is modelled in the family's rows, from
+the backend's host-link bandwidth); ``alpha`` is given, not solved for;
+MEMO's bi-level MIP memory planning (fragmentation) is not modelled.
 """
 
 from __future__ import annotations
@@ -59,96 +72,106 @@ if TYPE_CHECKING:
 
     from memarena.families.training.accounting import Meter
 
-__all__ = ["Memo", "token_dim"]
+__all__ = ["Memo"]
 
 
-def token_dim(shape: tuple[int, ...], batch: int, tokens: int) -> int | None:
-    """The token dimension of a saved tensor of ``shape`` in a layer run on ``[batch, tokens, dim]``, or None.
-
-    ``[B, T, ...]`` -> 1, ``[B, heads, T, ...]`` -> 2, ``[T, ...]`` (the rotary tables) -> 0, checked in that
-    order; ``[B * T, ...]`` (a linear layer's flattened input) -> -1: read as ``[B, T, ...]``, token dimension 1.
-    """
-    if len(shape) >= 2 and shape[0] == batch and shape[1] == tokens:
-        return 1
-    if len(shape) >= 3 and shape[0] == batch and shape[2] == tokens:
-        return 2
-    if len(shape) >= 1 and shape[0] == tokens:
-        return 0
-    if len(shape) >= 1 and shape[0] == batch * tokens:
-        return -1
-    return None
-
-
-def _tokens_view(t: torch_t.Tensor, d: int, batch: int, tokens: int) -> tuple[torch_t.Tensor, int]:
-    """``t`` with its token dimension ``d`` exposed: a flattened ``[B * T, ...]`` viewed as ``[B, T, ...]``."""
-    if d == -1:
-        return t.view(batch, tokens, *t.shape[1:]), 1
-    return t, d
+class _AllRecomputed(Exception):
+    """Raised by the recompute's capturing hook at chunk B's last save: the rest of its forward is not needed."""
 
 
 class _Frame:
-    """One layer's packed tensors: kept (device), host prefixes, and the recompute on first unpack."""
+    """One layer's packed tensors: kept (device), host copies (chunk A), dropped (chunk B, recomputed on unpack)."""
 
-    def __init__(self, layer: Any, x: torch_t.Tensor, alpha: float, meter: Meter, skip: set[int]) -> None:
-        self.layer, self.x, self.alpha, self.meter, self.skip = layer, x.detach(), alpha, meter, skip
+    def __init__(self, layer: Any, x: torch_t.Tensor, n: int, meter: Meter, skip: set[int]) -> None:
+        self.layer, self.x, self.n, self.meter, self.skip = layer, x.detach(), n, meter, skip
         self.x_requires_grad = x.requires_grad
-        self.hosted: dict[tuple[Any, ...], tuple[weakref.ref[Any], torch_t.Tensor]] = {}
-        self.batch, self.tokens = int(x.shape[0]), int(x.shape[1])
-        self.count = 0
-        self.recomputed: list[torch_t.Tensor] | None = None
         self.input_ptr = self.x.untyped_storage().data_ptr()
+        #: Chunk A's storages on the host, by device storage pointer (with a weak reference: the same storage).
+        self.hosted: dict[int, tuple[weakref.ref[Any], torch_t.UntypedStorage]] = {}
+        self.host_bytes = 0
+        self.chunk = "A"
+        self.saved_b = 0
+        self.past: tuple[torch_t.Tensor, torch_t.Tensor, bool] | None = None
+        self.recomputed: list[torch_t.Tensor] | None = None
         meter.note(self.x)  # the layer input, kept on the device
 
+    def host(self, t: torch_t.Tensor) -> torch_t.Tensor:
+        """``t`` (same shape, strides and offset) over a host copy of its storage, one copy per storage."""
+        storage = t.untyped_storage()
+        seen = self.hosted.get(storage.data_ptr())
+        if seen is not None and seen[0]() is storage:  # not a later storage at a reused address
+            copy = seen[1]
+        else:
+            copy = torch.UntypedStorage(storage.nbytes(), device="cpu")
+            copy.copy_(storage)
+            self.hosted[storage.data_ptr()] = (weakref.ref(storage), copy)
+            self.host_bytes += copy.nbytes()
+            self.meter.note(torch.empty(0, dtype=torch.uint8).set_(copy), tier="host")
+        return torch.empty(0, dtype=t.dtype).set_(copy, t.storage_offset(), t.shape, t.stride())
+
     def pack(self, t: torch_t.Tensor) -> Any:
-        idx = self.count
-        self.count += 1
-        if t.untyped_storage().data_ptr() in self.skip or t.untyped_storage().data_ptr() == self.input_ptr:
-            return ("keep", idx, t)  # a weight, or the layer's input (kept on the device already)
-        d = token_dim(tuple(t.shape), self.batch, self.tokens)
-        if d is None:
-            self.meter.note(t)
-            return ("keep", idx, t)
-        n = math.ceil(self.alpha * self.tokens)
-        host = None
-        if n:
-            # one host copy per distinct view (two ops saving the same tensor share it)
-            view = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, d)
-            # the same data while that storage is alive (not a later tensor at a reused address)
-            storage = t.untyped_storage()
-            seen = self.hosted.get(view)
-            if seen is not None and seen[0]() is storage:
-                host = seen[1]
-            else:
-                tv, dv = _tokens_view(t.detach(), d, self.batch, self.tokens)
-                host = tv.narrow(dv, 0, n).to("cpu", copy=True).contiguous()
-                self.hosted[view] = (weakref.ref(storage), host)
-                self.meter.note(host, tier="host")
-        return ("memo", idx, host, d)
+        idx = self.saved_b  # chunk B's saves are numbered (all of them: the recompute's are matched by index)
+        if self.chunk == "B":
+            self.saved_b += 1
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in self.skip or ptr == self.input_ptr:
+            return ("keep", t)  # a weight, or (a view of) the layer's input (kept on the device already)
+        if self.chunk == "A":
+            return ("host", self.host(t.detach()), t.device)
+        return ("drop", idx, tuple(t.shape))
 
     def unpack(self, packed: Any) -> torch_t.Tensor:
         if packed[0] == "keep":
-            out: torch_t.Tensor = packed[2]
-            return out
-        _, idx, host, d = packed
+            kept: torch_t.Tensor = packed[1]
+            return kept
+        if packed[0] == "host":
+            fetched: torch_t.Tensor = packed[1].to(packed[2])
+            return fetched
+        _, idx, shape = packed
         if self.recomputed is None:
             self.recomputed = self._recompute()
         t = self.recomputed[idx]
-        if host is not None:
-            tv, dv = _tokens_view(t, d, self.batch, self.tokens)
-            tv.narrow(dv, 0, host.shape[dv]).copy_(host.to(t.device))
+        if tuple(t.shape) != shape:
+            raise RuntimeError(f"memo: the recompute's save {idx} has shape {tuple(t.shape)}, the forward's {shape}")
         return t
+
+    def keep_past(self, k: torch_t.Tensor, v: torch_t.Tensor) -> None:
+        """Chunk A's rotated keys and values, for chunk B's recompute: on the host (shared with a saved copy)."""
+        self.past = (self.host(k.detach()), self.host(v.detach()), k.requires_grad)
+
+    def run_b(self, x: torch_t.Tensor, past: tuple[torch_t.Tensor, torch_t.Tensor] | None) -> torch_t.Tensor:
+        """Chunk B: tokens ``n ..`` of ``x`` through the layer, attending to chunk A's ``past`` keys/values."""
+        from memarena.models.bytellama import TokenChunk
+
+        k, v = past if past is not None else (None, None)
+        out: torch_t.Tensor = self.layer(x[:, self.n :], TokenChunk(start=self.n, past_k=k, past_v=v))
+        return out
+
+    def recompute_inputs(self) -> tuple[torch_t.Tensor, tuple[torch_t.Tensor, torch_t.Tensor] | None]:
+        """Chunk B's inputs again, as leaves: the layer input and chunk A's keys/values fetched from the host."""
+        x = self.x.detach().requires_grad_(self.x_requires_grad)
+        if self.past is None:
+            return x, None
+        k, v, grad = self.past
+        dev = self.x.device
+        return x, (k.to(dev).detach().requires_grad_(grad), v.to(dev).detach().requires_grad_(grad))
 
     def _recompute(self) -> list[torch_t.Tensor]:
         saved: list[torch_t.Tensor] = []
 
         def capture(t: torch_t.Tensor) -> torch_t.Tensor:
             saved.append(t.detach())
+            if len(saved) == self.saved_b:
+                raise _AllRecomputed  # the rest of the chunk's forward saves nothing (as checkpoint's early stop)
             return t
 
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(capture, lambda t: t):
-            self.layer(self.x.detach().requires_grad_(self.x_requires_grad), None)
-        if len(saved) != self.count:
-            raise RuntimeError(f"memo: the recompute saved {len(saved)} tensors, the forward {self.count}")
+        try:
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(capture, lambda t: t):
+                self.run_b(*self.recompute_inputs())
+        except _AllRecomputed:
+            pass
+        if len(saved) != self.saved_b:
+            raise RuntimeError(f"memo: the recompute saved {len(saved)} tensors, chunk B's forward {self.saved_b}")
         return saved
 
 
@@ -165,18 +188,37 @@ class Memo(TrainingActivation):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._recompute_bytes: dict[tuple[int, tuple[int, ...]], int] = {}
+        self._recompute_bytes: dict[tuple[int, tuple[int, ...], int], int] = {}
 
     def run_layer(self, layer: Any, x: torch_t.Tensor, meter: Meter, region: str) -> torch_t.Tensor:
-        frame = _Frame(layer, x, self.alpha, meter, parameter_storages(layer))
+        from memarena.models.bytellama import TokenChunk
+
+        tokens = int(x.shape[1])
+        n = math.ceil(self.alpha * tokens)
+        frame = _Frame(layer, x, n, meter, parameter_storages(layer))
+        outs = []
+        past = None
         with torch.autograd.graph.saved_tensors_hooks(frame.pack, frame.unpack):
-            out: torch_t.Tensor = layer(x, None)
-        key = (id(layer), tuple(x.shape))
-        if key not in self._recompute_bytes:
+            if n:  # chunk A: tokens 0 .. n - 1, its saved tensors to the host
+                a = TokenChunk()
+                outs.append(layer(x[:, :n], a))
+                assert a.k is not None and a.v is not None, "the layer sets the chunk's keys and values"
+                past = (a.k, a.v)
+                if n < tokens:
+                    frame.keep_past(a.k, a.v)
+            frame.chunk = "B"
+            if n < tokens:  # chunk B: tokens n .. T - 1, its saved tensors dropped (recomputed in backward)
+                outs.append(frame.run_b(x, past))
+        out: torch_t.Tensor = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        key = (id(layer), tuple(x.shape), n)
+        if key not in self._recompute_bytes:  # once per layer, shape and split: one more forward of chunk B
             from memarena.families.training.activations.base import saved_bytes_of
 
-            self._recompute_bytes[key] = saved_bytes_of(
-                lambda: layer(x.detach().requires_grad_(x.requires_grad), None), frame.skip
+            self._recompute_bytes[key] = (
+                saved_bytes_of(lambda: frame.run_b(*frame.recompute_inputs()), frame.skip | {frame.input_ptr})
+                if n < tokens
+                else 0
             )
-        meter.note_transient(region, self._recompute_bytes[key])
+        # backward holds the layer's swapped-in host copies and chunk B's recomputed tensors together
+        meter.note_transient(region, frame.host_bytes + self._recompute_bytes[key])
         return out
