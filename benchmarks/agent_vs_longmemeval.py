@@ -4,7 +4,7 @@ Data: :func:`memarena.families.agent.generate.generate` (seeded), sizes
 ``oracle``, ``s`` (50 sessions a haystack, S-like) and ``m`` (500, M-like),
 ``--questions`` questions each (question ``i`` has kind ``i mod 8``), at
 each ``--session-words`` length: 0 keeps the templates' short sessions
-(~60 words), 1700 pads every session to LongMemEval_S/_M's volume (~2.3k
+(~95 words), 1700 pads every session to LongMemEval_S/_M's volume (~2.3k
 tokens a session; the generator's "Session length").
 
 **Peer** (:func:`peer_question`): the loop of LongMemEval's released
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--session-words",
         default="0",
-        help="comma list: pad every session to at least this many words (0: the generator's ~60; "
+        help="comma list: pad every session to at least this many words (0: the generator's ~95; "
         "LongMemEval's sessions hold ~1.7k-2.3k, see memarena.families.agent.generate)",
     )
     parser.add_argument("--sweep", action="store_true", help="also time every registered agent memory at size m")

@@ -45,7 +45,7 @@ seed depends only on ``(seed, i, size, session_words)``; the same arguments
 give the same bytes.
 
 **Session length** (``session_words``). The templates make short sessions
-(1-6 exchanges, ~60 words), so a generated haystack has the released files'
+(1-6 exchanges, 21-186 words, ~95 on average), so a generated haystack has the released files'
 number of sessions but a fraction of their text: LongMemEval_S holds ~115k
 tokens in ~50 sessions and LongMemEval_M ~1.5M tokens in 500 (Wu et al.,
 "LongMemEval", ICLR 2025, section 3.3), about 2.3k-3k tokens (~1.7k-2.3k

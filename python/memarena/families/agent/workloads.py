@@ -39,7 +39,7 @@ class LongMemEvalGenerated(Workload):
         questions: int = param(16, ge=1)
         #: Added to the run's seed.
         seed_offset: int = param(0, ge=0)
-        #: Pad every session to at least this many words (0: the templates' ~60; LongMemEval's are ~1.7k-2.3k).
+        #: Pad every session to at least this many words (0: the templates' ~95; LongMemEval's are ~1.7k-2.3k).
         session_words: int = param(0, ge=0)
 
     def __init__(self, **params: Any) -> None:
