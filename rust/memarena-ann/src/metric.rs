@@ -148,7 +148,8 @@ pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The distance-kernel set chosen for this CPU at run time
-/// (`"portable"`, `"avx2+fma+popcnt"` or `"avx512f+avx2+fma+popcnt"`).
+/// (`"portable"`, `"avx2+fma+popcnt"`, `"avx512f+avx2+fma+popcnt"` or
+/// `"avx512f+vpopcntdq+avx2+fma+popcnt"`).
 pub fn kernel_set() -> &'static str {
     crate::simd::kernels().name
 }
