@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from memarena.indexes.core import METRICS, Index, SearchConfig, TenantsLike, tenants_to_csr
+from memarena.indexes import core as _core
+from memarena.indexes.core import *  # noqa: F403
 
-__all__ = ["METRICS", "Index", "SearchConfig", "TenantsLike", "tenants_to_csr"]
+__all__ = list(_core.__all__)

@@ -6,28 +6,7 @@ these names keep them loading.
 
 from __future__ import annotations
 
-from memarena.indexes.registered import (
-    BUILTIN_INDEXES,
-    E2LSH,
-    HNSW,
-    IVF,
-    SPANN,
-    Curator,
-    Flat,
-    RegisteredIndex,
-    SimHash,
-    build_defaults,
-)
+from memarena.indexes import registered as _registered
+from memarena.indexes.registered import *  # noqa: F403
 
-__all__ = [
-    "BUILTIN_INDEXES",
-    "E2LSH",
-    "HNSW",
-    "IVF",
-    "SPANN",
-    "Curator",
-    "Flat",
-    "RegisteredIndex",
-    "SimHash",
-    "build_defaults",
-]
+__all__ = list(_registered.__all__)
