@@ -41,7 +41,9 @@ def test_no_family_imports_another() -> None:
 def test_the_check_sees_a_crossing(tmp_path: Path) -> None:
     # the scanner itself: a function-local import of another family is found
     src = tmp_path / "m.py"
-    src.write_text("def f():\n    from memarena.families.retrieval.indexes import Flat\n    from memarena import families\n")
+    src.write_text(
+        "def f():\n    from memarena.families.retrieval.indexes import Flat\n    from memarena import families\n"
+    )
     assert _imports(src) == [(2, "memarena.families.retrieval.indexes"), (3, "memarena")]
     src.write_text("from memarena.families import kvcache\n")
     assert (1, "memarena.families.kvcache") in _imports(src)
