@@ -47,9 +47,9 @@ give the same bytes.
 **Session length** (``session_words``). The templates make short sessions
 (1-6 exchanges, 21-186 words, ~95 on average), so a generated haystack has the released files'
 number of sessions but a fraction of their text: LongMemEval_S holds ~115k
-tokens in ~50 sessions and LongMemEval_M ~1.5M tokens in 500 (Wu et al.,
-"LongMemEval", ICLR 2025, section 3.3), about 2.3k-3k tokens (~1.7k-2.3k
-words) a session. ``session_words=N`` appends chat to every session, in
+tokens in ~50 sessions and LongMemEval_M "500 sessions, ~1.5M tokens" (Wu
+et al., "LongMemEval", ICLR 2025, arXiv 2410.10813), about 2.3k-3k tokens
+(~1.7k-2.3k words) a session. ``session_words=N`` appends chat to every session, in
 exchanges after its own turns, until it holds at least ``N``
 whitespace-separated words: a user turn of 15-60 words and an assistant turn
 of 60-240 (chat assistants answer at length), in a Zipf-distributed
